@@ -1,0 +1,58 @@
+// The virtio-net header (virtio 1.x, 5.1.6: struct virtio_net_hdr with num_buffers, 12
+// bytes, little-endian) that travels in front of every frame: from a guest's TX chain, a
+// TAP device with IFF_VNET_HDR, or a generator, through a channel record, to the
+// receiver. It carries the checksum and segmentation offload metadata that lets a 64 KiB
+// TCP segment cross the switch as one record.
+//
+// Untrusted: parse() copies the 12 bytes once into a NetHeader and validates it against
+// the frame it describes; only a validated header is ever forwarded.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "shm/sys/result.hpp"
+
+namespace vswitch::endpoints::virtio {
+
+inline constexpr std::size_t kNetHeaderBytes = 12;
+
+inline constexpr std::uint8_t kNetHdrFlagNeedsCsum = 1;
+inline constexpr std::uint8_t kNetHdrFlagDataValid = 2;
+inline constexpr std::uint8_t kNetHdrFlagRscInfo = 4;
+
+inline constexpr std::uint8_t kGsoNone = 0;
+inline constexpr std::uint8_t kGsoTcpV4 = 1;
+inline constexpr std::uint8_t kGsoUdp = 3;
+inline constexpr std::uint8_t kGsoTcpV6 = 4;
+inline constexpr std::uint8_t kGsoUdpL4 = 5;
+inline constexpr std::uint8_t kGsoEcn = 0x80;
+
+struct NetHeader {
+  std::uint8_t flags = 0;
+  std::uint8_t gso_type = kGsoNone;
+  std::uint16_t hdr_len = 0;
+  std::uint16_t gso_size = 0;
+  std::uint16_t csum_start = 0;
+  std::uint16_t csum_offset = 0;
+  std::uint16_t num_buffers = 0;
+};
+
+enum class NetHeaderError : std::uint8_t {
+  kTruncated,          // fewer than 12 bytes
+  kUnknownFlags,       // flag bits beyond NEEDS_CSUM | DATA_VALID | RSC_INFO
+  kUnknownGsoType,
+  kGsoWithoutSize,     // segmentation asked for with gso_size == 0
+  kGsoWithoutCsum,     // segmentation without NEEDS_CSUM (Linux rejects it too)
+  kCsumOutOfFrame,     // csum_start + csum_offset + 2 beyond the frame
+};
+std::string_view to_string(NetHeaderError e);
+
+// Decodes and validates the header at the front of `bytes`; the frame is what follows it.
+[[nodiscard]] sys::Result<NetHeader, NetHeaderError> parse(std::span<const std::byte> bytes);
+// Encodes `h` little-endian into the 12 bytes at `out` (which must hold them).
+void write(const NetHeader& h, std::span<std::byte, kNetHeaderBytes> out) noexcept;
+
+}  // namespace vswitch::endpoints::virtio

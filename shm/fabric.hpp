@@ -1,0 +1,48 @@
+// Fabric: every ordered pair (a, b) of a topology's endpoints gets its own channel a -> b,
+// so every ring is single-producer/single-consumer and a pair's memory is mapped only by
+// the two endpoints of that pair. Memory grows as N * (N - 1) * ring size; create()
+// checks that against what the machine can give before it creates anything.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shm/channel.hpp"
+#include "shm/sys/memory_info.hpp"
+
+namespace vswitch::shm {
+
+struct FabricSpec {
+  std::string name;                     // [A-Za-z0-9_-]+, prefixes every object name
+  std::vector<std::string> endpoints;   // names, [A-Za-z0-9_-]+, unique
+  std::uint64_t ring_bytes = 0;         // per channel
+  std::uint32_t max_payload = kDefaultMaxPayload;
+  std::uint64_t generation = 0;
+
+  [[nodiscard]] std::string channel_name(std::size_t from, std::size_t to) const;
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept;
+};
+
+class Fabric {
+ public:
+  // Creates every channel. Fails, creating nothing, when the spec is invalid or the
+  // total exceeds `memory` (defaults to what this machine has now).
+  [[nodiscard]] static sys::Result<Fabric, std::string> create(
+      const FabricSpec& spec, std::optional<sys::MemoryInfo> memory = std::nullopt);
+  // Attaches the channels that touch endpoint `self` (in and out), nothing else.
+  [[nodiscard]] static sys::Result<Fabric, std::string> attach(const FabricSpec& spec,
+                                                               std::size_t self);
+
+  // The channel from -> to, or null when this fabric object did not map it.
+  [[nodiscard]] const Channel* channel(std::size_t from, std::size_t to) const noexcept;
+  [[nodiscard]] const FabricSpec& spec() const noexcept { return spec_; }
+
+ private:
+  explicit Fabric(FabricSpec spec);
+  FabricSpec spec_;
+  std::vector<std::optional<Channel>> channels_;  // from * n + to
+};
+
+}  // namespace vswitch::shm

@@ -1,0 +1,51 @@
+#include "shm/sys/eventfd.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+
+namespace vswitch::sys {
+
+Result<EventFd, SysError> EventFd::create() {
+  const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) return Unexpected{SysError{"eventfd", errno}};
+  return EventFd(Fd(fd));
+}
+
+void EventFd::signal() const noexcept {
+  const std::uint64_t one = 1;
+  // EAGAIN would mean the counter is at its maximum: a wakeup is pending anyway.
+  while (::write(fd_.get(), &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+std::uint64_t EventFd::drain() const noexcept {
+  std::uint64_t value = 0;
+  ssize_t n;
+  do {
+    n = ::read(fd_.get(), &value, sizeof value);
+  } while (n < 0 && errno == EINTR);
+  return n == sizeof value ? value : 0;
+}
+
+bool EventFd::wait(std::chrono::nanoseconds timeout) const noexcept {
+  pollfd p{fd_.get(), POLLIN, 0};
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (timeout.count() >= 0) {
+    ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
+    tsp = &ts;
+  }
+  int n;
+  do {
+    n = ::ppoll(&p, 1, tsp, nullptr);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return false;
+  return drain() != 0;
+}
+
+}  // namespace vswitch::sys

@@ -1,0 +1,34 @@
+// EventFd: a Linux eventfd used as a doorbell. Non-blocking by default so it can sit in
+// an epoll set; wait() blocks in poll() until the counter is non-zero.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "shm/sys/error.hpp"
+#include "shm/sys/fd.hpp"
+#include "shm/sys/result.hpp"
+
+namespace vswitch::sys {
+
+class EventFd {
+ public:
+  [[nodiscard]] static Result<EventFd, SysError> create();
+
+  // Adds one to the counter, waking a poller. Never blocks (the counter saturates only
+  // after 2^64-2 signals without a read).
+  void signal() const noexcept;
+  // Reads and clears the counter; returns 0 when it was already zero.
+  std::uint64_t drain() const noexcept;
+  // Blocks until the counter is non-zero (or the timeout passes), then drains it.
+  // Returns true when it was signalled. A negative timeout waits forever.
+  bool wait(std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1)) const noexcept;
+
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+
+ private:
+  explicit EventFd(Fd fd) : fd_(std::move(fd)) {}
+  Fd fd_;
+};
+
+}  // namespace vswitch::sys

@@ -1,0 +1,100 @@
+#include "shm/fabric.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace vswitch::shm {
+namespace {
+
+FabricSpec spec3(const char* tag) {
+  FabricSpec s;
+  s.name = std::string("t") + std::to_string(::getpid()) + tag;
+  s.endpoints = {"a", "b", "c"};
+  s.ring_bytes = 4096;
+  s.max_payload = 1500;
+  s.generation = 11;
+  return s;
+}
+
+TEST(Fabric, CreatesOneChannelPerOrderedPair) {
+  auto f = Fabric::create(spec3("pairs"));
+  ASSERT_TRUE(f.has_value()) << f.error();
+  for (std::size_t a = 0; a < 3; ++a)
+    for (std::size_t b = 0; b < 3; ++b) {
+      if (a == b) {
+        EXPECT_EQ(f->channel(a, b), nullptr);
+      } else {
+        ASSERT_NE(f->channel(a, b), nullptr);
+        EXPECT_EQ(f->channel(a, b)->region().name(), f->spec().channel_name(a, b));
+      }
+    }
+  EXPECT_EQ(f->spec().total_bytes(), 6 * (64 + RingArea::bytes_for(4096)));
+}
+
+TEST(Fabric, EndpointAttachesOnlyItsOwnChannelsAndDataFlows) {
+  const auto spec = spec3("attach");
+  auto f = Fabric::create(spec);
+  ASSERT_TRUE(f.has_value()) << f.error();
+  auto b = Fabric::attach(spec, 1);
+  ASSERT_TRUE(b.has_value()) << b.error();
+  EXPECT_NE(b->channel(0, 1), nullptr);
+  EXPECT_NE(b->channel(1, 2), nullptr);
+  EXPECT_EQ(b->channel(0, 2), nullptr);  // a <-> c is none of b's business
+  EXPECT_EQ(b->channel(2, 0), nullptr);
+
+  FrameProducer p = f->channel(0, 1)->producer(nullptr);
+  FrameConsumer c = b->channel(0, 1)->consumer(nullptr);
+  const char msg[] = "frame from a to b";
+  ASSERT_EQ(p.try_push(std::as_bytes(std::span(msg))), Reserve::kReserved);
+  p.publish();
+  PopResult r = c.peek();
+  ASSERT_EQ(r.status, Pop::kRecord);
+  EXPECT_EQ(std::memcmp(r.payload.data(), msg, sizeof msg), 0);
+}
+
+TEST(Fabric, TooLittleMemoryFailsClearlyAndCreatesNothing) {
+  auto spec = spec3("mem");
+  sys::MemoryInfo tiny{10 * 1024, 1ULL << 40};
+  auto f = Fabric::create(spec, tiny);
+  ASSERT_FALSE(f.has_value());
+  EXPECT_NE(f.error().find("3 endpoints need 6 channels"), std::string::npos) << f.error();
+  EXPECT_NE(f.error().find("lower ring_bytes"), std::string::npos) << f.error();
+  EXPECT_FALSE(Channel::attach(spec.channel_name(0, 1)).has_value());
+}
+
+TEST(Fabric, StaleGenerationIsRefusedOnAttach) {
+  const auto spec = spec3("gen");
+  auto f = Fabric::create(spec);
+  ASSERT_TRUE(f.has_value());
+  auto stale = spec;
+  stale.generation = 10;
+  auto b = Fabric::attach(stale, 1);
+  ASSERT_FALSE(b.has_value());
+  EXPECT_NE(b.error().find("generation"), std::string::npos) << b.error();
+}
+
+TEST(Fabric, SecondFabricWithTheSameNameIsRefused) {
+  const auto spec = spec3("dup");
+  auto f = Fabric::create(spec);
+  ASSERT_TRUE(f.has_value());
+  auto g = Fabric::create(spec);
+  ASSERT_FALSE(g.has_value());
+  EXPECT_NE(g.error().find("exist"), std::string::npos) << g.error();
+  // The first fabric is untouched.
+  EXPECT_TRUE(Fabric::attach(spec, 2).has_value());
+}
+
+TEST(Fabric, InvalidSpecsAreRefused) {
+  auto s = spec3("bad");
+  s.endpoints = {"a"};
+  EXPECT_FALSE(Fabric::create(s).has_value());
+  s.endpoints = {"a", "a"};
+  EXPECT_NE(Fabric::create(s).error().find("duplicate"), std::string::npos);
+  s.endpoints = {"a", "b/c"};
+  EXPECT_FALSE(Fabric::create(s).has_value());
+}
+
+}  // namespace
+}  // namespace vswitch::shm

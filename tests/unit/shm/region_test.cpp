@@ -1,0 +1,167 @@
+#include "shm/region.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+
+#include "shm/channel.hpp"
+
+namespace vswitch::shm {
+namespace {
+
+std::string unique_name(const char* what) {
+  return "/vswitch-test." + std::to_string(::getpid()) + "." + what;
+}
+
+RegionHeader& header_of(const Region& r) {
+  return *reinterpret_cast<RegionHeader*>(r.payload().data() - Region::payload_offset());
+}
+
+TEST(Region, CreateThenAttachSeesTheSamePayload) {
+  const auto name = unique_name("basic");
+  auto created = Region::create(name, RegionKind::kChannel, 4096, 7);
+  ASSERT_TRUE(created.has_value()) << created.error().detail;
+  created->publish_ready();
+  std::memcpy(created->payload().data(), "hello", 5);
+  auto attached = Region::attach(name, RegionKind::kChannel, 7);
+  ASSERT_TRUE(attached.has_value()) << attached.error().detail;
+  EXPECT_EQ(attached->payload().size(), 4096u);
+  EXPECT_EQ(std::memcmp(attached->payload().data(), "hello", 5), 0);
+  EXPECT_EQ(attached->generation(), 7u);
+}
+
+TEST(Region, IsCreatedWithMode0600) {
+  const auto name = unique_name("mode");
+  auto created = Region::create(name, RegionKind::kChannel, 4096, 1);
+  ASSERT_TRUE(created.has_value());
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm" + name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(Region, CreatorUnlinksOnDestruction) {
+  const auto name = unique_name("unlink");
+  { auto created = Region::create(name, RegionKind::kChannel, 4096, 1); ASSERT_TRUE(created.has_value()); }
+  auto attached = Region::attach(name, RegionKind::kChannel);
+  ASSERT_FALSE(attached.has_value());
+  EXPECT_EQ(attached.error().code, AttachError::kNotFound);
+}
+
+TEST(Region, SecondCreateOfTheSameNameFails) {
+  const auto name = unique_name("twice");
+  auto first = Region::create(name, RegionKind::kChannel, 4096, 1);
+  ASSERT_TRUE(first.has_value());
+  auto second = Region::create(name, RegionKind::kChannel, 4096, 1);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().code, CreateError::kExists);
+  // The failed create must not have removed the first one's name.
+  EXPECT_TRUE(Region::attach(name, RegionKind::kChannel).has_value() ||
+              Region::attach(name, RegionKind::kChannel).error().code == AttachError::kNotInitialised);
+}
+
+TEST(Region, AttachBeforePublishReadyIsRefused) {
+  const auto name = unique_name("early");
+  auto created = Region::create(name, RegionKind::kChannel, 4096, 1);
+  ASSERT_TRUE(created.has_value());
+  auto attached = Region::attach(name, RegionKind::kChannel);
+  ASSERT_FALSE(attached.has_value());
+  EXPECT_EQ(attached.error().code, AttachError::kNotInitialised);
+}
+
+// Start valid, break one header field per case; each gives its own error.
+struct HeaderCase {
+  const char* name;
+  std::function<void(RegionHeader&)> corrupt;
+  AttachError expected;
+};
+
+TEST(Region, EveryBrokenHeaderFieldHasItsOwnError) {
+  const std::vector<HeaderCase> cases{
+      {"magic", [](RegionHeader& h) { h.magic ^= 1; }, AttachError::kBadMagic},
+      {"magic zero", [](RegionHeader& h) { h.magic = 0; }, AttachError::kNotInitialised},
+      {"version", [](RegionHeader& h) { h.layout_version = 99; }, AttachError::kBadVersion},
+      {"header_bytes", [](RegionHeader& h) { h.header_bytes = 32; }, AttachError::kBadHeaderSize},
+      {"region_bytes", [](RegionHeader& h) { h.region_bytes += 4096; }, AttachError::kBadRegionSize},
+      {"payload_offset", [](RegionHeader& h) { h.payload_offset = 128; }, AttachError::kBadPayloadBounds},
+      {"payload_bytes", [](RegionHeader& h) { h.payload_bytes = ~std::uint64_t{0}; }, AttachError::kBadPayloadBounds},
+      {"kind", [](RegionHeader& h) { h.kind = 2; }, AttachError::kBadKind},
+      {"reserved", [](RegionHeader& h) { h.reserved = 1; }, AttachError::kBadReservedField},
+      {"generation", [](RegionHeader& h) { h.generation = 8; }, AttachError::kGenerationMismatch},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto name = unique_name("hdr");
+    auto created = Region::create(name, RegionKind::kChannel, 4096, 7);
+    ASSERT_TRUE(created.has_value());
+    created->publish_ready();
+    c.corrupt(header_of(*created));
+    auto attached = Region::attach(name, RegionKind::kChannel, 7);
+    ASSERT_FALSE(attached.has_value());
+    EXPECT_EQ(attached.error().code, c.expected) << attached.error().detail;
+    EXPECT_NE(attached.error().detail.find(name), std::string::npos) << attached.error().detail;
+  }
+}
+
+TEST(Region, ObjectSmallerThanAHeaderIsRefused) {
+  const auto name = unique_name("tiny");
+  const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 16), 0);
+  ::close(fd);
+  auto attached = Region::attach(name, RegionKind::kChannel);
+  Region::remove(name);
+  ASSERT_FALSE(attached.has_value());
+  EXPECT_EQ(attached.error().code, AttachError::kTooSmall);
+}
+
+TEST(Region, TruncatedObjectDisagreesWithItsHeader) {
+  const auto name = unique_name("trunc");
+  auto created = Region::create(name, RegionKind::kChannel, 8192, 1);
+  ASSERT_TRUE(created.has_value());
+  created->publish_ready();
+  const int fd = ::shm_open(name.c_str(), O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 4096), 0);  // a peer shrinks it under us
+  ::close(fd);
+  auto attached = Region::attach(name, RegionKind::kChannel);
+  ASSERT_FALSE(attached.has_value());
+  EXPECT_EQ(attached.error().code, AttachError::kBadRegionSize);
+}
+
+// The ring header inside a channel region, broken one field at a time.
+TEST(Channel, EveryBrokenRingHeaderFieldHasItsOwnError) {
+  struct RingCase {
+    const char* name;
+    std::function<void(RingHeader&)> corrupt;
+    RingAttachError expected;
+  };
+  const std::vector<RingCase> cases{
+      {"capacity not power of two", [](RingHeader& h) { h.capacity = 3000; }, RingAttachError::kCapacityNotPowerOfTwo},
+      {"capacity too small", [](RingHeader& h) { h.capacity = 32; }, RingAttachError::kCapacityOutOfRange},
+      {"capacity other power of two", [](RingHeader& h) { h.capacity = 2048; }, RingAttachError::kAreaSizeMismatch},
+      {"max payload", [](RingHeader& h) { h.max_payload = 5000; }, RingAttachError::kMaxPayloadTooLarge},
+      {"max payload zero", [](RingHeader& h) { h.max_payload = 0; }, RingAttachError::kMaxPayloadTooLarge},
+      {"data offset", [](RingHeader& h) { h.data_offset = 64; }, RingAttachError::kBadDataOffset},
+      {"reserved", [](RingHeader& h) { h.reserved[3] = 1; }, RingAttachError::kReservedNotZero},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto name = unique_name("ring");
+    auto created = Channel::create(ChannelSpec{name, 4096, 1000, 3});
+    ASSERT_TRUE(created.has_value()) << created.error();
+    auto* rh = reinterpret_cast<RingHeader*>(created->region().payload().data());
+    c.corrupt(*rh);
+    auto attached = Channel::attach(name, 3);
+    ASSERT_FALSE(attached.has_value());
+    EXPECT_NE(attached.error().find(std::string(to_string(c.expected))), std::string::npos)
+        << attached.error();
+  }
+}
+
+}  // namespace
+}  // namespace vswitch::shm
