@@ -127,7 +127,8 @@ sys::Result<RingArea, RingAttachError> RingArea::attach(std::span<std::byte> are
 // Producer
 
 FrameProducer::FrameProducer(RingArea area, Doorbell* consumer_doorbell) noexcept
-    : area_(area), consumer_doorbell_(consumer_doorbell), mask_(area.capacity_ - 1) {
+    : area_(area), consumer_doorbell_(consumer_doorbell), mask_(area.capacity_ - 1),
+      batch_limit_(area.capacity_ / 8) {
   // Start where the shared indices are (a restarted producer re-attaches mid-stream).
   // relaxed: no data is read on the strength of these; [A2] in has_space() re-reads tail.
   const std::uint64_t tail = area_.tail().load(std::memory_order_relaxed);
@@ -221,6 +222,7 @@ void FrameProducer::commit(std::uint32_t payload_len) noexcept {
   reserved_bytes_ = 0;
   ++counters_.records;
   counters_.bytes += payload_len;
+  if (head_ - published_head_ >= batch_limit_) publish();
 }
 
 void FrameProducer::publish() noexcept {
@@ -258,7 +260,8 @@ Reserve FrameProducer::try_push(std::span<const std::byte> payload) noexcept {
 // Consumer
 
 FrameConsumer::FrameConsumer(RingArea area, Doorbell* producer_doorbell) noexcept
-    : area_(area), producer_doorbell_(producer_doorbell), mask_(area.capacity_ - 1) {
+    : area_(area), producer_doorbell_(producer_doorbell), mask_(area.capacity_ - 1),
+      batch_limit_(area.capacity_ / 8) {
   // A restarted consumer resumes at the shared tail; head is validated on first peek.
   const std::uint64_t tail = area_.tail().load(std::memory_order_relaxed);
   tail_ = released_tail_ = cached_head_ = tail & ~std::uint64_t{7};
@@ -367,6 +370,7 @@ void FrameConsumer::consume() noexcept {
   current_bytes_ = 0;
   ++counters_.records;
   counters_.bytes += current_payload_;
+  if (tail_ - released_tail_ >= batch_limit_) release();
 }
 
 void FrameConsumer::release() noexcept {

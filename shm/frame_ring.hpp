@@ -176,7 +176,9 @@ class FrameProducer {
   void disarm() noexcept;
 
   // Completes the reservation with the bytes actually written (<= reserved length).
-  // The record joins the pending batch; the consumer sees it after publish().
+  // The record joins the pending batch; the consumer sees it after publish(), or at once
+  // when the batch reaches an eighth of the ring: a caller that batches by count cannot
+  // hold a whole ring of large frames back from the consumer (no pipelining).
   void commit(std::uint32_t payload_len) noexcept;
   // Makes every committed record visible with one index store, then wakes a sleeping
   // consumer.
@@ -200,6 +202,7 @@ class FrameProducer {
   std::uint64_t published_head_;  // last value stored to the shared head
   std::uint64_t cached_tail_;     // last tail read from the consumer
   std::uint64_t reserved_bytes_ = 0;
+  std::uint64_t batch_limit_;     // pending bytes that trigger a publish from commit()
   std::uint64_t wants_ = 0;       // bytes the last kFull was short of
   bool armed_ = false;
   RingCounters counters_;
@@ -233,7 +236,7 @@ class FrameConsumer {
   // Withdraws a wake request (e.g. after waking, or when giving up on waiting).
   void disarm() noexcept;
   // Consumes the record returned by the last peek (its bytes may be overwritten after the
-  // next release()).
+  // next release(), which happens by itself once an eighth of the ring is consumed).
   void consume() noexcept;
   // Returns every consumed byte to the producer with one index store, then wakes a
   // producer waiting for space if enough is now free.
@@ -253,6 +256,7 @@ class FrameConsumer {
   std::uint64_t released_tail_;  // last value stored to the shared tail
   std::uint64_t cached_head_;    // last validated head read from the producer
   std::uint64_t current_bytes_ = 0;
+  std::uint64_t batch_limit_;    // unreleased bytes that trigger a release from consume()
   std::uint32_t current_payload_ = 0;
   bool armed_ = false;
   RingError last_head_error_ = RingError::kCount;

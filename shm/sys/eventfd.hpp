@@ -1,5 +1,7 @@
-// EventFd: a Linux eventfd used as a doorbell. Non-blocking by default so it can sit in
-// an epoll set; wait() blocks in poll() until the counter is non-zero.
+// EventFd: a Linux eventfd used as a doorbell. The descriptor is blocking: an untimed
+// wait() is then a single read() that sleeps until the counter is non-zero and clears it
+// (one syscall per sleep, not poll + read). It can still sit in an epoll set: only its
+// owner reads it, and only after epoll reported it readable.
 #pragma once
 
 #include <chrono>
@@ -18,7 +20,7 @@ class EventFd {
   // Adds one to the counter, waking a poller. Never blocks (the counter saturates only
   // after 2^64-2 signals without a read).
   void signal() const noexcept;
-  // Reads and clears the counter; returns 0 when it was already zero.
+  // Reads and clears the counter without blocking; returns 0 when it was already zero.
   std::uint64_t drain() const noexcept;
   // Blocks until the counter is non-zero (or the timeout passes), then drains it.
   // Returns true when it was signalled. A negative timeout waits forever.

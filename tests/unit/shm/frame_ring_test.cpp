@@ -49,7 +49,7 @@ TEST(FrameRing, PopReturnsRecordsInPublishOrder) {
 }
 
 TEST(FrameRing, BatchPublishIsOneIndexStore) {
-  HeapRing ring(4096, 512);
+  HeapRing ring(64 * 1024, 512);
   FrameProducer p(ring.area(), nullptr);
   FrameConsumer c(ring.area(), nullptr);
   for (int i = 0; i < 32; ++i) ASSERT_EQ(p.try_push(bytes_of(60, 1)), Reserve::kReserved);
@@ -68,13 +68,29 @@ TEST(FrameRing, FullRingRefusesUntilReleased) {
   FrameProducer p(ring.area(), nullptr);
   FrameConsumer c(ring.area(), nullptr);
   int pushed = 0;
-  while (p.try_push(bytes_of(120, 2)) == Reserve::kReserved) ++pushed;  // 128-byte records
-  EXPECT_EQ(pushed, 8);
+  while (p.try_push(bytes_of(56, 2)) == Reserve::kReserved) ++pushed;  // 64-byte records
+  EXPECT_EQ(pushed, 16);
   // kFull published what was pending, so the consumer sees all of it.
-  for (int i = 0; i < pushed; ++i) pop_copy(c);
-  EXPECT_EQ(p.try_push(bytes_of(120, 2)), Reserve::kFull);  // consumed but not released
+  pop_copy(c);  // 64 bytes consumed: below the auto-release batch (1024 / 8)
+  EXPECT_EQ(p.try_push(bytes_of(56, 2)), Reserve::kFull);  // consumed but not released
   c.release();
-  EXPECT_EQ(p.try_push(bytes_of(120, 2)), Reserve::kReserved);
+  EXPECT_EQ(p.try_push(bytes_of(56, 2)), Reserve::kReserved);
+}
+
+TEST(FrameRing, LargeBatchesPublishAndReleaseByThemselves) {
+  // A caller that batches 32 records of 64 KiB would hold the whole ring back; the ring
+  // publishes and releases every eighth of its capacity instead.
+  HeapRing ring(1024, 256);
+  FrameProducer p(ring.area(), nullptr);
+  FrameConsumer c(ring.area(), nullptr);
+  ASSERT_EQ(p.try_push(bytes_of(100, 1)), Reserve::kReserved);  // 112 bytes: still pending
+  EXPECT_EQ(ring.head_word(), 0u);
+  ASSERT_EQ(p.try_push(bytes_of(100, 2)), Reserve::kReserved);  // 224 >= 128: published
+  EXPECT_EQ(ring.head_word(), 224u);
+  pop_copy(c);
+  EXPECT_EQ(ring.tail_word(), 0u);
+  pop_copy(c);
+  EXPECT_EQ(ring.tail_word(), 224u);
 }
 
 TEST(FrameRing, ExactlyFullRingHoldsCapacityBytes) {
