@@ -9,16 +9,9 @@ namespace vswitch::shm {
 
 namespace {
 
-constexpr std::uint32_t kKindData = 0x41544144;  // "DATA"
-constexpr std::uint32_t kKindPad = 0x44444150;   // "PADD"
-
-// Bit-for-bit the 8 bytes in front of every record. Untrusted on the consumer side:
-// copied out once by read_record_header() and only the copy is used.
-struct RecordHeader {
-  std::uint32_t length;  // payload bytes (pad: bytes after this header up to the end)
-  std::uint32_t kind;    // kKindData or kKindPad
-};
-static_assert(sizeof(RecordHeader) == kRecordHeaderBytes);
+using detail::kKindData;
+using detail::kKindPad;
+using detail::RecordHeader;
 
 RecordHeader read_record_header(const std::byte* at) noexcept {
   RecordHeader h;
@@ -113,10 +106,10 @@ sys::Result<RingArea, RingAttachError> RingArea::attach(std::span<std::byte> are
   if (auto ok = check_geometry(area, h.capacity, h.max_payload); !ok) return Unexpected{ok.error()};
   RingArea a;
   std::byte* base = area.data();
-  a.head_ = reinterpret_cast<std::uint64_t*>(base + 64);
-  a.tail_ = reinterpret_cast<std::uint64_t*>(base + 128);
-  a.consumer_waiting_ = reinterpret_cast<std::uint32_t*>(base + 192);
-  a.producer_wants_ = reinterpret_cast<std::uint64_t*>(base + 256);
+  a.head_ = reinterpret_cast<std::uint64_t*>(base + kRingHeadOffset);
+  a.tail_ = reinterpret_cast<std::uint64_t*>(base + kRingTailOffset);
+  a.consumer_waiting_ = reinterpret_cast<std::uint32_t*>(base + kRingConsumerWaitingOffset);
+  a.producer_wants_ = reinterpret_cast<std::uint64_t*>(base + kRingProducerWantsOffset);
   a.data_ = base + kRingDataOffset;
   a.capacity_ = h.capacity;
   a.max_payload_ = h.max_payload;
@@ -155,7 +148,7 @@ bool FrameProducer::has_space(std::uint64_t bytes) noexcept {
   return area_.capacity_ - (head_ - cached_tail_) >= bytes;
 }
 
-Reservation FrameProducer::try_reserve(std::uint32_t payload_len) noexcept {
+Reservation FrameProducer::try_reserve_slow(std::uint32_t payload_len) noexcept {
   if (payload_len > area_.max_payload_) return {Reserve::kTooLarge, {}};
   const std::uint64_t need = record_bytes(payload_len);
   std::uint64_t pos = head_ & mask_;
@@ -214,17 +207,6 @@ void FrameProducer::disarm() noexcept {
   armed_ = false;
 }
 
-void FrameProducer::commit(std::uint32_t payload_len) noexcept {
-  const std::uint64_t bytes = record_bytes(payload_len);
-  if (bytes > reserved_bytes_) return;  // caller bug: wrote more than reserved; keep ring intact
-  write_record_header(area_.data_ + (head_ & mask_), payload_len, kKindData);
-  head_ += bytes;
-  reserved_bytes_ = 0;
-  ++counters_.records;
-  counters_.bytes += payload_len;
-  if (head_ - published_head_ >= batch_limit_) publish();
-}
-
 void FrameProducer::publish() noexcept {
   if (head_ == published_head_) return;
   // [R1] every record header and payload byte below head_ is visible before the new head.
@@ -232,6 +214,8 @@ void FrameProducer::publish() noexcept {
   area_.head().store(head_, std::memory_order_release);
   published_head_ = head_;
   ++counters_.batches;
+  // A consumer without a doorbell polls and never arms: no handshake, no fence.
+  if (consumer_doorbell_ == nullptr) return;
   // [F1] producer Dekker fence: orders [R1] before the load of consumer_waiting. Pairs
   //      with [F2] in FrameConsumer::peek_or_arm(). Without it the consumer can arm and
   //      re-read the old head while we read consumer_waiting == 0: it sleeps on data and
@@ -242,7 +226,7 @@ void FrameProducer::publish() noexcept {
   if (area_.consumer_waiting().load(std::memory_order_relaxed) != 0 &&
       area_.consumer_waiting().exchange(0, std::memory_order_relaxed) != 0) {
     ++counters_.wakes_sent;
-    if (consumer_doorbell_ != nullptr) consumer_doorbell_->ring();
+    consumer_doorbell_->ring();
   }
 }
 
@@ -251,7 +235,7 @@ Reserve FrameProducer::try_push(std::span<const std::byte> payload) noexcept {
   const auto len = static_cast<std::uint32_t>(payload.size());
   Reservation r = try_reserve(len);
   if (r.status != Reserve::kReserved) return r.status;
-  std::memcpy(r.payload.data(), payload.data(), len);
+  if (len != 0) std::memcpy(r.payload.data(), payload.data(), len);  // an empty span may be null
   commit(len);
   return Reserve::kReserved;
 }
@@ -306,7 +290,7 @@ bool FrameConsumer::refresh_head() noexcept {
   return false;
 }
 
-PopResult FrameConsumer::peek() noexcept {
+PopResult FrameConsumer::peek_slow() noexcept {
   for (;;) {
     if (tail_ == cached_head_) {
       if (!refresh_head()) return {Pop::kCorrupt, {}, last_head_error_};
@@ -364,15 +348,6 @@ void FrameConsumer::disarm() noexcept {
   armed_ = false;
 }
 
-void FrameConsumer::consume() noexcept {
-  if (current_bytes_ == 0) return;
-  tail_ += current_bytes_;
-  current_bytes_ = 0;
-  ++counters_.records;
-  counters_.bytes += current_payload_;
-  if (tail_ - released_tail_ >= batch_limit_) release();
-}
-
 void FrameConsumer::release() noexcept {
   if (tail_ == released_tail_) return;
   // [R2] all reads of records below tail_ are done before the producer may reuse them.
@@ -381,6 +356,8 @@ void FrameConsumer::release() noexcept {
   area_.tail().store(tail_, std::memory_order_release);
   released_tail_ = tail_;
   ++counters_.batches;
+  // A producer without a doorbell polls and never arms: no handshake, no fence.
+  if (producer_doorbell_ == nullptr) return;
   // [F4] consumer Dekker fence: orders [R2] before the load of producer_wants. Pairs
   //      with [F3] in FrameProducer::reserve_or_arm(). Without it the producer can arm
   //      and re-read the old tail while we read producer_wants == 0: it sleeps on a ring
@@ -395,7 +372,7 @@ void FrameConsumer::release() noexcept {
   if ((free >= wants || tail_ == cached_head_) &&
       area_.producer_wants().exchange(0, std::memory_order_relaxed) != 0) {
     ++counters_.wakes_sent;
-    if (producer_doorbell_ != nullptr) producer_doorbell_->ring();
+    producer_doorbell_->ring();
   }
 }
 

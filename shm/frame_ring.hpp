@@ -1,14 +1,16 @@
 // FrameRing: a single-producer single-consumer ring of variable-length records in shared
 // memory, with the sleep handshake for both directions built into its API.
 //
-// Layout of a ring area (all offsets from its 64-byte-aligned start):
+// Layout of a ring area (all offsets from its 64-byte-aligned start). Each control word
+// has a 128-byte slot of its own: x86 L2 prefetchers fetch 64-byte lines in pairs, so
+// 64-byte spacing would still let the producer's reads pull the consumer's lines.
 //
 //   0    RingHeader         immutable after creation (capacity, max payload)
-//   64   head               written by the producer only (free-running byte index)
-//   128  tail               written by the consumer only (free-running byte index)
-//   192  consumer_waiting   set by the consumer before it sleeps, cleared by either side
-//   256  producer_wants     bytes the producer waits for, set by it before it sleeps
-//   320  data[capacity]     records
+//   128  head               written by the producer only (free-running byte index)
+//   256  tail               written by the consumer only (free-running byte index)
+//   384  consumer_waiting   set by the consumer before it sleeps, cleared by either side
+//   512  producer_wants     bytes the producer waits for, set by it before it sleeps
+//   640  data[capacity]     records
 //
 // A record is an 8-byte RecordHeader {length, kind} followed by `length` payload bytes,
 // padded to 8 bytes. A record never wraps: when one does not fit before the end, the
@@ -32,6 +34,7 @@
 #pragma once
 
 #include <array>
+#include <cstring>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -55,6 +58,18 @@ constexpr std::uint64_t record_bytes(std::uint64_t payload) noexcept {
   return align8(kRecordHeaderBytes + payload);
 }
 
+namespace detail {
+inline constexpr std::uint32_t kKindData = 0x41544144;  // "DATA"
+inline constexpr std::uint32_t kKindPad = 0x44444150;   // "PADD"
+// Bit-for-bit the 8 bytes in front of every record. Untrusted on the consumer side:
+// copied out once and only the copy is used.
+struct RecordHeader {
+  std::uint32_t length;  // payload bytes (pad: bytes after this header up to the end)
+  std::uint32_t kind;    // kKindData or kKindPad
+};
+static_assert(sizeof(RecordHeader) == kRecordHeaderBytes);
+}  // namespace detail
+
 struct RingHeader {
   std::uint64_t capacity;     // data bytes; a power of two, >= record_bytes(max_payload)
   std::uint32_t max_payload;  // largest record payload
@@ -63,7 +78,11 @@ struct RingHeader {
 };
 static_assert(sizeof(RingHeader) == 64);
 
-inline constexpr std::uint32_t kRingDataOffset = 320;
+inline constexpr std::uint32_t kRingHeadOffset = 128;
+inline constexpr std::uint32_t kRingTailOffset = 256;
+inline constexpr std::uint32_t kRingConsumerWaitingOffset = 384;
+inline constexpr std::uint32_t kRingProducerWantsOffset = 512;
+inline constexpr std::uint32_t kRingDataOffset = 640;
 inline constexpr std::uint64_t kMinRingCapacity = 64;
 inline constexpr std::uint64_t kMaxRingCapacity = std::uint64_t{1} << 36;
 static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free,
@@ -161,13 +180,15 @@ struct Reservation {
 // The writing side. Owned by exactly one thread of one process.
 class FrameProducer {
  public:
-  // `consumer_doorbell` wakes the consumer; it may be null for a polling consumer.
+  // `consumer_doorbell` wakes the consumer. Null declares a polling consumer that never
+  // calls peek_or_arm(): publish() then skips the handshake ([F1] and the flag check),
+  // which is what a sleeping consumer pays for.
   FrameProducer(RingArea area, Doorbell* consumer_doorbell) noexcept;
 
   // Room for a record of `payload_len` bytes, or kFull. Never sleeps. On kFull any
   // pending records are published first, so a polling caller cannot hold back the
   // records the consumer needs to free space.
-  [[nodiscard]] Reservation try_reserve(std::uint32_t payload_len) noexcept;
+  [[nodiscard]] inline Reservation try_reserve(std::uint32_t payload_len) noexcept;
   // Like try_reserve, but on kFull the producer's wake request is armed and the ring
   // re-checked after [F3]: the caller may then block on its own doorbell, which the
   // consumer rings once enough bytes are free (or the ring is empty).
@@ -179,10 +200,18 @@ class FrameProducer {
   // The record joins the pending batch; the consumer sees it after publish(), or at once
   // when the batch reaches an eighth of the ring: a caller that batches by count cannot
   // hold a whole ring of large frames back from the consumer (no pipelining).
-  void commit(std::uint32_t payload_len) noexcept;
+  inline void commit(std::uint32_t payload_len) noexcept;
   // Makes every committed record visible with one index store, then wakes a sleeping
   // consumer.
   void publish() noexcept;
+
+  // Burst: writes up to lengths.size() records, record i of lengths[i] bytes filled by
+  // fill(i, std::span<std::byte> payload), then publishes them with one index store.
+  // Stops at the first record that does not fit (or is too large); returns how many
+  // were written. The per-record bookkeeping stays in registers, which the one-record
+  // calls cannot do (every payload store may alias the producer's fields).
+  template <typename Fill>
+  std::size_t try_push_burst(std::span<const std::uint32_t> lengths, Fill&& fill) noexcept;
 
   // Convenience: copies `payload` in as one record (reserve, copy, commit). No publish.
   [[nodiscard]] Reserve try_push(std::span<const std::byte> payload) noexcept;
@@ -194,6 +223,7 @@ class FrameProducer {
 
  private:
   bool has_space(std::uint64_t bytes) noexcept;
+  Reservation try_reserve_slow(std::uint32_t payload_len) noexcept;
 
   RingArea area_;
   Doorbell* consumer_doorbell_;
@@ -224,12 +254,13 @@ struct PopResult {
 // The reading side. Owned by exactly one thread of one process.
 class FrameConsumer {
  public:
-  // `producer_doorbell` wakes a producer waiting for space; null if it never sleeps.
+  // `producer_doorbell` wakes a producer waiting for space. Null declares a producer that
+  // never calls reserve_or_arm(): release() then skips [F4] and the request check.
   FrameConsumer(RingArea area, Doorbell* producer_doorbell) noexcept;
 
   // The next record without consuming it. On kEmpty, consumed records are released
   // first so a producer waiting for space is never held back by a polling consumer.
-  [[nodiscard]] PopResult peek() noexcept;
+  [[nodiscard]] inline PopResult peek() noexcept;
   // Like peek, but on kEmpty the wake request is armed and head re-checked after [F2]:
   // the caller may then block on its doorbell. Any record found clears the request.
   [[nodiscard]] PopResult peek_or_arm() noexcept;
@@ -237,15 +268,25 @@ class FrameConsumer {
   void disarm() noexcept;
   // Consumes the record returned by the last peek (its bytes may be overwritten after the
   // next release(), which happens by itself once an eighth of the ring is consumed).
-  void consume() noexcept;
+  inline void consume() noexcept;
   // Returns every consumed byte to the producer with one index store, then wakes a
   // producer waiting for space if enough is now free.
   void release() noexcept;
+
+  // Burst: hands up to `max` records to f(std::span<const std::byte> payload) (which must
+  // copy what it needs: the bytes are released when this returns), then releases them
+  // with one index store, like boost's consume_all. Stops early when the ring is empty or
+  // corrupt (a corrupt ring is counted and resynchronised as by peek()). Returns the
+  // number of records. Pick `max` so a burst stays well below the ring's capacity
+  // (a quarter, say): the producer gets none of the space back until the burst ends.
+  template <typename F>
+  std::size_t consume_burst(std::size_t max, F&& f) noexcept;
 
   [[nodiscard]] const RingCounters& counters() const noexcept { return counters_; }
   [[nodiscard]] const RingArea& area() const noexcept { return area_; }
 
  private:
+  PopResult peek_slow() noexcept;
   PopResult corrupt(RingError e, std::uint64_t resync_to) noexcept;
   bool refresh_head() noexcept;  // false: head word invalid (counted, tail kept)
 
@@ -263,5 +304,138 @@ class FrameConsumer {
   unsigned bad_head_reads_ = 0;  // consecutive invalid head reads
   RingCounters counters_;
 };
+
+// ---------------------------------------------------------------------------------------
+// Fast paths, inline: the common case of each per-record call, with every check of the
+// full version. Anything else (refreshing the other side's index, padding, corruption,
+// arming) is the out-of-line slow path in frame_ring.cpp.
+
+inline Reservation FrameProducer::try_reserve(std::uint32_t payload_len) noexcept {
+  const std::uint64_t need = record_bytes(payload_len);
+  const std::uint64_t pos = head_ & mask_;
+  if (payload_len <= area_.max_payload_ && need <= area_.capacity_ - pos &&
+      area_.capacity_ - (head_ - cached_tail_) >= need) {
+    reserved_bytes_ = need;
+    return {Reserve::kReserved,
+            std::span<std::byte>(area_.data_ + pos + kRecordHeaderBytes, payload_len)};
+  }
+  return try_reserve_slow(payload_len);
+}
+
+inline void FrameProducer::commit(std::uint32_t payload_len) noexcept {
+  const std::uint64_t bytes = record_bytes(payload_len);
+  if (bytes > reserved_bytes_) return;  // caller bug: wrote more than reserved; keep ring intact
+  const detail::RecordHeader h{payload_len, detail::kKindData};
+  std::memcpy(area_.data_ + (head_ & mask_), &h, sizeof h);
+  head_ += bytes;
+  reserved_bytes_ = 0;
+  ++counters_.records;
+  counters_.bytes += payload_len;
+  if (head_ - published_head_ >= batch_limit_) publish();
+}
+
+inline PopResult FrameConsumer::peek() noexcept {
+  if (tail_ != cached_head_) {
+    const std::uint64_t pos = tail_ & mask_;
+    detail::RecordHeader h;
+    std::memcpy(&h, area_.data_ + pos, sizeof h);  // read once
+    const std::uint64_t bytes = record_bytes(h.length);
+    if (h.kind == detail::kKindData && h.length <= area_.max_payload_ &&
+        bytes <= area_.capacity_ - pos && bytes <= cached_head_ - tail_) {
+      current_bytes_ = bytes;
+      current_payload_ = h.length;
+      return {Pop::kRecord,
+              std::span<const std::byte>(area_.data_ + pos + kRecordHeaderBytes, h.length)};
+    }
+  }
+  return peek_slow();
+}
+
+inline void FrameConsumer::consume() noexcept {
+  if (current_bytes_ == 0) return;
+  tail_ += current_bytes_;
+  current_bytes_ = 0;
+  ++counters_.records;
+  counters_.bytes += current_payload_;
+  if (tail_ - released_tail_ >= batch_limit_) release();
+}
+
+template <typename Fill>
+std::size_t FrameProducer::try_push_burst(std::span<const std::uint32_t> lengths, Fill&& fill) noexcept {
+  // Locals, not members: stores into the payload (std::byte) may alias any member, so
+  // members would be reloaded and stored back around every record.
+  std::uint64_t head = head_;
+  const std::uint64_t tail = cached_tail_;
+  const std::uint64_t capacity = area_.capacity_;
+  const std::uint64_t mask = mask_;
+  const std::uint32_t max_payload = area_.max_payload_;
+  std::byte* const data = area_.data_;
+  std::uint64_t bytes = 0;
+  std::size_t i = 0;
+  for (; i < lengths.size(); ++i) {
+    const std::uint32_t len = lengths[i];
+    const std::uint64_t need = record_bytes(len);
+    const std::uint64_t pos = head & mask;
+    if (len > max_payload || need > capacity - pos || capacity - (head - tail) < need) break;
+    const detail::RecordHeader h{len, detail::kKindData};
+    std::memcpy(data + pos, &h, sizeof h);
+    fill(i, std::span<std::byte>(data + pos + kRecordHeaderBytes, len));
+    head += need;
+    bytes += len;
+  }
+  head_ = head;
+  counters_.records += i;
+  counters_.bytes += bytes;
+  // The rest, one at a time through the full path (pads, refreshing the tail, too large).
+  for (; i < lengths.size(); ++i) {
+    Reservation r = try_reserve(lengths[i]);
+    if (r.status != Reserve::kReserved) break;
+    fill(i, r.payload);
+    commit(lengths[i]);
+  }
+  publish();
+  return i;
+}
+
+template <typename F>
+std::size_t FrameConsumer::consume_burst(std::size_t max, F&& f) noexcept {
+  std::size_t n = 0;
+  while (n < max) {
+    PopResult first = peek();  // full checks; refreshes head, skips pads, handles corruption
+    if (first.status != Pop::kRecord) break;
+    f(first.payload);
+    consume();
+    ++n;
+    // Then the records already known to be published, with the state in locals (see
+    // try_push_burst) and every check of peek().
+    std::uint64_t tail = tail_;
+    const std::uint64_t head = cached_head_;
+    const std::uint64_t capacity = area_.capacity_;
+    const std::uint64_t mask = mask_;
+    const std::uint32_t max_payload = area_.max_payload_;
+    const std::byte* const data = area_.data_;
+    std::uint64_t bytes = 0;
+    std::size_t k = 0;
+    while (n + k < max && tail != head) {
+      const std::uint64_t pos = tail & mask;
+      detail::RecordHeader h;
+      std::memcpy(&h, data + pos, sizeof h);  // read once
+      const std::uint64_t size = record_bytes(h.length);
+      if (h.kind != detail::kKindData || h.length > max_payload || size > capacity - pos ||
+          size > head - tail)
+        break;  // a pad or a bad record: peek() deals with it
+      f(std::span<const std::byte>(data + pos + kRecordHeaderBytes, h.length));
+      tail += size;
+      bytes += h.length;
+      ++k;
+    }
+    tail_ = tail;
+    counters_.records += k;
+    counters_.bytes += bytes;
+    n += k;
+  }
+  release();
+  return n;
+}
 
 }  // namespace vswitch::shm

@@ -1,6 +1,6 @@
 // Lost-wakeup hunt: a ring of a few KiB, producer and consumer both sleeping through the
-// handshake (data-available and free-send), random pauses on both sides, millions of
-// hand-offs. Every wait blocks without a timeout, so a lost wakeup is a hang: a watchdog
+// handshake (data-available and free-send), random pauses on both sides, one-record and
+// burst calls mixed, millions of hand-offs. Every wait blocks without a timeout, so a lost wakeup is a hang: a watchdog
 // fails the test when progress stops for a second, then rescues the threads.
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -58,6 +58,18 @@ HuntResult hunt(std::uint64_t capacity, std::uint32_t max_payload, std::uint64_t
     std::vector<std::byte> pattern(max_payload * 2);
     for (auto& b : pattern) b = static_cast<std::byte>(rng.next());
     for (std::uint64_t seq = 0; seq < records && !stop.load(std::memory_order_relaxed);) {
+      if (rng.below(4) == 0) {  // a burst; whatever does not fit goes the one-record way
+        std::uint32_t lengths[8];
+        const std::size_t want = std::min<std::uint64_t>(1 + rng.below(8), records - seq);
+        for (std::size_t i = 0; i < want; ++i)
+          lengths[i] = static_cast<std::uint32_t>(vswitch::testing::kCheckedHeaderBytes +
+                                                  rng.below(max_payload - vswitch::testing::kCheckedHeaderBytes + 1));
+        seq += p.try_push_burst(std::span(lengths, want), [&](std::size_t i, std::span<std::byte> d) {
+          vswitch::testing::make_record(d, seq + i, pattern);
+        });
+        random_pause(rng);
+        continue;
+      }
       const std::uint32_t len = static_cast<std::uint32_t>(
           vswitch::testing::kCheckedHeaderBytes + rng.below(max_payload - vswitch::testing::kCheckedHeaderBytes + 1));
       Reservation r = p.reserve_or_arm(len);
@@ -82,6 +94,31 @@ HuntResult hunt(std::uint64_t capacity, std::uint32_t max_payload, std::uint64_t
     Rng rng{2};
     std::uint64_t expect = 0;
     while (expect < records && !stop.load(std::memory_order_relaxed)) {
+      if (rng.below(4) == 0) {  // a burst
+        bool bad = false;
+        c.consume_burst(1 + rng.below(16), [&](std::span<const std::byte> payload) {
+          std::uint64_t seq = 0;
+          if (bad || vswitch::testing::check_record(payload, seq) != vswitch::testing::RecordCheck::kOk ||
+              seq != expect) {
+            bad = true;
+            return;
+          }
+          ++expect;
+        });
+        if (bad) {
+          result.failure = "burst: bad record at " + std::to_string(expect);
+          stop.store(true);
+          break;
+        }
+        progress.store(expect, std::memory_order_relaxed);
+        if (c.counters().resyncs != 0) {
+          result.failure = "ring reported corruption in a burst";
+          stop.store(true);
+          break;
+        }
+        random_pause(rng);
+        continue;  // the loop condition decides whether anything is left to wait for
+      }
       PopResult r = c.peek_or_arm();
       if (r.status == Pop::kEmpty) {
         ++result.consumer_sleeps;

@@ -347,12 +347,98 @@ TEST(RingArea, InitRejectsBadGeometry) {
   std::span<std::byte> area(aligned, RingArea::bytes_for(1024));
   EXPECT_EQ(RingArea::init(area, 1000, 100).error(), RingAttachError::kCapacityNotPowerOfTwo);
   EXPECT_EQ(RingArea::init(area, 1024, 1017).error(), RingAttachError::kMaxPayloadTooLarge);
-  EXPECT_EQ(RingArea::init(area.subspan(0, 500), 1024, 100).error(), RingAttachError::kAreaSizeMismatch);
+  EXPECT_EQ(RingArea::init(area.subspan(0, 700), 1024, 100).error(), RingAttachError::kAreaSizeMismatch);
   EXPECT_EQ(RingArea::init(area.subspan(0, 100), 1024, 100).error(), RingAttachError::kAreaTooSmall);
   EXPECT_EQ(RingArea::init(area.subspan(8), 1024, 100).error(), RingAttachError::kMisaligned);
   EXPECT_EQ(RingArea::init(area.subspan(0, RingArea::bytes_for(32)), 32, 8).error(),
             RingAttachError::kCapacityOutOfRange);
   EXPECT_TRUE(RingArea::init(area, 1024, 1016).has_value());
+}
+
+}  // namespace
+}  // namespace vswitch::shm
+
+namespace vswitch::shm {
+namespace {
+
+using testing::bytes_of;
+using testing::HeapRing;
+
+std::vector<std::vector<std::byte>> drain_burst(FrameConsumer& c, std::size_t max) {
+  std::vector<std::vector<std::byte>> got;
+  c.consume_burst(max, [&](std::span<const std::byte> p) { got.emplace_back(p.begin(), p.end()); });
+  return got;
+}
+
+TEST(FrameRingBurst, PushBurstWritesAndPublishesOnce) {
+  HeapRing ring(64 * 1024, 512);
+  FrameProducer p(ring.area(), nullptr);
+  FrameConsumer c(ring.area(), nullptr);
+  const std::vector<std::uint32_t> lengths{1, 60, 512, 0, 100};
+  const std::size_t n = p.try_push_burst(lengths, [](std::size_t i, std::span<std::byte> d) {
+    for (auto& b : d) b = static_cast<std::byte>(i + 1);
+  });
+  EXPECT_EQ(n, lengths.size());
+  EXPECT_EQ(p.counters().batches, 1u);
+  auto got = drain_burst(c, 100);
+  ASSERT_EQ(got.size(), lengths.size());
+  for (std::size_t i = 0; i < lengths.size(); ++i) EXPECT_EQ(got[i], bytes_of(lengths[i], static_cast<unsigned char>(i + 1)));
+  EXPECT_EQ(c.counters().batches, 1u);  // one release for the whole burst
+  EXPECT_EQ(ring.tail_word(), ring.head_word());
+}
+
+TEST(FrameRingBurst, PushBurstStopsWhereTheRingIsFullOrARecordIsTooLarge) {
+  HeapRing ring(1024, 256);
+  FrameProducer p(ring.area(), nullptr);
+  const std::vector<std::uint32_t> full(20, 120);  // 128-byte records: 8 fit
+  EXPECT_EQ(p.try_push_burst(full, [](std::size_t, std::span<std::byte>) {}), 8u);
+  HeapRing ring2(1024, 256);
+  FrameProducer p2(ring2.area(), nullptr);
+  const std::vector<std::uint32_t> big{10, 300, 10};
+  EXPECT_EQ(p2.try_push_burst(big, [](std::size_t, std::span<std::byte>) {}), 1u);
+}
+
+TEST(FrameRingBurst, BurstsCrossThePadAtTheEnd) {
+  HeapRing ring(1024, 600);
+  FrameProducer p(ring.area(), nullptr);
+  FrameConsumer c(ring.area(), nullptr);
+  std::uint64_t sent = 0, got = 0;
+  for (int round = 0; round < 500; ++round) {
+    const std::vector<std::uint32_t> lengths{static_cast<std::uint32_t>(8 + round % 300), 8, 200};
+    sent += p.try_push_burst(lengths, [&](std::size_t i, std::span<std::byte> d) {
+      const std::uint64_t seq = sent + i;
+      std::memcpy(d.data(), &seq, 8);
+    });
+    c.consume_burst(2, [&](std::span<const std::byte> d) {
+      std::uint64_t seq;
+      std::memcpy(&seq, d.data(), 8);
+      ASSERT_EQ(seq, got);
+      ++got;
+    });
+  }
+  got += drain_burst(c, 1000).size();
+  EXPECT_EQ(got, sent);
+  EXPECT_GT(ring.head_word(), 1024u * 50);
+}
+
+TEST(FrameRingBurst, ConsumeBurstCountsCorruptionAndGoesOn) {
+  HeapRing ring(1024, 512);
+  FrameProducer p(ring.area(), nullptr);
+  FrameConsumer c(ring.area(), nullptr);
+  ASSERT_EQ(p.try_push(bytes_of(100, 1)), Reserve::kReserved);
+  ASSERT_EQ(p.try_push(bytes_of(100, 2)), Reserve::kReserved);
+  p.publish();
+  std::uint32_t bad = 0xdeadbeef;
+  std::memcpy(ring.data() + 112 + 4, &bad, 4);  // second record's kind
+  auto got = drain_burst(c, 10);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], bytes_of(100, 1));
+  EXPECT_EQ(c.counters().errors[static_cast<std::size_t>(RingError::kRecordKindInvalid)], 1u);
+  ASSERT_EQ(p.try_push(bytes_of(50, 3)), Reserve::kReserved);
+  p.publish();
+  got = drain_burst(c, 10);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], bytes_of(50, 3));
 }
 
 }  // namespace

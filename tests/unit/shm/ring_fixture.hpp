@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -27,10 +28,10 @@ class HeapRing {
   RingArea area() const { return *area_; }
   std::byte* data() const { return mem_.get() + kRingDataOffset; }
   // Raw access to the control words, for corruption tests.
-  std::uint64_t& head_word() const { return *reinterpret_cast<std::uint64_t*>(mem_.get() + 64); }
-  std::uint64_t& tail_word() const { return *reinterpret_cast<std::uint64_t*>(mem_.get() + 128); }
-  std::uint32_t& consumer_waiting_word() const { return *reinterpret_cast<std::uint32_t*>(mem_.get() + 192); }
-  std::uint64_t& producer_wants_word() const { return *reinterpret_cast<std::uint64_t*>(mem_.get() + 256); }
+  std::uint64_t& head_word() const { return *reinterpret_cast<std::uint64_t*>(mem_.get() + kRingHeadOffset); }
+  std::uint64_t& tail_word() const { return *reinterpret_cast<std::uint64_t*>(mem_.get() + kRingTailOffset); }
+  std::uint32_t& consumer_waiting_word() const { return *reinterpret_cast<std::uint32_t*>(mem_.get() + kRingConsumerWaitingOffset); }
+  std::uint64_t& producer_wants_word() const { return *reinterpret_cast<std::uint64_t*>(mem_.get() + kRingProducerWantsOffset); }
 
  private:
   std::size_t bytes_;

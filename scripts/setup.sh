@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every Debian package vswitch needs (non-interactive, idempotent, quick when all
+# is present), then configures and builds into build/.
+#   scripts/setup.sh            packages + build
+#   scripts/setup.sh --deps     packages only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ cmake ninja-build pkg-config make     # build
+  libboost-dev                              # Boost.Interprocess (regions), boost.lockfree (bench baseline)
+  libtomlplusplus-dev                       # topologies
+  libconcurrentqueue-dev                    # off-data-path queues (control, log events)
+  libgtest-dev                              # tests
+  clang libclang-rt-14-dev                  # sanitizer builds (TSan, ASan+UBSan), fuzzers
+  spin gcc                                  # model checking of the sleep handshake
+  g++-aarch64-linux-gnu qemu-user           # aarch64 cross build, run under emulation
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[[ "${1:-}" == "--deps" ]] && exit 0
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build
