@@ -22,4 +22,4 @@ cmake -S . -B "$build" -G Ninja \
 cmake --build "$build"
 aarch64-linux-gnu-readelf -h "$build/bin/shm_frame_ring_test" | grep -q "AArch64" || { echo "not an aarch64 binary"; exit 1; }
 # The full-size stress runs would take long under emulation: a fraction of them.
-(cd "$build" && VSWITCH_STRESS_SCALE=0.02 ctest --output-on-failure -L 'unit|stress')
+(cd "$build" && VSWITCH_STRESS_SCALE=0.02 ctest --output-on-failure -L 'unit|stress|fuzz')

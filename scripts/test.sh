@@ -3,7 +3,8 @@
 #   1. ctest on the normal build: unit, stress (two processes, lost-wakeup hunt) and the
 #      spin model of the handshake (correct model passes, every mutation is caught);
 #   2. the concurrency tests again on a ThreadSanitizer build (clang);
-#   3. the unit tests on an AddressSanitizer + UndefinedBehaviorSanitizer build (clang);
+#   3. the unit tests and fuzz corpora on an AddressSanitizer + UBSan build (clang), then
+#      each libFuzzer target for FUZZ_SECONDS (default 30);
 #   4. the libraries and unit tests built for aarch64 and run under qemu-user.
 # Every stage runs; the script fails at the end if any stage failed.
 set -uo pipefail
@@ -36,12 +37,25 @@ else
   failed+=("tsan-build")
 fi
 
-stage "AddressSanitizer + UBSan build: unit tests"
+stage "AddressSanitizer + UBSan build: unit tests, fuzz corpora, then each fuzzer for ${FUZZ_SECONDS:=30} s"
 if cmake -S . -B build-asan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANITIZE=address \
-      -DVSWITCH_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+      -DVSWITCH_FUZZ=ON -DVSWITCH_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
    cmake --build build-asan; then
-  (cd build-asan && ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" \
-     ctest --output-on-failure -j "$jobs" -L unit) || failed+=("asan")
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  (cd build-asan && ctest --output-on-failure -j "$jobs" -L 'unit|fuzz') || failed+=("asan")
+  mkdir -p build-asan/fuzz-artifacts
+  for target in ring_consumer topology; do
+    work=$(mktemp -d)   # new inputs land here, not in the committed corpus
+    if ! build-asan/bin/fuzz_$target -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+           -artifact_prefix=build-asan/fuzz-artifacts/$target- "$work" tests/fuzz/corpus/$target \
+           > build-asan/fuzz-$target.log 2>&1; then
+      tail -40 build-asan/fuzz-$target.log
+      failed+=("fuzz-$target")
+    else
+      grep -E "^#[0-9]+.*DONE|Done [0-9]+ runs" build-asan/fuzz-$target.log | tail -1
+    fi
+    rm -rf "$work"
+  done
 else
   failed+=("asan-build")
 fi

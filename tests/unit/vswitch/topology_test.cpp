@@ -61,6 +61,26 @@ TEST(Topology, SyntaxErrorNamesFileAndLine) {
   EXPECT_NE(e.message().find("test.toml:2:"), std::string::npos) << e.message();
 }
 
+TEST(Topology, RegressionFuzzCodePointsTomlppMishandles) {
+  // "[fab\xEF\xBB\xBD]" (U+FEFD in a table name) and "name =0\"vm\xCA\x9B..." (U+029B seen
+  // while toml++ looks ahead through a malformed value) drove toml++ 3.3 into
+  // TOML_UNREACHABLE. They must be plain errors naming the line and the code point.
+  auto e = only_error("[switch]\nname = \"x\"\n[fab\xEF\xBB\xBD]\nri = 1\n", "");
+  EXPECT_EQ(e.line, 3u);
+  EXPECT_NE(e.problem.find("U+FEFD"), std::string::npos) << e.problem;
+  e = only_error("[switch]\nname =0\"vm\xCA\x9B" "emo\"\n", "");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_NE(e.problem.find("U+029B"), std::string::npos) << e.problem;
+}
+
+TEST(Topology, OtherNonAsciiInCommentsAndStringsIsFine) {
+  // U+2014 (em dash) and U+00A0 are outside the refused ranges.
+  std::string text = std::string("# topology \xE2\x80\x94 demo\n") + kTwoEndpoints;
+  text += "[endpoint.generator]\npeer = \"a\"  # \xE2\x80\x94 \"quoted\"\n";
+  auto t = load_topology_string(text, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+}
+
 TEST(Topology, MissingFileIsNamed) {
   auto t = load_topology_file("/nonexistent/x.toml");
   ASSERT_FALSE(t.has_value());
