@@ -4,9 +4,7 @@
 
 namespace vswitch::shm {
 
-namespace {
-
-bool valid_name(const std::string& s) {
+bool valid_name_component(std::string_view s) noexcept {
   if (s.empty() || s.size() > 64) return false;
   for (char c : s) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -16,6 +14,8 @@ bool valid_name(const std::string& s) {
   return true;
 }
 
+namespace {
+
 std::string mib(std::uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
@@ -23,10 +23,10 @@ std::string mib(std::uint64_t bytes) {
 }
 
 std::string check_spec(const FabricSpec& spec) {
-  if (!valid_name(spec.name)) return "fabric name \"" + spec.name + "\" must be 1-64 of [A-Za-z0-9_-]";
+  if (!valid_name_component(spec.name)) return "fabric name \"" + spec.name + "\" must be 1-64 of [A-Za-z0-9_-]";
   if (spec.endpoints.size() < 2) return "fabric " + spec.name + ": needs at least two endpoints";
   for (std::size_t i = 0; i < spec.endpoints.size(); ++i) {
-    if (!valid_name(spec.endpoints[i]))
+    if (!valid_name_component(spec.endpoints[i]))
       return "fabric " + spec.name + ": endpoint name \"" + spec.endpoints[i] +
              "\" must be 1-64 of [A-Za-z0-9_-]";
     for (std::size_t j = 0; j < i; ++j)

@@ -7,12 +7,16 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shm/channel.hpp"
 #include "shm/sys/memory_info.hpp"
 
 namespace vswitch::shm {
+
+// A fabric or endpoint name: 1-64 of [A-Za-z0-9_-], so it can be part of a shm object name.
+[[nodiscard]] bool valid_name_component(std::string_view s) noexcept;
 
 struct FabricSpec {
   std::string name;                     // [A-Za-z0-9_-]+, prefixes every object name

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "shm/fabric.hpp"
 #include "shm/frame_ring.hpp"
 
 namespace vswitch {
@@ -38,14 +39,6 @@ std::string_view to_string(FrontendKind k) {
 }
 
 namespace {
-
-bool valid_name(std::string_view s) {
-  if (s.empty() || s.size() > 64) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
-  });
-}
 
 std::string_view type_name(toml::node_type t) {
   switch (t) {
@@ -149,7 +142,7 @@ void read_switch(Reader& r, const toml::table& root, Topology& t) {
   if (s == nullptr) return;
   r.only_keys(*s, "switch", {"name", "mac_table_size", "aging_s"});
   if (auto name = r.string(*s, "switch", "name", false, line_of(*s))) {
-    if (!valid_name(*name))
+    if (!shm::valid_name_component(*name))
       r.error(line_of(*s->get("name")), "switch.name",
               "\"" + *name + "\" must be 1-64 characters of [A-Za-z0-9_-]");
     else
@@ -190,7 +183,7 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
   r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "tap", "vhost_user", "generator"});
   if (auto name = r.string(e, p, "name", true, ep.line)) {
     const std::uint32_t line = line_of(*e.get("name"));
-    if (!valid_name(*name)) {
+    if (!shm::valid_name_component(*name)) {
       r.error(line, p + ".name", "\"" + *name + "\" must be 1-64 characters of [A-Za-z0-9_-]");
     } else {
       for (const auto& other : t.endpoints)
