@@ -278,17 +278,19 @@ Result run_ours(Mode mode, double seconds, double paced_fps = 0) {
     // written and published together.
     const double deadline = t0 + seconds;
     const std::size_t burst = std::max<std::size_t>(1, std::min<std::size_t>(kBatch, 65536 / N));
-    std::vector<std::vector<std::byte>> staged(burst, std::vector<std::byte>(N, std::byte{0x5a}));
+    // Contiguous, like boost's staging array of slots.
+    std::vector<std::byte> staging(burst * N, std::byte{0x5a});
+    auto staged = [&](std::size_t i) { return staging.data() + i * N; };
     const std::vector<std::uint32_t> lengths(burst, N);
     while (true) {
       for (std::size_t i = 0; i < burst; ++i) {
         const std::uint64_t s = seq + i;
-        std::memcpy(staged[i].data(), &s, 8);
+        std::memcpy(staged(i), &s, 8);
       }
       std::size_t done = 0;
       while (done < burst) {
         done += p.try_push_burst(std::span(lengths).subspan(done), [&](std::size_t i, std::span<std::byte> d) {
-          copy_frame<N>(d.data(), staged[done + i].data());  // copy in once
+          copy_frame<N>(d.data(), staged(done + i));  // copy in once
         });
         if (done == burst) break;
         if (!sleeping) {
@@ -297,7 +299,7 @@ Result run_ours(Mode mode, double seconds, double paced_fps = 0) {
         }
         Reservation r = p.reserve_or_arm(N);
         if (r.status == Reserve::kReserved) {
-          copy_frame<N>(r.payload.data(), staged[done].data());
+          copy_frame<N>(r.payload.data(), staged(done));
           p.commit(N);
           ++done;
         } else {
