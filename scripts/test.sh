@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what is needed (scripts/setup.sh), builds, and runs every test:
-#   1. ctest on the normal build: unit, stress (two processes, lost-wakeup hunt) and the
+#   1. ctest on the normal build: unit, fuzz corpora, stress (two processes, lost-wakeup hunt) and the
 #      spin model of the handshake (correct model passes, every mutation is caught);
 #   2. the concurrency tests again on a ThreadSanitizer build (clang);
 #   3. the unit tests and fuzz corpora on an AddressSanitizer + UBSan build (clang), then
@@ -17,18 +17,18 @@ stage() { echo; echo "==== $* ===="; }
 stage "setup and build"
 scripts/setup.sh || { echo "setup failed"; exit 1; }
 
-stage "ctest: normal build (unit, stress, model)"
-(cd build && ctest --output-on-failure -j "$jobs" -L 'unit|model') || failed+=("unit/model")
+stage "ctest: normal build (unit, model, fuzz corpora, stress)"
+(cd build && ctest --output-on-failure -j "$jobs" -L 'unit|model|fuzz') || failed+=("unit/model")
 (cd build && ctest --output-on-failure -L stress) || failed+=("stress")
 
 stage "ThreadSanitizer build: concurrency tests"
 if cmake -S . -B build-tsan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANITIZE=thread \
       -DVSWITCH_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
    cmake --build build-tsan; then
-  # TSan runs the threads of one process ~10x slower: a fraction of the records, still
-  # hundreds of thousands of sleeping hand-offs. (It sees data races, not lost wakeups:
-  # those are the watchdog's and the model's job.)
-  (cd build-tsan && VSWITCH_STRESS_SCALE=0.3 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  # The full lost-wakeup hunt under TSan (about a minute; it sees data races, not lost
+  # wakeups: those are the watchdog's and the model's job). The two-process test runs a
+  # fraction: TSan sees only the parent's half of it.
+  (cd build-tsan && VSWITCH_STRESS_SCALE=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
      ctest --output-on-failure -R 'shm_ring_lost_wakeup') || failed+=("tsan")
   (cd build-tsan && VSWITCH_STRESS_SCALE=0.05 TSAN_OPTIONS="halt_on_error=1" \
      ctest --output-on-failure -R 'shm_ring_two_process') || failed+=("tsan-two-process")
