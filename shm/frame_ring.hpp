@@ -34,6 +34,7 @@
 #pragma once
 
 #include <array>
+#include <cassert>
 #include <cstring>
 #include <atomic>
 #include <cstddef>
@@ -324,7 +325,8 @@ inline Reservation FrameProducer::try_reserve(std::uint32_t payload_len) noexcep
 
 inline void FrameProducer::commit(std::uint32_t payload_len) noexcept {
   const std::uint64_t bytes = record_bytes(payload_len);
-  if (bytes > reserved_bytes_) return;  // caller bug: wrote more than reserved; keep ring intact
+  assert(bytes <= reserved_bytes_ && "commit() longer than the reservation");
+  if (bytes > reserved_bytes_) return;  // caller bug (asserted above): keep the ring intact
   const detail::RecordHeader h{payload_len, detail::kKindData};
   std::memcpy(area_.data_ + (head_ & mask_), &h, sizeof h);
   head_ += bytes;

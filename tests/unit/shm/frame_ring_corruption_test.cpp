@@ -15,10 +15,9 @@ namespace {
 using testing::bytes_of;
 using testing::HeapRing;
 
-struct RawRecordHeader {
-  std::uint32_t length;
-  std::uint32_t kind;
-};
+using RawRecordHeader = detail::RecordHeader;
+using detail::kKindData;
+using detail::kKindPad;
 
 RawRecordHeader header_at(const HeapRing& ring, std::uint64_t pos) {
   RawRecordHeader h;
@@ -126,7 +125,7 @@ TEST(FrameRingCorruption, RecordBeyondPublishedHead) {
 
 TEST(FrameRingCorruption, PadWithWrongLength) {
   expect_recovery(RingError::kPadLengthInvalid, true, [](HeapRing& r) {
-    set_header_at(r, 0, RawRecordHeader{100, 0x44444150});  // a pad that stops short of the end
+    set_header_at(r, 0, RawRecordHeader{100, kKindPad});  // a pad that stops short of the end
   });
 }
 
@@ -147,13 +146,37 @@ TEST(FrameRingCorruption, RecordCrossingTheEnd) {
   c.release();
   ASSERT_EQ(p.try_push(bytes_of(100, 2)), Reserve::kReserved);  // at 912, 112 bytes: fits exactly
   p.publish();
-  set_header_at(ring, 912, RawRecordHeader{200, 0x41544144});
+  set_header_at(ring, 912, RawRecordHeader{200, kKindData});
   PopResult r = c.peek();
   ASSERT_EQ(r.status, Pop::kCorrupt);
   EXPECT_EQ(r.error, RingError::kRecordCrossesEnd);
   ASSERT_EQ(p.try_push(bytes_of(50, 3)), Reserve::kReserved);
   p.publish();
   ASSERT_EQ(c.peek().status, Pop::kRecord);
+}
+
+TEST(FrameRingCorruption, ConsumeBurstCountsCorruptionAndGoesOn) {
+  HeapRing ring(1024, 512);
+  FrameProducer p(ring.area(), nullptr);
+  FrameConsumer c(ring.area(), nullptr);
+  ASSERT_EQ(p.try_push(bytes_of(100, 1)), Reserve::kReserved);
+  ASSERT_EQ(p.try_push(bytes_of(100, 2)), Reserve::kReserved);
+  p.publish();
+  auto h = header_at(ring, 112);  // the second record
+  h.kind = 0xdeadbeef;
+  set_header_at(ring, 112, h);
+  std::vector<std::vector<std::byte>> got;
+  auto take = [&](std::span<const std::byte> d) { got.emplace_back(d.begin(), d.end()); };
+  EXPECT_EQ(c.consume_burst(10, take), 1u);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], bytes_of(100, 1));
+  EXPECT_EQ(c.counters().errors[static_cast<std::size_t>(RingError::kRecordKindInvalid)], 1u);
+  ASSERT_EQ(p.try_push(bytes_of(50, 3)), Reserve::kReserved);
+  p.publish();
+  got.clear();
+  EXPECT_EQ(c.consume_burst(10, take), 1u);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], bytes_of(50, 3));
 }
 
 TEST(FrameRingCorruption, ProducerToleratesTailOutOfRange) {

@@ -421,25 +421,5 @@ TEST(FrameRingBurst, BurstsCrossThePadAtTheEnd) {
   EXPECT_GT(ring.head_word(), 1024u * 50);
 }
 
-TEST(FrameRingBurst, ConsumeBurstCountsCorruptionAndGoesOn) {
-  HeapRing ring(1024, 512);
-  FrameProducer p(ring.area(), nullptr);
-  FrameConsumer c(ring.area(), nullptr);
-  ASSERT_EQ(p.try_push(bytes_of(100, 1)), Reserve::kReserved);
-  ASSERT_EQ(p.try_push(bytes_of(100, 2)), Reserve::kReserved);
-  p.publish();
-  std::uint32_t bad = 0xdeadbeef;
-  std::memcpy(ring.data() + 112 + 4, &bad, 4);  // second record's kind
-  auto got = drain_burst(c, 10);
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0], bytes_of(100, 1));
-  EXPECT_EQ(c.counters().errors[static_cast<std::size_t>(RingError::kRecordKindInvalid)], 1u);
-  ASSERT_EQ(p.try_push(bytes_of(50, 3)), Reserve::kReserved);
-  p.publish();
-  got = drain_burst(c, 10);
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0], bytes_of(50, 3));
-}
-
 }  // namespace
 }  // namespace vswitch::shm
