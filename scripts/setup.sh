@@ -15,6 +15,7 @@ packages=(
   clang libclang-rt-14-dev                  # sanitizer builds (TSan, ASan+UBSan), fuzzers
   spin gcc                                  # model checking of the sleep handshake
   g++-aarch64-linux-gnu qemu-user           # aarch64 cross build, run under emulation
+  iproute2 iperf3 iputils-ping python3      # demo and integration tests (namespaces, TAPs, traffic)
 )
 
 missing=()

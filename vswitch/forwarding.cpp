@@ -14,6 +14,8 @@ std::string_view to_string(DropReason r) {
     case DropReason::kPeerStalled: return "peer_stalled";
     case DropReason::kRingCorrupt: return "ring_corrupt";
     case DropReason::kFrameTooLarge: return "frame_too_large";
+    case DropReason::kBadNetHeader: return "bad_net_header";
+    case DropReason::kFrontendError: return "frontend_error";
     case DropReason::kCount: break;
   }
   return "unknown";

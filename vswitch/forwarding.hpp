@@ -33,6 +33,8 @@ enum class DropReason : std::uint8_t {
   kPeerStalled,        // the peer has not consumed for the stall timeout
   kRingCorrupt,        // a corrupt record was dropped by the ring consumer
   kFrameTooLarge,      // larger than the fabric's max frame
+  kBadNetHeader,       // a record whose virtio-net header is truncated or invalid
+  kFrontendError,      // the frontend refused the frame (e.g. a TAP write failed)
   kCount,
 };
 std::string_view to_string(DropReason r);

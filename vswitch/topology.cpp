@@ -112,6 +112,17 @@ class Reader {
     return s->get();
   }
 
+  std::optional<bool> boolean(const toml::table& t, const std::string& prefix, std::string_view key) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    const auto* b = n->as_boolean();
+    if (b == nullptr) {
+      error(line_of(*n), join(prefix, key), "must be true or false, not " + std::string(type_name(n->type())));
+      return std::nullopt;
+    }
+    return b->get();
+  }
+
   const toml::table* table(const toml::table& t, const std::string& prefix, std::string_view key) {
     const toml::node* n = t.get(key);
     if (n == nullptr) return nullptr;
@@ -180,7 +191,8 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
   const std::string p = "endpoint[" + std::to_string(index) + "]";
   EndpointConfig ep;
   ep.line = line_of(e);
-  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "tap", "vhost_user", "generator"});
+  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "port_security", "tap", "vhost_user",
+                    "generator"});
   if (auto name = r.string(e, p, "name", true, ep.line)) {
     const std::uint32_t line = line_of(*e.get("name"));
     if (!shm::valid_name_component(*name)) {
@@ -212,6 +224,12 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
     }
   }
   assign(r.integer(e, p, "poll_us", 0, 1000000), ep.poll_us);
+  if (auto ps = r.boolean(e, p, "port_security")) {
+    ep.port_security = *ps;
+    if (*ps && !e.get("mac"))
+      r.error(line_of(*e.get("port_security")), p + ".port_security",
+              "needs the endpoint's own mac (port security drops every source but that one)");
+  }
 
   const auto frontend = r.string(e, p, "frontend", true, ep.line);
   const std::vector<std::pair<std::string_view, FrontendKind>> kinds{

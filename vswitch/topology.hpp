@@ -9,7 +9,8 @@
 //   [fabric]   ring_bytes = 1048576 (power of two, >= one max frame record),
 //              max_frame = 65536 (bytes, 64..65536), stall_timeout_ms = 2000
 //   [[endpoint]] name (required, [A-Za-z0-9_-]), frontend (required: "tap" | "vhost-user" |
-//              "generator"), core, mac, poll_us = 0, and one table named after the frontend:
+//              "generator"), core, mac, poll_us = 0,
+//              port_security = false (true needs mac), and one table named after the frontend:
 //     [endpoint.tap]         ifname (required), netns
 //     [endpoint.vhost_user]  socket (required), queue_size = 256 (power of two, <= 32768)
 //     [endpoint.generator]   rate_fps = 0 (0: as fast as possible), sizes = [64],
@@ -70,6 +71,7 @@ struct EndpointConfig {
   std::optional<std::uint32_t> core;
   std::optional<MacAddress> mac;
   std::uint32_t poll_us = 0;
+  bool port_security = false;  // drop frames from the frontend whose source is not `mac`
   std::variant<TapOptions, VhostUserOptions, GeneratorOptions> options;
   std::uint32_t line = 0;       // where the [[endpoint]] starts
   std::uint32_t core_line = 0;  // where its core is set

@@ -46,6 +46,9 @@ std::string_view to_string(FrameError e);
 class SequenceTracker {
  public:
   void observe(std::uint64_t sequence) noexcept;
+  // Joins a stream in the middle: `sequence` is the next one expected (nothing before it
+  // counts as lost). For a receiver that restarted while the sender went on.
+  void resume_at(std::uint64_t sequence) noexcept { next_ = sequence; }
   [[nodiscard]] std::uint64_t received() const noexcept { return received_; }
   [[nodiscard]] std::uint64_t lost() const noexcept { return lost_; }
   [[nodiscard]] std::uint64_t out_of_order() const noexcept { return out_of_order_; }

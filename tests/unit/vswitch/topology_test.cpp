@@ -233,5 +233,29 @@ TEST(Topology, ReportsEveryProblemNotJustTheFirst) {
   EXPECT_EQ(t.error().size(), 2u) << format_errors(t.error());
 }
 
+
+TEST(Topology, PortSecurity) {
+  std::string text = kTwoEndpoints;
+  text.insert(text.find("frontend = \"generator\""), "port_security = true\n");
+  auto t = load_topology_string(text, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_TRUE(t->endpoints[0].port_security);
+  EXPECT_FALSE(t->endpoints[1].port_security);
+}
+
+TEST(Topology, PortSecurityNeedsAMac) {
+  const std::string text = "[[endpoint]]\nname = \"a\"\nfrontend = \"generator\"\nport_security = true\n";
+  auto e = only_error(text, "endpoint[0].port_security");
+  EXPECT_EQ(e.line, 4u);
+  EXPECT_NE(e.problem.find("mac"), std::string::npos);
+}
+
+TEST(Topology, PortSecurityMustBeABoolean) {
+  std::string text = kTwoEndpoints;
+  text.insert(text.find("frontend = \"generator\""), "port_security = 1\n");
+  auto e = only_error(text, "endpoint[0].port_security");
+  EXPECT_NE(e.problem.find("true or false"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace vswitch

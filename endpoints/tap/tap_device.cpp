@@ -1,0 +1,100 @@
+#include "endpoints/tap/tap_device.hpp"
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "endpoints/tap/netns.hpp"
+
+namespace vswitch::endpoints::tap {
+namespace {
+
+std::string fail(const TapSpec& spec, const std::string& what, int err) {
+  std::string where = spec.netns.empty() ? "" : " in netns \"" + spec.netns + "\"";
+  std::string m = "tap \"" + spec.ifname + "\"" + where + ": " + what + ": " + std::strerror(err);
+  if (err == EPERM || err == EACCES) m += " (needs CAP_NET_ADMIN: run as root)";
+  if (err == ENOENT && what.find("/dev/net/tun") != std::string::npos) m += " (load the tun module)";
+  return m;
+}
+
+bool device_exists(const std::string& ifname) {
+  sys::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s.valid()) return false;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
+  return ::ioctl(s.get(), SIOCGIFINDEX, &ifr) == 0;
+}
+
+}  // namespace
+
+sys::Result<TapDevice, std::string> TapDevice::open(const TapSpec& spec) {
+  if (spec.ifname.empty() || spec.ifname.size() >= IFNAMSIZ)
+    return sys::Unexpected("tap \"" + spec.ifname + "\": name must be 1-15 characters");
+  auto scope = NetnsScope::enter(spec.netns);
+  if (!scope) return sys::Unexpected(scope.error());
+
+  const bool existed = device_exists(spec.ifname);
+  sys::Fd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) return sys::Unexpected(fail(spec, "open /dev/net/tun", errno));
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, spec.ifname.data(), spec.ifname.size());
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
+    const int err = errno;
+    return sys::Unexpected(fail(spec, existed ? "attach (TUNSETIFF; is it a tap device, and free?)" : "create (TUNSETIFF)", err));
+  }
+  int hdr = static_cast<int>(kTapVnetHeaderBytes);
+  if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdr) != 0) return sys::Unexpected(fail(spec, "TUNSETVNETHDRSZ", errno));
+  // What the kernel may hand us: partial checksums and TSO segments up to 64 KiB. Frames
+  // written to the device may carry the same; the kernel validates their headers.
+  const unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+  if (::ioctl(fd.get(), TUNSETOFFLOAD, offloads) != 0) return sys::Unexpected(fail(spec, "TUNSETOFFLOAD", errno));
+  if (!existed) {
+    if (::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) return sys::Unexpected(fail(spec, "TUNSETPERSIST", errno));
+    // A device we created is ours to bring up; an existing one keeps the state its owner gave it.
+    sys::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq up{};
+    std::memcpy(up.ifr_name, spec.ifname.data(), spec.ifname.size());
+    if (!s.valid() || ::ioctl(s.get(), SIOCGIFFLAGS, &up) != 0) return sys::Unexpected(fail(spec, "SIOCGIFFLAGS", errno));
+    up.ifr_flags = static_cast<short>(up.ifr_flags | IFF_UP);
+    if (::ioctl(s.get(), SIOCSIFFLAGS, &up) != 0) return sys::Unexpected(fail(spec, "SIOCSIFFLAGS (up)", errno));
+  }
+  return TapDevice(std::move(fd), spec, !existed);
+}
+
+sys::Result<std::optional<std::size_t>, sys::SysError> TapDevice::read(std::span<std::byte> buf) noexcept {
+  for (;;) {
+    const ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
+    if (n >= 0) {
+      const auto len = static_cast<std::size_t>(n);
+      if (len >= kTapVnetHeaderBytes) std::memset(buf.data() + 10, 0, 2);
+      return std::optional<std::size_t>(len);
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return std::optional<std::size_t>();
+    return sys::Unexpected(sys::SysError{"read(tap)", errno});
+  }
+}
+
+sys::Status<sys::SysError> TapDevice::write(std::span<const iovec> parts) noexcept {
+  for (;;) {
+    if (::writev(fd_.get(), parts.data(), static_cast<int>(parts.size())) >= 0) return {};
+    if (errno == EINTR) continue;
+    return sys::Unexpected(sys::SysError{"writev(tap)", errno});
+  }
+}
+
+sys::Status<sys::SysError> TapDevice::remove_persistent() noexcept {
+  if (::ioctl(fd_.get(), TUNSETPERSIST, 0) != 0) return sys::Unexpected(sys::SysError{"TUNSETPERSIST 0", errno});
+  created_ = false;
+  return {};
+}
+
+}  // namespace vswitch::endpoints::tap

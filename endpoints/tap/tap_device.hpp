@@ -1,0 +1,60 @@
+// TapDevice: a Linux TAP interface opened for a switch endpoint, with the virtio-net
+// header in front of every frame (IFF_VNET_HDR, header size 12: struct
+// virtio_net_hdr_mrg_rxbuf) and checksum/TSO offloads enabled (TUNSETOFFLOAD), so a
+// namespace's 64 KiB TCP segments cross the switch whole, with their offload metadata,
+// as one record. Non-blocking: read() says "nothing now" instead of sleeping.
+//
+// The device is opened in the endpoint's network namespace. If it does not exist it is
+// created persistent, so an endpoint that restarts finds it again with its addresses;
+// created() tells the owner to remove it (remove_persistent()) when the switch stops.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "shm/sys/error.hpp"
+#include "shm/sys/fd.hpp"
+#include "shm/sys/result.hpp"
+
+namespace vswitch::endpoints::tap {
+
+inline constexpr std::size_t kTapVnetHeaderBytes = 12;
+
+struct TapSpec {
+  std::string ifname;  // 1-15 characters
+  std::string netns;   // empty: the caller's namespace
+};
+
+class TapDevice {
+ public:
+  [[nodiscard]] static sys::Result<TapDevice, std::string> open(const TapSpec& spec);
+
+  // One frame with its 12-byte virtio-net header into `buf`. Returns the bytes read, or
+  // nullopt when the device has nothing now (EAGAIN). A frame larger than `buf` is cut by
+  // the kernel; the caller sees a read that fills `buf` exactly and must treat it as too
+  // large. num_buffers (bytes 10-11), which the kernel leaves untouched, is zeroed.
+  [[nodiscard]] sys::Result<std::optional<std::size_t>, sys::SysError> read(std::span<std::byte> buf) noexcept;
+  // Writes one frame (header + frame, gathered). Returns false with the error when the
+  // kernel refused it (e.g. an invalid header: EINVAL); EAGAIN is reported as an error too.
+  [[nodiscard]] sys::Status<sys::SysError> write(std::span<const iovec> parts) noexcept;
+
+  // Makes the device non-persistent; it disappears when the last descriptor closes.
+  [[nodiscard]] sys::Status<sys::SysError> remove_persistent() noexcept;
+
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+  [[nodiscard]] bool created() const noexcept { return created_; }
+  [[nodiscard]] const TapSpec& spec() const noexcept { return spec_; }
+
+ private:
+  TapDevice(sys::Fd fd, TapSpec spec, bool created) : fd_(std::move(fd)), spec_(std::move(spec)), created_(created) {}
+  sys::Fd fd_;
+  TapSpec spec_;
+  bool created_ = false;
+};
+
+}  // namespace vswitch::endpoints::tap

@@ -1,0 +1,402 @@
+#include "vswitch/endpoint.hpp"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+namespace vswitch {
+namespace {
+
+namespace virtio = endpoints::virtio;
+constexpr std::size_t kNoPeer = ~std::size_t{0};
+constexpr std::uint64_t kStatsPeriodNs = 10'000'000;   // counters to the stats region while busy
+constexpr std::uint64_t kFdbPeriodNs = 500'000'000;    // FDB snapshot while busy
+constexpr std::uint64_t kSweepPeriodMs = 1000;
+
+MacTable::Config table_config(const Topology& t) {
+  MacTable::Config c;
+  c.capacity = t.switch_config.mac_table_size;
+  c.aging_ms = std::uint64_t{t.switch_config.aging_s} * 1000;
+  return c;
+}
+
+std::uint64_t monotonic_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& frontend, const Counters& initial)
+    : res_(resources),
+      frontend_(frontend),
+      config_(resources.topology->endpoints.at(resources.self)),
+      max_payload_(resources.topology->fabric.max_frame + static_cast<std::uint32_t>(virtio::kNetHeaderBytes)),
+      stall_timeout_ns_(std::uint64_t{resources.topology->fabric.stall_timeout_ms} * 1'000'000),
+      table_(table_config(*resources.topology)),
+      forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),
+      staging_(max_payload_),
+      counters_(initial) {
+  const auto& eps = res_.topology->endpoints;
+  // Every MAC declared in the topology is static: learning can never move it.
+  for (std::size_t i = 0; i < eps.size(); ++i)
+    if (eps[i].mac) table_.add_static(*eps[i].mac, static_cast<PortId>(i));
+  peer_index_.assign(eps.size(), kNoPeer);
+  peers_.reserve(eps.size());
+  for (std::size_t i = 0; i < eps.size(); ++i) {
+    if (i == res_.self) continue;
+    const shm::Channel* out = res_.fabric->channel(res_.self, i);
+    const shm::Channel* in = res_.fabric->channel(i, res_.self);
+    if (out == nullptr || in == nullptr) continue;  // fabric not mapped for this pair
+    peer_index_[i] = peers_.size();
+    // The producer rings the peer's doorbell when it sleeps on our data; the consumer
+    // rings the peer's doorbell when it waits for room we free.
+    peers_.push_back(Peer{static_cast<PortId>(i), out->producer(res_.doorbells[i]), in->consumer(res_.doorbells[i])});
+  }
+  for (auto& p : peers_) counters_.peer_stalled[p.port] = 0;
+  epoll_ = sys::Fd(::epoll_create1(EPOLL_CLOEXEC));
+  auto add = [&](int fd, std::uint32_t events) {
+    if (fd < 0) return;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+  };
+  add(res_.doorbell_fd, EPOLLIN);
+  add(res_.stop_fd, EPOLLIN);
+  add(frontend_.fd(), EPOLLIN);
+  frontend_interest_ = true;
+}
+
+std::uint64_t EndpointLoop::now_ns() const noexcept { return monotonic_ns(); }
+
+EndpointLoop::Peer* EndpointLoop::peer_for(PortId port) noexcept {
+  if (port >= peer_index_.size() || peer_index_[port] == kNoPeer) return nullptr;
+  return &peers_[peer_index_[port]];
+}
+
+void EndpointLoop::log(const std::string& message) const {
+  std::fprintf(stderr, "vswitch[%s]: %s\n", config_.name.c_str(), message.c_str());
+}
+
+void EndpointLoop::peer_up(Peer& p) {
+  if (!p.stalled) return;
+  p.stalled = false;
+  counters_.peer_stalled[p.port] = 0;
+  log("peer " + res_.topology->endpoints[p.port].name + " consumes again: forwarding to it");
+}
+
+void EndpointLoop::committed(Peer& p, std::size_t record_bytes) {
+  ++counters_.out_frames[p.port];
+  counters_.out_bytes[p.port] += record_bytes;
+  peer_up(p);
+}
+
+bool EndpointLoop::send_copy(Peer& p, std::span<const std::byte> record) {
+  const auto len = static_cast<std::uint32_t>(record.size());
+  shm::Reservation r = p.out.try_reserve(len);
+  switch (r.status) {
+    case shm::Reserve::kReserved:
+      std::memcpy(r.payload.data(), record.data(), record.size());
+      p.out.commit(len);
+      committed(p, record.size());
+      return true;
+    case shm::Reserve::kTooLarge:  // cannot happen: records are bounded by max_payload_
+      drop(DropReason::kFrameTooLarge);
+      return true;
+    case shm::Reserve::kFull:
+      break;
+  }
+  return false;
+}
+
+void EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
+  ++counters_.in_frames[p.port];
+  counters_.in_bytes[p.port] += record.size();
+  auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
+  if (!header) {
+    drop(DropReason::kBadNetHeader);
+    return;
+  }
+  const auto frame = record.subspan(virtio::kNetHeaderBytes);
+  if (forwarder_.from_peer(frame, p.port, now_ms_)) return;  // counted by the forwarder
+  if (!frontend_.deliver(header.value(), frame, p.port)) {
+    ++counters_.frontend_errors;
+    drop(DropReason::kFrontendError);
+    return;
+  }
+  ++counters_.tx_frames;
+  counters_.tx_bytes += frame.size();
+}
+
+bool EndpointLoop::drain_inbound() {
+  bool work = false;
+  const std::size_t n = peers_.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    Peer& p = peers_[(next_inbound_ + k) % n];
+    const std::uint64_t resyncs = p.in.counters().resyncs;
+    const std::size_t got = p.in.consume_burst(kInboundBudget, [&](std::span<const std::byte> rec) {
+      deliver_record(p, rec);
+    });
+    if (got != 0) work = true;
+    if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
+      drop(DropReason::kRingCorrupt, bad);  // at least one record lost per resync
+      counters_.ring_errors += bad;
+      log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");
+      work = true;
+    }
+  }
+  if (n != 0) next_inbound_ = (next_inbound_ + 1) % n;
+  return work;
+}
+
+// A unicast frame held in staging_: try again; give up on the peer after the stall timeout.
+bool EndpointLoop::retry_held() {
+  if (held_peer_ == nullptr) return false;
+  Peer& p = *held_peer_;
+  if (send_copy(p, std::span<const std::byte>(staging_.data(), held_bytes_))) {
+    p.out.disarm();
+    p.out.publish();
+    held_peer_ = nullptr;
+    return true;
+  }
+  if (now_ns() - held_since_ns_ >= stall_timeout_ns_) {
+    p.out.disarm();
+    p.stalled = true;
+    counters_.peer_stalled[p.port] = 1;
+    drop(DropReason::kPeerStalled);
+    held_peer_ = nullptr;
+    log("peer " + res_.topology->endpoints[p.port].name + " has not consumed for " +
+        std::to_string(stall_timeout_ns_ / 1'000'000) + " ms: counted as stalled, its frames are dropped");
+    return true;
+  }
+  return false;
+}
+
+bool EndpointLoop::pump_frontend() {
+  if (held_peer_ != nullptr) return false;
+  bool work = false;
+  for (std::size_t i = 0; i < kFrontendBudget; ++i) {
+    // Read straight into a record of the channel the last unicast frame took: for a flow
+    // to one peer the frame is then never copied by us at all. Anything else goes to
+    // staging_ and is copied into its channel(s). The reservation is simply not committed
+    // when the frame goes elsewhere.
+    Peer* guess = last_unicast_;
+    std::span<std::byte> buf(staging_);
+    bool in_guess = false;
+    if (guess != nullptr && !guess->stalled) {
+      shm::Reservation r = guess->out.try_reserve(max_payload_);
+      if (r.status == shm::Reserve::kReserved) {
+        buf = r.payload;
+        in_guess = true;
+      }
+    }
+    const Frontend::RxResult rx = frontend_.receive(buf, now_ns());
+    if (rx.status == Frontend::Rx::kNone) break;
+    work = true;
+    if (rx.status == Frontend::Rx::kError) {
+      ++counters_.frontend_errors;
+      drop(DropReason::kFrontendError);
+      continue;
+    }
+    const std::size_t n = rx.bytes;
+    if (n < virtio::kNetHeaderBytes) {
+      drop(DropReason::kBadNetHeader);
+      continue;
+    }
+    const std::span<const std::byte> record(buf.data(), n);
+    const auto frame = record.subspan(virtio::kNetHeaderBytes);
+    ++counters_.rx_frames;
+    counters_.rx_bytes += frame.size();
+    const Decision d = forwarder_.from_frontend(frame, now_ms_);
+    switch (d.kind) {
+      case Decision::Kind::kDrop:
+        break;  // counted by the forwarder
+      case Decision::Kind::kUnicast: {
+        ++counters_.unicast;
+        Peer* p = peer_for(d.port);
+        if (p == nullptr) {
+          drop(DropReason::kPeerStalled);  // not mapped: cannot happen with a full fabric
+          break;
+        }
+        if (p == guess && in_guess) {
+          p->out.commit(static_cast<std::uint32_t>(n));
+          committed(*p, n);
+          break;
+        }
+        if (send_copy(*p, record)) {
+          last_unicast_ = p;
+          break;
+        }
+        if (p->stalled) {
+          drop(DropReason::kPeerStalled);
+          break;
+        }
+        // Backpressure: hold the frame, stop reading the frontend until there is room.
+        if (in_guess) std::memcpy(staging_.data(), record.data(), n);
+        held_peer_ = p;
+        held_bytes_ = n;
+        held_since_ns_ = now_ns();
+        ++counters_.backpressure_waits;
+        last_unicast_ = p;
+        return true;
+      }
+      case Decision::Kind::kFlood: {
+        ++counters_.flooded;
+        for (Peer& p : peers_) {
+          if (&p == guess && in_guess) continue;  // committed last, below
+          if (!send_copy(p, record)) drop(p.stalled ? DropReason::kPeerStalled : DropReason::kFloodPeerFull);
+        }
+        if (in_guess) {
+          guess->out.commit(static_cast<std::uint32_t>(n));
+          committed(*guess, n);
+        }
+        break;
+      }
+    }
+  }
+  return work;
+}
+
+bool EndpointLoop::poll_once() {
+  const std::uint64_t t = now_ns();
+  now_ms_ = t / 1'000'000;
+  bool work = retry_held();
+  work |= drain_inbound();
+  work |= pump_frontend();
+  for (Peer& p : peers_) p.out.publish();  // one index store per channel per pass
+  if (now_ms_ - last_sweep_ms_ >= kSweepPeriodMs) {
+    last_sweep_ms_ = now_ms_;
+    table_.sweep(now_ms_);
+  }
+  if (work) {
+    ++counters_.loops;
+    if (t - last_stats_ns_ >= kStatsPeriodNs) publish_stats();
+  }
+  return work;
+}
+
+void EndpointLoop::sync_counters() {
+  const auto& d = forwarder_.drops();
+  for (std::size_t i = 0; i < static_cast<std::size_t>(DropReason::kCount); ++i) counters_.drops[i] = d.by_reason[i];
+  const auto& m = table_.counters();
+  counters_.mac_entries = table_.size();
+  counters_.mac_learned = m.learned;
+  counters_.mac_moved = m.moved;
+  counters_.mac_move_damped = m.move_damped;
+  counters_.mac_aged = m.aged;
+  counters_.mac_refused_multicast = m.refused_multicast;
+  counters_.mac_refused_static = m.refused_static;
+  counters_.mac_refused_full = m.refused_full;
+}
+
+void EndpointLoop::publish_stats(bool force_fdb) {
+  sync_counters();
+  const std::uint64_t t = now_ns();
+  last_stats_ns_ = t;
+  if (res_.stats == nullptr) return;
+  res_.stats->write_counters(res_.self, counters_);
+  const auto& m = table_.counters();
+  const std::uint64_t version = m.learned + m.moved + m.aged + table_.size();
+  if (force_fdb || version != fdb_version_ || t - fdb_published_ns_ >= kFdbPeriodNs) {
+    const auto entries = table_.entries(now_ms_);
+    res_.stats->write_fdb(res_.self, entries, table_.size());
+    fdb_version_ = version;
+    fdb_published_ns_ = t;
+  }
+}
+
+void EndpointLoop::set_frontend_interest(bool on) {
+  if (frontend_.fd() < 0 || on == frontend_interest_) return;
+  epoll_event ev{};
+  ev.events = on ? std::uint32_t{EPOLLIN} : 0u;
+  ev.data.fd = frontend_.fd();
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, frontend_.fd(), &ev);
+  frontend_interest_ = on;
+}
+
+// Returns false when stop_fd fired.
+bool EndpointLoop::sleep() {
+  // Arm, then re-check: peek_or_arm() and reserve_or_arm() fence after setting their flag
+  // and look once more, so a record or room that arrived just before the flag was seen
+  // by the peer (or is seen here) and the sleep below cannot miss it.
+  bool ready = false;
+  for (Peer& p : peers_)
+    if (p.in.peek_or_arm().status != shm::Pop::kEmpty) ready = true;
+  if (held_peer_ != nullptr && !ready) {
+    shm::Reservation r = held_peer_->out.reserve_or_arm(static_cast<std::uint32_t>(held_bytes_));
+    if (r.status != shm::Reserve::kFull) ready = true;  // not committed: retry_held() copies it
+  }
+  if (ready) {
+    for (Peer& p : peers_) p.in.disarm();
+    return true;
+  }
+  std::int64_t timeout_ns = -1;
+  const std::uint64_t now = now_ns();
+  // A held frame stops the frontend: its pacing deadline does not matter until room comes.
+  if (auto due = frontend_.next_due_ns(); due && held_peer_ == nullptr) timeout_ns = *due > now ? static_cast<std::int64_t>(*due - now) : 0;
+  if (held_peer_ != nullptr) {
+    const std::uint64_t deadline = held_since_ns_ + stall_timeout_ns_;
+    const auto left = deadline > now ? static_cast<std::int64_t>(deadline - now) : 0;
+    if (timeout_ns < 0 || left < timeout_ns) timeout_ns = left;
+  }
+  set_frontend_interest(held_peer_ == nullptr);
+  publish_stats();
+  ++counters_.sleeps;
+  epoll_event events[4];
+  int timeout_ms = -1;
+  if (timeout_ns >= 0) timeout_ms = static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+  int n;
+  do {
+    n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
+  } while (n < 0 && errno == EINTR);
+  bool stop = false;
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.fd == res_.doorbell_fd) {
+      std::uint64_t v;
+      // Non-blocking in effect: epoll said readable and only this endpoint reads it.
+      if (::read(res_.doorbell_fd, &v, sizeof v) < 0) {
+      }
+    }
+    if (events[i].data.fd == res_.stop_fd) stop = true;
+  }
+  for (Peer& p : peers_) p.in.disarm();
+  return !stop;
+}
+
+sys::Status<std::string> EndpointLoop::run() {
+  const std::uint64_t poll_ns = std::uint64_t{config_.poll_us} * 1000;
+  std::uint64_t idle_since = 0;
+  std::uint64_t last_stop_check = 0;
+  publish_stats(true);
+  for (;;) {
+    if (poll_once()) {
+      idle_since = 0;
+      // A loop that never runs out of work (a generator at full rate) never sleeps in
+      // epoll: look at the stop descriptor every 10 ms instead.
+      if (const std::uint64_t t = now_ns(); t - last_stop_check >= kStatsPeriodNs) {
+        last_stop_check = t;
+        pollfd pfd{res_.stop_fd, static_cast<short>(POLLIN), 0};
+        if (res_.stop_fd >= 0 && ::poll(&pfd, 1, 0) > 0) break;
+      }
+      continue;
+    }
+    if (poll_ns != 0) {  // adaptive polling: stay awake a little after the last work
+      const std::uint64_t t = now_ns();
+      if (idle_since == 0) idle_since = t;
+      if (t - idle_since < poll_ns) continue;
+    }
+    idle_since = 0;
+    if (!sleep()) break;
+  }
+  publish_stats(true);
+  return {};
+}
+
+}  // namespace vswitch

@@ -1,0 +1,100 @@
+#include "vswitch/frontends.hpp"
+
+#include <cstring>
+
+namespace vswitch {
+
+namespace virtio = endpoints::virtio;
+namespace gen = endpoints::generator;
+
+Frontend::RxResult TapFrontend::receive(std::span<std::byte> buf, std::uint64_t) noexcept {
+  auto r = device_.read(buf);
+  if (!r) {
+    ++read_errors_;
+    return {Rx::kError};
+  }
+  if (!r.value()) return {Rx::kNone};
+  return {Rx::kFrame, *r.value()};
+}
+
+bool TapFrontend::deliver(const virtio::NetHeader& header, std::span<const std::byte> frame, PortId) noexcept {
+  // The header we hand the kernel is the validated copy, re-encoded, never the bytes in
+  // shared memory; the frame goes from shared memory to the kernel in one copy.
+  std::array<std::byte, virtio::kNetHeaderBytes> h{};
+  virtio::NetHeader out = header;
+  out.num_buffers = 0;
+  virtio::write(out, std::span<std::byte, virtio::kNetHeaderBytes>(h));
+  const iovec parts[2] = {{h.data(), h.size()}, {const_cast<std::byte*>(frame.data()), frame.size()}};
+  if (auto s = device_.write(parts); !s) {
+    ++write_errors_;
+    last_write_errno_ = s.error().err;
+    return false;
+  }
+  return true;
+}
+
+GeneratorFrontend::GeneratorFrontend(const Config& config, Counters& counters)
+    : config_(config), counters_(&counters), sequence_(config.first_sequence) {
+  if (config_.sizes.empty()) config_.sizes.push_back(gen::kMinFrame);
+  if (config_.rate_fps != 0) period_ns_ = 1'000'000'000 / config_.rate_fps;
+}
+
+std::optional<std::uint64_t> GeneratorFrontend::next_due_ns() const noexcept {
+  if (paused_ || period_ns_ == 0) return paused_ ? std::nullopt : std::optional<std::uint64_t>(0);
+  return next_due_ns_;
+}
+
+Frontend::RxResult GeneratorFrontend::receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept {
+  if (paused_) return {Rx::kNone};
+  if (period_ns_ != 0) {
+    if (next_due_ns_ == 0) next_due_ns_ = now_ns;
+    if (now_ns < next_due_ns_) return {Rx::kNone};
+    // Behind by more than 10 ms (the machine was busy): do not burst to catch up.
+    if (now_ns - next_due_ns_ > 10'000'000) next_due_ns_ = now_ns;
+    next_due_ns_ += period_ns_;
+  }
+  std::size_t size = config_.sizes[size_index_];
+  size_index_ = (size_index_ + 1) % config_.sizes.size();
+  if (size + virtio::kNetHeaderBytes > buf.size()) size = buf.size() - virtio::kNetHeaderBytes;
+  virtio::write(virtio::NetHeader{}, buf.first<virtio::kNetHeaderBytes>());
+  std::uint8_t dst[6], src[6];
+  std::memcpy(dst, config_.destination.bytes.data(), 6);
+  std::memcpy(src, config_.source.bytes.data(), 6);
+  if (!gen::write_test_frame(buf.subspan(virtio::kNetHeaderBytes, size), dst, src,
+                             gen::FrameId{config_.stream, sequence_}))
+    return {Rx::kError};
+  ++sequence_;
+  ++counters_->gen_sent;
+  return {Rx::kFrame, virtio::kNetHeaderBytes + size};
+}
+
+bool GeneratorFrontend::deliver(const virtio::NetHeader&, std::span<const std::byte> frame, PortId from) noexcept {
+  auto id = gen::check_test_frame(frame);  // reads the frame once, into its own copy
+  if (!id) {
+    if (id.error() == gen::FrameError::kNotATestFrame || id.error() == gen::FrameError::kTooShort)
+      ++counters_->gen_foreign;
+    else
+      ++counters_->gen_bad;
+    return true;
+  }
+  if (from >= streams_.size()) return true;
+  Stream& s = streams_[from];
+  if (!s.seen || s.id != id.value().stream) {
+    // A new sender incarnation (the peer restarted): keep the old stream's verdict.
+    if (s.seen) {
+      retired_lost_ += s.tracker.lost();
+      retired_out_of_order_ += s.tracker.out_of_order();
+    }
+    const bool first_ever = !s.seen;
+    s = Stream{true, id.value().stream, {}};
+    if (first_ever && config_.join_streams_midway) s.tracker.resume_at(id.value().sequence);
+  }
+  const std::uint64_t lost_before = s.tracker.lost(), ooo_before = s.tracker.out_of_order();
+  s.tracker.observe(id.value().sequence);
+  ++counters_->gen_received;
+  counters_->gen_lost += s.tracker.lost() - lost_before;
+  counters_->gen_out_of_order += s.tracker.out_of_order() - ooo_before;
+  return true;
+}
+
+}  // namespace vswitch
