@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is needed (scripts/setup.sh), builds, and runs every test:
 #   1. ctest on the normal build: unit, fuzz corpora, stress (two processes, lost-wakeup hunt) and the
-#      spin model of the handshake (correct model passes, every mutation is caught);
+#      spin model of the handshake (correct model passes, every mutation is caught); then the
+#      integration tests (vswitchd, TAPs in namespaces, iperf3; as root) and a 60 s generator soak;
 #   2. the concurrency tests again on a ThreadSanitizer build (clang);
 #   3. the unit tests and fuzz corpora on an AddressSanitizer + UBSan build (clang), then
 #      each libFuzzer target for FUZZ_SECONDS (default 30);
@@ -21,6 +22,12 @@ stage "ctest: normal build (unit, model, fuzz corpora, stress)"
 (cd build && ctest --output-on-failure -j "$jobs" -L 'unit|model|fuzz') || failed+=("unit/model")
 (cd build && ctest --output-on-failure -L stress) || failed+=("stress")
 
+stage "integration: vswitchd with TAP endpoints in network namespaces, iperf3, kill -9, generator soak"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "not root: the namespace/TAP tests are skipped (each says so); the generator soak runs"
+fi
+(cd build && ctest --output-on-failure -L integration) || failed+=("integration")
+
 stage "ThreadSanitizer build: concurrency tests"
 if cmake -S . -B build-tsan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANITIZE=thread \
       -DVSWITCH_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
@@ -32,7 +39,8 @@ if cmake -S . -B build-tsan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANI
      ctest --output-on-failure -R 'shm_ring_lost_wakeup') || failed+=("tsan")
   (cd build-tsan && VSWITCH_STRESS_SCALE=0.05 TSAN_OPTIONS="halt_on_error=1" \
      ctest --output-on-failure -R 'shm_ring_two_process') || failed+=("tsan-two-process")
-  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure -R 'shm_frame_ring') || failed+=("tsan-ring")
+  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure -R 'shm_frame_ring|vswitch_endpoint') ||
+    failed+=("tsan-ring-endpoint")
 else
   failed+=("tsan-build")
 fi

@@ -197,7 +197,9 @@ std::optional<std::string> Daemon::setup() {
     const auto& e = topo_.endpoints[i];
     if (e.frontend != FrontendKind::kTap) continue;
     const auto& o = std::get<TapOptions>(e.options);
-    auto tap = endpoints::tap::TapDevice::open({o.ifname, o.netns});
+    endpoints::tap::TapSpec ts{o.ifname, o.netns, std::nullopt};
+    if (e.mac) ts.mac = e.mac->bytes;
+    auto tap = endpoints::tap::TapDevice::open(ts);
     if (!tap) return "endpoint " + e.name + ": " + tap.error();
     taps_[i] = std::make_unique<endpoints::tap::TapDevice>(std::move(tap.value()));
     say("endpoint %s: tap %s%s%s %s", e.name.c_str(), o.ifname.c_str(), o.netns.empty() ? "" : " in netns ",

@@ -395,6 +395,12 @@ sys::Status<std::string> EndpointLoop::run() {
     idle_since = 0;
     if (!sleep()) break;
   }
+  if (held_peer_ != nullptr) {  // read from the frontend, never delivered: say so
+    held_peer_->out.disarm();
+    held_peer_ = nullptr;
+    drop(DropReason::kEndpointStopped);
+  }
+  for (Peer& p : peers_) p.out.publish();
   publish_stats(true);
   return {};
 }

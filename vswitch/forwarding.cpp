@@ -16,6 +16,7 @@ std::string_view to_string(DropReason r) {
     case DropReason::kFrameTooLarge: return "frame_too_large";
     case DropReason::kBadNetHeader: return "bad_net_header";
     case DropReason::kFrontendError: return "frontend_error";
+    case DropReason::kEndpointStopped: return "endpoint_stopped";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -35,6 +35,7 @@ enum class DropReason : std::uint8_t {
   kFrameTooLarge,      // larger than the fabric's max frame
   kBadNetHeader,       // a record whose virtio-net header is truncated or invalid
   kFrontendError,      // the frontend refused the frame (e.g. a TAP write failed)
+  kEndpointStopped,    // held for a full channel when the endpoint was stopped
   kCount,
 };
 std::string_view to_string(DropReason r);

@@ -39,13 +39,22 @@ GeneratorFrontend::GeneratorFrontend(const Config& config, Counters& counters)
   if (config_.rate_fps != 0) period_ns_ = 1'000'000'000 / config_.rate_fps;
 }
 
+GeneratorFrontend::Config GeneratorFrontend::receive_only(MacAddress source) {
+  Config c;
+  c.source = source;
+  c.send = false;
+  return c;
+}
+
 std::optional<std::uint64_t> GeneratorFrontend::next_due_ns() const noexcept {
-  if (paused_ || period_ns_ == 0) return paused_ ? std::nullopt : std::optional<std::uint64_t>(0);
+  if (paused_ || !config_.send || (config_.count != 0 && sequence_ - config_.first_sequence >= config_.count)) return std::nullopt;
+  if (period_ns_ == 0) return std::optional<std::uint64_t>(0);
   return next_due_ns_;
 }
 
 Frontend::RxResult GeneratorFrontend::receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept {
-  if (paused_) return {Rx::kNone};
+  if (paused_ || !config_.send || (config_.count != 0 && sequence_ - config_.first_sequence >= config_.count))
+    return {Rx::kNone};
   if (period_ns_ != 0) {
     if (next_due_ns_ == 0) next_due_ns_ = now_ns;
     if (now_ns < next_due_ns_) return {Rx::kNone};

@@ -45,11 +45,15 @@ class GeneratorFrontend final : public Frontend {
     std::vector<std::uint32_t> sizes{64};
     std::uint64_t rate_fps = 0;
     std::uint64_t first_sequence = 0;
+    std::uint64_t count = 0;  // frames to send, then stop (0: no limit)
+    bool send = true;         // false: only receive and check
     // This receiver restarted: a stream seen for the first time is joined where it is
     // (frames lost while we were down were counted as drops by their senders).
     bool join_streams_midway = false;
   };
   GeneratorFrontend(const Config& config, Counters& counters);
+  // `config` that sends nothing: only checks what arrives.
+  [[nodiscard]] static Config receive_only(MacAddress source);
 
   [[nodiscard]] int fd() const noexcept override { return -1; }
   RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;

@@ -63,6 +63,13 @@ sys::Result<TapDevice, std::string> TapDevice::open(const TapSpec& spec) {
     ifreq up{};
     std::memcpy(up.ifr_name, spec.ifname.data(), spec.ifname.size());
     if (!s.valid() || ::ioctl(s.get(), SIOCGIFFLAGS, &up) != 0) return sys::Unexpected(fail(spec, "SIOCGIFFLAGS", errno));
+    if (spec.mac) {
+      ifreq hw{};
+      std::memcpy(hw.ifr_name, spec.ifname.data(), spec.ifname.size());
+      hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+      std::memcpy(hw.ifr_hwaddr.sa_data, spec.mac->data(), 6);
+      if (::ioctl(s.get(), SIOCSIFHWADDR, &hw) != 0) return sys::Unexpected(fail(spec, "SIOCSIFHWADDR", errno));
+    }
     up.ifr_flags = static_cast<short>(up.ifr_flags | IFF_UP);
     if (::ioctl(s.get(), SIOCSIFFLAGS, &up) != 0) return sys::Unexpected(fail(spec, "SIOCSIFFLAGS (up)", errno));
   }

@@ -11,6 +11,7 @@
 
 #include <sys/uio.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -28,6 +29,9 @@ inline constexpr std::size_t kTapVnetHeaderBytes = 12;
 struct TapSpec {
   std::string ifname;  // 1-15 characters
   std::string netns;   // empty: the caller's namespace
+  // Given to a device this call creates (the address the topology declares for the
+  // endpoint); an existing device keeps its own.
+  std::optional<std::array<std::uint8_t, 6>> mac;
 };
 
 class TapDevice {
