@@ -11,6 +11,8 @@ namespace vswitch::sys {
 
 template <typename E>
 struct Unexpected {
+  // A constructor, not an aggregate: clang 14 has no parenthesised aggregate init.
+  explicit Unexpected(E e) : error(std::move(e)) {}
   E error;
 };
 template <typename E>
