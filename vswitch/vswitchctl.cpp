@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "shm/channel.hpp"
+#include "shm/fabric.hpp"
 #include "vswitch/stats.hpp"
 #include "vswitch/topology.hpp"
 
@@ -220,12 +222,49 @@ struct Ctl {
   }
 };
 
+// Every channel's control words, read from the running switch (read-only mapping of
+// each channel). A channel whose `used` stays non-zero while its consumer is waiting is a
+// lost wakeup; one that stays full is a stalled consumer.
+void channels(const Topology& topo, bool json) {
+  shm::FabricSpec spec;
+  spec.name = topo.switch_config.name;
+  for (const auto& e : topo.endpoints) spec.endpoints.push_back(e.name);
+  if (json) std::printf("{\"switch\": %s, \"channels\": [", json_string(spec.name).c_str());
+  else std::printf("%-24s %12s %14s %14s %9s %14s\n", "CHANNEL", "CAPACITY", "HEAD", "TAIL", "C_WAITING",
+                   "P_WANTS");
+  bool first = true;
+  for (std::size_t a = 0; a < spec.endpoints.size(); ++a)
+    for (std::size_t b = 0; b < spec.endpoints.size(); ++b) {
+      if (a == b) continue;
+      const std::string label = spec.endpoints[a] + " -> " + spec.endpoints[b];
+      auto ch = shm::Channel::attach(spec.channel_name(a, b));
+      if (!ch) {
+        std::fprintf(stderr, "vswitchctl: %s: %s\n", label.c_str(), ch.error().c_str());
+        continue;
+      }
+      const shm::RingSnapshot s = ch.value().area().snapshot();
+      const std::uint64_t cap = ch.value().area().capacity();
+      if (json) {
+        std::printf("%s\n  {\"from\": %s, \"to\": %s, \"capacity\": %" PRIu64 ", \"head\": %" PRIu64
+                    ", \"tail\": %" PRIu64 ", \"used\": %" PRIu64 ", \"consumer_waiting\": %u, \"producer_wants\": %" PRIu64 "}",
+                    first ? "" : ",", json_string(spec.endpoints[a]).c_str(), json_string(spec.endpoints[b]).c_str(),
+                    cap, s.head, s.tail, s.head - s.tail, s.consumer_waiting, s.producer_wants);
+      } else {
+        std::printf("%-24s %12" PRIu64 " %14" PRIu64 " %14" PRIu64 " %9u %14" PRIu64 "   used %" PRIu64 "\n",
+                    label.c_str(), cap, s.head, s.tail, s.consumer_waiting, s.producer_wants, s.head - s.tail);
+      }
+      first = false;
+    }
+  if (json) std::printf("\n]}\n");
+}
+
 int usage(FILE* f) {
   std::fprintf(f,
-               "usage: vswitchctl --config FILE ports|fdb|stats [--json]\n"
+               "usage: vswitchctl --config FILE ports|fdb|stats|channels [--json]\n"
                "  ports   endpoints: frontend, core, state, pid, restarts\n"
                "  fdb     every endpoint's MAC table\n"
-               "  stats   all counters, every drop reason, per-peer traffic\n");
+               "  stats   all counters, every drop reason, per-peer traffic\n"
+               "  channels  every channel's head, tail and wake flags (diagnosing a stall)\n");
   return f == stdout ? 0 : 2;
 }
 
@@ -242,7 +281,7 @@ int main(int argc, char** argv) {
     else if (a.rfind("--config=", 0) == 0) config = a.substr(9);
     else if (a == "--json") json = true;
     else if (a == "--help" || a == "-h") return usage(stdout);
-    else if (command.empty() && (a == "ports" || a == "fdb" || a == "stats")) command = a;
+    else if (command.empty() && (a == "ports" || a == "fdb" || a == "stats" || a == "channels")) command = a;
     else {
       std::fprintf(stderr, "vswitchctl: unknown argument \"%s\"\n", argv[i]);
       return usage(stderr);
@@ -272,6 +311,7 @@ int main(int argc, char** argv) {
   Ctl ctl{topo.value(), stats.value(), json};
   if (command == "ports") ctl.ports();
   else if (command == "fdb") ctl.fdb();
+  else if (command == "channels") channels(topo.value(), json);
   else ctl.stats_cmd();
   return 0;
 }
