@@ -61,10 +61,11 @@ s = json.load(open('$WORK/udp$len.json'))['end']['sum']
 print(s['packets'], s['lost_packets'], round(s['bits_per_second'] / 1e9, 3))")
   counted=$((after - before))
   echo "UDP -l $len: $gbps Gbit/s sent by client, $sent datagrams, iperf3 lost $lost, counters account for $counted"
-  # iperf3 counts a datagram lost at the end of the run that was merely late; allow 1% slack.
-  slack=$(( lost / 100 + 20 ))
-  (( lost <= counted + slack )) || fail "UDP -l $len: iperf3 lost $lost datagrams but counters explain only $counted"
-  (( counted <= lost + slack + 200 )) || fail "UDP -l $len: counters show $counted drops but iperf3 lost only $lost"
+  # No silent loss: every datagram iperf3 lost is a counted drop (1% slack for a datagram
+  # merely late at the end of the run). The counters may exceed iperf3's figure by the
+  # datagrams dropped after the last one the server received, which no gap reveals.
+  (( lost <= counted + lost / 100 + 20 )) || fail "UDP -l $len: iperf3 lost $lost datagrams but counters explain only $counted"
+  (( counted <= lost + lost / 20 + 1000 )) || fail "UDP -l $len: counters show $counted drops but iperf3 lost only $lost"
   (( sent > 0 && lost < sent )) || fail "UDP -l $len: nothing got through"
 done
 pass "TCP and UDP through the switch; every lost UDP datagram is a counted drop"
