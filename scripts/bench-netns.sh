@@ -61,6 +61,11 @@ address() {  # address IF1 IF2: bring the namespace ends up with their addresses
 
 # ---- paths: setup_X sets FORWARDER_PIDS (space-separated, may be empty) ----------------
 daemon_pid=""
+vswitch_up() {  # every endpoint of the benchmark switch reports "up"
+  local out
+  out=$("$bin/vswitchctl" --config "$work/vswitch.toml" ports 2>/dev/null) || return 1
+  [[ $(tail -n +2 <<<"$out" | awk '$4 == "up"' | wc -l) -eq 2 ]]
+}
 setup_vswitch() {
   cat >"$work/vswitch.toml" <<TOML
 [switch]
@@ -86,7 +91,7 @@ netns = "nbx2"
 TOML
   "$bin/vswitchd" --config "$work/vswitch.toml" 2>"$work/vswitchd.log" &
   daemon_pid=$!
-  wait_for 10 "vswitch endpoints" sh -c "$bin/vswitchctl --config $work/vswitch.toml ports | tail -n +2 | awk '{print \$4}' | grep -qv up && exit 1 || exit 0"
+  wait_for 10 "vswitch endpoints" vswitch_up
   address nbxv1 nbxv2
   FORWARDER_PIDS=$("$bin/vswitchctl" --config "$work/vswitch.toml" ports --json |
     python3 -c "import json,sys; print(' '.join(str(p['pid']) for p in json.load(sys.stdin)['ports']))")

@@ -29,6 +29,7 @@ daemon_pid=""
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$out"/iperf3-*.pid; do [[ -f $f ]] && { kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; }; done
   if [[ -n "$daemon_pid" ]]; then kill -INT "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
   for n in vsoak1 vsoak2; do ip netns del $n 2>/dev/null || true; done
 }
@@ -61,8 +62,8 @@ done
 ip netns exec vsoak1 ping -c 2 -i 0.2 -W 2 -q 10.80.0.2 >/dev/null || die "no connectivity"
 
 # iperf3: TCP and UDP each way, each on its own server port.
-for port in 5201 5202; do ip netns exec vsoak2 iperf3 -s -p $port -D; done
-for port in 5203 5204; do ip netns exec vsoak1 iperf3 -s -p $port -D; done
+for port in 5201 5202; do ip netns exec vsoak2 iperf3 -s -p $port -D -I "$out/iperf3-$port.pid"; done
+for port in 5203 5204; do ip netns exec vsoak1 iperf3 -s -p $port -D -I "$out/iperf3-$port.pid"; done
 ip netns exec vsoak2 sh -c 'until ss -ltn | grep -q ":5202 "; do sleep 0.1; done'
 ip netns exec vsoak1 sh -c 'until ss -ltn | grep -q ":5204 "; do sleep 0.1; done'
 ip netns exec vsoak1 iperf3 -c 10.80.0.2 -p 5201 -t "$secs" -i 0 >"$out/tcp-1to2.txt" 2>&1 & pids+=($!)

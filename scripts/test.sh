@@ -39,7 +39,7 @@ if cmake -S . -B build-tsan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANI
      ctest --output-on-failure -R 'shm_ring_lost_wakeup') || failed+=("tsan")
   (cd build-tsan && VSWITCH_STRESS_SCALE=0.05 TSAN_OPTIONS="halt_on_error=1" \
      ctest --output-on-failure -R 'shm_ring_two_process') || failed+=("tsan-two-process")
-  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure -R 'shm_frame_ring|vswitch_endpoint') ||
+  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure -R 'shm_frame_ring|vswitch_endpoint|vswitch_event_log') ||
     failed+=("tsan-ring-endpoint")
 else
   failed+=("tsan-build")

@@ -287,18 +287,22 @@ void Daemon::endpoint_main(std::size_t i) {
     generator = g.get();
     frontend = std::move(g);
   }
-  EndpointLoop loop(res, *frontend, initial);
-  if (generator != nullptr) generator->use_counters(loop.counters());
-  std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),
-               e.core ? std::to_string(*e.core).c_str() : "any", std::string(to_string(e.frontend)).c_str());
-  auto st = loop.run();
-  if (!st) {
-    std::fprintf(stderr, "vswitch[%s]: %s\n", e.name.c_str(), st.error().c_str());
-    std::fflush(stderr);
-    ::_exit(1);
+  int status = 0;
+  {
+    // Scoped: the loop (and its event log's writer thread, which flushes pending messages)
+    // ends here, before _exit.
+    EndpointLoop loop(res, *frontend, initial);
+    if (generator != nullptr) generator->use_counters(loop.counters());
+    std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),
+                 e.core ? std::to_string(*e.core).c_str() : "any", std::string(to_string(e.frontend)).c_str());
+    auto st = loop.run();
+    if (!st) {
+      std::fprintf(stderr, "vswitch[%s]: %s\n", e.name.c_str(), st.error().c_str());
+      status = 1;
+    }
   }
   std::fflush(stderr);
-  ::_exit(0);  // never run the daemon's destructors here: they own the shared memory
+  ::_exit(status);  // never run the daemon's destructors here: they own the shared memory
 }
 
 void Daemon::spawn(std::size_t i) {

@@ -42,7 +42,8 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       table_(table_config(*resources.topology)),
       forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),
       staging_(max_payload_),
-      counters_(initial) {
+      counters_(initial),
+      events_("vswitch[" + config_.name + "]: ") {
   const auto& eps = res_.topology->endpoints;
   // Every MAC declared in the topology is static: learning can never move it.
   for (std::size_t i = 0; i < eps.size(); ++i)
@@ -81,9 +82,7 @@ EndpointLoop::Peer* EndpointLoop::peer_for(PortId port) noexcept {
   return &peers_[peer_index_[port]];
 }
 
-void EndpointLoop::log(const std::string& message) const {
-  std::fprintf(stderr, "vswitch[%s]: %s\n", config_.name.c_str(), message.c_str());
-}
+void EndpointLoop::log(const std::string& message) { events_.post(message); }
 
 void EndpointLoop::peer_up(Peer& p) {
   if (!p.stalled) return;

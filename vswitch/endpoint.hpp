@@ -33,6 +33,7 @@
 #include "shm/fabric.hpp"
 #include "shm/frame_ring.hpp"
 #include "shm/sys/fd.hpp"
+#include "vswitch/event_log.hpp"
 #include "vswitch/forwarding.hpp"
 #include "vswitch/mac_table.hpp"
 #include "vswitch/stats.hpp"
@@ -114,7 +115,7 @@ class EndpointLoop {
   void sync_counters();
   bool sleep();
   void set_frontend_interest(bool on);
-  void log(const std::string& message) const;
+  void log(const std::string& message);
 
   EndpointResources res_;
   Frontend& frontend_;
@@ -140,6 +141,7 @@ class EndpointLoop {
   std::uint64_t fdb_published_ns_ = 0;
   sys::Fd epoll_;
   bool frontend_interest_ = false;
+  EventLog events_;  // last: its writer thread starts after everything it could report on
 };
 
 }  // namespace vswitch
