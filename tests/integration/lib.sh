@@ -89,3 +89,7 @@ print($2)"
 pid_of() { ctl ports --json | python3 -c "
 import json, sys
 print(next(p['pid'] for p in json.load(sys.stdin)['ports'] if p['name'] == '$1'))"; }
+
+# stat_is ENDPOINT EXPR OP VALUE: compares a stat with test(1)'s OP, reading it afresh each
+# call (for wait_for: `wait_for 5 what stat_is a 'e["flooded"]' -gt 3`).
+stat_is() { local v; v=$(stat "$1" "$2") || return 1; [ "$v" "$3" "$4" ]; }

@@ -7,7 +7,7 @@ require_root
 setup_three
 start_daemon "$HERE/three-ns.toml"
 ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.2 >/dev/null || fail "ping a -> b"
-wait_for 5 "counters to settle" test "$(stat b 'e["peers"]["a"]["in_frames"]')" -gt 0
+wait_for 5 "counters to settle" stat_is b 'e["peers"]["a"]["in_frames"]' -gt 0
 spoofed0=$(stat a 'e["drops"]["spoofed_source"]')
 b_in0=$(stat b 'e["peers"]["a"]["in_frames"]')
 ip netns exec vsit-a python3 - <<'PY'
@@ -20,7 +20,7 @@ frame = dst + src + struct.pack("!H", 0x88B5) + b"spoofed" * 8
 for _ in range(100):
     s.send(frame)
 PY
-wait_for 5 "100 spoofed_source drops" test "$(stat a 'e["drops"]["spoofed_source"]')" -eq $((spoofed0 + 100))
+wait_for 5 "100 spoofed_source drops" stat_is a 'e["drops"]["spoofed_source"]' -eq $((spoofed0 + 100))
 b_in=$(stat b 'e["peers"]["a"]["in_frames"]')
 [[ $b_in -eq $b_in0 ]] || fail "b received $((b_in - b_in0)) frames from a during the spoofing"
 ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.2 >/dev/null || fail "ping a -> b after spoofing"
