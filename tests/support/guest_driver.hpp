@@ -1,0 +1,93 @@
+// A guest driver in-process, for tests of the device side of a split virtqueue: it owns a
+// block of "guest memory" (gpa kBase..), lays out the descriptor table and the rings the
+// way the Linux driver does, and plays the driver's part of the protocol.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "endpoints/virtio/guest_memory.hpp"
+#include "endpoints/virtio/split_queue.hpp"
+
+namespace vswitch::test {
+
+using endpoints::virtio::Descriptor;
+using endpoints::virtio::GuestRegion;
+
+class GuestDriver {
+ public:
+  static constexpr std::uint64_t kBase = 0x100000;
+
+  GuestDriver(std::uint16_t size, bool event_idx, std::size_t bytes = 1 << 20)
+      : size_(size), bytes_(bytes), mem_(new (std::align_val_t(4096)) std::byte[bytes]) {
+    std::memset(mem_.get(), 0, bytes);
+    layout_.size = size;
+    layout_.event_idx = event_idx;
+    layout_.desc_gpa = alloc(16u * size, 16);
+    layout_.avail_gpa = alloc(6u + 2u * size, 2);
+    layout_.used_gpa = alloc(6u + 8u * size, 4);
+  }
+
+  [[nodiscard]] GuestRegion region() const { return GuestRegion{kBase, bytes_, mem_.get()}; }
+  [[nodiscard]] const endpoints::virtio::QueueLayout& layout() const { return layout_; }
+
+  std::uint64_t alloc(std::size_t n, std::size_t align = 16) {
+    next_ = (next_ + align - 1) / align * align;
+    const std::uint64_t gpa = kBase + next_;
+    next_ += n;
+    if (next_ > bytes_) throw std::bad_alloc();
+    return gpa;
+  }
+  std::byte* host(std::uint64_t gpa) { return mem_.get() + (gpa - kBase); }
+
+  void set_desc(std::uint16_t i, Descriptor d) { std::memcpy(host(layout_.desc_gpa) + 16u * i, &d, 16); }
+  // Writes an indirect table at a fresh address; returns its gpa.
+  std::uint64_t indirect_table(const std::vector<Descriptor>& entries) {
+    const std::uint64_t gpa = alloc(16 * entries.size(), 16);
+    std::memcpy(host(gpa), entries.data(), 16 * entries.size());
+    return gpa;
+  }
+  // Puts `head` in the next avail slot and publishes it (release, as virtio_wmb + store).
+  void make_available(std::uint16_t head) {
+    std::memcpy(host(layout_.avail_gpa) + 4 + 2u * (avail_idx_ & (size_ - 1)), &head, 2);
+    ++avail_idx_;
+    word(layout_.avail_gpa + 2).store(avail_idx_, std::memory_order_release);
+  }
+  void set_avail_idx(std::uint16_t v) {
+    avail_idx_ = v;
+    word(layout_.avail_gpa + 2).store(v, std::memory_order_release);
+  }
+  void set_avail_flags(std::uint16_t f) { word(layout_.avail_gpa).store(f); }
+  void set_used_event(std::uint16_t v) { word(layout_.avail_gpa + 4 + 2u * size_).store(v); }
+  std::uint16_t used_idx() { return word(layout_.used_gpa + 2).load(std::memory_order_acquire); }
+  std::uint16_t used_flags() { return word(layout_.used_gpa).load(); }
+  std::uint16_t avail_event() { return word(layout_.used_gpa + 4 + 8u * size_).load(); }
+  struct UsedElem {
+    std::uint32_t id, len;
+  };
+  UsedElem used(std::uint16_t i) {
+    UsedElem e;
+    std::memcpy(&e, host(layout_.used_gpa) + 4 + 8u * (i & (size_ - 1)), 8);
+    return e;
+  }
+
+ private:
+  std::atomic_ref<std::uint16_t> word(std::uint64_t gpa) {
+    return std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(host(gpa)));
+  }
+  struct Free {
+    void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t(4096)); }
+  };
+  std::uint16_t size_;
+  std::size_t bytes_;
+  std::unique_ptr<std::byte[], Free> mem_;
+  std::size_t next_ = 0;
+  std::uint16_t avail_idx_ = 0;
+  endpoints::virtio::QueueLayout layout_;
+};
+
+}  // namespace vswitch::test
