@@ -149,6 +149,7 @@ class SplitQueue {
   // Forgets the broken state and restarts at the given indices (device reset, reconnect).
   void reset(std::uint16_t next_avail, std::uint16_t next_used);
 
+  [[nodiscard]] std::uint16_t size() const noexcept { return layout_.size; }
   [[nodiscard]] std::uint16_t next_avail() const noexcept { return next_avail_; }
   [[nodiscard]] std::uint16_t next_used() const noexcept { return next_used_; }
   [[nodiscard]] bool broken() const noexcept { return broken_; }

@@ -1,0 +1,155 @@
+#include "endpoints/virtio/net_queues.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace vswitch::endpoints::virtio {
+
+std::string_view to_string(TxError e) {
+  switch (e) {
+    case TxError::kWritableBuffer: return "tx_writable_buffer";
+    case TxError::kNoFrame: return "tx_no_frame";
+    case TxError::kTooLarge: return "tx_too_large";
+    case TxError::kBadHeader: return "tx_bad_header";
+    case TxError::kCount: break;
+  }
+  return "unknown";
+}
+
+std::string_view to_string(RxDrop e) {
+  switch (e) {
+    case RxDrop::kReadableBuffer: return "rx_readable_buffer";
+    case RxDrop::kBufferTooSmall: return "rx_buffer_too_small";
+    case RxDrop::kCount: break;
+  }
+  return "unknown";
+}
+
+TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, NetQueueCounters& counters) {
+  Chain chain;
+  for (;;) {
+    const PopResult r = q.pop(chain);
+    if (r.status == Pop::kEmpty) return {TxResult::Status::kEmpty};
+    if (r.status == Pop::kBroken) return {TxResult::Status::kBroken};
+    auto fail = [&](TxError e) {
+      ++counters.tx_errors[static_cast<std::size_t>(e)];
+      q.add_used(chain.head, 0);
+    };
+    if (r.status == Pop::kBadChain) {  // counted by the queue under its ChainError
+      q.add_used(chain.head, 0);
+      continue;
+    }
+    if (chain.writable_bytes != 0) {
+      fail(TxError::kWritableBuffer);
+      continue;
+    }
+    const std::uint64_t total = chain.readable_bytes;
+    if (total < kNetHeaderBytes + 14) {
+      fail(TxError::kNoFrame);
+      continue;
+    }
+    if (total > out.size()) {
+      fail(TxError::kTooLarge);
+      continue;
+    }
+    // Gather: the one copy out of guest memory. Header and frame are validated from here
+    // on, never from guest memory again.
+    std::size_t at = 0;
+    for (const GuestBuffer& b : chain.buffers) {
+      std::memcpy(out.data() + at, b.bytes.data(), b.bytes.size());
+      at += b.bytes.size();
+    }
+    if (!parse(std::span<const std::byte>(out.data(), at))) {
+      fail(TxError::kBadHeader);
+      continue;
+    }
+    q.add_used(chain.head, 0);  // nothing written into a TX chain
+    ++counters.tx_frames;
+    counters.tx_bytes += at - kNetHeaderBytes;
+    return {TxResult::Status::kFrame, at};
+  }
+}
+
+bool RxQueue::fill_pool(SplitQueue& q, std::uint64_t need, NetQueueCounters& counters) {
+  // Without mergeable buffers only the first pooled chain matters.
+  auto enough = [&] { return mergeable_ ? pool_bytes_ >= need : !pool_.empty(); };
+  while (!enough() && pool_.size() < q.size()) {
+    Chain c;
+    const PopResult r = q.pop(c);
+    if (r.status == Pop::kEmpty || r.status == Pop::kBroken) return false;
+    if (r.status == Pop::kBadChain) {
+      q.add_used(c.head, 0);
+      continue;
+    }
+    if (c.readable_bytes != 0) {
+      ++counters.rx_drops[static_cast<std::size_t>(RxDrop::kReadableBuffer)];
+      q.add_used(c.head, 0);
+      continue;
+    }
+    pool_bytes_ += c.writable_bytes;
+    pool_.push_back(std::move(c));
+  }
+  return enough();
+}
+
+RxQueue::Status RxQueue::deliver(SplitQueue& q, const NetHeader& header, std::span<const std::byte> frame,
+                                 NetQueueCounters& counters) {
+  const std::uint64_t need = kNetHeaderBytes + frame.size();
+  if (!fill_pool(q, need, counters)) {
+    if (pool_.size() >= q.size()) {  // every buffer the queue can hold is pooled: never enough
+      ++counters.rx_drops[static_cast<std::size_t>(RxDrop::kBufferTooSmall)];
+      return Status::kDropped;
+    }
+    if (q.broken()) return Status::kBroken;
+    ++counters.rx_no_buffers;
+    return Status::kNoBuffers;
+  }
+  if (!mergeable_ && pool_.front().writable_bytes < need) {
+    ++counters.rx_drops[static_cast<std::size_t>(RxDrop::kBufferTooSmall)];
+    return Status::kDropped;  // the chain stays pooled for a frame it can hold
+  }
+  // How many chains this frame takes.
+  std::size_t chains = 0;
+  for (std::uint64_t space = 0; space < need; ++chains) space += pool_[chains].writable_bytes;
+  NetHeader h = header;
+  h.num_buffers = static_cast<std::uint16_t>(chains);  // written before anything is published
+  std::array<std::byte, kNetHeaderBytes> hdr{};
+  write(h, std::span<std::byte, kNetHeaderBytes>(hdr));
+
+  // Copy header then frame across the chains' buffers, in order.
+  const std::span<const std::byte> parts[2] = {std::span<const std::byte>(hdr), frame};
+  std::size_t part = 0, off = 0;
+  for (std::size_t k = 0; k < chains; ++k) {
+    std::uint32_t written = 0;
+    for (const GuestBuffer& b : pool_[k].buffers) {
+      std::size_t room = b.bytes.size(), at = 0;
+      while (room != 0 && part < 2) {
+        const std::size_t n = std::min(room, parts[part].size() - off);
+        std::memcpy(b.bytes.data() + at, parts[part].data() + off, n);
+        at += n;
+        room -= n;
+        off += n;
+        written += static_cast<std::uint32_t>(n);
+        if (off == parts[part].size()) {
+          ++part;
+          off = 0;
+        }
+      }
+    }
+    q.add_used(pool_[k].head, written);
+    pool_bytes_ -= pool_[k].writable_bytes;
+  }
+  pool_.erase(pool_.begin(), pool_.begin() + static_cast<std::ptrdiff_t>(chains));
+  ++counters.rx_frames;
+  counters.rx_bytes += frame.size();
+  counters.rx_buffers_used += chains;
+  return Status::kDelivered;
+}
+
+void RxQueue::release_pool(SplitQueue& q) {
+  for (const Chain& c : pool_) q.add_used(c.head, 0);
+  pool_.clear();
+  pool_bytes_ = 0;
+}
+
+}  // namespace vswitch::endpoints::virtio

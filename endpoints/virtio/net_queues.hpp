@@ -1,0 +1,89 @@
+// The virtio-net datapath on top of SplitQueue: what the device does with the guest's
+// transmit queue and receive queue (virtio 1.x, 5.1.6), independent of how the guest is
+// attached (vhost-user) and of where frames go (the switch's channels).
+//
+// TX: a chain holds the 12-byte virtio-net header and the frame, device-readable only,
+// split over any number of descriptors. It is gathered into the caller's buffer (a channel
+// record: the only copy), then the header is validated against the frame. A chain with a
+// device-writable buffer, with no frame after the header, larger than the largest record,
+// or with an invalid header goes back to the guest with length 0 and is counted; TX
+// completions are used elements like any other, so the guest gets its interrupt.
+//
+// RX: a frame needs header + frame bytes of device-writable buffers. With MRG_RXBUF it may
+// take several chains (num_buffers in the first header, written before anything is
+// published); without, one chain must hold it. Chains popped but not yet needed are kept
+// in a pool for the next frame, so nothing is ever un-popped or returned twice. When the
+// guest has not posted enough, deliver() says kNoBuffers and keeps what it has: the caller
+// holds the frame, re-enables kicks (SplitQueue::enable_notification) and retries.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "endpoints/virtio/net_header.hpp"
+#include "endpoints/virtio/split_queue.hpp"
+
+namespace vswitch::endpoints::virtio {
+
+enum class TxError : std::uint8_t {
+  kWritableBuffer,  // a device-writable buffer in a TX chain
+  kNoFrame,         // nothing (or less than an Ethernet header) after the virtio-net header
+  kTooLarge,        // more than the largest record
+  kBadHeader,       // the virtio-net header failed validation
+  kCount,
+};
+std::string_view to_string(TxError e);
+
+enum class RxDrop : std::uint8_t {
+  kReadableBuffer,   // an RX chain with a device-readable buffer: returned unused
+  kBufferTooSmall,   // the frame cannot fit: without MRG_RXBUF the next chain is too small,
+                     // with it even every buffer the queue can hold is too little
+  kCount,
+};
+std::string_view to_string(RxDrop e);
+
+struct NetQueueCounters {
+  std::uint64_t tx_frames = 0;
+  std::uint64_t tx_bytes = 0;
+  std::uint64_t rx_frames = 0;
+  std::uint64_t rx_bytes = 0;
+  std::uint64_t rx_buffers_used = 0;
+  std::uint64_t rx_no_buffers = 0;  // deliver() had to wait for the guest
+  std::array<std::uint64_t, static_cast<std::size_t>(TxError::kCount)> tx_errors{};
+  std::array<std::uint64_t, static_cast<std::size_t>(RxDrop::kCount)> rx_drops{};
+};
+
+struct TxResult {
+  enum class Status : std::uint8_t { kFrame, kEmpty, kBroken } status;
+  std::size_t bytes = 0;  // kFrame: header + frame bytes in `out`
+};
+
+// Takes TX chains until one yields a frame (bad ones are returned with length 0 and
+// counted), gathers it into `out`, and returns the chain (length 0: nothing written).
+// The caller publishes and notifies.
+TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, NetQueueCounters& counters);
+
+class RxQueue {
+ public:
+  explicit RxQueue(bool mergeable_buffers) : mergeable_(mergeable_buffers) {}
+
+  enum class Status : std::uint8_t { kDelivered, kNoBuffers, kDropped, kBroken };
+  // Writes header (num_buffers set) + frame into guest buffers and stages their used
+  // elements; the caller publishes and notifies.
+  Status deliver(SplitQueue& q, const NetHeader& header, std::span<const std::byte> frame,
+                 NetQueueCounters& counters);
+  // Returns every pooled chain unused (length 0), e.g. before a reset.
+  void release_pool(SplitQueue& q);
+  [[nodiscard]] std::size_t pooled() const noexcept { return pool_.size(); }
+
+ private:
+  bool fill_pool(SplitQueue& q, std::uint64_t need, NetQueueCounters& counters);
+  bool mergeable_;
+  std::vector<Chain> pool_;      // popped, writable-only chains, oldest first
+  std::uint64_t pool_bytes_ = 0;
+};
+
+}  // namespace vswitch::endpoints::virtio
