@@ -10,6 +10,9 @@
 #include <new>
 #include <vector>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "endpoints/virtio/guest_memory.hpp"
 #include "endpoints/virtio/split_queue.hpp"
 
@@ -22,8 +25,20 @@ class GuestDriver {
  public:
   static constexpr std::uint64_t kBase = 0x100000;
 
-  GuestDriver(std::uint16_t size, bool event_idx, std::size_t bytes = 1 << 20)
-      : size_(size), bytes_(bytes), mem_(new (std::align_val_t(4096)) std::byte[bytes]) {
+  // Guest RAM on the heap, or (shared = true) in a memfd, as QEMU's memory-backend-memfd
+  // gives it, so it can be handed to a vhost-user back-end.
+  GuestDriver(std::uint16_t size, bool event_idx, std::size_t bytes = 1 << 20, bool shared = false)
+      : size_(size), bytes_(bytes), mem_(nullptr, Free{0}) {
+    if (shared) {
+      memfd_ = ::memfd_create("guest-ram", MFD_CLOEXEC);
+      if (memfd_ < 0 || ::ftruncate(memfd_, static_cast<off_t>(bytes)) != 0) throw std::bad_alloc();
+      void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      mem_.reset(static_cast<std::byte*>(p));
+      mem_.get_deleter().mapped = bytes;
+    } else {
+      mem_.reset(new (std::align_val_t(4096)) std::byte[bytes]);
+    }
     std::memset(mem_.get(), 0, bytes);
     layout_.size = size;
     layout_.event_idx = event_idx;
@@ -43,6 +58,13 @@ class GuestDriver {
     return gpa;
   }
   std::byte* host(std::uint64_t gpa) { return mem_.get() + (gpa - kBase); }
+  [[nodiscard]] int memfd() const { return memfd_; }
+  [[nodiscard]] std::size_t bytes() const { return bytes_; }
+  ~GuestDriver() {
+    if (memfd_ >= 0) ::close(memfd_);
+  }
+  GuestDriver(const GuestDriver&) = delete;
+  GuestDriver& operator=(const GuestDriver&) = delete;
 
   void set_desc(std::uint16_t i, Descriptor d) { std::memcpy(host(layout_.desc_gpa) + 16u * i, &d, 16); }
   // Writes an indirect table at a fresh address; returns its gpa.
@@ -80,11 +102,16 @@ class GuestDriver {
     return std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(host(gpa)));
   }
   struct Free {
-    void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t(4096)); }
+    std::size_t mapped;  // non-zero: an mmap of the memfd
+    void operator()(std::byte* p) const {
+      if (mapped != 0) ::munmap(p, mapped);
+      else ::operator delete[](p, std::align_val_t(4096));
+    }
   };
   std::uint16_t size_;
   std::size_t bytes_;
   std::unique_ptr<std::byte[], Free> mem_;
+  int memfd_ = -1;
   std::size_t next_ = 0;
   std::uint16_t avail_idx_ = 0;
   endpoints::virtio::QueueLayout layout_;

@@ -1,0 +1,47 @@
+// Connection: one vhost-user control connection (a unix stream socket), read without ever
+// blocking the endpoint: bytes and descriptors are gathered until a whole message is there
+// (a front-end that sends half a message stalls only its own connection). At most
+// kMaxFds descriptors may arrive with one message; a truncated control message (more than
+// that) or a descriptor that is not a plain one is a protocol violation.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "endpoints/vhost_user/message.hpp"
+#include "shm/sys/fd.hpp"
+#include "shm/sys/result.hpp"
+
+namespace vswitch::endpoints::vhost_user {
+
+// A listening socket at `path` (a stale socket file is replaced), mode 0600, non-blocking.
+[[nodiscard]] sys::Result<sys::Fd, std::string> listen_unix(const std::string& path);
+
+class Connection {
+ public:
+  explicit Connection(sys::Fd socket) : socket_(std::move(socket)) {}
+
+  enum class Read : std::uint8_t { kMessage, kPending, kClosed, kError };
+  struct ReadResult {
+    Read status;
+    std::optional<Message> message;  // kMessage
+    std::string error;               // kError: what the front-end did wrong
+  };
+  // Reads what the socket has; returns a decoded message once one is complete.
+  ReadResult read();
+  // Sends a whole reply (blocking briefly is acceptable: replies are tiny and the
+  // front-end is waiting for them).
+  [[nodiscard]] bool send(std::span<const std::byte> bytes);
+
+  [[nodiscard]] int fd() const noexcept { return socket_.get(); }
+
+ private:
+  sys::Fd socket_;
+  std::vector<std::byte> buffer_;  // header then payload of the message being gathered
+  std::vector<sys::Fd> fds_;       // descriptors received with it
+};
+
+}  // namespace vswitch::endpoints::vhost_user

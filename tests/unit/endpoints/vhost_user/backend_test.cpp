@@ -1,0 +1,159 @@
+// The back-end driven the way QEMU 7.2 drives it (shared/research/vm-recipe.md), with the
+// guest's RAM in a memfd: negotiation, memory table, vring setup, a TX frame through the
+// running queue, GET_VRING_BASE; then the protocol violations that must close the
+// connection.
+#include "endpoints/vhost_user/backend.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "endpoints/virtio/net_queues.hpp"
+#include "tests/support/guest_driver.hpp"
+
+namespace vswitch::endpoints::vhost_user {
+namespace {
+
+using test::GuestDriver;
+constexpr std::uint64_t kQemuAddr = 0x7f1200000000;  // where "QEMU" has guest RAM mapped
+
+Message msg(Request r, Payload p = std::monostate{}, std::vector<sys::Fd> fds = {}) {
+  return Message{r, false, std::move(p), std::move(fds)};
+}
+std::vector<sys::Fd> one(int fd) {
+  std::vector<sys::Fd> v;
+  v.emplace_back(fd);
+  return v;
+}
+
+struct Handshake {
+  GuestDriver guest{8, true, 1 << 20, /*shared=*/true};
+  Backend backend{256};
+
+  std::uint64_t qemu(std::uint64_t gpa) const { return kQemuAddr + (gpa - GuestDriver::kBase); }
+
+  void ok(Message m) {
+    auto r = backend.handle(std::move(m));
+    ASSERT_TRUE(r.has_value()) << r.error();
+  }
+  MemTable table(std::uint64_t size) const {
+    return MemTable{{MemRegion{GuestDriver::kBase, size, kQemuAddr, 0}}};
+  }
+  void negotiate() {
+    ok(msg(Request::kSetFeatures, kOfferedFeatures));
+    ok(msg(Request::kSetOwner));
+    ok(msg(Request::kSetMemTable, table(guest.bytes()), one(::dup(guest.memfd()))));
+  }
+  void setup_vring(std::uint32_t i) {
+    ok(msg(Request::kSetVringNum, VringState{i, 8}));
+    ok(msg(Request::kSetVringBase, VringState{i, 0}));
+    const auto& l = guest.layout();
+    ok(msg(Request::kSetVringAddr, VringAddr{i, 0, qemu(l.desc_gpa), qemu(l.used_gpa), qemu(l.avail_gpa), 0}));
+    ok(msg(Request::kSetVringKick, VringFile{i, true}, one(::eventfd(0, EFD_CLOEXEC))));
+    ok(msg(Request::kSetVringCall, VringFile{i, true}, one(::eventfd(0, EFD_CLOEXEC))));
+  }
+};
+
+TEST(VhostUserBackend, QemuStyleSetupRunsTheQueue) {
+  Handshake h;
+  auto f = h.backend.handle(msg(Request::kGetFeatures));
+  ASSERT_TRUE(f.has_value());
+  ASSERT_TRUE(f->reply.has_value());
+  std::uint64_t offered;
+  std::memcpy(&offered, f->reply->data() + kHeaderBytes, 8);
+  EXPECT_EQ(offered, kOfferedFeatures);
+  EXPECT_TRUE(offered & kFeatureMrgRxbuf);
+  EXPECT_TRUE(offered & kFeatureEventIdx);
+  h.negotiate();
+  h.setup_vring(kTxQueue);
+  EXPECT_EQ(h.backend.queue(kTxQueue), nullptr) << "with PROTOCOL_FEATURES a ring starts disabled";
+  h.ok(msg(Request::kSetVringEnable, VringState{kTxQueue, 1}));
+  virtio::SplitQueue* q = h.backend.queue(kTxQueue);
+  ASSERT_NE(q, nullptr);
+  EXPECT_GE(h.backend.kick_fd(kTxQueue), 0);
+
+  // The guest transmits one frame; the back-end sees it through its own mapping.
+  std::vector<std::byte> packet(virtio::kNetHeaderBytes + 60, std::byte{0x5a});
+  virtio::write(virtio::NetHeader{}, std::span<std::byte, virtio::kNetHeaderBytes>(packet.data(), 12));
+  const auto gpa = h.guest.alloc(packet.size());
+  std::memcpy(h.guest.host(gpa), packet.data(), packet.size());
+  h.guest.set_desc(0, virtio::Descriptor{gpa, static_cast<std::uint32_t>(packet.size()), 0, 0});
+  h.guest.make_available(0);
+  std::vector<std::byte> out(2048);
+  virtio::NetQueueCounters c;
+  const auto r = virtio::tx_pop(*q, out, c);
+  ASSERT_EQ(r.status, virtio::TxResult::Status::kFrame);
+  EXPECT_EQ(r.bytes, packet.size());
+  EXPECT_EQ(std::memcmp(out.data(), packet.data(), packet.size()), 0);
+  q->publish_used();
+  EXPECT_EQ(h.guest.used_idx(), 1);
+
+  // GET_VRING_BASE stops the ring and says where it is.
+  auto base = h.backend.handle(msg(Request::kGetVringBase, VringState{kTxQueue, 0}));
+  ASSERT_TRUE(base.has_value());
+  VringState s;
+  std::memcpy(&s, base->reply->data() + kHeaderBytes, sizeof s);
+  EXPECT_EQ(s.num, 1u);
+  EXPECT_EQ(h.backend.queue(kTxQueue), nullptr);
+}
+
+TEST(VhostUserBackend, ReplyAckWhenAsked) {
+  Handshake h;
+  h.ok(msg(Request::kSetProtocolFeatures, kProtocolReplyAck));
+  Message m = msg(Request::kSetOwner);
+  m.need_reply = true;
+  auto r = h.backend.handle(std::move(m));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->reply.has_value());
+  std::uint64_t status;
+  std::memcpy(&status, r->reply->data() + kHeaderBytes, 8);
+  EXPECT_EQ(status, 0u);
+}
+
+TEST(VhostUserBackend, ProtocolViolationsAreErrors) {
+  {
+    Handshake h;
+    EXPECT_FALSE(h.backend.handle(msg(Request::kSetFeatures, kOfferedFeatures | (1ull << 40))).has_value());
+    EXPECT_FALSE(h.backend.handle(msg(Request::kSetFeatures, kFeatureMrgRxbuf)).has_value()) << "no VERSION_1";
+    EXPECT_FALSE(h.backend.handle(msg(Request::kSetProtocolFeatures, std::uint64_t{1})).has_value());
+  }
+  {
+    Handshake h;  // a region larger than the file behind it
+    h.ok(msg(Request::kSetFeatures, kOfferedFeatures));
+    auto r = h.backend.handle(msg(Request::kSetMemTable, h.table(h.guest.bytes() * 2), one(::dup(h.guest.memfd()))));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().find("shorter"), std::string::npos) << r.error();
+  }
+  {
+    Handshake h;  // ring addresses outside guest memory
+    h.negotiate();
+    h.ok(msg(Request::kSetVringNum, VringState{0, 8}));
+    h.ok(msg(Request::kSetVringEnable, VringState{0, 1}));
+    h.ok(msg(Request::kSetVringKick, VringFile{0, true}, one(::eventfd(0, EFD_CLOEXEC))));
+    auto r = h.backend.handle(msg(Request::kSetVringAddr, VringAddr{0, 0, 0x1000, 0x2000, 0x3000, 0}));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().find("not in guest memory"), std::string::npos) << r.error();
+  }
+  {
+    Handshake h;  // a queue larger than the endpoint allows, and polling mode
+    EXPECT_FALSE(h.backend.handle(msg(Request::kSetVringNum, VringState{0, 1024})).has_value());
+    EXPECT_FALSE(h.backend.handle(msg(Request::kSetVringKick, VringFile{0, false})).has_value());
+  }
+}
+
+TEST(VhostUserBackend, ResetForgetsTheGuest) {
+  Handshake h;
+  h.negotiate();
+  h.setup_vring(kRxQueue);
+  h.ok(msg(Request::kSetVringEnable, VringState{kRxQueue, 1}));
+  ASSERT_NE(h.backend.queue(kRxQueue), nullptr);
+  h.backend.reset();
+  EXPECT_EQ(h.backend.queue(kRxQueue), nullptr);
+  EXPECT_EQ(h.backend.features(), 0u);
+  EXPECT_LT(h.backend.kick_fd(kRxQueue), 0);
+}
+
+}  // namespace
+}  // namespace vswitch::endpoints::vhost_user
