@@ -16,6 +16,7 @@ packages=(
   spin gcc                                  # model checking of the sleep handshake
   g++-aarch64-linux-gnu qemu-user           # aarch64 cross build, run under emulation
   iproute2 iperf3 iputils-ping python3      # demo and integration tests (namespaces, TAPs, traffic)
+  dpdk-dev                                  # dpdk-testpmd: virtio-user as an independent vhost-user front-end
 )
 
 missing=()

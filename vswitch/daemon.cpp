@@ -205,14 +205,15 @@ std::optional<std::string> Daemon::setup() {
     say("endpoint %s: tap %s%s%s %s", e.name.c_str(), o.ifname.c_str(), o.netns.empty() ? "" : " in netns ",
         o.netns.c_str(), taps_[i]->created() ? "created" : "attached");
   }
-  for (std::size_t i = 0; i < n; ++i)
-    if (topo_.endpoints[i].frontend == FrontendKind::kVhostUser)
-      return "endpoint " + topo_.endpoints[i].name +
-             ": the vhost-user frontend is not implemented yet (issue 4); use tap or generator";
 
   // Signals arrive through a descriptor; the endpoints inherit the mask and make their own.
   sigemptyset(&blocked_);
-  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP}) sigaddset(&blocked_, s);
+  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP}) {
+    // A shell without job control starts background commands with SIGINT ignored; an
+    // ignored signal never reaches a signalfd, and Ctrl-C / kill -INT would do nothing.
+    ::signal(s, SIG_DFL);
+    sigaddset(&blocked_, s);
+  }
   ::sigprocmask(SIG_BLOCK, &blocked_, nullptr);
   signals_ = sys::Fd(::signalfd(-1, &blocked_, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signals_.valid()) return std::string("signalfd: ") + std::strerror(errno);
@@ -269,9 +270,21 @@ void Daemon::endpoint_main(std::size_t i) {
 
   std::unique_ptr<Frontend> frontend;
   GeneratorFrontend* generator = nullptr;
+  VhostUserFrontend* vhost = nullptr;
   Counters scratch{};
   if (e.frontend == FrontendKind::kTap) {
     frontend = std::make_unique<TapFrontend>(*taps_[i]);
+  } else if (e.frontend == FrontendKind::kVhostUser) {
+    const auto& o = std::get<VhostUserOptions>(e.options);
+    auto v = VhostUserFrontend::create(o.socket, static_cast<std::uint16_t>(o.queue_size), scratch);
+    if (!v) {
+      std::fprintf(stderr, "vswitch[%s]: vhost-user socket %s: %s\n", e.name.c_str(), o.socket.c_str(),
+                   v.error().c_str());
+      std::fflush(stderr);
+      ::_exit(1);
+    }
+    vhost = v.value().get();
+    frontend = std::move(v.value());
   } else {
     const auto& o = std::get<GeneratorOptions>(e.options);
     GeneratorFrontend::Config c;
@@ -293,6 +306,10 @@ void Daemon::endpoint_main(std::size_t i) {
     // ends here, before _exit.
     EndpointLoop loop(res, *frontend, initial);
     if (generator != nullptr) generator->use_counters(loop.counters());
+    if (vhost != nullptr) {
+      vhost->use_counters(loop.counters());
+      vhost->use_log(loop.events());
+    }
     std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),
                  e.core ? std::to_string(*e.core).c_str() : "any", std::string(to_string(e.frontend)).c_str());
     auto st = loop.run();
@@ -374,6 +391,8 @@ void Daemon::shutdown() {
       }
     }
   }
+  for (const auto& e : topo_.endpoints)  // the endpoints' listening sockets
+    if (const auto* o = std::get_if<VhostUserOptions>(&e.options)) ::unlink(o->socket.c_str());
   for (auto& t : taps_)
     if (t && t->created()) {
       if (auto s = t->remove_persistent(); !s) say("tap %s: %s", t->spec().ifname.c_str(), s.error().message().c_str());

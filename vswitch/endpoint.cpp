@@ -269,6 +269,7 @@ bool EndpointLoop::poll_once() {
   bool work = retry_held();
   work |= drain_inbound();
   work |= pump_frontend();
+  frontend_.flush();
   for (Peer& p : peers_) p.out.publish();  // one index store per channel per pass
   if (now_ms_ - last_sweep_ms_ >= kSweepPeriodMs) {
     last_sweep_ms_ = now_ms_;
@@ -332,6 +333,7 @@ bool EndpointLoop::sleep() {
     shm::Reservation r = held_peer_->out.reserve_or_arm(static_cast<std::uint32_t>(held_bytes_));
     if (r.status != shm::Reserve::kFull) ready = true;  // not committed: retry_held() copies it
   }
+  if (!ready && !frontend_.arm()) ready = true;
   if (ready) {
     for (Peer& p : peers_) p.in.disarm();
     return true;

@@ -61,6 +61,12 @@ class Frontend {
   // memory and may change under us: read it once. Returns false if the frame was refused.
   virtual bool deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
                        PortId from) noexcept = 0;
+  // Once per loop pass, after receiving and delivering: publish batched completions and
+  // notify the other side (a VM's interrupt), if the frontend batches them.
+  virtual void flush() noexcept {}
+  // Just before the loop sleeps: re-arm the frontend's own notifications (with the
+  // fence-and-recheck). Returns false when work arrived meanwhile: do not sleep.
+  virtual bool arm() noexcept { return true; }
 };
 
 struct EndpointResources {
@@ -90,6 +96,7 @@ class EndpointLoop {
 
   [[nodiscard]] Counters& counters() noexcept { return counters_; }
   [[nodiscard]] const MacTable& mac_table() const noexcept { return table_; }
+  [[nodiscard]] EventLog& events() noexcept { return events_; }
   // Copies counters (and the FDB when it changed) to the stats region, if any.
   void publish_stats(bool force_fdb = false);
 

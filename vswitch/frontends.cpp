@@ -1,5 +1,9 @@
 #include "vswitch/frontends.hpp"
 
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstring>
 
 namespace vswitch {
@@ -104,6 +108,206 @@ bool GeneratorFrontend::deliver(const virtio::NetHeader&, std::span<const std::b
   counters_->gen_lost += s.tracker.lost() - lost_before;
   counters_->gen_out_of_order += s.tracker.out_of_order() - ooo_before;
   return true;
+}
+
+}  // namespace vswitch
+
+// ---------------------------------------------------------------------------------------
+// vhost-user
+
+namespace vswitch {
+
+namespace vu = endpoints::vhost_user;
+
+sys::Result<std::unique_ptr<VhostUserFrontend>, std::string> VhostUserFrontend::create(const std::string& socket_path,
+                                                                                     std::uint16_t max_queue_size,
+                                                                                     Counters& counters) {
+  auto l = vu::listen_unix(socket_path);
+  if (!l) return sys::Unexpected(l.error());
+  sys::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
+  if (!ep.valid()) return sys::Unexpected(std::string("epoll_create1 failed"));
+  std::unique_ptr<VhostUserFrontend> f(
+      new VhostUserFrontend(std::move(l.value()), std::move(ep), max_queue_size, counters));
+  f->watch(f->listen_.get(), true);
+  return f;
+}
+
+VhostUserFrontend::VhostUserFrontend(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, Counters& counters)
+    : listen_(std::move(listen)), epoll_(std::move(epoll)), backend_(max_queue_size), counters_(&counters) {}
+
+VhostUserFrontend::~VhostUserFrontend() = default;
+
+void VhostUserFrontend::say(const std::string& m) noexcept {
+  if (log_ != nullptr) log_->post(m);
+}
+
+void VhostUserFrontend::watch(int fd, bool on) noexcept {
+  if (fd < 0) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  ::epoll_ctl(epoll_.get(), on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev);
+}
+
+void VhostUserFrontend::rewatch_kick() noexcept {
+  const int kick = backend_.queue(vu::kTxQueue) != nullptr ? backend_.kick_fd(vu::kTxQueue) : -1;
+  if (kick == watched_kick_) return;
+  if (watched_kick_ >= 0) watch(watched_kick_, false);
+  watched_kick_ = kick;
+  if (kick >= 0) watch(kick, true);
+}
+
+void VhostUserFrontend::disconnect(const std::string& why) noexcept {
+  if (!why.empty()) {
+    ++counters_->vu_protocol_errors;
+    say("vhost-user front-end disconnected: " + why);
+  } else {
+    say("vhost-user front-end disconnected");
+  }
+  if (watched_kick_ >= 0) watch(watched_kick_, false);
+  watched_kick_ = -1;
+  rx_.forget_pool();  // its chains lived in the guest memory about to be unmapped
+  backend_.reset();
+  if (conn_) watch(conn_->fd(), false);
+  conn_.reset();
+}
+
+void VhostUserFrontend::service() noexcept {
+  serviced_ = true;
+  epoll_event events[4];
+  const int n = ::epoll_wait(epoll_.get(), events, 4, 0);
+  for (int i = 0; i < n; ++i) {
+    const int fd = events[i].data.fd;
+    if (fd == listen_.get()) {
+      sys::Fd s(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      if (!s.valid()) continue;
+      if (conn_) disconnect("");  // a new front-end replaces one that did not say goodbye
+      conn_.emplace(std::move(s));
+      watch(conn_->fd(), true);
+      ++counters_->vu_connections;
+      say("vhost-user front-end connected");
+    } else if (conn_ && fd == conn_->fd()) {
+      for (;;) {
+        auto r = conn_->read();
+        if (r.status == vu::Connection::Read::kPending) break;
+        if (r.status == vu::Connection::Read::kClosed) {
+          disconnect("");
+          break;
+        }
+        if (r.status == vu::Connection::Read::kError) {
+          disconnect(r.error);
+          break;
+        }
+        // A control message may stop the RX queue: give pooled RX chains back first, so no
+        // descriptor is ever lost to the guest.
+        if (auto* rxq = backend_.queue(vu::kRxQueue)) {
+          rx_.release_pool(*rxq);
+          rxq->publish_used();
+        }
+        const vu::Request req = r.message->request;
+        auto out = backend_.handle(std::move(*r.message));
+        if (!out) {
+          disconnect(std::string(vu::to_string(req)) + ": " + out.error());
+          break;
+        }
+        if (out->reply && !conn_->send(*out->reply)) {
+          disconnect("could not send a reply");
+          break;
+        }
+        if (out->queues_changed) {
+          rewatch_kick();
+          // Rule 7: after a (re)start, look at every ring as if kicked.
+          if (auto* rxq = backend_.queue(vu::kRxQueue)) rx_used_seen_ = rxq->next_used();
+          if (auto* txq = backend_.queue(vu::kTxQueue)) tx_used_seen_ = txq->next_used();
+        }
+      }
+    } else if (fd == watched_kick_) {
+      std::uint64_t v;
+      if (::read(fd, &v, sizeof v) < 0) {
+      }  // drained; the pops below see what it announced
+    }
+  }
+}
+
+Frontend::RxResult VhostUserFrontend::receive(std::span<std::byte> buf, std::uint64_t) noexcept {
+  if (!serviced_) service();
+  auto* q = backend_.queue(vu::kTxQueue);
+  if (q == nullptr) return {Rx::kNone};
+  const std::uint64_t bad_before = [&] {
+    std::uint64_t b = 0;
+    for (auto e : net_.tx_errors) b += e;
+    for (auto e : q->counters().chain_errors) b += e;
+    return b;
+  }();
+  const auto r = endpoints::virtio::tx_pop(*q, buf, net_);
+  std::uint64_t bad_after = 0;
+  for (auto e : net_.tx_errors) bad_after += e;
+  for (auto e : q->counters().chain_errors) bad_after += e;
+  counters_->vu_bad_chains += bad_after - bad_before;
+  switch (r.status) {
+    case endpoints::virtio::TxResult::Status::kFrame:
+      return {Rx::kFrame, r.bytes};
+    case endpoints::virtio::TxResult::Status::kEmpty:
+      return {Rx::kNone};
+    case endpoints::virtio::TxResult::Status::kBroken:
+      disconnect("TX queue broken (avail index jump or too many chains in flight)");
+      return {Rx::kNone};
+  }
+  return {Rx::kNone};
+}
+
+bool VhostUserFrontend::deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
+                                PortId) noexcept {
+  if (!serviced_) service();
+  auto* q = backend_.queue(vu::kRxQueue);
+  if (q == nullptr) return false;
+  // Offloads the guest did not accept cannot be handed to it.
+  const std::uint8_t gso = header.gso_type & static_cast<std::uint8_t>(~endpoints::virtio::kGsoEcn);
+  if ((gso == endpoints::virtio::kGsoTcpV4 && !backend_.has(vu::kFeatureGuestTso4)) ||
+      (gso == endpoints::virtio::kGsoTcpV6 && !backend_.has(vu::kFeatureGuestTso6)) ||
+      (gso != endpoints::virtio::kGsoNone && gso != endpoints::virtio::kGsoTcpV4 && gso != endpoints::virtio::kGsoTcpV6) ||
+      ((header.flags & endpoints::virtio::kNetHdrFlagNeedsCsum) && !backend_.has(vu::kFeatureGuestCsum)))
+    return false;
+  switch (rx_.deliver(*q, header, frame, net_)) {
+    case endpoints::virtio::RxQueue::Status::kDelivered:
+      return true;
+    case endpoints::virtio::RxQueue::Status::kNoBuffers:
+      ++counters_->vu_rx_no_buffers;
+      return false;
+    case endpoints::virtio::RxQueue::Status::kDropped:
+      return false;
+    case endpoints::virtio::RxQueue::Status::kBroken:
+      disconnect("RX queue broken (avail index jump or too many chains in flight)");
+      return false;
+  }
+  return false;
+}
+
+void VhostUserFrontend::notify(std::uint32_t index) noexcept {
+  auto* q = backend_.queue(index);
+  if (q == nullptr) return;
+  std::uint16_t& seen = index == vu::kTxQueue ? tx_used_seen_ : rx_used_seen_;
+  if (q->next_used() == seen) return;
+  seen = q->next_used();
+  q->publish_used();  // [VR]
+  if (q->needs_notification() && backend_.call_fd(index) >= 0) {  // [VF1] inside
+    const std::uint64_t one = 1;
+    if (::write(backend_.call_fd(index), &one, sizeof one) < 0) {
+    }
+    ++counters_->vu_interrupts;
+  }
+}
+
+void VhostUserFrontend::flush() noexcept {
+  notify(vu::kTxQueue);
+  notify(vu::kRxQueue);
+  serviced_ = false;  // the next pass looks at control and kicks again
+}
+
+bool VhostUserFrontend::arm() noexcept {
+  auto* q = backend_.queue(vu::kTxQueue);
+  if (q == nullptr) return true;
+  return !q->enable_notification();  // [VF2] inside: a chain added meanwhile keeps us awake
 }
 
 }  // namespace vswitch

@@ -5,10 +5,15 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "endpoints/generator/test_frame.hpp"
 #include "endpoints/tap/tap_device.hpp"
+#include "endpoints/vhost_user/backend.hpp"
+#include "endpoints/vhost_user/connection.hpp"
+#include "endpoints/virtio/net_queues.hpp"
 #include "vswitch/endpoint.hpp"
 
 namespace vswitch {
@@ -83,6 +88,58 @@ class GeneratorFrontend final : public Frontend {
   std::array<Stream, kMaxEndpoints> streams_{};  // by sending port
   std::uint64_t retired_lost_ = 0;               // losses of streams that were replaced
   std::uint64_t retired_out_of_order_ = 0;
+};
+
+// A VM (or DPDK's virtio-user) attached as a vhost-user front-end on a unix socket: this
+// endpoint is its virtio-net device. One front-end at a time; when it goes away (or breaks
+// the protocol: counted, logged, disconnected) the endpoint forgets its memory and waits
+// for it to come back (QEMU reconnect=1), everything else forwarding on.
+//
+// fd() is an epoll set of the listening socket, the connection and the TX kick eventfd.
+// Control messages and kicks are looked at once per loop pass (one epoll_wait(0)); TX
+// chains are gathered straight into channel records; RX frames go into the guest's
+// buffers; used elements are published and the guest interrupted once per pass (flush()),
+// after the fence, as EVENT_IDX or the flags say. A frame for a guest that has posted no
+// buffer is dropped and counted (a NIC without descriptors does the same).
+class VhostUserFrontend final : public Frontend {
+ public:
+  [[nodiscard]] static sys::Result<std::unique_ptr<VhostUserFrontend>, std::string> create(
+      const std::string& socket_path, std::uint16_t max_queue_size, Counters& counters);
+  ~VhostUserFrontend() override;
+
+  void use_counters(Counters& counters) noexcept { counters_ = &counters; }
+  void use_log(EventLog& log) noexcept { log_ = &log; }
+
+  [[nodiscard]] int fd() const noexcept override { return epoll_.get(); }
+  RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
+  bool deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
+               PortId from) noexcept override;
+  void flush() noexcept override;
+  bool arm() noexcept override;
+
+  [[nodiscard]] bool connected() const noexcept { return conn_.has_value(); }
+  [[nodiscard]] const endpoints::virtio::NetQueueCounters& queue_counters() const noexcept { return net_; }
+
+ private:
+  VhostUserFrontend(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, Counters& counters);
+  void service() noexcept;        // accept, control messages, kicks
+  void disconnect(const std::string& why) noexcept;
+  void watch(int fd, bool on) noexcept;
+  void rewatch_kick() noexcept;
+  void notify(std::uint32_t queue) noexcept;
+  void say(const std::string& m) noexcept;
+
+  sys::Fd listen_;
+  sys::Fd epoll_;
+  std::optional<endpoints::vhost_user::Connection> conn_;
+  endpoints::vhost_user::Backend backend_;
+  endpoints::virtio::RxQueue rx_{true};
+  endpoints::virtio::NetQueueCounters net_;
+  Counters* counters_;
+  EventLog* log_ = nullptr;
+  int watched_kick_ = -1;
+  bool serviced_ = false;  // service() ran in this pass
+  std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;
 };
 
 }  // namespace vswitch

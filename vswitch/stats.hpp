@@ -86,7 +86,13 @@ struct Counters {
   std::uint64_t gen_out_of_order;
   std::uint64_t gen_bad;       // failed the frame check (corrupt)
   std::uint64_t gen_foreign;   // not a test frame (e.g. a namespace's ARP)
-  std::uint64_t reserved[8];
+  // vhost-user frontend (zero for others).
+  std::uint64_t vu_connections;     // front-ends that connected
+  std::uint64_t vu_protocol_errors; // connections closed for a protocol violation
+  std::uint64_t vu_bad_chains;      // descriptor chains returned with length 0 (all reasons)
+  std::uint64_t vu_rx_no_buffers;   // frames for the guest dropped: it had no buffers posted
+  std::uint64_t vu_interrupts;      // call eventfd signals
+  std::uint64_t reserved[3];
   // Per peer (index = endpoint index).
   std::array<std::uint64_t, kMaxEndpoints> out_frames;   // records sent to peer
   std::array<std::uint64_t, kMaxEndpoints> out_bytes;

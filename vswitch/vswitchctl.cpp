@@ -155,7 +155,12 @@ struct Ctl {
             {"gen_lost", c.gen_lost},
             {"gen_out_of_order", c.gen_out_of_order},
             {"gen_bad", c.gen_bad},
-            {"gen_foreign", c.gen_foreign}};
+            {"gen_foreign", c.gen_foreign},
+            {"vu_connections", c.vu_connections},
+            {"vu_protocol_errors", c.vu_protocol_errors},
+            {"vu_bad_chains", c.vu_bad_chains},
+            {"vu_rx_no_buffers", c.vu_rx_no_buffers},
+            {"vu_interrupts", c.vu_interrupts}};
   }
 
   void stats_cmd() const {
@@ -211,6 +216,10 @@ struct Ctl {
         std::printf("  generator  sent %" PRIu64 "  received %" PRIu64 "  lost %" PRIu64 "  out_of_order %" PRIu64
                     "  bad %" PRIu64 "  foreign %" PRIu64 "\n",
                     c.gen_sent, c.gen_received, c.gen_lost, c.gen_out_of_order, c.gen_bad, c.gen_foreign);
+      if (e.frontend == FrontendKind::kVhostUser)
+        std::printf("  vhost-user connections %" PRIu64 "  protocol_errors %" PRIu64 "  bad_chains %" PRIu64
+                    "  rx_no_buffers %" PRIu64 "  interrupts %" PRIu64 "\n",
+                    c.vu_connections, c.vu_protocol_errors, c.vu_bad_chains, c.vu_rx_no_buffers, c.vu_interrupts);
       for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
         if (p == i) continue;
         std::printf("  -> %-12s out %" PRIu64 " frames %" PRIu64 " bytes   in %" PRIu64 " frames %" PRIu64 " bytes%s\n",

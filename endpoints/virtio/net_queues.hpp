@@ -75,8 +75,13 @@ class RxQueue {
   // elements; the caller publishes and notifies.
   Status deliver(SplitQueue& q, const NetHeader& header, std::span<const std::byte> frame,
                  NetQueueCounters& counters);
-  // Returns every pooled chain unused (length 0), e.g. before a reset.
+  // Returns every pooled chain unused (length 0), e.g. before the queue stops.
   void release_pool(SplitQueue& q);
+  // Drops the pool without touching the queue (it is gone with the guest's memory).
+  void forget_pool() noexcept {
+    pool_.clear();
+    pool_bytes_ = 0;
+  }
   [[nodiscard]] std::size_t pooled() const noexcept { return pool_.size(); }
 
  private:
