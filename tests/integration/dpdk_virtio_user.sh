@@ -63,7 +63,9 @@ TOML
 start_daemon "$CONFIG"
 
 testpmd() {  # testpmd NAME SOCKET MODE: starts one in the background, its log in $WORK/NAME.log
-  dpdk-testpmd -l 0-1 -n 1 -m 256 --no-pci --single-file-segments --file-prefix "vsit$1$$" \
+  # stdbuf: testpmd's periodic statistics must reach the log as they are printed (a file
+  # would otherwise hold them in a 4 KiB stdio buffer and the waits below would starve).
+  stdbuf -oL dpdk-testpmd -l 0-1 -n 1 -m 256 --no-pci --single-file-segments --file-prefix "vsit$1$$" \
     --vdev "net_virtio_user0,path=$2,queues=1,queue_size=1024" -- \
     --forward-mode="$3" --auto-start --stats-period 1 --total-num-mbufs=8192 >"$WORK/$1.log" 2>&1 &
   TESTPMDS+=($!)
