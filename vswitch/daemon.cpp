@@ -24,6 +24,7 @@
 
 #include "endpoints/tap/tap_device.hpp"
 #include "shm/doorbell.hpp"
+#include "shm/sys/clock.hpp"
 #include "shm/fabric.hpp"
 #include "vswitch/endpoint.hpp"
 #include "vswitch/frontends.hpp"
@@ -43,17 +44,7 @@ void say(const char* fmt, ...) {
   va_end(ap);
 }
 
-std::uint64_t monotonic_ms() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000u;
-}
 
-std::uint64_t unix_ms() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000u;
-}
 
 std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -229,7 +220,7 @@ void Daemon::publish_state(std::size_t i, EndpointState s) {
   d.restarts = children_[i].restarts;
   d.core = e.core ? *e.core : ~std::uint64_t{0};
   d.last_exit = static_cast<std::uint64_t>(static_cast<std::uint32_t>(children_[i].last_exit));
-  d.started_unix_ms = unix_ms();
+  d.started_unix_ms = sys::unix_ms();
   stats_->write_daemon(i, d);
 }
 
@@ -328,12 +319,12 @@ void Daemon::spawn(std::size_t i) {
   const pid_t pid = ::fork();
   if (pid < 0) {
     say("endpoint %s: fork: %s; retrying in 1 s", topo_.endpoints[i].name.c_str(), std::strerror(errno));
-    c.restart_at_ms = monotonic_ms() + 1000;
+    c.restart_at_ms = sys::monotonic_ms() + 1000;
     return;
   }
   if (pid == 0) endpoint_main(i);
   c.pid = pid;
-  c.started_ms = monotonic_ms();
+  c.started_ms = sys::monotonic_ms();
   c.restart_at_ms = 0;
   publish_state(i, EndpointState::kUp);
 }
@@ -353,7 +344,7 @@ void Daemon::reap(bool shutting_down) {
         break;
       }
       // Quick deaths back off (100 ms doubling to 5 s); one that ran 10 s starts fresh.
-      const std::uint64_t now = monotonic_ms();
+      const std::uint64_t now = sys::monotonic_ms();
       c.backoff_ms = (now - c.started_ms >= 10'000 || c.backoff_ms == 0) ? 100 : std::min<std::uint64_t>(c.backoff_ms * 2, 5000);
       c.restart_at_ms = now + c.backoff_ms;
       ++c.restarts;
@@ -367,13 +358,13 @@ void Daemon::reap(bool shutting_down) {
 void Daemon::shutdown() {
   for (auto& c : children_)
     if (c.pid > 0) ::kill(c.pid, SIGTERM);
-  const std::uint64_t deadline = monotonic_ms() + 3000;
+  const std::uint64_t deadline = sys::monotonic_ms() + 3000;
   for (;;) {
     reap(true);
     bool any = false;
     for (auto& c : children_) any |= c.pid > 0;
     if (!any) break;
-    const std::uint64_t now = monotonic_ms();
+    const std::uint64_t now = sys::monotonic_ms();
     if (now >= deadline) {
       for (std::size_t i = 0; i < children_.size(); ++i)
         if (children_[i].pid > 0) {
@@ -420,7 +411,7 @@ int Daemon::run() {
       topo_.endpoints.size(), "Ctrl-C or SIGTERM stops");
   for (;;) {
     int timeout = -1;
-    const std::uint64_t now = monotonic_ms();
+    const std::uint64_t now = sys::monotonic_ms();
     for (std::size_t i = 0; i < children_.size(); ++i) {
       Child& c = children_[i];
       if (c.pid == 0 && c.restart_at_ms != 0) {

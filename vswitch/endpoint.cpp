@@ -1,5 +1,7 @@
 #include "vswitch/endpoint.hpp"
 
+#include "shm/sys/clock.hpp"
+
 #include <poll.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -25,11 +27,6 @@ MacTable::Config table_config(const Topology& t) {
   return c;
 }
 
-std::uint64_t monotonic_ns() noexcept {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 }  // namespace
 
@@ -75,7 +72,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
   frontend_interest_ = true;
 }
 
-std::uint64_t EndpointLoop::now_ns() const noexcept { return monotonic_ns(); }
+std::uint64_t EndpointLoop::now_ns() const noexcept { return sys::monotonic_ns(); }
 
 EndpointLoop::Peer* EndpointLoop::peer_for(PortId port) noexcept {
   if (port >= peer_index_.size() || peer_index_[port] == kNoPeer) return nullptr;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "shm/channel.hpp"
+#include "shm/sys/clock.hpp"
 #include "shm/fabric.hpp"
 #include "vswitch/stats.hpp"
 #include "vswitch/topology.hpp"
@@ -35,11 +36,6 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
-std::uint64_t monotonic_ms() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000u;
-}
 
 std::string attachment(const EndpointConfig& e) {
   if (const auto* t = std::get_if<TapOptions>(&e.options))
@@ -91,7 +87,7 @@ struct Ctl {
   }
 
   void fdb() const {
-    const std::uint64_t now = monotonic_ms();
+    const std::uint64_t now = sys::monotonic_ms();
     const std::uint64_t aging_ms = std::uint64_t{topo.switch_config.aging_s} * 1000;
     if (json) std::printf("{\"switch\": %s, \"fdb\": [", json_string(topo.switch_config.name).c_str());
     else std::printf("%-16s %-18s %-16s %-8s %s\n", "ENDPOINT", "MAC", "PORT", "TYPE", "AGE_S");
