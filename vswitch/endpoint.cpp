@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -112,34 +113,53 @@ bool EndpointLoop::send_copy(Peer& p, std::span<const std::byte> record) {
   return false;
 }
 
-void EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
+bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
+  auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
+  const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
+  if (header && !forwarder_.from_peer(frame, p.port, now_ms_)) {  // a drop is counted by the forwarder
+    switch (frontend_.deliver(header.value(), frame, p.port)) {
+      case Frontend::Delivery::kRetryLater:
+        delivery_deferred_ = true;
+        return false;  // not consumed, not counted: it is delivered (or dropped) later
+      case Frontend::Delivery::kDelivered:
+        ++counters_.tx_frames;
+        counters_.tx_bytes += frame.size();
+        break;
+      case Frontend::Delivery::kRefused:
+        ++counters_.frontend_errors;
+        drop(DropReason::kFrontendError);
+        break;
+    }
+  } else if (!header) {
+    drop(DropReason::kBadNetHeader);
+  }
+  delivery_deferred_ = false;
   ++counters_.in_frames[p.port];
   counters_.in_bytes[p.port] += record.size();
-  auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
-  if (!header) {
-    drop(DropReason::kBadNetHeader);
-    return;
-  }
-  const auto frame = record.subspan(virtio::kNetHeaderBytes);
-  if (forwarder_.from_peer(frame, p.port, now_ms_)) return;  // counted by the forwarder
-  if (!frontend_.deliver(header.value(), frame, p.port)) {
-    ++counters_.frontend_errors;
-    drop(DropReason::kFrontendError);
-    return;
-  }
-  ++counters_.tx_frames;
-  counters_.tx_bytes += frame.size();
+  return true;
 }
 
 bool EndpointLoop::drain_inbound() {
   bool work = false;
   const std::size_t n = peers_.size();
+  const bool may_defer = frontend_.may_defer_delivery();
   for (std::size_t k = 0; k < n; ++k) {
     Peer& p = peers_[(next_inbound_ + k) % n];
     const std::uint64_t resyncs = p.in.counters().resyncs;
-    const std::size_t got = p.in.consume_burst(kInboundBudget, [&](std::span<const std::byte> rec) {
-      deliver_record(p, rec);
-    });
+    std::size_t got = 0;
+    if (!may_defer) {
+      got = p.in.consume_burst(kInboundBudget, [&](std::span<const std::byte> rec) { deliver_record(p, rec); });
+    } else {
+      // Peek, deliver, and consume only what the frontend took.
+      while (got < kInboundBudget) {
+        const shm::PopResult r = p.in.peek();
+        if (r.status != shm::Pop::kRecord) break;
+        if (!deliver_record(p, r.payload)) break;
+        p.in.consume();
+        ++got;
+      }
+      p.in.release();
+    }
     if (got != 0) work = true;
     if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
       drop(DropReason::kRingCorrupt, bad);  // at least one record lost per resync
@@ -147,6 +167,7 @@ bool EndpointLoop::drain_inbound() {
       log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");
       work = true;
     }
+    if (delivery_deferred_) break;  // no room in the frontend: the other channels wait too
   }
   if (n != 0) next_inbound_ = (next_inbound_ + 1) % n;
   return work;
@@ -324,8 +345,11 @@ bool EndpointLoop::sleep() {
   // and look once more, so a record or room that arrived just before the flag was seen
   // by the peer (or is seen here) and the sleep below cannot miss it.
   bool ready = false;
-  for (Peer& p : peers_)
-    if (p.in.peek_or_arm().status != shm::Pop::kEmpty) ready = true;
+  // While the frontend has no room, inbound records are not work: arming the channels
+  // would wake us for frames we cannot deliver. The frontend's arm() wakes us for room.
+  if (!delivery_deferred_)
+    for (Peer& p : peers_)
+      if (p.in.peek_or_arm().status != shm::Pop::kEmpty) ready = true;
   if (held_peer_ != nullptr && !ready) {
     shm::Reservation r = held_peer_->out.reserve_or_arm(static_cast<std::uint32_t>(held_bytes_));
     if (r.status != shm::Reserve::kFull) ready = true;  // not committed: retry_held() copies it

@@ -57,15 +57,23 @@ class Frontend {
   virtual RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept = 0;
   // When receive() next has a frame without fd() becoming readable (pacing), if ever.
   [[nodiscard]] virtual std::optional<std::uint64_t> next_due_ns() const noexcept { return std::nullopt; }
+  enum class Delivery : std::uint8_t {
+    kDelivered,
+    kRefused,     // dropped (the loop counts it as frontend_error)
+    kRetryLater,  // cannot take it now (a guest with no RX buffer): leave it in the channel
+  };
   // Delivers a frame from peer `from`. `header` is validated; `frame` lies in shared
-  // memory and may change under us: read it once. Returns false if the frame was refused.
-  virtual bool deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
-                       PortId from) noexcept = 0;
+  // memory and may change under us: read it once.
+  virtual Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
+                           PortId from) noexcept = 0;
+  // Whether deliver() may answer kRetryLater (the loop then peeks before it consumes).
+  [[nodiscard]] virtual bool may_defer_delivery() const noexcept { return false; }
   // Once per loop pass, after receiving and delivering: publish batched completions and
   // notify the other side (a VM's interrupt), if the frontend batches them.
   virtual void flush() noexcept {}
   // Just before the loop sleeps: re-arm the frontend's own notifications (with the
-  // fence-and-recheck). Returns false when work arrived meanwhile: do not sleep.
+  // fence-and-recheck), including "room to deliver again" after a kRetryLater. Returns
+  // false when work (or room) arrived meanwhile: do not sleep.
   virtual bool arm() noexcept { return true; }
 };
 
@@ -111,7 +119,8 @@ class EndpointLoop {
   bool drain_inbound();
   bool pump_frontend();
   bool retry_held();
-  void deliver_record(Peer& p, std::span<const std::byte> record);
+  // Returns false when the frontend said kRetryLater: the record stays in its channel.
+  bool deliver_record(Peer& p, std::span<const std::byte> record);
   // Copies a record into p's channel; false when the channel is full.
   bool send_copy(Peer& p, std::span<const std::byte> record);
   void committed(Peer& p, std::size_t record_bytes);
@@ -148,6 +157,9 @@ class EndpointLoop {
   std::uint64_t fdb_published_ns_ = 0;
   sys::Fd epoll_;
   bool frontend_interest_ = false;
+  // The frontend could not take the frame at the head of a channel: inbound channels are
+  // neither drained nor armed until it has room (its arm() asks to be woken for that).
+  bool delivery_deferred_ = false;
   EventLog events_;  // last: its writer thread starts after everything it could report on
 };
 

@@ -21,7 +21,8 @@ Frontend::RxResult TapFrontend::receive(std::span<std::byte> buf, std::uint64_t)
   return {Rx::kFrame, *r.value()};
 }
 
-bool TapFrontend::deliver(const virtio::NetHeader& header, std::span<const std::byte> frame, PortId) noexcept {
+Frontend::Delivery TapFrontend::deliver(const virtio::NetHeader& header, std::span<const std::byte> frame,
+                                       PortId) noexcept {
   // The header we hand the kernel is the validated copy, re-encoded, never the bytes in
   // shared memory; the frame goes from shared memory to the kernel in one copy.
   std::array<std::byte, virtio::kNetHeaderBytes> h{};
@@ -32,9 +33,9 @@ bool TapFrontend::deliver(const virtio::NetHeader& header, std::span<const std::
   if (auto s = device_.write(parts); !s) {
     ++write_errors_;
     last_write_errno_ = s.error().err;
-    return false;
+    return Delivery::kRefused;
   }
-  return true;
+  return Delivery::kDelivered;
 }
 
 GeneratorFrontend::GeneratorFrontend(const Config& config, Counters& counters)
@@ -81,16 +82,17 @@ Frontend::RxResult GeneratorFrontend::receive(std::span<std::byte> buf, std::uin
   return {Rx::kFrame, virtio::kNetHeaderBytes + size};
 }
 
-bool GeneratorFrontend::deliver(const virtio::NetHeader&, std::span<const std::byte> frame, PortId from) noexcept {
+Frontend::Delivery GeneratorFrontend::deliver(const virtio::NetHeader&, std::span<const std::byte> frame,
+                                             PortId from) noexcept {
   auto id = gen::check_test_frame(frame);  // reads the frame once, into its own copy
   if (!id) {
     if (id.error() == gen::FrameError::kNotATestFrame || id.error() == gen::FrameError::kTooShort)
       ++counters_->gen_foreign;
     else
       ++counters_->gen_bad;
-    return true;
+    return Delivery::kDelivered;
   }
-  if (from >= streams_.size()) return true;
+  if (from >= streams_.size()) return Delivery::kDelivered;
   Stream& s = streams_[from];
   if (!s.seen || s.id != id.value().stream) {
     // A new sender incarnation (the peer restarted): keep the old stream's verdict.
@@ -107,7 +109,7 @@ bool GeneratorFrontend::deliver(const virtio::NetHeader&, std::span<const std::b
   ++counters_->gen_received;
   counters_->gen_lost += s.tracker.lost() - lost_before;
   counters_->gen_out_of_order += s.tracker.out_of_order() - ooo_before;
-  return true;
+  return Delivery::kDelivered;
 }
 
 }  // namespace vswitch
@@ -151,10 +153,18 @@ void VhostUserFrontend::watch(int fd, bool on) noexcept {
 
 void VhostUserFrontend::rewatch_kick() noexcept {
   const int kick = backend_.queue(vu::kTxQueue) != nullptr ? backend_.kick_fd(vu::kTxQueue) : -1;
-  if (kick == watched_kick_) return;
-  if (watched_kick_ >= 0) watch(watched_kick_, false);
-  watched_kick_ = kick;
-  if (kick >= 0) watch(kick, true);
+  if (kick != watched_kick_) {
+    if (watched_kick_ >= 0) watch(watched_kick_, false);
+    watched_kick_ = kick;
+    if (kick >= 0) watch(kick, true);
+  }
+  // The RX kick matters only while a frame waits for buffers.
+  const int rx = rx_waiting_ && backend_.queue(vu::kRxQueue) != nullptr ? backend_.kick_fd(vu::kRxQueue) : -1;
+  if (rx != watched_rx_kick_) {
+    if (watched_rx_kick_ >= 0) watch(watched_rx_kick_, false);
+    watched_rx_kick_ = rx;
+    if (rx >= 0) watch(rx, true);
+  }
 }
 
 void VhostUserFrontend::disconnect(const std::string& why) noexcept {
@@ -166,6 +176,9 @@ void VhostUserFrontend::disconnect(const std::string& why) noexcept {
   }
   if (watched_kick_ >= 0) watch(watched_kick_, false);
   watched_kick_ = -1;
+  if (watched_rx_kick_ >= 0) watch(watched_rx_kick_, false);
+  watched_rx_kick_ = -1;
+  rx_waiting_ = false;
   rx_.forget_pool();  // its chains lived in the guest memory about to be unmapped
   backend_.reset();
   if (conn_) watch(conn_->fd(), false);
@@ -221,7 +234,7 @@ void VhostUserFrontend::service() noexcept {
           if (auto* txq = backend_.queue(vu::kTxQueue)) tx_used_seen_ = txq->next_used();
         }
       }
-    } else if (fd == watched_kick_) {
+    } else if (fd == watched_kick_ || fd == watched_rx_kick_) {
       std::uint64_t v;
       if (::read(fd, &v, sizeof v) < 0) {
       }  // drained; the pops below see what it announced
@@ -256,31 +269,43 @@ Frontend::RxResult VhostUserFrontend::receive(std::span<std::byte> buf, std::uin
   return {Rx::kNone};
 }
 
-bool VhostUserFrontend::deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
-                                PortId) noexcept {
+Frontend::Delivery VhostUserFrontend::deliver(const endpoints::virtio::NetHeader& header,
+                                             std::span<const std::byte> frame, PortId) noexcept {
   if (!serviced_) service();
   auto* q = backend_.queue(vu::kRxQueue);
-  if (q == nullptr) return false;
+  if (q == nullptr) {  // no guest (yet): nothing to wait for
+    rx_waiting_ = false;
+    return Delivery::kRefused;
+  }
   // Offloads the guest did not accept cannot be handed to it.
   const std::uint8_t gso = header.gso_type & static_cast<std::uint8_t>(~endpoints::virtio::kGsoEcn);
   if ((gso == endpoints::virtio::kGsoTcpV4 && !backend_.has(vu::kFeatureGuestTso4)) ||
       (gso == endpoints::virtio::kGsoTcpV6 && !backend_.has(vu::kFeatureGuestTso6)) ||
       (gso != endpoints::virtio::kGsoNone && gso != endpoints::virtio::kGsoTcpV4 && gso != endpoints::virtio::kGsoTcpV6) ||
       ((header.flags & endpoints::virtio::kNetHdrFlagNeedsCsum) && !backend_.has(vu::kFeatureGuestCsum)))
-    return false;
+    return Delivery::kRefused;
   switch (rx_.deliver(*q, header, frame, net_)) {
     case endpoints::virtio::RxQueue::Status::kDelivered:
-      return true;
+      if (rx_waiting_) {
+        q->disable_notification();  // buffers came: RX kicks are not needed any more
+        rx_waiting_ = false;
+      }
+      return Delivery::kDelivered;
     case endpoints::virtio::RxQueue::Status::kNoBuffers:
-      ++counters_->vu_rx_no_buffers;
-      return false;
+      // Wait for the guest's buffers (the "need K" wait): the frame stays in its channel
+      // and arm() asks the guest to kick when it posts more. Counted once per wait.
+      if (!rx_waiting_) ++counters_->vu_rx_no_buffers;
+      rx_waiting_ = true;
+      rewatch_kick();
+      return Delivery::kRetryLater;
     case endpoints::virtio::RxQueue::Status::kDropped:
-      return false;
+      rx_waiting_ = false;
+      return Delivery::kRefused;
     case endpoints::virtio::RxQueue::Status::kBroken:
       disconnect("RX queue broken (avail index jump or too many chains in flight)");
-      return false;
+      return Delivery::kRefused;
   }
-  return false;
+  return Delivery::kRefused;
 }
 
 void VhostUserFrontend::notify(std::uint32_t index) noexcept {
@@ -305,9 +330,13 @@ void VhostUserFrontend::flush() noexcept {
 }
 
 bool VhostUserFrontend::arm() noexcept {
-  auto* q = backend_.queue(vu::kTxQueue);
-  if (q == nullptr) return true;
-  return !q->enable_notification();  // [VF2] inside: a chain added meanwhile keeps us awake
+  // [VF2] inside enable_notification: a chain added meanwhile keeps us awake.
+  if (auto* tx = backend_.queue(vu::kTxQueue); tx != nullptr && tx->enable_notification()) return false;
+  if (rx_waiting_) {
+    rewatch_kick();
+    if (auto* rx = backend_.queue(vu::kRxQueue); rx != nullptr && rx->enable_notification()) return false;
+  }
+  return true;
 }
 
 }  // namespace vswitch

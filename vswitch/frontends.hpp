@@ -25,8 +25,8 @@ class TapFrontend final : public Frontend {
   explicit TapFrontend(endpoints::tap::TapDevice& device) : device_(device) {}
   [[nodiscard]] int fd() const noexcept override { return device_.fd(); }
   RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
-  bool deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
-               PortId from) noexcept override;
+  Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
+                   PortId from) noexcept override;
   [[nodiscard]] std::uint64_t read_errors() const noexcept { return read_errors_; }
   [[nodiscard]] std::uint64_t write_errors() const noexcept { return write_errors_; }
 
@@ -63,8 +63,8 @@ class GeneratorFrontend final : public Frontend {
   [[nodiscard]] int fd() const noexcept override { return -1; }
   RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
   [[nodiscard]] std::optional<std::uint64_t> next_due_ns() const noexcept override;
-  bool deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
-               PortId from) noexcept override;
+  Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
+                   PortId from) noexcept override;
 
   // The counters it updates (the run loop's, once that exists).
   void use_counters(Counters& counters) noexcept { counters_ = &counters; }
@@ -112,10 +112,11 @@ class VhostUserFrontend final : public Frontend {
 
   [[nodiscard]] int fd() const noexcept override { return epoll_.get(); }
   RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
-  bool deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
-               PortId from) noexcept override;
+  Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
+                   PortId from) noexcept override;
   void flush() noexcept override;
   bool arm() noexcept override;
+  [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
 
   [[nodiscard]] bool connected() const noexcept { return conn_.has_value(); }
   [[nodiscard]] const endpoints::virtio::NetQueueCounters& queue_counters() const noexcept { return net_; }
@@ -139,6 +140,8 @@ class VhostUserFrontend final : public Frontend {
   EventLog* log_ = nullptr;
   int watched_kick_ = -1;
   bool serviced_ = false;  // service() ran in this pass
+  bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
+  int watched_rx_kick_ = -1;
   std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;
 };
 

@@ -90,7 +90,7 @@ struct Counters {
   std::uint64_t vu_connections;     // front-ends that connected
   std::uint64_t vu_protocol_errors; // connections closed for a protocol violation
   std::uint64_t vu_bad_chains;      // descriptor chains returned with length 0 (all reasons)
-  std::uint64_t vu_rx_no_buffers;   // frames for the guest dropped: it had no buffers posted
+  std::uint64_t vu_rx_no_buffers;   // times a frame waited for the guest to post RX buffers
   std::uint64_t vu_interrupts;      // call eventfd signals
   std::uint64_t reserved[3];
   // Per peer (index = endpoint index).
