@@ -246,17 +246,7 @@ Frontend::RxResult VhostUserFrontend::receive(std::span<std::byte> buf, std::uin
   if (!serviced_) service();
   auto* q = backend_.queue(vu::kTxQueue);
   if (q == nullptr) return {Rx::kNone};
-  const std::uint64_t bad_before = [&] {
-    std::uint64_t b = 0;
-    for (auto e : net_.tx_errors) b += e;
-    for (auto e : q->counters().chain_errors) b += e;
-    return b;
-  }();
   const auto r = endpoints::virtio::tx_pop(*q, buf, net_);
-  std::uint64_t bad_after = 0;
-  for (auto e : net_.tx_errors) bad_after += e;
-  for (auto e : q->counters().chain_errors) bad_after += e;
-  counters_->vu_bad_chains += bad_after - bad_before;
   switch (r.status) {
     case endpoints::virtio::TxResult::Status::kFrame:
       return {Rx::kFrame, r.bytes};
@@ -324,6 +314,7 @@ void VhostUserFrontend::notify(std::uint32_t index) noexcept {
 }
 
 void VhostUserFrontend::flush() noexcept {
+  counters_->vu_bad_chains = bad_chains_base_ + net_.bad_chains;  // once per pass, not per frame
   notify(vu::kTxQueue);
   notify(vu::kRxQueue);
   serviced_ = false;  // the next pass looks at control and kicks again

@@ -107,7 +107,11 @@ class VhostUserFrontend final : public Frontend {
       const std::string& socket_path, std::uint16_t max_queue_size, Counters& counters);
   ~VhostUserFrontend() override;
 
-  void use_counters(Counters& counters) noexcept { counters_ = &counters; }
+  // The counters it updates; totals continue from what they hold (a restarted endpoint).
+  void use_counters(Counters& counters) noexcept {
+    counters_ = &counters;
+    bad_chains_base_ = counters.vu_bad_chains;
+  }
   void use_log(EventLog& log) noexcept { log_ = &log; }
 
   [[nodiscard]] int fd() const noexcept override { return epoll_.get(); }
@@ -142,6 +146,7 @@ class VhostUserFrontend final : public Frontend {
   bool serviced_ = false;  // service() ran in this pass
   bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
   int watched_rx_kick_ = -1;
+  std::uint64_t bad_chains_base_ = 0;  // vu_bad_chains of earlier incarnations
   std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;
 };
 

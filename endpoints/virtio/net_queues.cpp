@@ -33,9 +33,11 @@ TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, NetQueueCounters& count
     if (r.status == Pop::kBroken) return {TxResult::Status::kBroken};
     auto fail = [&](TxError e) {
       ++counters.tx_errors[static_cast<std::size_t>(e)];
+      ++counters.bad_chains;
       q.add_used(chain.head, 0);
     };
-    if (r.status == Pop::kBadChain) {  // counted by the queue under its ChainError
+    if (r.status == Pop::kBadChain) {  // the reason is counted by the queue under its ChainError
+      ++counters.bad_chains;
       q.add_used(chain.head, 0);
       continue;
     }
@@ -78,11 +80,13 @@ bool RxQueue::fill_pool(SplitQueue& q, std::uint64_t need, NetQueueCounters& cou
     const PopResult r = q.pop(c);
     if (r.status == Pop::kEmpty || r.status == Pop::kBroken) return false;
     if (r.status == Pop::kBadChain) {
+      ++counters.bad_chains;
       q.add_used(c.head, 0);
       continue;
     }
     if (c.readable_bytes != 0) {
       ++counters.rx_drops[static_cast<std::size_t>(RxDrop::kReadableBuffer)];
+      ++counters.bad_chains;
       q.add_used(c.head, 0);
       continue;
     }

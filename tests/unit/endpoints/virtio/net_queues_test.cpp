@@ -93,6 +93,7 @@ TEST(NetTx, BadChainsGoBackWithLengthZeroAndAreCounted) {
   EXPECT_EQ(r.bytes, kNetHeaderBytes + 60);
   for (TxError e : {TxError::kWritableBuffer, TxError::kNoFrame, TxError::kTooLarge, TxError::kBadHeader})
     EXPECT_EQ(f.counters.tx_errors[static_cast<std::size_t>(e)], 1u) << to_string(e);
+  EXPECT_EQ(f.counters.bad_chains, 4u);
   f.queue.publish_used();
   ASSERT_EQ(f.guest.used_idx(), 5) << "every head returned exactly once";
   const std::uint32_t ids[] = {0, 2, 4, 8, 10};
@@ -201,6 +202,7 @@ TEST(NetRx, ReadOnlyChainsAreReturnedUnused) {
   EXPECT_EQ(f.guest.used(0).id, 0u);
   EXPECT_EQ(f.guest.used(0).len, 0u);
   EXPECT_EQ(f.counters.rx_drops[static_cast<std::size_t>(RxDrop::kReadableBuffer)], 1u);
+  EXPECT_EQ(f.counters.bad_chains, 1u);
 }
 
 }  // namespace
