@@ -52,7 +52,7 @@ if cmake -S . -B build-asan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANI
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   (cd build-asan && ctest --output-on-failure -j "$jobs" -L 'unit|fuzz') || failed+=("asan")
   mkdir -p build-asan/fuzz-artifacts
-  for target in ring_consumer topology virtqueue vhost_user_message; do
+  for target in ring_consumer topology virtqueue vhost_user_message net_offload; do
     work=$(mktemp -d)   # new inputs land here, not in the committed corpus
     if ! build-asan/bin/fuzz_$target -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
            -artifact_prefix=build-asan/fuzz-artifacts/$target- "$work" tests/fuzz/corpus/$target \

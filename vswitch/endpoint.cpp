@@ -41,6 +41,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),
       staging_(max_payload_),
       counters_(initial),
+      events_dropped_base_(initial.events_dropped),
       events_("vswitch[" + config_.name + "]: ") {
   const auto& eps = res_.topology->endpoints;
   // Every MAC declared in the topology is static: learning can never move it.
@@ -128,6 +129,15 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
       case Frontend::Delivery::kRefused:
         ++counters_.frontend_errors;
         drop(DropReason::kFrontendError);
+        break;
+      case Frontend::Delivery::kNoGuest:
+        drop(DropReason::kGuestNotReady);
+        break;
+      case Frontend::Delivery::kTooLarge:
+        drop(DropReason::kGuestBufferTooSmall);
+        break;
+      case Frontend::Delivery::kUnsupported:
+        drop(DropReason::kOffloadUnsupported);
         break;
     }
   } else if (!header) {
@@ -301,6 +311,7 @@ bool EndpointLoop::poll_once() {
 }
 
 void EndpointLoop::sync_counters() {
+  counters_.events_dropped = events_dropped_base_ + events_.dropped();
   const auto& d = forwarder_.drops();
   for (std::size_t i = 0; i < static_cast<std::size_t>(DropReason::kCount); ++i) counters_.drops[i] = d.by_reason[i];
   const auto& m = table_.counters();

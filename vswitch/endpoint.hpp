@@ -59,8 +59,11 @@ class Frontend {
   [[nodiscard]] virtual std::optional<std::uint64_t> next_due_ns() const noexcept { return std::nullopt; }
   enum class Delivery : std::uint8_t {
     kDelivered,
-    kRefused,     // dropped (the loop counts it as frontend_error)
+    kRefused,     // dropped: the frontend failed (the loop counts it as frontend_error)
     kRetryLater,  // cannot take it now (a guest with no RX buffer): leave it in the channel
+    kNoGuest,     // dropped: no guest attached / its receive queue is not running
+    kTooLarge,    // dropped: the guest's receive buffers can never hold this frame
+    kUnsupported, // dropped: an offload the receiver lacks that cannot be done in software
   };
   // Delivers a frame from peer `from`. `header` is validated; `frame` lies in shared
   // memory and may change under us: read it once.
@@ -160,6 +163,7 @@ class EndpointLoop {
   // The frontend could not take the frame at the head of a channel: inbound channels are
   // neither drained nor armed until it has room (its arm() asks to be woken for that).
   bool delivery_deferred_ = false;
+  std::uint64_t events_dropped_base_;  // event log messages lost by earlier incarnations
   EventLog events_;  // last: its writer thread starts after everything it could report on
 };
 

@@ -17,6 +17,9 @@ std::string_view to_string(DropReason r) {
     case DropReason::kBadNetHeader: return "bad_net_header";
     case DropReason::kFrontendError: return "frontend_error";
     case DropReason::kEndpointStopped: return "endpoint_stopped";
+    case DropReason::kGuestNotReady: return "guest_not_ready";
+    case DropReason::kGuestBufferTooSmall: return "guest_buffer_too_small";
+    case DropReason::kOffloadUnsupported: return "offload_unsupported";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -36,6 +36,9 @@ enum class DropReason : std::uint8_t {
   kBadNetHeader,       // a record whose virtio-net header is truncated or invalid
   kFrontendError,      // the frontend refused the frame (e.g. a TAP write failed)
   kEndpointStopped,    // held for a full channel when the endpoint was stopped
+  kGuestNotReady,      // a VM endpoint with no guest attached, or its RX queue not running
+  kGuestBufferTooSmall,// the guest's receive buffers cannot hold the frame (even all of them)
+  kOffloadUnsupported, // an offload the guest did not accept and software cannot complete
   kCount,
 };
 std::string_view to_string(DropReason r);

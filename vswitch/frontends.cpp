@@ -6,6 +6,9 @@
 
 #include <cstring>
 
+#include "endpoints/virtio/net_offload.hpp"
+#include "shm/frame_ring.hpp"
+
 namespace vswitch {
 
 namespace virtio = endpoints::virtio;
@@ -135,7 +138,12 @@ sys::Result<std::unique_ptr<VhostUserFrontend>, std::string> VhostUserFrontend::
 }
 
 VhostUserFrontend::VhostUserFrontend(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, Counters& counters)
-    : listen_(std::move(listen)), epoll_(std::move(epoll)), backend_(max_queue_size), counters_(&counters) {}
+    : listen_(std::move(listen)),
+      epoll_(std::move(epoll)),
+      backend_(max_queue_size),
+      counters_(&counters),
+      private_(shm::kMaxFrameBytes),
+      segment_(shm::kMaxFrameBytes) {}
 
 VhostUserFrontend::~VhostUserFrontend() = default;
 
@@ -179,6 +187,7 @@ void VhostUserFrontend::disconnect(const std::string& why) noexcept {
   if (watched_rx_kick_ >= 0) watch(watched_rx_kick_, false);
   watched_rx_kick_ = -1;
   rx_waiting_ = false;
+  segmenting_ = {};
   rx_.forget_pool();  // its chains lived in the guest memory about to be unmapped
   backend_.reset();
   if (conn_) watch(conn_->fd(), false);
@@ -261,23 +270,43 @@ Frontend::RxResult VhostUserFrontend::receive(std::span<std::byte> buf, std::uin
 
 Frontend::Delivery VhostUserFrontend::deliver(const endpoints::virtio::NetHeader& header,
                                              std::span<const std::byte> frame, PortId) noexcept {
+  namespace virtio = endpoints::virtio;
   if (!serviced_) service();
   auto* q = backend_.queue(vu::kRxQueue);
-  if (q == nullptr) {  // no guest (yet): nothing to wait for
+  if (q == nullptr) {  // no guest (yet), or its RX queue is not running: nothing to wait for
     rx_waiting_ = false;
-    return Delivery::kRefused;
+    segmenting_ = {};
+    return Delivery::kNoGuest;
   }
-  // Offloads the guest did not accept cannot be handed to it.
-  const std::uint8_t gso = header.gso_type & static_cast<std::uint8_t>(~endpoints::virtio::kGsoEcn);
-  if ((gso == endpoints::virtio::kGsoTcpV4 && !backend_.has(vu::kFeatureGuestTso4)) ||
-      (gso == endpoints::virtio::kGsoTcpV6 && !backend_.has(vu::kFeatureGuestTso6)) ||
-      (gso != endpoints::virtio::kGsoNone && gso != endpoints::virtio::kGsoTcpV4 && gso != endpoints::virtio::kGsoTcpV6) ||
-      ((header.flags & endpoints::virtio::kNetHdrFlagNeedsCsum) && !backend_.has(vu::kFeatureGuestCsum)))
-    return Delivery::kRefused;
-  switch (rx_.deliver(*q, header, frame, net_)) {
+  // Offloads the guest did not accept are completed here, as a NIC would: a TCP GSO
+  // frame is cut into gso_size segments, a partial checksum is filled in. The work is
+  // done on a private copy (the record lies in shared memory).
+  const std::uint8_t gso = header.gso_type & static_cast<std::uint8_t>(~virtio::kGsoEcn);
+  const bool ecn_ok = (header.gso_type & virtio::kGsoEcn) == 0 || backend_.has(vu::kFeatureGuestEcn);
+  const bool gso_ok = gso == virtio::kGsoNone ||
+                      (ecn_ok && ((gso == virtio::kGsoTcpV4 && backend_.has(vu::kFeatureGuestTso4)) ||
+                                  (gso == virtio::kGsoTcpV6 && backend_.has(vu::kFeatureGuestTso6))));
+  const bool csum_ok = (header.flags & virtio::kNetHdrFlagNeedsCsum) == 0 || backend_.has(vu::kFeatureGuestCsum);
+  if (frame.size() > private_.size()) return Delivery::kTooLarge;  // never: records are at most that
+  if (!gso_ok) return deliver_segmented(*q, header, frame);
+  if (!csum_ok) {
+    std::memcpy(private_.data(), frame.data(), frame.size());  // frame.size() <= max record
+    const std::span<std::byte> copy(private_.data(), frame.size());
+    virtio::complete_checksum(header, copy);
+    virtio::NetHeader plain;  // checksum done: nothing left for the guest to do
+    ++counters_->vu_csum_completed;
+    return deliver_one(*q, plain, copy);
+  }
+  return deliver_one(*q, header, frame);
+}
+
+Frontend::Delivery VhostUserFrontend::deliver_one(endpoints::virtio::SplitQueue& q,
+                                                 const endpoints::virtio::NetHeader& header,
+                                                 std::span<const std::byte> frame) noexcept {
+  switch (rx_.deliver(q, header, frame, net_)) {
     case endpoints::virtio::RxQueue::Status::kDelivered:
       if (rx_waiting_) {
-        q->disable_notification();  // buffers came: RX kicks are not needed any more
+        q.disable_notification();  // buffers came: RX kicks are not needed any more
         rx_waiting_ = false;
       }
       return Delivery::kDelivered;
@@ -290,12 +319,44 @@ Frontend::Delivery VhostUserFrontend::deliver(const endpoints::virtio::NetHeader
       return Delivery::kRetryLater;
     case endpoints::virtio::RxQueue::Status::kDropped:
       rx_waiting_ = false;
-      return Delivery::kRefused;
+      return Delivery::kTooLarge;
     case endpoints::virtio::RxQueue::Status::kBroken:
       disconnect("RX queue broken (avail index jump or too many chains in flight)");
-      return Delivery::kRefused;
+      return Delivery::kNoGuest;
   }
   return Delivery::kRefused;
+}
+
+Frontend::Delivery VhostUserFrontend::deliver_segmented(endpoints::virtio::SplitQueue& q,
+                                                       const endpoints::virtio::NetHeader& header,
+                                                       std::span<const std::byte> frame) noexcept {
+  namespace virtio = endpoints::virtio;
+  std::memcpy(private_.data(), frame.data(), frame.size());
+  auto seg = virtio::TcpSegmenter::parse(header, std::span<const std::byte>(private_.data(), frame.size()),
+                                         kMaxSoftwareSegments);
+  if (!seg) {
+    segmenting_ = {};
+    return Delivery::kUnsupported;
+  }
+  // A retry of the same record (it stays in its channel while we wait for RX buffers)
+  // resumes after the segments the guest already has: none is delivered twice.
+  std::size_t i = 0;
+  if (segmenting_.record == frame.data() && segmenting_.bytes == frame.size()) i = segmenting_.next;
+  for (; i < seg->segments(); ++i) {
+    const std::size_t n = seg->build(i, segment_);
+    const Delivery d = deliver_one(q, virtio::NetHeader{}, std::span<const std::byte>(segment_.data(), n));
+    if (d == Delivery::kRetryLater) {
+      segmenting_ = {frame.data(), frame.size(), i};
+      return d;
+    }
+    if (d != Delivery::kDelivered) {
+      segmenting_ = {};
+      return d;
+    }
+    ++counters_->vu_segments_made;
+  }
+  segmenting_ = {};
+  return Delivery::kDelivered;
 }
 
 void VhostUserFrontend::notify(std::uint32_t index) noexcept {
@@ -314,7 +375,13 @@ void VhostUserFrontend::notify(std::uint32_t index) noexcept {
 }
 
 void VhostUserFrontend::flush() noexcept {
-  counters_->vu_bad_chains = bad_chains_base_ + net_.bad_chains;  // once per pass, not per frame
+  // Once per pass, not per frame: the totals of this incarnation on top of earlier ones.
+  Counters& c = *counters_;
+  c.vu_bad_chains = base_.vu_bad_chains + net_.bad_chains;
+  for (std::size_t i = 0; i < net_.chain_errors.size(); ++i)
+    c.vu_chain_errors[i] = base_.vu_chain_errors[i] + net_.chain_errors[i];
+  for (std::size_t i = 0; i < net_.tx_errors.size(); ++i) c.vu_tx_errors[i] = base_.vu_tx_errors[i] + net_.tx_errors[i];
+  for (std::size_t i = 0; i < net_.rx_drops.size(); ++i) c.vu_rx_drops[i] = base_.vu_rx_drops[i] + net_.rx_drops[i];
   notify(vu::kTxQueue);
   notify(vu::kRxQueue);
   serviced_ = false;  // the next pass looks at control and kicks again

@@ -110,7 +110,7 @@ class VhostUserFrontend final : public Frontend {
   // The counters it updates; totals continue from what they hold (a restarted endpoint).
   void use_counters(Counters& counters) noexcept {
     counters_ = &counters;
-    bad_chains_base_ = counters.vu_bad_chains;
+    base_ = counters;
   }
   void use_log(EventLog& log) noexcept { log_ = &log; }
 
@@ -132,6 +132,10 @@ class VhostUserFrontend final : public Frontend {
   void watch(int fd, bool on) noexcept;
   void rewatch_kick() noexcept;
   void notify(std::uint32_t queue) noexcept;
+  Delivery deliver_one(endpoints::virtio::SplitQueue& q, const endpoints::virtio::NetHeader& header,
+                       std::span<const std::byte> frame) noexcept;
+  Delivery deliver_segmented(endpoints::virtio::SplitQueue& q, const endpoints::virtio::NetHeader& header,
+                             std::span<const std::byte> frame) noexcept;
   void say(const std::string& m) noexcept;
 
   sys::Fd listen_;
@@ -146,8 +150,17 @@ class VhostUserFrontend final : public Frontend {
   bool serviced_ = false;  // service() ran in this pass
   bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
   int watched_rx_kick_ = -1;
-  std::uint64_t bad_chains_base_ = 0;  // vu_bad_chains of earlier incarnations
+  Counters base_{};  // the vu_* totals of earlier incarnations (a restarted endpoint)
   std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;
+  // Software offloads for a guest that did not negotiate them (see deliver()).
+  static constexpr std::size_t kMaxSoftwareSegments = 1024;  // gso_size >= 64 for a 64 KiB frame
+  std::vector<std::byte> private_;   // a private copy of the record's frame
+  std::vector<std::byte> segment_;   // one segment being built
+  struct Segmenting {
+    const std::byte* record = nullptr;  // identifies the record while it waits in its channel
+    std::size_t bytes = 0;
+    std::size_t next = 0;               // segments [0, next) are with the guest
+  } segmenting_;
 };
 
 }  // namespace vswitch

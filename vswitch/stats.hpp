@@ -26,6 +26,7 @@
 
 #include "shm/region.hpp"
 #include "shm/sys/result.hpp"
+#include "endpoints/virtio/net_queues.hpp"
 #include "vswitch/forwarding.hpp"
 #include "vswitch/mac_table.hpp"
 
@@ -38,6 +39,11 @@ inline constexpr std::uint32_t kMaxFdbSnapshot = 65536;
 // Room for drop reasons added later without changing the layout.
 inline constexpr std::size_t kDropSlots = 16;
 static_assert(static_cast<std::size_t>(DropReason::kCount) <= kDropSlots);
+inline constexpr std::size_t kChainErrorSlots = 16;
+inline constexpr std::size_t kNetErrorSlots = 8;
+static_assert(static_cast<std::size_t>(endpoints::virtio::ChainError::kCount) <= kChainErrorSlots);
+static_assert(static_cast<std::size_t>(endpoints::virtio::TxError::kCount) <= kNetErrorSlots);
+static_assert(static_cast<std::size_t>(endpoints::virtio::RxDrop::kCount) <= kNetErrorSlots);
 
 enum class EndpointState : std::uint64_t { kDown = 0, kStarting = 1, kUp = 2, kStopped = 3 };
 std::string_view to_string(EndpointState s);
@@ -92,7 +98,12 @@ struct Counters {
   std::uint64_t vu_bad_chains;      // descriptor chains returned with length 0 (all reasons)
   std::uint64_t vu_rx_no_buffers;   // times a frame waited for the guest to post RX buffers
   std::uint64_t vu_interrupts;      // call eventfd signals
-  std::uint64_t reserved[3];
+  std::uint64_t vu_segments_made;   // TCP segments cut in software for a guest without GUEST_TSO
+  std::uint64_t vu_csum_completed;  // checksums filled in for a guest without GUEST_CSUM
+  std::uint64_t vu_chain_errors[kChainErrorSlots];  // bad chains by endpoints::virtio::ChainError
+  std::uint64_t vu_tx_errors[kNetErrorSlots];       // bad TX chains by endpoints::virtio::TxError
+  std::uint64_t vu_rx_drops[kNetErrorSlots];        // RX chains returned unused by RxDrop
+  std::uint64_t events_dropped;     // event log messages lost to a full queue
   // Per peer (index = endpoint index).
   std::array<std::uint64_t, kMaxEndpoints> out_frames;   // records sent to peer
   std::array<std::uint64_t, kMaxEndpoints> out_bytes;

@@ -156,7 +156,24 @@ struct Ctl {
             {"vu_protocol_errors", c.vu_protocol_errors},
             {"vu_bad_chains", c.vu_bad_chains},
             {"vu_rx_no_buffers", c.vu_rx_no_buffers},
-            {"vu_interrupts", c.vu_interrupts}};
+            {"vu_interrupts", c.vu_interrupts},
+            {"vu_segments_made", c.vu_segments_made},
+            {"vu_csum_completed", c.vu_csum_completed},
+            {"events_dropped", c.events_dropped}};
+  }
+
+  // The reasons behind vu_bad_chains (and RX chains given back unused), by name.
+  static std::vector<Field> bad_chain_reasons(const Counters& c) {
+    namespace virtio = endpoints::virtio;
+    std::vector<Field> out;
+    // to_string() returns string literals: data() is NUL-terminated.
+    for (std::size_t i = 0; i < static_cast<std::size_t>(virtio::ChainError::kCount); ++i)
+      out.push_back({virtio::to_string(static_cast<virtio::ChainError>(i)).data(), c.vu_chain_errors[i]});
+    for (std::size_t i = 0; i < static_cast<std::size_t>(virtio::TxError::kCount); ++i)
+      out.push_back({virtio::to_string(static_cast<virtio::TxError>(i)).data(), c.vu_tx_errors[i]});
+    for (std::size_t i = 0; i < static_cast<std::size_t>(virtio::RxDrop::kCount); ++i)
+      out.push_back({virtio::to_string(static_cast<virtio::RxDrop>(i)).data(), c.vu_rx_drops[i]});
+    return out;
   }
 
   void stats_cmd() const {
@@ -177,6 +194,14 @@ struct Ctl {
         for (std::size_t r = 0; r < static_cast<std::size_t>(DropReason::kCount); ++r)
           std::printf("%s\"%s\": %" PRIu64, r ? ", " : "", std::string(to_string(static_cast<DropReason>(r))).c_str(),
                       c.drops[r]);
+        std::printf("}, \"vu_bad_chain_reasons\": {");
+        {
+          bool first_reason = true;
+          for (const auto& f : bad_chain_reasons(c)) {
+            std::printf("%s\"%s\": %" PRIu64, first_reason ? "" : ", ", f.name, f.value);
+            first_reason = false;
+          }
+        }
         std::printf("}, \"peers\": {");
         bool first = true;
         for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
@@ -216,6 +241,18 @@ struct Ctl {
         std::printf("  vhost-user connections %" PRIu64 "  protocol_errors %" PRIu64 "  bad_chains %" PRIu64
                     "  rx_no_buffers %" PRIu64 "  interrupts %" PRIu64 "\n",
                     c.vu_connections, c.vu_protocol_errors, c.vu_bad_chains, c.vu_rx_no_buffers, c.vu_interrupts);
+      if (e.frontend == FrontendKind::kVhostUser) {
+        std::printf("  offloads   segments_made %" PRIu64 "  csum_completed %" PRIu64 "\n", c.vu_segments_made,
+                    c.vu_csum_completed);
+        bool any = false;
+        for (const auto& f : bad_chain_reasons(c))
+          if (f.value != 0) {
+            std::printf("%s  %s=%" PRIu64, any ? "" : "  bad chains", f.name, f.value);
+            any = true;
+          }
+        if (any) std::printf("\n");
+      }
+      if (c.events_dropped != 0) std::printf("  event log  %" PRIu64 " messages dropped\n", c.events_dropped);
       for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
         if (p == i) continue;
         std::printf("  -> %-12s out %" PRIu64 " frames %" PRIu64 " bytes   in %" PRIu64 " frames %" PRIu64 " bytes%s\n",

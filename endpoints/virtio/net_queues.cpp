@@ -36,7 +36,8 @@ TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, NetQueueCounters& count
       ++counters.bad_chains;
       q.add_used(chain.head, 0);
     };
-    if (r.status == Pop::kBadChain) {  // the reason is counted by the queue under its ChainError
+    if (r.status == Pop::kBadChain) {
+      ++counters.chain_errors[static_cast<std::size_t>(r.error)];
       ++counters.bad_chains;
       q.add_used(chain.head, 0);
       continue;
@@ -80,6 +81,7 @@ bool RxQueue::fill_pool(SplitQueue& q, std::uint64_t need, NetQueueCounters& cou
     const PopResult r = q.pop(c);
     if (r.status == Pop::kEmpty || r.status == Pop::kBroken) return false;
     if (r.status == Pop::kBadChain) {
+      ++counters.chain_errors[static_cast<std::size_t>(r.error)];
       ++counters.bad_chains;
       q.add_used(c.head, 0);
       continue;

@@ -53,6 +53,7 @@ struct NetQueueCounters {
   std::uint64_t rx_buffers_used = 0;
   std::uint64_t rx_no_buffers = 0;  // deliver() had to wait for the guest
   std::uint64_t bad_chains = 0;     // chains returned with length 0, TX and RX, every reason
+  std::array<std::uint64_t, static_cast<std::size_t>(ChainError::kCount)> chain_errors{};  // ... malformed, why
   std::array<std::uint64_t, static_cast<std::size_t>(TxError::kCount)> tx_errors{};
   std::array<std::uint64_t, static_cast<std::size_t>(RxDrop::kCount)> rx_drops{};
 };
