@@ -86,7 +86,7 @@ wait_for 30 "testpmd to connect to vu1" connected vu1 1
 # Frames that met a ring the driver had not filled yet are counted drops; from here on,
 # with traffic flowing, none may be.
 wait_for 30 "vu1 to deliver 1000 frames" stat_is vu1 'e["tx_frames"]' -gt 1000
-refused0=$(stat vu1 'e["frontend_errors"]')
+refused0=$(stat vu1 'e["drops_total"]')
 wait_for 30 "vu1 to deliver 10000 frames" stat_is vu1 'e["tx_frames"]' -gt 10000
 gen_pid=$(pid_of gen)
 kill -STOP "$gen_pid"  # the source pauses; the switch and testpmd drain
@@ -97,8 +97,8 @@ delivered=$(stat vu1 'e["tx_frames"]')
 drained() { [[ $(last "$1" RX-packets) == "$2" ]]; }
 wait_for 10 "testpmd to receive all $delivered frames" drained "$WORK/rx1.log" "$delivered"
 # Read before the guest goes: frames the resumed generator sends to a vu1 without a guest
-# are refused (and counted) by design.
-refused=$(( $(stat vu1 'e["frontend_errors"]') - refused0 ))
+# are dropped as guest_not_ready (and counted) by design.
+refused=$(( $(stat vu1 'e["drops_total"]') - refused0 ))
 waits=$(stat vu1 'e["vu_rx_no_buffers"]')
 stop_testpmd "$rx1"
 kill -CONT "$gen_pid"
