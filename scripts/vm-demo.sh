@@ -49,27 +49,14 @@ until [[ $("$bin/vswitchctl" --config "$cfg" ports 2>/dev/null | awk '$4 == "up"
   sleep 0.1
 done
 
-vm() {  # vm NAME MAC IP COMMAND [DEVICE-OPTIONS]: boots a guest that runs COMMAND and powers off
-  local cmd64
-  cmd64=$(printf '%s' "$4" | base64 -w0)
-  : >"$work/$1.console"
-  qemu-system-x86_64 -accel tcg -M pc -m 256M -smp 1 \
-    -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
-    -chardev "socket,id=chr0,path=/run/vswitch/$1.sock,reconnect=1" \
-    -netdev vhost-user,id=net0,chardev=chr0 \
-    -device "virtio-net-pci,netdev=net0,mac=$2,romfile=,vectors=0${5:+,$5}" \
-    -kernel build/vm/vmlinuz -initrd build/vm/initrd.img \
-    -append "console=ttyS0 panic=-1 loglevel=4 vm.name=$1 vm.ip=$3/24 vm.cmd64=$cmd64" \
-    -display none -serial "file:$work/$1.console" -monitor none -no-reboot &
-  qemus+=($!)
+# shellcheck source=scripts/vm-lib.sh
+. scripts/vm-lib.sh
+vm() {  # vm NAME MAC IP COMMAND [DEVICE-OPTIONS]: a guest on its vhost-user endpoint
+  vm_boot "$work" "$1" "$2" "$3" "$4" "$(vhost_netdev "/run/vswitch/$1.sock")" "${5:-}"
+  qemus+=("$VM_PID")
 }
 wait_rc() {  # wait_rc NAME SECONDS: the guest's command status
-  local deadline=$((SECONDS + $2))
-  until grep -q "VMTEST-RC=" "$work/$1.console"; do
-    ((SECONDS < deadline)) || fail "$1 did not finish within $2 s"
-    sleep 0.5
-  done
-  grep -o "VMTEST-RC=[0-9]*" "$work/$1.console" | tail -1 | cut -d= -f2
+  vm_rc "$work" "$1" "$2" || fail "$1 did not finish within $2 s"
 }
 reach='for i in $(seq 120); do ping -c1 -W1 $1 >/dev/null 2>&1 && exit 0; done; exit 1'
 
@@ -97,7 +84,7 @@ grep -E "packet loss|sender|receiver|== iperf3" "$work/vm2.console" | sed 's/^/ 
 awk '/== iperf3/ { name = $0; sub(/.*== iperf3 /, "", name) }
      / receiver$/ { for (i = 1; i < NF; i++) if ($(i+1) == "Gbits/sec") rate = $i
                     if (rate + 0 < 0.01) { print name ": " rate " Gbit/s"; bad = 1 } }
-     END { exit bad }' "$work/vm2.console" || fail "an iperf3 stream moved (almost) nothing"
+     END { exit bad }' <(tr -d '\r' <"$work/vm2.console") || fail "an iperf3 stream moved (almost) nothing"
 ip netns exec vswitch-host ping -c 3 -i 0.2 -W 2 -q 10.0.0.1 >/dev/null 2>&1 && fail "vm1 should be off by now"
 
 echo "== vm1 restarted, then its endpoint killed with -9 while vm1 pings the namespace"

@@ -1,0 +1,37 @@
+# Sourced by scripts/vm-demo.sh and scripts/bench-vhost.sh: boots the guest image of
+# scripts/vm-image.sh under QEMU (TCG) and waits for the command it runs.
+#   vm_boot DIR NAME MAC IP COMMAND NETDEV-ARGS [DEVICE-OPTIONS]
+# boots guest NAME with one virtio-net NIC (INTx: vectors=0, see vm-recipe) on the given
+# -netdev (its id must be net0), runs COMMAND in the guest, which prints VMTEST-RC=<status>
+# and powers off; the console goes to DIR/NAME.console, the QEMU pid to VM_PID. Guest RAM
+# is a shared memfd, which a vhost-user back-end needs and a TAP netdev does not mind.
+# Prefix the command with VM_EXEC (e.g. "ip netns exec NS") to run QEMU elsewhere.
+vm_boot() {
+  local dir=$1 name=$2 mac=$3 ip=$4 cmd=$5 netdev=$6 devopts=${7:-} cmd64
+  cmd64=$(printf '%s' "$cmd" | base64 -w0)
+  : >"$dir/$name.console"
+  # shellcheck disable=SC2086  # VM_EXEC and NETDEV-ARGS are word lists
+  ${VM_EXEC:-} qemu-system-x86_64 -accel tcg -M pc -m 256M -smp 1 \
+    -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
+    $netdev -device "virtio-net-pci,netdev=net0,mac=$mac,romfile=,vectors=0${devopts:+,$devopts}" \
+    -kernel build/vm/vmlinuz -initrd build/vm/initrd.img \
+    -append "console=ttyS0 panic=-1 loglevel=4 vm.name=$name vm.ip=$ip/24 vm.cmd64=$cmd64" \
+    -display none -serial "file:$dir/$name.console" -monitor none -no-reboot &
+  VM_PID=$!
+}
+
+# vm_rc DIR NAME SECONDS: prints the guest's command status once it has finished;
+# returns 1 (printing nothing) if it did not within SECONDS.
+vm_rc() {
+  local deadline=$((SECONDS + $3))
+  until grep -q "VMTEST-RC=" "$1/$2.console"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+  grep -o "VMTEST-RC=[0-9]*" "$1/$2.console" | tail -1 | cut -d= -f2
+}
+
+# vhost_netdev SOCKET: the -netdev arguments of a vhost-user NIC that reconnects.
+vhost_netdev() { echo "-chardev socket,id=chr0,path=$1,reconnect=1 -netdev vhost-user,id=net0,chardev=chr0"; }
+# tap_netdev IFNAME: a TAP NIC without vhost-net (the kernel's vhost would not be comparable).
+tap_netdev() { echo "-netdev tap,id=net0,ifname=$1,script=no,downscript=no,vhost=off"; }
