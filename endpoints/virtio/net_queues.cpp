@@ -20,6 +20,7 @@ std::string_view to_string(RxDrop e) {
   switch (e) {
     case RxDrop::kReadableBuffer: return "rx_readable_buffer";
     case RxDrop::kBufferTooSmall: return "rx_buffer_too_small";
+    case RxDrop::kReturnedForOrder: return "rx_returned_for_order";
     case RxDrop::kCount: break;
   }
   return "unknown";
@@ -80,14 +81,15 @@ bool RxQueue::fill_pool(SplitQueue& q, std::uint64_t need, NetQueueCounters& cou
     Chain c;
     const PopResult r = q.pop(c);
     if (r.status == Pop::kEmpty || r.status == Pop::kBroken) return false;
-    if (r.status == Pop::kBadChain) {
-      ++counters.chain_errors[static_cast<std::size_t>(r.error)];
-      ++counters.bad_chains;
-      q.add_used(c.head, 0);
-      continue;
-    }
-    if (c.readable_bytes != 0) {
-      ++counters.rx_drops[static_cast<std::size_t>(RxDrop::kReadableBuffer)];
+    if (r.status == Pop::kBadChain || c.readable_bytes != 0) {
+      // Completion stays in the order the chains were made available, so that after a
+      // crash "everything past used->idx" is exactly what was not completed (QEMU restarts
+      // the ring there): chains pooled before this one go back first, empty, since a bad
+      // chain cannot sit between a frame's buffers either.
+      counters.rx_drops[static_cast<std::size_t>(RxDrop::kReturnedForOrder)] += pool_.size();
+      release_pool(q);
+      if (r.status == Pop::kBadChain) ++counters.chain_errors[static_cast<std::size_t>(r.error)];
+      else ++counters.rx_drops[static_cast<std::size_t>(RxDrop::kReadableBuffer)];
       ++counters.bad_chains;
       q.add_used(c.head, 0);
       continue;

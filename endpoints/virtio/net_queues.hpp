@@ -41,6 +41,8 @@ enum class RxDrop : std::uint8_t {
   kReadableBuffer,   // an RX chain with a device-readable buffer: returned unused
   kBufferTooSmall,   // the frame cannot fit: without MRG_RXBUF the next chain is too small,
                      // with it even every buffer the queue can hold is too little
+  kReturnedForOrder, // a pooled chain given back empty because a bad chain came after it
+                     // (completion stays in avail order: see RxQueue)
   kCount,
 };
 std::string_view to_string(RxDrop e);

@@ -205,5 +205,28 @@ TEST(NetRx, ReadOnlyChainsAreReturnedUnused) {
   EXPECT_EQ(f.counters.bad_chains, 1u);
 }
 
+TEST(NetRx, CompletionStaysInAvailOrderWhenABadChainFollowsPooledOnes) {
+  Fixture f;
+  RxQueue rx(true);
+  post_rx(f, 2, 1024);  // heads 0, 1: pooled, not enough for the frame
+  const auto frame = frame_bytes(3000, 1);
+  EXPECT_EQ(rx.deliver(f.queue, NetHeader{}, frame, f.counters), RxQueue::Status::kNoBuffers);
+  EXPECT_EQ(rx.pooled(), 2u);
+  f.guest.set_desc(2, Descriptor{f.guest.alloc(1024), 1024, 0, 0});  // head 2: device-readable, bad
+  f.guest.make_available(2);
+  post_rx(f, 3, 1024, 3);  // heads 3, 4, 5
+  ASSERT_EQ(rx.deliver(f.queue, NetHeader{}, frame, f.counters), RxQueue::Status::kDelivered);
+  f.queue.publish_used();
+  ASSERT_EQ(f.guest.used_idx(), 6);
+  for (std::uint16_t i = 0; i < 6; ++i) EXPECT_EQ(f.guest.used(i).id, i) << "used ring in avail order";
+  EXPECT_EQ(f.guest.used(0).len, 0u);
+  EXPECT_EQ(f.guest.used(1).len, 0u);
+  EXPECT_EQ(f.guest.used(2).len, 0u);
+  EXPECT_EQ(f.guest.used(3).len + f.guest.used(4).len + f.guest.used(5).len, kNetHeaderBytes + 3000);
+  EXPECT_EQ(f.counters.rx_drops[static_cast<std::size_t>(RxDrop::kReturnedForOrder)], 2u);
+  EXPECT_EQ(f.counters.rx_drops[static_cast<std::size_t>(RxDrop::kReadableBuffer)], 1u);
+  EXPECT_EQ(f.counters.bad_chains, 1u);
+}
+
 }  // namespace
 }  // namespace vswitch::endpoints::virtio
