@@ -297,7 +297,7 @@ Frontend::Delivery VhostUserFrontend::deliver(const endpoints::virtio::NetHeader
     ++counters_->vu_csum_completed;
     return deliver_one(*q, plain, copy);
   }
-  return deliver_one(*q, header, frame);
+  return deliver_one(*q, virtio::header_for_driver(header, backend_.has(vu::kFeatureGuestCsum)), frame);
 }
 
 Frontend::Delivery VhostUserFrontend::deliver_one(endpoints::virtio::SplitQueue& q,

@@ -54,6 +54,16 @@ std::uint16_t fold(std::uint64_t sum) noexcept {
   return static_cast<std::uint16_t>(sum);
 }
 
+NetHeader header_for_driver(const NetHeader& h, bool guest_csum) noexcept {
+  NetHeader out = h;
+  out.flags = guest_csum ? static_cast<std::uint8_t>(h.flags & (kNetHdrFlagNeedsCsum | kNetHdrFlagDataValid)) : 0;
+  if (!guest_csum) {
+    out.csum_start = 0;
+    out.csum_offset = 0;
+  }
+  return out;
+}
+
 void complete_checksum(const NetHeader& h, std::span<std::byte> frame) noexcept {
   const std::size_t field = std::size_t{h.csum_start} + h.csum_offset;
   if (field + 2 > frame.size()) return;  // parse() guarantees it; never write out of range

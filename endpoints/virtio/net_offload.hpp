@@ -31,6 +31,12 @@ std::string_view to_string(OffloadError e);
 // Precondition: parse() validated the header against this frame (offsets in range).
 void complete_checksum(const NetHeader& h, std::span<std::byte> frame) noexcept;
 
+// The header a driver may be given (virtio 1.x 5.1.6.4.1): without GUEST_CSUM, flags must
+// be zero (DATA_VALID included: the frame must then be fully checksummed, which the caller
+// ensures first); RSC_INFO is never handed on (GUEST_RSC is not offered). num_buffers is
+// left for the RX path to fill in.
+[[nodiscard]] NetHeader header_for_driver(const NetHeader& h, bool guest_csum) noexcept;
+
 // The Internet checksum (RFC 1071) of `bytes` added to `sum` (not folded, not complemented).
 [[nodiscard]] std::uint64_t ones_complement_add(std::uint64_t sum, std::span<const std::byte> bytes) noexcept;
 [[nodiscard]] std::uint16_t fold(std::uint64_t sum) noexcept;

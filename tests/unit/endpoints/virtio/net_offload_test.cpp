@@ -229,6 +229,19 @@ TEST(NetOffload, CompletesAPartialUdpChecksum) {
   EXPECT_NE(get16(f, 34 + 6), 0) << "UDP: a computed 0 is sent as 0xffff";
 }
 
+TEST(NetOffload, HeaderForADriverWithoutGuestCsumCarriesNoFlags) {
+  virtio::NetHeader h;
+  h.flags = virtio::kNetHdrFlagDataValid | virtio::kNetHdrFlagRscInfo;
+  h.csum_start = 34;
+  h.csum_offset = 16;
+  const auto without = virtio::header_for_driver(h, false);
+  EXPECT_EQ(without.flags, 0) << "DATA_VALID only with GUEST_CSUM";
+  EXPECT_EQ(without.csum_start, 0);
+  const auto with = virtio::header_for_driver(h, true);
+  EXPECT_EQ(with.flags, virtio::kNetHdrFlagDataValid) << "RSC_INFO is never handed on";
+  EXPECT_EQ(with.csum_start, 34);
+}
+
 TEST(NetOffload, ChecksumHelpersMatchRfc1071Example) {
   // RFC 1071 section 3: 0001 f203 f4f5 f6f7 sums to ddf2 (folded).
   const Bytes b = {std::byte{0x00}, std::byte{0x01}, std::byte{0xf2}, std::byte{0x03},
