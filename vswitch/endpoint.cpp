@@ -311,6 +311,7 @@ bool EndpointLoop::poll_once() {
 }
 
 void EndpointLoop::sync_counters() {
+  frontend_.sync_counters();
   counters_.events_dropped = events_dropped_base_ + events_.dropped();
   const auto& d = forwarder_.drops();
   for (std::size_t i = 0; i < static_cast<std::size_t>(DropReason::kCount); ++i) counters_.drops[i] = d.by_reason[i];

@@ -74,6 +74,9 @@ class Frontend {
   // Once per loop pass, after receiving and delivering: publish batched completions and
   // notify the other side (a VM's interrupt), if the frontend batches them.
   virtual void flush() noexcept {}
+  // Before the loop publishes its counters (every 10 ms while busy, before each sleep):
+  // copy totals the frontend keeps to itself into them. Off the per-pass path.
+  virtual void sync_counters() noexcept {}
   // Just before the loop sleeps: re-arm the frontend's own notifications (with the
   // fence-and-recheck), including "room to deliver again" after a kRetryLater. Returns
   // false when work (or room) arrived meanwhile: do not sleep.

@@ -374,14 +374,17 @@ void VhostUserFrontend::notify(std::uint32_t index) noexcept {
   }
 }
 
-void VhostUserFrontend::flush() noexcept {
-  // Once per pass, not per frame: the totals of this incarnation on top of earlier ones.
+void VhostUserFrontend::sync_counters() noexcept {
+  // The totals of this incarnation on top of earlier ones.
   Counters& c = *counters_;
   c.vu_bad_chains = base_.vu_bad_chains + net_.bad_chains;
   for (std::size_t i = 0; i < net_.chain_errors.size(); ++i)
     c.vu_chain_errors[i] = base_.vu_chain_errors[i] + net_.chain_errors[i];
   for (std::size_t i = 0; i < net_.tx_errors.size(); ++i) c.vu_tx_errors[i] = base_.vu_tx_errors[i] + net_.tx_errors[i];
   for (std::size_t i = 0; i < net_.rx_drops.size(); ++i) c.vu_rx_drops[i] = base_.vu_rx_drops[i] + net_.rx_drops[i];
+}
+
+void VhostUserFrontend::flush() noexcept {
   notify(vu::kTxQueue);
   notify(vu::kRxQueue);
   serviced_ = false;  // the next pass looks at control and kicks again

@@ -119,6 +119,7 @@ class VhostUserFrontend final : public Frontend {
   Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
                    PortId from) noexcept override;
   void flush() noexcept override;
+  void sync_counters() noexcept override;
   bool arm() noexcept override;
   [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
 
