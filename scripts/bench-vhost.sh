@@ -76,8 +76,6 @@ cpu_ns() {  # cpu_ns PID...: CPU time of every thread of these processes, in ns 
   echo $t
 }
 last() { grep -o "$2: *[0-9]*" "$1" | tail -1 | awk '{print $2}'; }
-first_core() { echo "${1%,*}"; }
-second_core() { echo "${1#*,}"; }
 
 guest() {  # guest NAME SOCKET MODE SIZE CORES: a testpmd virtio-user "guest"
   local mac=$tx_mac
@@ -95,34 +93,29 @@ stop_all() {
   if [[ -n $daemon_pid ]]; then kill -INT "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""; fi
 }
 
-# start_vswitch: the two vhost-user endpoints; sets SWITCH_PIDS.
-start_vswitch() {
-  cat >"$work/vs.toml" <<TOML
-[switch]
-name = "bvh$$"
-[fabric]
-ring_bytes = 4194304
-max_frame = 9000
-[[endpoint]]
-name = "a"
-core = $(first_core "$sw_cores")
-frontend = "vhost-user"
-[endpoint.vhost_user]
-socket = "$work/a.sock"
-queue_size = 1024
-[[endpoint]]
-name = "b"
-core = $(second_core "$sw_cores")
-mac = "$rx_mac"
-frontend = "vhost-user"
-[endpoint.vhost_user]
-socket = "$work/b.sock"
-queue_size = 1024
-TOML
-  "$bin/vswitchd" --config "$work/vs.toml" 2>"$work/vs.log" &
+# vswitch_up CONFIG RING_BYTES MAX_FRAME QUEUE_SIZE NAME1 MAC1 NAME2 MAC2: writes a topology
+# of two vhost-user endpoints on --switch-cores (sockets $work/NAME.sock; MAC "-": none),
+# starts vswitchd on it and waits for both sockets.
+vswitch_up() {
+  local cfg=$1 i=0 name mac
+  printf '[switch]\nname = "%s"\n[fabric]\nring_bytes = %s\nmax_frame = %s\n' "$(basename "$cfg" .toml)$$" "$2" "$3" >"$cfg"
+  for name in "$5" "$7"; do
+    mac=$6; ((i == 1)) && mac=$8
+    {
+      printf '[[endpoint]]\nname = "%s"\ncore = %s\nfrontend = "vhost-user"\n' "$name" "$(cut -d, -f$((i + 1)) <<<"$sw_cores")"
+      [[ $mac == - ]] || printf 'mac = "%s"\n' "$mac"
+      printf '[endpoint.vhost_user]\nsocket = "%s"\nqueue_size = %s\n' "$work/$name.sock" "$4"
+    } >>"$cfg"
+    i=$((i + 1))
+  done
+  "$bin/vswitchd" --config "$cfg" 2>"${cfg%.toml}.log" &
   daemon_pid=$!
-  wait_socket "$work/b.sock"
-  wait_socket "$work/a.sock"
+  wait_socket "$work/$5.sock"
+  wait_socket "$work/$7.sock"
+}
+
+start_vswitch() {  # the two endpoints the testpmd guests attach to; sets SWITCH_PIDS
+  vswitch_up "$work/vs.toml" 4194304 9000 1024 a - b "$rx_mac"
   SWITCH_PIDS=$("$bin/vswitchctl" --config "$work/vs.toml" ports --json | python3 -c "
 import json, sys
 print(' '.join(str(p['pid']) for p in json.load(sys.stdin)['ports']))")
@@ -202,31 +195,7 @@ idle() {  # idle PATH -> RESULT = percent of one core the switch uses, both gues
 vm_pair() {  # vm_pair PATH -> RESULT = VM-to-VM iperf3 TCP Gbit/s (receiver side)
   local netdev1 netdev2
   if [[ $1 == vswitch ]]; then
-    cat >"$work/vm.toml" <<TOML
-[switch]
-name = "bvhvm$$"
-[fabric]
-ring_bytes = 2097152
-max_frame = 65536
-[[endpoint]]
-name = "vm1"
-core = $(first_core "$sw_cores")
-mac = "52:54:00:00:0c:01"
-frontend = "vhost-user"
-[endpoint.vhost_user]
-socket = "$work/vm1.sock"
-[[endpoint]]
-name = "vm2"
-core = $(second_core "$sw_cores")
-mac = "52:54:00:00:0c:02"
-frontend = "vhost-user"
-[endpoint.vhost_user]
-socket = "$work/vm2.sock"
-TOML
-    "$bin/vswitchd" --config "$work/vm.toml" 2>"$work/vmsw.log" &
-    daemon_pid=$!
-    wait_socket "$work/vm1.sock"
-    wait_socket "$work/vm2.sock"
+    vswitch_up "$work/vm.toml" 2097152 65536 256 vm1 52:54:00:00:0c:01 vm2 52:54:00:00:0c:02
     netdev1=$(vhost_netdev "$work/vm1.sock") netdev2=$(vhost_netdev "$work/vm2.sock")
     VM_EXEC=""
   else

@@ -16,10 +16,8 @@ cd "$(dirname "$0")/.."
 dur=$1; shift
 out="soak-vm-$(date +%Y%m%d-%H%M%S)"
 [[ "${1:-}" == "--out" ]] && out=$2
-case "$dur" in
-  *d) secs=$(( ${dur%d} * 86400 )) ;; *h) secs=$(( ${dur%h} * 3600 )) ;;
-  *m) secs=$(( ${dur%m} * 60 )) ;; *s) secs=${dur%s} ;; *) secs=$dur ;;
-esac
+. scripts/lib.sh
+secs=$(duration_seconds "$dur") || { echo "soak-vm: bad DURATION '$dur' (seconds, or 30m, 12h, 3d)" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "soak-vm: needs root (vhost-user sockets in /run, a namespace, a TAP)" >&2; exit 1; }
 scripts/setup.sh >/dev/null
 scripts/vm-image.sh build/vm >/dev/null
@@ -52,20 +50,11 @@ die() {
 }
 start=$SECONDS
 
-mkdir -p /run/vswitch
-ip netns del vswitch-host 2>/dev/null || true
-ip netns add vswitch-host
-ip -n vswitch-host link set lo up
-ip -n vswitch-host tuntap add dev vsw-host mode tap
-ip -n vswitch-host link set vsw-host address 02:00:00:00:03:03 up
-ip -n vswitch-host addr add 10.0.0.3/24 dev vsw-host
-"$bin/vswitchd" --config "$cfg" 2>"$out/vswitchd.log" &
-daemon_pid=$!
-deadline=$((SECONDS + 10))
-until [[ $(ctl ports 2>/dev/null | awk '$4 == "up"' | wc -l) -eq 3 ]]; do
-  ((SECONDS < deadline)) || die "vswitchd did not start: $(cat "$out/vswitchd.log")"
-  sleep 0.1
-done
+if ! vm_demo_switch "$out"; then
+  daemon_pid=$VM_DAEMON_PID
+  die "vswitchd did not start: $(cat "$out/vswitchd.log")"
+fi
+daemon_pid=$VM_DAEMON_PID
 
 vm_boot "$out" vm1 52:54:00:00:03:01 10.0.0.1 "echo VMTEST-SERVING; iperf3 -s -1" "$(vhost_netdev /run/vswitch/vm1.sock)"
 pids+=("$VM_PID")

@@ -12,10 +12,9 @@ cd "$(dirname "$0")/.."
 dur=$1; shift
 out="soak-$(date +%Y%m%d-%H%M%S)"
 [[ "${1:-}" == "--out" ]] && out=$2
-case "$dur" in
-  *d) secs=$(( ${dur%d} * 86400 )) ;; *h) secs=$(( ${dur%h} * 3600 )) ;;
-  *m) secs=$(( ${dur%m} * 60 )) ;; *s) secs=${dur%s} ;; *) secs=$dur ;;
-esac
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+secs=$(duration_seconds "$dur") || { echo "soak: bad DURATION '$dur' (seconds, or 30m, 12h, 3d)" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "soak: needs root (namespaces, TAPs); tests/integration/generator_soak.sh soaks without" >&2; exit 1; }
 scripts/setup.sh >/dev/null
 dpkg-query -W -f='${Status}' gnuplot-nox 2>/dev/null | grep -q "install ok installed" ||

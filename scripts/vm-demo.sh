@@ -35,25 +35,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 fail() { echo "vm-demo: FAILED: $*" >&2; for f in "$work"/*.console; do echo "--- $f"; tail -20 "$f"; done >&2; exit 1; }
 
-mkdir -p /run/vswitch
-ip netns del vswitch-host 2>/dev/null || true
-ip netns add vswitch-host
-ip -n vswitch-host link set lo up
-ip -n vswitch-host tuntap add dev vsw-host mode tap
-ip -n vswitch-host link set vsw-host address 02:00:00:00:03:03 up
-ip -n vswitch-host addr add 10.0.0.3/24 dev vsw-host
-ip netns exec vswitch-host iperf3 -s -D -I "$work/iperf3.pid"
-
-"$bin/vswitchd" --config "$cfg" 2>"$work/vswitchd.log" &
-daemon_pid=$!
-deadline=$((SECONDS + 10))
-until [[ $("$bin/vswitchctl" --config "$cfg" ports 2>/dev/null | awk '$4 == "up"' | wc -l) -eq 3 ]]; do
-  ((SECONDS < deadline)) || fail "vswitchd did not start: $(cat "$work/vswitchd.log")"
-  sleep 0.1
-done
-
 # shellcheck source=scripts/vm-lib.sh
 . scripts/vm-lib.sh
+if ! vm_demo_switch "$work"; then
+  daemon_pid=$VM_DAEMON_PID
+  fail "vswitchd did not start: $(cat "$work/vswitchd.log")"
+fi
+daemon_pid=$VM_DAEMON_PID
+ip netns exec vswitch-host iperf3 -s -D -I "$work/iperf3.pid"
+
 vm() {  # vm NAME MAC IP COMMAND [DEVICE-OPTIONS]: a guest on its vhost-user endpoint
   vm_boot "$work" "$1" "$2" "$3" "$4" "$(vhost_netdev "/run/vswitch/$1.sock")" "${5:-}"
   qemus+=("$VM_PID")

@@ -35,3 +35,24 @@ vm_rc() {
 vhost_netdev() { echo "-chardev socket,id=chr0,path=$1,reconnect=1 -netdev vhost-user,id=net0,chardev=chr0"; }
 # tap_netdev IFNAME: a TAP NIC without vhost-net (the kernel's vhost would not be comparable).
 tap_netdev() { echo "-netdev tap,id=net0,ifname=$1,script=no,downscript=no,vhost=off"; }
+
+# vm_demo_switch DIR: the host side of configs/vm-demo.toml: the namespace vswitch-host with
+# its TAP at 10.0.0.3, then vswitchd (log in DIR/vswitchd.log, pid in VM_DAEMON_PID), waiting
+# until its three endpoints are up. Returns 1 if they are not within 10 s.
+vm_demo_switch() {
+  VM_DAEMON_PID=""
+  mkdir -p /run/vswitch
+  ip netns del vswitch-host 2>/dev/null || true
+  ip netns add vswitch-host
+  ip -n vswitch-host link set lo up
+  ip -n vswitch-host tuntap add dev vsw-host mode tap
+  ip -n vswitch-host link set vsw-host address 02:00:00:00:03:03 up
+  ip -n vswitch-host addr add 10.0.0.3/24 dev vsw-host
+  build/bin/vswitchd --config configs/vm-demo.toml 2>"$1/vswitchd.log" &
+  VM_DAEMON_PID=$!
+  local deadline=$((SECONDS + 10))
+  until [[ $(build/bin/vswitchctl --config configs/vm-demo.toml ports 2>/dev/null | awk '$4 == "up"' | wc -l) -eq 3 ]]; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
