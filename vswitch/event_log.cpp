@@ -20,6 +20,8 @@ EventLog::~EventLog() {
 
 void EventLog::post(std::string message) noexcept {
   if (message.empty()) return;
+  // pending_ and dropped_ are plain counters, relaxed: nothing is published through them
+  // (the messages themselves travel through the queue, which orders them).
   if (pending_.fetch_add(1, std::memory_order_relaxed) >= kMaxPending) {
     pending_.fetch_sub(1, std::memory_order_relaxed);
     dropped_.fetch_add(1, std::memory_order_relaxed);
