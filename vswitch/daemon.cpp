@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -115,6 +116,53 @@ void remove_stale_objects(const std::string& name) {
   }
 }
 
+// The directory a vhost-user endpoint's listening socket goes in. The endpoint binds the
+// socket itself (a restarted endpoint binds it again); the daemon makes sure, before
+// forking anything, that the directory exists and that nobody but its owner can replace
+// what is in it: QEMU connects to whatever socket is at that path, so a directory another
+// local user can write would let that user put a socket of their own in the switch's place.
+//
+// A missing directory is created (with any missing parents) with mode 0755: QEMU may run
+// as another user and must be able to reach the socket, which itself stays 0600
+// (connecting needs write permission on the socket, so only its owner can connect).
+std::optional<std::string> prepare_socket_dir(const std::string& endpoint, const std::string& socket) {
+  const auto slash = socket.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : socket.substr(0, slash);
+  const uid_t me = ::geteuid();
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT)
+      return "endpoint " + endpoint + ": socket directory " + dir + ": " + std::strerror(errno);
+    // mkdir -p, each component created 0755 whatever the umask.
+    for (std::size_t pos = 1; pos <= dir.size(); ++pos) {
+      if (pos != dir.size() && dir[pos] != '/') continue;
+      const std::string part = dir.substr(0, pos);
+      if (::mkdir(part.c_str(), 0755) == 0) {
+        if (::chmod(part.c_str(), 0755) != 0)
+          return "endpoint " + endpoint + ": chmod 0755 " + part + ": " + std::strerror(errno);
+        say("endpoint %s: created socket directory %s (mode 0755)", endpoint.c_str(), part.c_str());
+      } else if (errno != EEXIST) {
+        return "endpoint " + endpoint + ": cannot create socket directory " + part + ": " + std::strerror(errno);
+      }
+    }
+    if (::stat(dir.c_str(), &st) != 0)
+      return "endpoint " + endpoint + ": socket directory " + dir + ": " + std::strerror(errno);
+  }
+  if (!S_ISDIR(st.st_mode)) return "endpoint " + endpoint + ": socket directory " + dir + " is not a directory";
+  if (st.st_uid != me && st.st_uid != 0)
+    return "endpoint " + endpoint + ": socket directory " + dir + " is owned by uid " + std::to_string(st.st_uid) +
+           ", not by " + (me == 0 ? std::string("root") : "uid " + std::to_string(me) + " or root") +
+           ": its owner could replace the socket; use a directory of your own";
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return "endpoint " + endpoint + ": socket directory " + dir + " (mode " + mode +
+           ") is writable by group or others: another user could replace the socket; use a directory only its "
+           "owner can write (e.g. chmod go-w " + dir + ")";
+  }
+  return std::nullopt;
+}
+
 struct Child {
   pid_t pid = 0;
   std::uint64_t started_ms = 0;
@@ -156,6 +204,9 @@ std::optional<std::string> Daemon::setup() {
   const std::size_t n = topo_.endpoints.size();
   if (n < 2) return "the topology needs at least two endpoints";
   if (n > kMaxEndpoints) return "at most " + std::to_string(kMaxEndpoints) + " endpoints are supported";
+  for (const auto& e : topo_.endpoints)
+    if (const auto* o = std::get_if<VhostUserOptions>(&e.options))
+      if (auto err = prepare_socket_dir(e.name, o->socket)) return err;
   remove_stale_objects(topo_.switch_config.name);
 
   std::random_device rd;
