@@ -19,6 +19,8 @@ packages=(
   dpdk-dev                                  # dpdk-testpmd: virtio-user as an independent vhost-user front-end
   qemu-system-x86 linux-image-amd64         # real guests (TCG) with the Linux virtio-net driver
   busybox-static cpio                       # ... and their initramfs (scripts/vm-image.sh)
+  qemu-system-arm kmod binutils             # arm64 guests (qemu-system-aarch64, TCG); depmod/modprobe and readelf
+                                            # on the arm64 kernel and libraries fetched by scripts/arm64-lib.sh
 )
 
 missing=()
