@@ -1,21 +1,50 @@
 # Sourced by scripts/vm-demo.sh and scripts/bench-vhost.sh: boots the guest image of
-# scripts/vm-image.sh under QEMU (TCG) and waits for the command it runs.
+# scripts/vm-image.sh under QEMU and waits for the command it runs.
 #   vm_boot DIR NAME MAC IP COMMAND NETDEV-ARGS [DEVICE-OPTIONS]
-# boots guest NAME with one virtio-net NIC (INTx: vectors=0, see vm-recipe) on the given
-# -netdev (its id must be net0), runs COMMAND in the guest, which prints VMTEST-RC=<status>
-# and powers off; the console goes to DIR/NAME.console, the QEMU pid to VM_PID. Guest RAM
-# is a shared memfd, which a vhost-user back-end needs and a TAP netdev does not mind.
+# boots guest NAME with one virtio-net NIC (INTx: vectors=0, because QEMU 7.2 crashes when
+# a vhost-user virtio-net-pci device without KVM irqfds enables MSI-X) on the given -netdev
+# (its id must be net0), runs COMMAND in the guest, which prints VMTEST-RC=<status> and
+# powers off; the console goes to DIR/NAME.console, the QEMU pid to VM_PID. Guest RAM is a
+# shared memfd, which a vhost-user back-end needs and a TAP netdev does not mind.
 # Prefix the command with VM_EXEC (e.g. "ip netns exec NS") to run QEMU elsewhere.
+# Environment:
+#   VM_ARCH   x86_64 (default: -M pc, console ttyS0) | arm64 (-M virt -cpu cortex-a53,
+#             console ttyAMA0)
+#   VM_IMAGE  the directory with vmlinuz and initrd.img (default build/vm, build/vm-arm64)
+#   VM_ACCEL  tcg (default) | kvm (-accel kvm -cpu host; for arm64 e.g. inside an emulated
+#             arm64 board that has /dev/kvm, with the host's GIC version)
+#   VM_MEM    guest RAM (default 256M; a bare number is MiB)   VM_SMP  vCPUs (default 1)
+#   VM_QEMU   the QEMU binary (default qemu-system-x86_64 or qemu-system-aarch64)
 vm_boot() {
   local dir=$1 name=$2 mac=$3 ip=$4 cmd=$5 netdev=$6 devopts=${7:-} cmd64
+  local arch=${VM_ARCH:-x86_64} accel=${VM_ACCEL:-tcg} mem=${VM_MEM:-256M} smp=${VM_SMP:-1}
+  local image qemu console machine cpu=()
+  [[ $mem =~ ^[0-9]+$ ]] && mem=${mem}M
+  case $arch in
+    x86_64|amd64)
+      image=${VM_IMAGE:-build/vm} qemu=${VM_QEMU:-qemu-system-x86_64} console=ttyS0 machine=pc ;;
+    arm64|aarch64)
+      image=${VM_IMAGE:-build/vm-arm64} qemu=${VM_QEMU:-qemu-system-aarch64} console=ttyAMA0 machine=virt
+      cpu=(-cpu cortex-a53) ;;
+    *) echo "vm_boot: VM_ARCH must be x86_64 or arm64, not '$arch'" >&2; return 1 ;;
+  esac
+  case $accel in
+    tcg) ;;
+    kvm)
+      cpu=(-cpu host)
+      [[ $machine == virt ]] && machine=virt,gic-version=host ;;
+    *) echo "vm_boot: VM_ACCEL must be tcg or kvm, not '$accel'" >&2; return 1 ;;
+  esac
+  [[ -f $image/vmlinuz && -f $image/initrd.img ]] ||
+    { echo "vm_boot: no $image/vmlinuz or initrd.img (scripts/vm-image.sh --arch $arch)" >&2; return 1; }
   cmd64=$(printf '%s' "$cmd" | base64 -w0)
   : >"$dir/$name.console"
   # shellcheck disable=SC2086  # VM_EXEC and NETDEV-ARGS are word lists
-  ${VM_EXEC:-} qemu-system-x86_64 -accel tcg -M pc -m 256M -smp 1 \
-    -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
+  ${VM_EXEC:-} "$qemu" -accel "$accel" -M "$machine" "${cpu[@]}" -m "$mem" -smp "$smp" \
+    -object memory-backend-memfd,id=mem,size="$mem",share=on -numa node,memdev=mem \
     $netdev -device "virtio-net-pci,netdev=net0,mac=$mac,romfile=,vectors=0${devopts:+,$devopts}" \
-    -kernel build/vm/vmlinuz -initrd build/vm/initrd.img \
-    -append "console=ttyS0 panic=-1 loglevel=4 vm.name=$name vm.ip=$ip/24 vm.cmd64=$cmd64" \
+    -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+    -append "console=$console panic=-1 loglevel=4 vm.name=$name vm.ip=$ip/24 vm.cmd64=$cmd64" \
     -display none -serial "file:$dir/$name.console" -monitor none -no-reboot &
   VM_PID=$!
 }
