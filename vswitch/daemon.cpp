@@ -8,11 +8,15 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstdlib>
 #include <cstdarg>
 #include <chrono>
 #include <cstdio>
@@ -21,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "endpoints/tap/tap_device.hpp"
@@ -46,6 +51,121 @@ void say(const char* fmt, ...) {
 }
 
 
+
+// The service manager's readiness protocol (sd_notify(3)), by hand: one datagram of
+// newline-separated VAR=value assignments to the AF_UNIX socket named by $NOTIFY_SOCKET,
+// an absolute path or, when it starts with '@', a name in the abstract namespace. Without
+// $NOTIFY_SOCKET (not started by systemd with Type=notify) nothing is sent. The variable is
+// removed from the environment so that endpoint processes, which the manager does not
+// listen to (NotifyAccess=main), cannot send in the daemon's name. A failure is logged
+// once and never stops the daemon: the manager then times the start out by itself.
+class Notifier {
+ public:
+  Notifier() {
+    if (const char* p = std::getenv("NOTIFY_SOCKET"); p != nullptr && *p != '\0') path_ = p;
+    ::unsetenv("NOTIFY_SOCKET");
+  }
+
+  void send(const std::string& message) {
+    if (path_.empty()) return;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path_[0] != '/' && path_[0] != '@') return fail("it is neither an absolute path nor an abstract name (@...)");
+    if (path_.size() >= sizeof addr.sun_path) return fail("the name is too long for a unix socket address");
+    std::memcpy(addr.sun_path, path_.data(), path_.size());
+    if (path_[0] == '@') addr.sun_path[0] = '\0';  // abstract: no terminating NUL, length exact
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path_.size());
+    sys::Fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!s.valid()) return fail(std::string("socket: ") + std::strerror(errno));
+    const ssize_t n =
+        ::sendto(s.get(), message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), len);
+    if (n < 0) return fail(std::string("sendto: ") + std::strerror(errno));
+    if (static_cast<std::size_t>(n) != message.size()) return fail("short datagram");
+  }
+
+ private:
+  void fail(const std::string& why) {
+    if (failed_) return;
+    failed_ = true;
+    say("cannot notify the service manager at NOTIFY_SOCKET=%s: %s (not fatal; further failures are not logged)",
+        path_.c_str(), why.c_str());
+  }
+  std::string path_;
+  bool failed_ = false;
+};
+
+// What differs between the running topology and the one re-read on SIGHUP, one line per
+// difference (line numbers and comments are not differences).
+template <typename T>
+std::string show(const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
+  else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
+  else if constexpr (std::is_same_v<T, MacAddress>) return v.str();
+  else if constexpr (std::is_same_v<T, std::vector<std::uint32_t>>) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
+    return out + "]";
+  } else return std::to_string(v);
+}
+template <typename T>
+std::string show(const std::optional<T>& v) {
+  return v ? show(*v) : std::string("(unset)");
+}
+template <typename T>
+void differ(std::vector<std::string>& out, const std::string& key, const T& was, const T& now) {
+  if (!(was == now)) out.push_back(key + ": " + show(was) + " -> " + show(now));
+}
+
+std::vector<std::string> topology_differences(const Topology& a, const Topology& b) {
+  std::vector<std::string> d;
+  differ(d, "switch.name", a.switch_config.name, b.switch_config.name);
+  differ(d, "switch.mac_table_size", a.switch_config.mac_table_size, b.switch_config.mac_table_size);
+  differ(d, "switch.aging_s", a.switch_config.aging_s, b.switch_config.aging_s);
+  differ(d, "fabric.ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
+  differ(d, "fabric.max_frame", a.fabric.max_frame, b.fabric.max_frame);
+  differ(d, "fabric.stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
+  const auto find = [](const Topology& t, const std::string& name) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < t.endpoints.size(); ++i)
+      if (t.endpoints[i].name == name) return i;
+    return std::nullopt;
+  };
+  for (std::size_t i = 0; i < a.endpoints.size(); ++i) {
+    const auto& x = a.endpoints[i];
+    const auto j = find(b, x.name);
+    if (!j) {
+      d.push_back("endpoint " + x.name + ": removed");
+      continue;
+    }
+    const auto& y = b.endpoints[*j];
+    const std::string k = "endpoint " + x.name + ": ";
+    if (*j != i) d.push_back(k + "position (port number) " + std::to_string(i) + " -> " + std::to_string(*j));
+    if (x.frontend != y.frontend) {
+      d.push_back(k + "frontend: " + std::string(to_string(x.frontend)) + " -> " + std::string(to_string(y.frontend)));
+      continue;
+    }
+    differ(d, k + "core", x.core, y.core);
+    differ(d, k + "mac", x.mac, y.mac);
+    differ(d, k + "poll_us", x.poll_us, y.poll_us);
+    differ(d, k + "port_security", x.port_security, y.port_security);
+    if (const auto* t = std::get_if<TapOptions>(&x.options)) {
+      const auto& u = std::get<TapOptions>(y.options);
+      differ(d, k + "tap.ifname", t->ifname, u.ifname);
+      differ(d, k + "tap.netns", t->netns, u.netns);
+    } else if (const auto* v = std::get_if<VhostUserOptions>(&x.options)) {
+      const auto& w = std::get<VhostUserOptions>(y.options);
+      differ(d, k + "vhost_user.socket", v->socket, w.socket);
+      differ(d, k + "vhost_user.queue_size", v->queue_size, w.queue_size);
+    } else if (const auto* g = std::get_if<GeneratorOptions>(&x.options)) {
+      const auto& h = std::get<GeneratorOptions>(y.options);
+      differ(d, k + "generator.rate_fps", g->rate_fps, h.rate_fps);
+      differ(d, k + "generator.sizes", g->sizes, h.sizes);
+      differ(d, k + "generator.peer", g->peer, h.peer);
+    }
+  }
+  for (const auto& y : b.endpoints)
+    if (!find(a, y.name)) d.push_back("endpoint " + y.name + ": added (" + std::string(to_string(y.frontend)) + ")");
+  return d;
+}
 
 std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -170,6 +290,10 @@ struct Child {
   std::uint64_t restart_at_ms = 0;  // 0: none scheduled
   std::uint64_t backoff_ms = 0;
   int last_exit = 0;
+  // The read end of a pipe the endpoint writes one byte to once its frontend is open and
+  // its loop about to run ("up"); end of file without it: it died before.
+  sys::Fd ready;
+  bool up = false;
 };
 
 class Daemon {
@@ -181,8 +305,11 @@ class Daemon {
  private:
   std::optional<std::string> setup();
   void spawn(std::size_t i);
-  [[noreturn]] void endpoint_main(std::size_t i);
+  [[noreturn]] void endpoint_main(std::size_t i, int ready_fd);
   void reap(bool shutting_down);
+  void endpoint_ready(std::size_t i);
+  void reload();
+  [[nodiscard]] std::string status_line() const;
   void publish_state(std::size_t i, EndpointState s);
   void shutdown();
 
@@ -197,6 +324,8 @@ class Daemon {
   sys::Fd signals_;
   sigset_t blocked_{};
   pid_t daemon_pid_ = 0;
+  Notifier notifier_;
+  bool ready_sent_ = false;
 };
 
 std::optional<std::string> Daemon::setup() {
@@ -275,13 +404,14 @@ void Daemon::publish_state(std::size_t i, EndpointState s) {
   stats_->write_daemon(i, d);
 }
 
-void Daemon::endpoint_main(std::size_t i) {
+void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   const auto& e = topo_.endpoints[i];
   // Die with the daemon, never outlive it holding channels.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != daemon_pid_) ::_exit(1);
   ::prctl(PR_SET_NAME, ("vsw-" + e.name).substr(0, 15).c_str());
   signals_.reset();
+  for (auto& c : children_) c.ready.reset();  // the daemon's read ends, inherited by fork
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
@@ -354,6 +484,12 @@ void Daemon::endpoint_main(std::size_t i) {
     }
     std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),
                  e.core ? std::to_string(*e.core).c_str() : "any", std::string(to_string(e.frontend)).c_str());
+    std::fflush(stderr);
+    // Tell the daemon: a failed write only delays readiness (the daemon sees end of file
+    // and never counts this process up), so it is reported, not fatal.
+    if (::write(ready_fd, "u", 1) != 1)
+      std::fprintf(stderr, "vswitch[%s]: cannot report up to vswitchd: %s\n", e.name.c_str(), std::strerror(errno));
+    ::close(ready_fd);
     auto st = loop.run();
     if (!st) {
       std::fprintf(stderr, "vswitch[%s]: %s\n", e.name.c_str(), st.error().c_str());
@@ -367,17 +503,94 @@ void Daemon::endpoint_main(std::size_t i) {
 void Daemon::spawn(std::size_t i) {
   Child& c = children_[i];
   std::fflush(stderr);
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) {
+    say("endpoint %s: pipe: %s; retrying in 1 s", topo_.endpoints[i].name.c_str(), std::strerror(errno));
+    c.restart_at_ms = sys::monotonic_ms() + 1000;
+    return;
+  }
+  sys::Fd read_end(p[0]);
+  sys::Fd write_end(p[1]);
   const pid_t pid = ::fork();
   if (pid < 0) {
     say("endpoint %s: fork: %s; retrying in 1 s", topo_.endpoints[i].name.c_str(), std::strerror(errno));
     c.restart_at_ms = sys::monotonic_ms() + 1000;
     return;
   }
-  if (pid == 0) endpoint_main(i);
+  if (pid == 0) {
+    read_end.reset();
+    endpoint_main(i, write_end.release());
+  }
   c.pid = pid;
   c.started_ms = sys::monotonic_ms();
   c.restart_at_ms = 0;
+  c.ready = std::move(read_end);
+  c.up = false;
+  publish_state(i, EndpointState::kStarting);
+}
+
+void Daemon::endpoint_ready(std::size_t i) {
+  Child& c = children_[i];
+  char b = 0;
+  const ssize_t n = ::read(c.ready.get(), &b, 1);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  c.ready.reset();
+  if (n != 1 || c.pid == 0) return;  // died before it was up: reap() reports it
+  c.up = true;
   publish_state(i, EndpointState::kUp);
+  for (const auto& x : children_)
+    if (!x.up) return;
+  if (!ready_sent_) {
+    ready_sent_ = true;
+    say("ready: all %zu endpoints up", children_.size());
+    notifier_.send("READY=1\nSTATUS=" + status_line());
+  } else {
+    notifier_.send("STATUS=" + status_line());
+  }
+}
+
+std::string Daemon::status_line() const {
+  std::size_t up = 0;
+  for (const auto& c : children_) up += c.up ? 1 : 0;
+  std::string s = "topology \"" + topo_.switch_config.name + "\": " + std::to_string(up) + " of " +
+                  std::to_string(children_.size()) + " endpoints up";
+  const char* sep = "; not up: ";
+  for (std::size_t i = 0; i < children_.size(); ++i)
+    if (!children_[i].up) {
+      s += sep + topo_.endpoints[i].name;
+      sep = ", ";
+    }
+  return s;
+}
+
+// SIGHUP. Forwarding never stops: the endpoints keep running whatever the file says.
+// Changing a running topology is not supported (endpoints, channels and the stats region
+// are sized and numbered from it), so a changed file is reported, difference by
+// difference, and takes effect at the next restart.
+void Daemon::reload() {
+  notifier_.send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(sys::monotonic_ns() / 1000) +
+                 "\nSTATUS=reloading " + topo_.file);
+  say("SIGHUP: re-reading %s", topo_.file.c_str());
+  auto t = load_topology_file(topo_.file);
+  TopologyErrors errors;
+  if (!t) errors = t.error();
+  else errors = check_cores(t.value(), machine_cpus());
+  std::string outcome;
+  if (!errors.empty()) {
+    say("reload: %s is invalid; still running the topology loaded before:", topo_.file.c_str());
+    std::fprintf(stderr, "%s\n", format_errors(errors).c_str());
+    outcome = "reload failed (invalid topology, " + std::to_string(errors.size()) + " error(s))";
+  } else if (const auto diffs = topology_differences(topo_, t.value()); diffs.empty()) {
+    say("reload: %s unchanged", topo_.file.c_str());
+    outcome = "reload: unchanged";
+  } else {
+    for (const auto& d : diffs) say("reload: changed: %s", d.c_str());
+    say("reload: %zu difference(s); applying a changed topology needs a restart of vswitchd (live "
+        "reconfiguration is not supported); still running the topology loaded before",
+        diffs.size());
+    outcome = "reload: " + std::to_string(diffs.size()) + " change(s) pending a restart";
+  }
+  notifier_.send("READY=1\nSTATUS=" + status_line() + "; " + outcome);
 }
 
 void Daemon::reap(bool shutting_down) {
@@ -390,6 +603,8 @@ void Daemon::reap(bool shutting_down) {
       if (c.pid != pid) continue;
       c.pid = 0;
       c.last_exit = status;
+      c.up = false;
+      c.ready.reset();
       if (shutting_down) {
         publish_state(i, EndpointState::kStopped);
         break;
@@ -402,11 +617,13 @@ void Daemon::reap(bool shutting_down) {
       publish_state(i, EndpointState::kDown);
       say("endpoint %s (pid %d) %s; restarting in %llu ms", topo_.endpoints[i].name.c_str(), pid,
           describe_exit(status).c_str(), static_cast<unsigned long long>(c.backoff_ms));
+      notifier_.send("STATUS=" + status_line());
     }
   }
 }
 
 void Daemon::shutdown() {
+  notifier_.send("STOPPING=1\nSTATUS=stopping: endpoints, shared memory, TAP devices");
   for (auto& c : children_)
     if (c.pid > 0) ::kill(c.pid, SIGTERM);
   const std::uint64_t deadline = sys::monotonic_ms() + 3000;
@@ -446,6 +663,7 @@ void Daemon::shutdown() {
 int Daemon::run() {
   if (auto err = setup()) {
     say("%s", err->c_str());
+    notifier_.send("STATUS=failed: " + *err);
     return 1;
   }
   std::vector<std::string> seen_cores(machine_cpus() + 1);
@@ -459,7 +677,8 @@ int Daemon::run() {
     }
   for (std::size_t i = 0; i < children_.size(); ++i) spawn(i);
   say("running topology \"%s\" (%s): %zu endpoints, %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
-      topo_.endpoints.size(), "Ctrl-C or SIGTERM stops");
+      topo_.endpoints.size(), "Ctrl-C or SIGTERM stops, SIGHUP re-reads the file");
+  notifier_.send("STATUS=starting " + std::to_string(children_.size()) + " endpoints");
   for (;;) {
     int timeout = -1;
     const std::uint64_t now = sys::monotonic_ms();
@@ -476,19 +695,36 @@ int Daemon::run() {
         }
       }
     }
-    pollfd p{signals_.get(), POLLIN, 0};
-    const int n = ::poll(&p, 1, timeout);
+    // The signals, then each endpoint's "up" pipe.
+    std::vector<pollfd> fds{{signals_.get(), POLLIN, 0}};
+    std::vector<std::size_t> owner{children_.size()};
+    for (std::size_t i = 0; i < children_.size(); ++i)
+      if (children_[i].ready.valid()) {
+        fds.push_back({children_[i].ready.get(), POLLIN, 0});
+        owner.push_back(i);
+      }
+    const int n = ::poll(fds.data(), fds.size(), timeout);
+    if (n < 0 && errno != EINTR) {
+      say("poll: %s", std::strerror(errno));
+      break;
+    }
     if (n <= 0) continue;
+    for (std::size_t k = 1; k < fds.size(); ++k)
+      if (fds[k].revents != 0) endpoint_ready(owner[k]);
+    if (fds[0].revents == 0) continue;
     signalfd_siginfo si;
     bool stop = false;
+    bool hup = false;
     while (::read(signals_.get(), &si, sizeof si) == sizeof si) {
-      if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP) stop = true;
+      if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) stop = true;
+      if (si.ssi_signo == SIGHUP) hup = true;
     }
     reap(stop);  // children stopped by the same Ctrl-C are not restarted
     if (stop) {
       say("signal received: stopping");
       break;
     }
+    if (hup) reload();
   }
   shutdown();
   return 0;

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# vswitchd's service-manager protocol (no root needed): with NOTIFY_SOCKET pointing at a
+# datagram socket this test listens on (as systemd's would for Type=notify), READY=1
+# arrives once every endpoint is up (`vswitchctl ports`) and never while one cannot come
+# up; SIGHUP with an unchanged, a changed and a broken topology sends RELOADING=1 then
+# READY=1, logs what it found and keeps forwarding with the same endpoint processes;
+# SIGTERM sends STOPPING=1.
+source "$(dirname "$0")/lib.sh"
+LISTENER=""
+trap '[[ -n $LISTENER ]] && kill "$LISTENER" 2>/dev/null; cleanup' EXIT
+
+# listen SOCKET LOG: one line per datagram (newlines shown as '|').
+listen() {
+  python3 - "$1" "$2" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as log:
+    while True:
+        log.write(s.recv(4096).decode().replace("\n", "|") + "\n")
+        log.flush()
+PY
+  LISTENER=$!
+  wait_for 10 "the notify listener" test -S "$1"
+}
+count() { grep -c -- "$1" "$WORK/notify.log" || true; }
+has() { grep -q -- "$1" "$WORK/notify.log"; }
+log_has() { grep -qF -- "$1" "$WORK/vswitchd.log"; }
+alive() { kill -0 "$DAEMON_PID" 2>/dev/null || fail "vswitchd died: $*"; }
+
+listen "$WORK/notify.sock" "$WORK/notify.log"
+export NOTIFY_SOCKET="$WORK/notify.sock"
+
+# 1. An endpoint that cannot come up (its socket path is a regular file): no READY=1,
+#    a STATUS naming it, the reason in the log.
+name="itnotify$$"
+CONFIG="$WORK/bad.toml"
+touch "$WORK/not-a-socket"
+cat >"$CONFIG" <<TOML
+[switch]
+name = "${name}b"
+[[endpoint]]
+name = "gen1"
+frontend = "generator"
+[endpoint.generator]
+rate_fps = 1000
+[[endpoint]]
+name = "vm1"
+frontend = "vhost-user"
+[endpoint.vhost_user]
+socket = "$WORK/not-a-socket"
+TOML
+"$BIN/vswitchd" --config "$CONFIG" 2>"$WORK/vswitchd.log" &
+DAEMON_PID=$!
+wait_for 10 "a STATUS naming vm1" has "not up: vm1"
+wait_for 10 "vm1's failure in the log" log_has "vswitch[vm1]: vhost-user socket $WORK/not-a-socket: $WORK/not-a-socket exists and is not a socket"
+wait_for 10 "vm1 to fail twice" bash -c "[[ \$(grep -c 'endpoint vm1 (pid' '$WORK/vswitchd.log') -ge 2 ]]"
+has "READY=1" && fail "READY=1 sent while vm1 cannot come up: $(cat "$WORK/notify.log")"
+stop_daemon
+has "STOPPING=1" || fail "no STOPPING=1 from the daemon that never got ready"
+pass "no READY=1 while an endpoint cannot come up"
+: >"$WORK/notify.log"
+
+# 2. The generator topology: READY=1 only once every endpoint is up.
+# The daemon runs LIVE, which the reloads below edit; vswitchctl reads an unchanged copy.
+LIVE="$WORK/gen.toml"
+CONFIG="$WORK/gen-ctl.toml"
+sed "s/^name = \"gen\"$/name = \"$name\"/" "$ROOT/configs/generator.toml" >"$LIVE"
+grep -q "name = \"$name\"" "$LIVE" || fail "could not rename the switch in $LIVE"
+cp "$LIVE" "$CONFIG"
+"$BIN/vswitchd" --config "$LIVE" 2>"$WORK/vswitchd.log" &
+DAEMON_PID=$!
+wait_for 15 "READY=1" has "READY=1"
+# The daemon counts an endpoint up when it says so, and sends READY=1 after: every
+# endpoint must already show up here and have logged it.
+all_up || fail "READY=1 arrived but vswitchctl ports shows: $(ctl ports)"
+for ep in gen1 gen2; do
+  log_has "vswitch[$ep]: up (pid $(pid_of "$ep")" || fail "READY=1 before $ep logged up"
+done
+[[ $(count "READY=1") -eq 1 ]] || fail "READY=1 sent $(count "READY=1") times"
+has "STATUS=topology \"$name\": 2 of 2 endpoints up" || fail "no STATUS with both up: $(cat "$WORK/notify.log")"
+pids_before="$(pid_of gen1) $(pid_of gen2)"
+pass "READY=1 after every endpoint is up"
+
+# reload EXPECTED_LOG_LINE N: SIGHUP, the log line, RELOADING=1 and the N-th READY=1, same
+# endpoint processes, still forwarding.
+reload() {
+  local want=$1 n=$2 received
+  received=$(stat gen2 'e["gen_received"]')
+  kill -HUP "$DAEMON_PID"
+  wait_for 10 "\"$want\" in the log" log_has "$want"
+  wait_for 10 "RELOADING=1 number $((n - 1))" bash -c "[[ \$(grep -c RELOADING=1 '$WORK/notify.log') -ge $((n - 1)) ]]"
+  wait_for 10 "READY=1 number $n" bash -c "[[ \$(grep -c READY=1 '$WORK/notify.log') -ge $n ]]"
+  alive "after SIGHUP ($want)"
+  [[ "$(pid_of gen1) $(pid_of gen2)" == "$pids_before" ]] || fail "endpoints restarted by SIGHUP ($want)"
+  wait_for 10 "gen2 still receiving after SIGHUP" stat_is gen2 'e["gen_received"]' -gt "$((received + 1000))"
+  # RELOADING=1 precedes the READY=1 that ends the reload.
+  tail -n 2 "$WORK/notify.log" | head -n 1 | grep -q "RELOADING=1" || fail "notifications out of order: $(cat "$WORK/notify.log")"
+  tail -n 1 "$WORK/notify.log" | grep -q "READY=1" || fail "reload did not end with READY=1: $(cat "$WORK/notify.log")"
+}
+
+# 3. SIGHUP, file unchanged.
+reload "vswitchd: reload: $LIVE unchanged" 2
+pass "SIGHUP, unchanged topology: logged, RELOADING=1/READY=1, still forwarding"
+
+# 4. SIGHUP, a setting changed and an endpoint added: each difference logged, restart needed.
+sed -i 's/^rate_fps = 100000$/rate_fps = 5000/' "$LIVE"
+cat >>"$LIVE" <<'TOML'
+[[endpoint]]
+name = "gen3"
+frontend = "generator"
+TOML
+reload "vswitchd: reload: changed: endpoint gen1: generator.rate_fps: 100000 -> 5000" 3
+log_has "vswitchd: reload: changed: endpoint gen2: generator.rate_fps: 100000 -> 5000" || fail "gen2's change not logged"
+log_has "vswitchd: reload: changed: endpoint gen3: added (generator)" || fail "the added endpoint not logged"
+log_has "applying a changed topology needs a restart of vswitchd" || fail "no word that a restart is needed"
+has "change(s) pending a restart" || fail "no STATUS for the pending change"
+pass "SIGHUP, changed topology: every difference logged, a restart needed, still forwarding the old one"
+
+# 5. SIGHUP, a broken file: the loader's file:line: key message, the old topology runs on.
+sed -i 's/^ring_bytes = 262144$/ring_bytes = 1000/' "$LIVE"
+line=$(grep -n '^ring_bytes = 1000$' "$LIVE" | cut -d: -f1)
+[[ -n $line ]] || fail "could not break $LIVE"
+reload "$LIVE:$line: fabric.ring_bytes:" 4
+log_has "vswitchd: reload: $LIVE is invalid; still running the topology loaded before:" || fail "no reload failure message"
+has "reload failed (invalid topology" || fail "no STATUS for the failed reload"
+pass "SIGHUP, broken topology: file:line: key logged, still forwarding the old one"
+
+# 6. SIGTERM: STOPPING=1, clean exit.
+kill -TERM "$DAEMON_PID"
+rc=0
+wait "$DAEMON_PID" || rc=$?
+DAEMON_PID=""
+[[ $rc -eq 0 ]] || fail "vswitchd exited $rc after SIGTERM"
+has "STOPPING=1" || fail "no STOPPING=1: $(cat "$WORK/notify.log")"
+pass "SIGTERM: STOPPING=1, exit 0"
