@@ -21,6 +21,7 @@ packages=(
   busybox-static cpio                       # ... and their initramfs (scripts/vm-image.sh)
   qemu-system-arm kmod binutils             # arm64 guests (qemu-system-aarch64, TCG); depmod/modprobe and readelf
                                             # on the arm64 kernel and libraries fetched by scripts/arm64-lib.sh
+  systemd man-db                            # systemd-analyze verify of the installed unit (its man pages)
 )
 
 missing=()

@@ -301,12 +301,33 @@ void channels(const Topology& topo, bool json) {
 }
 
 int usage(FILE* f) {
-  std::fprintf(f,
-               "usage: vswitchctl --config FILE ports|fdb|stats|channels [--json]\n"
-               "  ports   endpoints: frontend, core, state, pid, restarts\n"
-               "  fdb     every endpoint's MAC table\n"
-               "  stats   all counters, every drop reason, per-peer traffic\n"
-               "  channels  every channel's head, tail and wake flags (diagnosing a stall)\n");
+  std::fputs(
+      "usage: vswitchctl --config FILE COMMAND [--json]\n"
+      "       vswitchctl --help\n"
+      "\n"
+      "Reads the state of the vswitchd running topology FILE from its stats region\n"
+      "(/dev/shm/vswitch.NAME.stats, NAME being FILE's switch.name), read-only: nothing is\n"
+      "stopped or slowed. FILE must be the file vswitchd runs (the same endpoints).\n"
+      "\n"
+      "commands:\n"
+      "  ports     endpoints: frontend, core, state (starting, up, down, stopped), pid,\n"
+      "            restarts, attachment (TAP, socket or generator)\n"
+      "  fdb       every endpoint's MAC table (static / learned, age)\n"
+      "  stats     all counters, every drop reason, per-peer traffic\n"
+      "  channels  every channel's head, tail and wake flags (diagnosing a stall)\n"
+      "\n"
+      "options:\n"
+      "  -c, --config FILE   the topology (also --config=FILE); required\n"
+      "  --json              the same as one JSON document\n"
+      "  -h, --help          this text\n"
+      "\n"
+      "exit status:\n"
+      "  0  printed (a warning on standard error when vswitchd is gone: its last figures)\n"
+      "  1  no vswitchd runs FILE's switch, or it runs a different number of endpoints\n"
+      "  2  usage error or an invalid FILE\n"
+      "\n"
+      "See also: vswitchd(8).\n",
+      f);
   return f == stdout ? 0 : 2;
 }
 
