@@ -77,10 +77,10 @@ vm_demo_switch() {
   ip -n vswitch-host tuntap add dev vsw-host mode tap
   ip -n vswitch-host link set vsw-host address 02:00:00:00:03:03 up
   ip -n vswitch-host addr add 10.0.0.3/24 dev vsw-host
-  build/bin/vswitchd --config configs/vm-demo.toml 2>"$1/vswitchd.log" &
+  "${VSWITCH_BIN:-build/bin}/vswitchd" --config configs/vm-demo.toml 2>"$1/vswitchd.log" &
   VM_DAEMON_PID=$!
   local deadline=$((SECONDS + 10))
-  until [[ $(build/bin/vswitchctl --config configs/vm-demo.toml ports 2>/dev/null | awk '$4 == "up"' | wc -l) -eq 3 ]]; do
+  until [[ $("${VSWITCH_BIN:-build/bin}/vswitchctl" --config configs/vm-demo.toml ports 2>/dev/null | awk '$4 == "up"' | wc -l) -eq 3 ]]; do
     ((SECONDS < deadline)) || return 1
     sleep 0.1
   done
