@@ -1,0 +1,120 @@
+#!/bin/sh
+# The load a soak puts on one host (a guest, or a network namespace): POSIX sh, busybox or
+# coreutils, iperf3 and ping, nothing else, so the same file runs inside the test guests.
+#   soak-load.sh NAME SECONDS SEGMENT TCP_PEER UDP_PEER UDP_RATE "PING_PEERS" REPORT [LINGER]
+# PEER is name@address (or "-" for none); PING_PEERS a space-separated list of them;
+# REPORT a file the lines are appended to, or "-" for stdout (a guest's console). The hosts
+# start their clocks when they can reach every peer, so they end a little apart: the servers
+# stay up LINGER seconds (default 30) after this host's own load has ended.
+# It serves iperf3 TCP on port 5201 and UDP on 5202, then for SECONDS:
+#   - iperf3 TCP to TCP_PEER and UDP at UDP_RATE to UDP_PEER, in back-to-back segments of at
+#     most SEGMENT seconds (iperf3 refuses -t above 86400 s, so days are many segments); the
+#     gap between two segments is measured and reported;
+#   - ping to every PING_PEER, one a second, summarised every minute;
+#   - every minute, its own drop counters (UDP socket errors, interface drops).
+# One line per event, each starting with "VSOAK" (scripts/soak_monitor.py reads them):
+#   VSOAK UP host=N | VSOAK SEG proto=tcp|udp src= dst= k= t= rc= gap_ms= mbps= [lost= total=]
+#   VSOAK PING src= dst= sent= recv= p50= p99= max= | VSOAK NET host= ... | VSOAK DONE host=N
+# Memory stays flat for any duration: each segment's output is parsed and forgotten.
+name=$1 secs=$2 seg=$3 tcp_peer=$4 udp_peer=$5 udp_rate=$6 ping_peers=$7 report=$8 linger=${9:-30}
+tmp=${TMPDIR:-/tmp}/soak-load.$name.$$
+mkdir -p "$tmp"
+
+say() {
+  if [ "$report" = "-" ]; then echo "VSOAK $*"; else echo "VSOAK $*" >>"$report"; fi
+}
+ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }  # monotonic milliseconds
+addr() { echo "${1#*@}"; }
+peer() { echo "${1%@*}"; }
+
+net_report() {
+  dev=$(ip route get "$(addr "${tcp_peer:-127.0.0.1}")" 2>/dev/null | sed -n 's/.* dev \([^ ]*\).*/\1/p')
+  [ -n "$dev" ] || return 0
+  # Udp SndbufErrors / RcvbufErrors (InErrors would count RcvbufErrors twice).
+  udp=$(awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["SndbufErrors"], $c["RcvbufErrors"] }' /proc/net/snmp)
+  set -- $udp
+  say "NET host=$name dev=$dev udp_sndbuf=${1:-0} udp_rcvbuf=${2:-0}" \
+      "rx_dropped=$(cat /sys/class/net/$dev/statistics/rx_dropped) tx_dropped=$(cat /sys/class/net/$dev/statistics/tx_dropped)"
+}
+
+# iperf3 segments until the end: seg_loop PROTO PEER PORT [iperf3 options...]
+seg_loop() {
+  proto=$1 p=$2 port=$3; shift 3
+  k=0 last_end=""
+  while :; do
+    left=$((end - $(date +%s)))
+    [ "$left" -ge 1 ] || break
+    t=$seg; [ "$left" -lt "$t" ] && t=$left
+    start=$(ms)
+    gap=0; [ -n "$last_end" ] && gap=$((start - last_end))
+    # A server still closing the previous test refuses for a moment: retry, counted in the gap.
+    tries=0
+    while :; do
+      iperf3 -c "$(addr "$p")" -p "$port" -t "$t" -i 0 -f m "$@" >"$tmp/$proto.out" 2>&1
+      rc=$?
+      [ $rc -eq 0 ] && break
+      grep -qE "unable to connect|server is busy|Connection refused" "$tmp/$proto.out" || break
+      tries=$((tries + 1))
+      [ $tries -lt 100 ] || break
+      sleep 1
+    done
+    last_end=$(ms)
+    k=$((k + 1))
+    if [ "$proto" = udp ]; then
+      extra=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) { split($i, a, "/"); print "lost=" a[1] " total=" a[2] } }' "$tmp/$proto.out")
+      [ -n "$extra" ] || extra="lost=0 total=0"
+    else
+      extra=""
+    fi
+    mbps=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' "$tmp/$proto.out")
+    say "SEG proto=$proto src=$name dst=$(peer "$p") k=$k t=$t rc=$rc gap_ms=$gap mbps=${mbps:-0} $extra"
+    [ $rc -eq 0 ] || { tail -5 "$tmp/$proto.out" | sed "s/^/VSOAK-LOG $name $proto: /"; }
+  done
+}
+
+ping_loop() {
+  p=$1
+  while :; do
+    left=$((end - $(date +%s)))
+    n=60; [ "$left" -lt 62 ] && n=$((left - 1))
+    [ "$n" -ge 5 ] || break
+    ping -c "$n" -i 1 -W 5 "$(addr "$p")" 2>/dev/null | sed -n 's/.*time=\([0-9.]*\) *ms.*/\1/p' | sort -n >"$tmp/rtt.$(peer "$p")"
+    awk -v n="$n" -v src="$name" -v dst="$(peer "$p")" '
+      { v[NR] = $1 }
+      END {
+        r = NR
+        if (r == 0) { printf "VSOAK PING src=%s dst=%s sent=%d recv=0 p50=0 p99=0 max=0\n", src, dst, n; exit }
+        i50 = int((r - 1) * 0.50 + 1.5); i99 = int((r - 1) * 0.99 + 1.5)
+        printf "VSOAK PING src=%s dst=%s sent=%d recv=%d p50=%s p99=%s max=%s\n", src, dst, n, r, v[i50], v[i99], v[r]
+      }' "$tmp/rtt.$(peer "$p")" | while read -r line; do say "${line#VSOAK }"; done
+  done
+}
+
+# Servers first; a peer's client retries until they answer.
+iperf3 -s -p 5201 -i 0 >/dev/null 2>&1 &
+srv1=$!
+iperf3 -s -p 5202 -i 0 >/dev/null 2>&1 &
+srv2=$!
+trap 'kill $srv1 $srv2 2>/dev/null; rm -rf "$tmp"' EXIT
+for p in $ping_peers; do
+  i=0
+  until ping -c 1 -W 1 "$(addr "$p")" >/dev/null 2>&1; do
+    i=$((i + 1))
+    [ $i -lt 300 ] || { say "SEG proto=reach src=$name dst=$(peer "$p") k=0 t=0 rc=99 gap_ms=0"; exit 1; }
+  done
+done
+say "UP host=$name"
+end=$(($(date +%s) + secs))
+pids=""
+[ "$tcp_peer" = "-" ] || { seg_loop tcp "$tcp_peer" 5201 & pids="$pids $!"; }
+[ "$udp_peer" = "-" ] || { seg_loop udp "$udp_peer" 5202 -u -b "$udp_rate" -l 1200 & pids="$pids $!"; }
+for p in $ping_peers; do ping_loop "$p" & pids="$pids $!"; done
+while [ $(date +%s) -lt $end ]; do
+  net_report
+  s=$((end - $(date +%s))); [ $s -gt 60 ] && s=60; [ $s -gt 0 ] && sleep $s
+done
+# shellcheck disable=SC2086
+wait $pids
+net_report
+say "DONE host=$name"
+sleep "$linger"  # serve the peers' last segments
