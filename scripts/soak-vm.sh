@@ -1,144 +1,167 @@
 #!/usr/bin/env bash
-# Soak with real VMs: two QEMU guests (TCG, Linux virtio-net) on vhost-user endpoints run
-# iperf3 TCP in both directions at once (--bidir) for DURATION while a network namespace on
-# a TAP endpoint pings both guests, all through one switch (configs/vm-demo.toml).
-# Every 10 s it samples both guests' traffic, the switch's drops, bad descriptor chains,
-# protocol errors and the endpoints' memory into a CSV; it fails loudly, with `vswitchctl
-# channels` and `stats`, if a direction moves nothing for 30 s, if the switch drops a frame
-# or sees a bad chain while the guests run, or if the endpoints' private memory keeps
-# growing (RssAnon; the guests' RAM they touch shows as RssShmem, recorded too). At
-# the end: every ping answered, iperf3 finished in both directions, a PNG of throughput.
-#   scripts/soak-vm.sh DURATION [--out DIR]   (DURATION: seconds, or 30m, 12h, 3d;
-#                                              default DIR: soak-vm-<date>/)
+# Soak with real VMs: N QEMU guests (Linux virtio-net driver) on vhost-user endpoints of one
+# switch, for DURATION (seconds, or 30m, 12h, 3d, 2w). Every guest sends iperf3 TCP to the
+# next one and UDP at a fixed rate to the previous one (so every VM sends and receives
+# both), and pings every other guest once a second. iperf3 runs in back-to-back segments
+# (--segment, default 1 h; iperf3 refuses more than 24 h), gaps measured and reported.
+# scripts/soak_monitor.py samples every 10 s into soak.csv (every ordered pair's Mbit/s,
+# drops, endpoint memory/fds/threads), writes an hourly summary line (summary.txt) and
+# redraws soak.png; it fails loudly (non-zero exit; failure.txt with `vswitchctl channels`,
+# `stats` and the guests' interface counters) when a pair moves nothing for 30 s, a
+# segment fails, a UDP datagram is lost without a counted reason (switch drops, the guests'
+# socket and interface drops), a bad descriptor chain is seen, an endpoint's private memory,
+# fds or threads keep growing, or more than 0.1% (+1) of a pair's pings are lost.
+#   scripts/soak-vm.sh DURATION [--vms N] [--arch x86_64|arm64] [--config TOPOLOGY]
+#                      [--out DIR] [--segment S] [--hour S] [--udp-rate R]
+# Defaults: 4 VMs (the ZCU102 board's shape) on a generated topology, x86_64 guests under
+# TCG, UDP 5M per stream (what TCG guests receive beside TCP without
+# overflowing their sockets). --config takes a topology whose vhost-user endpoints are the
+# guests (e.g. configs/zcu102-4vm.toml). Environment: VSWITCH_BIN (default build/bin),
+# VSWITCH_NO_SETUP=1 (no apt, no build, no image build: inside the emulated board), and
+# scripts/vm-lib.sh's VM_ACCEL, VM_MEM, VM_IMAGE, VM_QEMU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $# -ge 1 ]] || { echo "usage: $0 DURATION [--out DIR]   (DURATION: seconds, or 30m, 12h, 3d)" >&2; exit 2; }
-dur=$1; shift
-out="soak-vm-$(date +%Y%m%d-%H%M%S)"
-[[ "${1:-}" == "--out" ]] && out=$2
+# shellcheck source=scripts/lib.sh
 . scripts/lib.sh
-secs=$(duration_seconds "$dur") || { echo "soak-vm: bad DURATION '$dur' (seconds, or 30m, 12h, 3d)" >&2; exit 2; }
-[[ $(id -u) -eq 0 ]] || { echo "soak-vm: needs root (vhost-user sockets in /run, a namespace, a TAP)" >&2; exit 1; }
-scripts/setup.sh >/dev/null
-scripts/vm-image.sh build/vm >/dev/null
-dpkg-query -W -f='${Status}' gnuplot-nox 2>/dev/null | grep -q "install ok installed" ||
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null
+SOAK_UDP_RATE=5M
+usage="usage: $0 DURATION [--vms N] [--arch x86_64|arm64] [--config TOPOLOGY] [--out DIR] [--segment S] [--hour S] [--udp-rate R]"
+soak_parse_common soak-vm "$@" || { echo "$usage" >&2; exit 2; }
+vms="" arch=x86_64 cfg=""
+set -- "${SOAK_REST[@]}"
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --vms) vms=$2; shift 2 ;;
+    --arch) arch=$2; shift 2 ;;
+    --config) cfg=$2; shift 2 ;;
+    *) echo "soak-vm: unknown option $1" >&2; echo "$usage" >&2; exit 2 ;;
+  esac
+done
+case $arch in x86_64|amd64) arch=x86_64 ;; arm64|aarch64) arch=arm64 ;; *) echo "soak-vm: --arch x86_64|arm64" >&2; exit 2 ;; esac
+[[ -z $vms || $vms =~ ^[0-9]+$ ]] || { echo "soak-vm: --vms N" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "soak-vm: needs root (vhost-user sockets in /run)" >&2; exit 1; }
+out=$SOAK_OUT secs=$SOAK_SECS
+bin=${VSWITCH_BIN:-build/bin}
+image=${VM_IMAGE:-build/vm}
+[[ $arch == arm64 ]] && image=${VM_IMAGE:-build/vm-arm64}
+if [[ -z ${VSWITCH_NO_SETUP:-} ]]; then
+  scripts/setup.sh >/dev/null
+  if [[ $arch == arm64 ]]; then scripts/vm-image.sh --arch arm64 "$image" >/dev/null; else scripts/vm-image.sh "$image" >/dev/null; fi
+  soak_plot_deps
+fi
 # shellcheck source=scripts/vm-lib.sh
 . scripts/vm-lib.sh
+export VM_ARCH=$arch
 
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
-cfg=configs/vm-demo.toml
-bin=build/bin
-csv="$out/soak.csv"
+# The guests: name, MAC and vhost-user socket of each, from the topology (given or made).
+if [[ -z $cfg ]]; then
+  cfg=$out/topology.toml
+  n=${vms:-4}
+  ((n >= 2 && n <= 62)) || { echo "soak-vm: --vms must be 2..62" >&2; exit 2; }
+  cores=$(nproc)
+  { echo "# Made by scripts/soak-vm.sh: $n guests on vhost-user endpoints."
+    echo "[switch]"; echo "name = \"soakvm\""
+    echo "[fabric]"; echo "ring_bytes = 2097152"; echo "max_frame = 65536"
+    for ((i = 0; i < n; i++)); do
+      printf '[[endpoint]]\nname = "vm%d"\ncore = %d\nmac = "52:54:00:00:06:%02x"\nfrontend = "vhost-user"\n' \
+        "$i" $((i % cores)) $((i + 1))
+      printf '[endpoint.vhost_user]\nsocket = "/run/vswitch/soakvm-vm%d.sock"\nqueue_size = 256\n' "$i"
+    done; } >"$cfg"
+fi
+mapfile -t guests < <(python3 - "$cfg" <<'PY'
+import sys, tomllib
+t = tomllib.load(open(sys.argv[1], "rb"))
+for e in t["endpoint"]:
+    if e.get("frontend") == "vhost-user":
+        print(e["name"], e["mac"], e["vhost_user"]["socket"])
+PY
+)
+n=${#guests[@]}
+((n >= 2)) || { echo "soak-vm: $cfg has $n vhost-user endpoints; need at least 2" >&2; exit 2; }
+[[ -z $vms || $vms == "$n" ]] || { echo "soak-vm: --vms $vms but $cfg has $n vhost-user endpoints" >&2; exit 2; }
+names=() macs=() socks=() ips=()
+for g in "${guests[@]}"; do
+  read -r nm mac sock <<<"$g"
+  names+=("$nm") macs+=("$mac") socks+=("$sock") ips+=("10.0.6.$((${#ips[@]} + 1))")
+done
+
 daemon_pid=""
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [[ -n "$daemon_pid" ]]; then kill -INT "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
-  ip netns del vswitch-host 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 ctl() { "$bin/vswitchctl" --config "$cfg" "$@"; }
-die() {
-  echo "SOAK-VM FAILED at t=$((SECONDS - start))s: $*" | tee -a "$out/failure.txt" >&2
-  { echo "== vswitchctl channels"; ctl channels; echo "== vswitchctl stats"; ctl stats
-    for f in "$out"/*.console; do echo "== $f"; tail -20 "$f"; done; } | tee -a "$out/failure.txt" >&2
-  exit 1
+dump() {
+  { [[ ${1:-} == guests ]] || { echo "== vswitchctl channels"; ctl channels; echo "== vswitchctl stats"; ctl stats; }
+    echo "== the guests' interface and socket drop counters (latest VSOAK NET of each)"
+    for nm in "${names[@]}"; do grep -a "VSOAK NET" "$out/$nm.console" | tail -1 | tr -d '\r'; done
+    for nm in "${names[@]}"; do echo "== $nm console (tail)"; tail -15 "$out/$nm.console" | tr -d '\r'; done
+  } 2>&1 | tee -a "$out/failure.txt" >&2
 }
-start=$SECONDS
+die() { echo "SOAK-VM FAILED: $*" | tee -a "$out/failure.txt" >&2; dump; exit 1; }
 
-if ! vm_demo_switch "$out"; then
-  daemon_pid=$VM_DAEMON_PID
-  die "vswitchd did not start: $(cat "$out/vswitchd.log")"
-fi
-daemon_pid=$VM_DAEMON_PID
+# The guest image plus the load script, appended as a second cpio archive (the kernel
+# unpacks concatenated archives in order).
+mkdir -p "$out/image"
+python3 - "$image/initrd.img" scripts/soak-load.sh "$out/image/initrd.img" <<'PY'
+import sys
+base, script, dest = sys.argv[1:]
+def entry(name, data, mode):
+    name_b = name.encode() + b"\0"
+    fields = [1, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name_b), 0]
+    h = b"070701" + b"".join(b"%08X" % f for f in fields) + name_b
+    h += b"\0" * (-len(h) % 4)
+    return h + data + b"\0" * (-len(data) % 4)
+with open(dest, "wb") as o:
+    o.write(open(base, "rb").read())
+    o.write(entry("soak-load.sh", open(script, "rb").read(), 0o100755) + entry("TRAILER!!!", b"", 0))
+PY
+ln -sf "$(cd "$image" && pwd)/vmlinuz" "$out/image/vmlinuz"
 
-vm_boot "$out" vm1 52:54:00:00:03:01 10.0.0.1 "echo VMTEST-SERVING; iperf3 -s -1" "$(vhost_netdev /run/vswitch/vm1.sock)"
-pids+=("$VM_PID")
-vm_boot "$out" vm2 52:54:00:00:03:02 10.0.0.2 "
-for i in \$(seq 120); do ping -c1 -W1 10.0.0.1 >/dev/null 2>&1 && break; done
-ok=0; for i in \$(seq 50); do iperf3 -c 10.0.0.1 --bidir -t $secs -i 10 -f m && { ok=1; break; }; sleep 0.2; done
-[ \$ok = 1 ]" "$(vhost_netdev /run/vswitch/vm2.sock)"
-pids+=("$VM_PID")
-deadline=$((SECONDS + 240))
-until grep -q "connected to 10.0.0.1" "$out/vm2.console" 2>/dev/null; do
-  ((SECONDS < deadline)) || die "the guests did not start their streams"
-  grep -q "VMTEST-RC" "$out/vm2.console" && die "vm2 ended early: $(grep VMTEST-RC "$out/vm2.console")"
-  sleep 0.5
+mkdir -p /run/vswitch
+"$bin/vswitchd" --config "$cfg" 2> >(rotate_log "$out/vswitchd.log") &
+daemon_pid=$!
+deadline=$((SECONDS + 20))
+until [[ $(ctl ports 2>/dev/null | awk 'NR > 1 && $4 == "up"' | wc -l) -eq $(grep -c '^\[\[endpoint\]\]' "$cfg") ]]; do
+  ((SECONDS < deadline)) || die "vswitchd did not bring the endpoints up: $(tail -5 "$out/vswitchd.log")"
+  sleep 0.2
 done
-ip netns exec vswitch-host ping -i 0.2 -w "$secs" -q 10.0.0.1 >"$out/ping-vm1.txt" 2>&1 & pids+=($!)
-ip netns exec vswitch-host ping -i 0.2 -w "$secs" -q 10.0.0.2 >"$out/ping-vm2.txt" 2>&1 & pids+=($!)
 
-sample() {
-  ctl stats --json | python3 -c '
-import json, sys
-d = {e["name"]: e for e in json.load(sys.stdin)["endpoints"]}
-# Private memory (RssAnon) is what a leak grows; RssShmem grows as the endpoints touch
-# more of the guest RAM they map (shared) and is bounded by it.
-anon = shmem = 0
-for e in d.values():
-    pid = e["pid"]
-    try:
-        status = {l.split(":")[0]: int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("Rss")}
-        anon += status["RssAnon"]
-        shmem += status["RssShmem"]
-    except Exception:
-        pass
-bad = sum(e["vu_bad_chains"] + e["vu_protocol_errors"] for e in d.values())
-print(d["vm1"]["rx_bytes"], d["vm1"]["tx_bytes"], d["vm2"]["rx_bytes"], d["vm2"]["tx_bytes"],
-      sum(e["drops_total"] for e in d.values()), bad, anon, shmem)'
-}
-echo "t_s,vm1_to_switch_mbps,switch_to_vm1_mbps,vm2_to_switch_mbps,switch_to_vm2_mbps,drops_total,bad,endpoint_anon_kb,endpoint_shmem_kb" >"$csv"
-t0=$SECONDS
-read -r p1 p2 p3 p4 drops0 bad0 _ _ < <(sample)
-declare -A zero=([1]=0 [2]=0 [3]=0 [4]=0)
-t_last=$SECONDS
-echo "soak-vm: $secs s of iperf3 --bidir between two guests, sampling every 10 s into $csv"
-while ((SECONDS - t0 < secs)); do
-  sleep 10  # the sampling period
-  read -r c1 c2 c3 c4 drops bad rss shmem < <(sample)
-  dt=$((SECONDS - t_last)); t_last=$SECONDS
-  ((dt > 0)) || dt=1
-  vals=($((c1 - p1)) $((c2 - p2)) $((c3 - p3)) $((c4 - p4)))
-  for k in 1 2 3 4; do
-    if ((vals[k - 1] == 0)); then zero[$k]=$((zero[$k] + dt)); else zero[$k]=0; fi
-    ((zero[$k] < 30)) || die "column $((k + 1)) of $csv moved nothing for ${zero[$k]} s"
-  done
-  awk -v t=$((SECONDS - t0)) -v dt="$dt" -v a="${vals[0]}" -v b="${vals[1]}" -v c="${vals[2]}" -v d="${vals[3]}" \
-      -v drops="$drops" -v bad="$bad" -v rss="$rss" -v shmem="$shmem" 'BEGIN {
-    printf "%d,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d\n", t, a * 8 / dt / 1e6, b * 8 / dt / 1e6, c * 8 / dt / 1e6,
-           d * 8 / dt / 1e6, drops, bad, rss, shmem }' | tee -a "$csv"
-  ((drops == drops0)) || die "the switch dropped $((drops - drops0)) frames while the guests ran"
-  ((bad == bad0)) || die "$((bad - bad0)) bad descriptor chains / protocol errors"
-  if ((SECONDS - t0 > 60)); then  # after the first minute the endpoints must not keep growing
-    [[ -n "${rss_ref:-}" ]] || rss_ref=$rss
-    ((rss <= rss_ref + 4096)) || die "endpoint private memory grew from $rss_ref kB to $rss kB"
-  fi
-  p1=$c1 p2=$c2 p3=$c3 p4=$c4
+for ((i = 0; i < n; i++)); do
+  next=$(((i + 1) % n)) prev=$(((i + n - 1) % n))
+  peers=""
+  for ((j = 0; j < n; j++)); do ((j == i)) || peers+="${peers:+ }${names[j]}@${ips[j]}"; done
+  VM_IMAGE=$out/image vm_boot "$out" "${names[i]}" "${macs[i]}" "${ips[i]}" \
+    "sh /soak-load.sh ${names[i]} $secs $SOAK_SEGMENT ${names[next]}@${ips[next]} ${names[prev]}@${ips[prev]} $SOAK_UDP_RATE '$peers' -" \
+    "$(vhost_netdev "${socks[i]}")"
+  pids+=("$VM_PID")
 done
-rc=$(vm_rc "$out" vm2 120) || die "vm2's iperf3 did not finish"
-((rc == 0)) || die "vm2's iperf3 failed (rc $rc)"
-vm_rc "$out" vm1 60 >/dev/null || die "vm1's iperf3 server did not finish"
-for v in vm1 vm2; do
-  wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+consoles=()
+for nm in "${names[@]}"; do consoles+=("$out/$nm.console"); done
+deadline=$((SECONDS + 180 + 60 * n))
+until [[ $(cat "${consoles[@]}" | grep -ac "VSOAK UP") -ge $n ]]; do
+  ((SECONDS < deadline)) || die "the guests did not all reach each other"
+  for nm in "${names[@]}"; do grep -aq "VMTEST-RC" "$out/$nm.console" && die "$nm ended early"; done
+  sleep 1
 done
-for v in vm1 vm2; do
-  grep -q " 0% packet loss" "$out/ping-$v.txt" || die "pings to $v lost: $(grep 'packet loss' "$out/ping-$v.txt")"
-  echo "soak-vm: ping $v: $(grep -E 'packet loss|rtt' "$out/ping-$v.txt" | tr '\n' ' ')"
+pairs="" streams=""
+for ((i = 0; i < n; i++)); do
+  for ((j = 0; j < n; j++)); do ((i == j)) || pairs+="${pairs:+,}${names[i]}>${names[j]}"; done
+  streams+="${streams:+,}tcp:${names[i]}>${names[(i + 1) % n]},udp:${names[i]}>${names[(i + n - 1) % n]}"
 done
-tr -d '\r' <"$out/vm2.console" | grep -E "(sender|receiver)$" | sed 's/^/soak-vm: vm2 iperf3 /'
-gnuplot <<GP
-set terminal pngcairo size 1200,600
-set output "$out/soak.png"
-set datafile separator ","
-set key outside
-set xlabel "seconds"
-set ylabel "Mbit/s"
-set title "vswitch VM soak: $secs s, iperf3 --bidir between two TCG guests"
-plot "$csv" using 1:2 with lines title "vm1 -> switch", "" using 1:3 with lines title "switch -> vm1", \
-     "" using 1:4 with lines title "vm2 -> switch", "" using 1:5 with lines title "switch -> vm2"
-GP
-echo "soak-vm: passed; $csv and $out/soak.png"
+echo "soak-vm: $n $arch guests, $secs s in segments of $SOAK_SEGMENT s, sampling every 10 s into $out/soak.csv"
+warmup=$((secs / 3 < 60 ? secs / 3 : 60))
+rc=0
+python3 scripts/soak_monitor.py --ctl "$bin/vswitchctl" --config "$cfg" --out "$out" --duration "$secs" \
+  --hour "$SOAK_HOUR" --warmup "$warmup" --segment "$SOAK_SEGMENT" --title "vswitch VM soak ($n $arch guests)" \
+  --pairs "$pairs" --streams "$streams" --reports "${consoles[@]}" --rotate-reports 0 \
+  --expect-done "$n" --grace $((120 + 30 * n)) --pids "vswitchd=$daemon_pid" || rc=$?
+if ((rc)); then dump guests; exit 1; fi  # the monitor wrote the switch's side
+for nm in "${names[@]}"; do
+  r=$(vm_rc "$out" "$nm" 120) || die "$nm did not finish"
+  ((r == 0)) || die "$nm's load ended with status $r"
+done
+echo "soak-vm: passed; $out/soak.csv, $out/summary.txt, $out/soak.png"

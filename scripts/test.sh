@@ -2,7 +2,8 @@
 # The test command: installs what is needed (scripts/setup.sh), builds, and runs every test:
 #   1. ctest on the normal build: unit, fuzz corpora, stress (two processes, lost-wakeup hunt) and the
 #      spin model of the handshake (correct model passes, every mutation is caught); then the
-#      integration tests (vswitchd, TAPs in namespaces, iperf3; as root) and a 60 s generator soak;
+#      integration tests (vswitchd, TAPs in namespaces, iperf3; as root) and a 60 s generator soak,
+#      then short runs of both soak scripts (label soak);
 #   2. the concurrency tests again on a ThreadSanitizer build (clang);
 #   3. the unit tests and fuzz corpora on an AddressSanitizer + UBSan build (clang), then
 #      each libFuzzer target for FUZZ_SECONDS (default 30);
@@ -27,6 +28,9 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "not root: the namespace/TAP tests are skipped (each says so); the generator soak runs"
 fi
 (cd build && ctest --output-on-failure -L integration) || failed+=("integration")
+
+stage "soaks: short runs of scripts/soak.sh (segments rolling over as past iperf3's 24 h limit, a frozen endpoint caught) and scripts/soak-vm.sh (4 guests)"
+(cd build && ctest --output-on-failure -L soak) || failed+=("soak")
 
 stage "ThreadSanitizer build: concurrency tests"
 if cmake -S . -B build-tsan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANITIZE=thread \
