@@ -13,7 +13,8 @@
 #   - ping to every PING_PEER, one a second, summarised every minute;
 #   - every minute, its own drop counters (UDP socket errors, interface drops).
 # One line per event, each starting with "VSOAK" (scripts/soak_monitor.py reads them):
-#   VSOAK UP host=N | VSOAK SEG proto=tcp|udp src= dst= k= t= rc= gap_ms= mbps= [lost= total=]
+#   VSOAK UP host=N | VSOAK SEG proto=tcp|udp src= dst= k= t= rc= tries= gap_ms= mbps= [lost= total=]
+#   VSOAK LOG src= proto= <iperf3's last lines, before a failed run's SEG line>
 #   VSOAK PING src= dst= sent= recv= p50= p99= max= | VSOAK NET host= ... | VSOAK DONE host=N
 # Memory stays flat for any duration: each segment's output is parsed and forgotten.
 name=$1 secs=$2 seg=$3 tcp_peer=$4 udp_peer=$5 udp_rate=$6 ping_peers=$7 report=$8 linger=${9:-30}
@@ -42,20 +43,25 @@ seg_loop() {
   proto=$1 p=$2 port=$3; shift 3
   k=0 last_end=""
   while :; do
-    left=$((end - $(date +%s)))
-    [ "$left" -ge 1 ] || break
-    t=$seg; [ "$left" -lt "$t" ] && t=$left
     start=$(ms)
     gap=0; [ -n "$last_end" ] && gap=$((start - last_end))
-    # A server still closing the previous test refuses for a moment: retry, counted in the gap.
+    # A run that never got its stream connected (a server still closing the previous
+    # test, a setup datagram dropped under load) is retried; the time counts in the gap and
+    # the retries are reported. A run that failed after connecting is a failure.
     tries=0
     while :; do
+      left=$((end - $(date +%s)))
+      t=$seg; [ "$left" -lt "$t" ] && t=$left
+      if [ "$t" -lt 1 ]; then
+        [ $tries -eq 0 ] && break 2  # the end, between two runs
+        rc=98; echo "iperf3 never connected before the end" >"$tmp/$proto.out"; break
+      fi
+      tries=$((tries + 1))
       iperf3 -c "$(addr "$p")" -p "$port" -t "$t" -i 0 -f m "$@" >"$tmp/$proto.out" 2>&1
       rc=$?
       [ $rc -eq 0 ] && break
-      grep -qE "unable to connect|server is busy|Connection refused" "$tmp/$proto.out" || break
-      tries=$((tries + 1))
-      [ $tries -lt 100 ] || break
+      grep -q "connected to" "$tmp/$proto.out" && break
+      if [ $tries -ge 100 ]; then break; fi
       sleep 1
     done
     last_end=$(ms)
@@ -67,8 +73,8 @@ seg_loop() {
       extra=""
     fi
     mbps=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' "$tmp/$proto.out")
-    say "SEG proto=$proto src=$name dst=$(peer "$p") k=$k t=$t rc=$rc gap_ms=$gap mbps=${mbps:-0} $extra"
-    [ $rc -eq 0 ] || { tail -5 "$tmp/$proto.out" | sed "s/^/VSOAK-LOG $name $proto: /"; }
+    [ $rc -eq 0 ] || tail -4 "$tmp/$proto.out" | tr -s ' ' | while read -r l; do say "LOG src=$name proto=$proto $l"; done
+    say "SEG proto=$proto src=$name dst=$(peer "$p") k=$k t=$t rc=$rc tries=$tries gap_ms=$gap mbps=${mbps:-0} $extra"
   done
 }
 

@@ -138,6 +138,7 @@ class Monitor:
         self.ping = {}               # (src, dst) -> [sent, recv]
         self.ping_hour = []          # (p50, p99, max) of each ping report this hour
         self.done = set()
+        self.logs = {}               # (src, proto) -> the last iperf3 lines of a failed run
         self.prev = None
         self.first = None
 
@@ -179,6 +180,7 @@ class Monitor:
             for raw in data[: end + 1].decode("utf-8", "replace").splitlines():
                 r = parse_report(raw)
                 if r:
+                    self.last_line = raw.strip()
                     self.take(*r)
             if self.a.rotate_reports and self.offsets[path] > self.a.rotate_reports:
                 # Writers append (O_APPEND), so after truncation they continue at the new end.
@@ -194,7 +196,8 @@ class Monitor:
             s[3] += int(f.get("bytes", "0") or 0)
             if f.get("rc", "0") != "0":
                 s[1] += 1
-                self.fail(f"segment {s[0]} of {key} failed (rc {f.get('rc')}): {f}")
+                said = " | ".join(self.logs.get((f.get("src"), f.get("proto")), []))
+                self.fail(f"segment {s[0]} of {key} failed (rc {f.get('rc')}): {f}; iperf3 said: {said}")
             if f.get("proto") == "udp":
                 lost = int(f.get("lost", "0") or 0)
                 self.udp_lost += lost
@@ -217,6 +220,9 @@ class Monitor:
             lost = p[0] - p[1]
             if lost > self.a.ping_loss * p[0] + 1:
                 self.fail(f"pings {key[0]} -> {key[1]}: {lost} of {p[0]} lost (bound {self.a.ping_loss:.2%} + 1)")
+        elif kind == "LOG":
+            key = (f.get("src"), f.get("proto"))
+            self.logs[key] = (self.logs.get(key, []) + [self.last_line.split(f"proto={key[1]} ", 1)[-1]])[-4:]
         elif kind == "DONE":
             self.done.add(f.get("host", "?"))
 
