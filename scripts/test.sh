@@ -3,6 +3,7 @@
 #   1. ctest on the normal build: unit, fuzz corpora, stress (two processes, lost-wakeup hunt) and the
 #      spin model of the handshake (correct model passes, every mutation is caught); then the
 #      integration tests (vswitchd, TAPs in namespaces, iperf3; as root) and a 60 s generator soak,
+#      the VM demo with arm64 guests (label vm_arm64),
 #      then short runs of both soak scripts (label soak);
 #   2. the concurrency tests again on a ThreadSanitizer build (clang);
 #   3. the unit tests and fuzz corpora on an AddressSanitizer + UBSan build (clang), then
@@ -28,6 +29,9 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "not root: the namespace/TAP tests are skipped (each says so); the generator soak runs"
 fi
 (cd build && ctest --output-on-failure -L integration) || failed+=("integration")
+
+stage "arm64 guests: scripts/vm-demo.sh --arch arm64 (Cortex-A53 virt guests under TCG on vhost-user endpoints)"
+(cd build && ctest --output-on-failure -L vm_arm64) || failed+=("vm-arm64")
 
 stage "soaks: short runs of scripts/soak.sh (segments rolling over as past iperf3's 24 h limit, a frozen endpoint caught) and scripts/soak-vm.sh (4 guests)"
 (cd build && ctest --output-on-failure -L soak) || failed+=("soak")
