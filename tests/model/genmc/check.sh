@@ -100,20 +100,22 @@ case "$model" in
       "correct_flags|-DFLAG_MODE|pass|pass"
     )
     for mode in "event_idx|" "flags|-DFLAG_MODE"; do
-      for m in NO_VF1 NO_VF2 NO_DEVICE_RECHECK VR_RELAXED VA_RELAXED \
-               NO_DRIVER_KICK_MB NO_DRIVER_CB_MB NO_DRIVER_RECHECK; do
-        variants+=("${m,,}_${mode%%|*}|${mode#*|} -DMUTANT_$m|fail|fail")
+      for m in "NO_VF1|lost interrupt" "NO_VF2|lost kick" "NO_DEVICE_RECHECK|lost kick" \
+               "VR_RELAXED|([VR])" "VA_RELAXED|([VA])" "NO_DRIVER_KICK_MB|lost kick" \
+               "NO_DRIVER_CB_MB|lost interrupt" "NO_DRIVER_RECHECK|lost interrupt"; do
+        name=${m%%|*}
+        variants+=("${name,,}_${mode%%|*}|${mode#*|} -DMUTANT_$name|fail|fail|${m#*|}")
       done
     done ;;
   stats_seqlock)
     variants=(
       "correct||pass|pass"
-      "no_s1_writer_fence|-DMUTANT_NO_S1_WRITER_FENCE|fail|fail"
-      "no_s1_reader_fence|-DMUTANT_NO_S1_READER_FENCE|fail|fail"
-      "s2_writer_relaxed|-DMUTANT_S2_WRITER_RELAXED|fail|fail"
-      "s2_reader_relaxed|-DMUTANT_S2_READER_RELAXED|fail|fail"
-      "no_odd_check|-DMUTANT_NO_ODD_CHECK|fail|fail"
-      "no_seq_recheck|-DMUTANT_NO_SEQ_RECHECK|fail|fail"
+      "no_s1_writer_fence|-DMUTANT_NO_S1_WRITER_FENCE|fail|fail|torn or mixed"
+      "no_s1_reader_fence|-DMUTANT_NO_S1_READER_FENCE|fail|fail|torn or mixed"
+      "s2_writer_relaxed|-DMUTANT_S2_WRITER_RELAXED|fail|fail|torn or mixed"
+      "s2_reader_relaxed|-DMUTANT_S2_READER_RELAXED|fail|fail|torn or mixed"
+      "no_odd_check|-DMUTANT_NO_ODD_CHECK|fail|fail|torn or mixed"
+      "no_seq_recheck|-DMUTANT_NO_SEQ_RECHECK|fail|fail|torn or mixed"
     ) ;;
   *) echo "unknown model $model" >&2; exit 2 ;;
 esac
