@@ -127,7 +127,11 @@ echo "VMTEST-RC=$?"
 poweroff -f
 INIT
 chmod +x "$root/init"
+# Written beside and renamed into place, so that a guest booting from OUTDIR meanwhile (another
+# script) reads either the old image or the new one, never half of one.
 mkdir -p "$out"
-cp "$kernel" "$out/vmlinuz"
-(cd "$root" && find . | cpio -o -H newc --quiet) >"$out/initrd.img"
+cp "$kernel" "$out/vmlinuz.tmp"
+(cd "$root" && find . | cpio -o -H newc --quiet) >"$out/initrd.img.tmp"
+mv "$out/vmlinuz.tmp" "$out/vmlinuz"
+mv "$out/initrd.img.tmp" "$out/initrd.img"
 echo "vm-image: $arch $out/vmlinuz ($kver) and $out/initrd.img ($(du -h "$out/initrd.img" | cut -f1), modules: ${order[*]})"
