@@ -8,33 +8,36 @@
 # With --soak, scripts/soak-vm.sh then runs in the board with four guests; the PNG is
 # drawn here from the CSV it writes. Exit 0 only when every check passed.
 #
-# Builds what it needs, cached in build-aarch64/ (cross build) and build-board/ (the
-# board's arm64 root, kernel and initramfs, fetched with scripts/arm64-lib.sh). The repo is
+# Builds what it needs, cached in build-board/: cross/ (vswitchd, vswitchctl, the stress
+# tests), the board's arm64 root (fetched with scripts/arm64-lib.sh), its initramfs. The repo is
 # shared read-only with the board over virtio-9p, the output folder read-write: the board
 # writes results.txt, the guests' consoles, vswitchd.log and the soak's CSV there while it
 # runs. A board that does not finish by its deadline is killed, its console tail printed.
-#   scripts/board-demo.sh [--soak DURATION] [--out DIR] [--seconds N]
-#     DURATION: seconds, or 30m, 12h, 3d; --seconds: iperf3 duration per run (default 3);
+#   scripts/board-demo.sh [--soak DURATION [--only-soak]] [--out DIR] [--seconds N]
+#     DURATION: seconds, or 30m, 12h, 3d; --only-soak: boot the board and soak, without
+#     the other checks; --seconds: iperf3 duration per run (default 3);
 #     default DIR: build-board/run-<date>/
 # Environment: BOARD_SCALE (VSWITCH_STRESS_SCALE in the board, default 0.01),
 #   BOARD_SOAK_CMD (the soak command line run in the board; default scripts/soak-vm.sh
 #   with four arm64 guests), BOARD_DEADLINE (seconds for the board without the soak,
-#   default 3600), VSWITCH_NO_SETUP=1 (skip scripts/setup.sh --deps).
+#   default 5400), VSWITCH_NO_SETUP=1 (skip scripts/setup.sh --deps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: $0 [--soak DURATION] [--out DIR] [--seconds N]" >&2; exit 2; }
+usage() { echo "usage: $0 [--soak DURATION [--only-soak]] [--out DIR] [--seconds N]" >&2; exit 2; }
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
-soak="" soak_secs=0 out="" secs=3
+soak="" soak_secs=0 out="" secs=3 only_soak=0
 while (($#)); do
   case $1 in
     --soak) [[ $# -ge 2 ]] || usage; soak=$2; shift 2
             soak_secs=$(duration_seconds "$soak") || { echo "board-demo: bad DURATION '$soak'" >&2; exit 2; } ;;
     --out) [[ $# -ge 2 ]] || usage; out=$2; shift 2 ;;
+    --only-soak) only_soak=1; shift ;;
     --seconds) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage; secs=$2; shift 2 ;;
     *) usage ;;
   esac
 done
+((only_soak == 0)) || [[ -n $soak ]] || usage
 [[ $(id -u) -eq 0 ]] || { echo "board-demo: needs root (apt-get, the board's root owned by root)" >&2; exit 1; }
 
 # Host packages: the x86 qemu-system-aarch64 that emulates the board, the cross compiler,
@@ -49,9 +52,10 @@ if ((${#need[@]})); then
 fi
 [[ ${VSWITCH_NO_SETUP:-0} == 1 ]] || scripts/setup.sh --deps >/dev/null
 
-# 1. The cross build: vswitchd, vswitchctl and the two ring stress tests for aarch64
-# (configured as scripts/cross-aarch64.sh does, into the same build-aarch64/).
-cross=build-aarch64
+# 1. The cross build: vswitchd, vswitchctl and the two ring stress tests for aarch64,
+# configured as scripts/cross-aarch64.sh does, in a folder of its own (the board runs these
+# binaries for up to hours: a cross-aarch64.sh run meanwhile must not relink them).
+cross=build-board/cross
 mkdir -p "$cross/cross-include"
 for d in boost toml++ concurrentqueue; do ln -sfn "/usr/include/$d" "$cross/cross-include/$d"; done
 [[ -f $cross/build.ninja ]] ||
@@ -136,9 +140,10 @@ BOARD_SECONDS=$secs
 BOARD_SCALE=${BOARD_SCALE:-0.01}
 BOARD_BIN=/repo/$cross/bin
 BOARD_SOAK=$soak
+BOARD_ONLY_SOAK=$only_soak
 BOARD_SOAK_CMD='${soak_cmd//\'/\'\\\'\'}'
 ENV
-deadline_s=$((${BOARD_DEADLINE:-3600} + soak_secs + (soak_secs > 0 ? 900 : 0)))
+deadline_s=$((${BOARD_DEADLINE:-5400} + soak_secs + (soak_secs > 0 ? 900 : 0)))
 qemu_pid="" tail_pid=""
 cleanup() {
   [[ -n $tail_pid ]] && kill "$tail_pid" 2>/dev/null || true
@@ -149,21 +154,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-plot() {  # the soak's throughput columns (header names ending in _mbps), if any yet
-  local csv=$out/soak/soak.csv cols
-  [[ -s $csv ]] && (($(wc -l <"$csv") > 2)) || return 0
-  cols=$(head -1 "$csv" | tr ',' '\n' | awk '/mbps/ {printf "%s ", NR}')
-  [[ -n $cols ]] || return 0
-  gnuplot <<GP 2>/dev/null || echo "board-demo: gnuplot failed on $csv"
-set terminal pngcairo size 1200,600
-set output "$out/soak/soak.png"
-set datafile separator ","
-set key outside autotitle columnhead
-set xlabel "seconds"
-set ylabel "Mbit/s"
-set title "vswitch soak on the emulated ZCU102 board (TCG board, KVM guests: functional figures)"
-plot for [c in "$cols"] "$csv" using 1:(column(int(c))) with lines title columnhead(int(c))
-GP
+plot() {  # the soak's PNG from the CSV the board writes (the board has no gnuplot)
+  [[ -s $out/soak/soak.csv ]] || return 0
+  scripts/soak-plot.sh "$out/soak" "vswitch soak in the emulated ZCU102 board (TCG board, KVM guests: functional figures)" ||
+    echo "board-demo: scripts/soak-plot.sh failed on $out/soak"
 }
 
 echo "board-demo: booting the board (4 x Cortex-A53, 4 GiB, EL2, TCG; deadline ${deadline_s} s); output in $out"
