@@ -157,7 +157,7 @@ warmup=$((secs / 3 < 60 ? secs / 3 : 60))
 rc=0
 python3 scripts/soak_monitor.py --ctl "$bin/vswitchctl" --config "$cfg" --out "$out" --duration "$secs" \
   --hour "$SOAK_HOUR" --warmup "$warmup" --segment "$SOAK_SEGMENT" --title "vswitch VM soak ($n $arch guests)" \
-  --pairs "$pairs" --streams "$streams" --reports "${consoles[@]}" --rotate-reports 0 \
+  --pairs "$pairs" --streams "$streams" --reports "${consoles[@]}" \
   --expect-done "$n" --grace $((120 + 30 * n)) --pids "vswitchd=$daemon_pid" || rc=$?
 if ((rc)); then dump guests; exit 1; fi  # the monitor wrote the switch's side
 for nm in "${names[@]}"; do

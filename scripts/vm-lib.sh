@@ -4,7 +4,8 @@
 # boots guest NAME with one virtio-net NIC (INTx: vectors=0, because QEMU 7.2 crashes when
 # a vhost-user virtio-net-pci device without KVM irqfds enables MSI-X) on the given -netdev
 # (its id must be net0), runs COMMAND in the guest, which prints VMTEST-RC=<status> and
-# powers off; the console goes to DIR/NAME.console, the QEMU pid to VM_PID. Guest RAM is a
+# powers off; the console goes to DIR/NAME.console (opened O_APPEND, so a days-long soak
+# may truncate it once read), the QEMU pid to VM_PID. Guest RAM is a
 # shared memfd, which a vhost-user back-end needs and a TAP netdev does not mind.
 # Prefix the command with VM_EXEC (e.g. "ip netns exec NS") to run QEMU elsewhere.
 # Environment:
@@ -45,7 +46,8 @@ vm_boot() {
     $netdev -device "virtio-net-pci,netdev=net0,mac=$mac,romfile=,vectors=0${devopts:+,$devopts}" \
     -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
     -append "console=$console panic=-1 loglevel=4 vm.name=$name vm.ip=$ip/24 vm.cmd64=$cmd64" \
-    -display none -serial "file:$dir/$name.console" -monitor none -no-reboot &
+    -display none -chardev "file,id=console0,path=$dir/$name.console,append=on" -serial chardev:console0 \
+    -monitor none -no-reboot &
   VM_PID=$!
 }
 

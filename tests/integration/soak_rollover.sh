@@ -2,7 +2,7 @@
 # The soaks run for days by chaining iperf3 runs (iperf3 3.12 refuses -t above 86400 s).
 # Without waiting days: a DURATION of days or weeks is accepted and planned as segments of
 # at most 86400 s; a segment above iperf3's limit is refused; a 50 s soak in 12 s segments
-# rolls over four times with every segment accounted and the gaps measured, and writes its
+# rolls over (at least three runs per stream) with every run accounted and the gaps measured, and writes its
 # CSV, hourly summaries (every 20 s here) and PNG; and a soak whose endpoint freezes
 # (SIGSTOP) fails loudly, naming the stalled pair, with the channels' state.
 source "$(dirname "$0")/lib.sh"
@@ -26,7 +26,8 @@ VSWITCH_BIN=$BIN scripts/soak.sh 50 --segment 12 --hour 20 --out "$out" >"$WORK/
 for stream in "tcp src=ns1 dst=ns2" "tcp src=ns2 dst=ns1" "udp src=ns1 dst=ns2" "udp src=ns2 dst=ns1"; do
   proto=${stream%% *} rest=${stream#* }
   segs=$(grep -h "VSOAK SEG proto=$proto $rest " "$out"/reports/*.log | grep -c " rc=0 " || true)
-  ((segs >= 4)) || fail "$stream: $segs successful segments in 50 s of 12 s segments (expected >= 4)"
+  # Four 12 s runs fill 50 s; a loaded machine stretches each run by its set-up and wind-down.
+  ((segs >= 3)) || fail "$stream: $segs successful segments in 50 s of 12 s segments (expected >= 3)"
   # Every segment after the first reports the gap since the previous one ended.
   grep -h "VSOAK SEG proto=$proto $rest k=[2-9]" "$out"/reports/*.log | grep -qE "gap_ms=[0-9]+" ||
     fail "$stream: no measured gap"
@@ -38,7 +39,7 @@ hours=$(grep -c "^hour " "$out/summary.txt")
 rows=$(($(wc -l <"$out/soak.csv") - 1))
 ((rows >= 4)) || fail "$rows CSV rows in 50 s"
 [[ -s $out/soak.png ]] || fail "no PNG"
-echo "rollover: 4 streams x >= 4 segments, largest gap $max_gap ms, $hours summaries, $rows rows"
+echo "rollover: 4 streams x >= 3 segments, largest gap $max_gap ms, $hours summaries, $rows rows"
 
 # A frozen endpoint: the soak must fail within its 30 s stall window, loudly.
 out=$WORK/stall
