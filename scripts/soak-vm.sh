@@ -59,12 +59,12 @@ if [[ -z $cfg ]]; then
   ((n >= 2 && n <= 62)) || { echo "soak-vm: --vms must be 2..62" >&2; exit 2; }
   cores=$(nproc)
   { echo "# Made by scripts/soak-vm.sh: $n guests on vhost-user endpoints."
-    echo "[switch]"; echo "name = \"soakvm\""
+    echo "[switch]"; echo "name = \"soakvm$$\""  # its own switch: two soaks never share sockets
     echo "[fabric]"; echo "ring_bytes = 2097152"; echo "max_frame = 65536"
     for ((i = 0; i < n; i++)); do
       printf '[[endpoint]]\nname = "vm%d"\ncore = %d\nmac = "52:54:00:00:06:%02x"\nfrontend = "vhost-user"\n' \
         "$i" $((i % cores)) $((i + 1))
-      printf '[endpoint.vhost_user]\nsocket = "/run/vswitch/soakvm-vm%d.sock"\nqueue_size = 256\n' "$i"
+      printf '[endpoint.vhost_user]\nsocket = "/run/vswitch/soakvm%d-vm%d.sock"\nqueue_size = 256\n' $$ "$i"
     done; } >"$cfg"
 fi
 mapfile -t guests < <(python3 - "$cfg" <<'PY'
