@@ -15,11 +15,16 @@ IFS=, read -r -a cols <<<"$header"
 data=$(mktemp)
 trap 'rm -f "$data"' EXIT
 { [[ -s $csv.1 ]] && tail -n +2 "$csv.1"; tail -n +2 "$csv"; } >"$data"
+# Hours on the x axis once the run is longer than two.
+last=$(tail -1 "$data" | cut -d, -f1)
+x='($1)' unit=seconds
+[[ ${last%.*} -gt 7200 ]] && x='($1/3600)' unit=hours
+hx=${x/1/2}
 plots=()
 for i in "${!cols[@]}"; do
   c=${cols[$i]}
   [[ $c == *_to_*_mbps ]] || continue
-  plots+=("\"$data\" using 1:$((i + 1)) with lines title \"${c%_mbps}\"")
+  plots+=("\"$data\" using $x:$((i + 1)) with lines title \"${c%_mbps}\"")
 done
 hourly=()
 if [[ -s $out/hourly.csv ]]; then
@@ -27,17 +32,17 @@ if [[ -s $out/hourly.csv ]]; then
   for i in "${!hcols[@]}"; do
     c=${hcols[$i]}
     [[ $c == *_avg || $c == *_min ]] || continue
-    hourly+=("\"$out/hourly.csv\" using 2:$((i + 1)) with linespoints title \"$c\"")
+    hourly+=("\"$out/hourly.csv\" using $hx:$((i + 1)) with linespoints title \"$c\"")
   done
 fi
 {
-  echo 'set terminal pngcairo size 1400,900'
+  echo 'set terminal pngcairo size 1400,900 noenhanced'
   echo "set output \"$out/soak.png\""
   echo 'set datafile separator ","'
   echo 'set key outside'
   echo 'set multiplot layout 2,1'
   echo "set title \"$title: Mbit/s per pair, 10 s intervals (last 1-2 days)\""
-  echo 'set xlabel "seconds since start"'
+  echo "set xlabel \"$unit since start\""
   echo 'set ylabel "Mbit/s"'
   (IFS=,; echo "plot ${plots[*]}")
   if ((${#hourly[@]})); then
