@@ -6,9 +6,10 @@
 # rejected under IMM, and under RC11 as the table below expects (a release/acquire pair
 # whose loss only shows as load buffering is allowed by IMM, forbidden by RC11).
 #
-# GenMC: a build cached in <repo>/build-genmc/ (git-ignored), else one built there from
-# the source tarball at $GENMC_TARBALL or <repo>/../shared/tools/genmc-0.10.1.tar.gz,
-# else `genmc` on PATH. None of them: prints "GenMC check SKIPPED" and exits 77.
+# GenMC: a build cached in <repo>/build-genmc/ (git-ignored; $GENMC_CACHE_DIR overrides),
+# else one built there from the source tarball at $GENMC_TARBALL, else at
+# <repo>/../shared/tools/genmc-0.10.1.tar.gz, else `genmc` on PATH. None of them: prints
+# "GenMC check SKIPPED" and exits 77.
 set -euo pipefail
 model=${1:?usage: check.sh MODEL [WORKDIR]}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +21,7 @@ if [[ -z "$work" ]]; then
 fi
 mkdir -p "$work"
 version=genmc-0.10.1
-cache="$repo/build-genmc"
+cache=${GENMC_CACHE_DIR:-$repo/build-genmc}
 src="$cache/$version"
 per_run_timeout=${GENMC_RUN_TIMEOUT:-300}
 
@@ -56,17 +57,20 @@ build_genmc() {  # $1: tarball; builds into $src, once, under a lock
 }
 
 genmc=""
-tarball=${GENMC_TARBALL:-$repo/../shared/tools/$version.tar.gz}
+tarball=""
+for t in "${GENMC_TARBALL:-}" "$repo/../shared/tools/$version.tar.gz"; do
+  if [[ -n "$t" && -f "$t" ]]; then tarball=$t; break; fi
+done
 if [[ -x "$src/genmc" && -e "$src/.built" ]]; then
   genmc="$src/genmc"
-elif [[ -f "$tarball" ]]; then
+elif [[ -n "$tarball" ]]; then
   build_genmc "$tarball"
   genmc="$src/genmc"
 elif command -v genmc >/dev/null; then
   genmc=$(command -v genmc)
 else
-  echo "GenMC check SKIPPED: GenMC not found (no build in build-genmc/, no tarball at $tarball" \
-       "or \$GENMC_TARBALL, no genmc on PATH)"
+  echo "GenMC check SKIPPED: GenMC not found (no build in $cache, no $version.tar.gz at" \
+       "\$GENMC_TARBALL or $repo/../shared/tools, no genmc on PATH)"
   exit 77
 fi
 
