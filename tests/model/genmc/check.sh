@@ -4,7 +4,8 @@
 #   check.sh MODEL [WORKDIR]      MODEL: ring_handshake | virtqueue_notify | stats_seqlock
 # The correct model (and each of its modes) must pass under both; each mutant must be
 # rejected under IMM, and under RC11 as the table below expects (a release/acquire pair
-# whose loss only shows as load buffering is allowed by IMM, forbidden by RC11).
+# whose loss only shows as load buffering is allowed by IMM, forbidden by RC11), and on its
+# own assertion. The one survivor, [A2] weakened, is listed and explained in the table.
 #
 # GenMC: a build cached in <repo>/build-genmc/ (git-ignored; $GENMC_CACHE_DIR overrides),
 # else one built there from the source tarball at $GENMC_TARBALL, else at
@@ -148,6 +149,9 @@ for v in "${variants[@]}"; do
       got="error(rc=$rc)"
     fi
     printf '%-28s %-6s %-8s %-8s %8s %8s  %s\n' "$name" "$mm" "$want" "$got" "$secs" "${execs:--}" "$msg"
+    if [[ "$got" == pass && "$want" == pass && "$name" != correct* ]]; then
+      echo "  note: mutant '$name' survives under -$mm, as the table above expects and explains"
+    fi
     if [[ "$got" != "$want" ]]; then
       bad=1
       if [[ "$got" == pass ]]; then
@@ -165,4 +169,4 @@ if ((bad)); then
   echo "FAIL: $model (logs in $work)"
   exit 1
 fi
-echo "PASS: $model: correct model verified under IMM and RC11, every mutant rejected as expected"
+echo "PASS: $model: correct model verified under IMM and RC11, every mutant as the table expects"
