@@ -40,7 +40,6 @@ check() {  # check NAME PASS|FAIL FIGURES...
   [[ $verdict == PASS ]] || failed=$((failed + 1))
   echo "BOARD-CHECK $name $verdict $*" | tee -a "$results"
 }
-figure() { echo "BOARD-FIGURE $*" | tee -a "$results"; }
 cleanup() {
   for p in "${qemus[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${qemus[@]}"; do wait "$p" 2>/dev/null || true; done
