@@ -351,7 +351,12 @@ print(sum(e.get("vu_bad_chains", 0) + e.get("vu_protocol_errors", 0) for e in d[
 traffic=$(python3 -c '
 import json, sys
 d = json.load(sys.stdin)
-print(", ".join(f"{e[\"name\"]} rx {e[\"rx_bytes\"] / 1e6:.0f} MB tx {e[\"tx_bytes\"] / 1e6:.0f} MB drops {e[\"drops_total\"]}" for e in d["endpoints"]))' <<<"$stats")
+out = []
+for e in d["endpoints"]:
+    reasons = " ".join("%s=%d" % (k, v) for k, v in sorted(e.get("drops", {}).items()) if v)
+    out.append("%s rx %.1f MB tx %.1f MB drops %d%s" % (e["name"], e["rx_bytes"] / 1e6, e["tx_bytes"] / 1e6,
+                                                       e["drops_total"], " (" + reasons + ")" if reasons else ""))
+print(", ".join(out))' <<<"$stats")
 [[ $bad == 0 ]] && check chains PASS "0 bad chains / protocol errors; $traffic" || check chains FAIL "$bad bad chains / protocol errors; $traffic"
 ctl stats >"$out/stats.txt" 2>&1 || true
 kill -INT "$daemon_pid" 2>/dev/null || true
