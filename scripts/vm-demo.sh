@@ -100,7 +100,7 @@ echo '== iperf3 host namespace -> vm2 (segmented by the switch)'; iperf3 -c 10.0
 # /init prints VMTEST-READY), its endpoint maps each region QEMU sent from the guest's memfd.
 deadline=$((SECONDS + 240))
 until grep -q "VMTEST-READY" "$work/vm2.console"; do
-  grep -q "VMTEST-RC" "$work/vm2.console" && break
+  grep -q "VMTEST-RC" "$work/vm2.console" && fail "vm2 stopped before it was ready: $(grep VMTEST-RC "$work/vm2.console")"
   ((SECONDS < deadline)) || fail "vm2 did not boot within 240 s"
   sleep 0.2
 done
