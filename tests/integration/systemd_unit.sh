@@ -12,7 +12,13 @@ SYSTEMD=/lib/systemd/systemd
 [[ -x $SYSTEMD ]] || fail "$SYSTEMD is missing (scripts/setup.sh installs systemd)"
 SD_PID=""
 UNSHARE_PID=""
-trap '[[ -n $SD_PID ]] && kill -9 "$SD_PID" 2>/dev/null; [[ -n $UNSHARE_PID ]] && wait "$UNSHARE_PID" 2>/dev/null; cleanup' EXIT
+# Killing the namespace's PID 1 ends every process in it.
+stop_systemd() {
+  if [[ -n $SD_PID ]]; then kill -9 "$SD_PID" 2>/dev/null || true; fi
+  if [[ -n $UNSHARE_PID ]]; then wait "$UNSHARE_PID" 2>/dev/null || true; fi
+  cleanup
+}
+trap stop_systemd EXIT
 
 build=$(dirname "$BIN")
 prefix="$WORK/prefix"
