@@ -55,3 +55,8 @@ soak_plot_deps() {
   dpkg-query -W -f='${Status}' gnuplot-nox 2>/dev/null | grep -q "install ok installed" ||
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends gnuplot-nox >/dev/null
 }
+
+# rate_mbps R: an iperf3 -b rate (50M, 500K, 1G, or bits/s) in Mbit/s.
+rate_mbps() {
+  awk -v r="$1" 'BEGIN { n = r + 0; u = substr(r, length(r)); m = (u == "G" || u == "g") ? 1000 : (u == "M" || u == "m") ? 1 : (u == "K" || u == "k") ? 0.001 : 0.000001; print n * m }'
+}

@@ -15,16 +15,19 @@
 # One line per event, each starting with "VSOAK" (scripts/soak_monitor.py reads them):
 #   VSOAK UP host=N | VSOAK SEG proto=tcp|udp src= dst= k= t= rc= tries= gap_ms= mbps= [lost= total=]
 #   VSOAK LOG src= proto= <iperf3's last lines, before a failed run's SEG line>
+# (each followed by " end").
 #   VSOAK PING src= dst= sent= recv= p50= p99= max= | VSOAK NET host= ... | VSOAK DONE host=N
 # Memory stays flat for any duration: each segment's output is parsed and forgotten.
 name=$1 secs=$2 seg=$3 tcp_peer=$4 udp_peer=$5 udp_rate=$6 ping_peers=$7 report=$8 linger=${9:-30}
 tmp=${TMPDIR:-/tmp}/soak-load.$name.$$
 mkdir -p "$tmp"
 
+# Every line ends in " end": a line a kernel message broke into is recognised and skipped.
 say() {
-  if [ "$report" = "-" ]; then echo "VSOAK $*"; else echo "VSOAK $*" >>"$report"; fi
+  if [ "$report" = "-" ]; then printf 'VSOAK %s end\n' "$*"; else printf 'VSOAK %s end\n' "$*" >>"$report"; fi
 }
-ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }  # monotonic milliseconds
+ms() { awk '{ printf "%.0f\n", $1 * 1000 }' /proc/uptime; }  # monotonic milliseconds
+now() { cut -d. -f1 /proc/uptime; }                          # monotonic seconds (no clock steps)
 addr() { echo "${1#*@}"; }
 peer() { echo "${1%@*}"; }
 
@@ -43,20 +46,22 @@ seg_loop() {
   proto=$1 p=$2 port=$3; shift 3
   k=0 last_end=""
   while :; do
-    start=$(ms)
-    gap=0; [ -n "$last_end" ] && gap=$((start - last_end))
     # A run that never got its stream connected (a server still closing the previous
-    # test, a setup datagram dropped under load) is retried; the time counts in the gap and
-    # the retries are reported. A run that failed after connecting is a failure.
-    tries=0
+    # test, a setup datagram dropped under load) is retried; the time counts in the gap (up
+    # to the attempt that connected) and the retries are reported. A run that failed after
+    # connecting is a failure; so is one that could not connect for 30 s before the end.
+    tries=0 first_try=$(now)
     while :; do
-      left=$((end - $(date +%s)))
+      left=$((end - $(now)))
       t=$seg; [ "$left" -lt "$t" ] && t=$left
       if [ "$t" -lt 1 ]; then
-        [ $tries -eq 0 ] && break 2  # the end, between two runs
-        rc=98; echo "iperf3 never connected before the end" >"$tmp/$proto.out"; break
+        [ $tries -eq 0 ] && break 2                        # the end, between two runs
+        [ $(($(now) - first_try)) -lt 30 ] && break 2      # the end came while retrying
+        rc=98; echo "iperf3 never connected in the last $(($(now) - first_try)) s" >"$tmp/$proto.out"; break
       fi
       tries=$((tries + 1))
+      start=$(ms)
+      gap=0; [ -n "$last_end" ] && gap=$((start - last_end))
       iperf3 -c "$(addr "$p")" -p "$port" -t "$t" -i 0 -f m "$@" >"$tmp/$proto.out" 2>&1
       rc=$?
       [ $rc -eq 0 ] && break
@@ -81,7 +86,7 @@ seg_loop() {
 ping_loop() {
   p=$1
   while :; do
-    left=$((end - $(date +%s)))
+    left=$((end - $(now)))
     n=60; [ "$left" -lt 62 ] && n=$((left - 1))
     [ "$n" -ge 5 ] || break
     ping -c "$n" -i 1 -W 5 "$(addr "$p")" 2>/dev/null | sed -n 's/.*time=\([0-9.]*\) *ms.*/\1/p' | sort -n >"$tmp/rtt.$(peer "$p")"
@@ -96,12 +101,17 @@ ping_loop() {
   done
 }
 
-# Servers first; a peer's client retries until they answer.
-iperf3 -s -p 5201 -i 0 >/dev/null 2>&1 &
-srv1=$!
-iperf3 -s -p 5202 -i 0 >/dev/null 2>&1 &
-srv2=$!
+# Servers first; a peer's client retries until they answer. A server that died is started
+# again at the next minute's report.
+srv1="" srv2=""
+servers() {
+  { [ -n "$srv1" ] && kill -0 "$srv1" 2>/dev/null; } || { iperf3 -s -p 5201 -i 0 >/dev/null 2>&1 & srv1=$!; }
+  { [ -n "$srv2" ] && kill -0 "$srv2" 2>/dev/null; } || { iperf3 -s -p 5202 -i 0 >/dev/null 2>&1 & srv2=$!; }
+}
+servers
 trap 'kill $srv1 $srv2 2>/dev/null; rm -rf "$tmp"' EXIT
+# On a guest's console a kernel message could break into a report line: only emergencies.
+[ "$report" = "-" ] && echo 1 >/proc/sys/kernel/printk 2>/dev/null
 for p in $ping_peers; do
   i=0
   until ping -c 1 -W 1 "$(addr "$p")" >/dev/null 2>&1; do
@@ -110,14 +120,15 @@ for p in $ping_peers; do
   done
 done
 say "UP host=$name"
-end=$(($(date +%s) + secs))
+end=$(($(now) + secs))
 pids=""
 [ "$tcp_peer" = "-" ] || { seg_loop tcp "$tcp_peer" 5201 & pids="$pids $!"; }
-[ "$udp_peer" = "-" ] || { seg_loop udp "$udp_peer" 5202 -u -b "$udp_rate" -l 1200 & pids="$pids $!"; }
+[ "$udp_peer" = "-" ] || { seg_loop udp "$udp_peer" 5202 -u -b "$udp_rate" -l 1200 --udp-counters-64bit & pids="$pids $!"; }
 for p in $ping_peers; do ping_loop "$p" & pids="$pids $!"; done
-while [ $(date +%s) -lt $end ]; do
+while [ "$(now)" -lt $end ]; do
   net_report
-  s=$((end - $(date +%s))); [ $s -gt 60 ] && s=60; [ $s -gt 0 ] && sleep $s
+  servers
+  s=$((end - $(now))); [ $s -gt 60 ] && s=60; [ $s -gt 0 ] && sleep $s
 done
 # shellcheck disable=SC2086
 wait $pids

@@ -156,7 +156,7 @@ echo "soak-vm: $n $arch guests, $secs s in segments of $SOAK_SEGMENT s, sampling
 warmup=$((secs / 3 < 60 ? secs / 3 : 60))
 rc=0
 python3 scripts/soak_monitor.py --ctl "$bin/vswitchctl" --config "$cfg" --out "$out" --duration "$secs" \
-  --hour "$SOAK_HOUR" --warmup "$warmup" --segment "$SOAK_SEGMENT" --title "vswitch VM soak ($n $arch guests)" \
+  --hour "$SOAK_HOUR" --warmup "$warmup" --segment "$SOAK_SEGMENT" --udp-mbps "$(rate_mbps "$SOAK_UDP_RATE")" --title "vswitch VM soak ($n $arch guests)" \
   --pairs "$pairs" --streams "$streams" --reports "${consoles[@]}" \
   --expect-done "$n" --grace $((120 + 30 * n)) --pids "vswitchd=$daemon_pid" || rc=$?
 if ((rc)); then dump guests; exit 1; fi  # the monitor wrote the switch's side

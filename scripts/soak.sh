@@ -78,7 +78,7 @@ echo "soak: $secs s in segments of $SOAK_SEGMENT s, sampling every 10 s into $ou
 warmup=$((secs / 3 < 60 ? secs / 3 : 60))
 rc=0
 python3 scripts/soak_monitor.py --ctl "$bin/vswitchctl" --config "$cfg" --out "$out" --duration "$secs" \
-  --hour "$SOAK_HOUR" --warmup "$warmup" --segment "$SOAK_SEGMENT" --title "vswitch netns soak" \
+  --hour "$SOAK_HOUR" --warmup "$warmup" --segment "$SOAK_SEGMENT" --udp-mbps "$(rate_mbps "$SOAK_UDP_RATE")" --title "vswitch netns soak" \
   --pairs "ns1>ns2,ns2>ns1,gen1>gen2,gen2>gen1" --streams "tcp:ns1>ns2,tcp:ns2>ns1,udp:ns1>ns2,udp:ns2>ns1" \
   --reports "$out/reports/ns1.log" "$out/reports/ns2.log" --expect-done 2 --pids "vswitchd=$daemon_pid" \
   --ping-loss counted || rc=$?

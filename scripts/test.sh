@@ -8,7 +8,9 @@
 #   2. the concurrency tests again on a ThreadSanitizer build (clang);
 #   3. the unit tests and fuzz corpora on an AddressSanitizer + UBSan build (clang), then
 #      each libFuzzer target for FUZZ_SECONDS (default 30);
-#   4. the libraries and unit tests built for aarch64 and run under qemu-user.
+#   4. the GenMC models of the handshakes, virtqueue notification and stats seqlock under IMM
+#      (ARMv8-class) and RC11, each mutant rejected (skipped, saying so, without GenMC);
+#   5. the libraries and unit tests built for aarch64 and run under qemu-user.
 # Every stage runs; the script fails at the end if any stage failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -9,7 +9,7 @@
 // Every word is a 64-bit integer accessed through std::atomic_ref with relaxed order:
 // counters are independent monotonic values, and a reader that sees one a little older
 // than another is fine. The one place that needs a consistent set, the FDB snapshot, is
-// a seqlock (ordering at FdbWriter::publish / read_fdb).
+// a seqlock (ordering at StatsRegion::write_fdb / read_fdb).
 //
 // Writers: vswitchd writes only DaemonState; the endpoint process writes only its own
 // Counters and FdbSnapshot. The region is ours, but a reader still bounds every count it

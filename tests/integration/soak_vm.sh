@@ -7,6 +7,8 @@ require_root
 cd "$ROOT"
 command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 missing (scripts/setup.sh installs it)"
 scripts/vm-image.sh build/vm >/dev/null
+source scripts/lib.sh
+soak_plot_deps  # the PNG (the soak itself skips set-up here)
 out=$WORK/soak-vm
 VSWITCH_BIN=$BIN VSWITCH_NO_SETUP=1 scripts/soak-vm.sh 60 --vms 4 --segment 20 --hour 30 --out "$out" \
   >"$WORK/soak-vm.log" 2>&1 || { tail -60 "$WORK/soak-vm.log"; fail "scripts/soak-vm.sh 60 --vms 4"; }
