@@ -121,7 +121,6 @@ with open(dest, "wb") as o:
 PY
 ln -sf "$(cd "$image" && pwd)/vmlinuz" "$out/image/vmlinuz"
 
-mkdir -p /run/vswitch
 "$bin/vswitchd" --config "$cfg" 2> >(rotate_log "$out/vswitchd.log") &
 daemon_pid=$!
 deadline=$((SECONDS + 20))

@@ -72,7 +72,6 @@ tap_netdev() { echo "-netdev tap,id=net0,ifname=$1,script=no,downscript=no,vhost
 # until its three endpoints are up. Returns 1 if they are not within 10 s.
 vm_demo_switch() {
   VM_DAEMON_PID=""
-  mkdir -p /run/vswitch
   ip netns del vswitch-host 2>/dev/null || true
   ip netns add vswitch-host
   ip -n vswitch-host link set lo up
