@@ -219,7 +219,7 @@ void FrameProducer::publish() noexcept {
   // [F1] producer Dekker fence: orders [R1] before the load of consumer_waiting. Pairs
   //      with [F2] in FrameConsumer::peek_or_arm(). Without it the consumer can arm and
   //      re-read the old head while we read consumer_waiting == 0: it sleeps on data and
-  //      nobody rings (the multicore stall of shared/references/sel4-vswitch-*.txt).
+  //      nobody rings (a multicore stall: throughput that drops to zero for good).
   sys::full_fence();
   // relaxed: [F1] orders the load. exchange, not store(0): a plain store could erase a
   // newer arm by the consumer (rule d2.2).

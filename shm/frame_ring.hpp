@@ -25,7 +25,7 @@
 //   [F3] producer after setting producer_wants, before re-reading tail  <-> [F4] consumer
 //        after [R2], before reading producer_wants (space-available, free-send handshake)
 // Without either fence of a pair, both sides can read the other's old value: the waiter
-// sleeps with work pending and nobody rings (shared/references/sel4-vswitch-*.txt).
+// sleeps with work pending and nobody rings: a multicore stall that never recovers.
 //
 // Everything in the area is untrusted: the consumer validates head and every record
 // header it reads (once, into a local), the producer validates tail. A corrupt ring is

@@ -11,7 +11,7 @@
 //
 // Runs are interleaved (boost, ours-poll, ours-sleep for each size, repeated) and every
 // ratio is a median of per-repetition ratios, because this machine's cross-core latency
-// changes under us (shared/research/ring-baselines.md). A cache-line ping-pong probe before
+// changes under us (the host moves the VM between placements). A cache-line ping-pong probe before
 // and after tells which placement state the run saw.
 //
 //   vswitch-bench ring [--json] [--seconds S] [--reps R] [--idle-seconds S]

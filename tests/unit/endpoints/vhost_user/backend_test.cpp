@@ -1,4 +1,4 @@
-// The back-end driven the way QEMU 7.2 drives it (shared/research/vm-recipe.md), with the
+// The back-end driven the way QEMU 7.2 drives it (the message order its vhost-user-net sends), with the
 // guest's RAM in a memfd: negotiation, memory table, vring setup, a TX frame through the
 // running queue, GET_VRING_BASE; then the protocol violations that must close the
 // connection.
