@@ -437,18 +437,17 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   res.doorbell_fd = doorbells_[i].fd();
   res.stats = &*stats_;
   res.stop_fd = stop_fd.get();
-  const Counters initial = stats_->read_counters(i);
+  const EndpointCounters initial = stats_->read_counters(i);
   const bool restarted = children_[i].restarts != 0;
 
   std::unique_ptr<Frontend> frontend;
-  GeneratorFrontend* generator = nullptr;
   VhostUserFrontend* vhost = nullptr;
-  Counters scratch{};
   if (e.frontend == FrontendKind::kTap) {
     frontend = std::make_unique<TapFrontend>(*taps_[i]);
   } else if (e.frontend == FrontendKind::kVhostUser) {
     const auto& o = std::get<VhostUserOptions>(e.options);
-    auto v = VhostUserFrontend::create(o.socket, static_cast<std::uint16_t>(o.queue_size), scratch);
+    auto v = VhostUserFrontend::create(o.socket, static_cast<std::uint16_t>(o.queue_size),
+                                       load_block<VhostUserCounters>(initial.frontend));
     if (!v) {
       std::fprintf(stderr, "vswitch[%s]: vhost-user socket %s: %s\n", e.name.c_str(), o.socket.c_str(),
                    v.error().c_str());
@@ -468,20 +467,14 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
     c.sizes = o.sizes;
     c.rate_fps = o.rate_fps;
     c.join_streams_midway = restarted;
-    auto g = std::make_unique<GeneratorFrontend>(c, scratch);
-    generator = g.get();
-    frontend = std::move(g);
+    frontend = std::make_unique<GeneratorFrontend>(c, load_block<GeneratorCounters>(initial.frontend));
   }
   int status = 0;
   {
     // Scoped: the loop (and its event log's writer thread, which flushes pending messages)
     // ends here, before _exit.
     EndpointLoop loop(res, *frontend, initial);
-    if (generator != nullptr) generator->use_counters(loop.counters());
-    if (vhost != nullptr) {
-      vhost->use_counters(loop.counters());
-      vhost->use_log(loop.events());
-    }
+    if (vhost != nullptr) vhost->use_log(loop.events());
     std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),
                  e.core ? std::to_string(*e.core).c_str() : "any", std::string(to_string(e.frontend)).c_str());
     std::fflush(stderr);

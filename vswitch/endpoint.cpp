@@ -31,7 +31,7 @@ MacTable::Config table_config(const Topology& t) {
 
 }  // namespace
 
-EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& frontend, const Counters& initial)
+EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& frontend, const EndpointCounters& initial)
     : res_(resources),
       frontend_(frontend),
       config_(resources.topology->endpoints.at(resources.self)),
@@ -41,8 +41,10 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),
       staging_(max_payload_),
       counters_(initial),
-      events_dropped_base_(initial.events_dropped),
+      events_dropped_base_(initial.loop.events_dropped),
       events_("vswitch[" + config_.name + "]: ") {
+  forwarder_.drops() = initial.drops;
+  table_.restore_counters(initial.mac);
   const auto& eps = res_.topology->endpoints;
   // Every MAC declared in the topology is static: learning can never move it.
   for (std::size_t i = 0; i < eps.size(); ++i)
@@ -59,7 +61,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
     // rings the peer's doorbell when it waits for room we free.
     peers_.push_back(Peer{static_cast<PortId>(i), out->producer(res_.doorbells[i]), in->consumer(res_.doorbells[i])});
   }
-  for (auto& p : peers_) counters_.peer_stalled[p.port] = 0;
+  for (auto& p : peers_) counters_.peers[p.port].stalled = 0;
   epoll_ = sys::Fd(::epoll_create1(EPOLL_CLOEXEC));
   auto add = [&](int fd, std::uint32_t events) {
     if (fd < 0) return;
@@ -86,13 +88,13 @@ void EndpointLoop::log(const std::string& message) { events_.post(message); }
 void EndpointLoop::peer_up(Peer& p) {
   if (!p.stalled) return;
   p.stalled = false;
-  counters_.peer_stalled[p.port] = 0;
+  counters_.peers[p.port].stalled = 0;
   log("peer " + res_.topology->endpoints[p.port].name + " consumes again: forwarding to it");
 }
 
 void EndpointLoop::committed(Peer& p, std::size_t record_bytes) {
-  ++counters_.out_frames[p.port];
-  counters_.out_bytes[p.port] += record_bytes;
+  ++counters_.peers[p.port].out_frames;
+  counters_.peers[p.port].out_bytes += record_bytes;
   peer_up(p);
 }
 
@@ -123,11 +125,11 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
         delivery_deferred_ = true;
         return false;  // not consumed, not counted: it is delivered (or dropped) later
       case Frontend::Delivery::kDelivered:
-        ++counters_.tx_frames;
-        counters_.tx_bytes += frame.size();
+        ++counters_.traffic.tx_frames;
+        counters_.traffic.tx_bytes += frame.size();
         break;
       case Frontend::Delivery::kRefused:
-        ++counters_.frontend_errors;
+        ++counters_.traffic.frontend_errors;
         drop(DropReason::kFrontendError);
         break;
       case Frontend::Delivery::kNoGuest:
@@ -144,8 +146,8 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
     drop(DropReason::kBadNetHeader);
   }
   delivery_deferred_ = false;
-  ++counters_.in_frames[p.port];
-  counters_.in_bytes[p.port] += record.size();
+  ++counters_.peers[p.port].in_frames;
+  counters_.peers[p.port].in_bytes += record.size();
   return true;
 }
 
@@ -173,7 +175,7 @@ bool EndpointLoop::drain_inbound() {
     if (got != 0) work = true;
     if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
       drop(DropReason::kRingCorrupt, bad);  // at least one record lost per resync
-      counters_.ring_errors += bad;
+      counters_.forwarding.ring_errors += bad;
       log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");
       work = true;
     }
@@ -196,7 +198,7 @@ bool EndpointLoop::retry_held() {
   if (now_ns() - held_since_ns_ >= stall_timeout_ns_) {
     p.out.disarm();
     p.stalled = true;
-    counters_.peer_stalled[p.port] = 1;
+    counters_.peers[p.port].stalled = 1;
     drop(DropReason::kPeerStalled);
     held_peer_ = nullptr;
     log("peer " + res_.topology->endpoints[p.port].name + " has not consumed for " +
@@ -228,7 +230,7 @@ bool EndpointLoop::pump_frontend() {
     if (rx.status == Frontend::Rx::kNone) break;
     work = true;
     if (rx.status == Frontend::Rx::kError) {
-      ++counters_.frontend_errors;
+      ++counters_.traffic.frontend_errors;
       drop(DropReason::kFrontendError);
       continue;
     }
@@ -239,14 +241,14 @@ bool EndpointLoop::pump_frontend() {
     }
     const std::span<const std::byte> record(buf.data(), n);
     const auto frame = record.subspan(virtio::kNetHeaderBytes);
-    ++counters_.rx_frames;
-    counters_.rx_bytes += frame.size();
+    ++counters_.traffic.rx_frames;
+    counters_.traffic.rx_bytes += frame.size();
     const Decision d = forwarder_.from_frontend(frame, now_ms_);
     switch (d.kind) {
       case Decision::Kind::kDrop:
         break;  // counted by the forwarder
       case Decision::Kind::kUnicast: {
-        ++counters_.unicast;
+        ++counters_.forwarding.unicast;
         Peer* p = peer_for(d.port);
         if (p == nullptr) {
           drop(DropReason::kPeerStalled);  // not mapped: cannot happen with a full fabric
@@ -270,12 +272,12 @@ bool EndpointLoop::pump_frontend() {
         held_peer_ = p;
         held_bytes_ = n;
         held_since_ns_ = now_ns();
-        ++counters_.backpressure_waits;
+        ++counters_.forwarding.backpressure_waits;
         last_unicast_ = p;
         return true;
       }
       case Decision::Kind::kFlood: {
-        ++counters_.flooded;
+        ++counters_.forwarding.flooded;
         for (Peer& p : peers_) {
           if (&p == guess && in_guess) continue;  // committed last, below
           if (!send_copy(p, record)) drop(p.stalled ? DropReason::kPeerStalled : DropReason::kFloodPeerFull);
@@ -304,26 +306,17 @@ bool EndpointLoop::poll_once() {
     table_.sweep(now_ms_);
   }
   if (work) {
-    ++counters_.loops;
+    ++counters_.loop.loops;
     if (t - last_stats_ns_ >= kStatsPeriodNs) publish_stats();
   }
   return work;
 }
 
 void EndpointLoop::sync_counters() {
-  frontend_.sync_counters();
-  counters_.events_dropped = events_dropped_base_ + events_.dropped();
-  const auto& d = forwarder_.drops();
-  for (std::size_t i = 0; i < static_cast<std::size_t>(DropReason::kCount); ++i) counters_.drops[i] = d.by_reason[i];
-  const auto& m = table_.counters();
-  counters_.mac_entries = table_.size();
-  counters_.mac_learned = m.learned;
-  counters_.mac_moved = m.moved;
-  counters_.mac_move_damped = m.move_damped;
-  counters_.mac_aged = m.aged;
-  counters_.mac_refused_multicast = m.refused_multicast;
-  counters_.mac_refused_static = m.refused_static;
-  counters_.mac_refused_full = m.refused_full;
+  frontend_.store_counters(counters_.frontend);
+  counters_.loop.events_dropped = events_dropped_base_ + events_.dropped();
+  counters_.drops = forwarder_.drops();
+  counters_.mac = table_.counters();
 }
 
 void EndpointLoop::publish_stats(bool force_fdb) {
@@ -332,8 +325,8 @@ void EndpointLoop::publish_stats(bool force_fdb) {
   last_stats_ns_ = t;
   if (res_.stats == nullptr) return;
   res_.stats->write_counters(res_.self, counters_);
-  const auto& m = table_.counters();
-  const std::uint64_t version = m.learned + m.moved + m.aged + table_.size();
+  const MacTableCounters& m = counters_.mac;
+  const std::uint64_t version = m.learned + m.moved + m.aged + m.entries;
   if (force_fdb || version != fdb_version_ || t - fdb_published_ns_ >= kFdbPeriodNs) {
     const auto entries = table_.entries(now_ms_);
     res_.stats->write_fdb(res_.self, entries, table_.size());
@@ -382,7 +375,7 @@ bool EndpointLoop::sleep() {
   }
   set_frontend_interest(held_peer_ == nullptr);
   publish_stats();
-  ++counters_.sleeps;
+  ++counters_.loop.sleeps;
   epoll_event events[4];
   int timeout_ms = -1;
   if (timeout_ns >= 0) timeout_ms = static_cast<int>((timeout_ns + 999'999) / 1'000'000);

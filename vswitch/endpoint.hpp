@@ -75,8 +75,9 @@ class Frontend {
   // notify the other side (a VM's interrupt), if the frontend batches them.
   virtual void flush() noexcept {}
   // Before the loop publishes its counters (every 10 ms while busy, before each sleep):
-  // copy totals the frontend keeps to itself into them. Off the per-pass path.
-  virtual void sync_counters() noexcept {}
+  // store the frontend's own counter block (vswitch/endpoint_counters.hpp) in its area.
+  // Off the per-pass path. A frontend that keeps no counters leaves the area as it is.
+  virtual void store_counters(FrontendCounterArea& area) const noexcept { (void)area; }
   // Just before the loop sleeps: re-arm the frontend's own notifications (with the
   // fence-and-recheck), including "room to deliver again" after a kRetryLater. Returns
   // false when work (or room) arrived meanwhile: do not sleep.
@@ -98,8 +99,10 @@ inline constexpr std::size_t kFrontendBudget = 64;   // frontend frames per pass
 
 class EndpointLoop {
  public:
-  // Counters start from `initial` (a restarted endpoint continues its predecessor's).
-  EndpointLoop(const EndpointResources& resources, Frontend& frontend, const Counters& initial = {});
+  // The loop's, the forwarder's and the MAC table's counters start from `initial` (a
+  // restarted endpoint continues its predecessor's totals); the frontend was given its
+  // own block when it was made.
+  EndpointLoop(const EndpointResources& resources, Frontend& frontend, const EndpointCounters& initial = {});
   EndpointLoop(const EndpointLoop&) = delete;
   EndpointLoop& operator=(const EndpointLoop&) = delete;
 
@@ -108,7 +111,6 @@ class EndpointLoop {
   // One pass without sleeping (tests). Returns whether it did any work.
   bool poll_once();
 
-  [[nodiscard]] Counters& counters() noexcept { return counters_; }
   [[nodiscard]] const MacTable& mac_table() const noexcept { return table_; }
   [[nodiscard]] EventLog& events() noexcept { return events_; }
   // Copies counters (and the FDB when it changed) to the stats region, if any.
@@ -149,7 +151,7 @@ class EndpointLoop {
   std::vector<Peer> peers_;
   std::vector<std::size_t> peer_index_;  // endpoint index -> peers_ index (or npos)
   std::vector<std::byte> staging_;       // a frontend frame that has no ring record
-  Counters counters_{};
+  EndpointCounters counters_{};  // traffic, forwarding, loop, peers kept here; the rest copied in
   std::size_t next_inbound_ = 0;
   Peer* last_unicast_ = nullptr;
   // A unicast frame waiting for room (in staging_).

@@ -20,6 +20,7 @@
 #include <span>
 #include <string_view>
 
+#include "vswitch/counters.hpp"
 #include "vswitch/mac_table.hpp"
 
 namespace vswitch {
@@ -43,13 +44,9 @@ enum class DropReason : std::uint8_t {
 };
 std::string_view to_string(DropReason r);
 
-struct DropCounters {
-  std::array<std::uint64_t, static_cast<std::size_t>(DropReason::kCount)> by_reason{};
-  void count(DropReason r, std::uint64_t n = 1) noexcept { by_reason[static_cast<std::size_t>(r)] += n; }
-  [[nodiscard]] std::uint64_t operator[](DropReason r) const noexcept {
-    return by_reason[static_cast<std::size_t>(r)];
-  }
-};
+// Room for drop reasons added later without moving what follows in the stats region.
+inline constexpr std::size_t kDropSlots = 16;
+using DropCounters = ReasonCounts<DropReason, kDropSlots>;
 
 struct Decision {
   enum class Kind : std::uint8_t { kUnicast, kFlood, kDrop };

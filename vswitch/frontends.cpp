@@ -41,8 +41,8 @@ Frontend::Delivery TapFrontend::deliver(const virtio::NetHeader& header, std::sp
   return Delivery::kDelivered;
 }
 
-GeneratorFrontend::GeneratorFrontend(const Config& config, Counters& counters)
-    : config_(config), counters_(&counters), sequence_(config.first_sequence) {
+GeneratorFrontend::GeneratorFrontend(const Config& config, const GeneratorCounters& initial)
+    : config_(config), counters_(initial), sequence_(config.first_sequence) {
   if (config_.sizes.empty()) config_.sizes.push_back(gen::kMinFrame);
   if (config_.rate_fps != 0) period_ns_ = 1'000'000'000 / config_.rate_fps;
 }
@@ -81,7 +81,7 @@ Frontend::RxResult GeneratorFrontend::receive(std::span<std::byte> buf, std::uin
                              gen::FrameId{config_.stream, sequence_}))
     return {Rx::kError};
   ++sequence_;
-  ++counters_->gen_sent;
+  ++counters_.sent;
   return {Rx::kFrame, virtio::kNetHeaderBytes + size};
 }
 
@@ -90,9 +90,9 @@ Frontend::Delivery GeneratorFrontend::deliver(const virtio::NetHeader&, std::spa
   auto id = gen::check_test_frame(frame);  // reads the frame once, into its own copy
   if (!id) {
     if (id.error() == gen::FrameError::kNotATestFrame || id.error() == gen::FrameError::kTooShort)
-      ++counters_->gen_foreign;
+      ++counters_.foreign;
     else
-      ++counters_->gen_bad;
+      ++counters_.bad;
     return Delivery::kDelivered;
   }
   if (from >= streams_.size()) return Delivery::kDelivered;
@@ -109,9 +109,9 @@ Frontend::Delivery GeneratorFrontend::deliver(const virtio::NetHeader&, std::spa
   }
   const std::uint64_t lost_before = s.tracker.lost(), ooo_before = s.tracker.out_of_order();
   s.tracker.observe(id.value().sequence);
-  ++counters_->gen_received;
-  counters_->gen_lost += s.tracker.lost() - lost_before;
-  counters_->gen_out_of_order += s.tracker.out_of_order() - ooo_before;
+  ++counters_.received;
+  counters_.lost += s.tracker.lost() - lost_before;
+  counters_.out_of_order += s.tracker.out_of_order() - ooo_before;
   return Delivery::kDelivered;
 }
 
@@ -126,24 +126,31 @@ namespace vu = endpoints::vhost_user;
 
 sys::Result<std::unique_ptr<VhostUserFrontend>, std::string> VhostUserFrontend::create(const std::string& socket_path,
                                                                                      std::uint16_t max_queue_size,
-                                                                                     Counters& counters) {
+                                                                                     const VhostUserCounters& initial) {
   auto l = vu::listen_unix(socket_path);
   if (!l) return sys::Unexpected(l.error());
   sys::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep.valid()) return sys::Unexpected(std::string("epoll_create1 failed"));
   std::unique_ptr<VhostUserFrontend> f(
-      new VhostUserFrontend(std::move(l.value()), std::move(ep), max_queue_size, counters));
+      new VhostUserFrontend(std::move(l.value()), std::move(ep), max_queue_size, initial));
   f->watch(f->listen_.get(), true);
   return f;
 }
 
-VhostUserFrontend::VhostUserFrontend(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, Counters& counters)
+VhostUserFrontend::VhostUserFrontend(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size,
+                                     const VhostUserCounters& initial)
     : listen_(std::move(listen)),
       epoll_(std::move(epoll)),
       backend_(max_queue_size),
-      counters_(&counters),
+      totals_(initial.totals),
       private_(shm::kMaxFrameBytes),
-      segment_(shm::kMaxFrameBytes) {}
+      segment_(shm::kMaxFrameBytes) {
+  // The queues count bad chains by reason; they count on from the predecessor's totals.
+  net_.bad_chains = initial.totals.bad_chains;
+  for (std::size_t i = 0; i < net_.chain_errors.size(); ++i) net_.chain_errors[i] = initial.chain_errors.by_reason[i];
+  for (std::size_t i = 0; i < net_.tx_errors.size(); ++i) net_.tx_errors[i] = initial.tx_errors.by_reason[i];
+  for (std::size_t i = 0; i < net_.rx_drops.size(); ++i) net_.rx_drops[i] = initial.rx_drops.by_reason[i];
+}
 
 VhostUserFrontend::~VhostUserFrontend() = default;
 
@@ -177,7 +184,7 @@ void VhostUserFrontend::rewatch_kick() noexcept {
 
 void VhostUserFrontend::disconnect(const std::string& why) noexcept {
   if (!why.empty()) {
-    ++counters_->vu_protocol_errors;
+    ++totals_.protocol_errors;
     say("vhost-user front-end disconnected: " + why);
   } else {
     say("vhost-user front-end disconnected");
@@ -206,7 +213,7 @@ void VhostUserFrontend::service() noexcept {
       if (conn_) disconnect("");  // a new front-end replaces one that did not say goodbye
       conn_.emplace(std::move(s));
       watch(conn_->fd(), true);
-      ++counters_->vu_connections;
+      ++totals_.connections;
       say("vhost-user front-end connected");
     } else if (conn_ && fd == conn_->fd()) {
       for (;;) {
@@ -294,7 +301,7 @@ Frontend::Delivery VhostUserFrontend::deliver(const endpoints::virtio::NetHeader
     const std::span<std::byte> copy(private_.data(), frame.size());
     virtio::complete_checksum(header, copy);
     virtio::NetHeader plain;  // checksum done: nothing left for the guest to do
-    ++counters_->vu_csum_completed;
+    ++totals_.csum_completed;
     return deliver_one(*q, plain, copy);
   }
   return deliver_one(*q, virtio::header_for_driver(header, backend_.has(vu::kFeatureGuestCsum)), frame);
@@ -313,7 +320,7 @@ Frontend::Delivery VhostUserFrontend::deliver_one(endpoints::virtio::SplitQueue&
     case endpoints::virtio::RxQueue::Status::kNoBuffers:
       // Wait for the guest's buffers (the "need K" wait): the frame stays in its channel
       // and arm() asks the guest to kick when it posts more. Counted once per wait.
-      if (!rx_waiting_) ++counters_->vu_rx_no_buffers;
+      if (!rx_waiting_) ++totals_.rx_no_buffers;
       rx_waiting_ = true;
       rewatch_kick();
       return Delivery::kRetryLater;
@@ -353,7 +360,7 @@ Frontend::Delivery VhostUserFrontend::deliver_segmented(endpoints::virtio::Split
       segmenting_ = {};
       return d;
     }
-    ++counters_->vu_segments_made;
+    ++totals_.segments_made;
   }
   segmenting_ = {};
   return Delivery::kDelivered;
@@ -370,18 +377,18 @@ void VhostUserFrontend::notify(std::uint32_t index) noexcept {
     const std::uint64_t one = 1;
     if (::write(backend_.call_fd(index), &one, sizeof one) < 0) {
     }
-    ++counters_->vu_interrupts;
+    ++totals_.interrupts;
   }
 }
 
-void VhostUserFrontend::sync_counters() noexcept {
-  // The totals of this incarnation on top of earlier ones.
-  Counters& c = *counters_;
-  c.vu_bad_chains = base_.vu_bad_chains + net_.bad_chains;
-  for (std::size_t i = 0; i < net_.chain_errors.size(); ++i)
-    c.vu_chain_errors[i] = base_.vu_chain_errors[i] + net_.chain_errors[i];
-  for (std::size_t i = 0; i < net_.tx_errors.size(); ++i) c.vu_tx_errors[i] = base_.vu_tx_errors[i] + net_.tx_errors[i];
-  for (std::size_t i = 0; i < net_.rx_drops.size(); ++i) c.vu_rx_drops[i] = base_.vu_rx_drops[i] + net_.rx_drops[i];
+VhostUserCounters VhostUserFrontend::counters() const noexcept {
+  VhostUserCounters c;
+  c.totals = totals_;
+  c.totals.bad_chains = net_.bad_chains;
+  for (std::size_t i = 0; i < net_.chain_errors.size(); ++i) c.chain_errors.by_reason[i] = net_.chain_errors[i];
+  for (std::size_t i = 0; i < net_.tx_errors.size(); ++i) c.tx_errors.by_reason[i] = net_.tx_errors[i];
+  for (std::size_t i = 0; i < net_.rx_drops.size(); ++i) c.rx_drops.by_reason[i] = net_.rx_drops[i];
+  return c;
 }
 
 void VhostUserFrontend::flush() noexcept {

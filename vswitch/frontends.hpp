@@ -1,5 +1,6 @@
-// The frontends a switch endpoint can have today: a TAP device in a network namespace,
-// and the traffic generator. (vhost-user VMs arrive with endpoints/vhost_user.)
+// The frontends a switch endpoint can have: a TAP device in a network namespace, the
+// traffic generator, and a vhost-user front-end (a VM, or DPDK's virtio-user). Each
+// keeps its own counter block (vswitch/endpoint_counters.hpp); a TAP keeps none.
 #pragma once
 
 #include <array>
@@ -15,6 +16,7 @@
 #include "endpoints/vhost_user/connection.hpp"
 #include "endpoints/virtio/net_queues.hpp"
 #include "vswitch/endpoint.hpp"
+#include "vswitch/frontend_counters.hpp"
 
 namespace vswitch {
 
@@ -56,7 +58,8 @@ class GeneratorFrontend final : public Frontend {
     // (frames lost while we were down were counted as drops by their senders).
     bool join_streams_midway = false;
   };
-  GeneratorFrontend(const Config& config, Counters& counters);
+  // Counts on from `initial` (a restarted endpoint's predecessor's totals).
+  explicit GeneratorFrontend(const Config& config, const GeneratorCounters& initial = {});
   // `config` that sends nothing: only checks what arrives.
   [[nodiscard]] static Config receive_only(MacAddress source);
 
@@ -66,8 +69,8 @@ class GeneratorFrontend final : public Frontend {
   Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
                    PortId from) noexcept override;
 
-  // The counters it updates (the run loop's, once that exists).
-  void use_counters(Counters& counters) noexcept { counters_ = &counters; }
+  void store_counters(FrontendCounterArea& area) const noexcept override { store_block(counters_, area); }
+  [[nodiscard]] const GeneratorCounters& counters() const noexcept { return counters_; }
   // Sending stops (receive() has nothing) while paused; checking goes on.
   void set_paused(bool paused) noexcept { paused_ = paused; }
   [[nodiscard]] std::uint64_t next_sequence() const noexcept { return sequence_; }
@@ -79,7 +82,7 @@ class GeneratorFrontend final : public Frontend {
     endpoints::generator::SequenceTracker tracker;
   };
   Config config_;
-  Counters* counters_;
+  GeneratorCounters counters_;
   std::uint64_t sequence_;
   std::uint64_t period_ns_ = 0;
   std::uint64_t next_due_ns_ = 0;
@@ -100,18 +103,14 @@ class GeneratorFrontend final : public Frontend {
 // chains are gathered straight into channel records; RX frames go into the guest's
 // buffers; used elements are published and the guest interrupted once per pass (flush()),
 // after the fence, as EVENT_IDX or the flags say. A frame for a guest that has posted no
-// buffer is dropped and counted (a NIC without descriptors does the same).
+// buffer waits in its channel (kRetryLater, counted once per wait as rx_no_buffers) and
+// arm() asks the guest to kick when it posts more.
 class VhostUserFrontend final : public Frontend {
  public:
   [[nodiscard]] static sys::Result<std::unique_ptr<VhostUserFrontend>, std::string> create(
-      const std::string& socket_path, std::uint16_t max_queue_size, Counters& counters);
+      const std::string& socket_path, std::uint16_t max_queue_size, const VhostUserCounters& initial = {});
   ~VhostUserFrontend() override;
 
-  // The counters it updates; totals continue from what they hold (a restarted endpoint).
-  void use_counters(Counters& counters) noexcept {
-    counters_ = &counters;
-    base_ = counters;
-  }
   void use_log(EventLog& log) noexcept { log_ = &log; }
 
   [[nodiscard]] int fd() const noexcept override { return epoll_.get(); }
@@ -119,15 +118,17 @@ class VhostUserFrontend final : public Frontend {
   Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
                    PortId from) noexcept override;
   void flush() noexcept override;
-  void sync_counters() noexcept override;
+  void store_counters(FrontendCounterArea& area) const noexcept override { store_block(counters(), area); }
   bool arm() noexcept override;
   [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
 
   [[nodiscard]] bool connected() const noexcept { return conn_.has_value(); }
   [[nodiscard]] const endpoints::virtio::NetQueueCounters& queue_counters() const noexcept { return net_; }
+  // Totals, continued from the `initial` block it was made with.
+  [[nodiscard]] VhostUserCounters counters() const noexcept;
 
  private:
-  VhostUserFrontend(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, Counters& counters);
+  VhostUserFrontend(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, const VhostUserCounters& initial);
   void service() noexcept;        // accept, control messages, kicks
   void disconnect(const std::string& why) noexcept;
   void watch(int fd, bool on) noexcept;
@@ -144,14 +145,13 @@ class VhostUserFrontend final : public Frontend {
   std::optional<endpoints::vhost_user::Connection> conn_;
   endpoints::vhost_user::Backend backend_;
   endpoints::virtio::RxQueue rx_{true};
-  endpoints::virtio::NetQueueCounters net_;
-  Counters* counters_;
+  endpoints::virtio::NetQueueCounters net_;  // bad chains, by reason (seeded from `initial`)
+  VhostUserTotals totals_;                   // the rest (bad_chains comes from net_)
   EventLog* log_ = nullptr;
   int watched_kick_ = -1;
   bool serviced_ = false;  // service() ran in this pass
   bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
   int watched_rx_kick_ = -1;
-  Counters base_{};  // the vu_* totals of earlier incarnations (a restarted endpoint)
   std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;
   // Software offloads for a guest that did not negotiate them (see deliver()).
   static constexpr std::size_t kMaxSoftwareSegments = 1024;  // gso_size >= 64 for a 64 KiB frame

@@ -22,6 +22,7 @@
 #include <optional>
 #include <vector>
 
+#include "vswitch/counters.hpp"
 #include "vswitch/mac_address.hpp"
 
 namespace vswitch {
@@ -38,14 +39,18 @@ enum class Learn : std::uint8_t {
   kRefusedFull,      // table full: not learned (the frame is still forwarded)
 };
 
+#define VSWITCH_MAC_TABLE_COUNTERS(X)                                                         \
+  X(entries, "entries in the table now (static and learned)")                                \
+  X(learned, "source addresses learned")                                                     \
+  X(moved, "learned addresses that moved to another port")                                   \
+  X(move_damped, "moves refused: the address moved too recently (flapping)")                 \
+  X(aged, "learned addresses aged out")                                                      \
+  X(refused_multicast, "group or zero source addresses, never learned")                      \
+  X(refused_static, "sources claiming another port's static address (the frame is dropped)") \
+  X(refused_full, "addresses not learned because the table was full")
 struct MacTableCounters {
-  std::uint64_t learned = 0;
-  std::uint64_t moved = 0;
-  std::uint64_t move_damped = 0;
-  std::uint64_t aged = 0;
-  std::uint64_t refused_multicast = 0;
-  std::uint64_t refused_static = 0;
-  std::uint64_t refused_full = 0;
+  VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_FIELD)
+  static constexpr CounterName kNames[] = {VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_NAME)};
 };
 
 struct MacEntry {
@@ -79,7 +84,17 @@ class MacTable {
 
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-  [[nodiscard]] const MacTableCounters& counters() const noexcept { return counters_; }
+  // Totals (entries: the current size).
+  [[nodiscard]] MacTableCounters counters() const noexcept {
+    MacTableCounters c = counters_;
+    c.entries = size_;
+    return c;
+  }
+  // Continues totals an earlier incarnation of the endpoint counted (entries is ignored).
+  void restore_counters(const MacTableCounters& c) noexcept {
+    counters_ = c;
+    counters_.entries = 0;
+  }
   // Every live entry (for vswitchctl fdb), in table order.
   [[nodiscard]] std::vector<MacEntry> entries(std::uint64_t now_ms) const;
 

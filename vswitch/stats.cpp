@@ -110,11 +110,11 @@ void StatsRegion::write_daemon(std::size_t endpoint, const DaemonState& d) noexc
 DaemonState StatsRegion::read_daemon(std::size_t endpoint) const noexcept {
   return copy_in<DaemonState>(slot_words(endpoint));
 }
-void StatsRegion::write_counters(std::size_t endpoint, const Counters& c) noexcept {
+void StatsRegion::write_counters(std::size_t endpoint, const EndpointCounters& c) noexcept {
   copy_out(slot_words(endpoint) + sizeof(DaemonState) / kWords, c);
 }
-Counters StatsRegion::read_counters(std::size_t endpoint) const noexcept {
-  return copy_in<Counters>(slot_words(endpoint) + sizeof(DaemonState) / kWords);
+EndpointCounters StatsRegion::read_counters(std::size_t endpoint) const noexcept {
+  return copy_in<EndpointCounters>(slot_words(endpoint) + sizeof(DaemonState) / kWords);
 }
 
 // Seqlock writer. The sequence is odd while entries change:

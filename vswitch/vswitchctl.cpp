@@ -7,11 +7,14 @@
 #include <cinttypes>
 #include <cstdio>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "shm/channel.hpp"
 #include "shm/sys/clock.hpp"
 #include "shm/fabric.hpp"
+#include "vswitch/frontend_counters.hpp"
 #include "vswitch/stats.hpp"
 #include "vswitch/topology.hpp"
 
@@ -48,6 +51,99 @@ std::string attachment(const EndpointConfig& e) {
 }
 
 std::string core_text(const DaemonState& d) { return d.core == ~std::uint64_t{0} ? "-" : std::to_string(d.core); }
+
+// One endpoint's counters as vswitchctl reports them: groups of (name, value) taken from
+// the blocks' tables (vswitch/counters.hpp), in the order below; both renderers (text,
+// JSON) walk this one model.
+struct CounterGroup {
+  std::string_view title;     // text: the line's label
+  std::string_view json_key;  // JSON: the flat keys' prefix, or a by-reason group's key
+  bool by_reason = false;     // counts by reason (drops, bad chains): a total and an object
+  std::vector<std::pair<std::string_view, std::uint64_t>> values;
+
+  [[nodiscard]] std::uint64_t total() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& v : values) n += v.second;
+    return n;
+  }
+  template <CounterBlock Block>
+  CounterGroup& add(const Block& b) {
+    const auto v = counter_values(b);
+    for (std::size_t k = 0; k < v.size(); ++k) values.emplace_back(Block::kNames[k].name, v[k]);
+    return *this;
+  }
+  template <typename Reason, std::size_t Slots>
+  CounterGroup& add(const ReasonCounts<Reason, Slots>& r) {
+    r.for_each([this](std::string_view name, std::uint64_t value) { values.emplace_back(name, value); });
+    return *this;
+  }
+};
+
+std::vector<CounterGroup> counter_report(const EndpointCounters& c, FrontendKind kind) {
+  std::vector<CounterGroup> g;
+  g.push_back(CounterGroup{"frontend", "", false, {}}.add(c.traffic));
+  g.push_back(CounterGroup{"forwarding", "", false, {}}.add(c.forwarding));
+  g.push_back(CounterGroup{"loop", "", false, {}}.add(c.loop));
+  g.push_back(CounterGroup{"mac", "mac_", false, {}}.add(c.mac));
+  g.push_back(CounterGroup{"drops", "drops", true, {}}.add(c.drops));
+  switch (kind) {
+    case FrontendKind::kGenerator:
+      g.push_back(CounterGroup{"generator", "gen_", false, {}}.add(load_block<GeneratorCounters>(c.frontend)));
+      break;
+    case FrontendKind::kVhostUser: {
+      const auto vu = load_block<VhostUserCounters>(c.frontend);
+      g.push_back(CounterGroup{"vhost-user", "vu_", false, {}}.add(vu.totals));
+      g.push_back(CounterGroup{"bad chains", "vu_bad_chain_reasons", true, {}}
+                      .add(vu.chain_errors)
+                      .add(vu.tx_errors)
+                      .add(vu.rx_drops));
+      break;
+    }
+    case FrontendKind::kTap:
+      break;
+  }
+  return g;
+}
+
+// `vswitchctl counters`: every key `stats --json` prints, its group and what it counts,
+// from the same tables.
+void describe_counters(bool json) {
+  bool first = true;
+  auto line = [&](std::string_view group, const std::string& key, std::string_view help) {
+    if (json)
+      std::printf("%s\n  {\"group\": %s, \"key\": %s, \"help\": %s}", first ? "" : ",",
+                  json_string(std::string(group)).c_str(), json_string(key).c_str(),
+                  json_string(std::string(help)).c_str());
+    else
+      std::printf("%-12s %-34s %s\n", std::string(group).c_str(), key.c_str(), std::string(help).c_str());
+    first = false;
+  };
+  auto block = [&]<CounterBlock Block>(std::string_view group, std::string_view prefix, const Block&) {
+    for (const auto& n : Block::kNames) line(group, std::string(prefix) + std::string(n.name), n.help);
+  };
+  auto reasons = [&]<typename Reason, std::size_t Slots>(std::string_view group, std::string_view key,
+                                                          const ReasonCounts<Reason, Slots>& r, std::string_view help) {
+    r.for_each([&](std::string_view name, std::uint64_t) {
+      line(group, std::string(key) + "." + std::string(name), help);
+    });
+  };
+  if (json) std::printf("{\"counters\": [");
+  block("frontend", "", TrafficCounters{});
+  block("forwarding", "", ForwardingCounters{});
+  block("loop", "", LoopCounters{});
+  block("mac", "mac_", MacTableCounters{});
+  line("drops", "drops_total", "frames dropped, every reason");
+  reasons("drops", "drops", DropCounters{}, "frames dropped for this reason");
+  block("generator", "gen_", GeneratorCounters{});
+  block("vhost-user", "vu_", VhostUserTotals{});
+  const VhostUserCounters vu{};
+  line("bad chains", "vu_bad_chain_reasons_total", "descriptor chains returned with length 0, every reason");
+  reasons("bad chains", "vu_bad_chain_reasons", vu.chain_errors, "malformed descriptor chains, by what was wrong");
+  reasons("bad chains", "vu_bad_chain_reasons", vu.tx_errors, "TX chains refused, by what was wrong");
+  reasons("bad chains", "vu_bad_chain_reasons", vu.rx_drops, "RX chains given back unused, by why");
+  block("peers", "peers.PEER.", PeerCounters{});
+  if (json) std::printf("\n]}\n");
+}
 
 struct Ctl {
   const Topology& topo;
@@ -122,145 +218,73 @@ struct Ctl {
     if (json) std::printf("\n]}\n");
   }
 
-  struct Field {
-    const char* name;
-    std::uint64_t value;
-  };
-  static std::vector<Field> fields(const Counters& c) {
-    return {{"rx_frames", c.rx_frames},
-            {"rx_bytes", c.rx_bytes},
-            {"tx_frames", c.tx_frames},
-            {"tx_bytes", c.tx_bytes},
-            {"unicast", c.unicast},
-            {"flooded", c.flooded},
-            {"frontend_errors", c.frontend_errors},
-            {"mac_entries", c.mac_entries},
-            {"mac_learned", c.mac_learned},
-            {"mac_moved", c.mac_moved},
-            {"mac_move_damped", c.mac_move_damped},
-            {"mac_aged", c.mac_aged},
-            {"mac_refused_multicast", c.mac_refused_multicast},
-            {"mac_refused_static", c.mac_refused_static},
-            {"mac_refused_full", c.mac_refused_full},
-            {"loops", c.loops},
-            {"sleeps", c.sleeps},
-            {"backpressure_waits", c.backpressure_waits},
-            {"ring_errors", c.ring_errors},
-            {"gen_sent", c.gen_sent},
-            {"gen_received", c.gen_received},
-            {"gen_lost", c.gen_lost},
-            {"gen_out_of_order", c.gen_out_of_order},
-            {"gen_bad", c.gen_bad},
-            {"gen_foreign", c.gen_foreign},
-            {"vu_connections", c.vu_connections},
-            {"vu_protocol_errors", c.vu_protocol_errors},
-            {"vu_bad_chains", c.vu_bad_chains},
-            {"vu_rx_no_buffers", c.vu_rx_no_buffers},
-            {"vu_interrupts", c.vu_interrupts},
-            {"vu_segments_made", c.vu_segments_made},
-            {"vu_csum_completed", c.vu_csum_completed},
-            {"events_dropped", c.events_dropped}};
-  }
-
-  // The reasons behind vu_bad_chains (and RX chains given back unused), by name.
-  static std::vector<Field> bad_chain_reasons(const Counters& c) {
-    namespace virtio = endpoints::virtio;
-    std::vector<Field> out;
-    // to_string() returns string literals: data() is NUL-terminated.
-    for (std::size_t i = 0; i < static_cast<std::size_t>(virtio::ChainError::kCount); ++i)
-      out.push_back({virtio::to_string(static_cast<virtio::ChainError>(i)).data(), c.vu_chain_errors[i]});
-    for (std::size_t i = 0; i < static_cast<std::size_t>(virtio::TxError::kCount); ++i)
-      out.push_back({virtio::to_string(static_cast<virtio::TxError>(i)).data(), c.vu_tx_errors[i]});
-    for (std::size_t i = 0; i < static_cast<std::size_t>(virtio::RxDrop::kCount); ++i)
-      out.push_back({virtio::to_string(static_cast<virtio::RxDrop>(i)).data(), c.vu_rx_drops[i]});
-    return out;
-  }
-
   void stats_cmd() const {
     if (json) std::printf("{\"switch\": %s, \"endpoints\": [", json_string(topo.switch_config.name).c_str());
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
       const auto& e = topo.endpoints[i];
       const DaemonState d = stats.read_daemon(i);
-      const Counters c = stats.read_counters(i);
-      std::uint64_t drops_total = 0;
-      for (std::size_t r = 0; r < static_cast<std::size_t>(DropReason::kCount); ++r) drops_total += c.drops[r];
+      const EndpointCounters c = stats.read_counters(i);
+      const std::string state(to_string(static_cast<EndpointState>(d.state)));
+      const auto groups = counter_report(c, e.frontend);
       if (json) {
-        std::printf("%s\n  {\"name\": %s, \"state\": %s, \"pid\": %" PRIu64 ", \"restarts\": %" PRIu64, i ? "," : "",
-                    json_string(e.name).c_str(),
-                    json_string(std::string(to_string(static_cast<EndpointState>(d.state)))).c_str(), d.pid,
-                    d.restarts);
-        for (const auto& f : fields(c)) std::printf(", \"%s\": %" PRIu64, f.name, f.value);
-        std::printf(", \"drops_total\": %" PRIu64 ", \"drops\": {", drops_total);
-        for (std::size_t r = 0; r < static_cast<std::size_t>(DropReason::kCount); ++r)
-          std::printf("%s\"%s\": %" PRIu64, r ? ", " : "", std::string(to_string(static_cast<DropReason>(r))).c_str(),
-                      c.drops[r]);
-        std::printf("}, \"vu_bad_chain_reasons\": {");
-        {
-          bool first_reason = true;
-          for (const auto& f : bad_chain_reasons(c)) {
-            std::printf("%s\"%s\": %" PRIu64, first_reason ? "" : ", ", f.name, f.value);
-            first_reason = false;
-          }
-        }
-        std::printf("}, \"peers\": {");
+        std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"state\": %s, \"pid\": %" PRIu64
+                    ", \"restarts\": %" PRIu64,
+                    i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
+                    json_string(state).c_str(), d.pid, d.restarts);
+        for (const auto& g : groups) render_json(g);
+        std::printf(", \"peers\": {");
         bool first = true;
         for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
           if (p == i) continue;
-          std::printf("%s%s: {\"out_frames\": %" PRIu64 ", \"out_bytes\": %" PRIu64 ", \"in_frames\": %" PRIu64
-                      ", \"in_bytes\": %" PRIu64 ", \"stalled\": %s}",
-                      first ? "" : ", ", json_string(topo.endpoints[p].name).c_str(), c.out_frames[p], c.out_bytes[p],
-                      c.in_frames[p], c.in_bytes[p], c.peer_stalled[p] ? "true" : "false");
+          std::printf("%s%s: {", first ? "" : ", ", json_string(topo.endpoints[p].name).c_str());
+          const auto v = counter_values(c.peers[p]);
+          for (std::size_t k = 0; k < v.size(); ++k)
+            std::printf("%s\"%s\": %" PRIu64, k ? ", " : "", std::string(PeerCounters::kNames[k].name).c_str(), v[k]);
+          std::printf("}");
           first = false;
         }
         std::printf("}}");
         continue;
       }
       std::printf("%s (%s, %s, pid %" PRIu64 ", restarts %" PRIu64 ")\n", e.name.c_str(),
-                  std::string(to_string(e.frontend)).c_str(),
-                  std::string(to_string(static_cast<EndpointState>(d.state))).c_str(), d.pid, d.restarts);
-      std::printf("  frontend   rx %" PRIu64 " frames %" PRIu64 " bytes   tx %" PRIu64 " frames %" PRIu64
-                  " bytes   errors %" PRIu64 "\n",
-                  c.rx_frames, c.rx_bytes, c.tx_frames, c.tx_bytes, c.frontend_errors);
-      std::printf("  forwarding unicast %" PRIu64 "  flooded %" PRIu64 "  backpressure_waits %" PRIu64
-                  "  sleeps %" PRIu64 "  ring_errors %" PRIu64 "\n",
-                  c.unicast, c.flooded, c.backpressure_waits, c.sleeps, c.ring_errors);
-      std::printf("  mac        entries %" PRIu64 "  learned %" PRIu64 "  moved %" PRIu64 "  damped %" PRIu64
-                  "  aged %" PRIu64 "  refused multicast/static/full %" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n",
-                  c.mac_entries, c.mac_learned, c.mac_moved, c.mac_move_damped, c.mac_aged, c.mac_refused_multicast,
-                  c.mac_refused_static, c.mac_refused_full);
-      std::printf("  drops      %" PRIu64, drops_total);
-      for (std::size_t r = 0; r < static_cast<std::size_t>(DropReason::kCount); ++r)
-        if (c.drops[r] != 0)
-          std::printf("  %s=%" PRIu64, std::string(to_string(static_cast<DropReason>(r))).c_str(), c.drops[r]);
-      std::printf("\n");
-      if (e.frontend == FrontendKind::kGenerator)
-        std::printf("  generator  sent %" PRIu64 "  received %" PRIu64 "  lost %" PRIu64 "  out_of_order %" PRIu64
-                    "  bad %" PRIu64 "  foreign %" PRIu64 "\n",
-                    c.gen_sent, c.gen_received, c.gen_lost, c.gen_out_of_order, c.gen_bad, c.gen_foreign);
-      if (e.frontend == FrontendKind::kVhostUser)
-        std::printf("  vhost-user connections %" PRIu64 "  protocol_errors %" PRIu64 "  bad_chains %" PRIu64
-                    "  rx_no_buffers %" PRIu64 "  interrupts %" PRIu64 "\n",
-                    c.vu_connections, c.vu_protocol_errors, c.vu_bad_chains, c.vu_rx_no_buffers, c.vu_interrupts);
-      if (e.frontend == FrontendKind::kVhostUser) {
-        std::printf("  offloads   segments_made %" PRIu64 "  csum_completed %" PRIu64 "\n", c.vu_segments_made,
-                    c.vu_csum_completed);
-        bool any = false;
-        for (const auto& f : bad_chain_reasons(c))
-          if (f.value != 0) {
-            std::printf("%s  %s=%" PRIu64, any ? "" : "  bad chains", f.name, f.value);
-            any = true;
-          }
-        if (any) std::printf("\n");
-      }
-      if (c.events_dropped != 0) std::printf("  event log  %" PRIu64 " messages dropped\n", c.events_dropped);
+                  std::string(to_string(e.frontend)).c_str(), state.c_str(), d.pid, d.restarts);
+      for (const auto& g : groups) render_text(g);
       for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
         if (p == i) continue;
-        std::printf("  -> %-12s out %" PRIu64 " frames %" PRIu64 " bytes   in %" PRIu64 " frames %" PRIu64 " bytes%s\n",
-                    topo.endpoints[p].name.c_str(), c.out_frames[p], c.out_bytes[p], c.in_frames[p], c.in_bytes[p],
-                    c.peer_stalled[p] ? "   STALLED" : "");
+        std::printf("  -> %-12s", topo.endpoints[p].name.c_str());
+        const auto v = counter_values(c.peers[p]);
+        for (std::size_t k = 0; k < v.size(); ++k)
+          std::printf("  %s %" PRIu64, std::string(PeerCounters::kNames[k].name).c_str(), v[k]);
+        std::printf("%s\n", c.peers[p].stalled ? "   STALLED" : "");
       }
     }
     if (json) std::printf("\n]}\n");
+  }
+
+  // Text: one line per group; a by-reason group shows its total and the reasons that
+  // are not 0.
+  static void render_text(const CounterGroup& g) {
+    std::printf("  %-11s", std::string(g.title).c_str());
+    if (g.by_reason) std::printf("  total %" PRIu64, g.total());
+    for (const auto& [name, value] : g.values)
+      if (!g.by_reason || value != 0) std::printf("  %s%s%" PRIu64, std::string(name).c_str(), g.by_reason ? "=" : " ", value);
+    std::printf("\n");
+  }
+  // JSON: flat keys (prefix + name); a by-reason group as "<key>_total" and a "<key>" object.
+  static void render_json(const CounterGroup& g) {
+    if (g.by_reason) {
+      std::printf(", \"%s_total\": %" PRIu64 ", \"%s\": {", std::string(g.json_key).c_str(), g.total(),
+                  std::string(g.json_key).c_str());
+      bool first = true;
+      for (const auto& [name, value] : g.values) {
+        std::printf("%s\"%s\": %" PRIu64, first ? "" : ", ", std::string(name).c_str(), value);
+        first = false;
+      }
+      std::printf("}");
+      return;
+    }
+    for (const auto& [name, value] : g.values)
+      std::printf(", \"%s%s\": %" PRIu64, std::string(g.json_key).c_str(), std::string(name).c_str(), value);
   }
 };
 
@@ -303,6 +327,7 @@ void channels(const Topology& topo, bool json) {
 int usage(FILE* f) {
   std::fputs(
       "usage: vswitchctl --config FILE COMMAND [--json]\n"
+      "       vswitchctl counters [--json]\n"
       "       vswitchctl --help\n"
       "\n"
       "Reads the state of the vswitchd running topology FILE from its stats region\n"
@@ -315,6 +340,7 @@ int usage(FILE* f) {
       "  fdb       every endpoint's MAC table (static / learned, age)\n"
       "  stats     all counters, every drop reason, per-peer traffic\n"
       "  channels  every channel's head, tail and wake flags (diagnosing a stall)\n"
+      "  counters  what every counter of stats means (FILE not needed)\n"
       "\n"
       "options:\n"
       "  -c, --config FILE   the topology (also --config=FILE); required\n"
@@ -344,11 +370,17 @@ int main(int argc, char** argv) {
     else if (a.rfind("--config=", 0) == 0) config = a.substr(9);
     else if (a == "--json") json = true;
     else if (a == "--help" || a == "-h") return usage(stdout);
-    else if (command.empty() && (a == "ports" || a == "fdb" || a == "stats" || a == "channels")) command = a;
+    else if (command.empty() && (a == "ports" || a == "fdb" || a == "stats" || a == "channels" ||
+                                    a == "counters"))
+      command = a;
     else {
       std::fprintf(stderr, "vswitchctl: unknown argument \"%s\"\n", argv[i]);
       return usage(stderr);
     }
+  }
+  if (command == "counters") {
+    describe_counters(json);
+    return 0;
   }
   if (config.empty() || command.empty()) return usage(stderr);
   auto topo = load_topology_file(config);

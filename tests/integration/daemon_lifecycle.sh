@@ -56,8 +56,24 @@ wait_for 10 "the new g1 to send" stat_is g1 'e["gen_sent"]' -gt "$((sent_before 
 wait_for 10 "g2 to receive the new g1's stream" stat_is g2 'e["gen_received"]' -gt "$((sent_before + 500))"
 [[ $(stat g2 'e["gen_bad"]') -eq 0 ]] || fail "corrupt frames after the restart"
 
+# `vswitchctl counters` describes exactly the keys `stats --json` prints for a generator
+# endpoint (both come from the counter tables).
+ctl stats --json >"$WORK/stats.json"
+"$BIN/vswitchctl" counters --json >"$WORK/counters.json"
+python3 - "$WORK/stats.json" "$WORK/counters.json" <<'PY' || fail "vswitchctl counters and stats --json disagree"
+import json, sys
+e = json.load(open(sys.argv[1]))["endpoints"][0]
+described = {c["key"] for c in json.load(open(sys.argv[2]))["counters"] if c["group"] not in ("vhost-user", "bad chains")}
+printed = {k for k, v in e.items() if isinstance(v, int) and k not in ("pid", "restarts")}
+printed |= {"drops." + r for r in e["drops"]}
+printed |= {"peers.PEER." + k for p in e["peers"].values() for k in p}
+if printed != described:
+    print("printed, not described:", sorted(printed - described), "described, not printed:", sorted(described - printed))
+    sys.exit(1)
+PY
+
 # SIGTERM: every object of this switch and the lock are gone.
 stop_daemon
 left=$(ls /dev/shm | grep -F "vswitch.$name." || true)
 [[ -z $left ]] || fail "left in /dev/shm after SIGTERM: $left"
-pass "stale objects removed, second daemon refused, kill -9 restarted with counters kept, clean shutdown"
+pass "stale objects removed, second daemon refused, kill -9 restarted with counters kept, counters described, clean shutdown"

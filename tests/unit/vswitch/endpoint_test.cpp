@@ -87,7 +87,7 @@ class TestSwitch {
     auto r = std::make_unique<Runner>();
     r->stop = std::move(sys::EventFd::create().value());
     Runner* raw = r.get();
-    const Counters initial = stats_->read_counters(i);
+    const EndpointCounters initial = stats_->read_counters(i);
     raw->thread = std::thread([this, i, c, raw, initial] {
       EndpointResources res;
       res.topology = &topo_;
@@ -97,10 +97,8 @@ class TestSwitch {
       res.doorbell_fd = bells_[i].fd();
       res.stats = &*stats_;
       res.stop_fd = raw->stop.fd();
-      Counters scratch{};
-      GeneratorFrontend gen(c, scratch);
+      GeneratorFrontend gen(c, load_block<GeneratorCounters>(initial.frontend));
       EndpointLoop loop(res, gen, initial);
-      gen.use_counters(loop.counters());
       auto st = loop.run();
       EXPECT_TRUE(st.has_value());
     });
@@ -112,15 +110,10 @@ class TestSwitch {
     runners_[i]->thread.join();
     runners_[i].reset();
   }
-  Counters counters(std::size_t i) const { return stats_->read_counters(i); }
-  std::uint64_t drops(std::size_t i, DropReason r) const {
-    return counters(i).drops[static_cast<std::size_t>(r)];
-  }
-  std::uint64_t total_drops(std::size_t i) const {
-    std::uint64_t n = 0;
-    for (auto d : counters(i).drops) n += d;
-    return n;
-  }
+  EndpointCounters counters(std::size_t i) const { return stats_->read_counters(i); }
+  GeneratorCounters gen(std::size_t i) const { return load_block<GeneratorCounters>(counters(i).frontend); }
+  std::uint64_t drops(std::size_t i, DropReason r) const { return counters(i).drops[r]; }
+  std::uint64_t total_drops(std::size_t i) const { return counters(i).drops.total(); }
 
  private:
   struct Runner {
@@ -142,20 +135,21 @@ TEST(EndpointLoop, UnicastAtFullSpeedThroughTinyRingsLosesNothing) {
   constexpr std::uint64_t kFrames = 200'000;
   sw.start(1, sw.receiver(1));
   sw.start(0, sw.generator(0, 1, kFrames));
-  ASSERT_TRUE(eventually([&] { return sw.counters(1).gen_received == kFrames; }))
-      << "received " << sw.counters(1).gen_received;
+  ASSERT_TRUE(eventually([&] { return sw.gen(1).received == kFrames; }))
+      << "received " << sw.gen(1).received;
   sw.stop(0);
   sw.stop(1);
-  const Counters a = sw.counters(0), b = sw.counters(1);
-  EXPECT_EQ(a.gen_sent, kFrames);
-  EXPECT_EQ(a.unicast, kFrames);
-  EXPECT_EQ(a.out_frames[1], kFrames);
-  EXPECT_EQ(b.in_frames[0], kFrames);
-  EXPECT_EQ(b.gen_lost, 0u);
-  EXPECT_EQ(b.gen_out_of_order, 0u);
-  EXPECT_EQ(b.gen_bad, 0u);
+  const EndpointCounters a = sw.counters(0), b = sw.counters(1);
+  const GeneratorCounters ga = sw.gen(0), gb = sw.gen(1);
+  EXPECT_EQ(ga.sent, kFrames);
+  EXPECT_EQ(a.forwarding.unicast, kFrames);
+  EXPECT_EQ(a.peers[1].out_frames, kFrames);
+  EXPECT_EQ(b.peers[0].in_frames, kFrames);
+  EXPECT_EQ(gb.lost, 0u);
+  EXPECT_EQ(gb.out_of_order, 0u);
+  EXPECT_EQ(gb.bad, 0u);
   EXPECT_EQ(sw.total_drops(0) + sw.total_drops(1), 0u);
-  EXPECT_GT(a.backpressure_waits, 0u) << "an 8 KiB ring at full speed must push back";
+  EXPECT_GT(a.forwarding.backpressure_waits, 0u) << "an 8 KiB ring at full speed must push back";
 }
 
 TEST(EndpointLoop, BothDirectionsAtOnce) {
@@ -163,9 +157,9 @@ TEST(EndpointLoop, BothDirectionsAtOnce) {
   constexpr std::uint64_t kFrames = 100'000;
   sw.start(0, sw.generator(0, 1, kFrames));
   sw.start(1, sw.generator(1, 0, kFrames));
-  ASSERT_TRUE(eventually([&] { return sw.counters(0).gen_received == kFrames && sw.counters(1).gen_received == kFrames; }));
+  ASSERT_TRUE(eventually([&] { return sw.gen(0).received == kFrames && sw.gen(1).received == kFrames; }));
   for (std::size_t i : {0u, 1u}) {
-    EXPECT_EQ(sw.counters(i).gen_lost, 0u);
+    EXPECT_EQ(sw.gen(i).lost, 0u);
     EXPECT_EQ(sw.total_drops(i), 0u);
   }
 }
@@ -174,23 +168,24 @@ TEST(EndpointLoop, StalledPeerIsDroppedAndCountedAndComesBack) {
   TestSwitch sw(2, "ring_bytes = 8192\nmax_frame = 1500\nstall_timeout_ms = 50\n");
   sw.start(0, sw.generator(0, 1, 0));  // e1 is not running: its channel fills and stays full
   ASSERT_TRUE(eventually([&] { return sw.drops(0, DropReason::kPeerStalled) > 1000; }));
-  EXPECT_EQ(sw.counters(0).peer_stalled[1], 1u);
+  EXPECT_EQ(sw.counters(0).peers[1].stalled, 1u);
   // The sender kept going: nothing is held forever.
-  const auto sent = sw.counters(0).gen_sent;
-  ASSERT_TRUE(eventually([&] { return sw.counters(0).gen_sent > sent + 1000; }));
+  const auto sent = sw.gen(0).sent;
+  ASSERT_TRUE(eventually([&] { return sw.gen(0).sent > sent + 1000; }));
   // The peer starts: frames flow again and the stalled flag clears.
   sw.start(1, sw.receiver(1));
-  ASSERT_TRUE(eventually([&] { return sw.counters(1).gen_received > 1000 && sw.counters(0).peer_stalled[1] == 0; }));
+  ASSERT_TRUE(eventually([&] { return sw.gen(1).received > 1000 && sw.counters(0).peers[1].stalled == 0; }));
   sw.stop(0);
   sw.stop(1);
-  const Counters a = sw.counters(0), b = sw.counters(1);
+  const EndpointCounters a = sw.counters(0), b = sw.counters(1);
+  const GeneratorCounters ga = sw.gen(0), gb = sw.gen(1);
   // Every frame sent is either in the channel, delivered, or a counted drop.
-  EXPECT_EQ(a.gen_sent, a.out_frames[1] + sw.drops(0, DropReason::kPeerStalled) +
+  EXPECT_EQ(ga.sent, a.peers[1].out_frames + sw.drops(0, DropReason::kPeerStalled) +
                             sw.drops(0, DropReason::kEndpointStopped));
-  EXPECT_LE(b.in_frames[0], a.out_frames[1]);
+  EXPECT_LE(b.peers[0].in_frames, a.peers[1].out_frames);
   // The receiver saw a gap only where the sender counted stalled drops.
-  EXPECT_LE(b.gen_lost, sw.drops(0, DropReason::kPeerStalled));
-  EXPECT_EQ(b.gen_bad, 0u);
+  EXPECT_LE(gb.lost, sw.drops(0, DropReason::kPeerStalled));
+  EXPECT_EQ(gb.bad, 0u);
 }
 
 TEST(EndpointLoop, FloodingNeverBlocksAndCountsEveryCopyItDrops) {
@@ -198,21 +193,22 @@ TEST(EndpointLoop, FloodingNeverBlocksAndCountsEveryCopyItDrops) {
   constexpr std::uint64_t kFrames = 50'000;
   sw.start(1, sw.receiver(1));
   sw.start(0, sw.generator(0, std::nullopt, kFrames));  // broadcast; e2 never runs
-  ASSERT_TRUE(eventually([&] { return sw.counters(0).gen_sent == kFrames; }));
-  ASSERT_TRUE(eventually([&] { return sw.counters(1).gen_received == sw.counters(0).out_frames[1]; }));
+  ASSERT_TRUE(eventually([&] { return sw.gen(0).sent == kFrames; }));
+  ASSERT_TRUE(eventually([&] { return sw.gen(1).received == sw.counters(0).peers[1].out_frames; }));
   sw.stop(0);
   sw.stop(1);
-  const Counters a = sw.counters(0), b = sw.counters(1);
-  EXPECT_EQ(a.flooded, kFrames);
-  EXPECT_EQ(a.backpressure_waits, 0u) << "a flood must never wait for a peer";
+  const EndpointCounters a = sw.counters(0);
+  const GeneratorCounters gb = sw.gen(1);
+  EXPECT_EQ(a.forwarding.flooded, kFrames);
+  EXPECT_EQ(a.forwarding.backpressure_waits, 0u) << "a flood must never wait for a peer";
   // Every copy went into a channel or is a counted drop.
-  EXPECT_EQ(a.out_frames[1] + a.out_frames[2] + sw.drops(0, DropReason::kFloodPeerFull), 2 * kFrames);
+  EXPECT_EQ(a.peers[1].out_frames + a.peers[2].out_frames + sw.drops(0, DropReason::kFloodPeerFull), 2 * kFrames);
   // e2 never ran: its channel took what fits, everything else for it was dropped.
-  EXPECT_LT(a.out_frames[2], 100u);
+  EXPECT_LT(a.peers[2].out_frames, 100u);
   // What e1 missed shows as gaps no larger than the counted drops.
-  EXPECT_EQ(b.gen_received, a.out_frames[1]);
-  EXPECT_LE(b.gen_lost, sw.drops(0, DropReason::kFloodPeerFull));
-  EXPECT_EQ(b.gen_bad, 0u);
+  EXPECT_EQ(gb.received, a.peers[1].out_frames);
+  EXPECT_LE(gb.lost, sw.drops(0, DropReason::kFloodPeerFull));
+  EXPECT_EQ(gb.bad, 0u);
 }
 
 TEST(EndpointLoop, PortSecurityDropsSpoofedSources) {
@@ -224,25 +220,47 @@ TEST(EndpointLoop, PortSecurityDropsSpoofedSources) {
   ASSERT_TRUE(eventually([&] { return sw.drops(0, DropReason::kSpoofedSource) == 1000; }));
   sw.stop(0);
   sw.stop(1);
-  EXPECT_EQ(sw.counters(0).out_frames[1], 0u);
-  EXPECT_EQ(sw.counters(1).gen_received, 0u);
+  EXPECT_EQ(sw.counters(0).peers[1].out_frames, 0u);
+  EXPECT_EQ(sw.gen(1).received, 0u);
+}
+
+// A restarted endpoint continues every block its predecessor published, not only its
+// frontend's: the forwarder's drops and the MAC table's counters as well.
+TEST(EndpointLoop, ARestartedEndpointContinuesItsDropAndMacCounters) {
+  TestSwitch sw(2, kTinyRings);
+  // Frames to e0's own (static) MAC from an address e0 learns: each is a hairpin drop.
+  auto hairpin = sw.generator(0, 0, 1000);
+  hairpin.source = MacAddress{{0x02, 0xba, 0xd0, 0, 0, 1}};
+  sw.start(0, hairpin);
+  ASSERT_TRUE(eventually([&] { return sw.drops(0, DropReason::kHairpin) == 1000; }));
+  sw.stop(0);
+  ASSERT_EQ(sw.counters(0).mac.learned, 1u);
+  auto again = sw.generator(0, 0, 1000, /*incarnation=*/1);
+  again.source = hairpin.source;
+  sw.start(0, again);  // a new loop, forwarder and MAC table, as after a kill -9
+  ASSERT_TRUE(eventually([&] { return sw.gen(0).sent == 2000; })) << "sent " << sw.gen(0).sent;
+  ASSERT_TRUE(eventually([&] { return sw.drops(0, DropReason::kHairpin) == 2000; }))
+      << "hairpin drops after the restart: " << sw.drops(0, DropReason::kHairpin);
+  sw.stop(0);
+  EXPECT_EQ(sw.counters(0).mac.learned, 2u) << "the new table learned the address again, on top of the old total";
+  EXPECT_EQ(sw.counters(0).peers[1].out_frames, 0u);
 }
 
 TEST(EndpointLoop, ARestartedReceiverContinuesItsCountersAndStream) {
   TestSwitch sw(2, "ring_bytes = 65536\nmax_frame = 1500\nstall_timeout_ms = 5000\n");
   sw.start(1, sw.receiver(1));
   sw.start(0, sw.generator(0, 1, 0));
-  ASSERT_TRUE(eventually([&] { return sw.counters(1).gen_received > 10'000; }));
+  ASSERT_TRUE(eventually([&] { return sw.gen(1).received > 10'000; }));
   sw.stop(1);  // the receiver goes away; the sender holds frames (stall timeout 5 s)
-  const auto before = sw.counters(1).gen_received;
+  const auto before = sw.gen(1).received;
   auto again = sw.receiver(1);
   again.join_streams_midway = true;  // as vswitchd starts a restarted endpoint
   sw.start(1, again);
-  ASSERT_TRUE(eventually([&] { return sw.counters(1).gen_received > before + 10'000; }));
+  ASSERT_TRUE(eventually([&] { return sw.gen(1).received > before + 10'000; }));
   sw.stop(0);
   sw.stop(1);
-  EXPECT_EQ(sw.counters(1).gen_lost, 0u) << "the channel kept every frame while the receiver restarted";
-  EXPECT_EQ(sw.counters(1).gen_out_of_order, 0u);
+  EXPECT_EQ(sw.gen(1).lost, 0u) << "the channel kept every frame while the receiver restarted";
+  EXPECT_EQ(sw.gen(1).out_of_order, 0u);
   // The only drop allowed: the frame the sender held for a full channel when it was stopped.
   EXPECT_LE(sw.drops(0, DropReason::kEndpointStopped), 1u);
   EXPECT_EQ(sw.total_drops(0) - sw.drops(0, DropReason::kEndpointStopped), 0u);
@@ -252,17 +270,17 @@ TEST(EndpointLoop, IdleEndpointsSleep) {
   TestSwitch sw(2, kTinyRings);
   sw.start(0, sw.generator(0, 1, 10));
   sw.start(1, sw.generator(1, 0, 10));
-  ASSERT_TRUE(eventually([&] { return sw.counters(0).gen_received == 10 && sw.counters(1).gen_received == 10; }));
+  ASSERT_TRUE(eventually([&] { return sw.gen(0).received == 10 && sw.gen(1).received == 10; }));
   // Counters are published before every sleep; loops stops growing once both are idle.
   ASSERT_TRUE(eventually([&] {
-    const auto l0 = sw.counters(0).loops, l1 = sw.counters(1).loops;
+    const auto l0 = sw.counters(0).loop.loops, l1 = sw.counters(1).loop.loops;
     std::this_thread::sleep_for(50ms);
-    return sw.counters(0).loops == l0 && sw.counters(1).loops == l1;
+    return sw.counters(0).loop.loops == l0 && sw.counters(1).loop.loops == l1;
   }));
-  const auto s0 = sw.counters(0).sleeps, s1 = sw.counters(1).sleeps;
+  const auto s0 = sw.counters(0).loop.sleeps, s1 = sw.counters(1).loop.sleeps;
   std::this_thread::sleep_for(200ms);  // the observation window, not synchronisation
-  EXPECT_EQ(sw.counters(0).sleeps, s0) << "an idle endpoint must not wake up";
-  EXPECT_EQ(sw.counters(1).sleeps, s1);
+  EXPECT_EQ(sw.counters(0).loop.sleeps, s0) << "an idle endpoint must not wake up";
+  EXPECT_EQ(sw.counters(1).loop.sleeps, s1);
 }
 
 }  // namespace
