@@ -38,8 +38,12 @@ std::string check_spec(const FabricSpec& spec) {
 
 }  // namespace
 
+std::string object_name(const std::string& switch_name, const std::string& what) {
+  return "/vswitch." + switch_name + "." + what;
+}
+
 std::string FabricSpec::channel_name(std::size_t from, std::size_t to) const {
-  return "/vswitch." + name + "." + endpoints[from] + "-" + endpoints[to];
+  return object_name(name, endpoints[from] + "-" + endpoints[to]);
 }
 
 std::uint64_t FabricSpec::total_bytes() const noexcept {

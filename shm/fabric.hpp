@@ -18,6 +18,11 @@ namespace vswitch::shm {
 // A fabric or endpoint name: 1-64 of [A-Za-z0-9_-], so it can be part of a shm object name.
 [[nodiscard]] bool valid_name_component(std::string_view s) noexcept;
 
+// Every shared-memory object of switch `switch_name` is named "/vswitch.<switch_name>.<what>"
+// (POSIX shm names: one leading slash, then the file name under /dev/shm): its channels
+// ("<from>-<to>"), its stats region ("stats"), vswitchd's lock ("lock").
+[[nodiscard]] std::string object_name(const std::string& switch_name, const std::string& what);
+
 struct FabricSpec {
   std::string name;                     // [A-Za-z0-9_-]+, prefixes every object name
   std::vector<std::string> endpoints;   // names, [A-Za-z0-9_-]+, unique

@@ -48,11 +48,11 @@
 namespace vswitch::shm {
 
 inline constexpr std::uint32_t kRecordHeaderBytes = 8;
-inline constexpr std::uint32_t kVirtioNetHeaderBytes = 12;
 inline constexpr std::uint32_t kMaxFrameBytes = 65536;
-// The largest payload a channel carries by default: one 64 KiB GSO frame plus its
-// virtio-net header.
-inline constexpr std::uint32_t kDefaultMaxPayload = kMaxFrameBytes + kVirtioNetHeaderBytes;
+// The largest payload a channel carries unless its spec says otherwise: one 64 KiB GSO
+// frame plus room for what the layer above puts in front of it (the switch: a 12-byte
+// virtio-net header; its channels are always sized from the topology's max_frame).
+inline constexpr std::uint32_t kDefaultMaxPayload = kMaxFrameBytes + 64;
 
 constexpr std::uint64_t align8(std::uint64_t n) noexcept { return (n + 7) & ~std::uint64_t{7}; }
 constexpr std::uint64_t record_bytes(std::uint64_t payload) noexcept {

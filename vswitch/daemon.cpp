@@ -221,7 +221,7 @@ class TopologyLock {
 // Shared-memory objects of this switch name that a daemon which did not shut down left.
 // Only called with the lock held, so none of them can belong to a live daemon.
 void remove_stale_objects(const std::string& name) {
-  const std::string prefix = "vswitch." + name + ".";
+  const std::string prefix = shm::object_name(name, "").substr(1);  // without the leading slash
   DIR* d = ::opendir("/dev/shm");
   if (d == nullptr) return;
   std::vector<std::string> stale;
@@ -340,12 +340,7 @@ std::optional<std::string> Daemon::setup() {
 
   std::random_device rd;
   const std::uint64_t generation = (std::uint64_t{rd()} << 32 | rd()) | 1;
-  shm::FabricSpec spec;
-  spec.name = topo_.switch_config.name;
-  for (const auto& e : topo_.endpoints) spec.endpoints.push_back(e.name);
-  spec.ring_bytes = topo_.fabric.ring_bytes;
-  spec.max_payload = topo_.fabric.max_frame + shm::kVirtioNetHeaderBytes;
-  spec.generation = generation;
+  const shm::FabricSpec spec = topo_.fabric_spec(generation);
   auto fabric = shm::Fabric::create(spec);
   if (!fabric) return fabric.error();
   fabric_.emplace(std::move(fabric.value()));
@@ -725,7 +720,7 @@ int Daemon::run() {
 
 }  // namespace
 
-std::string lock_path(const std::string& switch_name) { return "/dev/shm/vswitch." + switch_name + ".lock"; }
+std::string lock_path(const std::string& switch_name) { return "/dev/shm" + shm::object_name(switch_name, "lock"); }
 
 int run_daemon(const DaemonOptions& options) {
   auto topo = load_topology_file(options.config_path);

@@ -35,7 +35,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
     : res_(resources),
       frontend_(frontend),
       config_(resources.topology->endpoints.at(resources.self)),
-      max_payload_(resources.topology->fabric.max_frame + static_cast<std::uint32_t>(virtio::kNetHeaderBytes)),
+      max_payload_(resources.topology->fabric.max_payload()),
       stall_timeout_ns_(std::uint64_t{resources.topology->fabric.stall_timeout_ms} * 1'000'000),
       table_(table_config(*resources.topology)),
       forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),

@@ -74,10 +74,7 @@ Frontend::RxResult GeneratorFrontend::receive(std::span<std::byte> buf, std::uin
   size_index_ = (size_index_ + 1) % config_.sizes.size();
   if (size + virtio::kNetHeaderBytes > buf.size()) size = buf.size() - virtio::kNetHeaderBytes;
   virtio::write(virtio::NetHeader{}, buf.first<virtio::kNetHeaderBytes>());
-  std::uint8_t dst[6], src[6];
-  std::memcpy(dst, config_.destination.bytes.data(), 6);
-  std::memcpy(src, config_.source.bytes.data(), 6);
-  if (!gen::write_test_frame(buf.subspan(virtio::kNetHeaderBytes, size), dst, src,
+  if (!gen::write_test_frame(buf.subspan(virtio::kNetHeaderBytes, size), config_.destination.bytes, config_.source.bytes,
                              gen::FrameId{config_.stream, sequence_}))
     return {Rx::kError};
   ++sequence_;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,6 +22,18 @@ struct MacAddress {
     for (auto b : bytes)
       if (b != 0) return false;
     return true;
+  }
+  // The address as a 48-bit number, first byte in the lowest 8 bits (the FDB snapshot's
+  // word, the MAC table's hash input), and back (bits 48-63 are ignored).
+  [[nodiscard]] constexpr std::uint64_t bits() const noexcept {
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < bytes.size(); ++i) v |= std::uint64_t{bytes[i]} << (8 * i);
+    return v;
+  }
+  [[nodiscard]] static constexpr MacAddress from_bits(std::uint64_t v) noexcept {
+    MacAddress m;
+    for (std::size_t i = 0; i < m.bytes.size(); ++i) m.bytes[i] = static_cast<std::uint8_t>(v >> (8 * i));
+    return m;
   }
   friend bool operator==(const MacAddress&, const MacAddress&) = default;
 };

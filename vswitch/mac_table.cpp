@@ -6,12 +6,6 @@ namespace vswitch {
 
 namespace {
 
-std::uint64_t mac_bits(const MacAddress& m) noexcept {
-  std::uint64_t v = 0;
-  for (auto b : m.bytes) v = (v << 8) | b;
-  return v;
-}
-
 std::size_t table_slots(std::uint32_t capacity) {
   std::size_t n = 16;
   while (n < std::size_t{capacity} * 2) n <<= 1;
@@ -29,7 +23,7 @@ MacTable::MacTable(const Config& config)
       seed_(config.seed != 0 ? config.seed : (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}()) {}
 
 std::size_t MacTable::home(const MacAddress& mac) const noexcept {
-  std::uint64_t x = mac_bits(mac) ^ seed_;
+  std::uint64_t x = mac.bits() ^ seed_;
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdULL;
   x ^= x >> 33;

@@ -1,5 +1,7 @@
 #include "vswitch/stats.hpp"
 
+#include "shm/fabric.hpp"
+
 #include <atomic>
 #include <cstring>
 
@@ -47,7 +49,7 @@ std::string_view to_string(EndpointState s) {
   return "unknown";
 }
 
-std::string StatsRegion::region_name(const std::string& switch_name) { return "/vswitch." + switch_name + ".stats"; }
+std::string StatsRegion::region_name(const std::string& switch_name) { return shm::object_name(switch_name, "stats"); }
 
 std::uint64_t StatsRegion::bytes_for(std::size_t endpoints, std::uint32_t fdb_capacity) {
   return sizeof(StatsHeader) + endpoints * (sizeof(EndpointSlot) + fdb_words_for(fdb_capacity) * kWords);
@@ -134,9 +136,7 @@ void StatsRegion::write_fdb(std::size_t endpoint, std::span<const MacEntry> entr
   store(w + 2, n);
   for (std::size_t i = 0; i < n; ++i) {
     const MacEntry& e = entries[i];
-    std::uint64_t mac = 0;
-    for (std::size_t b = 0; b < 6; ++b) mac |= std::uint64_t{e.mac.bytes[b]} << (8 * b);
-    store(w + kFdbHeaderWords + 2 * i, mac | (std::uint64_t{e.port} << 48));
+    store(w + kFdbHeaderWords + 2 * i, e.mac.bits() | (std::uint64_t{e.port} << 48));
     store(w + kFdbHeaderWords + 2 * i + 1, (e.last_seen_ms & ~(std::uint64_t{1} << 63)) |
                                                (e.is_static ? std::uint64_t{1} << 63 : 0));
   }
@@ -160,7 +160,7 @@ std::optional<FdbView> StatsRegion::read_fdb(std::size_t endpoint) const {
       const std::uint64_t a = load(w + kFdbHeaderWords + 2 * i);
       const std::uint64_t b = load(w + kFdbHeaderWords + 2 * i + 1);
       MacEntry e;
-      for (std::size_t k = 0; k < 6; ++k) e.mac.bytes[k] = static_cast<std::uint8_t>(a >> (8 * k));
+      e.mac = MacAddress::from_bits(a);
       e.port = static_cast<PortId>((a >> 48) & 0x7fff);
       e.is_static = (b >> 63) != 0;
       e.last_seen_ms = b & ~(std::uint64_t{1} << 63);

@@ -178,7 +178,7 @@ void read_fabric(Reader& r, const toml::table& root, Topology& t) {
                             static_cast<std::int64_t>(shm::kMaxRingCapacity))) {
     const auto bytes = static_cast<std::uint64_t>(*ring);
     const std::uint32_t line = line_of(*f->get("ring_bytes"));
-    const std::uint64_t one_frame = shm::record_bytes(t.fabric.max_frame + shm::kVirtioNetHeaderBytes);
+    const std::uint64_t one_frame = shm::record_bytes(t.fabric.max_payload());
     if ((bytes & (bytes - 1)) != 0) {
       r.error(line, "fabric.ring_bytes", std::to_string(bytes) + " is not a power of two");
     } else if (bytes < one_frame) {
@@ -440,6 +440,16 @@ TopologyErrors check_cores(const Topology& t, unsigned cpus) {
                                        std::to_string(cpus) + " CPUs (0-" + std::to_string(cpus - 1) + ")"});
   }
   return errs;
+}
+
+shm::FabricSpec Topology::fabric_spec(std::uint64_t generation) const {
+  shm::FabricSpec spec;
+  spec.name = switch_config.name;
+  for (const auto& e : endpoints) spec.endpoints.push_back(e.name);
+  spec.ring_bytes = fabric.ring_bytes;
+  spec.max_payload = fabric.max_payload();
+  spec.generation = generation;
+  return spec;
 }
 
 }  // namespace vswitch

@@ -23,6 +23,8 @@
 #include <variant>
 #include <vector>
 
+#include "endpoints/virtio/net_header.hpp"
+#include "shm/fabric.hpp"
 #include "shm/sys/result.hpp"
 #include "vswitch/mac_address.hpp"
 
@@ -46,6 +48,11 @@ struct FabricConfig {
   std::uint64_t ring_bytes = 1 << 20;
   std::uint32_t max_frame = 65536;
   std::uint32_t stall_timeout_ms = 2000;
+
+  // A channel record's payload: the virtio-net header, then the frame.
+  [[nodiscard]] std::uint32_t max_payload() const noexcept {
+    return max_frame + static_cast<std::uint32_t>(endpoints::virtio::kNetHeaderBytes);
+  }
 };
 
 enum class FrontendKind : std::uint8_t { kTap, kVhostUser, kGenerator };
@@ -82,6 +89,9 @@ struct Topology {
   SwitchConfig switch_config;
   FabricConfig fabric;
   std::vector<EndpointConfig> endpoints;
+
+  // The channels this topology asks for (vswitchd creates them, vswitchctl reads them).
+  [[nodiscard]] shm::FabricSpec fabric_spec(std::uint64_t generation = 0) const;
 };
 
 using TopologyErrors = std::vector<TopologyError>;

@@ -292,9 +292,7 @@ struct Ctl {
 // each channel). A channel whose `used` stays non-zero while its consumer is waiting is a
 // lost wakeup; one that stays full is a stalled consumer.
 void channels(const Topology& topo, bool json) {
-  shm::FabricSpec spec;
-  spec.name = topo.switch_config.name;
-  for (const auto& e : topo.endpoints) spec.endpoints.push_back(e.name);
+  const shm::FabricSpec spec = topo.fabric_spec();
   if (json) std::printf("{\"switch\": %s, \"channels\": [", json_string(spec.name).c_str());
   else std::printf("%-24s %12s %14s %14s %9s %14s\n", "CHANNEL", "CAPACITY", "HEAD", "TAIL", "C_WAITING",
                    "P_WANTS");

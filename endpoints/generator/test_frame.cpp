@@ -41,12 +41,13 @@ std::string_view to_string(FrameError e) {
   return "unknown";
 }
 
-bool write_test_frame(std::span<std::byte> out, const std::uint8_t (&dst)[6], const std::uint8_t (&src)[6],
+bool write_test_frame(std::span<std::byte> out, std::span<const std::uint8_t, 6> dst,
+                      std::span<const std::uint8_t, 6> src,
                       FrameId id) noexcept {
   if (out.size() < kMinFrame || out.size() > kMaxFrame) return false;
   std::byte* p = out.data();
-  std::memcpy(p, dst, 6);
-  std::memcpy(p + 6, src, 6);
+  std::memcpy(p, dst.data(), dst.size());
+  std::memcpy(p + 6, src.data(), src.size());
   p[12] = static_cast<std::byte>(kEtherType >> 8);  // network order on the wire
   p[13] = static_cast<std::byte>(kEtherType & 0xff);
   put<std::uint32_t>(p + 14, kMagic);

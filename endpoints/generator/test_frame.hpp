@@ -30,7 +30,8 @@ struct FrameId {
 
 // Writes a whole frame into `out` (its size is the frame length, 60..65535).
 // Returns false, writing nothing, when the size is out of range.
-bool write_test_frame(std::span<std::byte> out, const std::uint8_t (&dst)[6], const std::uint8_t (&src)[6],
+bool write_test_frame(std::span<std::byte> out, std::span<const std::uint8_t, 6> dst,
+                      std::span<const std::uint8_t, 6> src,
                       FrameId id) noexcept;
 
 enum class FrameError : std::uint8_t { kTooShort, kNotATestFrame, kBadLength, kBadChecksum };

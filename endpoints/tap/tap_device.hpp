@@ -20,11 +20,12 @@
 
 #include "shm/sys/error.hpp"
 #include "shm/sys/fd.hpp"
+#include "endpoints/virtio/net_header.hpp"
 #include "shm/sys/result.hpp"
 
 namespace vswitch::endpoints::tap {
 
-inline constexpr std::size_t kTapVnetHeaderBytes = 12;
+inline constexpr std::size_t kTapVnetHeaderBytes = virtio::kNetHeaderBytes;  // IFF_VNET_HDR with TUNSETVNETHDRSZ
 
 struct TapSpec {
   std::string ifname;  // 1-15 characters

@@ -24,7 +24,6 @@ void Backend::reset() {
   }
   unmap_all();
   features_ = protocol_features_ = 0;
-  owner_ = false;
 }
 
 virtio::SplitQueue* Backend::queue(std::uint32_t index) noexcept {
@@ -130,7 +129,7 @@ sys::Result<Backend::Outcome, std::string> Backend::handle(Message m) {
       break;
     }
     case Request::kSetOwner:
-      owner_ = true;
+      // The session is the connection (one front-end at a time): nothing to record.
       break;
     case Request::kResetOwner:
     case Request::kResetDevice:

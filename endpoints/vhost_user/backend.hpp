@@ -102,7 +102,6 @@ class Backend {
   std::uint16_t max_queue_size_;
   std::uint64_t features_ = 0;
   std::uint64_t protocol_features_ = 0;
-  bool owner_ = false;
   std::vector<Mapping> mappings_;
   std::optional<virtio::GuestMemory> memory_;
   std::array<Vring, kMaxQueues> vrings_;

@@ -8,6 +8,7 @@
 // the frame it describes; only a validated header is ever forwarded.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -18,6 +19,11 @@
 namespace vswitch::endpoints::virtio {
 
 inline constexpr std::size_t kNetHeaderBytes = 12;
+
+// Virtio 1.x structures are little-endian ("le16", "le32", "le64": 1.4, "Structure
+// Specifications"); the device reads and writes them, and the descriptor table, with
+// native loads and stores, which is right only on a little-endian host.
+static_assert(std::endian::native == std::endian::little, "the virtio device code assumes a little-endian host");
 
 inline constexpr std::uint8_t kNetHdrFlagNeedsCsum = 1;
 inline constexpr std::uint8_t kNetHdrFlagDataValid = 2;

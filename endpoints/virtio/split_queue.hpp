@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "endpoints/virtio/guest_memory.hpp"
+#include "endpoints/virtio/net_header.hpp"  // the little-endian host assertion
 #include "shm/sys/result.hpp"
 
 namespace vswitch::endpoints::virtio {
@@ -48,7 +49,7 @@ inline constexpr std::uint16_t kAvailFlagNoInterrupt = 1;
 inline constexpr std::uint16_t kUsedFlagNoNotify = 1;
 inline constexpr std::uint16_t kMaxQueueSize = 32768;
 
-// Bit-for-bit one descriptor of the table (little-endian, as on every host we build for).
+// Bit-for-bit one descriptor of the table (little-endian: read natively, see net_header.hpp).
 struct Descriptor {
   std::uint64_t addr;
   std::uint32_t len;

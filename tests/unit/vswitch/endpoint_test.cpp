@@ -48,12 +48,7 @@ class TestSwitch {
     auto t = load_topology_string(text, "test.toml");
     EXPECT_TRUE(t.has_value()) << (t ? "" : format_errors(t.error()));
     topo_ = t.value();
-    shm::FabricSpec spec;
-    spec.name = topo_.switch_config.name;
-    for (const auto& e : topo_.endpoints) spec.endpoints.push_back(e.name);
-    spec.ring_bytes = topo_.fabric.ring_bytes;
-    spec.max_payload = topo_.fabric.max_frame + shm::kVirtioNetHeaderBytes;
-    spec.generation = 7;
+    const shm::FabricSpec spec = topo_.fabric_spec(7);
     auto f = shm::Fabric::create(spec);
     EXPECT_TRUE(f.has_value()) << (f ? "" : f.error());
     fabric_.emplace(std::move(f.value()));

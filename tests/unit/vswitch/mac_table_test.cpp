@@ -171,5 +171,13 @@ TEST(MacTable, BehavesLikeAMapUnderRandomOperations) {
   EXPECT_GT(t.counters().aged, 1000u);  // ... and aging (with backward-shift deletion)
 }
 
+TEST(MacAddress, BitsPutTheFirstByteLowestAndRoundTrip) {
+  const auto m = MacAddress::parse("02:00:00:00:00:f1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->bits(), 0xf10000000002ULL);
+  EXPECT_EQ(MacAddress::from_bits(m->bits()), *m);
+  EXPECT_EQ(MacAddress::from_bits(m->bits() | (std::uint64_t{0x7fff} << 48)), *m) << "bits 48-63 are not the address";
+}
+
 }  // namespace
 }  // namespace vswitch
