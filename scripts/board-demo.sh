@@ -96,6 +96,8 @@ if [[ ! -f $root/.board-packages || $(cat "$root/.board-packages") != "$want" ]]
   echo "$want" >"$root/.board-packages"
 fi
 kver=${kpkg#linux-image-}
+# The scripts' "#!/usr/bin/env bash" lines: the board has no coreutils, busybox is env.
+[[ -e $root/usr/bin/env ]] || ln -s /bin/busybox "$root/usr/bin/env"
 # libraries the cross-built binaries load must be there (a stale root fetched before a new one)
 arm64_fetch_libs "$apt_dir" "$root" "${bins[@]}" >/dev/null
 
