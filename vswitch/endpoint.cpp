@@ -1,6 +1,7 @@
 #include "vswitch/endpoint.hpp"
 
 #include "shm/sys/clock.hpp"
+#include "shm/sys/eventfd.hpp"
 
 #include <poll.h>
 #include <sys/epoll.h>
@@ -63,12 +64,14 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
   }
   for (auto& p : peers_) counters_.peers[p.port].stalled = 0;
   epoll_ = sys::Fd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid()) fatal_ = sys::SysError{"epoll_create1", errno}.message();
   auto add = [&](int fd, std::uint32_t events) {
-    if (fd < 0) return;
+    if (fd < 0 || !fatal_.empty()) return;
     epoll_event ev{};
     ev.events = events;
     ev.data.fd = fd;
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+      fatal_ = sys::SysError{"epoll_ctl(ADD)", errno}.message();
   };
   add(res_.doorbell_fd, EPOLLIN);
   add(res_.stop_fd, EPOLLIN);
@@ -340,7 +343,10 @@ void EndpointLoop::set_frontend_interest(bool on) {
   epoll_event ev{};
   ev.events = on ? std::uint32_t{EPOLLIN} : 0u;
   ev.data.fd = frontend_.fd();
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, frontend_.fd(), &ev);
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, frontend_.fd(), &ev) != 0) {
+    fatal_ = sys::SysError{"epoll_ctl(MOD) on the frontend", errno}.message();
+    return;
+  }
   frontend_interest_ = on;
 }
 
@@ -374,6 +380,7 @@ bool EndpointLoop::sleep() {
     if (timeout_ns < 0 || left < timeout_ns) timeout_ns = left;
   }
   set_frontend_interest(held_peer_ == nullptr);
+  if (!fatal_.empty()) return false;  // sleeping now could miss the frontend for good
   publish_stats();
   ++counters_.loop.sleeps;
   epoll_event events[4];
@@ -383,12 +390,16 @@ bool EndpointLoop::sleep() {
   do {
     n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
   } while (n < 0 && errno == EINTR);
-  bool stop = false;
+  // A failing epoll_wait would fail again at once: stop rather than spin.
+  if (n < 0) fatal_ = sys::SysError{"epoll_wait", errno}.message();
+  bool stop = !fatal_.empty();
   for (int i = 0; i < n; ++i) {
     if (events[i].data.fd == res_.doorbell_fd) {
-      std::uint64_t v;
-      // Non-blocking in effect: epoll said readable and only this endpoint reads it.
-      if (::read(res_.doorbell_fd, &v, sizeof v) < 0) {
+      // Only this endpoint reads its doorbell, and epoll said readable: the read returns
+      // at once. A doorbell that cannot be read would wake us forever: stop.
+      if (auto d = sys::drain_counter(res_.doorbell_fd); !d) {
+        fatal_ = "doorbell: " + d.error().message();
+        stop = true;
       }
     }
     if (events[i].data.fd == res_.stop_fd) stop = true;
@@ -401,6 +412,7 @@ sys::Status<std::string> EndpointLoop::run() {
   const std::uint64_t poll_ns = std::uint64_t{config_.poll_us} * 1000;
   std::uint64_t idle_since = 0;
   std::uint64_t last_stop_check = 0;
+  if (!fatal_.empty()) return sys::Unexpected(fatal_);  // the constructor could not set up
   publish_stats(true);
   for (;;) {
     if (poll_once()) {
@@ -429,6 +441,7 @@ sys::Status<std::string> EndpointLoop::run() {
   }
   for (Peer& p : peers_) p.out.publish();
   publish_stats(true);
+  if (!fatal_.empty()) return sys::Unexpected(fatal_);
   return {};
 }
 

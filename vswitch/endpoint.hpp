@@ -106,7 +106,8 @@ class EndpointLoop {
   EndpointLoop(const EndpointLoop&) = delete;
   EndpointLoop& operator=(const EndpointLoop&) = delete;
 
-  // Runs until stop_fd is readable; returns an error message if the loop cannot go on.
+  // Runs until stop_fd is readable; returns an error message if the loop cannot go on
+  // (its epoll set or its doorbell failed; the daemon restarts the endpoint).
   [[nodiscard]] sys::Status<std::string> run();
   // One pass without sleeping (tests). Returns whether it did any work.
   bool poll_once();
@@ -165,6 +166,7 @@ class EndpointLoop {
   std::uint64_t fdb_published_ns_ = 0;
   sys::Fd epoll_;
   bool frontend_interest_ = false;
+  std::string fatal_;  // a system call the loop cannot go on without failed: run() returns it
   // The frontend could not take the frame at the head of a channel: inbound channels are
   // neither drained nor armed until it has room (its arm() asks to be woken for that).
   bool delivery_deferred_ = false;

@@ -8,6 +8,7 @@
 
 #include "endpoints/virtio/net_offload.hpp"
 #include "shm/frame_ring.hpp"
+#include "shm/sys/eventfd.hpp"
 
 namespace vswitch {
 
@@ -130,7 +131,7 @@ sys::Result<std::unique_ptr<VhostUserFrontend>, std::string> VhostUserFrontend::
   if (!ep.valid()) return sys::Unexpected(std::string("epoll_create1 failed"));
   std::unique_ptr<VhostUserFrontend> f(
       new VhostUserFrontend(std::move(l.value()), std::move(ep), max_queue_size, initial));
-  f->watch(f->listen_.get(), true);
+  if (!f->watch(f->listen_.get(), true)) return sys::Unexpected(f->watch_error_);
   return f;
 }
 
@@ -155,28 +156,36 @@ void VhostUserFrontend::say(const std::string& m) noexcept {
   if (log_ != nullptr) log_->post(m);
 }
 
-void VhostUserFrontend::watch(int fd, bool on) noexcept {
-  if (fd < 0) return;
+bool VhostUserFrontend::watch(int fd, bool on) noexcept {
+  if (fd < 0) return true;
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = fd;
-  ::epoll_ctl(epoll_.get(), on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev);
+  if (::epoll_ctl(epoll_.get(), on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev) == 0) return true;
+  // Removing fails only for a descriptor that is no longer in the set (ENOENT) or open
+  // (EBADF): either way it is out of the set, which is all a removal wants.
+  if (!on) return true;
+  watch_error_ = sys::SysError{"epoll_ctl(ADD)", errno}.message();
+  return false;
 }
 
-void VhostUserFrontend::rewatch_kick() noexcept {
+bool VhostUserFrontend::rewatch_kick() noexcept {
   const int kick = backend_.queue(vu::kTxQueue) != nullptr ? backend_.kick_fd(vu::kTxQueue) : -1;
   if (kick != watched_kick_) {
     if (watched_kick_ >= 0) watch(watched_kick_, false);
+    watched_kick_ = -1;
+    if (!watch(kick, true)) return false;
     watched_kick_ = kick;
-    if (kick >= 0) watch(kick, true);
   }
   // The RX kick matters only while a frame waits for buffers.
   const int rx = rx_waiting_ && backend_.queue(vu::kRxQueue) != nullptr ? backend_.kick_fd(vu::kRxQueue) : -1;
   if (rx != watched_rx_kick_) {
     if (watched_rx_kick_ >= 0) watch(watched_rx_kick_, false);
+    watched_rx_kick_ = -1;
+    if (!watch(rx, true)) return false;
     watched_rx_kick_ = rx;
-    if (rx >= 0) watch(rx, true);
   }
+  return true;
 }
 
 void VhostUserFrontend::disconnect(const std::string& why) noexcept {
@@ -209,9 +218,12 @@ void VhostUserFrontend::service() noexcept {
       if (!s.valid()) continue;
       if (conn_) disconnect("");  // a new front-end replaces one that did not say goodbye
       conn_.emplace(std::move(s));
-      watch(conn_->fd(), true);
       ++totals_.connections;
       say("vhost-user front-end connected");
+      if (!watch(conn_->fd(), true)) {
+        disconnect("its socket cannot be watched: " + watch_error_);
+        continue;
+      }
     } else if (conn_ && fd == conn_->fd()) {
       for (;;) {
         auto r = conn_->read();
@@ -241,16 +253,19 @@ void VhostUserFrontend::service() noexcept {
           break;
         }
         if (out->queues_changed) {
-          rewatch_kick();
+          if (!rewatch_kick()) {
+            disconnect("a kick eventfd epoll refuses: " + watch_error_);
+            break;
+          }
           // Rule 7: after a (re)start, look at every ring as if kicked.
           if (auto* rxq = backend_.queue(vu::kRxQueue)) rx_used_seen_ = rxq->next_used();
           if (auto* txq = backend_.queue(vu::kTxQueue)) tx_used_seen_ = txq->next_used();
         }
       }
     } else if (fd == watched_kick_ || fd == watched_rx_kick_) {
-      std::uint64_t v;
-      if (::read(fd, &v, sizeof v) < 0) {
-      }  // drained; the pops below see what it announced
+      // Drained; the pops below see what it announced. A kick descriptor that cannot be
+      // read would be reported readable forever: the front-end's fault, disconnect.
+      if (auto d = sys::drain_counter(fd); !d) disconnect("kick eventfd: " + d.error().message());
     }
   }
 }
@@ -319,7 +334,10 @@ Frontend::Delivery VhostUserFrontend::deliver_one(endpoints::virtio::SplitQueue&
       // and arm() asks the guest to kick when it posts more. Counted once per wait.
       if (!rx_waiting_) ++totals_.rx_no_buffers;
       rx_waiting_ = true;
-      rewatch_kick();
+      if (!rewatch_kick()) {
+        disconnect("an RX kick eventfd epoll refuses: " + watch_error_);
+        return Delivery::kNoGuest;
+      }
       return Delivery::kRetryLater;
     case endpoints::virtio::RxQueue::Status::kDropped:
       rx_waiting_ = false;
@@ -371,8 +389,9 @@ void VhostUserFrontend::notify(std::uint32_t index) noexcept {
   seen = q->next_used();
   q->publish_used();  // [VR]
   if (q->needs_notification() && backend_.call_fd(index) >= 0) {  // [VF1] inside
-    const std::uint64_t one = 1;
-    if (::write(backend_.call_fd(index), &one, sizeof one) < 0) {
+    if (auto st = sys::signal_counter(backend_.call_fd(index)); !st) {
+      disconnect("call eventfd: " + st.error().message());  // the interrupt cannot reach the guest
+      return;
     }
     ++totals_.interrupts;
   }
@@ -398,7 +417,10 @@ bool VhostUserFrontend::arm() noexcept {
   // [VF2] inside enable_notification: a chain added meanwhile keeps us awake.
   if (auto* tx = backend_.queue(vu::kTxQueue); tx != nullptr && tx->enable_notification()) return false;
   if (rx_waiting_) {
-    rewatch_kick();
+    if (!rewatch_kick()) {
+      disconnect("an RX kick eventfd epoll refuses: " + watch_error_);
+      return false;  // not asleep: the next pass sees no guest
+    }
     if (auto* rx = backend_.queue(vu::kRxQueue); rx != nullptr && rx->enable_notification()) return false;
   }
   return true;

@@ -131,8 +131,11 @@ class VhostUserFrontend final : public Frontend {
   VhostUserFrontend(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, const VhostUserCounters& initial);
   void service() noexcept;        // accept, control messages, kicks
   void disconnect(const std::string& why) noexcept;
-  void watch(int fd, bool on) noexcept;
-  void rewatch_kick() noexcept;
+  // Adds fd to (on) or removes it from the epoll set; false when adding failed (the
+  // reason in watch_error_).
+  bool watch(int fd, bool on) noexcept;
+  // Watches the current kick descriptors; false when epoll refused one.
+  bool rewatch_kick() noexcept;
   void notify(std::uint32_t queue) noexcept;
   Delivery deliver_one(endpoints::virtio::SplitQueue& q, const endpoints::virtio::NetHeader& header,
                        std::span<const std::byte> frame) noexcept;
@@ -149,6 +152,7 @@ class VhostUserFrontend final : public Frontend {
   VhostUserTotals totals_;                   // the rest (bad_chains comes from net_)
   EventLog* log_ = nullptr;
   int watched_kick_ = -1;
+  std::string watch_error_;
   bool serviced_ = false;  // service() ran in this pass
   bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
   int watched_rx_kick_ = -1;

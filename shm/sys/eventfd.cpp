@@ -33,6 +33,29 @@ std::uint64_t EventFd::drain() const noexcept {
   return n == sizeof value ? value : 0;
 }
 
+Result<std::uint64_t, SysError> drain_counter(int fd) noexcept {
+  std::uint64_t value = 0;
+  ssize_t n;
+  do {
+    n = ::read(fd, &value, sizeof value);
+  } while (n < 0 && errno == EINTR);
+  if (n == sizeof value) return value;
+  if (n < 0 && errno == EAGAIN) return std::uint64_t{0};
+  if (n < 0) return Unexpected{SysError{"read", errno}};
+  return Unexpected{SysError{"read", EIO}};  // a short read: not an eventfd counter
+}
+
+Status<SysError> signal_counter(int fd) noexcept {
+  const std::uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = ::write(fd, &one, sizeof one);
+  } while (n < 0 && errno == EINTR);
+  if (n == sizeof one || (n < 0 && errno == EAGAIN)) return {};
+  if (n < 0) return Unexpected{SysError{"write", errno}};
+  return Unexpected{SysError{"write", EIO}};
+}
+
 bool EventFd::wait(std::chrono::nanoseconds timeout) const noexcept {
   if (timeout.count() < 0) {
     std::uint64_t value = 0;

@@ -33,4 +33,13 @@ class EventFd {
   Fd fd_;
 };
 
+// The same on a bare descriptor (a doorbell handed over as an int, a guest's kick or
+// call eventfd from its VMM), with every failure returned:
+// Reads and clears the counter after epoll said it is readable. EAGAIN (nothing to read:
+// a non-blocking descriptor already drained) is the value 0, not an error.
+[[nodiscard]] Result<std::uint64_t, SysError> drain_counter(int fd) noexcept;
+// Adds one. EAGAIN (a non-blocking counter at its maximum: a wakeup is pending anyway)
+// is success; any other failure is returned.
+[[nodiscard]] Status<SysError> signal_counter(int fd) noexcept;
+
 }  // namespace vswitch::sys
