@@ -3,6 +3,7 @@
 // TSan in CI), observed only through the stats region, as vswitchctl sees it.
 #include "vswitch/endpoint.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -76,6 +77,33 @@ class TestSwitch {
 
   GeneratorFrontend::Config receiver(std::size_t i) const {
     return GeneratorFrontend::receive_only(*topo_.endpoints[i].mac);
+  }
+
+  // Runs endpoint i's loop on a thread with `doorbell_fd` as its doorbell until it
+  // returns by itself; after `limit` it is stopped and the result says so.
+  sys::Status<std::string> run_with_doorbell(std::size_t i, int doorbell_fd, std::chrono::seconds limit) {
+    auto stop_fd = std::move(sys::EventFd::create().value());
+    std::atomic<bool> done{false};
+    sys::Status<std::string> result;
+    std::thread t([&] {
+      EndpointResources res;
+      res.topology = &topo_;
+      res.self = i;
+      res.fabric = &*fabric_;
+      res.doorbells = bell_ptrs_;
+      res.doorbell_fd = doorbell_fd;
+      res.stats = &*stats_;
+      res.stop_fd = stop_fd.fd();
+      GeneratorFrontend gen(receiver(i));
+      EndpointLoop loop(res, gen);
+      result = loop.run();
+      done = true;
+    });
+    const bool ended = eventually([&] { return done.load(); }, limit);
+    if (!ended) stop_fd.signal();
+    t.join();
+    if (!ended) return sys::Unexpected(std::string("still running after the limit (stopped from outside)"));
+    return result;
   }
 
   void start(std::size_t i, GeneratorFrontend::Config c) {
@@ -259,6 +287,20 @@ TEST(EndpointLoop, ARestartedReceiverContinuesItsCountersAndStream) {
   // The only drop allowed: the frame the sender held for a full channel when it was stopped.
   EXPECT_LE(sw.drops(0, DropReason::kEndpointStopped), 1u);
   EXPECT_EQ(sw.total_drops(0) - sw.drops(0, DropReason::kEndpointStopped), 0u);
+}
+
+// A doorbell epoll reports but that cannot be read (here the write end of a pipe whose
+// reader is gone: EPOLLERR, then EBADF) would wake the loop forever: it ends with the
+// reason instead, and the daemon restarts the endpoint.
+TEST(EndpointLoop, ADoorbellThatCannotBeReadEndsTheLoopWithTheReason) {
+  TestSwitch sw(2, kTinyRings);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  ::close(p[0]);
+  const auto st = sw.run_with_doorbell(0, p[1], 10s);
+  ::close(p[1]);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().find("doorbell: read"), std::string::npos) << st.error();
 }
 
 TEST(EndpointLoop, IdleEndpointsSleep) {
