@@ -22,6 +22,9 @@ mount -t 9p -o "$opts" vsw_out $new/out || bail "no 9p output folder (vsw_out)"
 mount -t proc proc $new/proc
 mount -t sysfs sys $new/sys
 mount -t devtmpfs dev $new/dev
+# What udev would add: bash's process substitution, <(...), opens /dev/fd/N.
+ln -sfn /proc/self/fd $new/dev/fd
+for i in 0:stdin 1:stdout 2:stderr; do ln -sfn "/proc/self/fd/${i%:*}" "$new/dev/${i#*:}"; done
 mkdir -p $new/dev/shm $new/dev/pts
 mount -t tmpfs -o mode=1777 shm $new/dev/shm
 mount -t devpts devpts $new/dev/pts

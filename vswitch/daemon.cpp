@@ -306,6 +306,9 @@ class Daemon {
   std::optional<std::string> setup();
   void spawn(std::size_t i);
   [[noreturn]] void endpoint_main(std::size_t i, int ready_fd);
+  // In the endpoint's new process: its name, signals, core; returns its stop descriptor.
+  sys::Fd enter_endpoint_process(std::size_t i);
+  sys::Result<std::unique_ptr<Frontend>, std::string> make_frontend(std::size_t i, const EndpointCounters& initial);
   void reap(bool shutting_down);
   void endpoint_ready(std::size_t i);
   void reload();
@@ -399,12 +402,22 @@ void Daemon::publish_state(std::size_t i, EndpointState s) {
   stats_->write_daemon(i, d);
 }
 
-void Daemon::endpoint_main(std::size_t i, int ready_fd) {
+namespace {
+// An endpoint process that cannot start: says why and exits (the daemon restarts it).
+[[noreturn]] void endpoint_fails(const EndpointConfig& e, const std::string& why) {
+  std::fprintf(stderr, "vswitch[%s]: %s\n", e.name.c_str(), why.c_str());
+  std::fflush(stderr);
+  ::_exit(1);  // never run the daemon's destructors here: they own the shared memory
+}
+}  // namespace
+
+sys::Fd Daemon::enter_endpoint_process(std::size_t i) {
   const auto& e = topo_.endpoints[i];
   // Die with the daemon, never outlive it holding channels.
-  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) endpoint_fails(e, sys::SysError{"prctl(PR_SET_PDEATHSIG)", errno}.message());
   if (::getppid() != daemon_pid_) ::_exit(1);
-  ::prctl(PR_SET_NAME, ("vsw-" + e.name).substr(0, 15).c_str());
+  // The name shows in ps and top; a failure only leaves the daemon's name there.
+  (void)::prctl(PR_SET_NAME, ("vsw-" + e.name).substr(0, 15).c_str());
   signals_.reset();
   for (auto& c : children_) c.ready.reset();  // the daemon's read ends, inherited by fork
   sigset_t stop;
@@ -415,8 +428,9 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   sigemptyset(&unblock);
   sigaddset(&unblock, SIGCHLD);
   sigaddset(&unblock, SIGHUP);
-  ::sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
+  if (::sigprocmask(SIG_UNBLOCK, &unblock, nullptr) != 0) endpoint_fails(e, sys::SysError{"sigprocmask", errno}.message());
   sys::Fd stop_fd(::signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!stop_fd.valid()) endpoint_fails(e, sys::SysError{"signalfd", errno}.message());
   if (e.core) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -424,6 +438,46 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
     if (::sched_setaffinity(0, sizeof set, &set) != 0)
       std::fprintf(stderr, "vswitch[%s]: cannot pin to core %u: %s\n", e.name.c_str(), *e.core, std::strerror(errno));
   }
+  return stop_fd;
+}
+
+sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::size_t i,
+                                                                          const EndpointCounters& initial) {
+  const auto& e = topo_.endpoints[i];
+  switch (e.frontend) {
+    case FrontendKind::kTap:
+      return std::unique_ptr<Frontend>(std::make_unique<TapFrontend>(*taps_[i]));
+    case FrontendKind::kVhostUser: {
+      const auto& o = std::get<VhostUserOptions>(e.options);
+      auto v = VhostUserFrontend::create(o.socket, static_cast<std::uint16_t>(o.queue_size),
+                                         load_block<VhostUserCounters>(initial.frontend));
+      if (!v) return sys::Unexpected("vhost-user socket " + o.socket + ": " + v.error());
+      return std::unique_ptr<Frontend>(std::move(v.value()));
+    }
+    case FrontendKind::kGenerator: {
+      const auto& o = std::get<GeneratorOptions>(e.options);
+      GeneratorFrontend::Config c;
+      c.stream = static_cast<std::uint32_t>(i) | static_cast<std::uint32_t>(children_[i].restarts << 8);
+      c.source = e.mac ? *e.mac : MacAddress{{0x02, 0x76, 0x73, 0x77, 0x00, static_cast<std::uint8_t>(i)}};
+      c.destination = MacAddress{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+      for (const auto& p : topo_.endpoints)
+        if (!o.peer.empty() && p.name == o.peer && p.mac) c.destination = *p.mac;
+      c.sizes = o.sizes;
+      c.rate_fps = o.rate_fps;
+      c.join_streams_midway = children_[i].restarts != 0;  // frames lost meanwhile were counted by senders
+      return std::unique_ptr<Frontend>(
+          std::make_unique<GeneratorFrontend>(c, load_block<GeneratorCounters>(initial.frontend)));
+    }
+  }
+  return sys::Unexpected(std::string("unknown frontend kind"));
+}
+
+void Daemon::endpoint_main(std::size_t i, int ready_fd) {
+  const auto& e = topo_.endpoints[i];
+  sys::Fd stop_fd = enter_endpoint_process(i);
+  const EndpointCounters initial = stats_->read_counters(i);
+  auto frontend = make_frontend(i, initial);
+  if (!frontend) endpoint_fails(e, frontend.error());
   EndpointResources res;
   res.topology = &topo_;
   res.self = i;
@@ -432,44 +486,12 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   res.doorbell_fd = doorbells_[i].fd();
   res.stats = &*stats_;
   res.stop_fd = stop_fd.get();
-  const EndpointCounters initial = stats_->read_counters(i);
-  const bool restarted = children_[i].restarts != 0;
-
-  std::unique_ptr<Frontend> frontend;
-  VhostUserFrontend* vhost = nullptr;
-  if (e.frontend == FrontendKind::kTap) {
-    frontend = std::make_unique<TapFrontend>(*taps_[i]);
-  } else if (e.frontend == FrontendKind::kVhostUser) {
-    const auto& o = std::get<VhostUserOptions>(e.options);
-    auto v = VhostUserFrontend::create(o.socket, static_cast<std::uint16_t>(o.queue_size),
-                                       load_block<VhostUserCounters>(initial.frontend));
-    if (!v) {
-      std::fprintf(stderr, "vswitch[%s]: vhost-user socket %s: %s\n", e.name.c_str(), o.socket.c_str(),
-                   v.error().c_str());
-      std::fflush(stderr);
-      ::_exit(1);
-    }
-    vhost = v.value().get();
-    frontend = std::move(v.value());
-  } else {
-    const auto& o = std::get<GeneratorOptions>(e.options);
-    GeneratorFrontend::Config c;
-    c.stream = static_cast<std::uint32_t>(i) | static_cast<std::uint32_t>(children_[i].restarts << 8);
-    c.source = e.mac ? *e.mac : MacAddress{{0x02, 0x76, 0x73, 0x77, 0x00, static_cast<std::uint8_t>(i)}};
-    c.destination = MacAddress{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
-    for (const auto& p : topo_.endpoints)
-      if (!o.peer.empty() && p.name == o.peer && p.mac) c.destination = *p.mac;
-    c.sizes = o.sizes;
-    c.rate_fps = o.rate_fps;
-    c.join_streams_midway = restarted;
-    frontend = std::make_unique<GeneratorFrontend>(c, load_block<GeneratorCounters>(initial.frontend));
-  }
   int status = 0;
   {
     // Scoped: the loop (and its event log's writer thread, which flushes pending messages)
     // ends here, before _exit.
-    EndpointLoop loop(res, *frontend, initial);
-    if (vhost != nullptr) vhost->use_log(loop.events());
+    EndpointLoop loop(res, *frontend.value(), initial);
+    if (auto* vhost = dynamic_cast<VhostUserFrontend*>(frontend.value().get())) vhost->use_log(loop.events());
     std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),
                  e.core ? std::to_string(*e.core).c_str() : "any", std::string(to_string(e.frontend)).c_str());
     std::fflush(stderr);

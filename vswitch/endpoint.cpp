@@ -219,14 +219,13 @@ bool EndpointLoop::pump_frontend() {
     // to one peer the frame is then never copied by us at all. Anything else goes to
     // staging_ and is copied into its channel(s). The reservation is simply not committed
     // when the frame goes elsewhere.
-    Peer* guess = last_unicast_;
+    Target target{last_unicast_, false};
     std::span<std::byte> buf(staging_);
-    bool in_guess = false;
-    if (guess != nullptr && !guess->stalled) {
-      shm::Reservation r = guess->out.try_reserve(max_payload_);
+    if (target.peer != nullptr && !target.peer->stalled) {
+      shm::Reservation r = target.peer->out.try_reserve(max_payload_);
       if (r.status == shm::Reserve::kReserved) {
         buf = r.payload;
-        in_guess = true;
+        target.reserved = true;
       }
     }
     const Frontend::RxResult rx = frontend_.receive(buf, now_ns());
@@ -237,12 +236,11 @@ bool EndpointLoop::pump_frontend() {
       drop(DropReason::kFrontendError);
       continue;
     }
-    const std::size_t n = rx.bytes;
-    if (n < virtio::kNetHeaderBytes) {
+    if (rx.bytes < virtio::kNetHeaderBytes) {
       drop(DropReason::kBadNetHeader);
       continue;
     }
-    const std::span<const std::byte> record(buf.data(), n);
+    const std::span<const std::byte> record(buf.data(), rx.bytes);
     const auto frame = record.subspan(virtio::kNetHeaderBytes);
     ++counters_.traffic.rx_frames;
     counters_.traffic.rx_bytes += frame.size();
@@ -250,50 +248,57 @@ bool EndpointLoop::pump_frontend() {
     switch (d.kind) {
       case Decision::Kind::kDrop:
         break;  // counted by the forwarder
-      case Decision::Kind::kUnicast: {
-        ++counters_.forwarding.unicast;
-        Peer* p = peer_for(d.port);
-        if (p == nullptr) {
-          drop(DropReason::kPeerStalled);  // not mapped: cannot happen with a full fabric
-          break;
-        }
-        if (p == guess && in_guess) {
-          p->out.commit(static_cast<std::uint32_t>(n));
-          committed(*p, n);
-          break;
-        }
-        if (send_copy(*p, record)) {
-          last_unicast_ = p;
-          break;
-        }
-        if (p->stalled) {
-          drop(DropReason::kPeerStalled);
-          break;
-        }
-        // Backpressure: hold the frame, stop reading the frontend until there is room.
-        if (in_guess) std::memcpy(staging_.data(), record.data(), n);
-        held_peer_ = p;
-        held_bytes_ = n;
-        held_since_ns_ = now_ns();
-        ++counters_.forwarding.backpressure_waits;
-        last_unicast_ = p;
-        return true;
-      }
-      case Decision::Kind::kFlood: {
-        ++counters_.forwarding.flooded;
-        for (Peer& p : peers_) {
-          if (&p == guess && in_guess) continue;  // committed last, below
-          if (!send_copy(p, record)) drop(p.stalled ? DropReason::kPeerStalled : DropReason::kFloodPeerFull);
-        }
-        if (in_guess) {
-          guess->out.commit(static_cast<std::uint32_t>(n));
-          committed(*guess, n);
-        }
+      case Decision::Kind::kUnicast:
+        if (!unicast(d.port, record, target)) return true;  // held: the frontend waits for room
         break;
-      }
+      case Decision::Kind::kFlood:
+        flood(record, target);
+        break;
     }
   }
   return work;
+}
+
+bool EndpointLoop::unicast(PortId port, std::span<const std::byte> record, const Target& target) {
+  ++counters_.forwarding.unicast;
+  Peer* p = peer_for(port);
+  if (p == nullptr) {
+    drop(DropReason::kPeerStalled);  // not mapped: cannot happen with a full fabric
+    return true;
+  }
+  if (p == target.peer && target.reserved) {
+    p->out.commit(static_cast<std::uint32_t>(record.size()));
+    committed(*p, record.size());
+    return true;
+  }
+  if (send_copy(*p, record)) {
+    last_unicast_ = p;
+    return true;
+  }
+  if (p->stalled) {
+    drop(DropReason::kPeerStalled);
+    return true;
+  }
+  // Backpressure: hold the frame, stop reading the frontend until there is room.
+  if (target.reserved) std::memcpy(staging_.data(), record.data(), record.size());
+  held_peer_ = p;
+  held_bytes_ = record.size();
+  held_since_ns_ = now_ns();
+  ++counters_.forwarding.backpressure_waits;
+  last_unicast_ = p;
+  return false;
+}
+
+void EndpointLoop::flood(std::span<const std::byte> record, const Target& target) {
+  ++counters_.forwarding.flooded;
+  for (Peer& p : peers_) {
+    if (&p == target.peer && target.reserved) continue;  // committed last, below
+    if (!send_copy(p, record)) drop(p.stalled ? DropReason::kPeerStalled : DropReason::kFloodPeerFull);
+  }
+  if (target.reserved) {  // the record lies in this reservation: the other copies came from it first
+    target.peer->out.commit(static_cast<std::uint32_t>(record.size()));
+    committed(*target.peer, record.size());
+  }
 }
 
 bool EndpointLoop::poll_once() {

@@ -125,8 +125,18 @@ class EndpointLoop {
     bool stalled = false;
   };
 
+  // Where pump_frontend() read a frame: into a reservation in `peer`'s channel (the peer
+  // the last unicast frame went to), or into staging_.
+  struct Target {
+    Peer* peer = nullptr;
+    bool reserved = false;
+  };
   bool drain_inbound();
   bool pump_frontend();
+  // Sends a frontend record to one peer; false when it is held for room (backpressure).
+  bool unicast(PortId port, std::span<const std::byte> record, const Target& target);
+  // Copies a frontend record to every peer; a full channel drops its copy (counted).
+  void flood(std::span<const std::byte> record, const Target& target);
   bool retry_held();
   // Returns false when the frontend said kRetryLater: the record stays in its channel.
   bool deliver_record(Peer& p, std::span<const std::byte> record);
