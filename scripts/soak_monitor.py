@@ -60,6 +60,7 @@ def parse_args():
     p.add_argument("--streams", default="",
                    help="iperf3 streams that must report runs, 'tcp:a>b,udp:c>d'")
     p.add_argument("--udp-mbps", type=float, default=0.0, help="each UDP stream's rate (Mbit/s)")
+    p.add_argument("--tcp-floor", type=float, default=0.1, help="the least a TCP stream moves (Mbit/s)")
     p.add_argument("--segment", type=int, default=3600, help="the streams' segment length (s)")
     p.add_argument("--reports", nargs="*", default=[], help="files the load generators append VSOAK lines to")
     p.add_argument("--free-reports", type=int, default=1 << 20,
@@ -155,12 +156,13 @@ class Monitor:
         self.pairs = [tuple(p.split(">")) for p in a.pairs.split(",") if p]
         self.streams = [s.split(":", 1) for s in a.streams.split(",") if s]
         # A pair carrying iperf3 streams must carry at least this much (Mbit/s): half of
-        # each UDP stream's rate, and 0.1 for a TCP stream (pings and ACKs alone are a few
-        # kbit/s; a TCP stream between TCG guests moves tens of Mbit/s at the least).
+        # each UDP stream's rate, and --tcp-floor for a TCP stream (default 0.1: pings and
+        # ACKs alone are a few kbit/s; a TCP stream between TCG guests moves tens of
+        # Mbit/s at the least).
         self.floor = {}
         for proto, pair in self.streams:
             key = tuple(pair.split(">"))
-            self.floor[key] = self.floor.get(key, 0.0) + (0.5 * a.udp_mbps if proto == "udp" else 0.1)
+            self.floor[key] = self.floor.get(key, 0.0) + (0.5 * a.udp_mbps if proto == "udp" else a.tcp_floor)
         self.extra_pids = dict(kv.split("=") for kv in a.pids.split(",") if kv)
         self.offsets = {}
         self.rows_in_file = 0
