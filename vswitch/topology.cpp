@@ -192,42 +192,152 @@ void read_fabric(Reader& r, const toml::table& root, Topology& t) {
   }
 }
 
+// The frontends a topology can name: the value of `frontend` and its options table.
+struct FrontendName {
+  std::string_view name;
+  std::string_view options_table;
+  FrontendKind kind;
+};
+constexpr FrontendName kFrontendNames[] = {{"tap", "tap", FrontendKind::kTap},
+                                           {"vhost-user", "vhost_user", FrontendKind::kVhostUser},
+                                           {"generator", "generator", FrontendKind::kGenerator}};
+
+void read_endpoint_name(Reader& r, const toml::table& e, const std::string& p, const Topology& t, EndpointConfig& ep) {
+  auto name = r.string(e, p, "name", true, ep.line);
+  if (!name) return;
+  const std::uint32_t line = line_of(*e.get("name"));
+  if (!shm::valid_name_component(*name)) {
+    r.error(line, p + ".name", "\"" + *name + "\" must be 1-64 characters of [A-Za-z0-9_-]");
+    return;
+  }
+  for (const auto& other : t.endpoints)
+    if (other.name == *name)
+      r.error(line, p + ".name", "\"" + *name + "\" is already used by the endpoint at line " + std::to_string(other.line));
+  ep.name = *name;
+}
+
+void read_endpoint_mac(Reader& r, const toml::table& e, const std::string& p, const Topology& t, EndpointConfig& ep) {
+  auto mac = r.string(e, p, "mac", false, ep.line);
+  if (!mac) return;
+  const std::uint32_t line = line_of(*e.get("mac"));
+  auto parsed = MacAddress::parse(*mac);
+  if (!parsed) {
+    r.error(line, p + ".mac", "\"" + *mac + "\" is not a MAC address (expected xx:xx:xx:xx:xx:xx)");
+    return;
+  }
+  if (parsed->is_multicast() || parsed->is_zero()) {
+    r.error(line, p + ".mac", "\"" + *mac + "\" is a multicast or zero address, not a port's own");
+    return;
+  }
+  for (const auto& other : t.endpoints)
+    if (other.mac && *other.mac == *parsed)
+      r.error(line, p + ".mac", "\"" + *mac + "\" is already used by endpoint \"" + other.name + "\"");
+  ep.mac = parsed;
+}
+
+// `frontend`, and no options table but the one of that frontend.
+std::optional<FrontendKind> read_frontend_kind(Reader& r, const toml::table& e, const std::string& p,
+                                               const EndpointConfig& ep) {
+  const auto frontend = r.string(e, p, "frontend", true, ep.line);
+  std::optional<FrontendKind> kind;
+  if (frontend) {
+    for (const auto& f : kFrontendNames)
+      if (*frontend == f.name) kind = f.kind;
+    if (!kind)
+      r.error(line_of(*e.get("frontend")), p + ".frontend",
+              "\"" + *frontend + "\" is not one of tap, vhost-user, generator");
+  }
+  for (const auto& f : kFrontendNames) {
+    const toml::node* n = e.get(f.options_table);
+    if (n != nullptr && kind && *kind != f.kind)
+      r.error(line_of(*n), p + "." + std::string(f.options_table),
+              "options for frontend \"" + std::string(to_string(f.kind)) + "\" on a \"" +
+                  std::string(to_string(*kind)) + "\" endpoint");
+  }
+  return kind;
+}
+
+TapOptions read_tap_options(Reader& r, const toml::table& e, const std::string& p, const EndpointConfig& ep) {
+  TapOptions o;
+  const toml::table* tt = r.table(e, p, "tap");
+  const std::string tp = p + ".tap";
+  if (tt == nullptr) {
+    if (e.get("tap") == nullptr) r.error(ep.line, tp, "missing (a tap endpoint needs [endpoint.tap] ifname)");
+    return o;
+  }
+  r.only_keys(*tt, tp, {"ifname", "netns"});
+  if (auto v = r.string(*tt, tp, "ifname", true, line_of(*tt))) {
+    if (v->empty() || v->size() > 15)
+      r.error(line_of(*tt->get("ifname")), tp + ".ifname", "\"" + *v + "\" must be 1-15 characters (IFNAMSIZ)");
+    o.ifname = *v;
+  }
+  if (auto v = r.string(*tt, tp, "netns", false, line_of(*tt))) o.netns = *v;
+  return o;
+}
+
+VhostUserOptions read_vhost_user_options(Reader& r, const toml::table& e, const std::string& p,
+                                         const EndpointConfig& ep) {
+  VhostUserOptions o;
+  const toml::table* vt = r.table(e, p, "vhost_user");
+  const std::string vp = p + ".vhost_user";
+  if (vt == nullptr) {
+    if (e.get("vhost_user") == nullptr)
+      r.error(ep.line, vp, "missing (a vhost-user endpoint needs [endpoint.vhost_user] socket)");
+    return o;
+  }
+  r.only_keys(*vt, vp, {"socket", "queue_size"});
+  if (auto v = r.string(*vt, vp, "socket", true, line_of(*vt))) o.socket = *v;
+  if (auto q = r.integer(*vt, vp, "queue_size", 1, 32768)) {
+    if ((*q & (*q - 1)) != 0)
+      r.error(line_of(*vt->get("queue_size")), vp + ".queue_size", std::to_string(*q) + " is not a power of two");
+    else
+      o.queue_size = static_cast<std::uint32_t>(*q);
+  }
+  return o;
+}
+
+GeneratorOptions read_generator_options(Reader& r, const toml::table& e, const std::string& p, const Topology& t) {
+  GeneratorOptions o;
+  const std::string gp = p + ".generator";
+  const toml::table* gt = r.table(e, p, "generator");
+  if (gt == nullptr) return o;  // every option has a default
+  r.only_keys(*gt, gp, {"rate_fps", "sizes", "peer"});
+  assign(r.integer(*gt, gp, "rate_fps", 0, 1'000'000'000), o.rate_fps);
+  if (auto v = r.string(*gt, gp, "peer", false, line_of(*gt))) o.peer = *v;
+  const toml::node* s = gt->get("sizes");
+  if (s == nullptr) return o;
+  const toml::array* a = s->as_array();
+  if (a == nullptr || a->empty()) {
+    r.error(line_of(*s), gp + ".sizes", "must be a non-empty array of frame sizes");
+    return o;
+  }
+  o.sizes.clear();
+  for (std::size_t i = 0; i < a->size(); ++i) {
+    const auto* iv = (*a)[i].as_integer();
+    const std::string key = gp + ".sizes[" + std::to_string(i) + "]";
+    if (iv == nullptr)
+      r.error(line_of((*a)[i]), key, "must be an integer, not " + std::string(type_name((*a)[i].type())));
+    else if (iv->get() < 60 || iv->get() > t.fabric.max_frame)
+      r.error(line_of((*a)[i]), key,
+              std::to_string(iv->get()) + " is outside [60, max_frame = " + std::to_string(t.fabric.max_frame) + "]");
+    else
+      o.sizes.push_back(static_cast<std::uint32_t>(iv->get()));
+  }
+  return o;
+}
+
 void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology& t) {
   const std::string p = "endpoint[" + std::to_string(index) + "]";
   EndpointConfig ep;
   ep.line = line_of(e);
   r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "port_security", "tap", "vhost_user",
                     "generator"});
-  if (auto name = r.string(e, p, "name", true, ep.line)) {
-    const std::uint32_t line = line_of(*e.get("name"));
-    if (!shm::valid_name_component(*name)) {
-      r.error(line, p + ".name", "\"" + *name + "\" must be 1-64 characters of [A-Za-z0-9_-]");
-    } else {
-      for (const auto& other : t.endpoints)
-        if (other.name == *name)
-          r.error(line, p + ".name",
-                  "\"" + *name + "\" is already used by the endpoint at line " + std::to_string(other.line));
-      ep.name = *name;
-    }
-  }
+  read_endpoint_name(r, e, p, t, ep);
   if (const toml::node* n = e.get("core")) {
     ep.core_line = line_of(*n);
     if (auto core = r.integer(e, p, "core", 0, 4095)) ep.core = static_cast<std::uint32_t>(*core);
   }
-  if (auto mac = r.string(e, p, "mac", false, ep.line)) {
-    const std::uint32_t line = line_of(*e.get("mac"));
-    auto parsed = MacAddress::parse(*mac);
-    if (!parsed) {
-      r.error(line, p + ".mac", "\"" + *mac + "\" is not a MAC address (expected xx:xx:xx:xx:xx:xx)");
-    } else if (parsed->is_multicast() || parsed->is_zero()) {
-      r.error(line, p + ".mac", "\"" + *mac + "\" is a multicast or zero address, not a port's own");
-    } else {
-      for (const auto& other : t.endpoints)
-        if (other.mac && *other.mac == *parsed)
-          r.error(line, p + ".mac", "\"" + *mac + "\" is already used by endpoint \"" + other.name + "\"");
-      ep.mac = parsed;
-    }
-  }
+  read_endpoint_mac(r, e, p, t, ep);
   assign(r.integer(e, p, "poll_us", 0, 1000000), ep.poll_us);
   if (auto ps = r.boolean(e, p, "port_security")) {
     ep.port_security = *ps;
@@ -235,100 +345,12 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
       r.error(line_of(*e.get("port_security")), p + ".port_security",
               "needs the endpoint's own mac (port security drops every source but that one)");
   }
-
-  const auto frontend = r.string(e, p, "frontend", true, ep.line);
-  const std::vector<std::pair<std::string_view, FrontendKind>> kinds{
-      {"tap", FrontendKind::kTap}, {"vhost-user", FrontendKind::kVhostUser}, {"generator", FrontendKind::kGenerator}};
-  std::optional<FrontendKind> kind;
-  if (frontend) {
-    for (auto& [k, v] : kinds)
-      if (*frontend == k) kind = v;
-    if (!kind)
-      r.error(line_of(*e.get("frontend")), p + ".frontend",
-              "\"" + *frontend + "\" is not one of tap, vhost-user, generator");
-  }
-  // Options tables: only the one that matches the frontend may be present.
-  const std::vector<std::pair<std::string_view, FrontendKind>> tables{
-      {"tap", FrontendKind::kTap}, {"vhost_user", FrontendKind::kVhostUser}, {"generator", FrontendKind::kGenerator}};
-  for (auto& [name, k] : tables) {
-    const toml::node* n = e.get(name);
-    if (n != nullptr && kind && *kind != k)
-      r.error(line_of(*n), p + "." + std::string(name),
-              "options for frontend \"" + std::string(to_string(k)) + "\" on a \"" +
-                  std::string(to_string(*kind)) + "\" endpoint");
-  }
-  if (kind) {
+  if (const auto kind = read_frontend_kind(r, e, p, ep)) {
     ep.frontend = *kind;
     switch (*kind) {
-      case FrontendKind::kTap: {
-        TapOptions o;
-        const toml::table* tt = r.table(e, p, "tap");
-        const std::string tp = p + ".tap";
-        if (tt == nullptr) {
-          if (e.get("tap") == nullptr) r.error(ep.line, tp, "missing (a tap endpoint needs [endpoint.tap] ifname)");
-        } else {
-          r.only_keys(*tt, tp, {"ifname", "netns"});
-          if (auto v = r.string(*tt, tp, "ifname", true, line_of(*tt))) {
-            if (v->empty() || v->size() > 15)
-              r.error(line_of(*tt->get("ifname")), tp + ".ifname", "\"" + *v + "\" must be 1-15 characters (IFNAMSIZ)");
-            o.ifname = *v;
-          }
-          if (auto v = r.string(*tt, tp, "netns", false, line_of(*tt))) o.netns = *v;
-        }
-        ep.options = o;
-        break;
-      }
-      case FrontendKind::kVhostUser: {
-        VhostUserOptions o;
-        const toml::table* vt = r.table(e, p, "vhost_user");
-        const std::string vp = p + ".vhost_user";
-        if (vt == nullptr) {
-          if (e.get("vhost_user") == nullptr)
-            r.error(ep.line, vp, "missing (a vhost-user endpoint needs [endpoint.vhost_user] socket)");
-        } else {
-          r.only_keys(*vt, vp, {"socket", "queue_size"});
-          if (auto v = r.string(*vt, vp, "socket", true, line_of(*vt))) o.socket = *v;
-          if (auto q = r.integer(*vt, vp, "queue_size", 1, 32768)) {
-            if ((*q & (*q - 1)) != 0)
-              r.error(line_of(*vt->get("queue_size")), vp + ".queue_size", std::to_string(*q) + " is not a power of two");
-            else
-              o.queue_size = static_cast<std::uint32_t>(*q);
-          }
-        }
-        ep.options = o;
-        break;
-      }
-      case FrontendKind::kGenerator: {
-        GeneratorOptions o;
-        const std::string gp = p + ".generator";
-        if (const toml::table* gt = r.table(e, p, "generator")) {
-          r.only_keys(*gt, gp, {"rate_fps", "sizes", "peer"});
-          assign(r.integer(*gt, gp, "rate_fps", 0, 1'000'000'000), o.rate_fps);
-          if (auto v = r.string(*gt, gp, "peer", false, line_of(*gt))) o.peer = *v;
-          if (const toml::node* s = gt->get("sizes")) {
-            const toml::array* a = s->as_array();
-            if (a == nullptr || a->empty()) {
-              r.error(line_of(*s), gp + ".sizes", "must be a non-empty array of frame sizes");
-            } else {
-              o.sizes.clear();
-              for (std::size_t i = 0; i < a->size(); ++i) {
-                const auto* iv = (*a)[i].as_integer();
-                const std::string key = gp + ".sizes[" + std::to_string(i) + "]";
-                if (iv == nullptr)
-                  r.error(line_of((*a)[i]), key, "must be an integer, not " + std::string(type_name((*a)[i].type())));
-                else if (iv->get() < 60 || iv->get() > t.fabric.max_frame)
-                  r.error(line_of((*a)[i]), key,
-                          std::to_string(iv->get()) + " is outside [60, max_frame = " +
-                              std::to_string(t.fabric.max_frame) + "]");
-                else
-                  o.sizes.push_back(static_cast<std::uint32_t>(iv->get()));
-              }
-            }
-          }
-        }
-        ep.options = o;
-        break;
-      }
+      case FrontendKind::kTap: ep.options = read_tap_options(r, e, p, ep); break;
+      case FrontendKind::kVhostUser: ep.options = read_vhost_user_options(r, e, p, ep); break;
+      case FrontendKind::kGenerator: ep.options = read_generator_options(r, e, p, t); break;
     }
   }
   t.endpoints.push_back(std::move(ep));
