@@ -44,7 +44,7 @@ std::optional<std::uint64_t> Backend::to_guest_phys(std::uint64_t user_addr) con
   return std::nullopt;
 }
 
-sys::Result<bool, std::string> Backend::set_mem_table(const MemTable& table, std::vector<sys::Fd>& fds) {
+Backend::Step Backend::map_mem_table(const MemTable& table, std::vector<sys::Fd>& fds) {
   for (std::uint32_t i = 0; i < kMaxQueues; ++i) stop(i);
   unmap_all();
   std::vector<virtio::GuestRegion> regions;
@@ -73,17 +73,17 @@ sys::Result<bool, std::string> Backend::set_mem_table(const MemTable& table, std
     return sys::Unexpected(memory.error());
   }
   memory_.emplace(std::move(memory.value()));
-  return true;  // the fds may close now: the mappings stay
+  return {};  // the fds may close now: the mappings stay
 }
 
-std::optional<std::string> Backend::start_if_ready(std::uint32_t index) {
+Backend::Step Backend::start_if_ready(std::uint32_t index) {
   Vring& v = vrings_[index];
-  if (v.queue || !memory_ || v.num == 0 || !v.addr || !v.kick.valid()) return std::nullopt;
-  if (has(kFeatureProtocolFeatures) && !v.enabled) return std::nullopt;
+  if (v.queue || !memory_ || v.num == 0 || !v.addr || !v.kick.valid()) return {};
+  if (has(kFeatureProtocolFeatures) && !v.enabled) return {};
   const auto desc = to_guest_phys(v.addr->desc_user_addr);
   const auto avail = to_guest_phys(v.addr->avail_user_addr);
   const auto used = to_guest_phys(v.addr->used_user_addr);
-  if (!desc || !avail || !used) return "vring " + std::to_string(index) + ": a ring address is not in guest memory";
+  if (!desc || !avail || !used) return sys::Unexpected("vring " + std::to_string(index) + ": a ring address is not in guest memory");
   virtio::QueueLayout layout;
   layout.size = v.num;
   layout.desc_gpa = *desc;
@@ -95,145 +95,132 @@ std::optional<std::string> Backend::start_if_ready(std::uint32_t index) {
   std::uint16_t next_used = v.base;
   if (auto idx = memory_->translate(*used + 2, 2)) std::memcpy(&next_used, idx->data(), 2);
   auto q = virtio::SplitQueue::create(*memory_, layout, v.base, next_used);
-  if (!q) return "vring " + std::to_string(index) + ": " + q.error();
+  if (!q) return sys::Unexpected("vring " + std::to_string(index) + ": " + q.error());
   v.queue.emplace(std::move(q.value()));
-  return std::nullopt;
+  return {};
+}
+
+// Each request's effect. A handler returns an error when the front-end broke the
+// protocol; it may set out.reply and out.queues_changed.
+Backend::Step Backend::set_features(std::uint64_t v, Outcome& out) {
+  if (v & ~kOfferedFeatures) return sys::Unexpected(std::string("SET_FEATURES with features that were not offered"));
+  if (!(v & kFeatureVersion1)) return sys::Unexpected(std::string("the front-end did not accept VERSION_1"));
+  features_ = v;
+  for (std::uint32_t i = 0; i < kMaxQueues; ++i) {  // EVENT_IDX may have changed
+    if (vrings_[i].queue) {
+      stop(i);
+      out.queues_changed = true;
+    }
+    if (auto st = start_if_ready(i); !st) return st;
+  }
+  return {};
+}
+
+Backend::Step Backend::set_mem_table(const MemTable& table, std::vector<sys::Fd>& fds, Outcome& out) {
+  if (auto st = map_mem_table(table, fds); !st) return st;
+  out.queues_changed = true;
+  for (std::uint32_t i = 0; i < kMaxQueues; ++i)
+    if (auto st = start_if_ready(i); !st) return st;
+  return {};
+}
+
+Backend::Step Backend::set_vring_state(Request request, const VringState& s, Outcome& out) {
+  out.queues_changed = true;
+  Vring& v = vrings_[s.index];
+  if (request == Request::kSetVringEnable) {
+    v.enabled = s.num != 0;
+    if (v.enabled) return start_if_ready(s.index);
+    stop(s.index);
+    return {};
+  }
+  if (request == Request::kSetVringNum && s.num > max_queue_size_)
+    return sys::Unexpected("queue size " + std::to_string(s.num) + " above this endpoint's limit " +
+                           std::to_string(max_queue_size_));
+  stop(s.index);  // NUM and BASE change the ring; GET_VRING_BASE stops it
+  if (request == Request::kSetVringNum) {
+    v.num = static_cast<std::uint16_t>(s.num);
+  } else if (request == Request::kSetVringBase) {
+    v.base = static_cast<std::uint16_t>(s.num);
+  } else {  // GET_VRING_BASE
+    v.kick.reset();
+    out.reply = encode_reply(request, VringState{s.index, v.base});
+  }
+  return {};
+}
+
+Backend::Step Backend::set_vring_addr(const VringAddr& a, Outcome& out) {
+  stop(a.index);
+  vrings_[a.index].addr = a;
+  out.queues_changed = true;
+  return start_if_ready(a.index);
+}
+
+Backend::Step Backend::set_vring_file(Request request, const VringFile& f, std::vector<sys::Fd>& fds, Outcome& out) {
+  if (request == Request::kSetVringKick && !f.has_fd)
+    return sys::Unexpected(std::string("SET_VRING_KICK without a descriptor (polling mode is not supported)"));
+  sys::Fd fd = f.has_fd ? std::move(fds[0]) : sys::Fd();
+  Vring& v = vrings_[f.index];
+  out.queues_changed = true;
+  if (request == Request::kSetVringKick) {
+    stop(f.index);
+    v.kick = std::move(fd);
+    return start_if_ready(f.index);
+  }
+  if (request == Request::kSetVringCall) v.call = std::move(fd);
+  else v.err = std::move(fd);
+  return {};
 }
 
 sys::Result<Backend::Outcome, std::string> Backend::handle(Message m) {
-  using sys::Unexpected;
   Outcome out;
-  bool replied = false;
-  auto reply_u64 = [&](std::uint64_t v) {
-    out.reply = encode_reply(m.request, v);
-    replied = true;
-  };
-  std::optional<std::string> problem;
+  auto reply_u64 = [&](std::uint64_t v) { out.reply = encode_reply(m.request, v); };
+  Step problem;
   switch (m.request) {
-    case Request::kGetFeatures:
-      reply_u64(kOfferedFeatures);
-      break;
-    case Request::kSetFeatures: {
-      const auto v = std::get<std::uint64_t>(m.payload);
-      if (v & ~kOfferedFeatures) return Unexpected(std::string("SET_FEATURES with features that were not offered"));
-      if (!(v & kFeatureVersion1)) return Unexpected(std::string("the front-end did not accept VERSION_1"));
-      features_ = v;
-      for (std::uint32_t i = 0; i < kMaxQueues; ++i) {  // EVENT_IDX may have changed
-        if (vrings_[i].queue) {
-          stop(i);
-          out.queues_changed = true;
-        }
-        problem = start_if_ready(i);
-        if (problem) break;
-      }
-      break;
-    }
-    case Request::kSetOwner:
-      // The session is the connection (one front-end at a time): nothing to record.
-      break;
+    case Request::kGetFeatures: reply_u64(kOfferedFeatures); break;
+    case Request::kSetFeatures: problem = set_features(std::get<std::uint64_t>(m.payload), out); break;
+    case Request::kSetOwner: break;  // the session is the connection (one front-end at a time)
     case Request::kResetOwner:
     case Request::kResetDevice:
       reset();
       out.queues_changed = true;
       break;
-    case Request::kGetProtocolFeatures:
-      reply_u64(kOfferedProtocolFeatures);
-      break;
+    case Request::kGetProtocolFeatures: reply_u64(kOfferedProtocolFeatures); break;
     case Request::kSetProtocolFeatures: {
       const auto v = std::get<std::uint64_t>(m.payload);
-      if (v & ~kOfferedProtocolFeatures) return Unexpected(std::string("SET_PROTOCOL_FEATURES with features not offered"));
-      protocol_features_ = v;
+      if (v & ~kOfferedProtocolFeatures) problem = sys::Unexpected(std::string("SET_PROTOCOL_FEATURES with features not offered"));
+      else protocol_features_ = v;
       break;
     }
-    case Request::kGetQueueNum:
-      reply_u64(1);
+    case Request::kGetQueueNum: reply_u64(1); break;
+    case Request::kSetMemTable: problem = set_mem_table(std::get<MemTable>(m.payload), m.fds, out); break;
+    case Request::kSetVringNum:
+    case Request::kSetVringBase:
+    case Request::kGetVringBase:
+    case Request::kSetVringEnable:
+      problem = set_vring_state(m.request, std::get<VringState>(m.payload), out);
       break;
-    case Request::kSetMemTable: {
-      auto r = set_mem_table(std::get<MemTable>(m.payload), m.fds);
-      if (!r) return Unexpected(r.error());
-      for (std::uint32_t i = 0; i < kMaxQueues && !problem; ++i) problem = start_if_ready(i);
-      out.queues_changed = true;
-      break;
-    }
-    case Request::kSetVringNum: {
-      const auto s = std::get<VringState>(m.payload);
-      if (s.num > max_queue_size_)
-        return Unexpected("queue size " + std::to_string(s.num) + " above this endpoint's limit " +
-                          std::to_string(max_queue_size_));
-      stop(s.index);
-      vrings_[s.index].num = static_cast<std::uint16_t>(s.num);
-      out.queues_changed = true;
-      break;
-    }
-    case Request::kSetVringAddr: {
-      const auto a = std::get<VringAddr>(m.payload);
-      stop(a.index);
-      vrings_[a.index].addr = a;
-      problem = start_if_ready(a.index);
-      out.queues_changed = true;
-      break;
-    }
-    case Request::kSetVringBase: {
-      const auto s = std::get<VringState>(m.payload);
-      stop(s.index);
-      vrings_[s.index].base = static_cast<std::uint16_t>(s.num);
-      out.queues_changed = true;
-      break;
-    }
-    case Request::kGetVringBase: {
-      const auto s = std::get<VringState>(m.payload);
-      stop(s.index);  // GET_VRING_BASE stops the ring
-      vrings_[s.index].kick.reset();
-      out.reply = encode_reply(m.request, VringState{s.index, vrings_[s.index].base});
-      replied = true;
-      out.queues_changed = true;
-      break;
-    }
+    case Request::kSetVringAddr: problem = set_vring_addr(std::get<VringAddr>(m.payload), out); break;
     case Request::kSetVringKick:
     case Request::kSetVringCall:
-    case Request::kSetVringErr: {
-      const auto f = std::get<VringFile>(m.payload);
-      if (m.request == Request::kSetVringKick && !f.has_fd)
-        return Unexpected(std::string("SET_VRING_KICK without a descriptor (polling mode is not supported)"));
-      sys::Fd fd = f.has_fd ? std::move(m.fds[0]) : sys::Fd();
-      Vring& v = vrings_[f.index];
-      if (m.request == Request::kSetVringKick) {
-        stop(f.index);
-        v.kick = std::move(fd);
-        problem = start_if_ready(f.index);
-      } else if (m.request == Request::kSetVringCall) {
-        v.call = std::move(fd);
-      } else {
-        v.err = std::move(fd);
-      }
-      out.queues_changed = true;
+    case Request::kSetVringErr:
+      problem = set_vring_file(m.request, std::get<VringFile>(m.payload), m.fds, out);
       break;
-    }
-    case Request::kSetVringEnable: {
-      const auto s = std::get<VringState>(m.payload);
-      vrings_[s.index].enabled = s.num != 0;
-      if (s.num == 0) stop(s.index);
-      else problem = start_if_ready(s.index);
-      out.queues_changed = true;
-      break;
-    }
     case Request::kSendRarp:
     case Request::kNetSetMtu:
     case Request::kSetStatus:
       break;  // nothing to do for these here
-    case Request::kGetStatus:
-      reply_u64(0);
-      break;
+    case Request::kGetStatus: reply_u64(0); break;
     case Request::kSetLogBase:
     case Request::kSetLogFd:
     case Request::kGetConfig:
     case Request::kSetConfig:
     case Request::kGetMaxMemSlots:
-      return Unexpected(std::string("unsupported request ") + std::string(to_string(m.request)));
+      problem = sys::Unexpected("unsupported request " + std::string(to_string(m.request)));
+      break;
   }
-  if (problem) return Unexpected(*problem);
+  if (!problem) return sys::Unexpected(problem.error());
   // REPLY_ACK: a request that asked for a reply and has none of its own gets status 0.
-  if (m.need_reply && !replied && (protocol_features_ & kProtocolReplyAck)) reply_u64(0);
+  if (m.need_reply && !out.reply && (protocol_features_ & kProtocolReplyAck)) reply_u64(0);
   return out;
 }
 

@@ -92,10 +92,18 @@ class Backend {
     std::optional<virtio::SplitQueue> queue;
   };
 
-  sys::Result<bool, std::string> set_mem_table(const MemTable& table, std::vector<sys::Fd>& fds);
+  // A step of handle(): an error means the front-end broke the protocol.
+  using Step = sys::Status<std::string>;
+  Step set_features(std::uint64_t features, Outcome& out);
+  Step set_mem_table(const MemTable& table, std::vector<sys::Fd>& fds, Outcome& out);
+  Step set_vring_state(Request request, const VringState& state, Outcome& out);  // NUM, BASE, GET_BASE, ENABLE
+  Step set_vring_addr(const VringAddr& addr, Outcome& out);
+  Step set_vring_file(Request request, const VringFile& file, std::vector<sys::Fd>& fds, Outcome& out);  // KICK, CALL, ERR
+  // Maps the front-end's memory (every queue stops first).
+  Step map_mem_table(const MemTable& table, std::vector<sys::Fd>& fds);
   std::optional<std::uint64_t> to_guest_phys(std::uint64_t user_addr) const noexcept;
-  // (Re)builds a queue when everything it needs is there; returns whether it now runs.
-  std::optional<std::string> start_if_ready(std::uint32_t index);
+  // (Re)builds a queue when everything it needs is there (if not, it stays stopped).
+  Step start_if_ready(std::uint32_t index);
   void stop(std::uint32_t index);
   void unmap_all();
 

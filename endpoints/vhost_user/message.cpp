@@ -4,36 +4,66 @@
 
 namespace vswitch::endpoints::vhost_user {
 
+namespace {
+
+// What each request carries.
+enum class Shape : std::uint8_t { kNone, kU64, kState, kAddr, kMemTable, kVringFile, kUnsupported };
+
+// Every request this back-end knows: its name in the vhost-user specification and what
+// its payload is. Requests for features we do not offer (LOG_ALL, CONFIG,
+// CONFIGURE_MEM_SLOTS) are known but unsupported: a front-end that sends them anyway gets
+// an error, not a guess.
+struct RequestInfo {
+  Request request;
+  std::string_view name;
+  Shape shape;
+};
+constexpr RequestInfo kRequests[] = {
+    {Request::kGetFeatures, "GET_FEATURES", Shape::kNone},
+    {Request::kSetFeatures, "SET_FEATURES", Shape::kU64},
+    {Request::kSetOwner, "SET_OWNER", Shape::kNone},
+    {Request::kResetOwner, "RESET_OWNER", Shape::kNone},
+    {Request::kSetMemTable, "SET_MEM_TABLE", Shape::kMemTable},
+    {Request::kSetLogBase, "SET_LOG_BASE", Shape::kUnsupported},
+    {Request::kSetLogFd, "SET_LOG_FD", Shape::kUnsupported},
+    {Request::kSetVringNum, "SET_VRING_NUM", Shape::kState},
+    {Request::kSetVringAddr, "SET_VRING_ADDR", Shape::kAddr},
+    {Request::kSetVringBase, "SET_VRING_BASE", Shape::kState},
+    {Request::kGetVringBase, "GET_VRING_BASE", Shape::kState},
+    {Request::kSetVringKick, "SET_VRING_KICK", Shape::kVringFile},
+    {Request::kSetVringCall, "SET_VRING_CALL", Shape::kVringFile},
+    {Request::kSetVringErr, "SET_VRING_ERR", Shape::kVringFile},
+    {Request::kGetProtocolFeatures, "GET_PROTOCOL_FEATURES", Shape::kNone},
+    {Request::kSetProtocolFeatures, "SET_PROTOCOL_FEATURES", Shape::kU64},
+    {Request::kGetQueueNum, "GET_QUEUE_NUM", Shape::kNone},
+    {Request::kSetVringEnable, "SET_VRING_ENABLE", Shape::kState},
+    {Request::kSendRarp, "SEND_RARP", Shape::kU64},
+    {Request::kNetSetMtu, "NET_SET_MTU", Shape::kU64},
+    {Request::kGetConfig, "GET_CONFIG", Shape::kUnsupported},
+    {Request::kSetConfig, "SET_CONFIG", Shape::kUnsupported},
+    {Request::kResetDevice, "RESET_DEVICE", Shape::kNone},
+    {Request::kGetMaxMemSlots, "GET_MAX_MEM_SLOTS", Shape::kUnsupported},
+    {Request::kSetStatus, "SET_STATUS", Shape::kU64},
+    {Request::kGetStatus, "GET_STATUS", Shape::kNone},
+};
+
+// The table's entry for a request number from the wire, or null (a number outside it).
+const RequestInfo* find_request(std::uint32_t request) noexcept {
+  for (const auto& r : kRequests)
+    if (static_cast<std::uint32_t>(r.request) == request) return &r;
+  return nullptr;
+}
+
+Shape shape_of(std::uint32_t request) {
+  const RequestInfo* r = find_request(request);
+  return r != nullptr ? r->shape : Shape::kUnsupported;
+}
+
+}  // namespace
+
 std::string_view to_string(Request r) {
-  switch (r) {
-    case Request::kGetFeatures: return "GET_FEATURES";
-    case Request::kSetFeatures: return "SET_FEATURES";
-    case Request::kSetOwner: return "SET_OWNER";
-    case Request::kResetOwner: return "RESET_OWNER";
-    case Request::kSetMemTable: return "SET_MEM_TABLE";
-    case Request::kSetLogBase: return "SET_LOG_BASE";
-    case Request::kSetLogFd: return "SET_LOG_FD";
-    case Request::kSetVringNum: return "SET_VRING_NUM";
-    case Request::kSetVringAddr: return "SET_VRING_ADDR";
-    case Request::kSetVringBase: return "SET_VRING_BASE";
-    case Request::kGetVringBase: return "GET_VRING_BASE";
-    case Request::kSetVringKick: return "SET_VRING_KICK";
-    case Request::kSetVringCall: return "SET_VRING_CALL";
-    case Request::kSetVringErr: return "SET_VRING_ERR";
-    case Request::kGetProtocolFeatures: return "GET_PROTOCOL_FEATURES";
-    case Request::kSetProtocolFeatures: return "SET_PROTOCOL_FEATURES";
-    case Request::kGetQueueNum: return "GET_QUEUE_NUM";
-    case Request::kSetVringEnable: return "SET_VRING_ENABLE";
-    case Request::kSendRarp: return "SEND_RARP";
-    case Request::kNetSetMtu: return "NET_SET_MTU";
-    case Request::kGetConfig: return "GET_CONFIG";
-    case Request::kSetConfig: return "SET_CONFIG";
-    case Request::kResetDevice: return "RESET_DEVICE";
-    case Request::kGetMaxMemSlots: return "GET_MAX_MEM_SLOTS";
-    case Request::kSetStatus: return "SET_STATUS";
-    case Request::kGetStatus: return "GET_STATUS";
-  }
-  return "unknown";
+  const RequestInfo* info = find_request(static_cast<std::uint32_t>(r));
+  return info != nullptr ? info->name : "unknown";
 }
 
 std::string_view to_string(MessageError e) {
@@ -54,50 +84,6 @@ std::string_view to_string(MessageError e) {
 }
 
 namespace {
-
-// What each request carries.
-enum class Shape : std::uint8_t { kNone, kU64, kState, kAddr, kMemTable, kVringFile, kUnsupported };
-
-Shape shape_of(std::uint32_t request) {
-  switch (static_cast<Request>(request)) {
-    case Request::kGetFeatures:
-    case Request::kSetOwner:
-    case Request::kResetOwner:
-    case Request::kGetProtocolFeatures:
-    case Request::kGetQueueNum:
-    case Request::kResetDevice:
-    case Request::kGetStatus:
-      return Shape::kNone;
-    case Request::kSetFeatures:
-    case Request::kSetProtocolFeatures:
-    case Request::kSendRarp:
-    case Request::kNetSetMtu:
-    case Request::kSetStatus:
-      return Shape::kU64;
-    case Request::kSetVringNum:
-    case Request::kSetVringBase:
-    case Request::kGetVringBase:
-    case Request::kSetVringEnable:
-      return Shape::kState;
-    case Request::kSetVringAddr:
-      return Shape::kAddr;
-    case Request::kSetMemTable:
-      return Shape::kMemTable;
-    case Request::kSetVringKick:
-    case Request::kSetVringCall:
-    case Request::kSetVringErr:
-      return Shape::kVringFile;
-    // Not offered (no LOG_ALL, CONFIG or CONFIGURE_MEM_SLOTS feature): a front-end that
-    // sends them anyway gets an error, not a guess.
-    case Request::kSetLogBase:
-    case Request::kSetLogFd:
-    case Request::kGetConfig:
-    case Request::kSetConfig:
-    case Request::kGetMaxMemSlots:
-      return Shape::kUnsupported;
-  }
-  return Shape::kUnsupported;  // a number outside the enum
-}
 
 template <typename T>
 T read_pod(std::span<const std::byte> p, std::size_t offset = 0) {
