@@ -61,6 +61,8 @@ def parse_args():
                    help="iperf3 streams that must report runs, 'tcp:a>b,udp:c>d'")
     p.add_argument("--udp-mbps", type=float, default=0.0, help="each UDP stream's rate (Mbit/s)")
     p.add_argument("--tcp-floor", type=float, default=0.1, help="the least a TCP stream moves (Mbit/s)")
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="seconds after the start before the pairs' floors are judged (streams starting)")
     p.add_argument("--segment", type=int, default=3600, help="the streams' segment length (s)")
     p.add_argument("--reports", nargs="*", default=[], help="files the load generators append VSOAK lines to")
     p.add_argument("--free-reports", type=int, default=1 << 20,
@@ -511,8 +513,10 @@ class Monitor:
             next_t = max(next_t + self.a.period, time.monotonic())
             time.sleep(max(0.0, min(next_t, end) - time.monotonic()))
             # The last period before the end is not judged for stalls: the flows are
-            # winding down on their own clocks.
-            self.sample(checking=time.monotonic() < end - self.a.period)
+            # winding down on their own clocks; nor are the first --settle seconds, while
+            # slow guests start theirs.
+            now = time.monotonic()
+            self.sample(checking=self.t0 + self.a.settle <= now < end - self.a.period)
         deadline = time.monotonic() + self.a.grace
         while len(self.done) < self.a.expect_done:
             if time.monotonic() > deadline:
