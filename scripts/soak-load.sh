@@ -1,11 +1,12 @@
 #!/bin/sh
 # The load a soak puts on one host (a guest, or a network namespace): POSIX sh, busybox or
 # coreutils, iperf3 and ping, nothing else, so the same file runs inside the test guests.
-#   soak-load.sh NAME SECONDS SEGMENT TCP_PEER UDP_PEER UDP_RATE "PING_PEERS" REPORT [LINGER]
+#   soak-load.sh NAME SECONDS SEGMENT TCP_PEER UDP_PEER UDP_RATE "PING_PEERS" REPORT [LINGER [TCP_RATE]]
 # PEER is name@address (or "-" for none); PING_PEERS a space-separated list of them;
 # REPORT a file the lines are appended to, or "-" for stdout (a guest's console). The hosts
 # start their clocks when they can reach every peer, so they end a little apart: the servers
-# stay up LINGER seconds (default 30) after this host's own load has ended.
+# stay up LINGER seconds (default 30) after this host's own load has ended. TCP_RATE caps
+# the TCP stream (iperf3 -b; default 0: as fast as it goes).
 # It serves iperf3 TCP on port 5201 and UDP on 5202, then for SECONDS:
 #   - iperf3 TCP to TCP_PEER and UDP at UDP_RATE to UDP_PEER, in back-to-back segments of at
 #     most SEGMENT seconds (iperf3 refuses -t above 86400 s, so days are many segments); the
@@ -18,7 +19,7 @@
 # (each followed by " end").
 #   VSOAK PING src= dst= sent= recv= p50= p99= max= | VSOAK NET host= ... | VSOAK DONE host=N
 # Memory stays flat for any duration: each segment's output is parsed and forgotten.
-name=$1 secs=$2 seg=$3 tcp_peer=$4 udp_peer=$5 udp_rate=$6 ping_peers=$7 report=$8 linger=${9:-30}
+name=$1 secs=$2 seg=$3 tcp_peer=$4 udp_peer=$5 udp_rate=$6 ping_peers=$7 report=$8 linger=${9:-30} tcp_rate=${10:-0}
 tmp=${TMPDIR:-/tmp}/soak-load.$name.$$
 mkdir -p "$tmp"
 
@@ -122,7 +123,7 @@ done
 say "UP host=$name"
 end=$(($(now) + secs))
 pids=""
-[ "$tcp_peer" = "-" ] || { seg_loop tcp "$tcp_peer" 5201 & pids="$pids $!"; }
+[ "$tcp_peer" = "-" ] || { seg_loop tcp "$tcp_peer" 5201 -b "$tcp_rate" & pids="$pids $!"; }
 [ "$udp_peer" = "-" ] || { seg_loop udp "$udp_peer" 5202 -u -b "$udp_rate" -l 1200 --udp-counters-64bit & pids="$pids $!"; }
 for p in $ping_peers; do ping_loop "$p" & pids="$pids $!"; done
 while [ "$(now)" -lt $end ]; do
