@@ -1,5 +1,6 @@
 // vswitchctl --config FILE ports|fdb|stats [--json]: reads a running switch's state from
-// its stats region (read-only; nothing is stopped or slowed).
+// its stats region: it only reads (through a read-write mapping: shm::Region has no
+// read-only attach yet); nothing is stopped or slowed.
 #include <signal.h>
 #include <time.h>
 
@@ -288,7 +289,7 @@ struct Ctl {
   }
 };
 
-// Every channel's control words, read from the running switch (read-only mapping of
+// Every channel's control words, read from the running switch (only read, through a mapping of
 // each channel). A channel whose `used` stays non-zero while its consumer is waiting is a
 // lost wakeup; one that stays full is a stalled consumer.
 void channels(const Topology& topo, bool json) {
@@ -329,7 +330,7 @@ int usage(FILE* f) {
       "       vswitchctl --help\n"
       "\n"
       "Reads the state of the vswitchd running topology FILE from its stats region\n"
-      "(/dev/shm/vswitch.NAME.stats, NAME being FILE's switch.name), read-only: nothing is\n"
+      "(/dev/shm/vswitch.NAME.stats, NAME being FILE's switch.name), only read: nothing is\n"
       "stopped or slowed. FILE must be the file vswitchd runs (the same endpoints).\n"
       "\n"
       "commands:\n"
