@@ -13,12 +13,12 @@
 # fds or threads keep growing, or more than 0.1% (+1) of a pair's pings are lost.
 #   scripts/soak-vm.sh DURATION [--vms N] [--arch x86_64|arm64] [--config TOPOLOGY]
 #                      [--out DIR] [--segment S] [--hour S] [--udp-rate R] [--tcp-floor MBPS]
-#                      [--settle S] [--tcp-rate R] [--stall S]
+#                      [--udp-floor FRACTION] [--settle S] [--tcp-rate R] [--stall S]
 # Defaults: 4 VMs (the ZCU102 board's shape) on a generated topology, x86_64 guests under
 # TCG, UDP 5M per stream (what TCG guests receive beside TCP without
-# overflowing their sockets), a TCP stream's floor 0.1 Mbit/s (a pair's floor: its TCP
-# streams' floors plus half its UDP streams' rate; guests nested in the emulated board
-# move far less, and their soak sets both lower), floors judged from the start (--settle:
+# overflowing their sockets), a TCP stream's floor 0.1 Mbit/s and a UDP stream's half its
+# rate (--udp-floor 0.5; a pair's floor is the sum of its streams'; guests nested in the
+# emulated board move far less and pace late when starved, and their soak sets all lower), floors judged from the start (--settle:
 # after S seconds, for guests slow to start their streams), TCP as fast as it goes
 # (--tcp-rate: capped, for guests that would otherwise starve each other), a pair below its
 # floor for 30 s fails (--stall). --config takes a topology whose vhost-user endpoints are the
@@ -30,9 +30,9 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 SOAK_UDP_RATE=5M
-usage="usage: $0 DURATION [--vms N] [--arch x86_64|arm64] [--config TOPOLOGY] [--out DIR] [--segment S] [--hour S] [--udp-rate R] [--tcp-floor MBPS] [--settle S] [--tcp-rate R] [--stall S]"
+usage="usage: $0 DURATION [--vms N] [--arch x86_64|arm64] [--config TOPOLOGY] [--out DIR] [--segment S] [--hour S] [--udp-rate R] [--tcp-floor MBPS] [--udp-floor FRACTION] [--settle S] [--tcp-rate R] [--stall S]"
 soak_parse_common soak-vm "$@" || { echo "$usage" >&2; exit 2; }
-vms="" arch=x86_64 cfg="" tcp_floor=0.1 settle=0 tcp_rate=0 stall=30
+vms="" arch=x86_64 cfg="" tcp_floor=0.1 udp_floor=0.5 settle=0 tcp_rate=0 stall=30
 set -- "${SOAK_REST[@]}"
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -41,6 +41,8 @@ while [[ $# -gt 0 ]]; do
     --config) cfg=$2; shift 2 ;;
     --tcp-floor) [[ ${2:-} =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "soak-vm: --tcp-floor MBPS" >&2; exit 2; }
                  tcp_floor=$2; shift 2 ;;
+    --udp-floor) [[ ${2:-} =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || { echo "soak-vm: --udp-floor FRACTION (0 to 1)" >&2; exit 2; }
+                 udp_floor=$2; shift 2 ;;
     --settle) [[ ${2:-} =~ ^[0-9]+$ ]] || { echo "soak-vm: --settle SECONDS" >&2; exit 2; }
               settle=$2; shift 2 ;;
     --tcp-rate) [[ ${2:-} =~ ^[0-9]+[KMG]?$ ]] || { echo "soak-vm: --tcp-rate R (e.g. 400K)" >&2; exit 2; }
@@ -169,7 +171,7 @@ echo "soak-vm: $n $arch guests, $secs s in segments of $SOAK_SEGMENT s, sampling
 warmup=$((secs / 3 < 60 ? secs / 3 : 60))
 rc=0
 python3 scripts/soak_monitor.py --ctl "$bin/vswitchctl" --config "$cfg" --out "$out" --duration "$secs" \
-  --hour "$SOAK_HOUR" --warmup "$warmup" --segment "$SOAK_SEGMENT" --udp-mbps "$(rate_mbps "$SOAK_UDP_RATE")" --tcp-floor "$tcp_floor" --settle "$settle" --stall "$stall" --title "vswitch VM soak ($n $arch guests)" \
+  --hour "$SOAK_HOUR" --warmup "$warmup" --segment "$SOAK_SEGMENT" --udp-mbps "$(rate_mbps "$SOAK_UDP_RATE")" --tcp-floor "$tcp_floor" --udp-floor "$udp_floor" --settle "$settle" --stall "$stall" --title "vswitch VM soak ($n $arch guests)" \
   --pairs "$pairs" --streams "$streams" --reports "${consoles[@]}" \
   --expect-done "$n" --grace $((120 + 30 * n)) --pids "vswitchd=$daemon_pid" || rc=$?
 if ((rc)); then dump guests; exit 1; fi  # the monitor wrote the switch's side

@@ -61,6 +61,9 @@ def parse_args():
                    help="iperf3 streams that must report runs, 'tcp:a>b,udp:c>d'")
     p.add_argument("--udp-mbps", type=float, default=0.0, help="each UDP stream's rate (Mbit/s)")
     p.add_argument("--tcp-floor", type=float, default=0.1, help="the least a TCP stream moves (Mbit/s)")
+    p.add_argument("--udp-floor", type=float, default=0.5,
+                   help="the least a UDP stream moves, a fraction of its rate (guests starved of CPU "
+                        "send late: their pacing runs on their own, descheduled, time)")
     p.add_argument("--settle", type=float, default=0.0,
                    help="seconds after the start before the pairs' floors are judged (streams starting)")
     p.add_argument("--segment", type=int, default=3600, help="the streams' segment length (s)")
@@ -157,14 +160,14 @@ class Monitor:
                 pass
         self.pairs = [tuple(p.split(">")) for p in a.pairs.split(",") if p]
         self.streams = [s.split(":", 1) for s in a.streams.split(",") if s]
-        # A pair carrying iperf3 streams must carry at least this much (Mbit/s): half of
-        # each UDP stream's rate, and --tcp-floor for a TCP stream (default 0.1: pings and
+        # A pair carrying iperf3 streams must carry at least this much (Mbit/s): --udp-floor
+        # (default half) of each UDP stream's rate, and --tcp-floor for a TCP stream (default 0.1: pings and
         # ACKs alone are a few kbit/s; a TCP stream between TCG guests moves tens of
         # Mbit/s at the least).
         self.floor = {}
         for proto, pair in self.streams:
             key = tuple(pair.split(">"))
-            self.floor[key] = self.floor.get(key, 0.0) + (0.5 * a.udp_mbps if proto == "udp" else a.tcp_floor)
+            self.floor[key] = self.floor.get(key, 0.0) + (a.udp_floor * a.udp_mbps if proto == "udp" else a.tcp_floor)
         self.extra_pids = dict(kv.split("=") for kv in a.pids.split(",") if kv)
         self.offsets = {}
         self.rows_in_file = 0
@@ -344,7 +347,7 @@ class Monitor:
                 if v == 0 or v < floor:
                     self.below_since.setdefault(p, self.prev["t"])
                     if now - self.below_since[p] >= self.a.stall:
-                        what = "nothing" if v == 0 else f"{v:.3f} Mbit/s (its streams need >= {floor:.1f})"
+                        what = "nothing" if v == 0 else f"{v:.3f} Mbit/s (its streams need >= {floor:.3f})"
                         self.fail(f"{p[0]} -> {p[1]} moved {what} for {now - self.below_since[p]:.0f} s")
                 else:
                     self.below_since.pop(p, None)
@@ -429,8 +432,9 @@ class Monitor:
             with open(self.csv_path, "w") as f:
                 f.write(self.header())
             self.rows_in_file = 0
-        row = [f"{elapsed:.0f}"] + [f"{mbps[p]:.1f}" for p in self.pairs] + \
-            [f"{sum(mbps.values()):.1f}", str(cur["drops_total"]), str(sum(cur["restarts"].values())),
+        # Three decimals: a board's guests move tens of kbit/s per pair.
+        row = [f"{elapsed:.0f}"] + [f"{mbps[p]:.3f}" for p in self.pairs] + \
+            [f"{sum(mbps.values()):.3f}", str(cur["drops_total"]), str(sum(cur["restarts"].values())),
              str(sum(v[0] for v in procs.values())), str(sum(v[1] for v in procs.values())),
              str(sum(v[2] for v in procs.values()))]
         with open(self.csv_path, "a") as f:
