@@ -142,7 +142,8 @@ rm -f "$out"/{results.txt,board.console}
 # UDP at 64 kbit/s, a TCP stream's floor at 10 kbit/s and a UDP stream's at a quarter of
 # its rate (a starved guest's iperf3 paces late: a 1 h run saw one stream at 30 kbit/s
 # for 40 s; a stalled flow still moves nothing, pings alone less than 2 kbit/s), floors
-# judged after 120 s (the nested guests take that long to start every stream).
+# and lost pings judged after 120 s (the nested guests take that long to start every
+# stream).
 soak_cmd=${BOARD_SOAK_CMD:-"VM_ACCEL=kvm VSWITCH_NO_SETUP=1 VSWITCH_BIN=/repo/$cross/bin scripts/soak-vm.sh $soak --vms 4 --arch arm64 --config configs/zcu102-4vm.toml --out /out/soak --udp-rate 64K --tcp-rate 400K --tcp-floor 0.01 --udp-floor 0.25 --settle 120"}
 cat >"$out/board.env" <<ENV
 BOARD_SECONDS=$secs

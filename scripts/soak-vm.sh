@@ -15,14 +15,15 @@
 #                      [--out DIR] [--segment S] [--hour S] [--udp-rate R] [--tcp-floor MBPS]
 #                      [--udp-floor FRACTION] [--settle S] [--tcp-rate R] [--stall S]
 # Defaults: 4 VMs (the ZCU102 board's shape) on a generated topology, x86_64 guests under
-# TCG, UDP 5M per stream (what TCG guests receive beside TCP without
-# overflowing their sockets), a TCP stream's floor 0.1 Mbit/s and a UDP stream's half its
-# rate (--udp-floor 0.5; a pair's floor is the sum of its streams'; guests nested in the
-# emulated board move far less and pace late when starved, and their soak sets all lower), floors judged from the start (--settle:
-# after S seconds, for guests slow to start their streams), TCP as fast as it goes
-# (--tcp-rate: capped, for guests that would otherwise starve each other), a pair below its
-# floor for 30 s fails (--stall). --config takes a topology whose vhost-user endpoints are the
-# guests (e.g. configs/zcu102-4vm.toml). Environment: VSWITCH_BIN (default build/bin),
+# TCG, UDP 5M per stream (what TCG guests receive beside TCP without overflowing their
+# sockets), a TCP stream's floor 0.1 Mbit/s and a UDP stream's half its rate (--udp-floor
+# 0.5; a pair's floor is the sum of its streams'; guests nested in the emulated board move
+# far less and pace late when starved, and their soak sets all lower), floors and lost
+# pings judged from the start (--settle: after S seconds, for guests slow to start their
+# streams), TCP as fast as it goes (--tcp-rate: capped, for guests that would otherwise
+# starve each other), a pair below its floor for 30 s fails (--stall). --config takes a
+# topology whose vhost-user endpoints are the guests (e.g. configs/zcu102-4vm.toml).
+# Environment: VSWITCH_BIN (default build/bin),
 # VSWITCH_NO_SETUP=1 (no apt, no build, no image build: inside the emulated board), and
 # scripts/vm-lib.sh's VM_ACCEL, VM_MEM, VM_IMAGE, VM_QEMU.
 set -euo pipefail

@@ -20,7 +20,8 @@ host's latest drop counters in failure.txt - when:
     STALL seconds;
   * a process's private memory, open descriptors or threads keep growing;
   * pings are lost beyond the bound (--ping-loss: a fraction of those sent per pair plus one
-    per report, or "counted": judged against drop counters like UDP).
+    per report, or "counted": judged against drop counters like UDP); pings lost in a
+    minute reported before --settle seconds are only shown.
 Every HOUR seconds it writes one summary line (summary.txt and stdout) and redraws the PNG.
 
 Nothing it keeps grows with the run's length: the 10 s CSV is rotated daily (soak.csv,
@@ -65,7 +66,7 @@ def parse_args():
                    help="the least a UDP stream moves, a fraction of its rate (guests starved of CPU "
                         "send late: their pacing runs on their own, descheduled, time)")
     p.add_argument("--settle", type=float, default=0.0,
-                   help="seconds after the start before the pairs' floors are judged (streams starting)")
+                   help="seconds after the start before the pairs' floors and lost pings are judged (streams starting)")
     p.add_argument("--segment", type=int, default=3600, help="the streams' segment length (s)")
     p.add_argument("--reports", nargs="*", default=[], help="files the load generators append VSOAK lines to")
     p.add_argument("--free-reports", type=int, default=1 << 20,
@@ -296,13 +297,17 @@ class Monitor:
             key = (f.get("src", "?"), f.get("dst", "?"))
             sent = num(f, "sent")
             recv = min(sent, num(f, "recv"))  # duplicates (DUP!) never hide a loss
-            p = self.ping.setdefault(key, [0, 0, 0])
+            p = self.ping.setdefault(key, [0, 0, 0, 0])
             p[0] += sent
             p[1] += recv
             p[2] += 1
             if recv:
                 self.ping_hour.append((float(f.get("p50", 0)), float(f.get("p99", 0)), float(f.get("max", 0))))
-            lost = p[0] - p[1]
+            # Pings lost in a minute reported during --settle (guests still starting their
+            # streams, or not yet ready for frames) are shown in the summary, not judged.
+            if time.monotonic() < self.t0 + self.a.settle:
+                p[3] += sent - recv
+            lost = p[0] - p[1] - p[3]
             if self.a.ping_loss == "counted":
                 self.udp_pending.append((self.batch, sent - recv, 0))
             elif lost > float(self.a.ping_loss) * p[0] + p[2]:
