@@ -165,7 +165,7 @@ void read_switch(Reader& r, const toml::table& root, Topology& t) {
       t.switch_config.name = *name;
   }
   assign(r.integer(*s, "switch", "mac_table_size", 1, 1 << 24), t.switch_config.mac_table_size);
-  assign(r.integer(*s, "switch", "aging_s", 0, 86400 * 365), t.switch_config.aging_s);
+  assign(r.integer(*s, "switch", "aging_s", 0, std::int64_t{86400} * 365), t.switch_config.aging_s);
 }
 
 void read_fabric(Reader& r, const toml::table& root, Topology& t) {
@@ -173,7 +173,7 @@ void read_fabric(Reader& r, const toml::table& root, Topology& t) {
   if (f == nullptr) return;
   r.only_keys(*f, "fabric", {"ring_bytes", "max_frame", "stall_timeout_ms"});
   assign(r.integer(*f, "fabric", "max_frame", 64, shm::kMaxFrameBytes), t.fabric.max_frame);
-  assign(r.integer(*f, "fabric", "stall_timeout_ms", 1, 3600 * 1000), t.fabric.stall_timeout_ms);
+  assign(r.integer(*f, "fabric", "stall_timeout_ms", 1, std::int64_t{3600} * 1000), t.fabric.stall_timeout_ms);
   if (auto ring = r.integer(*f, "fabric", "ring_bytes", 1,
                             static_cast<std::int64_t>(shm::kMaxRingCapacity))) {
     const auto bytes = static_cast<std::uint64_t>(*ring);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -356,11 +357,7 @@ int usage(FILE* f) {
   return f == stdout ? 0 : 2;
 }
 
-}  // namespace
-}  // namespace vswitch
-
-int main(int argc, char** argv) {
-  using namespace vswitch;
+int run(int argc, char** argv) {
   std::string config, command;
   bool json = false;
   for (int i = 1; i < argc; ++i) {
@@ -408,4 +405,20 @@ int main(int argc, char** argv) {
   else if (command == "channels") channels(topo.value(), json);
   else ctl.stats_cmd();
   return 0;
+}
+
+}  // namespace
+}  // namespace vswitch
+
+int main(int argc, char** argv) {
+  // Out of memory (or a string past its maximum) is the only way out by exception: a clear
+  // line and exit status 1, not std::terminate's abort.
+  try {
+    return vswitch::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vswitchctl: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "vswitchctl: unexpected exception\n");
+  }
+  return 1;
 }

@@ -96,7 +96,7 @@ Backend::Step Backend::start_if_ready(std::uint32_t index) {
   if (auto idx = memory_->translate(*used + 2, 2)) std::memcpy(&next_used, idx->data(), 2);
   auto q = virtio::SplitQueue::create(*memory_, layout, v.base, next_used);
   if (!q) return sys::Unexpected("vring " + std::to_string(index) + ": " + q.error());
-  v.queue.emplace(std::move(q.value()));
+  v.queue.emplace(q.value());
   return {};
 }
 

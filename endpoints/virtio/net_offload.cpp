@@ -91,7 +91,7 @@ sys::Result<TcpSegmenter, OffloadError> TcpSegmenter::parse(const NetHeader& h, 
   if (type == kEtherTypeIpv4) {
     if (gso != kGsoTcpV4 || frame.size() < l3 + 20) return Unexpected{OffloadError::kUnparsable};
     const unsigned vihl = std::to_integer<unsigned>(frame[l3]);
-    const std::size_t ihl = (vihl & 0xf) * 4u;
+    const std::size_t ihl = std::size_t{vihl & 0xfu} * 4;  // IHL counts 32-bit words
     if ((vihl >> 4) != 4 || ihl < 20 || frame.size() < l3 + ihl) return Unexpected{OffloadError::kUnparsable};
     if (std::to_integer<std::uint8_t>(frame[l3 + 9]) != kIpProtoTcp) return Unexpected{OffloadError::kUnparsable};
     l4 = l3 + ihl;
@@ -104,7 +104,7 @@ sys::Result<TcpSegmenter, OffloadError> TcpSegmenter::parse(const NetHeader& h, 
     return Unexpected{OffloadError::kUnparsable};
   }
   if (frame.size() < l4 + 20) return Unexpected{OffloadError::kUnparsable};
-  const std::size_t thl = (std::to_integer<unsigned>(frame[l4 + 12]) >> 4) * 4u;
+  const std::size_t thl = std::size_t{std::to_integer<unsigned>(frame[l4 + 12]) >> 4} * 4;  // data offset, in words
   if (thl < 20 || frame.size() < l4 + thl) return Unexpected{OffloadError::kUnparsable};
   s.l3_ = l3;
   s.l4_ = l4;
