@@ -13,6 +13,7 @@ packages=(
   libconcurrentqueue-dev                    # off-data-path queues (control, log events)
   libgtest-dev                              # tests
   clang libclang-rt-14-dev                  # sanitizer builds (TSan, ASan+UBSan), fuzzers
+  clang-tidy                                # lint (scripts/clang-tidy.sh, checks in .clang-tidy)
   spin gcc                                  # model checking of the sleep handshake
   g++-aarch64-linux-gnu qemu-user           # aarch64 cross build, run under emulation
   iproute2 iperf3 iputils-ping python3      # demo and integration tests (namespaces, TAPs, traffic)

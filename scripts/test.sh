@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is needed (scripts/setup.sh), builds, and runs every test:
-#   1. ctest on the normal build: unit, fuzz corpora, stress (two processes, lost-wakeup hunt) and the
-#      spin model of the handshake (correct model passes, every mutation is caught); then the
+#   1. ctest on the normal build (which also compiles every header on its own): unit, fuzz corpora,
+#      stress (two processes, lost-wakeup hunt) and the spin model of the handshake (correct model
+#      passes, every mutation is caught); clang-tidy over the libraries and programs; then the
 #      integration tests (vswitchd, TAPs in namespaces, iperf3; as root) and a 60 s generator soak,
 #      the VM demo with arm64 guests (label vm_arm64),
 #      then short runs of both soak scripts (label soak);
@@ -25,6 +26,9 @@ scripts/setup.sh || { echo "setup failed"; exit 1; }
 stage "ctest: normal build (unit, model, fuzz corpora, stress)"
 (cd build && ctest --output-on-failure -j "$jobs" -L 'unit|model|fuzz') || failed+=("unit/model")
 (cd build && ctest --output-on-failure -L stress) || failed+=("stress")
+
+stage "clang-tidy: the checks of .clang-tidy over shm/, endpoints/, vswitch/, every finding an error"
+scripts/clang-tidy.sh build || failed+=("clang-tidy")
 
 stage "integration: vswitchd with TAP endpoints in network namespaces, iperf3, kill -9, generator soak"
 if [[ $(id -u) -ne 0 ]]; then
