@@ -20,8 +20,8 @@ host's latest drop counters in failure.txt - when:
     STALL seconds;
   * a process's private memory, open descriptors or threads keep growing;
   * pings are lost beyond the bound (--ping-loss: a fraction of those sent per pair plus one
-    per report, or "counted": judged against drop counters like UDP); pings lost in a
-    minute reported before --settle seconds are only shown.
+    per report, or "counted": judged against drop counters like UDP); pings of a report
+    that may cover the first --settle seconds are only shown.
 Every HOUR seconds it writes one summary line (summary.txt and stdout) and redraws the PNG.
 
 Nothing it keeps grows with the run's length: the 10 s CSV is rotated daily (soak.csv,
@@ -195,7 +195,7 @@ class Monitor:
         self.net_batch = {}          # host -> batch its latest counters came in
         self.net_start = {}
         self.net_line = {}           # host -> its latest NET line, for failure.txt
-        self.ping = {}               # (src, dst) -> [sent, recv, reports]
+        self.ping = {}               # (src, dst) -> [sent, recv, reports, and those three while settling]
         self.ping_hour = []          # (p50, p99, max) of each ping report this hour
         self.done = set()
         self.logs = {}               # (src, proto) -> the last iperf3 lines of a failed run
@@ -297,21 +297,26 @@ class Monitor:
             key = (f.get("src", "?"), f.get("dst", "?"))
             sent = num(f, "sent")
             recv = min(sent, num(f, "recv"))  # duplicates (DUP!) never hide a loss
-            p = self.ping.setdefault(key, [0, 0, 0, 0])
+            p = self.ping.setdefault(key, [0, 0, 0, 0, 0, 0])
             p[0] += sent
             p[1] += recv
             p[2] += 1
             if recv:
                 self.ping_hour.append((float(f.get("p50", 0)), float(f.get("p99", 0)), float(f.get("max", 0))))
-            # Pings lost in a minute reported during --settle (guests still starting their
-            # streams, or not yet ready for frames) are shown in the summary, not judged.
-            if time.monotonic() < self.t0 + self.a.settle:
-                p[3] += sent - recv
-            lost = p[0] - p[1] - p[3]
+            # A report covers the minute before it was written and is read up to a period
+            # later: one read before --settle + 60 s + a period may cover the settling time
+            # (guests still starting their streams, or not yet ready for frames). Its pings
+            # are shown in the summary, not judged.
+            if self.a.settle > 0 and time.monotonic() < self.t0 + self.a.settle + 60 + self.a.period:
+                p[3] += sent
+                p[4] += recv
+                p[5] += 1
+                return
+            sent_j, lost_j, reports_j = p[0] - p[3], (p[0] - p[1]) - (p[3] - p[4]), p[2] - p[5]
             if self.a.ping_loss == "counted":
                 self.udp_pending.append((self.batch, sent - recv, 0))
-            elif lost > float(self.a.ping_loss) * p[0] + p[2]:
-                self.fail(f"pings {key[0]} -> {key[1]}: {lost} of {p[0]} lost "
+            elif lost_j > float(self.a.ping_loss) * sent_j + reports_j:
+                self.fail(f"pings {key[0]} -> {key[1]}: {lost_j} of {sent_j} lost "
                           f"(bound {float(self.a.ping_loss):.2%} + one per minute's report)")
         elif kind == "LOG":
             key = (f.get("src"), f.get("proto"))
@@ -479,14 +484,15 @@ class Monitor:
         self.hour_max = {}
         segs = " ".join(f"{k}:{v[0]}runs/gap{v[1]}ms/retried{v[2]}" for k, v in sorted(self.segments.items()))
         line = (f"{label} {self.hour_index} t={elapsed:.0f}s "
-                f"pairs(avg/min10s Mbit/s) {' '.join(f'{a}>{b}={avg[(a, b)]:.2f}/{low[(a, b)]:.2f}' for a, b in self.pairs)} "
-                f"lowest10s_total={min((r[2] for r in rows), default=0.0):.1f} "
+                f"pairs(avg/min10s Mbit/s) {' '.join(f'{a}>{b}={avg[(a, b)]:.3f}/{low[(a, b)]:.3f}' for a, b in self.pairs)} "
+                f"lowest10s_total={min((r[2] for r in rows), default=0.0):.3f} "
                 f"drops{json.dumps(drops, separators=(',', ':'))} "
                 f"restarts={sum(cur['restarts'].values()) - sum(self.first['restarts'].values())} "
                 f"udp_lost={self.udp_lost}/{self.udp_sent} "
                 f"procs(anonkB/fds/threads) {' '.join(f'{n}={v[0]}/{v[1]}/{v[2]}' for n, v in sorted(procs.items()))} "
                 f"ping_ms p50={p50:.2f} p99<={p99:.2f} max={pmax:.2f} "
                 f"pings_lost={sum(v[0] - v[1] for v in self.ping.values())}/{sum(v[0] for v in self.ping.values())} "
+                f"(settling {sum(v[3] - v[4] for v in self.ping.values())}/{sum(v[3] for v in self.ping.values())}) "
                 f"malformed_reports={self.malformed} "
                 f"segments {segs}")
         with open(self.summary_path, "a") as f:
@@ -497,7 +503,7 @@ class Monitor:
                 f.write("hour,t_s," + ",".join(f"{a}_to_{b}_avg,{a}_to_{b}_min" for a, b in self.pairs) +
                         ",ping_p50_ms,ping_p99_ms,ping_max_ms\n")
             f.write(f"{self.hour_index},{elapsed:.0f}," +
-                    ",".join(f"{avg[p]:.1f},{low[p]:.1f}" for p in self.pairs) + f",{p50:.3f},{p99:.3f},{pmax:.3f}\n")
+                    ",".join(f"{avg[p]:.3f},{low[p]:.3f}" for p in self.pairs) + f",{p50:.3f},{p99:.3f},{pmax:.3f}\n")
         print("SUMMARY " + line, flush=True)
         self.plot()
 
