@@ -175,7 +175,7 @@ class Monitor:
         self.rows_per_file = int(86400 / a.period)
         self.t0 = time.monotonic()
         self.hour_index = 0
-        self.hour_rows = []          # (dt, {pair: mbps}, total_mbps): at most one hour of rows
+        self.hour_rows = []          # (dt, {pair: mbps}, total_mbps, judged): at most one hour of rows
         self.hour_start = None       # the sample the hour started at
         self.below_since = {}
         self.ctl_failing_since = None
@@ -366,7 +366,7 @@ class Monitor:
         self.check_udp(cur)
         procs = self.check_growth(cur, elapsed)
         self.write_row(elapsed, mbps, cur, procs)
-        self.hour_rows.append((dt, mbps, sum(mbps.values())))
+        self.hour_rows.append((dt, mbps, sum(mbps.values()), checking))
         self.prev = cur
         if elapsed >= (self.hour_index + 1) * self.a.hour:
             self.hourly(elapsed, cur, procs)
@@ -459,7 +459,10 @@ class Monitor:
         self.hour_rows = []
         span = sum(r[0] for r in rows) or 1.0
         avg = {p: sum(r[0] * r[1][p] for r in rows) / span for p in self.pairs}  # weighted by interval
-        low = {p: min((r[1][p] for r in rows), default=0.0) for p in self.pairs}
+        # The lowest interval among those the stall check judged (not the settling start nor
+        # the wind-down after the streams ended); all of them when none was judged.
+        judged = [r for r in rows if r[3]] or rows
+        low = {p: min((r[1][p] for r in judged), default=0.0) for p in self.pairs}
         drops = {}
         for n, reasons in cur["drops"].items():
             for r, v in reasons.items():
@@ -485,7 +488,7 @@ class Monitor:
         segs = " ".join(f"{k}:{v[0]}runs/gap{v[1]}ms/retried{v[2]}" for k, v in sorted(self.segments.items()))
         line = (f"{label} {self.hour_index} t={elapsed:.0f}s "
                 f"pairs(avg/min10s Mbit/s) {' '.join(f'{a}>{b}={avg[(a, b)]:.3f}/{low[(a, b)]:.3f}' for a, b in self.pairs)} "
-                f"lowest10s_total={min((r[2] for r in rows), default=0.0):.3f} "
+                f"lowest10s_total={min((r[2] for r in judged), default=0.0):.3f} "
                 f"drops{json.dumps(drops, separators=(',', ':'))} "
                 f"restarts={sum(cur['restarts'].values()) - sum(self.first['restarts'].values())} "
                 f"udp_lost={self.udp_lost}/{self.udp_sent} "

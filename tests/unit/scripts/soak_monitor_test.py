@@ -75,5 +75,26 @@ class Floors(unittest.TestCase):
         self.assertAlmostEqual(m.floor[("vm1", "vm0")], 2.5)
 
 
+class HourlySummary(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_the_lowest_interval_is_among_the_judged_ones(self):
+        m = monitor(self.dir.name, "--pairs", "vm0>vm1")
+        m.plot = lambda wait=False: None  # no PNG here
+        cur = {"drops": {}, "restarts": {}}
+        m.first = m.hour_start = cur
+        # Settling start, two judged intervals, then the wind-down after the streams ended.
+        m.hour_rows = [(10.0, {("vm0", "vm1"): 0.0}, 0.0, False), (10.0, {("vm0", "vm1"): 0.4}, 0.4, True),
+                       (10.0, {("vm0", "vm1"): 0.2}, 0.2, True), (10.0, {("vm0", "vm1"): 0.0}, 0.0, False)]
+        m.hourly(3600.0, cur, {})
+        with open(os.path.join(self.dir.name, "hourly.csv")) as f:
+            row = f.read().splitlines()[1].split(",")
+        self.assertEqual(row[2:4], ["0.150", "0.200"])  # the average over every interval, the judged minimum
+
+
 if __name__ == "__main__":
     unittest.main()
