@@ -116,12 +116,14 @@ mkdir -p /www && httpd -p 8080 -h /www || exit 2
 iperf3 -s -D || exit 3
 mark() { touch /www/\$1; echo "GUEST-MARK \$1"; }
 # barrier NAME LIMIT [last]: in the last one, a peer that answers no more has passed it
-# and powered off (its exit status is checked by the board), so it counts as there.
+# and powered off (its exit status is checked by the board), so it counts as there. Each
+# poll is cut off after 10 s (timeout: Debian's busybox wget has no -T): a peer that powers
+# off between accepting the request and answering it would leave wget waiting forever.
 barrier() {
   mark \$1; end=\$((\$(now) + \$2))
   for j in 0 1 2 3; do
     [ \$j = \$me ] && continue
-    until wget -q -O /dev/null http://\$(peer \$j):8080/\$1 2>/dev/null ||
+    until timeout 10 wget -q -O /dev/null http://\$(peer \$j):8080/\$1 2>/dev/null ||
           { [ "\$3" = last ] && ! ping -c 3 -W 2 \$(peer \$j) >/dev/null 2>&1; }; do
       [ \$(now) -lt \$end ] || { echo "GUEST-FAIL barrier \$1 waiting for vm\$j"; exit 20; }
       sleep 1
