@@ -32,6 +32,7 @@
 #include "shm/doorbell.hpp"
 #include "shm/sys/clock.hpp"
 #include "shm/fabric.hpp"
+#include "shm/frame_ring.hpp"
 #include "vswitch/endpoint.hpp"
 #include "vswitch/frontends.hpp"
 #include "vswitch/stats.hpp"
@@ -449,10 +450,11 @@ sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::s
       return std::unique_ptr<Frontend>(std::make_unique<TapFrontend>(*taps_[i]));
     case FrontendKind::kVhostUser: {
       const auto& o = std::get<VhostUserOptions>(e.options);
-      auto v = VhostUserFrontend::create(o.socket, static_cast<std::uint16_t>(o.queue_size),
-                                         load_block<VhostUserCounters>(initial.frontend));
-      if (!v) return sys::Unexpected("vhost-user socket " + o.socket + ": " + v.error());
-      return std::unique_ptr<Frontend>(std::move(v.value()));
+      auto d = endpoints::vhost_user::NetDevice::create(
+          o.socket, static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
+          sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend));
+      if (!d) return sys::Unexpected("vhost-user socket " + o.socket + ": " + d.error());
+      return std::unique_ptr<Frontend>(std::make_unique<VhostUserFrontend>(std::move(d.value())));
     }
     case FrontendKind::kGenerator: {
       const auto& o = std::get<GeneratorOptions>(e.options);
@@ -466,7 +468,7 @@ sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::s
       c.rate_fps = o.rate_fps;
       c.join_streams_midway = children_[i].restarts != 0;  // frames lost meanwhile were counted by senders
       return std::unique_ptr<Frontend>(
-          std::make_unique<GeneratorFrontend>(c, load_block<GeneratorCounters>(initial.frontend)));
+          std::make_unique<GeneratorFrontend>(c, sys::load_block<GeneratorCounters>(initial.frontend)));
     }
   }
   return sys::Unexpected(std::string("unknown frontend kind"));

@@ -123,7 +123,7 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
   const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
   if (header && !forwarder_.from_peer(frame, p.port, now_ms_)) {  // a drop is counted by the forwarder
-    switch (frontend_.deliver(header.value(), frame, p.port)) {
+    switch (frontend_.deliver(header.value(), frame, p.port, p.resume)) {
       case Frontend::Delivery::kRetryLater:
         delivery_deferred_ = true;
         return false;  // not consumed, not counted: it is delivered (or dropped) later
@@ -149,6 +149,9 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
     drop(DropReason::kBadNetHeader);
   }
   delivery_deferred_ = false;
+  // Consumed, however it ended (delivered, dropped here, or a header the peer changed
+  // since the last try): the next record starts without a note.
+  p.resume = 0;
   ++counters_.peers[p.port].in_frames;
   counters_.peers[p.port].in_bytes += record.size();
   return true;
@@ -167,7 +170,10 @@ bool EndpointLoop::drain_inbound() {
     } else {
       // Peek, deliver, and consume only what the frontend took.
       while (got < kInboundBudget) {
+        const std::uint64_t resyncs_before = p.in.counters().resyncs;
         const shm::PopResult r = p.in.peek();
+        // A resynchronised channel skipped the record the frontend's note was about.
+        if (p.in.counters().resyncs != resyncs_before) p.resume = 0;
         if (r.status != shm::Pop::kRecord) break;
         if (!deliver_record(p, r.payload)) break;
         p.in.consume();

@@ -66,9 +66,12 @@ class Frontend {
     kUnsupported, // dropped: an offload the receiver lacks that cannot be done in software
   };
   // Delivers a frame from peer `from`. `header` is validated; `frame` lies in shared
-  // memory and may change under us: read it once.
+  // memory and may change under us: read it once. `resume` is the frontend's own note of
+  // how far it got with this frame: 0 before the first try; the loop keeps it with the
+  // record while the record waits (kRetryLater) and hands it back on every retry, so a
+  // frontend that delivers a frame in parts never repeats one.
   virtual Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
-                           PortId from) noexcept = 0;
+                           PortId from, std::uint64_t& resume) noexcept = 0;
   // Whether deliver() may answer kRetryLater (the loop then peeks before it consumes).
   [[nodiscard]] virtual bool may_defer_delivery() const noexcept { return false; }
   // Once per loop pass, after receiving and delivering: publish batched completions and
@@ -123,6 +126,7 @@ class EndpointLoop {
     shm::FrameProducer out;  // self -> port
     shm::FrameConsumer in;   // port -> self
     bool stalled = false;
+    std::uint64_t resume = 0;  // the frontend's note on the record waiting at the head of `in`
   };
 
   // Where pump_frontend() read a frame: into a reservation in `peer`'s channel (the peer

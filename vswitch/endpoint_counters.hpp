@@ -4,9 +4,10 @@
 //   drops                              the forwarder, by DropReason (vswitch/forwarding.hpp)
 //   mac                                the MAC table (vswitch/mac_table.hpp)
 //   frontend                           the frontend: the block of its kind
-//                                      (GeneratorCounters, VhostUserCounters in
-//                                      vswitch/frontends.hpp; a TAP keeps none)
-// Names and help text come from each block's table (vswitch/counters.hpp). Totals survive
+//                                      (GeneratorCounters in vswitch/frontend_counters.hpp,
+//                                      NetDeviceCounters in endpoints/vhost_user/
+//                                      net_device_counters.hpp; a TAP keeps none)
+// Names and help text come from each block's table (shm/sys/counters.hpp). Totals survive
 // the endpoint's restarts: every owner of a new process starts from the block its
 // predecessor published.
 #pragma once
@@ -16,7 +17,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "vswitch/counters.hpp"
+#include "shm/sys/counters.hpp"
 #include "vswitch/forwarding.hpp"
 #include "vswitch/mac_table.hpp"
 
@@ -33,7 +34,7 @@ inline constexpr std::size_t kMaxEndpoints = 64;
                      "the drop frontend_error)")
 struct TrafficCounters {
   VSWITCH_TRAFFIC_COUNTERS(VSWITCH_COUNTER_FIELD)
-  static constexpr CounterName kNames[] = {VSWITCH_TRAFFIC_COUNTERS(VSWITCH_COUNTER_NAME)};
+  static constexpr sys::CounterName kNames[] = {VSWITCH_TRAFFIC_COUNTERS(VSWITCH_COUNTER_NAME)};
 };
 
 #define VSWITCH_FORWARDING_COUNTERS(X)                                                           \
@@ -43,7 +44,7 @@ struct TrafficCounters {
   X(ring_errors, "corrupt records or indices seen on inbound channels")
 struct ForwardingCounters {
   VSWITCH_FORWARDING_COUNTERS(VSWITCH_COUNTER_FIELD)
-  static constexpr CounterName kNames[] = {VSWITCH_FORWARDING_COUNTERS(VSWITCH_COUNTER_NAME)};
+  static constexpr sys::CounterName kNames[] = {VSWITCH_FORWARDING_COUNTERS(VSWITCH_COUNTER_NAME)};
 };
 
 #define VSWITCH_LOOP_COUNTERS(X)                           \
@@ -52,7 +53,7 @@ struct ForwardingCounters {
   X(events_dropped, "event log messages lost to a full queue")
 struct LoopCounters {
   VSWITCH_LOOP_COUNTERS(VSWITCH_COUNTER_FIELD)
-  static constexpr CounterName kNames[] = {VSWITCH_LOOP_COUNTERS(VSWITCH_COUNTER_NAME)};
+  static constexpr sys::CounterName kNames[] = {VSWITCH_LOOP_COUNTERS(VSWITCH_COUNTER_NAME)};
 };
 
 #define VSWITCH_PEER_COUNTERS(X)                                   \
@@ -63,7 +64,7 @@ struct LoopCounters {
   X(stalled, "1 while the peer counts as stalled (it has not made room for the stall timeout)")
 struct PeerCounters {
   VSWITCH_PEER_COUNTERS(VSWITCH_COUNTER_FIELD)
-  static constexpr CounterName kNames[] = {VSWITCH_PEER_COUNTERS(VSWITCH_COUNTER_NAME)};
+  static constexpr sys::CounterName kNames[] = {VSWITCH_PEER_COUNTERS(VSWITCH_COUNTER_NAME)};
 };
 
 // Words for the frontend's block (the largest today, vhost-user's, takes 39).

@@ -20,7 +20,7 @@
 #include <span>
 #include <string_view>
 
-#include "vswitch/counters.hpp"
+#include "shm/sys/counters.hpp"
 #include "vswitch/mac_table.hpp"
 
 namespace vswitch {
@@ -46,7 +46,7 @@ std::string_view to_string(DropReason r);
 
 // Room for drop reasons added later without moving what follows in the stats region.
 inline constexpr std::size_t kDropSlots = 16;
-using DropCounters = ReasonCounts<DropReason, kDropSlots>;
+using DropCounters = sys::ReasonCounts<DropReason, kDropSlots>;
 
 struct Decision {
   enum class Kind : std::uint8_t { kUnicast, kFlood, kDrop };

@@ -22,7 +22,7 @@
 #include <optional>
 #include <vector>
 
-#include "vswitch/counters.hpp"
+#include "shm/sys/counters.hpp"
 #include "vswitch/mac_address.hpp"
 
 namespace vswitch {
@@ -50,7 +50,7 @@ enum class Learn : std::uint8_t {
   X(refused_full, "addresses not learned because the table was full")
 struct MacTableCounters {
   VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_FIELD)
-  static constexpr CounterName kNames[] = {VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_NAME)};
+  static constexpr sys::CounterName kNames[] = {VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_NAME)};
 };
 
 struct MacEntry {

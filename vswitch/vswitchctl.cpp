@@ -55,7 +55,7 @@ std::string attachment(const EndpointConfig& e) {
 std::string core_text(const DaemonState& d) { return d.core == ~std::uint64_t{0} ? "-" : std::to_string(d.core); }
 
 // One endpoint's counters as vswitchctl reports them: groups of (name, value) taken from
-// the blocks' tables (vswitch/counters.hpp), in the order below; both renderers (text,
+// the blocks' tables (shm/sys/counters.hpp), in the order below; both renderers (text,
 // JSON) walk this one model.
 struct CounterGroup {
   std::string_view title;     // text: the line's label
@@ -68,14 +68,14 @@ struct CounterGroup {
     for (const auto& v : values) n += v.second;
     return n;
   }
-  template <CounterBlock Block>
+  template <sys::CounterBlock Block>
   CounterGroup& add(const Block& b) {
-    const auto v = counter_values(b);
+    const auto v = sys::counter_values(b);
     for (std::size_t k = 0; k < v.size(); ++k) values.emplace_back(Block::kNames[k].name, v[k]);
     return *this;
   }
   template <typename Reason, std::size_t Slots>
-  CounterGroup& add(const ReasonCounts<Reason, Slots>& r) {
+  CounterGroup& add(const sys::ReasonCounts<Reason, Slots>& r) {
     r.for_each([this](std::string_view name, std::uint64_t value) { values.emplace_back(name, value); });
     return *this;
   }
@@ -90,10 +90,10 @@ std::vector<CounterGroup> counter_report(const EndpointCounters& c, FrontendKind
   g.push_back(CounterGroup{"drops", "drops", true, {}}.add(c.drops));
   switch (kind) {
     case FrontendKind::kGenerator:
-      g.push_back(CounterGroup{"generator", "gen_", false, {}}.add(load_block<GeneratorCounters>(c.frontend)));
+      g.push_back(CounterGroup{"generator", "gen_", false, {}}.add(sys::load_block<GeneratorCounters>(c.frontend)));
       break;
     case FrontendKind::kVhostUser: {
-      const auto vu = load_block<VhostUserCounters>(c.frontend);
+      const auto vu = sys::load_block<endpoints::vhost_user::NetDeviceCounters>(c.frontend);
       g.push_back(CounterGroup{"vhost-user", "vu_", false, {}}.add(vu.totals));
       g.push_back(CounterGroup{"bad chains", "vu_bad_chain_reasons", true, {}}
                       .add(vu.chain_errors)
@@ -120,11 +120,11 @@ void describe_counters(bool json) {
       std::printf("%-12s %-34s %s\n", std::string(group).c_str(), key.c_str(), std::string(help).c_str());
     first = false;
   };
-  auto block = [&]<CounterBlock Block>(std::string_view group, std::string_view prefix, const Block&) {
+  auto block = [&]<sys::CounterBlock Block>(std::string_view group, std::string_view prefix, const Block&) {
     for (const auto& n : Block::kNames) line(group, std::string(prefix) + std::string(n.name), n.help);
   };
   auto reasons = [&]<typename Reason, std::size_t Slots>(std::string_view group, std::string_view key,
-                                                          const ReasonCounts<Reason, Slots>& r, std::string_view help) {
+                                                          const sys::ReasonCounts<Reason, Slots>& r, std::string_view help) {
     r.for_each([&](std::string_view name, std::uint64_t) {
       line(group, std::string(key) + "." + std::string(name), help);
     });
@@ -137,8 +137,8 @@ void describe_counters(bool json) {
   line("drops", "drops_total", "frames dropped, every reason");
   reasons("drops", "drops", DropCounters{}, "frames dropped for this reason");
   block("generator", "gen_", GeneratorCounters{});
-  block("vhost-user", "vu_", VhostUserTotals{});
-  const VhostUserCounters vu{};
+  block("vhost-user", "vu_", endpoints::vhost_user::NetDeviceTotals{});
+  const endpoints::vhost_user::NetDeviceCounters vu{};
   line("bad chains", "vu_bad_chain_reasons_total", "descriptor chains returned with length 0, every reason");
   reasons("bad chains", "vu_bad_chain_reasons", vu.chain_errors, "malformed descriptor chains, by what was wrong");
   reasons("bad chains", "vu_bad_chain_reasons", vu.tx_errors, "TX chains refused, by what was wrong");
@@ -239,7 +239,7 @@ struct Ctl {
         for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
           if (p == i) continue;
           std::printf("%s%s: {", first ? "" : ", ", json_string(topo.endpoints[p].name).c_str());
-          const auto v = counter_values(c.peers[p]);
+          const auto v = sys::counter_values(c.peers[p]);
           for (std::size_t k = 0; k < v.size(); ++k)
             std::printf("%s\"%s\": %" PRIu64, k ? ", " : "", std::string(PeerCounters::kNames[k].name).c_str(), v[k]);
           std::printf("}");
@@ -254,7 +254,7 @@ struct Ctl {
       for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
         if (p == i) continue;
         std::printf("  -> %-12s", topo.endpoints[p].name.c_str());
-        const auto v = counter_values(c.peers[p]);
+        const auto v = sys::counter_values(c.peers[p]);
         for (std::size_t k = 0; k < v.size(); ++k)
           std::printf("  %s %" PRIu64, std::string(PeerCounters::kNames[k].name).c_str(), v[k]);
         std::printf("%s\n", c.peers[p].stalled ? "   STALLED" : "");

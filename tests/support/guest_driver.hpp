@@ -1,5 +1,5 @@
 // A guest driver in-process, for tests of the device side of a split virtqueue: it owns a
-// block of "guest memory" (gpa kBase..), lays out the descriptor table and the rings the
+// block of "guest memory" (gpa base.., kBase unless told), lays out the descriptor table and the rings the
 // way the Linux driver does, and plays the driver's part of the protocol.
 #pragma once
 
@@ -26,9 +26,11 @@ class GuestDriver {
   static constexpr std::uint64_t kBase = 0x100000;
 
   // Guest RAM on the heap, or (shared = true) in a memfd, as QEMU's memory-backend-memfd
-  // gives it, so it can be handed to a vhost-user back-end.
-  GuestDriver(std::uint16_t size, bool event_idx, std::size_t bytes = 1 << 20, bool shared = false)
-      : size_(size), bytes_(bytes), mem_(nullptr, Free{0}) {
+  // gives it, so it can be handed to a vhost-user back-end. Two drivers with disjoint
+  // `base` ranges are two regions of one guest's memory (e.g. its RX and TX queues).
+  GuestDriver(std::uint16_t size, bool event_idx, std::size_t bytes = 1 << 20, bool shared = false,
+              std::uint64_t base = kBase)
+      : base_(base), size_(size), bytes_(bytes), mem_(nullptr, Free{0}) {
     if (shared) {
       memfd_ = ::memfd_create("guest-ram", MFD_CLOEXEC);
       if (memfd_ < 0 || ::ftruncate(memfd_, static_cast<off_t>(bytes)) != 0) throw std::bad_alloc();
@@ -47,17 +49,18 @@ class GuestDriver {
     layout_.used_gpa = alloc(6u + 8u * size, 4);
   }
 
-  [[nodiscard]] GuestRegion region() const { return GuestRegion{kBase, bytes_, mem_.get()}; }
+  [[nodiscard]] GuestRegion region() const { return GuestRegion{base_, bytes_, mem_.get()}; }
+  [[nodiscard]] std::uint64_t base() const { return base_; }
   [[nodiscard]] const endpoints::virtio::QueueLayout& layout() const { return layout_; }
 
   std::uint64_t alloc(std::size_t n, std::size_t align = 16) {
     next_ = (next_ + align - 1) / align * align;
-    const std::uint64_t gpa = kBase + next_;
+    const std::uint64_t gpa = base_ + next_;
     next_ += n;
     if (next_ > bytes_) throw std::bad_alloc();
     return gpa;
   }
-  std::byte* host(std::uint64_t gpa) { return mem_.get() + (gpa - kBase); }
+  std::byte* host(std::uint64_t gpa) { return mem_.get() + (gpa - base_); }
   [[nodiscard]] int memfd() const { return memfd_; }
   [[nodiscard]] std::size_t bytes() const { return bytes_; }
   ~GuestDriver() {
@@ -108,6 +111,7 @@ class GuestDriver {
       else ::operator delete[](p, std::align_val_t(4096));
     }
   };
+  std::uint64_t base_;
   std::uint16_t size_;
   std::size_t bytes_;
   std::unique_ptr<std::byte[], Free> mem_;

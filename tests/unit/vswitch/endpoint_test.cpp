@@ -13,6 +13,7 @@
 #include <memory>
 #include <thread>
 
+#include "endpoints/generator/test_frame.hpp"
 #include "shm/sys/eventfd.hpp"
 #include "vswitch/frontends.hpp"
 
@@ -120,12 +121,31 @@ class TestSwitch {
       res.doorbell_fd = bells_[i].fd();
       res.stats = &*stats_;
       res.stop_fd = raw->stop.fd();
-      GeneratorFrontend gen(c, load_block<GeneratorCounters>(initial.frontend));
+      GeneratorFrontend gen(c, sys::load_block<GeneratorCounters>(initial.frontend));
       EndpointLoop loop(res, gen, initial);
       auto st = loop.run();
       EXPECT_TRUE(st.has_value());
     });
     runners_[i] = std::move(r);
+  }
+  // Runs endpoint i's loop with `frontend` pass by pass on this thread until `done()`
+  // holds; false when it did not within `limit`.
+  bool poll_until(std::size_t i, Frontend& frontend, const std::function<bool()>& done,
+                  std::chrono::seconds limit = 30s) {
+    EndpointResources res;
+    res.topology = &topo_;
+    res.self = i;
+    res.fabric = &*fabric_;
+    res.doorbells = bell_ptrs_;
+    res.doorbell_fd = bells_[i].fd();
+    res.stats = &*stats_;
+    EndpointLoop loop(res, frontend);
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      loop.poll_once();
+    }
+    return true;
   }
   void stop(std::size_t i) {
     if (!runners_[i]) return;
@@ -134,7 +154,7 @@ class TestSwitch {
     runners_[i].reset();
   }
   EndpointCounters counters(std::size_t i) const { return stats_->read_counters(i); }
-  GeneratorCounters gen(std::size_t i) const { return load_block<GeneratorCounters>(counters(i).frontend); }
+  GeneratorCounters gen(std::size_t i) const { return sys::load_block<GeneratorCounters>(counters(i).frontend); }
   std::uint64_t drops(std::size_t i, DropReason r) const { return counters(i).drops[r]; }
   std::uint64_t total_drops(std::size_t i) const { return counters(i).drops.total(); }
 
@@ -301,6 +321,48 @@ TEST(EndpointLoop, ADoorbellThatCannotBeReadEndsTheLoopWithTheReason) {
   ::close(p[1]);
   ASSERT_FALSE(st.has_value());
   EXPECT_NE(st.error().find("doorbell: read"), std::string::npos) << st.error();
+}
+
+// A frontend that takes every frame only on its third try and checks the note it left on
+// each try: a retry must bring back the note of that very frame, a new frame none.
+class ChoosyFrontend final : public Frontend {
+ public:
+  [[nodiscard]] int fd() const noexcept override { return -1; }
+  RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
+  [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
+  Delivery deliver(const endpoints::virtio::NetHeader&, std::span<const std::byte> frame, PortId from,
+                   std::uint64_t& resume) noexcept override {
+    const auto id = endpoints::generator::check_test_frame(frame);
+    if (!id) {
+      ++wrong_notes;
+      return Delivery::kDelivered;
+    }
+    const std::uint64_t frame_tag = (std::uint64_t{from} << 56) | (id.value().sequence << 8);
+    const std::uint64_t tries = resume == 0 ? 0 : resume & 0xff;
+    if (resume != 0 && (resume & ~std::uint64_t{0xff}) != frame_tag) ++wrong_notes;  // another frame's note
+    if (tries < 2) {
+      resume = frame_tag | (tries + 1);
+      return Delivery::kRetryLater;
+    }
+    delivered.fetch_add(1);
+    return Delivery::kDelivered;
+  }
+  std::atomic<std::uint64_t> delivered{0};
+  std::uint64_t wrong_notes = 0;
+};
+
+// Two senders' frames wait at the same time, each in its channel with the frontend's note
+// on it; every retry gets its own frame's note back and every fresh frame starts without.
+TEST(EndpointLoop, AWaitingRecordKeepsItsFrontendsNote) {
+  TestSwitch sw(3, kTinyRings);
+  constexpr std::uint64_t kFrames = 300;
+  sw.start(1, sw.generator(1, 0, kFrames));
+  sw.start(2, sw.generator(2, 0, kFrames));
+  ChoosyFrontend choosy;
+  ASSERT_TRUE(sw.poll_until(0, choosy, [&] { return choosy.delivered.load() == 2 * kFrames; }))
+      << "delivered " << choosy.delivered.load();
+  EXPECT_EQ(choosy.wrong_notes, 0u);
+  EXPECT_EQ(sw.total_drops(0), 0u);
 }
 
 TEST(EndpointLoop, IdleEndpointsSleep) {

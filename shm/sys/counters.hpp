@@ -5,7 +5,7 @@
 //   #define VSWITCH_MAC_COUNTERS(X) X(learned, "addresses learned") X(aged, "entries aged out")
 //   struct MacTableCounters {
 //     VSWITCH_MAC_COUNTERS(VSWITCH_COUNTER_FIELD)
-//     static constexpr CounterName kNames[] = {VSWITCH_MAC_COUNTERS(VSWITCH_COUNTER_NAME)};
+//     static constexpr sys::CounterName kNames[] = {VSWITCH_MAC_COUNTERS(VSWITCH_COUNTER_NAME)};
 //   };
 //
 // The stats region stores blocks as words (store_block / load_block); vswitchctl's text
@@ -22,7 +22,7 @@
 #include <string_view>
 #include <type_traits>
 
-namespace vswitch {
+namespace vswitch::sys {
 
 struct CounterName {
   std::string_view name;
@@ -30,7 +30,7 @@ struct CounterName {
 };
 
 #define VSWITCH_COUNTER_FIELD(name, help) std::uint64_t name = 0;
-#define VSWITCH_COUNTER_NAME(name, help) ::vswitch::CounterName{#name, help},
+#define VSWITCH_COUNTER_NAME(name, help) ::vswitch::sys::CounterName{#name, help},
 
 // A block whose fields are exactly the words its kNames table names, in order.
 template <typename Block>
@@ -87,4 +87,4 @@ template <typename Block, std::size_t Words>
   return b;
 }
 
-}  // namespace vswitch
+}  // namespace vswitch::sys

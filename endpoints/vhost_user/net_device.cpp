@@ -1,0 +1,330 @@
+#include "endpoints/vhost_user/net_device.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "endpoints/virtio/net_offload.hpp"
+#include "shm/sys/error.hpp"
+#include "shm/sys/eventfd.hpp"
+
+namespace vswitch::endpoints::vhost_user {
+
+sys::Result<std::unique_ptr<NetDevice>, std::string> NetDevice::create(const std::string& socket_path,
+                                                                       std::uint16_t max_queue_size,
+                                                                       std::size_t max_frame_bytes,
+                                                                       const NetDeviceCounters& initial) {
+  auto l = listen_unix(socket_path);
+  if (!l) return sys::Unexpected(l.error());
+  sys::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
+  if (!ep.valid()) return sys::Unexpected(sys::SysError{"epoll_create1", errno}.message());
+  std::unique_ptr<NetDevice> d(
+      new NetDevice(std::move(l.value()), std::move(ep), max_queue_size, max_frame_bytes, initial));
+  if (!d->watch(d->listen_.get(), true)) return sys::Unexpected(d->watch_error_);
+  return d;
+}
+
+NetDevice::NetDevice(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
+                     const NetDeviceCounters& initial)
+    : listen_(std::move(listen)),
+      epoll_(std::move(epoll)),
+      backend_(max_queue_size),
+      totals_(initial.totals),
+      private_(max_frame_bytes),
+      segment_(max_frame_bytes) {
+  // The queues count bad chains by reason; they count on from the predecessor's totals.
+  net_.bad_chains = initial.totals.bad_chains;
+  for (std::size_t i = 0; i < net_.chain_errors.size(); ++i) net_.chain_errors[i] = initial.chain_errors.by_reason[i];
+  for (std::size_t i = 0; i < net_.tx_errors.size(); ++i) net_.tx_errors[i] = initial.tx_errors.by_reason[i];
+  for (std::size_t i = 0; i < net_.rx_drops.size(); ++i) net_.rx_drops[i] = initial.rx_drops.by_reason[i];
+}
+
+NetDevice::~NetDevice() = default;
+
+void NetDevice::say(const std::string& m) noexcept {
+  if (log_) log_(m);
+}
+
+bool NetDevice::watch(int fd, bool on) noexcept {
+  if (fd < 0) return true;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_.get(), on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev) == 0) return true;
+  // Removing fails only for a descriptor that is no longer in the set (ENOENT) or open
+  // (EBADF): either way it is out of the set, which is all a removal wants.
+  if (!on) return true;
+  watch_error_ = sys::SysError{"epoll_ctl(ADD)", errno}.message();
+  return false;
+}
+
+bool NetDevice::rewatch_kick() noexcept {
+  const int kick = backend_.queue(kTxQueue) != nullptr ? backend_.kick_fd(kTxQueue) : -1;
+  if (kick != watched_kick_) {
+    if (watched_kick_ >= 0) watch(watched_kick_, false);
+    watched_kick_ = -1;
+    if (!watch(kick, true)) return false;
+    watched_kick_ = kick;
+  }
+  // The RX kick matters only while a frame waits for buffers.
+  const int rx = rx_waiting_ && backend_.queue(kRxQueue) != nullptr ? backend_.kick_fd(kRxQueue) : -1;
+  if (rx != watched_rx_kick_) {
+    if (watched_rx_kick_ >= 0) watch(watched_rx_kick_, false);
+    watched_rx_kick_ = -1;
+    if (!watch(rx, true)) return false;
+    watched_rx_kick_ = rx;
+  }
+  return true;
+}
+
+void NetDevice::disconnect(const std::string& why) noexcept {
+  if (!why.empty()) {
+    ++totals_.protocol_errors;
+    say("vhost-user front-end disconnected: " + why);
+  } else {
+    say("vhost-user front-end disconnected");
+  }
+  if (watched_kick_ >= 0) watch(watched_kick_, false);
+  watched_kick_ = -1;
+  if (watched_rx_kick_ >= 0) watch(watched_rx_kick_, false);
+  watched_rx_kick_ = -1;
+  rx_waiting_ = false;
+  rx_.forget_pool();  // its chains lived in the guest memory about to be unmapped
+  backend_.reset();
+  if (conn_) watch(conn_->fd(), false);
+  conn_.reset();
+}
+
+void NetDevice::accept() noexcept {
+  sys::Fd s(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  if (!s.valid()) return;  // the front-end gave up meanwhile (or EAGAIN): nothing to do
+  if (conn_) disconnect("");  // a new front-end replaces one that did not say goodbye
+  conn_.emplace(std::move(s));
+  new_epoch();
+  ++totals_.connections;
+  say("vhost-user front-end connected");
+  if (!watch(conn_->fd(), true)) disconnect("its socket cannot be watched: " + watch_error_);
+}
+
+void NetDevice::read_control() noexcept {
+  for (;;) {
+    auto r = conn_->read();
+    if (r.status == Connection::Read::kPending) return;
+    if (r.status == Connection::Read::kClosed) {
+      disconnect("");
+      return;
+    }
+    if (r.status == Connection::Read::kError) {
+      disconnect(r.error);
+      return;
+    }
+    // A control message may stop the RX queue: give pooled RX chains back first, so no
+    // descriptor is ever lost to the guest.
+    if (auto* rxq = backend_.queue(kRxQueue)) {
+      rx_.release_pool(*rxq);
+      rxq->publish_used();
+    }
+    const Request req = r.message->request;
+    auto out = backend_.handle(std::move(*r.message));
+    if (!out) {
+      disconnect(std::string(to_string(req)) + ": " + out.error());
+      return;
+    }
+    if (out->reply && !conn_->send(*out->reply)) {
+      disconnect("could not send a reply");
+      return;
+    }
+    if (out->queues_changed) {
+      new_epoch();  // segments sent before went to a ring that is gone or restarted
+      if (!rewatch_kick()) {
+        disconnect("a kick eventfd epoll refuses: " + watch_error_);
+        return;
+      }
+      // A (re)started ring may already hold chains whose kick came before it started (or
+      // never comes): this pass's pops look at it without waiting for one. Interrupts
+      // count from where it stands now.
+      if (auto* rxq = backend_.queue(kRxQueue)) rx_used_seen_ = rxq->next_used();
+      if (auto* txq = backend_.queue(kTxQueue)) tx_used_seen_ = txq->next_used();
+    }
+  }
+}
+
+void NetDevice::service() noexcept {
+  serviced_ = true;
+  epoll_event events[4];
+  const int n = ::epoll_wait(epoll_.get(), events, 4, 0);
+  // n < 0 (EINTR; nothing else can happen to a valid set with a valid buffer): nothing
+  // seen this pass; the level-triggered set reports it again on the next.
+  for (int i = 0; i < n; ++i) {
+    const int fd = events[i].data.fd;
+    if (fd == listen_.get()) {
+      accept();
+    } else if (conn_ && fd == conn_->fd()) {
+      read_control();
+    } else if (fd == watched_kick_ || fd == watched_rx_kick_) {
+      // Drained; the pops below see what it announced. A kick descriptor that cannot be
+      // read would be reported readable forever: the front-end's fault, disconnect.
+      if (auto d = sys::drain_counter(fd); !d) disconnect("kick eventfd: " + d.error().message());
+    }
+  }
+}
+
+std::optional<std::size_t> NetDevice::receive(std::span<std::byte> buf) noexcept {
+  if (!serviced_) service();
+  auto* q = backend_.queue(kTxQueue);
+  if (q == nullptr) return std::nullopt;
+  const auto r = virtio::tx_pop(*q, buf, net_);
+  switch (r.status) {
+    case virtio::TxResult::Status::kFrame:
+      return r.bytes;
+    case virtio::TxResult::Status::kEmpty:
+      return std::nullopt;
+    case virtio::TxResult::Status::kBroken:
+      disconnect("TX queue broken (avail index jump or too many chains in flight)");
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+NetDevice::Delivery NetDevice::deliver(const virtio::NetHeader& header, std::span<const std::byte> frame,
+                                       ResumeToken& resume) noexcept {
+  if (!serviced_) service();
+  auto* q = backend_.queue(kRxQueue);
+  if (q == nullptr) {  // no guest (yet), or its RX queue is not running: nothing to wait for
+    rx_waiting_ = false;
+    resume = {};
+    return Delivery::kNoGuest;
+  }
+  if (frame.size() > private_.size()) {
+    resume = {};
+    return Delivery::kTooLarge;
+  }
+  // Offloads the guest did not accept are completed here, as a NIC would: a TCP GSO
+  // frame is cut into gso_size segments, a partial checksum is filled in. The work is
+  // done on a private copy (the frame may lie in memory another party writes).
+  const std::uint8_t gso = header.gso_type & static_cast<std::uint8_t>(~virtio::kGsoEcn);
+  const bool ecn_ok = (header.gso_type & virtio::kGsoEcn) == 0 || backend_.has(kFeatureGuestEcn);
+  const bool gso_ok = gso == virtio::kGsoNone ||
+                      (ecn_ok && ((gso == virtio::kGsoTcpV4 && backend_.has(kFeatureGuestTso4)) ||
+                                  (gso == virtio::kGsoTcpV6 && backend_.has(kFeatureGuestTso6))));
+  const bool csum_ok = (header.flags & virtio::kNetHdrFlagNeedsCsum) == 0 || backend_.has(kFeatureGuestCsum);
+  if (!gso_ok) return deliver_segmented(*q, header, frame, resume);
+  resume = {};
+  if (!csum_ok) {
+    std::memcpy(private_.data(), frame.data(), frame.size());  // frame.size() <= private_.size()
+    const std::span<std::byte> copy(private_.data(), frame.size());
+    virtio::complete_checksum(header, copy);
+    const virtio::NetHeader plain;  // checksum done: nothing left for the guest to do
+    const Delivery d = deliver_one(*q, plain, copy);
+    if (d == Delivery::kDelivered) ++totals_.csum_completed;
+    return d;
+  }
+  return deliver_one(*q, virtio::header_for_driver(header, backend_.has(kFeatureGuestCsum)), frame);
+}
+
+NetDevice::Delivery NetDevice::deliver_one(virtio::SplitQueue& q, const virtio::NetHeader& header,
+                                           std::span<const std::byte> frame) noexcept {
+  switch (rx_.deliver(q, header, frame, net_)) {
+    case virtio::RxQueue::Status::kDelivered:
+      if (rx_waiting_) {
+        q.disable_notification();  // buffers came: RX kicks are not needed any more
+        rx_waiting_ = false;
+      }
+      return Delivery::kDelivered;
+    case virtio::RxQueue::Status::kNoBuffers:
+      // Wait for the guest's buffers (the "need K" wait): the frame stays with the caller
+      // and arm() asks the guest to kick when it posts more. Counted once per wait.
+      if (!rx_waiting_) ++totals_.rx_no_buffers;
+      rx_waiting_ = true;
+      if (!rewatch_kick()) {
+        disconnect("an RX kick eventfd epoll refuses: " + watch_error_);
+        return Delivery::kNoGuest;
+      }
+      return Delivery::kWaitForBuffers;
+    case virtio::RxQueue::Status::kDropped:
+      rx_waiting_ = false;
+      return Delivery::kTooLarge;
+    case virtio::RxQueue::Status::kBroken:
+      disconnect("RX queue broken (avail index jump or too many chains in flight)");
+      return Delivery::kNoGuest;
+  }
+  return Delivery::kNoGuest;
+}
+
+NetDevice::Delivery NetDevice::deliver_segmented(virtio::SplitQueue& q, const virtio::NetHeader& header,
+                                                 std::span<const std::byte> frame, ResumeToken& resume) noexcept {
+  std::memcpy(private_.data(), frame.data(), frame.size());  // frame.size() <= private_.size()
+  auto seg = virtio::TcpSegmenter::parse(header, std::span<const std::byte>(private_.data(), frame.size()),
+                                         kMaxSoftwareSegments);
+  if (!seg) {
+    resume = {};
+    return Delivery::kUnsupported;
+  }
+  // A retry resumes after the segments this guest already has; a token of an earlier
+  // epoch (the queues changed meanwhile) starts over.
+  std::size_t i = resume.epoch == epoch_ ? resume.next_segment : 0;
+  for (; i < seg->segments(); ++i) {
+    const std::size_t n = seg->build(i, segment_);
+    const Delivery d = deliver_one(q, virtio::NetHeader{}, std::span<const std::byte>(segment_.data(), n));
+    if (d == Delivery::kWaitForBuffers) {
+      resume = ResumeToken{epoch_, static_cast<std::uint32_t>(i)};  // i < kMaxSoftwareSegments
+      return d;
+    }
+    if (d != Delivery::kDelivered) {
+      resume = {};
+      return d;
+    }
+    ++totals_.segments_made;
+  }
+  resume = {};
+  return Delivery::kDelivered;
+}
+
+void NetDevice::notify(std::uint32_t index) noexcept {
+  auto* q = backend_.queue(index);
+  if (q == nullptr) return;
+  std::uint16_t& seen = index == kTxQueue ? tx_used_seen_ : rx_used_seen_;
+  if (q->next_used() == seen) return;
+  seen = q->next_used();
+  q->publish_used();  // [VR]
+  if (q->needs_notification() && backend_.call_fd(index) >= 0) {  // [VF1] inside
+    if (auto st = sys::signal_counter(backend_.call_fd(index)); !st) {
+      disconnect("call eventfd: " + st.error().message());  // the interrupt cannot reach the guest
+      return;
+    }
+    ++totals_.interrupts;
+  }
+}
+
+NetDeviceCounters NetDevice::counters() const noexcept {
+  NetDeviceCounters c;
+  c.totals = totals_;
+  c.totals.bad_chains = net_.bad_chains;
+  for (std::size_t i = 0; i < net_.chain_errors.size(); ++i) c.chain_errors.by_reason[i] = net_.chain_errors[i];
+  for (std::size_t i = 0; i < net_.tx_errors.size(); ++i) c.tx_errors.by_reason[i] = net_.tx_errors[i];
+  for (std::size_t i = 0; i < net_.rx_drops.size(); ++i) c.rx_drops.by_reason[i] = net_.rx_drops[i];
+  return c;
+}
+
+void NetDevice::flush() noexcept {
+  notify(kTxQueue);
+  notify(kRxQueue);
+  serviced_ = false;  // the next pass looks at control and kicks again
+}
+
+bool NetDevice::arm() noexcept {
+  // [VF2] inside enable_notification: a chain added meanwhile keeps us awake.
+  if (auto* tx = backend_.queue(kTxQueue); tx != nullptr && tx->enable_notification()) return false;
+  if (rx_waiting_) {
+    if (!rewatch_kick()) {
+      disconnect("an RX kick eventfd epoll refuses: " + watch_error_);
+      return false;  // not asleep: the next pass sees no guest
+    }
+    if (auto* rx = backend_.queue(kRxQueue); rx != nullptr && rx->enable_notification()) return false;
+  }
+  return true;
+}
+
+}  // namespace vswitch::endpoints::vhost_user

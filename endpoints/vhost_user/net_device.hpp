@@ -1,0 +1,152 @@
+// NetDevice: the virtio-net device a vhost-user front-end (a VM's QEMU, DPDK's
+// virtio-user) drives over a unix socket. It owns the listening socket, one connection at
+// a time, the back-end state (features, guest memory, the two queues), the offloads it
+// completes in software for a guest that did not negotiate them, and its counter block.
+// It knows nothing of where frames come from or go to: its caller hands it frames for the
+// guest and takes the guest's frames, once per pass of its own loop.
+//
+// When the front-end goes away (or breaks the protocol: counted, logged, disconnected) the
+// device forgets its memory and waits for it to come back (QEMU reconnect=1).
+//
+// fd() is an epoll set of the listening socket, the connection and the kick eventfds.
+// Control messages and kicks are looked at once per pass (one epoll_wait(0), on the
+// pass's first receive() or deliver()); TX chains are gathered straight into the caller's
+// buffer; RX frames go into the guest's buffers; used elements are published and the
+// guest interrupted once per pass (flush()), after the fence, as EVENT_IDX or the flags
+// say. A frame for a guest that has posted no buffer waits with its caller
+// (kWaitForBuffers, counted once per wait as rx_no_buffers) and arm() asks the guest to
+// kick when it posts more.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "endpoints/vhost_user/backend.hpp"
+#include "endpoints/vhost_user/connection.hpp"
+#include "endpoints/vhost_user/net_device_counters.hpp"
+#include "endpoints/virtio/net_header.hpp"
+#include "endpoints/virtio/net_queues.hpp"
+#include "shm/sys/fd.hpp"
+#include "shm/sys/result.hpp"
+
+namespace vswitch::endpoints::vhost_user {
+
+// How far a delivery that had to wait got: kept by the caller with the frame it belongs
+// to (a zero token for a frame not tried before) and handed back on every retry. A TCP
+// GSO frame cut into segments for a guest without GUEST_TSO resumes after the segments
+// that guest already has, so none is delivered twice, however many frames wait at once.
+// A token from before the queues last changed (a new connection, a ring stopped or
+// restarted) starts the frame over: its segments may be repeated, never skipped.
+struct ResumeToken {
+  std::uint32_t epoch = 0;         // the queues' epoch in which segments [0, next_segment) went out
+  std::uint32_t next_segment = 0;
+
+  // As one word, for a caller that keeps tokens of several kinds of device.
+  [[nodiscard]] std::uint64_t pack() const noexcept {
+    return (std::uint64_t{epoch} << 32) | next_segment;
+  }
+  [[nodiscard]] static ResumeToken unpack(std::uint64_t word) noexcept {
+    return ResumeToken{static_cast<std::uint32_t>(word >> 32), static_cast<std::uint32_t>(word)};
+  }
+};
+
+class NetDevice {
+ public:
+  // Listens on `socket_path` (a stale socket file is replaced); accepts queues of at most
+  // `max_queue_size` entries and frames (without the virtio-net header) of at most
+  // `max_frame_bytes` for the guest; counts on from `initial` (a restarted endpoint's
+  // predecessor's totals).
+  [[nodiscard]] static sys::Result<std::unique_ptr<NetDevice>, std::string> create(
+      const std::string& socket_path, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
+      const NetDeviceCounters& initial = {});
+  ~NetDevice();
+  NetDevice(const NetDevice&) = delete;
+  NetDevice& operator=(const NetDevice&) = delete;
+
+  // Where the device says that a front-end came or went, and why (off the data path).
+  void set_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
+
+  // Readable when the device has something to look at: a connection, a control message,
+  // a kick.
+  [[nodiscard]] int fd() const noexcept { return epoll_.get(); }
+
+  // The guest's next frame, 12-byte virtio-net header first, gathered into `buf` (which
+  // holds the largest record); its size, or nothing when the guest has none (or broke its
+  // TX queue: disconnected).
+  [[nodiscard]] std::optional<std::size_t> receive(std::span<std::byte> buf) noexcept;
+
+  enum class Delivery : std::uint8_t {
+    kDelivered,
+    kWaitForBuffers,  // the guest has not posted enough RX buffers: keep the frame and
+                      // its token, retry after arm() (or the next pass)
+    kNoGuest,         // dropped: no guest, its RX queue is not running, or it just broke
+    kTooLarge,        // dropped: larger than max_frame_bytes, or than the guest's receive
+                      // buffers can ever hold
+    kUnsupported,     // dropped: a GSO frame that cannot be segmented in software
+  };
+  // Delivers a frame whose `header` is validated; `frame` may lie in memory another party
+  // writes: it is read once. `resume`: see ResumeToken; reset to zero unless the answer
+  // is kWaitForBuffers.
+  Delivery deliver(const virtio::NetHeader& header, std::span<const std::byte> frame, ResumeToken& resume) noexcept;
+
+  // Once per pass, after receiving and delivering: publish used elements and interrupt
+  // the guest where it asked to be.
+  void flush() noexcept;
+  // Just before the caller sleeps on fd(): ask the guest to kick for new TX chains (and
+  // for RX buffers while a frame waits). False when work arrived meanwhile: do not sleep.
+  [[nodiscard]] bool arm() noexcept;
+
+  [[nodiscard]] bool connected() const noexcept { return conn_.has_value(); }
+  [[nodiscard]] std::uint64_t features() const noexcept { return backend_.features(); }
+  // Totals, continued from the `initial` block the device was made with.
+  [[nodiscard]] NetDeviceCounters counters() const noexcept;
+
+ private:
+  NetDevice(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
+            const NetDeviceCounters& initial);
+  void service() noexcept;  // accept, control messages, kicks
+  void accept() noexcept;
+  void read_control() noexcept;
+  void disconnect(const std::string& why) noexcept;
+  // Adds fd to (on) or removes it from the epoll set; false when adding failed (the
+  // reason in watch_error_).
+  bool watch(int fd, bool on) noexcept;
+  // Watches the current kick descriptors; false when epoll refused one.
+  bool rewatch_kick() noexcept;
+  void notify(std::uint32_t queue) noexcept;
+  void new_epoch() noexcept {
+    if (++epoch_ == 0) epoch_ = 1;  // 0 is the token of a frame not tried before
+  }
+  Delivery deliver_one(virtio::SplitQueue& q, const virtio::NetHeader& header,
+                       std::span<const std::byte> frame) noexcept;
+  Delivery deliver_segmented(virtio::SplitQueue& q, const virtio::NetHeader& header,
+                             std::span<const std::byte> frame, ResumeToken& resume) noexcept;
+  void say(const std::string& m) noexcept;
+
+  sys::Fd listen_;
+  sys::Fd epoll_;
+  std::optional<Connection> conn_;
+  std::uint32_t epoch_ = 0;  // counts connections and queue changes (never 0 once one came)
+  Backend backend_;
+  virtio::RxQueue rx_{true};
+  virtio::NetQueueCounters net_;  // bad chains, by reason (seeded from `initial`)
+  NetDeviceTotals totals_;        // the rest (bad_chains comes from net_)
+  std::function<void(const std::string&)> log_;
+  int watched_kick_ = -1;
+  std::string watch_error_;
+  bool serviced_ = false;    // service() ran in this pass
+  bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
+  int watched_rx_kick_ = -1;
+  std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;
+  // Software offloads for a guest that did not negotiate them (see deliver()).
+  static constexpr std::size_t kMaxSoftwareSegments = 1024;  // gso_size >= 64 for a 64 KiB frame
+  std::vector<std::byte> private_;  // a private copy of the frame
+  std::vector<std::byte> segment_;  // one segment being built
+};
+
+}  // namespace vswitch::endpoints::vhost_user

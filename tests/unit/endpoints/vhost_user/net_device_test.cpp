@@ -1,0 +1,599 @@
+// The vhost-user virtio-net device driven over its real unix socket the way QEMU's
+// vhost-user-net drives it (GET_FEATURES, SET_FEATURES, SET_OWNER, SET_MEM_TABLE with the
+// guest's RAM in memfds, the vrings, SET_VRING_ENABLE), with an in-process guest driver
+// on the other side of the queues: frames both ways with their interrupts, the wait for
+// RX buffers and its kick, software segmentation resumed by token, bad chains returned and
+// counted, and every way the front-end can break the session (a protocol violation, a
+// kick epoll refuses, a kick that cannot be read, a call that cannot be written), each
+// closing only its connection, counted and said.
+#include "endpoints/vhost_user/net_device.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tests/support/guest_driver.hpp"
+
+namespace vswitch::endpoints::vhost_user {
+namespace {
+
+using test::GuestDriver;
+using virtio::Descriptor;
+using Bytes = std::vector<std::byte>;
+
+constexpr std::uint16_t kQueueSize = 16;
+constexpr std::size_t kMaxFrame = 65536;
+constexpr std::uint64_t kRxBase = 0x100000;             // the guest's RX ring and buffers
+constexpr std::uint64_t kTxBase = 0x400000;             // its TX ring and frames
+constexpr std::uint64_t kQemuAddr = 0x7f1200000000;     // where "QEMU" has guest RAM mapped
+constexpr std::uint64_t kQemuTxOffset = 0x10000000;     // ... and the second region
+constexpr std::size_t kRamBytes = 1 << 20;
+constexpr std::uint64_t kNoGuestTso = ~(kFeatureGuestTso4 | kFeatureGuestTso6 | kFeatureGuestEcn);
+
+bool readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+}
+
+// The front-end's end of the socket: each message sent whole, with its descriptors.
+class FrontEnd {
+ public:
+  explicit FrontEnd(const std::string& path) : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    connected_ = ::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
+  }
+  [[nodiscard]] bool connected() const { return connected_; }
+
+  void send(Request r, std::span<const std::byte> payload, const std::vector<int>& fds = {},
+            bool need_reply = false) {
+    Header h{static_cast<std::uint32_t>(r), kVersion | (need_reply ? kFlagNeedReply : 0u),
+             static_cast<std::uint32_t>(payload.size())};
+    Bytes bytes(sizeof h + payload.size());
+    std::memcpy(bytes.data(), &h, sizeof h);
+    if (!payload.empty()) std::memcpy(bytes.data() + sizeof h, payload.data(), payload.size());
+    iovec iov{bytes.data(), bytes.size()};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+    if (!fds.empty()) {
+      m.msg_control = control;
+      m.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+      cmsghdr* c = CMSG_FIRSTHDR(&m);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    ASSERT_EQ(::sendmsg(fd_.get(), &m, MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  }
+  template <typename T>
+  void send_value(Request r, const T& value, const std::vector<int>& fds = {}) {
+    send(r, std::as_bytes(std::span<const T>(&value, 1)), fds);
+  }
+  void send_empty(Request r) { send(r, {}); }
+
+  // A u64 reply that the device has already sent (waits at most 5 s: a device that never
+  // answers fails the test instead of hanging it).
+  std::uint64_t reply_u64() {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 5000) != 1) {
+      ADD_FAILURE() << "no reply";
+      return 0;
+    }
+    unsigned char buf[kHeaderBytes + 8];
+    std::size_t got = 0;
+    while (got < sizeof buf) {
+      const ssize_t n = ::recv(fd_.get(), buf + got, sizeof buf - got, 0);
+      if (n <= 0) {
+        ADD_FAILURE() << "short reply";
+        return 0;
+      }
+      got += static_cast<std::size_t>(n);
+    }
+    Header h;
+    std::memcpy(&h, buf, sizeof h);
+    EXPECT_NE(h.flags & kFlagReply, 0u);
+    EXPECT_EQ(h.size, 8u);
+    std::uint64_t v;
+    std::memcpy(&v, buf + kHeaderBytes, 8);
+    return v;
+  }
+
+ private:
+  sys::Fd fd_;
+  bool connected_ = false;
+};
+
+// The guest: its RAM in two memfds (one region per queue), the drivers of its two queues
+// and its ends of the kick and call eventfds.
+struct Guest {
+  GuestDriver rx{kQueueSize, false, kRamBytes, /*shared=*/true, kRxBase};
+  GuestDriver tx{kQueueSize, false, kRamBytes, /*shared=*/true, kTxBase};
+  std::array<sys::Fd, 2> kick{sys::Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+                              sys::Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))};
+  std::array<sys::Fd, 2> call{sys::Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+                              sys::Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))};
+  std::array<std::uint16_t, 2> next_desc{};
+  std::vector<std::uint64_t> rx_buffers;  // gpa of each RX descriptor, by index
+
+  GuestDriver& ring(std::uint32_t q) { return q == kRxQueue ? rx : tx; }
+  static std::uint64_t qemu(std::uint64_t gpa) {
+    return gpa >= kTxBase ? kQemuAddr + kQemuTxOffset + (gpa - kTxBase) : kQemuAddr + (gpa - kRxBase);
+  }
+
+  // One TX chain: the virtio-net header and the frame in one device-readable buffer (or,
+  // with `writable`, a device-writable one: a bad chain).
+  void transmit(const virtio::NetHeader& h, const Bytes& frame, bool writable = false) {
+    Bytes packet(virtio::kNetHeaderBytes + frame.size());
+    virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(packet.data(), virtio::kNetHeaderBytes));
+    std::memcpy(packet.data() + virtio::kNetHeaderBytes, frame.data(), frame.size());
+    const auto gpa = tx.alloc(packet.size());
+    std::memcpy(tx.host(gpa), packet.data(), packet.size());
+    const std::uint16_t d = next_desc[kTxQueue]++;
+    tx.set_desc(d, Descriptor{gpa, static_cast<std::uint32_t>(packet.size()),
+                              writable ? virtio::kDescFlagWrite : std::uint16_t{0}, 0});
+    tx.make_available(d);
+  }
+  // `n` RX buffers of `bytes` each.
+  void post_rx(std::size_t n, std::uint32_t bytes = 2048) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto gpa = rx.alloc(bytes);
+      const std::uint16_t d = next_desc[kRxQueue]++;
+      rx.set_desc(d, Descriptor{gpa, bytes, virtio::kDescFlagWrite, 0});
+      if (rx_buffers.size() <= d) rx_buffers.resize(d + 1u);
+      rx_buffers[d] = gpa;
+      rx.make_available(d);
+    }
+  }
+  // What the device wrote into the RX buffer of used element `i`: header and frame.
+  Bytes received(std::uint16_t i) {
+    const auto e = rx.used(i);
+    const std::byte* p = rx.host(rx_buffers.at(e.id));
+    return Bytes(p, p + e.len);
+  }
+  // Whether the device interrupted on queue q since the last look.
+  bool interrupted(std::uint32_t q) {
+    std::uint64_t v = 0;
+    return ::read(call[q].get(), &v, sizeof v) == sizeof v && v != 0;
+  }
+  void kick_queue(std::uint32_t q) {
+    const std::uint64_t one = 1;
+    ASSERT_EQ(::write(kick[q].get(), &one, sizeof one), 8);
+  }
+};
+
+// The device on a socket in a fresh directory, its log kept, and the caller's loop pass.
+struct Session {
+  std::string dir;
+  std::string path;
+  std::unique_ptr<NetDevice> device;
+  std::vector<std::string> log;
+  Bytes buf = Bytes(kMaxFrame + 64);
+
+  explicit Session(const NetDeviceCounters& initial = {}) {
+    char tmpl[] = "/tmp/vswitch-net-device-XXXXXX";
+    const char* d = ::mkdtemp(tmpl);
+    if (d == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir = d;
+    path = dir + "/vm.sock";
+    auto made = NetDevice::create(path, 256, kMaxFrame, initial);
+    if (!made) throw std::runtime_error(made.error());
+    device = std::move(made.value());
+    device->set_log([this](const std::string& m) { log.push_back(m); });
+  }
+  ~Session() {
+    device.reset();
+    ::unlink(path.c_str());
+    ::rmdir(dir.c_str());
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // One pass of the device's caller: control and kicks are looked at on the first
+  // receive, every frame the guest sent is taken, used elements published, interrupts sent.
+  // A test that calls deliver() ends that pass with pass() too, as the caller's loop ends
+  // every pass with flush(): control is looked at once per pass.
+  std::vector<Bytes> pass() {
+    std::vector<Bytes> frames;
+    while (auto n = device->receive(buf)) frames.emplace_back(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*n));
+    device->flush();
+    return frames;
+  }
+  [[nodiscard]] bool said(const std::string& what) const {
+    for (const auto& m : log)
+      if (m.find(what) != std::string::npos) return true;
+    return false;
+  }
+
+  // QEMU's vhost-user-net start-up, in its order; `kick_fds`/`call_fds` replace the
+  // guest's eventfds where given (to hand the device a descriptor it cannot use).
+  void attach(FrontEnd& fe, Guest& g, std::uint64_t features, std::array<int, 2> kick_fds = {-1, -1},
+              std::array<int, 2> call_fds = {-1, -1}) {
+    ASSERT_TRUE(fe.connected());
+    pass();  // accepts
+    fe.send(Request::kGetFeatures, {}, {}, /*need_reply=*/false);
+    pass();
+    EXPECT_EQ(fe.reply_u64(), kOfferedFeatures);
+    fe.send_value(Request::kSetFeatures, features);
+    fe.send_empty(Request::kSetOwner);
+    struct {
+      std::uint32_t regions = 2;
+      std::uint32_t padding = 0;
+      MemRegion region[2];
+    } table{2, 0, {{kRxBase, kRamBytes, kQemuAddr, 0}, {kTxBase, kRamBytes, kQemuAddr + kQemuTxOffset, 0}}};
+    fe.send_value(Request::kSetMemTable, table, {g.rx.memfd(), g.tx.memfd()});
+    for (std::uint32_t q : {kRxQueue, kTxQueue}) {
+      const auto& l = g.ring(q).layout();
+      fe.send_value(Request::kSetVringNum, VringState{q, kQueueSize});
+      fe.send_value(Request::kSetVringBase, VringState{q, 0});
+      fe.send_value(Request::kSetVringAddr,
+                    VringAddr{q, 0, Guest::qemu(l.desc_gpa), Guest::qemu(l.used_gpa), Guest::qemu(l.avail_gpa), 0});
+      fe.send_value(Request::kSetVringKick, std::uint64_t{q}, {kick_fds[q] >= 0 ? kick_fds[q] : g.kick[q].get()});
+      fe.send_value(Request::kSetVringCall, std::uint64_t{q}, {call_fds[q] >= 0 ? call_fds[q] : g.call[q].get()});
+      fe.send_value(Request::kSetVringEnable, VringState{q, 1});
+    }
+    pass();
+  }
+};
+
+Bytes plain_frame(std::size_t bytes, std::uint8_t fill) {
+  Bytes f(bytes, std::byte{fill});
+  for (std::size_t i = 0; i < 6; ++i) f[i] = std::byte{0x52};  // to 52:52:52:52:52:52
+  for (std::size_t i = 6; i < 12; ++i) f[i] = std::byte{0x02};
+  f[12] = std::byte{0x08};
+  f[13] = std::byte{0x00};
+  return f;
+}
+
+void put16(Bytes& b, std::size_t at, std::uint16_t v) {
+  b[at] = static_cast<std::byte>(v >> 8);
+  b[at + 1] = static_cast<std::byte>(v & 0xff);
+}
+void put32(Bytes& b, std::size_t at, std::uint32_t v) {
+  put16(b, at, static_cast<std::uint16_t>(v >> 16));
+  put16(b, at + 2, static_cast<std::uint16_t>(v));
+}
+std::uint16_t get16(const Bytes& b, std::size_t at) {
+  return static_cast<std::uint16_t>((std::to_integer<unsigned>(b[at]) << 8) | std::to_integer<unsigned>(b[at + 1]));
+}
+std::uint32_t get32(const Bytes& b, std::size_t at) {
+  std::uint32_t v = 0;
+  for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | std::to_integer<std::uint32_t>(b[at + i]);
+  return v;
+}
+
+// A TCP/IPv4 frame as a TSO sender hands it (no TCP options), `payload` bytes, first
+// sequence number `seq`, and its GSO header for segments of `mss`.
+constexpr std::size_t kL3 = 14, kL4 = 34, kPayloadAt = 54;
+std::pair<virtio::NetHeader, Bytes> tso_frame(std::size_t payload, std::uint32_t seq, std::uint16_t mss) {
+  Bytes b = plain_frame(kPayloadAt + payload, 0);
+  b[kL3] = std::byte{0x45};
+  put16(b, kL3 + 2, static_cast<std::uint16_t>(20 + 20 + payload));
+  b[kL3 + 8] = std::byte{64};
+  b[kL3 + 9] = std::byte{6};
+  put32(b, kL3 + 12, 0x0a000001);
+  put32(b, kL3 + 16, 0x0a000002);
+  put16(b, kL4, 40000);
+  put16(b, kL4 + 2, 5201);
+  put32(b, kL4 + 4, seq);
+  b[kL4 + 12] = std::byte{0x50};  // data offset 5 words
+  b[kL4 + 13] = std::byte{0x18};  // PSH ACK
+  put16(b, kL4 + 14, 512);
+  for (std::size_t i = 0; i < payload; ++i) b[kPayloadAt + i] = static_cast<std::byte>(i * 7 + 3);
+  // The checksum field holds the pseudo header's sum, as a sender that leaves the rest to
+  // the device writes it (RFC 1071 sums, end-around carry).
+  std::uint32_t pseudo = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 6 + static_cast<std::uint32_t>(20 + payload);
+  while (pseudo >> 16) pseudo = (pseudo & 0xffff) + (pseudo >> 16);
+  put16(b, kL4 + 16, static_cast<std::uint16_t>(pseudo));
+  virtio::NetHeader h;
+  h.flags = virtio::kNetHdrFlagNeedsCsum;
+  h.gso_type = virtio::kGsoTcpV4;
+  h.gso_size = mss;
+  h.hdr_len = static_cast<std::uint16_t>(kPayloadAt);
+  h.csum_start = static_cast<std::uint16_t>(kL4);
+  h.csum_offset = 16;
+  return {h, b};
+}
+
+TEST(VhostUserNetDevice, CarriesFramesBothWaysWithInterrupts) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  ASSERT_TRUE(s.device->connected());
+  EXPECT_EQ(s.device->features(), kOfferedFeatures);
+  EXPECT_TRUE(s.said("connected"));
+
+  // Guest -> device: the header and frame, byte for byte; the chain is used and the
+  // guest interrupted.
+  const Bytes out = plain_frame(60, 0x11);
+  g.transmit(virtio::NetHeader{}, out);
+  const auto got = s.pass();
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_EQ(got[0].size(), virtio::kNetHeaderBytes + out.size());
+  EXPECT_EQ(std::memcmp(got[0].data() + virtio::kNetHeaderBytes, out.data(), out.size()), 0);
+  EXPECT_EQ(g.tx.used_idx(), 1);
+  EXPECT_TRUE(g.interrupted(kTxQueue));
+
+  // Device -> guest: one buffer (num_buffers = 1), the frame after the header.
+  g.post_rx(2);
+  const Bytes in = plain_frame(100, 0x22);
+  ResumeToken token;
+  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kDelivered);
+  EXPECT_EQ(token.pack(), 0u);
+  EXPECT_EQ(g.rx.used_idx(), 0) << "published only by flush()";
+  s.pass();
+  ASSERT_EQ(g.rx.used_idx(), 1);
+  const Bytes r = g.received(0);
+  ASSERT_EQ(r.size(), virtio::kNetHeaderBytes + in.size());
+  EXPECT_EQ(std::to_integer<int>(r[10]), 1) << "num_buffers";
+  EXPECT_EQ(std::memcmp(r.data() + virtio::kNetHeaderBytes, in.data(), in.size()), 0);
+  EXPECT_TRUE(g.interrupted(kRxQueue));
+
+  const NetDeviceCounters c = s.device->counters();
+  EXPECT_EQ(c.totals.connections, 1u);
+  EXPECT_EQ(c.totals.interrupts, 2u);
+  EXPECT_EQ(c.totals.protocol_errors, 0u);
+  EXPECT_EQ(c.totals.bad_chains, 0u);
+}
+
+TEST(VhostUserNetDevice, AFrameWaitsForBuffersAndArmAsksForTheKick) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  const Bytes in = plain_frame(200, 0x33);
+  ResumeToken token;
+  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->counters().totals.rx_no_buffers, 1u) << "counted once per wait";
+  s.pass();
+  EXPECT_TRUE(s.device->arm()) << "nothing posted: the caller may sleep";
+  EXPECT_FALSE(readable(s.device->fd()));
+
+  // The guest posts a buffer and kicks: the device's descriptor wakes its caller.
+  g.post_rx(1);
+  g.kick_queue(kRxQueue);
+  EXPECT_TRUE(readable(s.device->fd()));
+  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kDelivered);
+  s.pass();
+  EXPECT_EQ(g.rx.used_idx(), 1);
+
+  // A buffer posted between the caller's last look and arm() keeps it awake.
+  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kWaitForBuffers);
+  s.pass();
+  g.post_rx(1);
+  EXPECT_FALSE(s.device->arm());
+  EXPECT_EQ(s.device->counters().totals.rx_no_buffers, 2u);
+}
+
+// Two GSO frames wait at once for a guest without GUEST_TSO: each resumes with its own
+// token after the segments the guest already has. Every segment arrives exactly once,
+// in order (a device that remembered one frame's progress would send one twice).
+TEST(VhostUserNetDevice, SegmentationResumesByTokenWithoutRepeatingASegment) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures & kNoGuestTso);
+  const auto [ha, a] = tso_frame(300, 1000, 100);  // 3 segments
+  const auto [hb, b] = tso_frame(200, 5000, 100);  // 2 segments
+  g.post_rx(1);
+  ResumeToken ta, tb;
+  EXPECT_EQ(s.device->deliver(ha, a, ta), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_NE(ta.epoch, 0u);
+  EXPECT_EQ(ta.next_segment, 1u);
+  EXPECT_EQ(s.device->deliver(hb, b, tb), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(tb.next_segment, 0u);
+  s.pass();
+  g.post_rx(8);
+  EXPECT_EQ(s.device->deliver(ha, a, ta), NetDevice::Delivery::kDelivered);
+  EXPECT_EQ(ta.pack(), 0u);
+  EXPECT_EQ(s.device->deliver(hb, b, tb), NetDevice::Delivery::kDelivered);
+  s.pass();
+  ASSERT_EQ(g.rx.used_idx(), 5);
+  const std::uint32_t want[] = {1000, 1100, 1200, 5000, 5100};
+  for (std::uint16_t i = 0; i < 5; ++i) {
+    const Bytes r = g.received(i);
+    ASSERT_EQ(r.size(), virtio::kNetHeaderBytes + kPayloadAt + 100) << "segment " << i;
+    EXPECT_EQ(get32(Bytes(r.begin() + virtio::kNetHeaderBytes, r.end()), kL4 + 4), want[i]) << "segment " << i;
+  }
+  EXPECT_EQ(s.device->counters().totals.segments_made, 5u);
+}
+
+// A token from an earlier connection starts the frame over: the device cannot know what
+// the guest that came back kept, and a repeated segment is better than a missing one.
+TEST(VhostUserNetDevice, ATokenOfAnEarlierConnectionStartsOver) {
+  Session s;
+  ResumeToken t;
+  const auto [h, f] = tso_frame(300, 1000, 100);
+  {
+    Guest g;
+    FrontEnd fe(s.path);
+    s.attach(fe, g, kOfferedFeatures & kNoGuestTso);
+    g.post_rx(1);
+    EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kWaitForBuffers);
+    EXPECT_EQ(t.next_segment, 1u);
+    s.pass();
+  }  // the front-end goes away
+  const ResumeToken earlier = t;
+  s.pass();
+  EXPECT_FALSE(s.device->connected());
+  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kNoGuest) << "nothing to wait for";
+  EXPECT_EQ(t.pack(), 0u);
+  s.pass();  // the caller's pass ends
+  t = earlier;  // a caller that kept the token anyway
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures & kNoGuestTso);
+  g.post_rx(4);
+  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kDelivered);
+  s.pass();
+  EXPECT_EQ(g.rx.used_idx(), 3) << "all three segments for the new guest";
+}
+
+// A guest without GUEST_CSUM gets the checksum filled in, counted once per frame however
+// often the frame had to wait.
+TEST(VhostUserNetDevice, ChecksumsAreCompletedForAGuestWithoutGuestCsum) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures & kNoGuestTso & ~kFeatureGuestCsum);
+  auto [h, f] = tso_frame(100, 1000, 0);
+  h.gso_type = virtio::kGsoNone;  // one frame, checksum left to the device
+  h.gso_size = 0;
+  ResumeToken t;
+  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kWaitForBuffers);
+  g.post_rx(1);
+  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kDelivered);
+  s.pass();
+  ASSERT_EQ(g.rx.used_idx(), 1);
+  const Bytes r = g.received(0);
+  ASSERT_EQ(r.size(), virtio::kNetHeaderBytes + f.size());
+  EXPECT_EQ(std::to_integer<int>(r[0]), 0) << "no NEEDS_CSUM left for the guest";
+  // The TCP checksum over the pseudo header and segment now sums to 0xffff.
+  const Bytes got(r.begin() + virtio::kNetHeaderBytes, r.end());
+  std::uint32_t sum = 0;
+  for (std::size_t i = kL3 + 12; i < kL3 + 20; i += 2) sum += get16(got, i);
+  sum += 6 + static_cast<std::uint32_t>(got.size() - kL4);
+  for (std::size_t i = kL4; i < got.size(); i += 2) sum += get16(got, i);  // even length here
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  EXPECT_EQ(sum, 0xffffu);
+  EXPECT_EQ(s.device->counters().totals.csum_completed, 1u);
+}
+
+TEST(VhostUserNetDevice, ABadTxChainGoesBackEmptyAndIsCounted) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  g.transmit(virtio::NetHeader{}, plain_frame(60, 0x44), /*writable=*/true);
+  g.transmit(virtio::NetHeader{}, plain_frame(60, 0x55));
+  const auto got = s.pass();
+  ASSERT_EQ(got.size(), 1u) << "the good frame after the bad chain";
+  ASSERT_EQ(g.tx.used_idx(), 2);
+  EXPECT_EQ(g.tx.used(0).len, 0u);
+  const NetDeviceCounters c = s.device->counters();
+  EXPECT_EQ(c.totals.bad_chains, 1u);
+  EXPECT_EQ(c.tx_errors[virtio::TxError::kWritableBuffer], 1u);
+  EXPECT_TRUE(s.device->connected()) << "a bad chain is not a protocol violation";
+}
+
+TEST(VhostUserNetDevice, AProtocolViolationClosesTheConnectionOnly) {
+  Session s;
+  {
+    Guest g;
+    FrontEnd fe(s.path);
+    s.attach(fe, g, kOfferedFeatures);
+    fe.send_value(Request::kSetVringNum, VringState{kRxQueue, 1024});  // more than the device allows
+    s.pass();
+    EXPECT_FALSE(s.device->connected());
+    EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u);
+    EXPECT_TRUE(s.said("disconnected: ")) << "the reason is said";
+  }
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  EXPECT_TRUE(s.device->connected()) << "the next front-end is served";
+  EXPECT_EQ(s.device->counters().totals.connections, 2u);
+}
+
+TEST(VhostUserNetDevice, AKickThatEpollRefusesDisconnects) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  // A regular file cannot be in an epoll set (EPERM).
+  const sys::Fd file(::memfd_create("not-an-eventfd", MFD_CLOEXEC));
+  ASSERT_TRUE(file.valid());
+  s.attach(fe, g, kOfferedFeatures, {-1, file.get()});
+  EXPECT_FALSE(s.device->connected());
+  EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u);
+  EXPECT_TRUE(s.said("epoll refuses")) << (s.log.empty() ? "" : s.log.back());
+}
+
+TEST(VhostUserNetDevice, AKickThatCannotBeReadDisconnects) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  const sys::Fd read_end(p[0]), write_end(p[1]);
+  s.attach(fe, g, kOfferedFeatures, {-1, read_end.get()});
+  ASSERT_TRUE(s.device->connected());
+  // One byte: readable, but not an 8-byte counter.
+  ASSERT_EQ(::write(write_end.get(), "k", 1), 1);
+  s.pass();
+  EXPECT_FALSE(s.device->connected());
+  EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u);
+  EXPECT_TRUE(s.said("kick eventfd")) << (s.log.empty() ? "" : s.log.back());
+}
+
+TEST(VhostUserNetDevice, ACallThatCannotBeWrittenDisconnects) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  const sys::Fd read_end(p[0]), write_end(p[1]);
+  s.attach(fe, g, kOfferedFeatures, {-1, -1}, {-1, read_end.get()});  // TX call: a read-only end
+  ASSERT_TRUE(s.device->connected());
+  g.transmit(virtio::NetHeader{}, plain_frame(60, 0x66));
+  const auto got = s.pass();  // the frame is taken; its interrupt cannot be sent
+  EXPECT_EQ(got.size(), 1u);
+  EXPECT_FALSE(s.device->connected());
+  EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u);
+  EXPECT_EQ(s.device->counters().totals.interrupts, 0u);
+  EXPECT_TRUE(s.said("call eventfd")) << (s.log.empty() ? "" : s.log.back());
+}
+
+TEST(VhostUserNetDevice, CountsOnFromItsPredecessor) {
+  NetDeviceCounters initial;
+  initial.totals.connections = 5;
+  initial.totals.bad_chains = 7;
+  initial.tx_errors.count(virtio::TxError::kNoFrame, 7);
+  Session s(initial);
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  g.transmit(virtio::NetHeader{}, plain_frame(60, 0x77), /*writable=*/true);
+  s.pass();
+  const NetDeviceCounters c = s.device->counters();
+  EXPECT_EQ(c.totals.connections, 6u);
+  EXPECT_EQ(c.totals.bad_chains, 8u);
+  EXPECT_EQ(c.tx_errors[virtio::TxError::kNoFrame], 7u);
+  EXPECT_EQ(c.tx_errors[virtio::TxError::kWritableBuffer], 1u);
+}
+
+TEST(VhostUserNetDevice, NoGuestMeansDropNotWait) {
+  Session s;
+  ResumeToken t{3, 2};
+  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, plain_frame(60, 0), t), NetDevice::Delivery::kNoGuest);
+  EXPECT_EQ(t.pack(), 0u);
+  EXPECT_TRUE(s.device->arm());
+  s.pass();  // the caller's pass ends
+  const Bytes huge(kMaxFrame + 1);
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, huge, t), NetDevice::Delivery::kTooLarge);
+}
+
+}  // namespace
+}  // namespace vswitch::endpoints::vhost_user
