@@ -1,0 +1,261 @@
+#include "vswitch/config/topology.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace vswitch {
+namespace {
+
+const char* kTwoEndpoints = R"(
+[fabric]
+ring_bytes = 262144
+
+[[endpoint]]
+name = "a"
+core = 0
+mac = "02:00:00:00:00:01"
+frontend = "generator"
+
+[[endpoint]]
+name = "b"
+core = 1
+mac = "02:00:00:00:00:02"
+frontend = "generator"
+)";
+
+// Loads `text`, expects failure, and returns the one error whose key is `key`.
+TopologyError only_error(const std::string& text, const std::string& key) {
+  auto t = load_topology_string(text, "test.toml");
+  EXPECT_FALSE(t.has_value());
+  if (t.has_value()) return {};
+  for (const auto& e : t.error())
+    if (e.key == key) return e;
+  ADD_FAILURE() << "no error for key " << key << "; got:\n" << format_errors(t.error());
+  return {};
+}
+
+TEST(Topology, LoadsAValidFile) {
+  auto t = load_topology_string(kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  ASSERT_EQ(t->endpoints.size(), 2u);
+  EXPECT_EQ(t->endpoints[1].name, "b");
+  EXPECT_EQ(t->endpoints[1].core, 1u);
+  EXPECT_EQ(t->endpoints[1].mac->str(), "02:00:00:00:00:02");
+  EXPECT_EQ(t->fabric.ring_bytes, 262144u);
+  EXPECT_EQ(t->switch_config.name, "vswitch");
+  EXPECT_EQ(t->endpoints[0].frontend, FrontendKind::kGenerator);
+}
+
+TEST(Topology, EveryShippedConfigLoads) {
+  for (const auto& f : std::filesystem::directory_iterator(VSWITCH_CONFIG_DIR)) {
+    if (f.path().extension() != ".toml") continue;
+    auto t = load_topology_file(f.path().string());
+    EXPECT_TRUE(t.has_value()) << f.path() << "\n" << (t ? "" : format_errors(t.error()));
+  }
+}
+
+TEST(Topology, SyntaxErrorNamesFileAndLine) {
+  auto e = only_error("[fabric]\nring_bytes = = 4\n", "");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_NE(e.message().find("test.toml:2:"), std::string::npos) << e.message();
+}
+
+TEST(Topology, RegressionFuzzCodePointsTomlppMishandles) {
+  // "[fab\xEF\xBB\xBD]" (U+FEFD in a table name) and "name =0\"vm\xCA\x9B..." (U+029B seen
+  // while toml++ looks ahead through a malformed value) drove toml++ 3.3 into
+  // TOML_UNREACHABLE. They must be plain errors naming the line and the code point.
+  auto e = only_error("[switch]\nname = \"x\"\n[fab\xEF\xBB\xBD]\nri = 1\n", "");
+  EXPECT_EQ(e.line, 3u);
+  EXPECT_NE(e.problem.find("U+FEFD"), std::string::npos) << e.problem;
+  e = only_error("[switch]\nname =0\"vm\xCA\x9B" "emo\"\n", "");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_NE(e.problem.find("U+029B"), std::string::npos) << e.problem;
+}
+
+TEST(Topology, OtherNonAsciiInCommentsAndStringsIsFine) {
+  // U+2014 (em dash) and U+00A0 are outside the refused ranges.
+  std::string text = std::string("# topology \xE2\x80\x94 demo\n") + kTwoEndpoints;
+  text += "[endpoint.generator]\npeer = \"a\"  # \xE2\x80\x94 \"quoted\"\n";
+  auto t = load_topology_string(text, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+}
+
+TEST(Topology, MissingFileIsNamed) {
+  auto t = load_topology_file("/nonexistent/x.toml");
+  ASSERT_FALSE(t.has_value());
+  EXPECT_NE(format_errors(t.error()).find("/nonexistent/x.toml: cannot open"), std::string::npos);
+}
+
+TEST(Topology, DuplicateEndpointName) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("name = \"b\""), 10, "name = \"a\"");
+  auto e = only_error(text, "endpoint[1].name");
+  EXPECT_EQ(e.line, 12u);
+  EXPECT_NE(e.problem.find("already used"), std::string::npos);
+  EXPECT_EQ(e.message().rfind("test.toml:12: endpoint[1].name: ", 0), 0u) << e.message();
+}
+
+TEST(Topology, DuplicateMac) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("02:00:00:00:00:02"), 17, "02:00:00:00:00:01");
+  auto e = only_error(text, "endpoint[1].mac");
+  EXPECT_EQ(e.line, 14u);
+  EXPECT_NE(e.problem.find("already used by endpoint \"a\""), std::string::npos) << e.problem;
+}
+
+TEST(Topology, MalformedMac) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("02:00:00:00:00:02"), 17, "02:00:00:00:00:0g");
+  EXPECT_EQ(only_error(text, "endpoint[1].mac").line, 14u);
+}
+
+TEST(Topology, MulticastMacIsNotAPortAddress) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("02:00:00:00:00:02"), 17, "01:00:5e:00:00:01");
+  EXPECT_NE(only_error(text, "endpoint[1].mac").problem.find("multicast"), std::string::npos);
+}
+
+TEST(Topology, CoreBeyondTheMachine) {
+  auto t = load_topology_string(kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(check_cores(*t, 2).empty());
+  auto errs = check_cores(*t, 1);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_EQ(errs[0].key, "endpoint[1].core");
+  EXPECT_EQ(errs[0].line, 13u);
+  EXPECT_NE(errs[0].problem.find("beyond this machine's 1 CPUs"), std::string::npos) << errs[0].problem;
+}
+
+TEST(Topology, NegativeCore) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("core = 1"), 8, "core = -1");
+  EXPECT_NE(only_error(text, "endpoint[1].core").problem.find("out of range"), std::string::npos);
+}
+
+TEST(Topology, RingSmallerThanOneMaximumFrame) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("262144"), 6, "65536");
+  auto e = only_error(text, "fabric.ring_bytes");
+  EXPECT_EQ(e.line, 3u);
+  EXPECT_NE(e.problem.find("below one maximum frame"), std::string::npos) << e.problem;
+}
+
+TEST(Topology, RingFitsWhenMaxFrameIsSmaller) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("ring_bytes = 262144"), 19, "ring_bytes = 16384\nmax_frame = 9000");
+  EXPECT_TRUE(load_topology_string(text, "test.toml").has_value());
+}
+
+TEST(Topology, RingNotAPowerOfTwo) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("262144"), 6, "300000");
+  EXPECT_NE(only_error(text, "fabric.ring_bytes").problem.find("power of two"), std::string::npos);
+}
+
+TEST(Topology, UnknownKey) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("core = 1"), 8, "cores = 1");
+  auto e = only_error(text, "endpoint[1].cores");
+  EXPECT_EQ(e.line, 13u);
+  EXPECT_NE(e.problem.find("unknown key"), std::string::npos);
+}
+
+TEST(Topology, UnknownTopLevelTable) {
+  auto e = only_error(std::string(kTwoEndpoints) + "\n[swtich]\nname = \"x\"\n", "swtich");
+  EXPECT_NE(e.problem.find("known: switch, fabric, endpoint"), std::string::npos) << e.problem;
+}
+
+TEST(Topology, WrongType) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("ring_bytes = 262144"), 19, "ring_bytes = \"big\"");
+  auto e = only_error(text, "fabric.ring_bytes");
+  EXPECT_EQ(e.line, 3u);
+  EXPECT_NE(e.problem.find("must be an integer, not a string"), std::string::npos) << e.problem;
+}
+
+TEST(Topology, MissingName) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("name = \"b\""), 10, "");
+  auto e = only_error(text, "endpoint[1].name");
+  EXPECT_EQ(e.line, 11u);  // the [[endpoint]] header
+  EXPECT_NE(e.problem.find("missing"), std::string::npos);
+}
+
+TEST(Topology, UnknownFrontend) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.rfind("frontend = \"generator\""), 22, "frontend = \"pcap\"");
+  EXPECT_EQ(only_error(text, "endpoint[1].frontend").line, 15u);
+}
+
+TEST(Topology, TapWithoutIfname) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.rfind("frontend = \"generator\""), 22, "frontend = \"tap\"\n[endpoint.tap]\nnetns = \"x\"");
+  auto e = only_error(text, "endpoint[1].tap.ifname");
+  EXPECT_EQ(e.line, 16u);
+}
+
+TEST(Topology, OptionsForAnotherFrontend) {
+  std::string text = std::string(kTwoEndpoints) + "[endpoint.tap]\nifname = \"x\"\n";
+  auto e = only_error(text, "endpoint[1].tap");
+  EXPECT_NE(e.problem.find("on a \"generator\" endpoint"), std::string::npos) << e.problem;
+}
+
+TEST(Topology, GeneratorPeerMustExist) {
+  std::string text = std::string(kTwoEndpoints) + "[endpoint.generator]\npeer = \"zz\"\n";
+  EXPECT_NE(only_error(text, "endpoint[1].generator.peer").problem.find("\"zz\""), std::string::npos);
+}
+
+TEST(Topology, GeneratorSizeOutOfRange) {
+  std::string text = std::string(kTwoEndpoints) + "[endpoint.generator]\nsizes = [64, 70000]\n";
+  auto e = only_error(text, "endpoint[1].generator.sizes[1]");
+  EXPECT_EQ(e.line, 17u);
+}
+
+TEST(Topology, VhostUserQueueSizeNotPowerOfTwo) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.rfind("frontend = \"generator\""), 22,
+               "frontend = \"vhost-user\"\n[endpoint.vhost_user]\nsocket = \"/tmp/s\"\nqueue_size = 100");
+  EXPECT_EQ(only_error(text, "endpoint[1].vhost_user.queue_size").line, 18u);
+}
+
+TEST(Topology, FewerThanTwoEndpoints) {
+  auto e = only_error("[[endpoint]]\nname = \"a\"\nfrontend = \"generator\"\n", "endpoint");
+  EXPECT_NE(e.problem.find("at least two"), std::string::npos);
+}
+
+TEST(Topology, ReportsEveryProblemNotJustTheFirst) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.find("262144"), 6, "300000");
+  text.replace(text.find("02:00:00:00:00:02"), 17, "nonsense-mac-addr");
+  auto t = load_topology_string(text, "test.toml");
+  ASSERT_FALSE(t.has_value());
+  EXPECT_EQ(t.error().size(), 2u) << format_errors(t.error());
+}
+
+
+TEST(Topology, PortSecurity) {
+  std::string text = kTwoEndpoints;
+  text.insert(text.find("frontend = \"generator\""), "port_security = true\n");
+  auto t = load_topology_string(text, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_TRUE(t->endpoints[0].port_security);
+  EXPECT_FALSE(t->endpoints[1].port_security);
+}
+
+TEST(Topology, PortSecurityNeedsAMac) {
+  const std::string text = "[[endpoint]]\nname = \"a\"\nfrontend = \"generator\"\nport_security = true\n";
+  auto e = only_error(text, "endpoint[0].port_security");
+  EXPECT_EQ(e.line, 4u);
+  EXPECT_NE(e.problem.find("mac"), std::string::npos);
+}
+
+TEST(Topology, PortSecurityMustBeABoolean) {
+  std::string text = kTwoEndpoints;
+  text.insert(text.find("frontend = \"generator\""), "port_security = 1\n");
+  auto e = only_error(text, "endpoint[0].port_security");
+  EXPECT_NE(e.problem.find("true or false"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vswitch

@@ -1,0 +1,183 @@
+#include "vswitch/dataplane/mac_table.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+namespace vswitch {
+namespace {
+
+MacAddress mac(std::uint32_t n) {
+  MacAddress m;
+  m.bytes = {0x02, 0x00, static_cast<std::uint8_t>(n >> 24), static_cast<std::uint8_t>(n >> 16),
+             static_cast<std::uint8_t>(n >> 8), static_cast<std::uint8_t>(n)};
+  return m;
+}
+
+MacTable::Config config(std::uint32_t capacity = 16) {
+  MacTable::Config c;
+  c.capacity = capacity;
+  c.aging_ms = 1000;
+  c.move_damping_ms = 100;
+  c.seed = 7;
+  return c;
+}
+
+TEST(MacTable, LearnsAndLooksUp) {
+  MacTable t(config());
+  EXPECT_EQ(t.learn(mac(1), 3, 10), Learn::kLearned);
+  EXPECT_EQ(t.lookup(mac(1), 11), PortId{3});
+  EXPECT_EQ(t.lookup(mac(2), 11), std::nullopt);
+  EXPECT_EQ(t.learn(mac(1), 3, 20), Learn::kRefreshed);
+  EXPECT_EQ(t.counters().learned, 1u);
+  EXPECT_EQ(t.size(), 1u);
+}
+
+TEST(MacTable, NeverLearnsGroupOrZeroSources) {
+  MacTable t(config());
+  EXPECT_EQ(t.learn(*MacAddress::parse("ff:ff:ff:ff:ff:ff"), 1, 0), Learn::kRefusedMulticast);
+  EXPECT_EQ(t.learn(*MacAddress::parse("01:00:5e:00:00:01"), 1, 0), Learn::kRefusedMulticast);
+  EXPECT_EQ(t.learn(MacAddress{}, 1, 0), Learn::kRefusedMulticast);
+  EXPECT_EQ(t.counters().refused_multicast, 3u);
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(MacTable, EntriesAgeOutAndAreCounted) {
+  MacTable t(config());
+  ASSERT_EQ(t.learn(mac(1), 1, 0), Learn::kLearned);
+  ASSERT_EQ(t.learn(mac(2), 1, 500), Learn::kLearned);
+  EXPECT_EQ(t.lookup(mac(1), 999), PortId{1});
+  EXPECT_EQ(t.lookup(mac(1), 1000), std::nullopt);  // aged exactly at aging_ms
+  EXPECT_EQ(t.counters().aged, 1u);
+  EXPECT_EQ(t.sweep(1500), 1u);  // mac(2)
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_EQ(t.counters().aged, 2u);
+}
+
+TEST(MacTable, RefreshKeepsAnEntryAlive) {
+  MacTable t(config());
+  ASSERT_EQ(t.learn(mac(1), 1, 0), Learn::kLearned);
+  ASSERT_EQ(t.learn(mac(1), 1, 900), Learn::kRefreshed);
+  EXPECT_EQ(t.lookup(mac(1), 1800), PortId{1});
+}
+
+TEST(MacTable, StaticEntryIsNeverOverwrittenOrAged) {
+  MacTable t(config());
+  ASSERT_TRUE(t.add_static(mac(1), 4));
+  EXPECT_EQ(t.learn(mac(1), 2, 10), Learn::kRefusedStatic);
+  EXPECT_EQ(t.counters().refused_static, 1u);
+  EXPECT_EQ(t.learn(mac(1), 4, 10), Learn::kRefreshed);
+  EXPECT_EQ(t.lookup(mac(1), 1'000'000), PortId{4});
+  EXPECT_EQ(t.sweep(1'000'000), 0u);
+  EXPECT_FALSE(t.add_static(*MacAddress::parse("ff:ff:ff:ff:ff:ff"), 1));
+}
+
+TEST(MacTable, MovesAreDamped) {
+  MacTable t(config());
+  ASSERT_EQ(t.learn(mac(1), 1, 0), Learn::kLearned);
+  EXPECT_EQ(t.learn(mac(1), 2, 10), Learn::kMoved);
+  EXPECT_EQ(t.learn(mac(1), 1, 50), Learn::kMoveDamped);  // flapping back within 100 ms
+  EXPECT_EQ(t.lookup(mac(1), 50), PortId{2});
+  EXPECT_EQ(t.learn(mac(1), 1, 110), Learn::kMoved);
+  EXPECT_EQ(t.lookup(mac(1), 110), PortId{1});
+  EXPECT_EQ(t.counters().moved, 2u);
+  EXPECT_EQ(t.counters().move_damped, 1u);
+}
+
+TEST(MacTable, FullTableRefusesNewAddressesAndKeepsTheKnownOnes) {
+  MacTable t(config(8));
+  ASSERT_TRUE(t.add_static(mac(100), 9));
+  for (std::uint32_t i = 0; i < 7; ++i) ASSERT_EQ(t.learn(mac(i), 1, 0), Learn::kLearned);
+  for (std::uint32_t i = 1000; i < 2000; ++i) EXPECT_EQ(t.learn(mac(i), 2, 10), Learn::kRefusedFull);
+  EXPECT_EQ(t.counters().refused_full, 1000u);
+  EXPECT_EQ(t.size(), 8u);
+  EXPECT_EQ(t.lookup(mac(100), 10), PortId{9});
+  for (std::uint32_t i = 0; i < 7; ++i) EXPECT_EQ(t.lookup(mac(i), 10), PortId{1});
+  // Once the dynamic entries have aged, a full table makes room again.
+  EXPECT_EQ(t.learn(mac(5000), 3, 2000), Learn::kLearned);
+  EXPECT_EQ(t.lookup(mac(100), 2000), PortId{9});
+}
+
+TEST(MacTable, BehavesLikeAMapUnderRandomOperations) {
+  // Reference model: std::map with the same rules (aged entries occupy room until a lookup
+  // or a sweep removes them; a full table sweeps itself at most once a second), driven by
+  // random learn / lookup / sweep over a small address space so probes collide and
+  // deletions shift entries.
+  MacTable t(config(64));
+  std::map<std::uint32_t, std::pair<PortId, std::uint64_t>> ref;  // mac -> port, last seen
+  auto aged = [](std::uint64_t now, std::uint64_t seen) { return now - seen >= 1000; };
+  std::uint64_t last_full_sweep = 0;
+  std::mt19937_64 rng(1);
+  std::uint64_t now = 0;
+  std::size_t learned = 0, refused = 0;
+  for (int step = 0; step < 200000; ++step) {
+    now += rng() % 4;
+    const std::uint32_t m = static_cast<std::uint32_t>(rng() % 200);
+    const auto port = static_cast<PortId>(rng() % 4);
+    auto sweep_model = [&] {
+      for (auto it = ref.begin(); it != ref.end();) it = aged(now, it->second.second) ? ref.erase(it) : std::next(it);
+    };
+    switch (rng() % 8) {
+      case 0: case 1: case 2: case 3: {
+        const Learn r = t.learn(mac(m), port, now);
+        auto it = ref.find(m);
+        if (it != ref.end() && aged(now, it->second.second)) {
+          ASSERT_EQ(r, Learn::kLearned) << step;
+          it->second = {port, now};
+        } else if (it == ref.end()) {
+          if (ref.size() >= 64 && (last_full_sweep == 0 || now - last_full_sweep >= 1000)) {
+            last_full_sweep = now;
+            sweep_model();
+          }
+          if (ref.size() < 64) {
+            ASSERT_EQ(r, Learn::kLearned) << step;
+            ref[m] = {port, now};
+            ++learned;
+          } else {
+            ASSERT_EQ(r, Learn::kRefusedFull) << step;
+            ++refused;
+          }
+        } else if (r == Learn::kRefreshed || r == Learn::kMoved) {
+          ASSERT_EQ(r == Learn::kRefreshed, it->second.first == port) << step;
+          it->second = {port, now};
+        } else {
+          ASSERT_EQ(r, Learn::kMoveDamped) << step;
+          ASSERT_NE(it->second.first, port) << step;
+        }
+        break;
+      }
+      case 4: case 5: case 6: {
+        auto it = ref.find(m);
+        const auto got = t.lookup(mac(m), now);
+        if (it == ref.end()) {
+          ASSERT_EQ(got, std::nullopt) << step;
+        } else if (aged(now, it->second.second)) {
+          ASSERT_EQ(got, std::nullopt) << step;
+          ref.erase(it);
+        } else {
+          ASSERT_EQ(got, it->second.first) << step;
+        }
+        break;
+      }
+      default:
+        t.sweep(now);
+        sweep_model();
+    }
+    ASSERT_EQ(t.size(), ref.size()) << step;
+  }
+  EXPECT_GT(learned, 1000u);  // the run exercised learning, ...
+  EXPECT_GT(refused, 0u);     // ... a full table, ...
+  EXPECT_GT(t.counters().aged, 1000u);  // ... and aging (with backward-shift deletion)
+}
+
+TEST(MacAddress, BitsPutTheFirstByteLowestAndRoundTrip) {
+  const auto m = MacAddress::parse("02:00:00:00:00:f1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->bits(), 0xf10000000002ULL);
+  EXPECT_EQ(MacAddress::from_bits(m->bits()), *m);
+  EXPECT_EQ(MacAddress::from_bits(m->bits() | (std::uint64_t{0x7fff} << 48)), *m) << "bits 48-63 are not the address";
+}
+
+}  // namespace
+}  // namespace vswitch

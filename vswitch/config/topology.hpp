@@ -1,0 +1,110 @@
+// Topology: what a TOML file (configs/*.toml) declares: switch settings, fabric settings
+// and the endpoints. load_topology() validates everything it reads and reports each
+// problem with file, line and key:
+//
+//   configs/demo.toml:14: endpoint[1].mac: "02:00:00:00:00:01" is already used by endpoint "ns1"
+//
+// Schema (every key optional unless marked):
+//   [switch]   name = "vswitch" (names the shm objects), mac_table_size = 4096, aging_s = 300
+//   [fabric]   ring_bytes = 1048576 (power of two, >= one max frame record),
+//              max_frame = 65536 (bytes, 64..65536), stall_timeout_ms = 2000
+//   [[endpoint]] name (required, [A-Za-z0-9_-]), frontend (required: "tap" | "vhost-user" |
+//              "generator"), core, mac, poll_us = 0,
+//              port_security = false (true needs mac), and one table named after the frontend:
+//     [endpoint.tap]         ifname (required), netns
+//     [endpoint.vhost_user]  socket (required), queue_size = 256 (power of two, <= 32768)
+//     [endpoint.generator]   rate_fps = 0 (0: as fast as possible), sizes = [64],
+//                            peer = endpoint name (default: broadcast)
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "endpoints/virtio/net_header.hpp"
+#include "shm/fabric.hpp"
+#include "shm/sys/result.hpp"
+#include "vswitch/config/mac_address.hpp"
+
+namespace vswitch {
+
+struct TopologyError {
+  std::string file;
+  std::uint32_t line = 0;  // 0 when the problem has no single place (e.g. a missing table)
+  std::string key;         // dotted path, e.g. "endpoint[2].core"
+  std::string problem;
+  [[nodiscard]] std::string message() const;  // "file:line: key: problem"
+};
+
+struct SwitchConfig {
+  std::string name = "vswitch";
+  std::uint32_t mac_table_size = 4096;
+  std::uint32_t aging_s = 300;
+};
+
+struct FabricConfig {
+  std::uint64_t ring_bytes = 1 << 20;
+  std::uint32_t max_frame = 65536;
+  std::uint32_t stall_timeout_ms = 2000;
+
+  // A channel record's payload: the virtio-net header, then the frame.
+  [[nodiscard]] std::uint32_t max_payload() const noexcept {
+    return max_frame + static_cast<std::uint32_t>(endpoints::virtio::kNetHeaderBytes);
+  }
+};
+
+enum class FrontendKind : std::uint8_t { kTap, kVhostUser, kGenerator };
+std::string_view to_string(FrontendKind k);
+
+struct TapOptions {
+  std::string ifname;
+  std::string netns;  // empty: the daemon's own namespace
+};
+struct VhostUserOptions {
+  std::string socket;
+  std::uint32_t queue_size = 256;
+};
+struct GeneratorOptions {
+  std::uint64_t rate_fps = 0;
+  std::vector<std::uint32_t> sizes{64};
+  std::string peer;  // empty: broadcast
+};
+
+struct EndpointConfig {
+  std::string name;
+  FrontendKind frontend = FrontendKind::kTap;
+  std::optional<std::uint32_t> core;
+  std::optional<MacAddress> mac;
+  std::uint32_t poll_us = 0;
+  bool port_security = false;  // drop frames from the frontend whose source is not `mac`
+  std::variant<TapOptions, VhostUserOptions, GeneratorOptions> options;
+  std::uint32_t line = 0;       // where the [[endpoint]] starts
+  std::uint32_t core_line = 0;  // where its core is set
+};
+
+struct Topology {
+  std::string file;
+  SwitchConfig switch_config;
+  FabricConfig fabric;
+  std::vector<EndpointConfig> endpoints;
+
+  // The channels this topology asks for (vswitchd creates them, vswitchctl reads them).
+  [[nodiscard]] shm::FabricSpec fabric_spec(std::uint64_t generation = 0) const;
+};
+
+using TopologyErrors = std::vector<TopologyError>;
+
+// Parses and validates; on failure returns every problem found (at least one).
+[[nodiscard]] sys::Result<Topology, TopologyErrors> load_topology_file(const std::string& path);
+// Same, from text; `file` is the name used in messages.
+[[nodiscard]] sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text,
+                                                                         const std::string& file);
+// Checks endpoint cores against the machine (cpus = number of CPUs it has).
+[[nodiscard]] TopologyErrors check_cores(const Topology& t, unsigned cpus);
+// All messages joined by newlines.
+[[nodiscard]] std::string format_errors(const TopologyErrors& errors);
+
+}  // namespace vswitch

@@ -1,0 +1,771 @@
+#include "vswitch/control/daemon.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <cstdarg>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include "endpoints/tap/tap_device.hpp"
+#include "shm/doorbell.hpp"
+#include "shm/sys/clock.hpp"
+#include "shm/fabric.hpp"
+#include "shm/frame_ring.hpp"
+#include "vswitch/dataplane/endpoint.hpp"
+#include "vswitch/frontends/generator.hpp"
+#include "vswitch/frontends/tap.hpp"
+#include "vswitch/frontends/vhost_user.hpp"
+#include "vswitch/observability/stats.hpp"
+#include "vswitch/config/topology.hpp"
+
+namespace vswitch {
+namespace {
+
+void say(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void say(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::fputs("vswitchd: ", stderr);
+  std::vfprintf(stderr, fmt, ap);
+  std::fputc('\n', stderr);
+  va_end(ap);
+}
+
+
+
+// The service manager's readiness protocol (sd_notify(3)), by hand: one datagram of
+// newline-separated VAR=value assignments to the AF_UNIX socket named by $NOTIFY_SOCKET,
+// an absolute path or, when it starts with '@', a name in the abstract namespace. Without
+// $NOTIFY_SOCKET (not started by systemd with Type=notify) nothing is sent. The variable is
+// removed from the environment so that endpoint processes, which the manager does not
+// listen to (NotifyAccess=main), cannot send in the daemon's name. A failure is logged
+// once and never stops the daemon: the manager then times the start out by itself.
+class Notifier {
+ public:
+  Notifier() {
+    if (const char* p = std::getenv("NOTIFY_SOCKET"); p != nullptr && *p != '\0') path_ = p;
+    ::unsetenv("NOTIFY_SOCKET");
+  }
+
+  void send(const std::string& message) {
+    if (path_.empty()) return;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path_[0] != '/' && path_[0] != '@') return fail("it is neither an absolute path nor an abstract name (@...)");
+    if (path_.size() >= sizeof addr.sun_path) return fail("the name is too long for a unix socket address");
+    std::memcpy(addr.sun_path, path_.data(), path_.size());
+    if (path_[0] == '@') addr.sun_path[0] = '\0';  // abstract: no terminating NUL, length exact
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path_.size());
+    sys::Fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!s.valid()) return fail(std::string("socket: ") + std::strerror(errno));
+    const ssize_t n =
+        ::sendto(s.get(), message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), len);
+    if (n < 0) return fail(std::string("sendto: ") + std::strerror(errno));
+    if (static_cast<std::size_t>(n) != message.size()) return fail("short datagram");
+  }
+
+ private:
+  void fail(const std::string& why) {
+    if (failed_) return;
+    failed_ = true;
+    say("cannot notify the service manager at NOTIFY_SOCKET=%s: %s (not fatal; further failures are not logged)",
+        path_.c_str(), why.c_str());
+  }
+  std::string path_;
+  bool failed_ = false;
+};
+
+// What differs between the running topology and the one re-read on SIGHUP, one line per
+// difference (line numbers and comments are not differences).
+template <typename T>
+std::string show(const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
+  else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
+  else if constexpr (std::is_same_v<T, MacAddress>) return v.str();
+  else if constexpr (std::is_same_v<T, std::vector<std::uint32_t>>) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
+    return out + "]";
+  } else return std::to_string(v);
+}
+template <typename T>
+std::string show(const std::optional<T>& v) {
+  return v ? show(*v) : std::string("(unset)");
+}
+template <typename T>
+void differ(std::vector<std::string>& out, const std::string& key, const T& was, const T& now) {
+  if (!(was == now)) out.push_back(key + ": " + show(was) + " -> " + show(now));
+}
+
+std::vector<std::string> topology_differences(const Topology& a, const Topology& b) {
+  std::vector<std::string> d;
+  differ(d, "switch.name", a.switch_config.name, b.switch_config.name);
+  differ(d, "switch.mac_table_size", a.switch_config.mac_table_size, b.switch_config.mac_table_size);
+  differ(d, "switch.aging_s", a.switch_config.aging_s, b.switch_config.aging_s);
+  differ(d, "fabric.ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
+  differ(d, "fabric.max_frame", a.fabric.max_frame, b.fabric.max_frame);
+  differ(d, "fabric.stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
+  const auto find = [](const Topology& t, const std::string& name) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < t.endpoints.size(); ++i)
+      if (t.endpoints[i].name == name) return i;
+    return std::nullopt;
+  };
+  for (std::size_t i = 0; i < a.endpoints.size(); ++i) {
+    const auto& x = a.endpoints[i];
+    const auto j = find(b, x.name);
+    if (!j) {
+      d.push_back("endpoint " + x.name + ": removed");
+      continue;
+    }
+    const auto& y = b.endpoints[*j];
+    const std::string k = "endpoint " + x.name + ": ";
+    if (*j != i) d.push_back(k + "position (port number) " + std::to_string(i) + " -> " + std::to_string(*j));
+    if (x.frontend != y.frontend) {
+      d.push_back(k + "frontend: " + std::string(to_string(x.frontend)) + " -> " + std::string(to_string(y.frontend)));
+      continue;
+    }
+    differ(d, k + "core", x.core, y.core);
+    differ(d, k + "mac", x.mac, y.mac);
+    differ(d, k + "poll_us", x.poll_us, y.poll_us);
+    differ(d, k + "port_security", x.port_security, y.port_security);
+    if (const auto* t = std::get_if<TapOptions>(&x.options)) {
+      const auto& u = std::get<TapOptions>(y.options);
+      differ(d, k + "tap.ifname", t->ifname, u.ifname);
+      differ(d, k + "tap.netns", t->netns, u.netns);
+    } else if (const auto* v = std::get_if<VhostUserOptions>(&x.options)) {
+      const auto& w = std::get<VhostUserOptions>(y.options);
+      differ(d, k + "vhost_user.socket", v->socket, w.socket);
+      differ(d, k + "vhost_user.queue_size", v->queue_size, w.queue_size);
+    } else if (const auto* g = std::get_if<GeneratorOptions>(&x.options)) {
+      const auto& h = std::get<GeneratorOptions>(y.options);
+      differ(d, k + "generator.rate_fps", g->rate_fps, h.rate_fps);
+      differ(d, k + "generator.sizes", g->sizes, h.sizes);
+      differ(d, k + "generator.peer", g->peer, h.peer);
+    }
+  }
+  for (const auto& y : b.endpoints)
+    if (!find(a, y.name)) d.push_back("endpoint " + y.name + ": added (" + std::string(to_string(y.frontend)) + ")");
+  return d;
+}
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
+                                  strsignal(WTERMSIG(status)) + ")";
+  return "stopped (status " + std::to_string(status) + ")";
+}
+
+unsigned machine_cpus() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return static_cast<unsigned>(CPU_COUNT(&set));
+  const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<unsigned>(n) : 1;
+}
+
+// Holds the topology's lock file for the daemon's lifetime.
+class TopologyLock {
+ public:
+  static std::optional<TopologyLock> take(const std::string& name, std::string& error) {
+    const std::string path = lock_path(name);
+    sys::Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd.valid()) {
+      error = "cannot open lock " + path + ": " + std::strerror(errno);
+      return std::nullopt;
+    }
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      char buf[32] = {};
+      const ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
+      std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
+      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+      error = "topology \"" + name + "\" is already run by another vswitchd (pid " + pid + ", lock " + path +
+              "); stop it first";
+      return std::nullopt;
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0) {
+      error = "cannot write lock " + path + ": " + std::strerror(errno);
+      return std::nullopt;
+    }
+    return TopologyLock(std::move(fd), path);
+  }
+  TopologyLock(TopologyLock&&) = default;
+  ~TopologyLock() {
+    if (fd_.valid()) ::unlink(path_.c_str());  // still locked: nobody else can own it now
+  }
+
+ private:
+  TopologyLock(sys::Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  sys::Fd fd_;
+  std::string path_;
+};
+
+// Shared-memory objects of this switch name that a daemon which did not shut down left.
+// Only called with the lock held, so none of them can belong to a live daemon.
+void remove_stale_objects(const std::string& name) {
+  const std::string prefix = shm::object_name(name, "").substr(1);  // without the leading slash
+  DIR* d = ::opendir("/dev/shm");
+  if (d == nullptr) return;
+  std::vector<std::string> stale;
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n.rfind(prefix, 0) == 0 && n != prefix + "lock") stale.push_back(n);
+  }
+  ::closedir(d);
+  for (const auto& n : stale) {
+    if (::unlink(("/dev/shm/" + n).c_str()) == 0)
+      say("removed stale shared memory /dev/shm/%s (left by a vswitchd that did not shut down)", n.c_str());
+  }
+}
+
+// The directory a vhost-user endpoint's listening socket goes in. The endpoint binds the
+// socket itself (a restarted endpoint binds it again); the daemon makes sure, before
+// forking anything, that the directory exists and that nobody but its owner can replace
+// what is in it: QEMU connects to whatever socket is at that path, so a directory another
+// local user can write would let that user put a socket of their own in the switch's place.
+//
+// A missing directory is created (with any missing parents) with mode 0755: QEMU may run
+// as another user and must be able to reach the socket, which itself stays 0600
+// (connecting needs write permission on the socket, so only its owner can connect).
+std::optional<std::string> prepare_socket_dir(const std::string& endpoint, const std::string& socket) {
+  const auto slash = socket.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : socket.substr(0, slash);
+  const uid_t me = ::geteuid();
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT)
+      return "endpoint " + endpoint + ": socket directory " + dir + ": " + std::strerror(errno);
+    // mkdir -p, each component created 0755 whatever the umask.
+    for (std::size_t pos = 1; pos <= dir.size(); ++pos) {
+      if (pos != dir.size() && dir[pos] != '/') continue;
+      const std::string part = dir.substr(0, pos);
+      if (::mkdir(part.c_str(), 0755) == 0) {
+        if (::chmod(part.c_str(), 0755) != 0)
+          return "endpoint " + endpoint + ": chmod 0755 " + part + ": " + std::strerror(errno);
+        say("endpoint %s: created socket directory %s (mode 0755)", endpoint.c_str(), part.c_str());
+      } else if (errno != EEXIST) {
+        return "endpoint " + endpoint + ": cannot create socket directory " + part + ": " + std::strerror(errno);
+      }
+    }
+    if (::stat(dir.c_str(), &st) != 0)
+      return "endpoint " + endpoint + ": socket directory " + dir + ": " + std::strerror(errno);
+  }
+  if (!S_ISDIR(st.st_mode)) return "endpoint " + endpoint + ": socket directory " + dir + " is not a directory";
+  if (st.st_uid != me && st.st_uid != 0)
+    return "endpoint " + endpoint + ": socket directory " + dir + " is owned by uid " + std::to_string(st.st_uid) +
+           ", not by " + (me == 0 ? std::string("root") : "uid " + std::to_string(me) + " or root") +
+           ": its owner could replace the socket; use a directory of your own";
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return "endpoint " + endpoint + ": socket directory " + dir + " (mode " + mode +
+           ") is writable by group or others: another user could replace the socket; use a directory only its "
+           "owner can write (e.g. chmod go-w " + dir + ")";
+  }
+  return std::nullopt;
+}
+
+struct Child {
+  pid_t pid = 0;
+  std::uint64_t started_ms = 0;
+  std::uint64_t restarts = 0;
+  std::uint64_t restart_at_ms = 0;  // 0: none scheduled
+  std::uint64_t backoff_ms = 0;
+  int last_exit = 0;
+  // The read end of a pipe the endpoint writes one byte to once its frontend is open and
+  // its loop about to run ("up"); end of file without it: it died before.
+  sys::Fd ready;
+  bool up = false;
+};
+
+class Daemon {
+ public:
+  Daemon(Topology topology, TopologyLock lock) : topo_(std::move(topology)), lock_(std::move(lock)) {}
+
+  int run();
+
+ private:
+  std::optional<std::string> setup();
+  void spawn(std::size_t i);
+  [[noreturn]] void endpoint_main(std::size_t i, int ready_fd);
+  // In the endpoint's new process: its name, signals, core; returns its stop descriptor.
+  sys::Fd enter_endpoint_process(std::size_t i);
+  sys::Result<std::unique_ptr<Frontend>, std::string> make_frontend(std::size_t i, const EndpointCounters& initial);
+  void reap(bool shutting_down);
+  void endpoint_ready(std::size_t i);
+  void reload();
+  [[nodiscard]] std::string status_line() const;
+  void publish_state(std::size_t i, EndpointState s);
+  void shutdown();
+
+  Topology topo_;
+  TopologyLock lock_;
+  std::optional<shm::Fabric> fabric_;
+  std::optional<StatsRegion> stats_;
+  std::vector<shm::EventFdDoorbell> doorbells_;
+  std::vector<shm::Doorbell*> doorbell_ptrs_;
+  std::vector<std::unique_ptr<endpoints::tap::TapDevice>> taps_;
+  std::vector<Child> children_;
+  sys::Fd signals_;
+  sigset_t blocked_{};
+  pid_t daemon_pid_ = 0;
+  Notifier notifier_;
+  bool ready_sent_ = false;
+};
+
+std::optional<std::string> Daemon::setup() {
+  daemon_pid_ = ::getpid();
+  const std::size_t n = topo_.endpoints.size();
+  if (n < 2) return "the topology needs at least two endpoints";
+  if (n > kMaxEndpoints) return "at most " + std::to_string(kMaxEndpoints) + " endpoints are supported";
+  for (const auto& e : topo_.endpoints)
+    if (const auto* o = std::get_if<VhostUserOptions>(&e.options))
+      if (auto err = prepare_socket_dir(e.name, o->socket)) return err;
+  remove_stale_objects(topo_.switch_config.name);
+
+  std::random_device rd;
+  const std::uint64_t generation = (std::uint64_t{rd()} << 32 | rd()) | 1;
+  const shm::FabricSpec spec = topo_.fabric_spec(generation);
+  auto fabric = shm::Fabric::create(spec);
+  if (!fabric) return fabric.error();
+  fabric_.emplace(std::move(fabric.value()));
+  auto stats = StatsRegion::create(spec.name, n, topo_.switch_config.mac_table_size, generation);
+  if (!stats) return stats.error();
+  stats_.emplace(std::move(stats.value()));
+  stats_->set_daemon_pid(static_cast<std::uint64_t>(daemon_pid_));
+
+  for (std::size_t i = 0; i < n; ++i) {
+    auto bell = shm::EventFdDoorbell::create();
+    if (!bell) return "doorbell: " + bell.error().message();
+    doorbells_.push_back(std::move(bell.value()));
+  }
+  for (auto& b : doorbells_) doorbell_ptrs_.push_back(&b);
+
+  // TAP devices are opened here and held by the daemon, so an endpoint that restarts
+  // inherits the same device (frames queued in it wait; its addresses stay).
+  taps_.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& e = topo_.endpoints[i];
+    if (e.frontend != FrontendKind::kTap) continue;
+    const auto& o = std::get<TapOptions>(e.options);
+    endpoints::tap::TapSpec ts{o.ifname, o.netns, std::nullopt};
+    if (e.mac) ts.mac = e.mac->bytes;
+    auto tap = endpoints::tap::TapDevice::open(ts);
+    if (!tap) return "endpoint " + e.name + ": " + tap.error();
+    taps_[i] = std::make_unique<endpoints::tap::TapDevice>(std::move(tap.value()));
+    say("endpoint %s: tap %s%s%s %s", e.name.c_str(), o.ifname.c_str(), o.netns.empty() ? "" : " in netns ",
+        o.netns.c_str(), taps_[i]->created() ? "created" : "attached");
+  }
+
+  // Signals arrive through a descriptor; the endpoints inherit the mask and make their own.
+  sigemptyset(&blocked_);
+  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP}) {
+    // A shell without job control starts background commands with SIGINT ignored; an
+    // ignored signal never reaches a signalfd, and Ctrl-C / kill -INT would do nothing.
+    ::signal(s, SIG_DFL);
+    sigaddset(&blocked_, s);
+  }
+  ::sigprocmask(SIG_BLOCK, &blocked_, nullptr);
+  signals_ = sys::Fd(::signalfd(-1, &blocked_, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signals_.valid()) return std::string("signalfd: ") + std::strerror(errno);
+  children_.resize(n);
+  return std::nullopt;
+}
+
+void Daemon::publish_state(std::size_t i, EndpointState s) {
+  const auto& e = topo_.endpoints[i];
+  DaemonState d{};
+  d.state = static_cast<std::uint64_t>(s);
+  d.pid = static_cast<std::uint64_t>(children_[i].pid);
+  d.restarts = children_[i].restarts;
+  d.core = e.core ? *e.core : ~std::uint64_t{0};
+  d.last_exit = static_cast<std::uint64_t>(static_cast<std::uint32_t>(children_[i].last_exit));
+  d.started_unix_ms = sys::unix_ms();
+  stats_->write_daemon(i, d);
+}
+
+namespace {
+// An endpoint process that cannot start: says why and exits (the daemon restarts it).
+[[noreturn]] void endpoint_fails(const EndpointConfig& e, const std::string& why) {
+  std::fprintf(stderr, "vswitch[%s]: %s\n", e.name.c_str(), why.c_str());
+  std::fflush(stderr);
+  ::_exit(1);  // never run the daemon's destructors here: they own the shared memory
+}
+}  // namespace
+
+sys::Fd Daemon::enter_endpoint_process(std::size_t i) {
+  const auto& e = topo_.endpoints[i];
+  // Die with the daemon, never outlive it holding channels.
+  if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) endpoint_fails(e, sys::SysError{"prctl(PR_SET_PDEATHSIG)", errno}.message());
+  if (::getppid() != daemon_pid_) ::_exit(1);
+  // The name shows in ps and top; a failure only leaves the daemon's name there.
+  (void)::prctl(PR_SET_NAME, ("vsw-" + e.name).substr(0, 15).c_str());
+  signals_.reset();
+  for (auto& c : children_) c.ready.reset();  // the daemon's read ends, inherited by fork
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  sigset_t unblock;
+  sigemptyset(&unblock);
+  sigaddset(&unblock, SIGCHLD);
+  sigaddset(&unblock, SIGHUP);
+  if (::sigprocmask(SIG_UNBLOCK, &unblock, nullptr) != 0) endpoint_fails(e, sys::SysError{"sigprocmask", errno}.message());
+  sys::Fd stop_fd(::signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!stop_fd.valid()) endpoint_fails(e, sys::SysError{"signalfd", errno}.message());
+  if (e.core) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(*e.core, &set);
+    if (::sched_setaffinity(0, sizeof set, &set) != 0)
+      std::fprintf(stderr, "vswitch[%s]: cannot pin to core %u: %s\n", e.name.c_str(), *e.core, std::strerror(errno));
+  }
+  return stop_fd;
+}
+
+sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::size_t i,
+                                                                          const EndpointCounters& initial) {
+  const auto& e = topo_.endpoints[i];
+  switch (e.frontend) {
+    case FrontendKind::kTap:
+      return std::unique_ptr<Frontend>(std::make_unique<TapFrontend>(*taps_[i]));
+    case FrontendKind::kVhostUser: {
+      const auto& o = std::get<VhostUserOptions>(e.options);
+      auto d = endpoints::vhost_user::NetDevice::create(
+          o.socket, static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
+          sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend));
+      if (!d) return sys::Unexpected("vhost-user socket " + o.socket + ": " + d.error());
+      return std::unique_ptr<Frontend>(std::make_unique<VhostUserFrontend>(std::move(d.value())));
+    }
+    case FrontendKind::kGenerator: {
+      const auto& o = std::get<GeneratorOptions>(e.options);
+      GeneratorFrontend::Config c;
+      c.stream = static_cast<std::uint32_t>(i) | static_cast<std::uint32_t>(children_[i].restarts << 8);
+      c.source = e.mac ? *e.mac : MacAddress{{0x02, 0x76, 0x73, 0x77, 0x00, static_cast<std::uint8_t>(i)}};
+      c.destination = MacAddress{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+      for (const auto& p : topo_.endpoints)
+        if (!o.peer.empty() && p.name == o.peer && p.mac) c.destination = *p.mac;
+      c.sizes = o.sizes;
+      c.rate_fps = o.rate_fps;
+      c.join_streams_midway = children_[i].restarts != 0;  // frames lost meanwhile were counted by senders
+      return std::unique_ptr<Frontend>(
+          std::make_unique<GeneratorFrontend>(c, sys::load_block<GeneratorCounters>(initial.frontend)));
+    }
+  }
+  return sys::Unexpected(std::string("unknown frontend kind"));
+}
+
+void Daemon::endpoint_main(std::size_t i, int ready_fd) {
+  const auto& e = topo_.endpoints[i];
+  sys::Fd stop_fd = enter_endpoint_process(i);
+  const EndpointCounters initial = stats_->read_counters(i);
+  auto frontend = make_frontend(i, initial);
+  if (!frontend) endpoint_fails(e, frontend.error());
+  EndpointResources res;
+  res.topology = &topo_;
+  res.self = i;
+  res.fabric = &*fabric_;
+  res.doorbells = doorbell_ptrs_;
+  res.doorbell_fd = doorbells_[i].fd();
+  res.stats = &*stats_;
+  res.stop_fd = stop_fd.get();
+  int status = 0;
+  {
+    // Scoped: the loop (and its event log's writer thread, which flushes pending messages)
+    // ends here, before _exit.
+    EndpointLoop loop(res, *frontend.value(), initial);
+    if (auto* vhost = dynamic_cast<VhostUserFrontend*>(frontend.value().get())) vhost->use_log(loop.events());
+    std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),
+                 e.core ? std::to_string(*e.core).c_str() : "any", std::string(to_string(e.frontend)).c_str());
+    std::fflush(stderr);
+    // Tell the daemon: a failed write only delays readiness (the daemon sees end of file
+    // and never counts this process up), so it is reported, not fatal.
+    if (::write(ready_fd, "u", 1) != 1)
+      std::fprintf(stderr, "vswitch[%s]: cannot report up to vswitchd: %s\n", e.name.c_str(), std::strerror(errno));
+    ::close(ready_fd);
+    auto st = loop.run();
+    if (!st) {
+      std::fprintf(stderr, "vswitch[%s]: %s\n", e.name.c_str(), st.error().c_str());
+      status = 1;
+    }
+  }
+  std::fflush(stderr);
+  ::_exit(status);  // never run the daemon's destructors here: they own the shared memory
+}
+
+void Daemon::spawn(std::size_t i) {
+  Child& c = children_[i];
+  std::fflush(stderr);
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) {
+    say("endpoint %s: pipe: %s; retrying in 1 s", topo_.endpoints[i].name.c_str(), std::strerror(errno));
+    c.restart_at_ms = sys::monotonic_ms() + 1000;
+    return;
+  }
+  sys::Fd read_end(p[0]);
+  sys::Fd write_end(p[1]);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    say("endpoint %s: fork: %s; retrying in 1 s", topo_.endpoints[i].name.c_str(), std::strerror(errno));
+    c.restart_at_ms = sys::monotonic_ms() + 1000;
+    return;
+  }
+  if (pid == 0) {
+    read_end.reset();
+    endpoint_main(i, write_end.release());
+  }
+  c.pid = pid;
+  c.started_ms = sys::monotonic_ms();
+  c.restart_at_ms = 0;
+  c.ready = std::move(read_end);
+  c.up = false;
+  publish_state(i, EndpointState::kStarting);
+}
+
+void Daemon::endpoint_ready(std::size_t i) {
+  Child& c = children_[i];
+  char b = 0;
+  const ssize_t n = ::read(c.ready.get(), &b, 1);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  c.ready.reset();
+  if (n != 1 || c.pid == 0) return;  // died before it was up: reap() reports it
+  c.up = true;
+  publish_state(i, EndpointState::kUp);
+  for (const auto& x : children_)
+    if (!x.up) return;
+  if (!ready_sent_) {
+    ready_sent_ = true;
+    say("ready: all %zu endpoints up", children_.size());
+    notifier_.send("READY=1\nSTATUS=" + status_line());
+  } else {
+    notifier_.send("STATUS=" + status_line());
+  }
+}
+
+std::string Daemon::status_line() const {
+  std::size_t up = 0;
+  for (const auto& c : children_) up += c.up ? 1 : 0;
+  std::string s = "topology \"" + topo_.switch_config.name + "\": " + std::to_string(up) + " of " +
+                  std::to_string(children_.size()) + " endpoints up";
+  const char* sep = "; not up: ";
+  for (std::size_t i = 0; i < children_.size(); ++i)
+    if (!children_[i].up) {
+      s += sep + topo_.endpoints[i].name;
+      sep = ", ";
+    }
+  return s;
+}
+
+// SIGHUP. Forwarding never stops: the endpoints keep running whatever the file says.
+// Changing a running topology is not supported (endpoints, channels and the stats region
+// are sized and numbered from it), so a changed file is reported, difference by
+// difference, and takes effect at the next restart.
+void Daemon::reload() {
+  notifier_.send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(sys::monotonic_ns() / 1000) +
+                 "\nSTATUS=reloading " + topo_.file);
+  say("SIGHUP: re-reading %s", topo_.file.c_str());
+  auto t = load_topology_file(topo_.file);
+  TopologyErrors errors;
+  if (!t) errors = t.error();
+  else errors = check_cores(t.value(), machine_cpus());
+  std::string outcome;
+  if (!errors.empty()) {
+    say("reload: %s is invalid; still running the topology loaded before:", topo_.file.c_str());
+    std::fprintf(stderr, "%s\n", format_errors(errors).c_str());
+    outcome = "reload failed (invalid topology, " + std::to_string(errors.size()) + " error(s))";
+  } else if (const auto diffs = topology_differences(topo_, t.value()); diffs.empty()) {
+    say("reload: %s unchanged", topo_.file.c_str());
+    outcome = "reload: unchanged";
+  } else {
+    for (const auto& d : diffs) say("reload: changed: %s", d.c_str());
+    say("reload: %zu difference(s); applying a changed topology needs a restart of vswitchd (live "
+        "reconfiguration is not supported); still running the topology loaded before",
+        diffs.size());
+    outcome = "reload: " + std::to_string(diffs.size()) + " change(s) pending a restart";
+  }
+  notifier_.send("READY=1\nSTATUS=" + status_line() + "; " + outcome);
+}
+
+void Daemon::reap(bool shutting_down) {
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      Child& c = children_[i];
+      if (c.pid != pid) continue;
+      c.pid = 0;
+      c.last_exit = status;
+      c.up = false;
+      c.ready.reset();
+      if (shutting_down) {
+        publish_state(i, EndpointState::kStopped);
+        break;
+      }
+      // Quick deaths back off (100 ms doubling to 5 s); one that ran 10 s starts fresh.
+      const std::uint64_t now = sys::monotonic_ms();
+      c.backoff_ms = (now - c.started_ms >= 10'000 || c.backoff_ms == 0) ? 100 : std::min<std::uint64_t>(c.backoff_ms * 2, 5000);
+      c.restart_at_ms = now + c.backoff_ms;
+      ++c.restarts;
+      publish_state(i, EndpointState::kDown);
+      say("endpoint %s (pid %d) %s; restarting in %llu ms", topo_.endpoints[i].name.c_str(), pid,
+          describe_exit(status).c_str(), static_cast<unsigned long long>(c.backoff_ms));
+      notifier_.send("STATUS=" + status_line());
+    }
+  }
+}
+
+void Daemon::shutdown() {
+  notifier_.send("STOPPING=1\nSTATUS=stopping: endpoints, shared memory, TAP devices");
+  for (auto& c : children_)
+    if (c.pid > 0) ::kill(c.pid, SIGTERM);
+  const std::uint64_t deadline = sys::monotonic_ms() + 3000;
+  for (;;) {
+    reap(true);
+    bool any = false;
+    for (auto& c : children_) any |= c.pid > 0;
+    if (!any) break;
+    const std::uint64_t now = sys::monotonic_ms();
+    if (now >= deadline) {
+      for (std::size_t i = 0; i < children_.size(); ++i)
+        if (children_[i].pid > 0) {
+          say("endpoint %s (pid %d) did not stop in 3 s: killing it", topo_.endpoints[i].name.c_str(), children_[i].pid);
+          ::kill(children_[i].pid, SIGKILL);
+        }
+      while (::waitpid(-1, nullptr, 0) > 0) {
+      }
+      break;
+    }
+    pollfd p{signals_.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<std::uint64_t>(deadline - now, 100))) > 0) {
+      signalfd_siginfo si;
+      while (::read(signals_.get(), &si, sizeof si) == sizeof si) {
+      }
+    }
+  }
+  for (const auto& e : topo_.endpoints)  // the endpoints' listening sockets
+    if (const auto* o = std::get_if<VhostUserOptions>(&e.options)) ::unlink(o->socket.c_str());
+  for (auto& t : taps_)
+    if (t && t->created()) {
+      if (auto s = t->remove_persistent(); !s) say("tap %s: %s", t->spec().ifname.c_str(), s.error().message().c_str());
+    }
+  taps_.clear();
+  say("stopped; shared memory removed");
+}
+
+int Daemon::run() {
+  if (auto err = setup()) {
+    say("%s", err->c_str());
+    notifier_.send("STATUS=failed: " + *err);
+    return 1;
+  }
+  std::vector<std::string> seen_cores(machine_cpus() + 1);
+  for (const auto& e : topo_.endpoints)
+    if (e.core && *e.core < seen_cores.size()) {
+      if (!seen_cores[*e.core].empty())
+        say("warning: endpoints %s and %s share core %u (they will take turns)", seen_cores[*e.core].c_str(),
+            e.name.c_str(), *e.core);
+      else
+        seen_cores[*e.core] = e.name;
+    }
+  for (std::size_t i = 0; i < children_.size(); ++i) spawn(i);
+  say("running topology \"%s\" (%s): %zu endpoints, %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
+      topo_.endpoints.size(), "Ctrl-C or SIGTERM stops, SIGHUP re-reads the file");
+  notifier_.send("STATUS=starting " + std::to_string(children_.size()) + " endpoints");
+  for (;;) {
+    int timeout = -1;
+    const std::uint64_t now = sys::monotonic_ms();
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      Child& c = children_[i];
+      if (c.pid == 0 && c.restart_at_ms != 0) {
+        if (c.restart_at_ms <= now) {
+          spawn(i);
+          say("endpoint %s restarted (restart %llu, pid %d)", topo_.endpoints[i].name.c_str(),
+              static_cast<unsigned long long>(c.restarts), c.pid);
+        } else {
+          const int left = static_cast<int>(c.restart_at_ms - now);
+          if (timeout < 0 || left < timeout) timeout = left;
+        }
+      }
+    }
+    // The signals, then each endpoint's "up" pipe.
+    std::vector<pollfd> fds{{signals_.get(), POLLIN, 0}};
+    std::vector<std::size_t> owner{children_.size()};
+    for (std::size_t i = 0; i < children_.size(); ++i)
+      if (children_[i].ready.valid()) {
+        fds.push_back({children_[i].ready.get(), POLLIN, 0});
+        owner.push_back(i);
+      }
+    const int n = ::poll(fds.data(), fds.size(), timeout);
+    if (n < 0 && errno != EINTR) {
+      say("poll: %s", std::strerror(errno));
+      break;
+    }
+    if (n <= 0) continue;
+    for (std::size_t k = 1; k < fds.size(); ++k)
+      if (fds[k].revents != 0) endpoint_ready(owner[k]);
+    if (fds[0].revents == 0) continue;
+    signalfd_siginfo si;
+    bool stop = false;
+    bool hup = false;
+    while (::read(signals_.get(), &si, sizeof si) == sizeof si) {
+      if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) stop = true;
+      if (si.ssi_signo == SIGHUP) hup = true;
+    }
+    reap(stop);  // children stopped by the same Ctrl-C are not restarted
+    if (stop) {
+      say("signal received: stopping");
+      break;
+    }
+    if (hup) reload();
+  }
+  shutdown();
+  return 0;
+}
+
+}  // namespace
+
+std::string lock_path(const std::string& switch_name) { return "/dev/shm" + shm::object_name(switch_name, "lock"); }
+
+int run_daemon(const DaemonOptions& options) {
+  auto topo = load_topology_file(options.config_path);
+  if (!topo) {
+    std::fprintf(stderr, "%s\n", format_errors(topo.error()).c_str());
+    return 2;
+  }
+  if (auto errs = check_cores(topo.value(), machine_cpus()); !errs.empty()) {
+    std::fprintf(stderr, "%s\n", format_errors(errs).c_str());
+    return 2;
+  }
+  std::string error;
+  auto lock = TopologyLock::take(topo.value().switch_config.name, error);
+  if (!lock) {
+    say("%s", error.c_str());
+    return 1;
+  }
+  Daemon d(std::move(topo.value()), std::move(*lock));
+  return d.run();
+}
+
+}  // namespace vswitch

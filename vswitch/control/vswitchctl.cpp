@@ -1,0 +1,424 @@
+// vswitchctl --config FILE ports|fdb|stats [--json]: reads a running switch's state from
+// its stats region: it only reads (through a read-write mapping: shm::Region has no
+// read-only attach yet); nothing is stopped or slowed.
+#include <signal.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "shm/channel.hpp"
+#include "shm/sys/clock.hpp"
+#include "shm/fabric.hpp"
+#include "vswitch/observability/frontend_counters.hpp"
+#include "vswitch/observability/stats.hpp"
+#include "vswitch/config/topology.hpp"
+
+namespace vswitch {
+namespace {
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+
+std::string attachment(const EndpointConfig& e) {
+  if (const auto* t = std::get_if<TapOptions>(&e.options))
+    return t->ifname + (t->netns.empty() ? "" : " (netns " + t->netns + ")");
+  if (const auto* v = std::get_if<VhostUserOptions>(&e.options)) return v->socket;
+  if (const auto* g = std::get_if<GeneratorOptions>(&e.options))
+    return (g->rate_fps ? std::to_string(g->rate_fps) + " fps" : std::string("max rate")) + " to " +
+           (g->peer.empty() ? std::string("broadcast") : g->peer);
+  return "";
+}
+
+std::string core_text(const DaemonState& d) { return d.core == ~std::uint64_t{0} ? "-" : std::to_string(d.core); }
+
+// One endpoint's counters as vswitchctl reports them: groups of (name, value) taken from
+// the blocks' tables (shm/sys/counters.hpp), in the order below; both renderers (text,
+// JSON) walk this one model.
+struct CounterGroup {
+  std::string_view title;     // text: the line's label
+  std::string_view json_key;  // JSON: the flat keys' prefix, or a by-reason group's key
+  bool by_reason = false;     // counts by reason (drops, bad chains): a total and an object
+  std::vector<std::pair<std::string_view, std::uint64_t>> values;
+
+  [[nodiscard]] std::uint64_t total() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& v : values) n += v.second;
+    return n;
+  }
+  template <sys::CounterBlock Block>
+  CounterGroup& add(const Block& b) {
+    const auto v = sys::counter_values(b);
+    for (std::size_t k = 0; k < v.size(); ++k) values.emplace_back(Block::kNames[k].name, v[k]);
+    return *this;
+  }
+  template <typename Reason, std::size_t Slots>
+  CounterGroup& add(const sys::ReasonCounts<Reason, Slots>& r) {
+    r.for_each([this](std::string_view name, std::uint64_t value) { values.emplace_back(name, value); });
+    return *this;
+  }
+};
+
+std::vector<CounterGroup> counter_report(const EndpointCounters& c, FrontendKind kind) {
+  std::vector<CounterGroup> g;
+  g.push_back(CounterGroup{"frontend", "", false, {}}.add(c.traffic));
+  g.push_back(CounterGroup{"forwarding", "", false, {}}.add(c.forwarding));
+  g.push_back(CounterGroup{"loop", "", false, {}}.add(c.loop));
+  g.push_back(CounterGroup{"mac", "mac_", false, {}}.add(c.mac));
+  g.push_back(CounterGroup{"drops", "drops", true, {}}.add(c.drops));
+  switch (kind) {
+    case FrontendKind::kGenerator:
+      g.push_back(CounterGroup{"generator", "gen_", false, {}}.add(sys::load_block<GeneratorCounters>(c.frontend)));
+      break;
+    case FrontendKind::kVhostUser: {
+      const auto vu = sys::load_block<endpoints::vhost_user::NetDeviceCounters>(c.frontend);
+      g.push_back(CounterGroup{"vhost-user", "vu_", false, {}}.add(vu.totals));
+      g.push_back(CounterGroup{"bad chains", "vu_bad_chain_reasons", true, {}}
+                      .add(vu.chain_errors)
+                      .add(vu.tx_errors)
+                      .add(vu.rx_drops));
+      break;
+    }
+    case FrontendKind::kTap:
+      break;
+  }
+  return g;
+}
+
+// `vswitchctl counters`: every key `stats --json` prints, its group and what it counts,
+// from the same tables.
+void describe_counters(bool json) {
+  bool first = true;
+  auto line = [&](std::string_view group, const std::string& key, std::string_view help) {
+    if (json)
+      std::printf("%s\n  {\"group\": %s, \"key\": %s, \"help\": %s}", first ? "" : ",",
+                  json_string(std::string(group)).c_str(), json_string(key).c_str(),
+                  json_string(std::string(help)).c_str());
+    else
+      std::printf("%-12s %-34s %s\n", std::string(group).c_str(), key.c_str(), std::string(help).c_str());
+    first = false;
+  };
+  auto block = [&]<sys::CounterBlock Block>(std::string_view group, std::string_view prefix, const Block&) {
+    for (const auto& n : Block::kNames) line(group, std::string(prefix) + std::string(n.name), n.help);
+  };
+  auto reasons = [&]<typename Reason, std::size_t Slots>(std::string_view group, std::string_view key,
+                                                          const sys::ReasonCounts<Reason, Slots>& r, std::string_view help) {
+    r.for_each([&](std::string_view name, std::uint64_t) {
+      line(group, std::string(key) + "." + std::string(name), help);
+    });
+  };
+  if (json) std::printf("{\"counters\": [");
+  block("frontend", "", TrafficCounters{});
+  block("forwarding", "", ForwardingCounters{});
+  block("loop", "", LoopCounters{});
+  block("mac", "mac_", MacTableCounters{});
+  line("drops", "drops_total", "frames dropped, every reason");
+  reasons("drops", "drops", DropCounters{}, "frames dropped for this reason");
+  block("generator", "gen_", GeneratorCounters{});
+  block("vhost-user", "vu_", endpoints::vhost_user::NetDeviceTotals{});
+  const endpoints::vhost_user::NetDeviceCounters vu{};
+  line("bad chains", "vu_bad_chain_reasons_total", "descriptor chains returned with length 0, every reason");
+  reasons("bad chains", "vu_bad_chain_reasons", vu.chain_errors, "malformed descriptor chains, by what was wrong");
+  reasons("bad chains", "vu_bad_chain_reasons", vu.tx_errors, "TX chains refused, by what was wrong");
+  reasons("bad chains", "vu_bad_chain_reasons", vu.rx_drops, "RX chains given back unused, by why");
+  block("peers", "peers.PEER.", PeerCounters{});
+  if (json) std::printf("\n]}\n");
+}
+
+struct Ctl {
+  const Topology& topo;
+  const StatsRegion& stats;
+  bool json;
+
+  std::string port_name(PortId p) const {
+    return p < topo.endpoints.size() ? topo.endpoints[p].name : "port" + std::to_string(p);
+  }
+
+  void ports() const {
+    if (json) {
+      std::printf("{\"switch\": %s, \"ports\": [", json_string(topo.switch_config.name).c_str());
+      for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
+        const auto& e = topo.endpoints[i];
+        const DaemonState d = stats.read_daemon(i);
+        std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"core\": %s, \"state\": %s, \"pid\": %" PRIu64
+                    ", \"restarts\": %" PRIu64 ", \"attachment\": %s}",
+                    i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
+                    d.core == ~std::uint64_t{0} ? "null" : std::to_string(d.core).c_str(),
+                    json_string(std::string(to_string(static_cast<EndpointState>(d.state)))).c_str(), d.pid,
+                    d.restarts, json_string(attachment(e)).c_str());
+      }
+      std::printf("\n]}\n");
+      return;
+    }
+    std::printf("%-16s %-10s %-5s %-8s %-8s %-8s %s\n", "ENDPOINT", "FRONTEND", "CORE", "STATE", "PID", "RESTARTS",
+                "ATTACHMENT");
+    for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
+      const auto& e = topo.endpoints[i];
+      const DaemonState d = stats.read_daemon(i);
+      std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8" PRIu64 " %s\n", e.name.c_str(),
+                  std::string(to_string(e.frontend)).c_str(), core_text(d).c_str(),
+                  std::string(to_string(static_cast<EndpointState>(d.state))).c_str(), d.pid, d.restarts,
+                  attachment(e).c_str());
+    }
+  }
+
+  void fdb() const {
+    const std::uint64_t now = sys::monotonic_ms();
+    const std::uint64_t aging_ms = std::uint64_t{topo.switch_config.aging_s} * 1000;
+    if (json) std::printf("{\"switch\": %s, \"fdb\": [", json_string(topo.switch_config.name).c_str());
+    else std::printf("%-16s %-18s %-16s %-8s %s\n", "ENDPOINT", "MAC", "PORT", "TYPE", "AGE_S");
+    bool first = true;
+    for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
+      auto v = stats.read_fdb(i);
+      if (!v) {
+        std::fprintf(stderr, "vswitchctl: endpoint %s: FDB changed too fast to read a consistent copy\n",
+                     topo.endpoints[i].name.c_str());
+        continue;
+      }
+      for (const auto& e : v->entries) {
+        const std::uint64_t age = now > e.last_seen_ms ? now - e.last_seen_ms : 0;
+        if (!e.is_static && aging_ms != 0 && age >= aging_ms) continue;  // aged since the snapshot
+        if (json) {
+          std::printf("%s\n  {\"endpoint\": %s, \"mac\": \"%s\", \"port\": %s, \"static\": %s, \"age_ms\": %s}",
+                      first ? "" : ",", json_string(topo.endpoints[i].name).c_str(), e.mac.str().c_str(),
+                      json_string(port_name(e.port)).c_str(), e.is_static ? "true" : "false",
+                      e.is_static ? "null" : std::to_string(age).c_str());
+        } else {
+          char age_text[32];
+          std::snprintf(age_text, sizeof age_text, "%.1f", static_cast<double>(age) / 1000.0);
+          std::printf("%-16s %-18s %-16s %-8s %s\n", topo.endpoints[i].name.c_str(), e.mac.str().c_str(),
+                      port_name(e.port).c_str(), e.is_static ? "static" : "learned", e.is_static ? "-" : age_text);
+        }
+        first = false;
+      }
+      if (!json && v->table_size > v->entries.size())
+        std::printf("%-16s ... %" PRIu64 " entries in the table, %zu shown\n", topo.endpoints[i].name.c_str(),
+                    v->table_size, v->entries.size());
+    }
+    if (json) std::printf("\n]}\n");
+  }
+
+  void stats_cmd() const {
+    if (json) std::printf("{\"switch\": %s, \"endpoints\": [", json_string(topo.switch_config.name).c_str());
+    for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
+      const auto& e = topo.endpoints[i];
+      const DaemonState d = stats.read_daemon(i);
+      const EndpointCounters c = stats.read_counters(i);
+      const std::string state(to_string(static_cast<EndpointState>(d.state)));
+      const auto groups = counter_report(c, e.frontend);
+      if (json) {
+        std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"state\": %s, \"pid\": %" PRIu64
+                    ", \"restarts\": %" PRIu64,
+                    i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
+                    json_string(state).c_str(), d.pid, d.restarts);
+        for (const auto& g : groups) render_json(g);
+        std::printf(", \"peers\": {");
+        bool first = true;
+        for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
+          if (p == i) continue;
+          std::printf("%s%s: {", first ? "" : ", ", json_string(topo.endpoints[p].name).c_str());
+          const auto v = sys::counter_values(c.peers[p]);
+          for (std::size_t k = 0; k < v.size(); ++k)
+            std::printf("%s\"%s\": %" PRIu64, k ? ", " : "", std::string(PeerCounters::kNames[k].name).c_str(), v[k]);
+          std::printf("}");
+          first = false;
+        }
+        std::printf("}}");
+        continue;
+      }
+      std::printf("%s (%s, %s, pid %" PRIu64 ", restarts %" PRIu64 ")\n", e.name.c_str(),
+                  std::string(to_string(e.frontend)).c_str(), state.c_str(), d.pid, d.restarts);
+      for (const auto& g : groups) render_text(g);
+      for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
+        if (p == i) continue;
+        std::printf("  -> %-12s", topo.endpoints[p].name.c_str());
+        const auto v = sys::counter_values(c.peers[p]);
+        for (std::size_t k = 0; k < v.size(); ++k)
+          std::printf("  %s %" PRIu64, std::string(PeerCounters::kNames[k].name).c_str(), v[k]);
+        std::printf("%s\n", c.peers[p].stalled ? "   STALLED" : "");
+      }
+    }
+    if (json) std::printf("\n]}\n");
+  }
+
+  // Text: one line per group; a by-reason group shows its total and the reasons that
+  // are not 0.
+  static void render_text(const CounterGroup& g) {
+    std::printf("  %-11s", std::string(g.title).c_str());
+    if (g.by_reason) std::printf("  total %" PRIu64, g.total());
+    for (const auto& [name, value] : g.values)
+      if (!g.by_reason || value != 0) std::printf("  %s%s%" PRIu64, std::string(name).c_str(), g.by_reason ? "=" : " ", value);
+    std::printf("\n");
+  }
+  // JSON: flat keys (prefix + name); a by-reason group as "<key>_total" and a "<key>" object.
+  static void render_json(const CounterGroup& g) {
+    if (g.by_reason) {
+      std::printf(", \"%s_total\": %" PRIu64 ", \"%s\": {", std::string(g.json_key).c_str(), g.total(),
+                  std::string(g.json_key).c_str());
+      bool first = true;
+      for (const auto& [name, value] : g.values) {
+        std::printf("%s\"%s\": %" PRIu64, first ? "" : ", ", std::string(name).c_str(), value);
+        first = false;
+      }
+      std::printf("}");
+      return;
+    }
+    for (const auto& [name, value] : g.values)
+      std::printf(", \"%s%s\": %" PRIu64, std::string(g.json_key).c_str(), std::string(name).c_str(), value);
+  }
+};
+
+// Every channel's control words, read from the running switch (only read, through a mapping of
+// each channel). A channel whose `used` stays non-zero while its consumer is waiting is a
+// lost wakeup; one that stays full is a stalled consumer.
+void channels(const Topology& topo, bool json) {
+  const shm::FabricSpec spec = topo.fabric_spec();
+  if (json) std::printf("{\"switch\": %s, \"channels\": [", json_string(spec.name).c_str());
+  else std::printf("%-24s %12s %14s %14s %9s %14s\n", "CHANNEL", "CAPACITY", "HEAD", "TAIL", "C_WAITING",
+                   "P_WANTS");
+  bool first = true;
+  for (std::size_t a = 0; a < spec.endpoints.size(); ++a)
+    for (std::size_t b = 0; b < spec.endpoints.size(); ++b) {
+      if (a == b) continue;
+      const std::string label = spec.endpoints[a] + " -> " + spec.endpoints[b];
+      auto ch = shm::Channel::attach(spec.channel_name(a, b));
+      if (!ch) {
+        std::fprintf(stderr, "vswitchctl: %s: %s\n", label.c_str(), ch.error().c_str());
+        continue;
+      }
+      const shm::RingSnapshot s = ch.value().area().snapshot();
+      const std::uint64_t cap = ch.value().area().capacity();
+      if (json) {
+        std::printf("%s\n  {\"from\": %s, \"to\": %s, \"capacity\": %" PRIu64 ", \"head\": %" PRIu64
+                    ", \"tail\": %" PRIu64 ", \"used\": %" PRIu64 ", \"consumer_waiting\": %u, \"producer_wants\": %" PRIu64 "}",
+                    first ? "" : ",", json_string(spec.endpoints[a]).c_str(), json_string(spec.endpoints[b]).c_str(),
+                    cap, s.head, s.tail, s.head - s.tail, s.consumer_waiting, s.producer_wants);
+      } else {
+        std::printf("%-24s %12" PRIu64 " %14" PRIu64 " %14" PRIu64 " %9u %14" PRIu64 "   used %" PRIu64 "\n",
+                    label.c_str(), cap, s.head, s.tail, s.consumer_waiting, s.producer_wants, s.head - s.tail);
+      }
+      first = false;
+    }
+  if (json) std::printf("\n]}\n");
+}
+
+int usage(FILE* f) {
+  std::fputs(
+      "usage: vswitchctl --config FILE COMMAND [--json]\n"
+      "       vswitchctl counters [--json]\n"
+      "       vswitchctl --help\n"
+      "\n"
+      "Reads the state of the vswitchd running topology FILE from its stats region\n"
+      "(/dev/shm/vswitch.NAME.stats, NAME being FILE's switch.name), only read: nothing is\n"
+      "stopped or slowed. FILE must be the file vswitchd runs (the same endpoints).\n"
+      "\n"
+      "commands:\n"
+      "  ports     endpoints: frontend, core, state (starting, up, down, stopped), pid,\n"
+      "            restarts, attachment (TAP, socket or generator)\n"
+      "  fdb       every endpoint's MAC table (static / learned, age)\n"
+      "  stats     all counters, every drop reason, per-peer traffic\n"
+      "  channels  every channel's head, tail and wake flags (diagnosing a stall)\n"
+      "  counters  what every counter of stats means (FILE not needed)\n"
+      "\n"
+      "options:\n"
+      "  -c, --config FILE   the topology (also --config=FILE); required\n"
+      "  --json              the same as one JSON document\n"
+      "  -h, --help          this text\n"
+      "\n"
+      "exit status:\n"
+      "  0  printed (a warning on standard error when vswitchd is gone: its last figures)\n"
+      "  1  no vswitchd runs FILE's switch, or it runs a different number of endpoints\n"
+      "  2  usage error or an invalid FILE\n"
+      "\n"
+      "See also: vswitchd(8).\n",
+      f);
+  return f == stdout ? 0 : 2;
+}
+
+int run(int argc, char** argv) {
+  std::string config, command;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--config" || a == "-c") && i + 1 < argc) config = argv[++i];
+    else if (a.rfind("--config=", 0) == 0) config = a.substr(9);
+    else if (a == "--json") json = true;
+    else if (a == "--help" || a == "-h") return usage(stdout);
+    else if (command.empty() && (a == "ports" || a == "fdb" || a == "stats" || a == "channels" ||
+                                    a == "counters"))
+      command = a;
+    else {
+      std::fprintf(stderr, "vswitchctl: unknown argument \"%s\"\n", argv[i]);
+      return usage(stderr);
+    }
+  }
+  if (command == "counters") {
+    describe_counters(json);
+    return 0;
+  }
+  if (config.empty() || command.empty()) return usage(stderr);
+  auto topo = load_topology_file(config);
+  if (!topo) {
+    std::fprintf(stderr, "%s\n", format_errors(topo.error()).c_str());
+    return 2;
+  }
+  const std::string& name = topo.value().switch_config.name;
+  auto stats = StatsRegion::attach(name);
+  if (!stats) {
+    std::fprintf(stderr, "vswitchctl: no running vswitchd for topology \"%s\" (%s)\n", name.c_str(),
+                 stats.error().c_str());
+    return 1;
+  }
+  if (stats.value().endpoints() != topo.value().endpoints.size()) {
+    std::fprintf(stderr, "vswitchctl: the running switch \"%s\" has %zu endpoints, %s declares %zu: wrong file?\n",
+                 name.c_str(), stats.value().endpoints(), config.c_str(), topo.value().endpoints.size());
+    return 1;
+  }
+  const auto pid = static_cast<pid_t>(stats.value().daemon_pid());
+  if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH)
+    std::fprintf(stderr, "vswitchctl: warning: vswitchd (pid %d) is gone; these are its last figures\n", pid);
+  Ctl ctl{topo.value(), stats.value(), json};
+  if (command == "ports") ctl.ports();
+  else if (command == "fdb") ctl.fdb();
+  else if (command == "channels") channels(topo.value(), json);
+  else ctl.stats_cmd();
+  return 0;
+}
+
+}  // namespace
+}  // namespace vswitch
+
+int main(int argc, char** argv) {
+  // Out of memory (or a string past its maximum) is the only way out by exception: a clear
+  // line and exit status 1, not std::terminate's abort.
+  try {
+    return vswitch::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vswitchctl: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "vswitchctl: unexpected exception\n");
+  }
+  return 1;
+}

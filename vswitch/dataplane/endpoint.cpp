@@ -1,0 +1,459 @@
+#include "vswitch/dataplane/endpoint.hpp"
+
+#include "shm/sys/clock.hpp"
+#include "shm/sys/eventfd.hpp"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+
+namespace vswitch {
+namespace {
+
+namespace virtio = endpoints::virtio;
+constexpr std::size_t kNoPeer = ~std::size_t{0};
+constexpr std::uint64_t kStatsPeriodNs = 10'000'000;   // counters to the stats region while busy
+constexpr std::uint64_t kFdbPeriodNs = 500'000'000;    // FDB snapshot while busy
+constexpr std::uint64_t kSweepPeriodMs = 1000;
+
+MacTable::Config table_config(const Topology& t) {
+  MacTable::Config c;
+  c.capacity = t.switch_config.mac_table_size;
+  c.aging_ms = std::uint64_t{t.switch_config.aging_s} * 1000;
+  return c;
+}
+
+
+}  // namespace
+
+EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& frontend, const EndpointCounters& initial)
+    : res_(resources),
+      frontend_(frontend),
+      config_(resources.topology->endpoints.at(resources.self)),
+      max_payload_(resources.topology->fabric.max_payload()),
+      stall_timeout_ns_(std::uint64_t{resources.topology->fabric.stall_timeout_ms} * 1'000'000),
+      table_(table_config(*resources.topology)),
+      forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),
+      staging_(max_payload_),
+      counters_(initial),
+      events_dropped_base_(initial.loop.events_dropped),
+      events_("vswitch[" + config_.name + "]: ") {
+  forwarder_.drops() = initial.drops;
+  table_.restore_counters(initial.mac);
+  const auto& eps = res_.topology->endpoints;
+  // Every MAC declared in the topology is static: learning can never move it.
+  for (std::size_t i = 0; i < eps.size(); ++i)
+    if (eps[i].mac) table_.add_static(*eps[i].mac, static_cast<PortId>(i));
+  peer_index_.assign(eps.size(), kNoPeer);
+  peers_.reserve(eps.size());
+  for (std::size_t i = 0; i < eps.size(); ++i) {
+    if (i == res_.self) continue;
+    const shm::Channel* out = res_.fabric->channel(res_.self, i);
+    const shm::Channel* in = res_.fabric->channel(i, res_.self);
+    if (out == nullptr || in == nullptr) continue;  // fabric not mapped for this pair
+    peer_index_[i] = peers_.size();
+    // The producer rings the peer's doorbell when it sleeps on our data; the consumer
+    // rings the peer's doorbell when it waits for room we free.
+    peers_.push_back(Peer{static_cast<PortId>(i), out->producer(res_.doorbells[i]), in->consumer(res_.doorbells[i])});
+  }
+  for (auto& p : peers_) counters_.peers[p.port].stalled = 0;
+  epoll_ = sys::Fd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid()) fatal_ = sys::SysError{"epoll_create1", errno}.message();
+  auto add = [&](int fd, std::uint32_t events) {
+    if (fd < 0 || !fatal_.empty()) return;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+      fatal_ = sys::SysError{"epoll_ctl(ADD)", errno}.message();
+  };
+  add(res_.doorbell_fd, EPOLLIN);
+  add(res_.stop_fd, EPOLLIN);
+  add(frontend_.fd(), EPOLLIN);
+  frontend_interest_ = true;
+}
+
+std::uint64_t EndpointLoop::now_ns() const noexcept { return sys::monotonic_ns(); }
+
+EndpointLoop::Peer* EndpointLoop::peer_for(PortId port) noexcept {
+  if (port >= peer_index_.size() || peer_index_[port] == kNoPeer) return nullptr;
+  return &peers_[peer_index_[port]];
+}
+
+void EndpointLoop::log(const std::string& message) { events_.post(message); }
+
+void EndpointLoop::peer_up(Peer& p) {
+  if (!p.stalled) return;
+  p.stalled = false;
+  counters_.peers[p.port].stalled = 0;
+  log("peer " + res_.topology->endpoints[p.port].name + " consumes again: forwarding to it");
+}
+
+void EndpointLoop::committed(Peer& p, std::size_t record_bytes) {
+  ++counters_.peers[p.port].out_frames;
+  counters_.peers[p.port].out_bytes += record_bytes;
+  peer_up(p);
+}
+
+bool EndpointLoop::send_copy(Peer& p, std::span<const std::byte> record) {
+  const auto len = static_cast<std::uint32_t>(record.size());
+  shm::Reservation r = p.out.try_reserve(len);
+  switch (r.status) {
+    case shm::Reserve::kReserved:
+      std::memcpy(r.payload.data(), record.data(), record.size());
+      p.out.commit(len);
+      committed(p, record.size());
+      return true;
+    case shm::Reserve::kTooLarge:  // cannot happen: records are bounded by max_payload_
+      drop(DropReason::kFrameTooLarge);
+      return true;
+    case shm::Reserve::kFull:
+      break;
+  }
+  return false;
+}
+
+bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
+  auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
+  const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
+  if (header && !forwarder_.from_peer(frame, p.port, now_ms_)) {  // a drop is counted by the forwarder
+    switch (frontend_.deliver(header.value(), frame, p.port, p.resume)) {
+      case Frontend::Delivery::kRetryLater:
+        delivery_deferred_ = true;
+        return false;  // not consumed, not counted: it is delivered (or dropped) later
+      case Frontend::Delivery::kDelivered:
+        ++counters_.traffic.tx_frames;
+        counters_.traffic.tx_bytes += frame.size();
+        break;
+      case Frontend::Delivery::kRefused:
+        ++counters_.traffic.frontend_errors;
+        drop(DropReason::kFrontendError);
+        break;
+      case Frontend::Delivery::kNoGuest:
+        drop(DropReason::kGuestNotReady);
+        break;
+      case Frontend::Delivery::kTooLarge:
+        drop(DropReason::kGuestBufferTooSmall);
+        break;
+      case Frontend::Delivery::kUnsupported:
+        drop(DropReason::kOffloadUnsupported);
+        break;
+    }
+  } else if (!header) {
+    drop(DropReason::kBadNetHeader);
+  }
+  delivery_deferred_ = false;
+  // Consumed, however it ended (delivered, dropped here, or a header the peer changed
+  // since the last try): the next record starts without a note.
+  p.resume = 0;
+  ++counters_.peers[p.port].in_frames;
+  counters_.peers[p.port].in_bytes += record.size();
+  return true;
+}
+
+bool EndpointLoop::drain_inbound() {
+  bool work = false;
+  const std::size_t n = peers_.size();
+  const bool may_defer = frontend_.may_defer_delivery();
+  for (std::size_t k = 0; k < n; ++k) {
+    Peer& p = peers_[(next_inbound_ + k) % n];
+    const std::uint64_t resyncs = p.in.counters().resyncs;
+    std::size_t got = 0;
+    if (!may_defer) {
+      got = p.in.consume_burst(kInboundBudget, [&](std::span<const std::byte> rec) { deliver_record(p, rec); });
+    } else {
+      // Peek, deliver, and consume only what the frontend took.
+      while (got < kInboundBudget) {
+        const std::uint64_t resyncs_before = p.in.counters().resyncs;
+        const shm::PopResult r = p.in.peek();
+        // A resynchronised channel skipped the record the frontend's note was about.
+        if (p.in.counters().resyncs != resyncs_before) p.resume = 0;
+        if (r.status != shm::Pop::kRecord) break;
+        if (!deliver_record(p, r.payload)) break;
+        p.in.consume();
+        ++got;
+      }
+      p.in.release();
+    }
+    if (got != 0) work = true;
+    if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
+      drop(DropReason::kRingCorrupt, bad);  // at least one record lost per resync
+      counters_.forwarding.ring_errors += bad;
+      log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");
+      work = true;
+    }
+    if (delivery_deferred_) break;  // no room in the frontend: the other channels wait too
+  }
+  if (n != 0) next_inbound_ = (next_inbound_ + 1) % n;
+  return work;
+}
+
+// A unicast frame held in staging_: try again; give up on the peer after the stall timeout.
+bool EndpointLoop::retry_held() {
+  if (held_peer_ == nullptr) return false;
+  Peer& p = *held_peer_;
+  if (send_copy(p, std::span<const std::byte>(staging_.data(), held_bytes_))) {
+    p.out.disarm();
+    p.out.publish();
+    held_peer_ = nullptr;
+    return true;
+  }
+  if (now_ns() - held_since_ns_ >= stall_timeout_ns_) {
+    p.out.disarm();
+    p.stalled = true;
+    counters_.peers[p.port].stalled = 1;
+    drop(DropReason::kPeerStalled);
+    held_peer_ = nullptr;
+    log("peer " + res_.topology->endpoints[p.port].name + " has not consumed for " +
+        std::to_string(stall_timeout_ns_ / 1'000'000) + " ms: counted as stalled, its frames are dropped");
+    return true;
+  }
+  return false;
+}
+
+bool EndpointLoop::pump_frontend() {
+  if (held_peer_ != nullptr) return false;
+  bool work = false;
+  for (std::size_t i = 0; i < kFrontendBudget; ++i) {
+    // Read straight into a record of the channel the last unicast frame took: for a flow
+    // to one peer the frame is then never copied by us at all. Anything else goes to
+    // staging_ and is copied into its channel(s). The reservation is simply not committed
+    // when the frame goes elsewhere.
+    Target target{last_unicast_, false};
+    std::span<std::byte> buf(staging_);
+    if (target.peer != nullptr && !target.peer->stalled) {
+      shm::Reservation r = target.peer->out.try_reserve(max_payload_);
+      if (r.status == shm::Reserve::kReserved) {
+        buf = r.payload;
+        target.reserved = true;
+      }
+    }
+    const Frontend::RxResult rx = frontend_.receive(buf, now_ns());
+    if (rx.status == Frontend::Rx::kNone) break;
+    work = true;
+    if (rx.status == Frontend::Rx::kError) {
+      ++counters_.traffic.frontend_errors;
+      drop(DropReason::kFrontendError);
+      continue;
+    }
+    if (rx.bytes < virtio::kNetHeaderBytes) {
+      drop(DropReason::kBadNetHeader);
+      continue;
+    }
+    const std::span<const std::byte> record(buf.data(), rx.bytes);
+    const auto frame = record.subspan(virtio::kNetHeaderBytes);
+    ++counters_.traffic.rx_frames;
+    counters_.traffic.rx_bytes += frame.size();
+    const Decision d = forwarder_.from_frontend(frame, now_ms_);
+    switch (d.kind) {
+      case Decision::Kind::kDrop:
+        break;  // counted by the forwarder
+      case Decision::Kind::kUnicast:
+        if (!unicast(d.port, record, target)) return true;  // held: the frontend waits for room
+        break;
+      case Decision::Kind::kFlood:
+        flood(record, target);
+        break;
+    }
+  }
+  return work;
+}
+
+bool EndpointLoop::unicast(PortId port, std::span<const std::byte> record, const Target& target) {
+  ++counters_.forwarding.unicast;
+  Peer* p = peer_for(port);
+  if (p == nullptr) {
+    drop(DropReason::kPeerStalled);  // not mapped: cannot happen with a full fabric
+    return true;
+  }
+  if (p == target.peer && target.reserved) {
+    p->out.commit(static_cast<std::uint32_t>(record.size()));
+    committed(*p, record.size());
+    return true;
+  }
+  if (send_copy(*p, record)) {
+    last_unicast_ = p;
+    return true;
+  }
+  if (p->stalled) {
+    drop(DropReason::kPeerStalled);
+    return true;
+  }
+  // Backpressure: hold the frame, stop reading the frontend until there is room.
+  if (target.reserved) std::memcpy(staging_.data(), record.data(), record.size());
+  held_peer_ = p;
+  held_bytes_ = record.size();
+  held_since_ns_ = now_ns();
+  ++counters_.forwarding.backpressure_waits;
+  last_unicast_ = p;
+  return false;
+}
+
+void EndpointLoop::flood(std::span<const std::byte> record, const Target& target) {
+  ++counters_.forwarding.flooded;
+  for (Peer& p : peers_) {
+    if (&p == target.peer && target.reserved) continue;  // committed last, below
+    if (!send_copy(p, record)) drop(p.stalled ? DropReason::kPeerStalled : DropReason::kFloodPeerFull);
+  }
+  if (target.reserved) {  // the record lies in this reservation: the other copies came from it first
+    target.peer->out.commit(static_cast<std::uint32_t>(record.size()));
+    committed(*target.peer, record.size());
+  }
+}
+
+bool EndpointLoop::poll_once() {
+  const std::uint64_t t = now_ns();
+  now_ms_ = t / 1'000'000;
+  bool work = retry_held();
+  work |= drain_inbound();
+  work |= pump_frontend();
+  frontend_.flush();
+  for (Peer& p : peers_) p.out.publish();  // one index store per channel per pass
+  if (now_ms_ - last_sweep_ms_ >= kSweepPeriodMs) {
+    last_sweep_ms_ = now_ms_;
+    table_.sweep(now_ms_);
+  }
+  if (work) {
+    ++counters_.loop.loops;
+    if (t - last_stats_ns_ >= kStatsPeriodNs) publish_stats();
+  }
+  return work;
+}
+
+void EndpointLoop::sync_counters() {
+  frontend_.store_counters(counters_.frontend);
+  counters_.loop.events_dropped = events_dropped_base_ + events_.dropped();
+  counters_.drops = forwarder_.drops();
+  counters_.mac = table_.counters();
+}
+
+void EndpointLoop::publish_stats(bool force_fdb) {
+  sync_counters();
+  const std::uint64_t t = now_ns();
+  last_stats_ns_ = t;
+  if (res_.stats == nullptr) return;
+  res_.stats->write_counters(res_.self, counters_);
+  const MacTableCounters& m = counters_.mac;
+  const std::uint64_t version = m.learned + m.moved + m.aged + m.entries;
+  if (force_fdb || version != fdb_version_ || t - fdb_published_ns_ >= kFdbPeriodNs) {
+    const auto entries = table_.entries(now_ms_);
+    res_.stats->write_fdb(res_.self, entries, table_.size());
+    fdb_version_ = version;
+    fdb_published_ns_ = t;
+  }
+}
+
+void EndpointLoop::set_frontend_interest(bool on) {
+  if (frontend_.fd() < 0 || on == frontend_interest_) return;
+  epoll_event ev{};
+  ev.events = on ? std::uint32_t{EPOLLIN} : 0u;
+  ev.data.fd = frontend_.fd();
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, frontend_.fd(), &ev) != 0) {
+    fatal_ = sys::SysError{"epoll_ctl(MOD) on the frontend", errno}.message();
+    return;
+  }
+  frontend_interest_ = on;
+}
+
+// Returns false when stop_fd fired.
+bool EndpointLoop::sleep() {
+  // Arm, then re-check: peek_or_arm() and reserve_or_arm() fence after setting their flag
+  // and look once more, so a record or room that arrived just before the flag was seen
+  // by the peer (or is seen here) and the sleep below cannot miss it.
+  bool ready = false;
+  // While the frontend has no room, inbound records are not work: arming the channels
+  // would wake us for frames we cannot deliver. The frontend's arm() wakes us for room.
+  if (!delivery_deferred_)
+    for (Peer& p : peers_)
+      if (p.in.peek_or_arm().status != shm::Pop::kEmpty) ready = true;
+  if (held_peer_ != nullptr && !ready) {
+    shm::Reservation r = held_peer_->out.reserve_or_arm(static_cast<std::uint32_t>(held_bytes_));
+    if (r.status != shm::Reserve::kFull) ready = true;  // not committed: retry_held() copies it
+  }
+  if (!ready && !frontend_.arm()) ready = true;
+  if (ready) {
+    for (Peer& p : peers_) p.in.disarm();
+    return true;
+  }
+  std::int64_t timeout_ns = -1;
+  const std::uint64_t now = now_ns();
+  // A held frame stops the frontend: its pacing deadline does not matter until room comes.
+  if (auto due = frontend_.next_due_ns(); due && held_peer_ == nullptr) timeout_ns = *due > now ? static_cast<std::int64_t>(*due - now) : 0;
+  if (held_peer_ != nullptr) {
+    const std::uint64_t deadline = held_since_ns_ + stall_timeout_ns_;
+    const auto left = deadline > now ? static_cast<std::int64_t>(deadline - now) : 0;
+    if (timeout_ns < 0 || left < timeout_ns) timeout_ns = left;
+  }
+  set_frontend_interest(held_peer_ == nullptr);
+  if (!fatal_.empty()) return false;  // sleeping now could miss the frontend for good
+  publish_stats();
+  ++counters_.loop.sleeps;
+  epoll_event events[4];
+  int timeout_ms = -1;
+  if (timeout_ns >= 0) timeout_ms = static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+  int n;
+  do {
+    n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
+  } while (n < 0 && errno == EINTR);
+  // A failing epoll_wait would fail again at once: stop rather than spin.
+  if (n < 0) fatal_ = sys::SysError{"epoll_wait", errno}.message();
+  bool stop = !fatal_.empty();
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.fd == res_.doorbell_fd) {
+      // Only this endpoint reads its doorbell, and epoll said readable: the read returns
+      // at once. A doorbell that cannot be read would wake us forever: stop.
+      if (auto d = sys::drain_counter(res_.doorbell_fd); !d) {
+        fatal_ = "doorbell: " + d.error().message();
+        stop = true;
+      }
+    }
+    if (events[i].data.fd == res_.stop_fd) stop = true;
+  }
+  for (Peer& p : peers_) p.in.disarm();
+  return !stop;
+}
+
+sys::Status<std::string> EndpointLoop::run() {
+  const std::uint64_t poll_ns = std::uint64_t{config_.poll_us} * 1000;
+  std::uint64_t idle_since = 0;
+  std::uint64_t last_stop_check = 0;
+  if (!fatal_.empty()) return sys::Unexpected(fatal_);  // the constructor could not set up
+  publish_stats(true);
+  for (;;) {
+    if (poll_once()) {
+      idle_since = 0;
+      // A loop that never runs out of work (a generator at full rate) never sleeps in
+      // epoll: look at the stop descriptor every 10 ms instead.
+      if (const std::uint64_t t = now_ns(); t - last_stop_check >= kStatsPeriodNs) {
+        last_stop_check = t;
+        pollfd pfd{res_.stop_fd, static_cast<short>(POLLIN), 0};
+        if (res_.stop_fd >= 0 && ::poll(&pfd, 1, 0) > 0) break;
+      }
+      continue;
+    }
+    if (poll_ns != 0) {  // adaptive polling: stay awake a little after the last work
+      const std::uint64_t t = now_ns();
+      if (idle_since == 0) idle_since = t;
+      if (t - idle_since < poll_ns) continue;
+    }
+    idle_since = 0;
+    if (!sleep()) break;
+  }
+  if (held_peer_ != nullptr) {  // read from the frontend, never delivered: say so
+    held_peer_->out.disarm();
+    held_peer_ = nullptr;
+    drop(DropReason::kEndpointStopped);
+  }
+  for (Peer& p : peers_) p.out.publish();
+  publish_stats(true);
+  if (!fatal_.empty()) return sys::Unexpected(fatal_);
+  return {};
+}
+
+}  // namespace vswitch

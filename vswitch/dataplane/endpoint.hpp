@@ -1,0 +1,191 @@
+// Endpoint: one switch port's run loop. One process (or, in tests, one thread) per
+// endpoint, pinned to its core. It owns its frontend, its MAC table and its side of every
+// channel it touches: the producer side of self -> peer, the consumer side of peer -> self.
+//
+// One pass of the loop:
+//   1. a unicast frame held back by backpressure is retried first;
+//   2. inbound: each peer's channel is drained up to kInboundBudget records, starting at a
+//      different peer each pass (round robin: no peer starves another); every record's
+//      virtio-net header is validated, its source learned, and the frame delivered to the
+//      frontend;
+//   3. outbound: up to kFrontendBudget frames are read from the frontend and forwarded.
+//      A unicast frame whose channel is full is held, and the frontend is not read again
+//      until the peer frees room (free-send: we arm the channel and sleep on our doorbell)
+//      or the stall timeout passes (the peer counts as stalled: its frames are dropped and
+//      counted until its channel has room again). A flooded copy to a full channel is
+//      dropped and counted; flooding never blocks.
+//   4. nothing done: spin for poll_us if configured, then arm every inbound channel
+//      (peek_or_arm re-checks after its fence) and sleep in epoll on the doorbell, the
+//      frontend's descriptor (unless a frame is held) and the stop descriptor, with a
+//      timeout only when something is due (generator pacing, a stall deadline).
+// An idle endpoint therefore makes no system calls at all.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "endpoints/virtio/net_header.hpp"
+#include "shm/doorbell.hpp"
+#include "shm/fabric.hpp"
+#include "shm/frame_ring.hpp"
+#include "shm/sys/fd.hpp"
+#include "vswitch/observability/event_log.hpp"
+#include "vswitch/dataplane/forwarding.hpp"
+#include "vswitch/dataplane/mac_table.hpp"
+#include "vswitch/observability/stats.hpp"
+#include "vswitch/config/topology.hpp"
+
+namespace vswitch {
+
+// What the run loop needs from a frontend (TAP, vhost-user VM, generator).
+class Frontend {
+ public:
+  virtual ~Frontend() = default;
+
+  enum class Rx : std::uint8_t { kFrame, kNone, kError };
+  struct RxResult {
+    Rx status;
+    std::size_t bytes = 0;  // kFrame: record bytes (12-byte virtio-net header + frame)
+  };
+  // A descriptor that is readable when receive() may have frames, or -1.
+  [[nodiscard]] virtual int fd() const noexcept = 0;
+  // One frame with its virtio-net header into `buf` (which holds the largest record).
+  virtual RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept = 0;
+  // When receive() next has a frame without fd() becoming readable (pacing), if ever.
+  [[nodiscard]] virtual std::optional<std::uint64_t> next_due_ns() const noexcept { return std::nullopt; }
+  enum class Delivery : std::uint8_t {
+    kDelivered,
+    kRefused,     // dropped: the frontend failed (the loop counts it as frontend_error)
+    kRetryLater,  // cannot take it now (a guest with no RX buffer): leave it in the channel
+    kNoGuest,     // dropped: no guest attached / its receive queue is not running
+    kTooLarge,    // dropped: the guest's receive buffers can never hold this frame
+    kUnsupported, // dropped: an offload the receiver lacks that cannot be done in software
+  };
+  // Delivers a frame from peer `from`. `header` is validated; `frame` lies in shared
+  // memory and may change under us: read it once. `resume` is the frontend's own note of
+  // how far it got with this frame: 0 before the first try; the loop keeps it with the
+  // record while the record waits (kRetryLater) and hands it back on every retry, so a
+  // frontend that delivers a frame in parts never repeats one.
+  virtual Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
+                           PortId from, std::uint64_t& resume) noexcept = 0;
+  // Whether deliver() may answer kRetryLater (the loop then peeks before it consumes).
+  [[nodiscard]] virtual bool may_defer_delivery() const noexcept { return false; }
+  // Once per loop pass, after receiving and delivering: publish batched completions and
+  // notify the other side (a VM's interrupt), if the frontend batches them.
+  virtual void flush() noexcept {}
+  // Before the loop publishes its counters (every 10 ms while busy, before each sleep):
+  // store the frontend's own counter block (vswitch/observability/endpoint_counters.hpp) in its area.
+  // Off the per-pass path. A frontend that keeps no counters leaves the area as it is.
+  virtual void store_counters(FrontendCounterArea& area) const noexcept { (void)area; }
+  // Just before the loop sleeps: re-arm the frontend's own notifications (with the
+  // fence-and-recheck), including "room to deliver again" after a kRetryLater. Returns
+  // false when work (or room) arrived meanwhile: do not sleep.
+  virtual bool arm() noexcept { return true; }
+};
+
+struct EndpointResources {
+  const Topology* topology = nullptr;
+  std::size_t self = 0;
+  const shm::Fabric* fabric = nullptr;        // maps at least this endpoint's channels
+  std::span<shm::Doorbell* const> doorbells;  // one per endpoint, index = endpoint
+  int doorbell_fd = -1;                       // this endpoint's own doorbell (an eventfd)
+  StatsRegion* stats = nullptr;               // optional
+  int stop_fd = -1;                           // readable: leave run() (e.g. a signalfd)
+};
+
+inline constexpr std::size_t kInboundBudget = 64;    // records per peer per pass
+inline constexpr std::size_t kFrontendBudget = 64;   // frontend frames per pass
+
+class EndpointLoop {
+ public:
+  // The loop's, the forwarder's and the MAC table's counters start from `initial` (a
+  // restarted endpoint continues its predecessor's totals); the frontend was given its
+  // own block when it was made.
+  EndpointLoop(const EndpointResources& resources, Frontend& frontend, const EndpointCounters& initial = {});
+  EndpointLoop(const EndpointLoop&) = delete;
+  EndpointLoop& operator=(const EndpointLoop&) = delete;
+
+  // Runs until stop_fd is readable; returns an error message if the loop cannot go on
+  // (its epoll set or its doorbell failed; the daemon restarts the endpoint).
+  [[nodiscard]] sys::Status<std::string> run();
+  // One pass without sleeping (tests). Returns whether it did any work.
+  bool poll_once();
+
+  [[nodiscard]] const MacTable& mac_table() const noexcept { return table_; }
+  [[nodiscard]] EventLog& events() noexcept { return events_; }
+  // Copies counters (and the FDB when it changed) to the stats region, if any.
+  void publish_stats(bool force_fdb = false);
+
+ private:
+  struct Peer {
+    PortId port;
+    shm::FrameProducer out;  // self -> port
+    shm::FrameConsumer in;   // port -> self
+    bool stalled = false;
+    std::uint64_t resume = 0;  // the frontend's note on the record waiting at the head of `in`
+  };
+
+  // Where pump_frontend() read a frame: into a reservation in `peer`'s channel (the peer
+  // the last unicast frame went to), or into staging_.
+  struct Target {
+    Peer* peer = nullptr;
+    bool reserved = false;
+  };
+  bool drain_inbound();
+  bool pump_frontend();
+  // Sends a frontend record to one peer; false when it is held for room (backpressure).
+  bool unicast(PortId port, std::span<const std::byte> record, const Target& target);
+  // Copies a frontend record to every peer; a full channel drops its copy (counted).
+  void flood(std::span<const std::byte> record, const Target& target);
+  bool retry_held();
+  // Returns false when the frontend said kRetryLater: the record stays in its channel.
+  bool deliver_record(Peer& p, std::span<const std::byte> record);
+  // Copies a record into p's channel; false when the channel is full.
+  bool send_copy(Peer& p, std::span<const std::byte> record);
+  void committed(Peer& p, std::size_t record_bytes);
+  void peer_up(Peer& p);
+  void drop(DropReason r, std::uint64_t n = 1) noexcept { forwarder_.drops().count(r, n); }
+  Peer* peer_for(PortId port) noexcept;
+  [[nodiscard]] std::uint64_t now_ns() const noexcept;
+  void sync_counters();
+  bool sleep();
+  void set_frontend_interest(bool on);
+  void log(const std::string& message);
+
+  EndpointResources res_;
+  Frontend& frontend_;
+  const EndpointConfig& config_;
+  std::uint32_t max_payload_;
+  std::uint64_t stall_timeout_ns_;
+  MacTable table_;
+  Forwarder forwarder_;
+  std::vector<Peer> peers_;
+  std::vector<std::size_t> peer_index_;  // endpoint index -> peers_ index (or npos)
+  std::vector<std::byte> staging_;       // a frontend frame that has no ring record
+  EndpointCounters counters_{};  // traffic, forwarding, loop, peers kept here; the rest copied in
+  std::size_t next_inbound_ = 0;
+  Peer* last_unicast_ = nullptr;
+  // A unicast frame waiting for room (in staging_).
+  Peer* held_peer_ = nullptr;
+  std::size_t held_bytes_ = 0;
+  std::uint64_t held_since_ns_ = 0;
+  std::uint64_t now_ms_ = 0;
+  std::uint64_t last_stats_ns_ = 0;
+  std::uint64_t last_sweep_ms_ = 0;
+  std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish
+  std::uint64_t fdb_published_ns_ = 0;
+  sys::Fd epoll_;
+  bool frontend_interest_ = false;
+  std::string fatal_;  // a system call the loop cannot go on without failed: run() returns it
+  // The frontend could not take the frame at the head of a channel: inbound channels are
+  // neither drained nor armed until it has room (its arm() asks to be woken for that).
+  bool delivery_deferred_ = false;
+  std::uint64_t events_dropped_base_;  // event log messages lost by earlier incarnations
+  EventLog events_;  // last: its writer thread starts after everything it could report on
+};
+
+}  // namespace vswitch

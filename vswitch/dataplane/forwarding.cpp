@@ -1,0 +1,43 @@
+#include "vswitch/dataplane/forwarding.hpp"
+
+#include <cstring>
+
+namespace vswitch {
+
+std::optional<EthernetAddresses> read_addresses(std::span<const std::byte> frame) noexcept {
+  if (frame.size() < kEthernetHeaderBytes) return std::nullopt;
+  EthernetAddresses a;
+  std::memcpy(a.destination.bytes.data(), frame.data(), 6);
+  std::memcpy(a.source.bytes.data(), frame.data() + 6, 6);
+  return a;
+}
+
+Decision Forwarder::from_frontend(std::span<const std::byte> frame, std::uint64_t now_ms) noexcept {
+  const auto addr = read_addresses(frame);
+  if (!addr) return drop(DropReason::kRuntFrame);
+  if (config_.port_security && (!config_.own_mac || addr->source != *config_.own_mac))
+    return drop(DropReason::kSpoofedSource);
+  if (table_.learn(addr->source, config_.self, now_ms) == Learn::kRefusedStatic)
+    return drop(DropReason::kStaticMacConflict);
+  if (addr->destination.is_multicast()) return Decision{Decision::Kind::kFlood};
+  const auto port = table_.lookup(addr->destination, now_ms);
+  if (!port) return Decision{Decision::Kind::kFlood};
+  if (*port == config_.self) return drop(DropReason::kHairpin);
+  return Decision{Decision::Kind::kUnicast, *port};
+}
+
+std::optional<DropReason> Forwarder::from_peer(std::span<const std::byte> frame, PortId peer,
+                                               std::uint64_t now_ms) noexcept {
+  const auto addr = read_addresses(frame);
+  if (!addr) {
+    drops_.count(DropReason::kRuntFrame);
+    return DropReason::kRuntFrame;
+  }
+  if (table_.learn(addr->source, peer, now_ms) == Learn::kRefusedStatic) {
+    drops_.count(DropReason::kStaticMacConflict);
+    return DropReason::kStaticMacConflict;
+  }
+  return std::nullopt;
+}
+
+}  // namespace vswitch

@@ -1,0 +1,73 @@
+// Forwarding: what one endpoint does with a frame, given its MAC table.
+//
+// Frames from the endpoint's own frontend (its VM, namespace or generator) go out:
+//   runt (< 14 bytes)                         -> drop kRuntFrame
+//   port_security and source != own MAC       -> drop kSpoofedSource
+//   source is a static MAC of another port    -> drop kStaticMacConflict
+//   destination known behind another port     -> unicast to it
+//   destination known behind this port        -> drop kHairpin
+//   unknown unicast, broadcast, multicast     -> flood to every other port
+// Frames arriving from a peer's channel teach the table that their source lives behind
+// that peer (never from group sources; a static MAC from the wrong peer drops the frame).
+//
+// Every drop has a DropReason, and DropReason indexes the counters, so a drop that is not
+// counted cannot be written.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "vswitch/dataplane/mac_table.hpp"
+#include "vswitch/observability/drop_reason.hpp"
+
+namespace vswitch {
+
+struct Decision {
+  enum class Kind : std::uint8_t { kUnicast, kFlood, kDrop };
+  Kind kind;
+  PortId port = 0;                           // kUnicast
+  DropReason reason = DropReason::kCount;    // kDrop
+};
+
+inline constexpr std::size_t kEthernetHeaderBytes = 14;
+
+// The two addresses at the front of an Ethernet frame, read once.
+struct EthernetAddresses {
+  MacAddress destination;
+  MacAddress source;
+};
+[[nodiscard]] std::optional<EthernetAddresses> read_addresses(std::span<const std::byte> frame) noexcept;
+
+class Forwarder {
+ public:
+  struct Config {
+    PortId self = 0;
+    std::optional<MacAddress> own_mac;  // the endpoint's configured MAC, if any
+    bool port_security = false;         // drop frames whose source is not own_mac
+  };
+  Forwarder(const Config& config, MacTable& table) noexcept : config_(config), table_(table) {}
+
+  // A frame from this endpoint's frontend: where it goes. Learns its source behind self.
+  Decision from_frontend(std::span<const std::byte> frame, std::uint64_t now_ms) noexcept;
+  // A frame that arrived on the channel from `peer`: learns its source behind `peer`.
+  // Returns a drop reason if the frame must not be delivered.
+  std::optional<DropReason> from_peer(std::span<const std::byte> frame, PortId peer,
+                                      std::uint64_t now_ms) noexcept;
+
+  [[nodiscard]] const DropCounters& drops() const noexcept { return drops_; }
+  DropCounters& drops() noexcept { return drops_; }
+
+ private:
+  Decision drop(DropReason r) noexcept {
+    drops_.count(r);
+    return Decision{Decision::Kind::kDrop, 0, r};
+  }
+  Config config_;
+  MacTable& table_;
+  DropCounters drops_;
+};
+
+}  // namespace vswitch

@@ -1,0 +1,102 @@
+// MacTable: one endpoint's forwarding database. Maps a MAC address to the endpoint (port)
+// it lives behind. Owned by one endpoint's run loop: single-threaded, no locks.
+//
+// Invariants:
+// - at most capacity() entries, ever; no allocation after construction (a MAC flood can
+//   neither grow memory nor evict what is already known: new addresses are refused and
+//   counted while the table is full);
+// - a static entry (declared in the topology) is never replaced or aged; a frame that
+//   claims a static MAC from another port is refused (the caller drops and counts it);
+// - multicast, broadcast and zero source addresses are never learned;
+// - a dynamic entry moves to a new port at most once per move_damping_ms (flapping
+//   between two ports is damped and counted);
+// - a dynamic entry not refreshed for aging_ms is gone: lookups treat it as absent and
+//   sweep() removes it, counting each as aged.
+// Time is passed in (milliseconds, any monotonic origin), so tests control it.
+//
+// Open addressing with linear probing at <= 50% load and backward-shift deletion; the hash
+// is keyed with a per-table random seed so a peer cannot pick colliding addresses.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "vswitch/config/mac_address.hpp"
+#include "vswitch/config/port.hpp"
+#include "vswitch/observability/mac_table_counters.hpp"
+
+namespace vswitch {
+
+enum class Learn : std::uint8_t {
+  kLearned,          // new entry
+  kRefreshed,        // known, same port: last-seen updated
+  kMoved,            // dynamic entry moved to this port
+  kMoveDamped,       // would have moved, but moved too recently: kept on its old port
+  kRefusedMulticast, // group or zero source address
+  kRefusedStatic,    // static entry of another port: the frame should be dropped
+  kRefusedFull,      // table full: not learned (the frame is still forwarded)
+};
+
+class MacTable {
+ public:
+  struct Config {
+    std::uint32_t capacity = 4096;
+    std::uint64_t aging_ms = 300'000;      // 0: dynamic entries never age
+    std::uint64_t move_damping_ms = 1000;  // minimum time between two moves of one MAC
+    std::uint64_t seed = 0;                // 0: a random seed
+  };
+  explicit MacTable(const Config& config);
+
+  // Adds or replaces a static entry. Fails (false) when the table is full or the address
+  // is a group/zero address.
+  bool add_static(const MacAddress& mac, PortId port);
+  // Learns `mac` (a frame's source address) behind `port`.
+  Learn learn(const MacAddress& mac, PortId port, std::uint64_t now_ms);
+  // The port behind `mac`, if known and not aged.
+  [[nodiscard]] std::optional<PortId> lookup(const MacAddress& mac, std::uint64_t now_ms);
+  // Removes every aged dynamic entry; returns how many. O(slots): the run loop calls it
+  // periodically (lookups already ignore aged entries; a full table sweeps itself at most
+  // once a second).
+  std::size_t sweep(std::uint64_t now_ms);
+
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+  // Totals (entries: the current size).
+  [[nodiscard]] MacTableCounters counters() const noexcept {
+    MacTableCounters c = counters_;
+    c.entries = size_;
+    return c;
+  }
+  // Continues totals an earlier incarnation of the endpoint counted (entries is ignored).
+  void restore_counters(const MacTableCounters& c) noexcept {
+    counters_ = c;
+    counters_.entries = 0;
+  }
+  // Every live entry (for vswitchctl fdb), in table order.
+  [[nodiscard]] std::vector<MacEntry> entries(std::uint64_t now_ms) const;
+
+ private:
+  struct Slot {
+    MacEntry entry;
+    std::uint64_t last_move_ms = 0;
+    bool used = false;
+  };
+  [[nodiscard]] std::size_t home(const MacAddress& mac) const noexcept;
+  [[nodiscard]] std::optional<std::size_t> find(const MacAddress& mac) const noexcept;
+  [[nodiscard]] bool expired(const Slot& s, std::uint64_t now_ms) const noexcept;
+  void erase_at(std::size_t i) noexcept;
+  std::size_t insert(const MacEntry& e);  // precondition: absent, size_ < capacity_
+
+  std::vector<Slot> slots_;
+  std::size_t mask_;
+  std::size_t capacity_;
+  std::size_t size_ = 0;
+  std::uint64_t aging_ms_;
+  std::uint64_t move_damping_ms_;
+  std::uint64_t seed_;
+  std::uint64_t last_full_sweep_ms_ = 0;
+  MacTableCounters counters_;
+};
+
+}  // namespace vswitch

@@ -1,0 +1,38 @@
+#include "vswitch/frontends/tap.hpp"
+
+#include <sys/uio.h>
+
+#include <array>
+
+namespace vswitch {
+
+namespace virtio = endpoints::virtio;
+
+Frontend::RxResult TapFrontend::receive(std::span<std::byte> buf, std::uint64_t) noexcept {
+  auto r = device_.read(buf);
+  if (!r) {
+    ++read_errors_;
+    return {Rx::kError};
+  }
+  if (!r.value()) return {Rx::kNone};
+  return {Rx::kFrame, *r.value()};
+}
+
+Frontend::Delivery TapFrontend::deliver(const virtio::NetHeader& header, std::span<const std::byte> frame, PortId,
+                                       std::uint64_t&) noexcept {
+  // The header we hand the kernel is the validated copy, re-encoded, never the bytes in
+  // shared memory; the frame goes from shared memory to the kernel in one copy.
+  std::array<std::byte, virtio::kNetHeaderBytes> h{};
+  virtio::NetHeader out = header;
+  out.num_buffers = 0;
+  virtio::write(out, std::span<std::byte, virtio::kNetHeaderBytes>(h));
+  const iovec parts[2] = {{h.data(), h.size()}, {const_cast<std::byte*>(frame.data()), frame.size()}};
+  if (auto s = device_.write(parts); !s) {
+    ++write_errors_;
+    last_write_errno_ = s.error().err;
+    return Delivery::kRefused;
+  }
+  return Delivery::kDelivered;
+}
+
+}  // namespace vswitch

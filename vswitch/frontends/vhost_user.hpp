@@ -1,0 +1,51 @@
+// The vhost-user frontend: the run loop's adapter to the virtio-net device of
+// endpoints/vhost_user/net_device, which keeps its own counter block
+// (endpoints/vhost_user/net_device_counters.hpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "endpoints/vhost_user/net_device.hpp"
+#include "vswitch/dataplane/endpoint.hpp"
+#include "vswitch/observability/event_log.hpp"
+#include "vswitch/observability/frontend_counters.hpp"
+
+namespace vswitch {
+
+// A VM (or DPDK's virtio-user) attached as a vhost-user front-end: the run loop's side
+// of the virtio-net device in endpoints/vhost_user/net_device, which does all the work
+// (see there). A frame for a guest that has posted no buffer waits in its channel
+// (kRetryLater) with the device's resume token, and arm() asks the guest to kick when it
+// posts more.
+class VhostUserFrontend final : public Frontend {
+ public:
+  using Device = endpoints::vhost_user::NetDevice;
+  explicit VhostUserFrontend(std::unique_ptr<Device> device) : device_(std::move(device)) {}
+
+  // The device's connects, disconnects and their reasons go to `log`.
+  void use_log(EventLog& log) {
+    device_->set_log([&log](const std::string& m) { log.post(m); });
+  }
+
+  [[nodiscard]] int fd() const noexcept override { return device_->fd(); }
+  RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
+  Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame, PortId from,
+                   std::uint64_t& resume) noexcept override;
+  void flush() noexcept override { device_->flush(); }
+  void store_counters(FrontendCounterArea& area) const noexcept override {
+    sys::store_block(device_->counters(), area);
+  }
+  bool arm() noexcept override { return device_->arm(); }
+  [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
+
+  [[nodiscard]] Device& device() noexcept { return *device_; }
+
+ private:
+  std::unique_ptr<Device> device_;
+};
+
+}  // namespace vswitch

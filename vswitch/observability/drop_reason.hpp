@@ -1,0 +1,36 @@
+// Why a frame was dropped: every drop in the switch has one of these reasons, counted per
+// endpoint in its stats slot (vswitchctl names them by to_string()).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "shm/sys/counters.hpp"
+
+namespace vswitch {
+
+enum class DropReason : std::uint8_t {
+  kRuntFrame,          // shorter than an Ethernet header
+  kSpoofedSource,      // port security: source MAC is not the endpoint's own
+  kStaticMacConflict,  // source claims a static MAC that belongs to another port
+  kHairpin,            // destination lives behind the port the frame came from
+  kFloodPeerFull,      // a flooded copy found the peer's channel full
+  kPeerStalled,        // the peer has not consumed for the stall timeout
+  kRingCorrupt,        // a corrupt record was dropped by the ring consumer
+  kFrameTooLarge,      // larger than the fabric's max frame
+  kBadNetHeader,       // a record whose virtio-net header is truncated or invalid
+  kFrontendError,      // the frontend refused the frame (e.g. a TAP write failed)
+  kEndpointStopped,    // held for a full channel when the endpoint was stopped
+  kGuestNotReady,      // a VM endpoint with no guest attached, or its RX queue not running
+  kGuestBufferTooSmall,// the guest's receive buffers cannot hold the frame (even all of them)
+  kOffloadUnsupported, // an offload the guest did not accept and software cannot complete
+  kCount,
+};
+std::string_view to_string(DropReason r);
+
+// Room for drop reasons added later without moving what follows in the stats region.
+inline constexpr std::size_t kDropSlots = 16;
+using DropCounters = sys::ReasonCounts<DropReason, kDropSlots>;
+
+}  // namespace vswitch

@@ -1,0 +1,34 @@
+// What a MAC table publishes: its counters (kept by vswitch/dataplane/mac_table) and the
+// entries of its forwarding database, as the stats region stores them.
+#pragma once
+
+#include <cstdint>
+
+#include "shm/sys/counters.hpp"
+#include "vswitch/config/mac_address.hpp"
+#include "vswitch/config/port.hpp"
+
+namespace vswitch {
+
+#define VSWITCH_MAC_TABLE_COUNTERS(X)                                                         \
+  X(entries, "entries in the table now (static and learned)")                                \
+  X(learned, "source addresses learned")                                                     \
+  X(moved, "learned addresses that moved to another port")                                   \
+  X(move_damped, "moves refused: the address moved too recently (flapping)")                 \
+  X(aged, "learned addresses aged out")                                                      \
+  X(refused_multicast, "group or zero source addresses, never learned")                      \
+  X(refused_static, "sources claiming another port's static address (the frame is dropped)") \
+  X(refused_full, "addresses not learned because the table was full")
+struct MacTableCounters {
+  VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_FIELD)
+  static constexpr sys::CounterName kNames[] = {VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_NAME)};
+};
+
+struct MacEntry {
+  MacAddress mac;
+  PortId port = 0;
+  bool is_static = false;
+  std::uint64_t last_seen_ms = 0;
+};
+
+}  // namespace vswitch
