@@ -187,27 +187,21 @@ unsigned machine_cpus() {
 // Holds the topology's lock file for the daemon's lifetime.
 class TopologyLock {
  public:
-  static std::optional<TopologyLock> take(const std::string& name, std::string& error) {
+  static sys::Result<TopologyLock, std::string> take(const std::string& name) {
     const std::string path = lock_path(name);
     sys::Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!fd.valid()) {
-      error = "cannot open lock " + path + ": " + std::strerror(errno);
-      return std::nullopt;
-    }
+    if (!fd.valid()) return sys::Unexpected("cannot open lock " + path + ": " + std::strerror(errno));
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
       char buf[32] = {};
       const ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
       std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
       while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-      error = "topology \"" + name + "\" is already run by another vswitchd (pid " + pid + ", lock " + path +
-              "); stop it first";
-      return std::nullopt;
+      return sys::Unexpected("topology \"" + name + "\" is already run by another vswitchd (pid " + pid +
+                             ", lock " + path + "); stop it first");
     }
     const std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0) {
-      error = "cannot write lock " + path + ": " + std::strerror(errno);
-      return std::nullopt;
-    }
+    if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0)
+      return sys::Unexpected("cannot write lock " + path + ": " + std::strerror(errno));
     return TopologyLock(std::move(fd), path);
   }
   TopologyLock(TopologyLock&&) = default;
@@ -248,42 +242,40 @@ void remove_stale_objects(const std::string& name) {
 // A missing directory is created (with any missing parents) with mode 0755: QEMU may run
 // as another user and must be able to reach the socket, which itself stays 0600
 // (connecting needs write permission on the socket, so only its owner can connect).
-std::optional<std::string> prepare_socket_dir(const std::string& endpoint, const std::string& socket) {
+sys::Status<std::string> prepare_socket_dir(const std::string& endpoint, const std::string& socket) {
+  const auto fail = [&endpoint](const std::string& why) { return sys::Unexpected("endpoint " + endpoint + ": " + why); };
   const auto slash = socket.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : socket.substr(0, slash);
   const uid_t me = ::geteuid();
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT)
-      return "endpoint " + endpoint + ": socket directory " + dir + ": " + std::strerror(errno);
+    if (errno != ENOENT) return fail("socket directory " + dir + ": " + std::strerror(errno));
     // mkdir -p, each component created 0755 whatever the umask.
     for (std::size_t pos = 1; pos <= dir.size(); ++pos) {
       if (pos != dir.size() && dir[pos] != '/') continue;
       const std::string part = dir.substr(0, pos);
       if (::mkdir(part.c_str(), 0755) == 0) {
-        if (::chmod(part.c_str(), 0755) != 0)
-          return "endpoint " + endpoint + ": chmod 0755 " + part + ": " + std::strerror(errno);
+        if (::chmod(part.c_str(), 0755) != 0) return fail("chmod 0755 " + part + ": " + std::strerror(errno));
         say("endpoint %s: created socket directory %s (mode 0755)", endpoint.c_str(), part.c_str());
       } else if (errno != EEXIST) {
-        return "endpoint " + endpoint + ": cannot create socket directory " + part + ": " + std::strerror(errno);
+        return fail("cannot create socket directory " + part + ": " + std::strerror(errno));
       }
     }
-    if (::stat(dir.c_str(), &st) != 0)
-      return "endpoint " + endpoint + ": socket directory " + dir + ": " + std::strerror(errno);
+    if (::stat(dir.c_str(), &st) != 0) return fail("socket directory " + dir + ": " + std::strerror(errno));
   }
-  if (!S_ISDIR(st.st_mode)) return "endpoint " + endpoint + ": socket directory " + dir + " is not a directory";
+  if (!S_ISDIR(st.st_mode)) return fail("socket directory " + dir + " is not a directory");
   if (st.st_uid != me && st.st_uid != 0)
-    return "endpoint " + endpoint + ": socket directory " + dir + " is owned by uid " + std::to_string(st.st_uid) +
-           ", not by " + (me == 0 ? std::string("root") : "uid " + std::to_string(me) + " or root") +
-           ": its owner could replace the socket; use a directory of your own";
+    return fail("socket directory " + dir + " is owned by uid " + std::to_string(st.st_uid) + ", not by " +
+                (me == 0 ? std::string("root") : "uid " + std::to_string(me) + " or root") +
+                ": its owner could replace the socket; use a directory of your own");
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return "endpoint " + endpoint + ": socket directory " + dir + " (mode " + mode +
-           ") is writable by group or others: another user could replace the socket; use a directory only its "
-           "owner can write (e.g. chmod go-w " + dir + ")";
+    return fail("socket directory " + dir + " (mode " + mode +
+                ") is writable by group or others: another user could replace the socket; use a directory only its "
+                "owner can write (e.g. chmod go-w " + dir + ")");
   }
-  return std::nullopt;
+  return {};
 }
 
 struct Child {
@@ -306,7 +298,15 @@ class Daemon {
   int run();
 
  private:
-  std::optional<std::string> setup();
+  // Everything the endpoints need, made before the first fork, in this order; an error
+  // says what could not be made and why.
+  using Step = sys::Status<std::string>;
+  Step setup();
+  Step prepare_sockets() const;
+  Step create_shared_memory();  // the fabric and the stats region
+  Step create_doorbells();
+  Step open_taps();
+  Step take_signals();
   void spawn(std::size_t i);
   [[noreturn]] void endpoint_main(std::size_t i, int ready_fd);
   // In the endpoint's new process: its name, signals, core; returns its stop descriptor.
@@ -334,63 +334,87 @@ class Daemon {
   bool ready_sent_ = false;
 };
 
-std::optional<std::string> Daemon::setup() {
+Daemon::Step Daemon::setup() {
   daemon_pid_ = ::getpid();
   const std::size_t n = topo_.endpoints.size();
-  if (n < 2) return "the topology needs at least two endpoints";
-  if (n > kMaxEndpoints) return "at most " + std::to_string(kMaxEndpoints) + " endpoints are supported";
+  if (n < 2) return sys::Unexpected(std::string("the topology needs at least two endpoints"));
+  if (n > kMaxEndpoints)
+    return sys::Unexpected("at most " + std::to_string(kMaxEndpoints) + " endpoints are supported");
+  // Before anything is made: a socket directory another user could write stops here.
+  if (auto st = prepare_sockets(); !st) return st;
+  remove_stale_objects(topo_.switch_config.name);
+  if (auto st = create_shared_memory(); !st) return st;
+  if (auto st = create_doorbells(); !st) return st;
+  if (auto st = open_taps(); !st) return st;
+  if (auto st = take_signals(); !st) return st;
+  children_.resize(n);
+  return {};
+}
+
+Daemon::Step Daemon::prepare_sockets() const {
   for (const auto& e : topo_.endpoints)
     if (const auto* o = std::get_if<VhostUserOptions>(&e.options))
-      if (auto err = prepare_socket_dir(e.name, o->socket)) return err;
-  remove_stale_objects(topo_.switch_config.name);
+      if (auto st = prepare_socket_dir(e.name, o->socket); !st) return st;
+  return {};
+}
 
+Daemon::Step Daemon::create_shared_memory() {
   std::random_device rd;
   const std::uint64_t generation = (std::uint64_t{rd()} << 32 | rd()) | 1;
   const shm::FabricSpec spec = topo_.fabric_spec(generation);
   auto fabric = shm::Fabric::create(spec);
-  if (!fabric) return fabric.error();
+  if (!fabric) return sys::Unexpected(fabric.error());
   fabric_.emplace(std::move(fabric.value()));
-  auto stats = StatsRegion::create(spec.name, n, topo_.switch_config.mac_table_size, generation);
-  if (!stats) return stats.error();
+  auto stats = StatsRegion::create(spec.name, topo_.endpoints.size(), topo_.switch_config.mac_table_size, generation);
+  if (!stats) return sys::Unexpected(stats.error());
   stats_.emplace(std::move(stats.value()));
   stats_->set_daemon_pid(static_cast<std::uint64_t>(daemon_pid_));
+  return {};
+}
 
-  for (std::size_t i = 0; i < n; ++i) {
+Daemon::Step Daemon::create_doorbells() {
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
     auto bell = shm::EventFdDoorbell::create();
-    if (!bell) return "doorbell: " + bell.error().message();
+    if (!bell) return sys::Unexpected("doorbell: " + bell.error().message());
     doorbells_.push_back(std::move(bell.value()));
   }
   for (auto& b : doorbells_) doorbell_ptrs_.push_back(&b);
+  return {};
+}
 
-  // TAP devices are opened here and held by the daemon, so an endpoint that restarts
-  // inherits the same device (frames queued in it wait; its addresses stay).
-  taps_.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
+// TAP devices are opened here and held by the daemon, so an endpoint that restarts
+// inherits the same device (frames queued in it wait; its addresses stay).
+Daemon::Step Daemon::open_taps() {
+  taps_.resize(topo_.endpoints.size());
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
     const auto& e = topo_.endpoints[i];
     if (e.frontend != FrontendKind::kTap) continue;
     const auto& o = std::get<TapOptions>(e.options);
     endpoints::tap::TapSpec ts{o.ifname, o.netns, std::nullopt};
     if (e.mac) ts.mac = e.mac->bytes;
     auto tap = endpoints::tap::TapDevice::open(ts);
-    if (!tap) return "endpoint " + e.name + ": " + tap.error();
+    if (!tap) return sys::Unexpected("endpoint " + e.name + ": " + tap.error());
     taps_[i] = std::make_unique<endpoints::tap::TapDevice>(std::move(tap.value()));
     say("endpoint %s: tap %s%s%s %s", e.name.c_str(), o.ifname.c_str(), o.netns.empty() ? "" : " in netns ",
         o.netns.c_str(), taps_[i]->created() ? "created" : "attached");
   }
+  return {};
+}
 
-  // Signals arrive through a descriptor; the endpoints inherit the mask and make their own.
+// Signals arrive through a descriptor; the endpoints inherit the mask and make their own.
+Daemon::Step Daemon::take_signals() {
   sigemptyset(&blocked_);
   for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP}) {
     // A shell without job control starts background commands with SIGINT ignored; an
     // ignored signal never reaches a signalfd, and Ctrl-C / kill -INT would do nothing.
-    ::signal(s, SIG_DFL);
+    if (::signal(s, SIG_DFL) == SIG_ERR) return sys::Unexpected(sys::SysError{"signal", errno}.message());
     sigaddset(&blocked_, s);
   }
-  ::sigprocmask(SIG_BLOCK, &blocked_, nullptr);
+  if (::sigprocmask(SIG_BLOCK, &blocked_, nullptr) != 0)
+    return sys::Unexpected(sys::SysError{"sigprocmask", errno}.message());
   signals_ = sys::Fd(::signalfd(-1, &blocked_, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!signals_.valid()) return std::string("signalfd: ") + std::strerror(errno);
-  children_.resize(n);
-  return std::nullopt;
+  if (!signals_.valid()) return sys::Unexpected(sys::SysError{"signalfd", errno}.message());
+  return {};
 }
 
 void Daemon::publish_state(std::size_t i, EndpointState s) {
@@ -675,9 +699,9 @@ void Daemon::shutdown() {
 }
 
 int Daemon::run() {
-  if (auto err = setup()) {
-    say("%s", err->c_str());
-    notifier_.send("STATUS=failed: " + *err);
+  if (auto st = setup(); !st) {
+    say("%s", st.error().c_str());
+    notifier_.send("STATUS=failed: " + st.error());
     return 1;
   }
   std::vector<std::string> seen_cores(machine_cpus() + 1);
@@ -758,13 +782,12 @@ int run_daemon(const DaemonOptions& options) {
     std::fprintf(stderr, "%s\n", format_errors(errs).c_str());
     return 2;
   }
-  std::string error;
-  auto lock = TopologyLock::take(topo.value().switch_config.name, error);
+  auto lock = TopologyLock::take(topo.value().switch_config.name);
   if (!lock) {
-    say("%s", error.c_str());
+    say("%s", lock.error().c_str());
     return 1;
   }
-  Daemon d(std::move(topo.value()), std::move(*lock));
+  Daemon d(std::move(topo.value()), std::move(lock.value()));
   return d.run();
 }
 
