@@ -188,8 +188,9 @@ std::optional<std::size_t> NetDevice::receive(std::span<std::byte> buf) noexcept
   return std::nullopt;
 }
 
-NetDevice::Delivery NetDevice::deliver(const virtio::NetHeader& header, std::span<const std::byte> frame,
+NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, std::span<const std::byte> frame,
                                        ResumeToken& resume) noexcept {
+  const virtio::NetHeader& header = checked.get();
   if (!serviced_) service();
   auto* q = backend_.queue(kRxQueue);
   if (q == nullptr) {  // no guest (yet), or its RX queue is not running: nothing to wait for

@@ -89,10 +89,11 @@ class NetDevice {
                       // buffers can ever hold
     kUnsupported,     // dropped: a GSO frame that cannot be segmented in software
   };
-  // Delivers a frame whose `header` is validated; `frame` may lie in memory another party
-  // writes: it is read once. `resume`: see ResumeToken; reset to zero unless the answer
-  // is kWaitForBuffers.
-  Delivery deliver(const virtio::NetHeader& header, std::span<const std::byte> frame, ResumeToken& resume) noexcept;
+  // Delivers a frame with the header parse() validated for it; `frame` may lie in memory
+  // another party writes: it is read once. `resume`: see ResumeToken; reset to zero unless
+  // the answer is kWaitForBuffers.
+  Delivery deliver(const virtio::CheckedNetHeader& checked, std::span<const std::byte> frame,
+                   ResumeToken& resume) noexcept;
 
   // Once per pass, after receiving and delivering: publish used elements and interrupt
   // the guest where it asked to be.

@@ -30,7 +30,7 @@ std::string_view to_string(NetHeaderError e) {
   return "unknown";
 }
 
-sys::Result<NetHeader, NetHeaderError> parse(std::span<const std::byte> bytes) {
+sys::Result<CheckedNetHeader, NetHeaderError> parse(std::span<const std::byte> bytes) {
   using sys::Unexpected;
   if (bytes.size() < kNetHeaderBytes) return Unexpected{NetHeaderError::kTruncated};
   std::byte raw[kNetHeaderBytes];
@@ -58,7 +58,7 @@ sys::Result<NetHeader, NetHeaderError> parse(std::span<const std::byte> bytes) {
   if ((h.flags & kNetHdrFlagNeedsCsum) != 0 &&
       std::size_t{h.csum_start} + h.csum_offset + 2 > frame_len)
     return Unexpected{NetHeaderError::kCsumOutOfFrame};
-  return h;
+  return CheckedNetHeader(h);
 }
 
 void write(const NetHeader& h, std::span<std::byte, kNetHeaderBytes> out) noexcept {

@@ -5,7 +5,8 @@
 // TCP segment cross the switch as one record.
 //
 // Untrusted: parse() copies the 12 bytes once into a NetHeader and validates it against
-// the frame it describes; only a validated header is ever forwarded.
+// the frame it describes; only a validated header (a CheckedNetHeader, which only parse()
+// makes) is ever handed to a receiver.
 #pragma once
 
 #include <bit>
@@ -56,8 +57,23 @@ enum class NetHeaderError : std::uint8_t {
 };
 std::string_view to_string(NetHeaderError e);
 
+class CheckedNetHeader;
 // Decodes and validates the header at the front of `bytes`; the frame is what follows it.
-[[nodiscard]] sys::Result<NetHeader, NetHeaderError> parse(std::span<const std::byte> bytes);
+[[nodiscard]] sys::Result<CheckedNetHeader, NetHeaderError> parse(std::span<const std::byte> bytes);
+
+// A header parse() validated against its frame. Only parse() makes one, so what takes it
+// (a frontend's deliver()) cannot be handed twelve bytes nobody checked; it cannot be
+// changed after the check either.
+class CheckedNetHeader {
+ public:
+  [[nodiscard]] const NetHeader& get() const noexcept { return header_; }
+  const NetHeader* operator->() const noexcept { return &header_; }
+
+ private:
+  friend sys::Result<CheckedNetHeader, NetHeaderError> parse(std::span<const std::byte> bytes);
+  explicit CheckedNetHeader(const NetHeader& h) noexcept : header_(h) {}
+  NetHeader header_;
+};
 // Encodes `h` little-endian into the 12 bytes at `out` (which must hold them).
 void write(const NetHeader& h, std::span<std::byte, kNetHeaderBytes> out) noexcept;
 

@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::span<const std::byte> input(reinterpret_cast<const std::byte*>(data), size);
   const auto parsed = parse(input);
   if (!parsed) return 0;
-  const NetHeader* header = &parsed.value();
+  const NetHeader* header = &parsed.value().get();
   std::vector<std::byte> frame(input.begin() + kNetHeaderBytes, input.end());
   if ((header->flags & kNetHdrFlagNeedsCsum) != 0) {
     std::vector<std::byte> copy = frame;

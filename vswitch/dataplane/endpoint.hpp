@@ -65,12 +65,12 @@ class Frontend {
     kTooLarge,    // dropped: the guest's receive buffers can never hold this frame
     kUnsupported, // dropped: an offload the receiver lacks that cannot be done in software
   };
-  // Delivers a frame from peer `from`. `header` is validated; `frame` lies in shared
+  // Delivers a frame from peer `from` with its validated header; `frame` lies in shared
   // memory and may change under us: read it once. `resume` is the frontend's own note of
   // how far it got with this frame: 0 before the first try; the loop keeps it with the
   // record while the record waits (kRetryLater) and hands it back on every retry, so a
   // frontend that delivers a frame in parts never repeats one.
-  virtual Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame,
+  virtual Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
                            PortId from, std::uint64_t& resume) noexcept = 0;
   // Whether deliver() may answer kRetryLater (the loop then peeks before it consumes).
   [[nodiscard]] virtual bool may_defer_delivery() const noexcept { return false; }

@@ -46,7 +46,7 @@ Frontend::RxResult GeneratorFrontend::receive(std::span<std::byte> buf, std::uin
   return {Rx::kFrame, virtio::kNetHeaderBytes + size};
 }
 
-Frontend::Delivery GeneratorFrontend::deliver(const virtio::NetHeader&, std::span<const std::byte> frame,
+Frontend::Delivery GeneratorFrontend::deliver(const virtio::CheckedNetHeader&, std::span<const std::byte> frame,
                                              PortId from, std::uint64_t&) noexcept {
   auto id = gen::check_test_frame(frame);  // reads the frame once, into its own copy
   if (!id) {

@@ -18,12 +18,12 @@ Frontend::RxResult TapFrontend::receive(std::span<std::byte> buf, std::uint64_t)
   return {Rx::kFrame, *r.value()};
 }
 
-Frontend::Delivery TapFrontend::deliver(const virtio::NetHeader& header, std::span<const std::byte> frame, PortId,
+Frontend::Delivery TapFrontend::deliver(const virtio::CheckedNetHeader& header, std::span<const std::byte> frame, PortId,
                                        std::uint64_t&) noexcept {
   // The header we hand the kernel is the validated copy, re-encoded, never the bytes in
   // shared memory; the frame goes from shared memory to the kernel in one copy.
   std::array<std::byte, virtio::kNetHeaderBytes> h{};
-  virtio::NetHeader out = header;
+  virtio::NetHeader out = header.get();
   out.num_buffers = 0;
   virtio::write(out, std::span<std::byte, virtio::kNetHeaderBytes>(h));
   const iovec parts[2] = {{h.data(), h.size()}, {const_cast<std::byte*>(frame.data()), frame.size()}};

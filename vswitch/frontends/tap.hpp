@@ -17,8 +17,8 @@ class TapFrontend final : public Frontend {
   explicit TapFrontend(endpoints::tap::TapDevice& device) : device_(device) {}
   [[nodiscard]] int fd() const noexcept override { return device_.fd(); }
   RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
-  Delivery deliver(const endpoints::virtio::NetHeader& header, std::span<const std::byte> frame, PortId from,
-                   std::uint64_t& resume) noexcept override;
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
+                   PortId from, std::uint64_t& resume) noexcept override;
   [[nodiscard]] std::uint64_t read_errors() const noexcept { return read_errors_; }
   [[nodiscard]] std::uint64_t write_errors() const noexcept { return write_errors_; }
 

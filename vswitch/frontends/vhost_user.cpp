@@ -8,7 +8,7 @@ Frontend::RxResult VhostUserFrontend::receive(std::span<std::byte> buf, std::uin
   return {Rx::kFrame, *bytes};
 }
 
-Frontend::Delivery VhostUserFrontend::deliver(const endpoints::virtio::NetHeader& header,
+Frontend::Delivery VhostUserFrontend::deliver(const endpoints::virtio::CheckedNetHeader& header,
                                              std::span<const std::byte> frame, PortId,
                                              std::uint64_t& resume) noexcept {
   auto token = endpoints::vhost_user::ResumeToken::unpack(resume);

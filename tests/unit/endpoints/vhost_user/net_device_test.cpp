@@ -312,6 +312,16 @@ std::pair<virtio::NetHeader, Bytes> tso_frame(std::size_t payload, std::uint32_t
   return {h, b};
 }
 
+// What the switch hands the device: a header parse() accepted for this frame.
+virtio::CheckedNetHeader checked(const virtio::NetHeader& h, const Bytes& frame) {
+  Bytes b(virtio::kNetHeaderBytes + frame.size());
+  virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(b.data(), virtio::kNetHeaderBytes));
+  std::memcpy(b.data() + virtio::kNetHeaderBytes, frame.data(), frame.size());
+  auto r = virtio::parse(b);
+  if (!r) throw std::runtime_error("test header rejected: " + std::string(virtio::to_string(r.error())));
+  return r.value();
+}
+
 TEST(VhostUserNetDevice, CarriesFramesBothWaysWithInterrupts) {
   Session s;
   Guest g;
@@ -336,7 +346,7 @@ TEST(VhostUserNetDevice, CarriesFramesBothWaysWithInterrupts) {
   g.post_rx(2);
   const Bytes in = plain_frame(100, 0x22);
   ResumeToken token;
-  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kDelivered);
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, in), in, token), NetDevice::Delivery::kDelivered);
   EXPECT_EQ(token.pack(), 0u);
   EXPECT_EQ(g.rx.used_idx(), 0) << "published only by flush()";
   s.pass();
@@ -361,8 +371,8 @@ TEST(VhostUserNetDevice, AFrameWaitsForBuffersAndArmAsksForTheKick) {
   s.attach(fe, g, kOfferedFeatures);
   const Bytes in = plain_frame(200, 0x33);
   ResumeToken token;
-  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kWaitForBuffers);
-  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, in), in, token), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, in), in, token), NetDevice::Delivery::kWaitForBuffers);
   EXPECT_EQ(s.device->counters().totals.rx_no_buffers, 1u) << "counted once per wait";
   s.pass();
   EXPECT_TRUE(s.device->arm()) << "nothing posted: the caller may sleep";
@@ -372,12 +382,12 @@ TEST(VhostUserNetDevice, AFrameWaitsForBuffersAndArmAsksForTheKick) {
   g.post_rx(1);
   g.kick_queue(kRxQueue);
   EXPECT_TRUE(readable(s.device->fd()));
-  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kDelivered);
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, in), in, token), NetDevice::Delivery::kDelivered);
   s.pass();
   EXPECT_EQ(g.rx.used_idx(), 1);
 
   // A buffer posted between the caller's last look and arm() keeps it awake.
-  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, in, token), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, in), in, token), NetDevice::Delivery::kWaitForBuffers);
   s.pass();
   g.post_rx(1);
   EXPECT_FALSE(s.device->arm());
@@ -396,16 +406,16 @@ TEST(VhostUserNetDevice, SegmentationResumesByTokenWithoutRepeatingASegment) {
   const auto [hb, b] = tso_frame(200, 5000, 100);  // 2 segments
   g.post_rx(1);
   ResumeToken ta, tb;
-  EXPECT_EQ(s.device->deliver(ha, a, ta), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->deliver(checked(ha, a), a, ta), NetDevice::Delivery::kWaitForBuffers);
   EXPECT_NE(ta.epoch, 0u);
   EXPECT_EQ(ta.next_segment, 1u);
-  EXPECT_EQ(s.device->deliver(hb, b, tb), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->deliver(checked(hb, b), b, tb), NetDevice::Delivery::kWaitForBuffers);
   EXPECT_EQ(tb.next_segment, 0u);
   s.pass();
   g.post_rx(8);
-  EXPECT_EQ(s.device->deliver(ha, a, ta), NetDevice::Delivery::kDelivered);
+  EXPECT_EQ(s.device->deliver(checked(ha, a), a, ta), NetDevice::Delivery::kDelivered);
   EXPECT_EQ(ta.pack(), 0u);
-  EXPECT_EQ(s.device->deliver(hb, b, tb), NetDevice::Delivery::kDelivered);
+  EXPECT_EQ(s.device->deliver(checked(hb, b), b, tb), NetDevice::Delivery::kDelivered);
   s.pass();
   ASSERT_EQ(g.rx.used_idx(), 5);
   const std::uint32_t want[] = {1000, 1100, 1200, 5000, 5100};
@@ -428,14 +438,14 @@ TEST(VhostUserNetDevice, ATokenOfAnEarlierConnectionStartsOver) {
     FrontEnd fe(s.path);
     s.attach(fe, g, kOfferedFeatures & kNoGuestTso);
     g.post_rx(1);
-    EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kWaitForBuffers);
+    EXPECT_EQ(s.device->deliver(checked(h, f), f, t), NetDevice::Delivery::kWaitForBuffers);
     EXPECT_EQ(t.next_segment, 1u);
     s.pass();
   }  // the front-end goes away
   const ResumeToken earlier = t;
   s.pass();
   EXPECT_FALSE(s.device->connected());
-  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kNoGuest) << "nothing to wait for";
+  EXPECT_EQ(s.device->deliver(checked(h, f), f, t), NetDevice::Delivery::kNoGuest) << "nothing to wait for";
   EXPECT_EQ(t.pack(), 0u);
   s.pass();  // the caller's pass ends
   t = earlier;  // a caller that kept the token anyway
@@ -443,7 +453,7 @@ TEST(VhostUserNetDevice, ATokenOfAnEarlierConnectionStartsOver) {
   FrontEnd fe(s.path);
   s.attach(fe, g, kOfferedFeatures & kNoGuestTso);
   g.post_rx(4);
-  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kDelivered);
+  EXPECT_EQ(s.device->deliver(checked(h, f), f, t), NetDevice::Delivery::kDelivered);
   s.pass();
   EXPECT_EQ(g.rx.used_idx(), 3) << "all three segments for the new guest";
 }
@@ -459,10 +469,10 @@ TEST(VhostUserNetDevice, ChecksumsAreCompletedForAGuestWithoutGuestCsum) {
   h.gso_type = virtio::kGsoNone;  // one frame, checksum left to the device
   h.gso_size = 0;
   ResumeToken t;
-  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kWaitForBuffers);
-  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->deliver(checked(h, f), f, t), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_EQ(s.device->deliver(checked(h, f), f, t), NetDevice::Delivery::kWaitForBuffers);
   g.post_rx(1);
-  EXPECT_EQ(s.device->deliver(h, f, t), NetDevice::Delivery::kDelivered);
+  EXPECT_EQ(s.device->deliver(checked(h, f), f, t), NetDevice::Delivery::kDelivered);
   s.pass();
   ASSERT_EQ(g.rx.used_idx(), 1);
   const Bytes r = g.received(0);
@@ -584,7 +594,7 @@ TEST(VhostUserNetDevice, CountsOnFromItsPredecessor) {
 TEST(VhostUserNetDevice, NoGuestMeansDropNotWait) {
   Session s;
   ResumeToken t{3, 2};
-  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, plain_frame(60, 0), t), NetDevice::Delivery::kNoGuest);
+  EXPECT_EQ(s.device->deliver(checked({}, plain_frame(60, 0)), plain_frame(60, 0), t), NetDevice::Delivery::kNoGuest);
   EXPECT_EQ(t.pack(), 0u);
   EXPECT_TRUE(s.device->arm());
   s.pass();  // the caller's pass ends
@@ -592,7 +602,7 @@ TEST(VhostUserNetDevice, NoGuestMeansDropNotWait) {
   Guest g;
   FrontEnd fe(s.path);
   s.attach(fe, g, kOfferedFeatures);
-  EXPECT_EQ(s.device->deliver(virtio::NetHeader{}, huge, t), NetDevice::Delivery::kTooLarge);
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, huge), huge, t), NetDevice::Delivery::kTooLarge);
 }
 
 }  // namespace

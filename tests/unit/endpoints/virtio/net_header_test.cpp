@@ -21,13 +21,13 @@ TEST(NetHeader, RoundTripsEveryFieldLittleEndian) {
   EXPECT_EQ(std::to_integer<int>(bytes[3]), 0x12);
   auto parsed = parse(bytes);
   ASSERT_TRUE(parsed.has_value());
-  EXPECT_EQ(parsed->flags, h.flags);
-  EXPECT_EQ(parsed->gso_type, h.gso_type);
-  EXPECT_EQ(parsed->hdr_len, h.hdr_len);
-  EXPECT_EQ(parsed->gso_size, h.gso_size);
-  EXPECT_EQ(parsed->csum_start, h.csum_start);
-  EXPECT_EQ(parsed->csum_offset, h.csum_offset);
-  EXPECT_EQ(parsed->num_buffers, h.num_buffers);
+  EXPECT_EQ(parsed->get().flags, h.flags);
+  EXPECT_EQ(parsed->get().gso_type, h.gso_type);
+  EXPECT_EQ(parsed->get().hdr_len, h.hdr_len);
+  EXPECT_EQ(parsed->get().gso_size, h.gso_size);
+  EXPECT_EQ(parsed->get().csum_start, h.csum_start);
+  EXPECT_EQ(parsed->get().csum_offset, h.csum_offset);
+  EXPECT_EQ(parsed->get().num_buffers, h.num_buffers);
 }
 
 TEST(NetHeader, PlainFrameIsValid) {

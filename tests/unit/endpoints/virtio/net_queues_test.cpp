@@ -143,9 +143,9 @@ TEST(NetRx, A64KiBGsoFrameOverMergeableBuffers) {
   ASSERT_EQ(got.size(), kNetHeaderBytes + frame.size());
   auto seen = parse(got);
   ASSERT_TRUE(seen.has_value());
-  EXPECT_EQ(seen->num_buffers, 17);
-  EXPECT_EQ(seen->gso_type, kGsoTcpV4);
-  EXPECT_EQ(seen->gso_size, 1448);
+  EXPECT_EQ(seen->get().num_buffers, 17);
+  EXPECT_EQ(seen->get().gso_type, kGsoTcpV4);
+  EXPECT_EQ(seen->get().gso_size, 1448);
   EXPECT_EQ(std::memcmp(got.data() + kNetHeaderBytes, frame.data(), frame.size()), 0);
   EXPECT_EQ(rx.pooled(), 0u) << "ceil needs all 17 popped, nothing left over";
 }

@@ -330,7 +330,7 @@ class ChoosyFrontend final : public Frontend {
   [[nodiscard]] int fd() const noexcept override { return -1; }
   RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
   [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
-  Delivery deliver(const endpoints::virtio::NetHeader&, std::span<const std::byte> frame, PortId from,
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte> frame, PortId from,
                    std::uint64_t& resume) noexcept override {
     const auto id = endpoints::generator::check_test_frame(frame);
     if (!id) {
