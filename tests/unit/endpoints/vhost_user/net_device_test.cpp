@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/bytes.hpp"
 #include "tests/support/guest_driver.hpp"
 
 namespace vswitch::endpoints::vhost_user {
@@ -33,7 +34,11 @@ namespace {
 
 using test::GuestDriver;
 using virtio::Descriptor;
-using Bytes = std::vector<std::byte>;
+using test::Bytes;
+using test::get16;
+using test::get32;
+using test::put16;
+using test::put32;
 
 constexpr std::uint16_t kQueueSize = 16;
 constexpr std::size_t kMaxFrame = 65536;
@@ -43,6 +48,13 @@ constexpr std::uint64_t kQemuAddr = 0x7f1200000000;     // where "QEMU" has gues
 constexpr std::uint64_t kQemuTxOffset = 0x10000000;     // ... and the second region
 constexpr std::size_t kRamBytes = 1 << 20;
 constexpr std::uint64_t kNoGuestTso = ~(kFeatureGuestTso4 | kFeatureGuestTso6 | kFeatureGuestEcn);
+
+// A pipe: a descriptor the device can watch but that is no eventfd counter.
+std::pair<sys::Fd, sys::Fd> make_pipe() {
+  int p[2] = {-1, -1};
+  if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return {};
+  return {sys::Fd(p[0]), sys::Fd(p[1])};
+}
 
 bool readable(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -260,23 +272,6 @@ Bytes plain_frame(std::size_t bytes, std::uint8_t fill) {
   f[12] = std::byte{0x08};
   f[13] = std::byte{0x00};
   return f;
-}
-
-void put16(Bytes& b, std::size_t at, std::uint16_t v) {
-  b[at] = static_cast<std::byte>(v >> 8);
-  b[at + 1] = static_cast<std::byte>(v & 0xff);
-}
-void put32(Bytes& b, std::size_t at, std::uint32_t v) {
-  put16(b, at, static_cast<std::uint16_t>(v >> 16));
-  put16(b, at + 2, static_cast<std::uint16_t>(v));
-}
-std::uint16_t get16(const Bytes& b, std::size_t at) {
-  return static_cast<std::uint16_t>((std::to_integer<unsigned>(b[at]) << 8) | std::to_integer<unsigned>(b[at + 1]));
-}
-std::uint32_t get32(const Bytes& b, std::size_t at) {
-  std::uint32_t v = 0;
-  for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | std::to_integer<std::uint32_t>(b[at + i]);
-  return v;
 }
 
 // A TCP/IPv4 frame as a TSO sender hands it (no TCP options), `payload` bytes, first
@@ -542,9 +537,8 @@ TEST(VhostUserNetDevice, AKickThatCannotBeReadDisconnects) {
   Session s;
   Guest g;
   FrontEnd fe(s.path);
-  int p[2];
-  ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
-  const sys::Fd read_end(p[0]), write_end(p[1]);
+  const auto [read_end, write_end] = make_pipe();
+  ASSERT_TRUE(read_end.valid());
   s.attach(fe, g, kOfferedFeatures, {-1, read_end.get()});
   ASSERT_TRUE(s.device->connected());
   // One byte: readable, but not an 8-byte counter.
@@ -559,9 +553,8 @@ TEST(VhostUserNetDevice, ACallThatCannotBeWrittenDisconnects) {
   Session s;
   Guest g;
   FrontEnd fe(s.path);
-  int p[2];
-  ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
-  const sys::Fd read_end(p[0]), write_end(p[1]);
+  const auto [read_end, write_end] = make_pipe();
+  ASSERT_TRUE(read_end.valid());
   s.attach(fe, g, kOfferedFeatures, {-1, -1}, {-1, read_end.get()});  // TX call: a read-only end
   ASSERT_TRUE(s.device->connected());
   g.transmit(virtio::NetHeader{}, plain_frame(60, 0x66));

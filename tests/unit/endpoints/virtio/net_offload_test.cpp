@@ -8,24 +8,17 @@
 #include <cstdint>
 #include <vector>
 
+#include "tests/support/bytes.hpp"
+
 namespace virtio = vswitch::endpoints::virtio;
 
 namespace {
 
-using Bytes = std::vector<std::byte>;
-
-void put16(Bytes& b, std::size_t at, std::uint16_t v) {
-  b[at] = static_cast<std::byte>(v >> 8);
-  b[at + 1] = static_cast<std::byte>(v & 0xff);
-}
-void put32(Bytes& b, std::size_t at, std::uint32_t v) {
-  put16(b, at, static_cast<std::uint16_t>(v >> 16));
-  put16(b, at + 2, static_cast<std::uint16_t>(v));
-}
-std::uint16_t get16(const Bytes& b, std::size_t at) {
-  return static_cast<std::uint16_t>((std::to_integer<unsigned>(b[at]) << 8) | std::to_integer<unsigned>(b[at + 1]));
-}
-std::uint32_t get32(const Bytes& b, std::size_t at) { return (std::uint32_t{get16(b, at)} << 16) | get16(b, at + 2); }
+using vswitch::test::Bytes;
+using vswitch::test::get16;
+using vswitch::test::get32;
+using vswitch::test::put16;
+using vswitch::test::put32;
 
 // Plain RFC 1071: sum of 16-bit words, end-around carry, per byte pair.
 std::uint32_t sum16(const Bytes& b, std::size_t from, std::size_t to, std::uint32_t acc = 0) {

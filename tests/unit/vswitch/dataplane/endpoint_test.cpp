@@ -76,6 +76,19 @@ class TestSwitch {
     return c;
   }
 
+  // What endpoint i's loop runs on: this switch's topology, fabric, doorbells and stats.
+  EndpointResources resources(std::size_t i, int doorbell_fd, int stop_fd) {
+    EndpointResources res;
+    res.topology = &topo_;
+    res.self = i;
+    res.fabric = &*fabric_;
+    res.doorbells = bell_ptrs_;
+    res.doorbell_fd = doorbell_fd;
+    res.stats = &*stats_;
+    res.stop_fd = stop_fd;
+    return res;
+  }
+
   GeneratorFrontend::Config receiver(std::size_t i) const {
     return GeneratorFrontend::receive_only(*topo_.endpoints[i].mac);
   }
@@ -87,14 +100,7 @@ class TestSwitch {
     std::atomic<bool> done{false};
     sys::Status<std::string> result;
     std::thread t([&] {
-      EndpointResources res;
-      res.topology = &topo_;
-      res.self = i;
-      res.fabric = &*fabric_;
-      res.doorbells = bell_ptrs_;
-      res.doorbell_fd = doorbell_fd;
-      res.stats = &*stats_;
-      res.stop_fd = stop_fd.fd();
+      const EndpointResources res = resources(i, doorbell_fd, stop_fd.fd());
       GeneratorFrontend gen(receiver(i));
       EndpointLoop loop(res, gen);
       result = loop.run();
@@ -113,14 +119,7 @@ class TestSwitch {
     Runner* raw = r.get();
     const EndpointCounters initial = stats_->read_counters(i);
     raw->thread = std::thread([this, i, c, raw, initial] {
-      EndpointResources res;
-      res.topology = &topo_;
-      res.self = i;
-      res.fabric = &*fabric_;
-      res.doorbells = bell_ptrs_;
-      res.doorbell_fd = bells_[i].fd();
-      res.stats = &*stats_;
-      res.stop_fd = raw->stop.fd();
+      const EndpointResources res = resources(i, bells_[i].fd(), raw->stop.fd());
       GeneratorFrontend gen(c, sys::load_block<GeneratorCounters>(initial.frontend));
       EndpointLoop loop(res, gen, initial);
       auto st = loop.run();
@@ -132,14 +131,7 @@ class TestSwitch {
   // holds; false when it did not within `limit`.
   bool poll_until(std::size_t i, Frontend& frontend, const std::function<bool()>& done,
                   std::chrono::seconds limit = 30s) {
-    EndpointResources res;
-    res.topology = &topo_;
-    res.self = i;
-    res.fabric = &*fabric_;
-    res.doorbells = bell_ptrs_;
-    res.doorbell_fd = bells_[i].fd();
-    res.stats = &*stats_;
-    EndpointLoop loop(res, frontend);
+    EndpointLoop loop(resources(i, bells_[i].fd(), -1), frontend);
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (!done()) {
       if (std::chrono::steady_clock::now() > deadline) return false;
