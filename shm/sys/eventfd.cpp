@@ -10,7 +10,7 @@
 namespace vswitch::sys {
 
 Result<EventFd, SysError> EventFd::create() {
-  const int fd = ::eventfd(0, EFD_CLOEXEC);
+  const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (fd < 0) return Unexpected{SysError{"eventfd", errno}};
   return EventFd(Fd(fd));
 }
@@ -23,9 +23,7 @@ void EventFd::signal() const noexcept {
 }
 
 std::uint64_t EventFd::drain() const noexcept {
-  pollfd p{fd_.get(), POLLIN, 0};
-  if (::poll(&p, 1, 0) <= 0) return 0;  // not readable: a read() would block
-  std::uint64_t value = 0;
+  std::uint64_t value = 0;  // a counter at zero: read() fails with EAGAIN, and 0 is returned
   ssize_t n;
   do {
     n = ::read(fd_.get(), &value, sizeof value);
@@ -57,17 +55,9 @@ Status<SysError> signal_counter(int fd) noexcept {
 }
 
 bool EventFd::wait(std::chrono::nanoseconds timeout) const noexcept {
-  if (timeout.count() < 0) {
-    std::uint64_t value = 0;
-    ssize_t n;
-    do {
-      n = ::read(fd_.get(), &value, sizeof value);  // blocks until signalled, then clears
-    } while (n < 0 && errno == EINTR);
-    return n == sizeof value;
-  }
   pollfd p{fd_.get(), POLLIN, 0};
   timespec ts{};
-  timespec* tsp = nullptr;
+  timespec* tsp = nullptr;  // a negative timeout waits forever
   if (timeout.count() >= 0) {
     ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
     ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);

@@ -1,7 +1,10 @@
-// EventFd: a Linux eventfd used as a doorbell. The descriptor is blocking: an untimed
-// wait() is then a single read() that sleeps until the counter is non-zero and clears it
-// (one syscall per sleep, not poll + read). It can still sit in an epoll set: only its
-// owner reads it, and only after epoll reported it readable.
+// EventFd: a Linux eventfd used as a doorbell. The descriptor is non-blocking: every
+// process that rings a doorbell shares the counter with its owner, and eventfd(2) says a
+// write() that would overflow the counter "blocks until a read is performed" on a
+// blocking descriptor. An owner that stops reading (hung, or hostile: it can write
+// 0xfffffffffffffffe into its own counter) would then freeze every process that rings it.
+// Non-blocking, that write fails with EAGAIN, which is a wakeup already pending. The
+// owner sleeps in poll or epoll and reads only after they report the counter readable.
 #pragma once
 
 #include <chrono>
@@ -17,8 +20,8 @@ class EventFd {
  public:
   [[nodiscard]] static Result<EventFd, SysError> create();
 
-  // Adds one to the counter, waking a poller. Never blocks (the counter saturates only
-  // after 2^64-2 signals without a read).
+  // Adds one to the counter, waking a poller. Never blocks: a counter at its maximum
+  // (2^64-2) already has a wakeup pending, and the add is skipped.
   void signal() const noexcept;
   // Reads and clears the counter without blocking; returns 0 when it was already zero.
   std::uint64_t drain() const noexcept;
