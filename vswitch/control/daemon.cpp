@@ -124,6 +124,7 @@ std::vector<std::string> topology_differences(const Topology& a, const Topology&
   differ(d, "switch.name", a.switch_config.name, b.switch_config.name);
   differ(d, "switch.mac_table_size", a.switch_config.mac_table_size, b.switch_config.mac_table_size);
   differ(d, "switch.aging_s", a.switch_config.aging_s, b.switch_config.aging_s);
+  differ(d, "switch.max_macs_per_port", a.switch_config.macs_per_port(), b.switch_config.macs_per_port());
   differ(d, "fabric.ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
   differ(d, "fabric.max_frame", a.fabric.max_frame, b.fabric.max_frame);
   differ(d, "fabric.stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);

@@ -26,6 +26,8 @@ MacTable::Config table_config(const Topology& t) {
   MacTable::Config c;
   c.capacity = t.switch_config.mac_table_size;
   c.aging_ms = std::uint64_t{t.switch_config.aging_s} * 1000;
+  c.max_per_port = t.switch_config.macs_per_port();
+  c.ports = static_cast<std::uint32_t>(t.endpoints.size());
   return c;
 }
 

@@ -25,6 +25,7 @@ enum class DropReason : std::uint8_t {
   kGuestNotReady,      // a VM endpoint with no guest attached, or its RX queue not running
   kGuestBufferTooSmall,// the guest's receive buffers cannot hold the frame (even all of them)
   kOffloadUnsupported, // an offload the guest did not accept and software cannot complete
+  kGroupSourceMac,     // source MAC is a group (multicast or broadcast) address: no station sends from one
   kCount,
 };
 std::string_view to_string(DropReason r);
