@@ -10,7 +10,8 @@
 //              learned addresses one port may hold in a MAC table, so a flood of source
 //              addresses from one port cannot fill the table for the others
 //   [fabric]   ring_bytes = 1048576 (power of two, >= one max frame record),
-//              max_frame = 65536 (bytes, 64..65536), stall_timeout_ms = 2000
+//              max_frame = 65536 (bytes, 64..65536; TAPs get TSO only at 65536, and a
+//              longer frame read from a TAP is dropped as frame_too_large), stall_timeout_ms = 2000
 //   [[endpoint]] name (required, [A-Za-z0-9_-]), frontend (required: "tap" | "vhost-user" |
 //              "generator"), core, mac, poll_us = 0,
 //              port_security = true if mac is set, else false (true needs mac; a port

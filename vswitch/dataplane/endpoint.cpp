@@ -244,6 +244,12 @@ bool EndpointLoop::pump_frontend() {
       drop(DropReason::kFrontendError);
       continue;
     }
+    // A frame longer than the largest record is never forwarded, whole or cut; a count
+    // beyond the buffer (whatever the frontend says) is treated the same way.
+    if (rx.status == Frontend::Rx::kTooLarge || rx.bytes > buf.size()) {
+      drop(DropReason::kFrameTooLarge);
+      continue;
+    }
     if (rx.bytes < virtio::kNetHeaderBytes) {
       drop(DropReason::kBadNetHeader);
       continue;

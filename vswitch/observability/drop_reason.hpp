@@ -18,7 +18,7 @@ enum class DropReason : std::uint8_t {
   kFloodPeerFull,      // a flooded copy found the peer's channel full
   kPeerStalled,        // the peer has not consumed for the stall timeout
   kRingCorrupt,        // a corrupt record was dropped by the ring consumer
-  kFrameTooLarge,      // larger than the fabric's max frame
+  kFrameTooLarge,      // larger than the fabric's max frame (e.g. read from a TAP: taken whole, never cut and sent)
   kBadNetHeader,       // a record whose virtio-net header is truncated or invalid
   kFrontendError,      // the frontend refused the frame (e.g. a TAP write failed)
   kEndpointStopped,    // held for a full channel when the endpoint was stopped
