@@ -15,9 +15,9 @@ sys::Result<Channel, std::string> Channel::create(const ChannelSpec& spec) {
 }
 
 sys::Result<Channel, std::string> Channel::attach(const std::string& name,
-                                                  std::uint64_t expected_generation) {
+                                                  std::uint64_t expected_generation, Access access) {
   using sys::Unexpected;
-  auto region = Region::attach(name, RegionKind::kChannel, expected_generation);
+  auto region = Region::attach(name, RegionKind::kChannel, expected_generation, access);
   if (!region) return Unexpected{region.error().detail};
   auto area = RingArea::attach(region->payload());
   if (!area) return Unexpected{"channel " + name + ": " + std::string(to_string(area.error()))};

@@ -25,9 +25,12 @@ class Channel {
  public:
   // Creates the region and lays out an empty ring; the creator unlinks it on destruction.
   [[nodiscard]] static sys::Result<Channel, std::string> create(const ChannelSpec& spec);
-  // Attaches to an existing channel; validates region header and ring header.
+  // Attaches to an existing channel; validates region header and ring header. An observer
+  // attaches with Access::kReadOnly and only reads area().snapshot(): producer() and
+  // consumer() store into the ring and would fault on a read-only mapping.
   [[nodiscard]] static sys::Result<Channel, std::string> attach(const std::string& name,
-                                                                std::uint64_t expected_generation = 0);
+                                                                std::uint64_t expected_generation = 0,
+                                                                Access access = Access::kReadWrite);
 
   [[nodiscard]] FrameProducer producer(Doorbell* consumer_doorbell) const noexcept {
     return FrameProducer(area_, consumer_doorbell);

@@ -85,13 +85,13 @@ sys::Status<RegionError> validate_header(const RegionHeader& h, std::uint64_t ob
 }
 
 Region::Region(std::string name, std::unique_ptr<Mapping> mapping, std::span<std::byte> payload,
-               std::uint64_t generation, bool owner)
+               std::uint64_t generation, bool owner, bool read_only)
     : name_(std::move(name)), mapping_(std::move(mapping)), payload_(payload),
-      generation_(generation), owner_(owner) {}
+      generation_(generation), owner_(owner), read_only_(read_only) {}
 
 Region::Region(Region&& o) noexcept
     : name_(std::move(o.name_)), mapping_(std::move(o.mapping_)), payload_(o.payload_),
-      generation_(o.generation_), owner_(std::exchange(o.owner_, false)) {}
+      generation_(o.generation_), owner_(std::exchange(o.owner_, false)), read_only_(o.read_only_) {}
 
 Region& Region::operator=(Region&& o) noexcept {
   if (this != &o) {
@@ -101,6 +101,7 @@ Region& Region::operator=(Region&& o) noexcept {
     payload_ = o.payload_;
     generation_ = o.generation_;
     owner_ = std::exchange(o.owner_, false);
+    read_only_ = o.read_only_;
   }
   return *this;
 }
@@ -159,17 +160,19 @@ void Region::publish_ready() noexcept {
 }
 
 sys::Result<Region, RegionError> Region::attach(const std::string& name, RegionKind kind,
-                                                std::uint64_t expected_generation) {
+                                                std::uint64_t expected_generation, Access access) {
   using sys::Unexpected;
+  // Read-only: O_RDONLY and PROT_READ (Boost maps read_only as a shared, read-only mapping).
+  const bip::mode_t mode = access == Access::kReadOnly ? bip::read_only : bip::read_write;
   try {
-    bip::shared_memory_object shm(bip::open_only, name.c_str(), bip::read_write);
+    bip::shared_memory_object shm(bip::open_only, name.c_str(), mode);
     bip::offset_t size = 0;
     if (!shm.get_size(size) || size < 0)
       return Unexpected{err(AttachError::kOpenFailed, name, "cannot read its size")};
     const auto object_bytes = static_cast<std::uint64_t>(size);
     if (object_bytes < sizeof(RegionHeader))
       return Unexpected{err(AttachError::kTooSmall, name, std::to_string(object_bytes) + " bytes")};
-    auto mapping = std::make_unique<Mapping>(Mapping{bip::mapped_region(shm, bip::read_write)});
+    auto mapping = std::make_unique<Mapping>(Mapping{bip::mapped_region(shm, mode)});
     auto* base = static_cast<std::byte*>(mapping->region.get_address());
     if (mapping->region.get_size() != object_bytes)
       return Unexpected{err(AttachError::kMapFailed, name, "mapped size differs from object size")};
@@ -183,7 +186,7 @@ sys::Result<Region, RegionError> Region::attach(const std::string& name, RegionK
       return Unexpected{ok.error()};
     return Region(name, std::move(mapping),
                   std::span<std::byte>(base + h.payload_offset, h.payload_bytes), h.generation,
-                  false);
+                  false, access == Access::kReadOnly);
   } catch (const bip::interprocess_exception& e) {
     const bool missing = e.get_error_code() == bip::not_found_error;
     return Unexpected{err(missing ? AttachError::kNotFound : AttachError::kOpenFailed, name, e.what())};

@@ -2,6 +2,10 @@
 // with a RegionHeader. The creator owns the name and unlinks it on destruction; attach()
 // validates every header field against the object's real size before it forms any
 // pointer into the mapping, and fails with a message that says what is wrong.
+//
+// A process that only observes (vswitchctl) attaches with Access::kReadOnly: the object is
+// opened O_RDONLY and mapped PROT_READ, so no bug in the observer can change a ring index,
+// a counter or a header the switch relies on; a store into such a payload faults.
 #pragma once
 
 #include <cstddef>
@@ -61,6 +65,10 @@ struct RegionError {
   std::string detail;  // names the region and the offending values
 };
 
+// How attach() maps a region: read-write for the switch's own processes, read-only for
+// an observer.
+enum class Access : std::uint8_t { kReadWrite, kReadOnly };
+
 enum class CreateError : std::uint8_t { kExists, kCreateFailed, kTooLarge };
 struct RegionCreateError {
   CreateError code;
@@ -76,9 +84,11 @@ class Region {
                                                                      std::uint64_t payload_bytes,
                                                                      std::uint64_t generation);
   // Maps an existing region after validating its header. expected_generation == 0 accepts any.
+  // With Access::kReadOnly the payload may only be read: a store into it faults.
   [[nodiscard]] static sys::Result<Region, RegionError> attach(const std::string& name,
                                                                RegionKind kind,
-                                                               std::uint64_t expected_generation = 0);
+                                                               std::uint64_t expected_generation = 0,
+                                                               Access access = Access::kReadWrite);
   // Removes a name left behind (e.g. by a crashed creator). Returns whether one existed.
   static bool remove(const std::string& name);
 
@@ -93,18 +103,20 @@ class Region {
   [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] bool owner() const noexcept { return owner_; }
+  [[nodiscard]] bool read_only() const noexcept { return read_only_; }
 
   static constexpr std::uint64_t payload_offset() noexcept { return 64; }
 
  private:
   struct Mapping;
   Region(std::string name, std::unique_ptr<Mapping> mapping, std::span<std::byte> payload,
-         std::uint64_t generation, bool owner);
+         std::uint64_t generation, bool owner, bool read_only = false);
   std::string name_;
   std::unique_ptr<Mapping> mapping_;
   std::span<std::byte> payload_;
   std::uint64_t generation_ = 0;
   bool owner_ = false;
+  bool read_only_ = false;
 };
 
 // Validates a header copy against the object's actual size. Pure: exposed for tests and

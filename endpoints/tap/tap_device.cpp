@@ -52,9 +52,12 @@ sys::Result<TapDevice, std::string> TapDevice::open(const TapSpec& spec) {
   }
   int hdr = static_cast<int>(kTapVnetHeaderBytes);
   if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdr) != 0) return sys::Unexpected(fail(spec, "TUNSETVNETHDRSZ", errno));
-  // What the kernel may hand us: partial checksums and TSO segments up to 64 KiB. Frames
-  // written to the device may carry the same; the kernel validates their headers.
-  const unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+  // What the kernel may hand us: partial checksums, and TSO segments up to 64 KiB only
+  // when a frame that large fits the switch's max_frame; otherwise the kernel segments
+  // in software first, so it never hands us more than fits. Frames written to the device
+  // may carry the same; the kernel validates their headers.
+  unsigned offloads = TUN_F_CSUM;
+  if (spec.max_frame >= kTsoFrameBytes) offloads |= TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
   if (::ioctl(fd.get(), TUNSETOFFLOAD, offloads) != 0) return sys::Unexpected(fail(spec, "TUNSETOFFLOAD", errno));
   if (!existed) {
     if (::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) return sys::Unexpected(fail(spec, "TUNSETPERSIST", errno));
@@ -76,16 +79,22 @@ sys::Result<TapDevice, std::string> TapDevice::open(const TapSpec& spec) {
   return TapDevice(std::move(fd), spec, !existed);
 }
 
-sys::Result<std::optional<std::size_t>, sys::SysError> TapDevice::read(std::span<std::byte> buf) noexcept {
+sys::Result<TapRead, sys::SysError> TapDevice::read(std::span<std::byte> buf) noexcept {
+  // One spare byte after the buffer: a frame that reaches it did not fit. (tun returns the
+  // frame's whole length even when it copied only what fit; either way the count is
+  // larger than the buffer.)
+  std::byte spare[1];
+  iovec parts[2] = {{buf.data(), buf.size()}, {spare, sizeof spare}};
   for (;;) {
-    const ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
+    const ssize_t n = ::readv(fd_.get(), parts, 2);
     if (n >= 0) {
       const auto len = static_cast<std::size_t>(n);
+      if (len > buf.size()) return TapRead{TapRead::Status::kTooLarge, len};
       if (len >= kTapVnetHeaderBytes) std::memset(buf.data() + 10, 0, 2);
-      return std::optional<std::size_t>(len);
+      return TapRead{TapRead::Status::kFrame, len};
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) return std::optional<std::size_t>();
+    if (errno == EAGAIN) return TapRead{TapRead::Status::kNone, 0};
     return sys::Unexpected(sys::SysError{"read(tap)", errno});
   }
 }

@@ -4,6 +4,12 @@
 // namespace's 64 KiB TCP segments cross the switch whole, with their offload metadata,
 // as one record. Non-blocking: read() says "nothing now" instead of sleeping.
 //
+// The switch's frames are at most max_frame bytes. TSO is enabled only when max_frame can
+// hold a whole TSO segment (kTsoFrameBytes); below that the kernel segments in software
+// before the device, so a well-behaved namespace never hands us more than fits. Anything
+// longer that still comes (an MTU raised in the namespace) is reported by read() as too
+// large, never cut and passed on.
+//
 // The device is opened in the endpoint's network namespace. If it does not exist it is
 // created persistent, so an endpoint that restarts finds it again with its addresses;
 // created() tells the owner to remove it (remove_persistent()) when the switch stops.
@@ -26,6 +32,9 @@
 namespace vswitch::endpoints::tap {
 
 inline constexpr std::size_t kTapVnetHeaderBytes = virtio::kNetHeaderBytes;  // IFF_VNET_HDR with TUNSETVNETHDRSZ
+// The frame a TSO segment can make: the kernel's GSO limit for a device (65536 bytes,
+// GSO_LEGACY_MAX_SIZE, headers included). A smaller max_frame gets no TSO.
+inline constexpr std::uint32_t kTsoFrameBytes = 65536;
 
 struct TapSpec {
   std::string ifname;  // 1-15 characters
@@ -33,17 +42,33 @@ struct TapSpec {
   // Given to a device this call creates (the address the topology declares for the
   // endpoint); an existing device keeps its own.
   std::optional<std::array<std::uint8_t, 6>> mac;
+  // The largest frame (without the virtio-net header) the switch takes from the device:
+  // TSO4/TSO6 are enabled only if it is at least kTsoFrameBytes.
+  std::uint32_t max_frame = kTsoFrameBytes;
+};
+
+// What one read() found.
+struct TapRead {
+  enum class Status : std::uint8_t {
+    kFrame,     // `bytes` (header + frame) in the buffer
+    kNone,      // nothing now (EAGAIN)
+    kTooLarge,  // a frame longer than the buffer: consumed from the device, not returned
+  };
+  Status status;
+  std::size_t bytes = 0;
 };
 
 class TapDevice {
  public:
   [[nodiscard]] static sys::Result<TapDevice, std::string> open(const TapSpec& spec);
 
-  // One frame with its 12-byte virtio-net header into `buf`. Returns the bytes read, or
-  // nullopt when the device has nothing now (EAGAIN). A frame larger than `buf` is cut by
-  // the kernel; the caller sees a read that fills `buf` exactly and must treat it as too
-  // large. num_buffers (bytes 10-11), which the kernel leaves untouched, is zeroed.
-  [[nodiscard]] sys::Result<std::optional<std::size_t>, sys::SysError> read(std::span<std::byte> buf) noexcept;
+  // One frame with its 12-byte virtio-net header into `buf`. A frame longer than `buf`
+  // is consumed from the device and reported as kTooLarge (the kernel would cut it to
+  // the buffer; a cut frame is never passed on as if it were whole). num_buffers
+  // (bytes 10-11), which the kernel leaves untouched, is zeroed.
+  [[nodiscard]] sys::Result<TapRead, sys::SysError> read(std::span<std::byte> buf) noexcept;
+  // Whether TUNSETOFFLOAD enabled TSO (spec().max_frame >= kTsoFrameBytes).
+  [[nodiscard]] bool tso() const noexcept { return spec_.max_frame >= kTsoFrameBytes; }
   // Writes one frame (header + frame, gathered). Returns false with the error when the
   // kernel refused it (e.g. an invalid header: EINVAL); EAGAIN is reported as an error too.
   [[nodiscard]] sys::Status<sys::SysError> write(std::span<const iovec> parts) noexcept;

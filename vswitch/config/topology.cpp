@@ -156,7 +156,7 @@ void assign(std::optional<std::int64_t> v, T& out) {
 void read_switch(Reader& r, const toml::table& root, Topology& t) {
   const toml::table* s = r.table(root, "", "switch");
   if (s == nullptr) return;
-  r.only_keys(*s, "switch", {"name", "mac_table_size", "aging_s"});
+  r.only_keys(*s, "switch", {"name", "mac_table_size", "aging_s", "max_macs_per_port"});
   if (auto name = r.string(*s, "switch", "name", false, line_of(*s))) {
     if (!shm::valid_name_component(*name))
       r.error(line_of(*s->get("name")), "switch.name",
@@ -166,6 +166,13 @@ void read_switch(Reader& r, const toml::table& root, Topology& t) {
   }
   assign(r.integer(*s, "switch", "mac_table_size", 1, 1 << 24), t.switch_config.mac_table_size);
   assign(r.integer(*s, "switch", "aging_s", 0, std::int64_t{86400} * 365), t.switch_config.aging_s);
+  if (auto m = r.integer(*s, "switch", "max_macs_per_port", 1, 1 << 24)) {
+    if (*m > t.switch_config.mac_table_size)
+      r.error(line_of(*s->get("max_macs_per_port")), "switch.max_macs_per_port",
+              std::to_string(*m) + " is above mac_table_size = " + std::to_string(t.switch_config.mac_table_size));
+    else
+      t.switch_config.max_macs_per_port = static_cast<std::uint32_t>(*m);
+  }
 }
 
 void read_fabric(Reader& r, const toml::table& root, Topology& t) {
@@ -339,6 +346,9 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
   }
   read_endpoint_mac(r, e, p, t, ep);
   assign(r.integer(e, p, "poll_us", 0, 1000000), ep.poll_us);
+  // An endpoint with its own address sends from that address only, unless the file says
+  // otherwise: a guest that forges sources is refused by default.
+  ep.port_security = ep.mac.has_value();
   if (auto ps = r.boolean(e, p, "port_security")) {
     ep.port_security = *ps;
     if (*ps && !e.get("mac"))

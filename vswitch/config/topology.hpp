@@ -5,12 +5,18 @@
 //   configs/demo.toml:14: endpoint[1].mac: "02:00:00:00:00:01" is already used by endpoint "ns1"
 //
 // Schema (every key optional unless marked):
-//   [switch]   name = "vswitch" (names the shm objects), mac_table_size = 4096, aging_s = 300
+//   [switch]   name = "vswitch" (names the shm objects), mac_table_size = 4096, aging_s = 300,
+//              max_macs_per_port = mac_table_size / 4 (at least 1; at most mac_table_size):
+//              learned addresses one port may hold in a MAC table, so a flood of source
+//              addresses from one port cannot fill the table for the others
 //   [fabric]   ring_bytes = 1048576 (power of two, >= one max frame record),
-//              max_frame = 65536 (bytes, 64..65536), stall_timeout_ms = 2000
+//              max_frame = 65536 (bytes, 64..65536; TAPs get TSO only at 65536, and a
+//              longer frame read from a TAP is dropped as frame_too_large), stall_timeout_ms = 2000
 //   [[endpoint]] name (required, [A-Za-z0-9_-]), frontend (required: "tap" | "vhost-user" |
 //              "generator"), core, mac, poll_us = 0,
-//              port_security = false (true needs mac), and one table named after the frontend:
+//              port_security = true if mac is set, else false (true needs mac; a port
+//              with a mac but other sources behind it says port_security = false),
+//              and one table named after the frontend:
 //     [endpoint.tap]         ifname (required), netns
 //     [endpoint.vhost_user]  socket (required), queue_size = 256 (power of two, <= 32768)
 //     [endpoint.generator]   rate_fps = 0 (0: as fast as possible), sizes = [64],
@@ -43,6 +49,13 @@ struct SwitchConfig {
   std::string name = "vswitch";
   std::uint32_t mac_table_size = 4096;
   std::uint32_t aging_s = 300;
+  std::uint32_t max_macs_per_port = 0;  // 0: not set, mac_table_size / 4 (see macs_per_port())
+
+  // Learned addresses one port may hold in a MAC table.
+  [[nodiscard]] std::uint32_t macs_per_port() const noexcept {
+    if (max_macs_per_port != 0) return max_macs_per_port;
+    return mac_table_size / 4 != 0 ? mac_table_size / 4 : 1;
+  }
 };
 
 struct FabricConfig {
@@ -79,7 +92,9 @@ struct EndpointConfig {
   std::optional<std::uint32_t> core;
   std::optional<MacAddress> mac;
   std::uint32_t poll_us = 0;
-  bool port_security = false;  // drop frames from the frontend whose source is not `mac`
+  // Drop frames from the frontend whose source is not `mac`. The loader turns it on for
+  // every endpoint with a mac unless the file says port_security = false.
+  bool port_security = false;
   std::variant<TapOptions, VhostUserOptions, GeneratorOptions> options;
   std::uint32_t line = 0;       // where the [[endpoint]] starts
   std::uint32_t core_line = 0;  // where its core is set

@@ -124,6 +124,7 @@ std::vector<std::string> topology_differences(const Topology& a, const Topology&
   differ(d, "switch.name", a.switch_config.name, b.switch_config.name);
   differ(d, "switch.mac_table_size", a.switch_config.mac_table_size, b.switch_config.mac_table_size);
   differ(d, "switch.aging_s", a.switch_config.aging_s, b.switch_config.aging_s);
+  differ(d, "switch.max_macs_per_port", a.switch_config.macs_per_port(), b.switch_config.macs_per_port());
   differ(d, "fabric.ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
   differ(d, "fabric.max_frame", a.fabric.max_frame, b.fabric.max_frame);
   differ(d, "fabric.stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
@@ -392,11 +393,13 @@ Daemon::Step Daemon::open_taps() {
     const auto& o = std::get<TapOptions>(e.options);
     endpoints::tap::TapSpec ts{o.ifname, o.netns, std::nullopt};
     if (e.mac) ts.mac = e.mac->bytes;
+    ts.max_frame = topo_.fabric.max_frame;
     auto tap = endpoints::tap::TapDevice::open(ts);
     if (!tap) return sys::Unexpected("endpoint " + e.name + ": " + tap.error());
     taps_[i] = std::make_unique<endpoints::tap::TapDevice>(std::move(tap.value()));
-    say("endpoint %s: tap %s%s%s %s", e.name.c_str(), o.ifname.c_str(), o.netns.empty() ? "" : " in netns ",
-        o.netns.c_str(), taps_[i]->created() ? "created" : "attached");
+    say("endpoint %s: tap %s%s%s %s%s", e.name.c_str(), o.ifname.c_str(), o.netns.empty() ? "" : " in netns ",
+        o.netns.c_str(), taps_[i]->created() ? "created" : "attached",
+        taps_[i]->tso() ? "" : " (no TSO: fabric.max_frame is below a 64 KiB segment)");
   }
   return {};
 }

@@ -1,6 +1,7 @@
 // vswitchctl --config FILE ports|fdb|stats [--json]: reads a running switch's state from
-// its stats region: it only reads (through a read-write mapping: shm::Region has no
-// read-only attach yet); nothing is stopped or slowed.
+// its stats region and channels: it only reads, through read-only mappings
+// (shm::Access::kReadOnly: a store would fault), so nothing it does can change the
+// switch's state; nothing is stopped or slowed.
 #include <signal.h>
 #include <time.h>
 
@@ -303,7 +304,7 @@ void channels(const Topology& topo, bool json) {
     for (std::size_t b = 0; b < spec.endpoints.size(); ++b) {
       if (a == b) continue;
       const std::string label = spec.endpoints[a] + " -> " + spec.endpoints[b];
-      auto ch = shm::Channel::attach(spec.channel_name(a, b));
+      auto ch = shm::Channel::attach(spec.channel_name(a, b), 0, shm::Access::kReadOnly);
       if (!ch) {
         std::fprintf(stderr, "vswitchctl: %s: %s\n", label.c_str(), ch.error().c_str());
         continue;
@@ -385,7 +386,7 @@ int run(int argc, char** argv) {
     return 2;
   }
   const std::string& name = topo.value().switch_config.name;
-  auto stats = StatsRegion::attach(name);
+  const auto stats = StatsRegion::attach(name, shm::Access::kReadOnly);
   if (!stats) {
     std::fprintf(stderr, "vswitchctl: no running vswitchd for topology \"%s\" (%s)\n", name.c_str(),
                  stats.error().c_str());

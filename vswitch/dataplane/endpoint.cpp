@@ -26,6 +26,8 @@ MacTable::Config table_config(const Topology& t) {
   MacTable::Config c;
   c.capacity = t.switch_config.mac_table_size;
   c.aging_ms = std::uint64_t{t.switch_config.aging_s} * 1000;
+  c.max_per_port = t.switch_config.macs_per_port();
+  c.ports = static_cast<std::uint32_t>(t.endpoints.size());
   return c;
 }
 
@@ -240,6 +242,12 @@ bool EndpointLoop::pump_frontend() {
     if (rx.status == Frontend::Rx::kError) {
       ++counters_.traffic.frontend_errors;
       drop(DropReason::kFrontendError);
+      continue;
+    }
+    // A frame longer than the largest record is never forwarded, whole or cut; a count
+    // beyond the buffer (whatever the frontend says) is treated the same way.
+    if (rx.status == Frontend::Rx::kTooLarge || rx.bytes > buf.size()) {
+      drop(DropReason::kFrameTooLarge);
       continue;
     }
     if (rx.bytes < virtio::kNetHeaderBytes) {

@@ -46,10 +46,15 @@ class Frontend {
  public:
   virtual ~Frontend() = default;
 
-  enum class Rx : std::uint8_t { kFrame, kNone, kError };
+  enum class Rx : std::uint8_t {
+    kFrame,
+    kNone,
+    kError,
+    kTooLarge,  // a frame longer than `buf` was taken and thrown away (the loop counts it)
+  };
   struct RxResult {
     Rx status;
-    std::size_t bytes = 0;  // kFrame: record bytes (12-byte virtio-net header + frame)
+    std::size_t bytes = 0;  // kFrame: record bytes (12-byte virtio-net header + frame), <= buf.size()
   };
   // A descriptor that is readable when receive() may have frames, or -1.
   [[nodiscard]] virtual int fd() const noexcept = 0;

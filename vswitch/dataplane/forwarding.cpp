@@ -15,6 +15,7 @@ std::optional<EthernetAddresses> read_addresses(std::span<const std::byte> frame
 Decision Forwarder::from_frontend(std::span<const std::byte> frame, std::uint64_t now_ms) noexcept {
   const auto addr = read_addresses(frame);
   if (!addr) return drop(DropReason::kRuntFrame);
+  if (addr->source.is_multicast()) return drop(DropReason::kGroupSourceMac);
   if (config_.port_security && (!config_.own_mac || addr->source != *config_.own_mac))
     return drop(DropReason::kSpoofedSource);
   if (table_.learn(addr->source, config_.self, now_ms) == Learn::kRefusedStatic)
@@ -32,6 +33,10 @@ std::optional<DropReason> Forwarder::from_peer(std::span<const std::byte> frame,
   if (!addr) {
     drops_.count(DropReason::kRuntFrame);
     return DropReason::kRuntFrame;
+  }
+  if (addr->source.is_multicast()) {
+    drops_.count(DropReason::kGroupSourceMac);
+    return DropReason::kGroupSourceMac;
   }
   if (table_.learn(addr->source, peer, now_ms) == Learn::kRefusedStatic) {
     drops_.count(DropReason::kStaticMacConflict);

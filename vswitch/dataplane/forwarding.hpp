@@ -2,13 +2,21 @@
 //
 // Frames from the endpoint's own frontend (its VM, namespace or generator) go out:
 //   runt (< 14 bytes)                         -> drop kRuntFrame
+//   group (multicast/broadcast) source        -> drop kGroupSourceMac
 //   port_security and source != own MAC       -> drop kSpoofedSource
 //   source is a static MAC of another port    -> drop kStaticMacConflict
 //   destination known behind another port     -> unicast to it
 //   destination known behind this port        -> drop kHairpin
 //   unknown unicast, broadcast, multicast     -> flood to every other port
 // Frames arriving from a peer's channel teach the table that their source lives behind
-// that peer (never from group sources; a static MAC from the wrong peer drops the frame).
+// that peer; a group source or a static MAC from the wrong peer drops the frame (a peer
+// process is not trusted to have dropped it already).
+//
+// A group source is never a station's own address (the I/G bit marks a destination
+// group): such a frame is forged or broken, and forwarding it would let one port make
+// every other port's receivers see a sender that cannot be answered or learned.
+// A source address the MAC table refuses for room (the table, or its port's share, is
+// full) does not drop the frame: it is forwarded unlearned, and the refusal is counted.
 //
 // Every drop has a DropReason, and DropReason indexes the counters, so a drop that is not
 // counted cannot be written.

@@ -1,5 +1,6 @@
 #include "vswitch/dataplane/mac_table.hpp"
 
+#include <algorithm>
 #include <random>
 
 namespace vswitch {
@@ -20,7 +21,9 @@ MacTable::MacTable(const Config& config)
       capacity_(config.capacity == 0 ? 1 : config.capacity),
       aging_ms_(config.aging_ms),
       move_damping_ms_(config.move_damping_ms),
-      seed_(config.seed != 0 ? config.seed : (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}()) {}
+      seed_(config.seed != 0 ? config.seed : (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}()),
+      max_per_port_(config.max_per_port != 0 ? config.max_per_port : std::max<std::uint32_t>(1, static_cast<std::uint32_t>(capacity_ / 4))),
+      per_port_(config.ports, 0) {}
 
 std::size_t MacTable::home(const MacAddress& mac) const noexcept {
   std::uint64_t x = mac.bits() ^ seed_;
@@ -49,6 +52,7 @@ void MacTable::erase_at(std::size_t i) noexcept {
   // tombstones build up and every probe still ends at the first empty slot.
   slots_[i].used = false;
   --size_;
+  if (!slots_[i].entry.is_static) --per_port_[slots_[i].entry.port];
   for (std::size_t j = (i + 1) & mask_; slots_[j].used; j = (j + 1) & mask_) {
     const std::size_t h = home(slots_[j].entry.mac);
     // Slot j may move to the hole i if its home is not in the cyclic range (i, j].
@@ -65,12 +69,14 @@ std::size_t MacTable::insert(const MacEntry& e) {
   while (slots_[i].used) i = (i + 1) & mask_;
   slots_[i] = Slot{e, 0, true};
   ++size_;
+  if (!e.is_static) ++per_port_[e.port];
   return i;
 }
 
 bool MacTable::add_static(const MacAddress& mac, PortId port) {
   if (mac.is_multicast() || mac.is_zero()) return false;
   if (auto i = find(mac)) {
+    if (!slots_[*i].entry.is_static) --per_port_[slots_[*i].entry.port];
     slots_[*i].entry = MacEntry{mac, port, true, 0};
     return true;
   }
@@ -93,6 +99,14 @@ Learn MacTable::learn(const MacAddress& mac, PortId port, std::uint64_t now_ms) 
     }
     if (expired(s, now_ms)) {  // an aged entry is a new one, wherever it is now
       ++counters_.aged;
+      --per_port_[s.entry.port];  // gone from its old port, whatever happens next
+      if (!port_has_room(port)) {
+        ++per_port_[s.entry.port];  // erase_at() takes it off again
+        erase_at(*i);
+        ++counters_.refused_port_limit;
+        return Learn::kRefusedPortLimit;
+      }
+      ++per_port_[port];
       s.entry = MacEntry{mac, port, false, now_ms};
       s.last_move_ms = 0;
       ++counters_.learned;
@@ -106,27 +120,37 @@ Learn MacTable::learn(const MacAddress& mac, PortId port, std::uint64_t now_ms) 
       ++counters_.move_damped;
       return Learn::kMoveDamped;
     }
+    if (!port_has_room(port)) {  // moving it would give the port more than its share
+      ++counters_.refused_port_limit;
+      return Learn::kRefusedPortLimit;
+    }
+    --per_port_[s.entry.port];
+    ++per_port_[port];
     s.entry.port = port;
     s.entry.last_seen_ms = now_ms;
     s.last_move_ms = now_ms == 0 ? 1 : now_ms;
     ++counters_.moved;
     return Learn::kMoved;
   }
+  // A port at its share, or a full table: reclaim aged entries first (at most once a second).
+  if (!port_has_room(port) || size_ >= capacity_) reclaim(now_ms);
+  if (!port_has_room(port)) {
+    ++counters_.refused_port_limit;
+    return Learn::kRefusedPortLimit;
+  }
   if (size_ >= capacity_) {
-    // Full: reclaim aged entries, but at most once a second, so a flood of new source
-    // addresses cannot turn every frame into a walk over the whole table.
-    if (last_full_sweep_ms_ == 0 || now_ms - last_full_sweep_ms_ >= 1000) {
-      last_full_sweep_ms_ = now_ms == 0 ? 1 : now_ms;
-      sweep(now_ms);
-    }
-    if (size_ >= capacity_) {
-      ++counters_.refused_full;
-      return Learn::kRefusedFull;
-    }
+    ++counters_.refused_full;
+    return Learn::kRefusedFull;
   }
   insert(MacEntry{mac, port, false, now_ms});
   ++counters_.learned;
   return Learn::kLearned;
+}
+
+void MacTable::reclaim(std::uint64_t now_ms) {
+  if (last_full_sweep_ms_ != 0 && now_ms - last_full_sweep_ms_ < 1000) return;
+  last_full_sweep_ms_ = now_ms == 0 ? 1 : now_ms;
+  sweep(now_ms);
 }
 
 std::optional<PortId> MacTable::lookup(const MacAddress& mac, std::uint64_t now_ms) {

@@ -5,6 +5,10 @@
 // - at most capacity() entries, ever; no allocation after construction (a MAC flood can
 //   neither grow memory nor evict what is already known: new addresses are refused and
 //   counted while the table is full);
+// - at most max_per_port learned (dynamic) entries behind any one port: a port that sends
+//   a flood of new source addresses fills its own share, never the room the other ports'
+//   addresses need (further addresses from it are refused and counted; its frames are
+//   still forwarded). Static entries do not count against the share;
 // - a static entry (declared in the topology) is never replaced or aged; a frame that
 //   claims a static MAC from another port is refused (the caller drops and counts it);
 // - multicast, broadcast and zero source addresses are never learned;
@@ -36,6 +40,8 @@ enum class Learn : std::uint8_t {
   kRefusedMulticast, // group or zero source address
   kRefusedStatic,    // static entry of another port: the frame should be dropped
   kRefusedFull,      // table full: not learned (the frame is still forwarded)
+  kRefusedPortLimit, // the port already has max_per_port learned entries: not learned
+                     // (a new address) or not moved (a known one); the frame is still forwarded
 };
 
 class MacTable {
@@ -45,6 +51,8 @@ class MacTable {
     std::uint64_t aging_ms = 300'000;      // 0: dynamic entries never age
     std::uint64_t move_damping_ms = 1000;  // minimum time between two moves of one MAC
     std::uint64_t seed = 0;                // 0: a random seed
+    std::uint32_t max_per_port = 0;        // learned entries per port; 0: capacity / 4 (at least 1)
+    std::uint32_t ports = 64;              // ports 0..ports-1 may learn (the topology's endpoints)
   };
   explicit MacTable(const Config& config);
 
@@ -62,6 +70,11 @@ class MacTable {
 
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] std::uint32_t max_per_port() const noexcept { return max_per_port_; }
+  // Learned (dynamic) entries behind `port` now, aged ones not yet removed included.
+  [[nodiscard]] std::uint32_t learned_on(PortId port) const noexcept {
+    return port < per_port_.size() ? per_port_[port] : 0;
+  }
   // Totals (entries: the current size).
   [[nodiscard]] MacTableCounters counters() const noexcept {
     MacTableCounters c = counters_;
@@ -86,6 +99,13 @@ class MacTable {
   [[nodiscard]] std::optional<std::size_t> find(const MacAddress& mac) const noexcept;
   [[nodiscard]] bool expired(const Slot& s, std::uint64_t now_ms) const noexcept;
   void erase_at(std::size_t i) noexcept;
+  // Whether `port` may hold one more learned entry.
+  [[nodiscard]] bool port_has_room(PortId port) const noexcept {
+    return port < per_port_.size() && per_port_[port] < max_per_port_;
+  }
+  // Removes aged entries, at most once a second (a flood of new addresses must not turn
+  // every frame into a walk over the whole table).
+  void reclaim(std::uint64_t now_ms);
   std::size_t insert(const MacEntry& e);  // precondition: absent, size_ < capacity_
 
   std::vector<Slot> slots_;
@@ -96,6 +116,8 @@ class MacTable {
   std::uint64_t move_damping_ms_;
   std::uint64_t seed_;
   std::uint64_t last_full_sweep_ms_ = 0;
+  std::uint32_t max_per_port_;
+  std::vector<std::uint32_t> per_port_;  // learned entries by port
   MacTableCounters counters_;
 };
 

@@ -14,8 +14,12 @@ Frontend::RxResult TapFrontend::receive(std::span<std::byte> buf, std::uint64_t)
     ++read_errors_;
     return {Rx::kError};
   }
-  if (!r.value()) return {Rx::kNone};
-  return {Rx::kFrame, *r.value()};
+  switch (r.value().status) {
+    case endpoints::tap::TapRead::Status::kNone: return {Rx::kNone};
+    case endpoints::tap::TapRead::Status::kTooLarge: return {Rx::kTooLarge};
+    case endpoints::tap::TapRead::Status::kFrame: break;
+  }
+  return {Rx::kFrame, r.value().bytes};
 }
 
 Frontend::Delivery TapFrontend::deliver(const virtio::CheckedNetHeader& header, std::span<const std::byte> frame, PortId,

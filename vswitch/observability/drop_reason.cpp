@@ -18,6 +18,7 @@ std::string_view to_string(DropReason r) {
     case DropReason::kGuestNotReady: return "guest_not_ready";
     case DropReason::kGuestBufferTooSmall: return "guest_buffer_too_small";
     case DropReason::kOffloadUnsupported: return "offload_unsupported";
+    case DropReason::kGroupSourceMac: return "group_source_mac";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -18,13 +18,14 @@ enum class DropReason : std::uint8_t {
   kFloodPeerFull,      // a flooded copy found the peer's channel full
   kPeerStalled,        // the peer has not consumed for the stall timeout
   kRingCorrupt,        // a corrupt record was dropped by the ring consumer
-  kFrameTooLarge,      // larger than the fabric's max frame
+  kFrameTooLarge,      // larger than the fabric's max frame (e.g. read from a TAP: taken whole, never cut and sent)
   kBadNetHeader,       // a record whose virtio-net header is truncated or invalid
   kFrontendError,      // the frontend refused the frame (e.g. a TAP write failed)
   kEndpointStopped,    // held for a full channel when the endpoint was stopped
   kGuestNotReady,      // a VM endpoint with no guest attached, or its RX queue not running
   kGuestBufferTooSmall,// the guest's receive buffers cannot hold the frame (even all of them)
   kOffloadUnsupported, // an offload the guest did not accept and software cannot complete
+  kGroupSourceMac,     // source MAC is a group (multicast or broadcast) address: no station sends from one
   kCount,
 };
 std::string_view to_string(DropReason r);

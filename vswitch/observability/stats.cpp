@@ -75,8 +75,8 @@ sys::Result<StatsRegion, std::string> StatsRegion::create(const std::string& swi
   return s;
 }
 
-sys::Result<StatsRegion, std::string> StatsRegion::attach(const std::string& switch_name) {
-  auto r = shm::Region::attach(region_name(switch_name), shm::RegionKind::kStats);
+sys::Result<StatsRegion, std::string> StatsRegion::attach(const std::string& switch_name, shm::Access access) {
+  auto r = shm::Region::attach(region_name(switch_name), shm::RegionKind::kStats, 0, access);
   if (!r) return sys::Unexpected(r.error().detail);
   const auto payload = r.value().payload();
   if (payload.size() < sizeof(StatsHeader)) return sys::Unexpected(std::string("stats: region too small"));

@@ -76,7 +76,10 @@ class StatsRegion {
                                                                     std::size_t endpoints,
                                                                     std::uint32_t fdb_capacity,
                                                                     std::uint64_t generation);
-  [[nodiscard]] static sys::Result<StatsRegion, std::string> attach(const std::string& switch_name);
+  // An observer (vswitchctl) attaches with shm::Access::kReadOnly and keeps the result
+  // const: only the read_* calls, which never store (the seqlock reader only loads).
+  [[nodiscard]] static sys::Result<StatsRegion, std::string> attach(const std::string& switch_name,
+                                                                    shm::Access access = shm::Access::kReadWrite);
 
   [[nodiscard]] std::size_t endpoints() const noexcept { return endpoints_; }
   [[nodiscard]] std::uint32_t fdb_capacity() const noexcept { return fdb_capacity_; }

@@ -6,8 +6,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <string>
 
 #include "shm/channel.hpp"
 
@@ -33,6 +39,74 @@ TEST(Region, CreateThenAttachSeesTheSamePayload) {
   EXPECT_EQ(attached->payload().size(), 4096u);
   EXPECT_EQ(std::memcmp(attached->payload().data(), "hello", 5), 0);
   EXPECT_EQ(attached->generation(), 7u);
+}
+
+// The permissions column of /proc/self/maps for the mapping that holds `p` ("" if none).
+// A test process maps each object twice (creator and attach): only the range matters.
+std::string permissions_at(const void* p) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  while (std::getline(maps, line)) {
+    unsigned long lo = 0;
+    unsigned long hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi)
+      return line.substr(line.find(' ') + 1, 4);
+  }
+  return "";
+}
+
+// An observer must not be able to change what it observes: a read-only attach is a
+// read-only, shared mapping of an object opened read-only.
+TEST(Region, ReadOnlyAttachMapsTheObjectReadOnly) {
+  const auto name = unique_name("ro");
+  auto created = Region::create(name, RegionKind::kStats, 4096, 5);
+  ASSERT_TRUE(created.has_value()) << created.error().detail;
+  created->publish_ready();
+  std::memcpy(created->payload().data(), "seen", 4);
+  {
+    auto rw = Region::attach(name, RegionKind::kStats, 5);
+    ASSERT_TRUE(rw.has_value()) << rw.error().detail;
+    EXPECT_FALSE(rw->read_only());
+  }
+  auto ro = Region::attach(name, RegionKind::kStats, 5, Access::kReadOnly);
+  ASSERT_TRUE(ro.has_value()) << ro.error().detail;
+  EXPECT_TRUE(ro->read_only());
+  EXPECT_EQ(std::memcmp(ro->payload().data(), "seen", 4), 0);
+  EXPECT_EQ(permissions_at(ro->payload().data()), "r--s");
+  EXPECT_EQ(permissions_at(created->payload().data()), "rw-s");
+}
+
+TEST(RegionDeathTest, StoreThroughAReadOnlyAttachFaults) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto name = unique_name("rofault");
+  auto created = Region::create(name, RegionKind::kChannel, 4096, 1);
+  ASSERT_TRUE(created.has_value()) << created.error().detail;
+  created->publish_ready();
+  EXPECT_EXIT(
+      {
+        auto ro = Region::attach(name, RegionKind::kChannel, 1, Access::kReadOnly);
+        if (!ro) std::_Exit(3);
+        *reinterpret_cast<volatile std::byte*>(ro->payload().data()) = std::byte{1};
+        std::_Exit(0);
+      },
+      ::testing::KilledBySignal(SIGSEGV), "");
+}
+
+TEST(Channel, ReadOnlyAttachReadsTheRingIndicesThroughAReadOnlyMapping) {
+  const auto name = unique_name("rochan");
+  auto created = Channel::create(ChannelSpec{name, 4096, 1000, 2});
+  ASSERT_TRUE(created.has_value()) << created.error();
+  auto producer = created->producer(nullptr);
+  const char frame[] = "frame";
+  ASSERT_EQ(producer.try_push(std::as_bytes(std::span(frame))), Reserve::kReserved);
+  producer.publish();
+  auto ro = Channel::attach(name, 2, Access::kReadOnly);
+  ASSERT_TRUE(ro.has_value()) << ro.error();
+  EXPECT_TRUE(ro->region().read_only());
+  EXPECT_EQ(ro->area().snapshot().head, created->area().snapshot().head);
+  EXPECT_NE(ro->area().snapshot().head, 0u);
+  EXPECT_EQ(permissions_at(ro->region().payload().data()), "r--s");
 }
 
 TEST(Region, IsCreatedWithMode0600) {

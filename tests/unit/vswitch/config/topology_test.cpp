@@ -234,13 +234,47 @@ TEST(Topology, ReportsEveryProblemNotJustTheFirst) {
 }
 
 
-TEST(Topology, PortSecurity) {
+// Port security is on for an endpoint with a mac unless the file turns it off, and off
+// (it could not be on) for one without.
+TEST(Topology, PortSecurityDefaultsOnForAnEndpointWithAMac) {
+  std::string text = kTwoEndpoints;
+  text.insert(text.find("frontend = \"generator\""), "port_security = false\n");
+  text += "\n[[endpoint]]\nname = \"c\"\nfrontend = \"generator\"\n";
+  auto t = load_topology_string(text, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_FALSE(t->endpoints[0].port_security);  // explicit false
+  EXPECT_TRUE(t->endpoints[1].port_security);   // a mac, nothing said
+  EXPECT_FALSE(t->endpoints[2].port_security);  // no mac
+}
+
+TEST(Topology, PortSecurityTrueIsAccepted) {
   std::string text = kTwoEndpoints;
   text.insert(text.find("frontend = \"generator\""), "port_security = true\n");
   auto t = load_topology_string(text, "test.toml");
   ASSERT_TRUE(t.has_value()) << format_errors(t.error());
   EXPECT_TRUE(t->endpoints[0].port_security);
-  EXPECT_FALSE(t->endpoints[1].port_security);
+}
+
+TEST(Topology, MaxMacsPerPortDefaultsToAQuarterOfTheTable) {
+  auto t = load_topology_string(std::string("[switch]\nmac_table_size = 1000\n") + kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(t->switch_config.macs_per_port(), 250u);
+  auto tiny = load_topology_string(std::string("[switch]\nmac_table_size = 3\n") + kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(tiny.has_value()) << format_errors(tiny.error());
+  EXPECT_EQ(tiny->switch_config.macs_per_port(), 1u);
+  auto set = load_topology_string(std::string("[switch]\nmac_table_size = 1000\nmax_macs_per_port = 900\n") +
+                                      kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(set.has_value()) << format_errors(set.error());
+  EXPECT_EQ(set->switch_config.macs_per_port(), 900u);
+}
+
+TEST(Topology, MaxMacsPerPortMustFitTheTable) {
+  auto e = only_error(std::string("[switch]\nmac_table_size = 100\nmax_macs_per_port = 101\n") + kTwoEndpoints,
+                      "switch.max_macs_per_port");
+  EXPECT_EQ(e.line, 3u);
+  EXPECT_NE(e.problem.find("mac_table_size"), std::string::npos) << e.problem;
+  auto zero = only_error(std::string("[switch]\nmax_macs_per_port = 0\n") + kTwoEndpoints, "switch.max_macs_per_port");
+  EXPECT_NE(zero.problem.find("out of range"), std::string::npos) << zero.problem;
 }
 
 TEST(Topology, PortSecurityNeedsAMac) {

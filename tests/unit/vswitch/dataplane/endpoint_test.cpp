@@ -246,8 +246,9 @@ TEST(EndpointLoop, FloodingNeverBlocksAndCountsEveryCopyItDrops) {
   EXPECT_EQ(gb.bad, 0u);
 }
 
+// Port security is on by default for an endpoint with a mac (TestSwitch gives each one).
 TEST(EndpointLoop, PortSecurityDropsSpoofedSources) {
-  TestSwitch sw(2, kTinyRings, "port_security = true\n");
+  TestSwitch sw(2, kTinyRings);
   auto spoofed = sw.generator(0, 1, 1000);
   spoofed.source = MacAddress{{0x02, 0xba, 0xd0, 0, 0, 1}};
   sw.start(1, sw.receiver(1));
@@ -262,7 +263,7 @@ TEST(EndpointLoop, PortSecurityDropsSpoofedSources) {
 // A restarted endpoint continues every block its predecessor published, not only its
 // frontend's: the forwarder's drops and the MAC table's counters as well.
 TEST(EndpointLoop, ARestartedEndpointContinuesItsDropAndMacCounters) {
-  TestSwitch sw(2, kTinyRings);
+  TestSwitch sw(2, kTinyRings, "port_security = false\n");  // e0 sends from an address not its own
   // Frames to e0's own (static) MAC from an address e0 learns: each is a hairpin drop.
   auto hairpin = sw.generator(0, 0, 1000);
   hairpin.source = MacAddress{{0x02, 0xba, 0xd0, 0, 0, 1}};

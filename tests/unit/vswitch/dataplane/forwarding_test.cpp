@@ -54,6 +54,46 @@ TEST_F(Fixture, RuntFramesAreDroppedBothWays) {
   EXPECT_EQ(fwd.drops()[DropReason::kRuntFrame], 2u);
 }
 
+// No station sends from a group address: such a frame is dropped and counted, from the
+// frontend and from a peer (whose process is not trusted to have dropped it), and
+// nothing is learned from it.
+TEST_F(Fixture, GroupSourceIsDroppedBothWays) {
+  for (const MacAddress& src : {kBroadcast, M("01:00:5e:00:00:01"), M("33:33:00:00:00:01"), M("03:00:00:00:00:0a")}) {
+    const Decision d = fwd.from_frontend(frame(kB, src), 0);
+    EXPECT_EQ(d.kind, Decision::Kind::kDrop);
+    EXPECT_EQ(d.reason, DropReason::kGroupSourceMac);
+    EXPECT_EQ(fwd.from_peer(frame(kA, src), 2, 0), DropReason::kGroupSourceMac);
+  }
+  EXPECT_EQ(fwd.drops()[DropReason::kGroupSourceMac], 8u);
+  EXPECT_EQ(fwd.drops().total(), 8u);
+  EXPECT_EQ(table.size(), 0u);
+  EXPECT_EQ(to_string(DropReason::kGroupSourceMac), "group_source_mac");
+}
+
+// A port flooding new source addresses is held to its share of the table; its frames are
+// still forwarded (flooded: unknown destinations), and a later station on another port
+// is still learned and reached by unicast.
+TEST(Forwarding, SourceFloodFromOnePortLeavesRoomForTheOthers) {
+  MacTable table{MacTable::Config{64, 1000, 100, 1}};  // share: 16 learned addresses per port
+  Forwarder fwd{Forwarder::Config{0, std::nullopt, false}, table};
+  for (std::uint32_t i = 0; i < 1000; ++i) {
+    MacAddress src = kA;
+    src.bytes[4] = static_cast<std::uint8_t>(i >> 8);
+    src.bytes[5] = static_cast<std::uint8_t>(i);
+    ASSERT_EQ(fwd.from_frontend(frame(kBroadcast, src), 0).kind, Decision::Kind::kFlood) << i;
+  }
+  EXPECT_EQ(table.counters().refused_port_limit, 1000u - 16u);
+  EXPECT_EQ(table.counters().refused_full, 0u);
+  for (std::uint8_t p = 1; p < 4; ++p) {
+    MacAddress station = kB;
+    station.bytes[5] = p;
+    EXPECT_FALSE(fwd.from_peer(frame(kBroadcast, station), p, 0).has_value());
+    const Decision d = fwd.from_frontend(frame(station, kA), 0);
+    EXPECT_EQ(d.kind, Decision::Kind::kUnicast) << int{p};
+    EXPECT_EQ(d.port, p);
+  }
+}
+
 TEST(Forwarding, PortSecurityDropsASpoofedSource) {
   MacTable table{MacTable::Config{64, 1000, 100, 1}};
   Forwarder fwd{Forwarder::Config{0, kA, true}, table};

@@ -86,7 +86,9 @@ TEST(MacTable, MovesAreDamped) {
 }
 
 TEST(MacTable, FullTableRefusesNewAddressesAndKeepsTheKnownOnes) {
-  MacTable t(config(8));
+  MacTable::Config c = config(8);
+  c.max_per_port = 8;  // no share below the table's size: this is about the table
+  MacTable t(c);
   ASSERT_TRUE(t.add_static(mac(100), 9));
   for (std::uint32_t i = 0; i < 7; ++i) ASSERT_EQ(t.learn(mac(i), 1, 0), Learn::kLearned);
   for (std::uint32_t i = 1000; i < 2000; ++i) EXPECT_EQ(t.learn(mac(i), 2, 10), Learn::kRefusedFull);
@@ -99,18 +101,52 @@ TEST(MacTable, FullTableRefusesNewAddressesAndKeepsTheKnownOnes) {
   EXPECT_EQ(t.lookup(mac(100), 2000), PortId{9});
 }
 
+// One port flooding random source addresses fills its own share, not the table: the
+// other ports still learn, the refusals are counted, and what the flooding port already
+// had stays.
+TEST(MacTable, OnePortCannotTakeMoreThanItsShare) {
+  MacTable t(config(64));  // max_per_port unset: a quarter of the table
+  EXPECT_EQ(t.max_per_port(), 16u);
+  ASSERT_TRUE(t.add_static(mac(100), 1));  // static entries are not part of any share
+  for (std::uint32_t i = 0; i < 10000; ++i) {
+    const Learn r = t.learn(mac(1000 + i), 1, 10);
+    ASSERT_EQ(r, i < 16 ? Learn::kLearned : Learn::kRefusedPortLimit) << i;
+  }
+  EXPECT_EQ(t.learned_on(1), 16u);
+  EXPECT_EQ(t.counters().refused_port_limit, 10000u - 16u);
+  EXPECT_EQ(t.counters().refused_full, 0u);
+  for (PortId p = 2; p < 4; ++p)
+    for (std::uint32_t i = 0; i < 16; ++i) EXPECT_EQ(t.learn(mac(p * 100000u + i), p, 10), Learn::kLearned);
+  EXPECT_EQ(t.size(), 1u + 3 * 16u);
+  EXPECT_EQ(t.lookup(mac(1000), 10), PortId{1});
+  // A known address cannot be moved onto a port at its share either ...
+  EXPECT_EQ(t.learn(mac(200000), 1, 10), Learn::kRefusedPortLimit);
+  EXPECT_EQ(t.lookup(mac(200000), 10), PortId{2});
+  // ... and once the port's entries have aged, it learns again (the table reclaims them).
+  EXPECT_EQ(t.learn(mac(9999999), 1, 2000), Learn::kLearned);
+  EXPECT_EQ(t.learned_on(1), 1u);
+}
+
 TEST(MacTable, BehavesLikeAMapUnderRandomOperations) {
-  // Reference model: std::map with the same rules (aged entries occupy room until a lookup
-  // or a sweep removes them; a full table sweeps itself at most once a second), driven by
-  // random learn / lookup / sweep over a small address space so probes collide and
-  // deletions shift entries.
-  MacTable t(config(64));
+  // Reference model: std::map with the same rules (aged entries occupy room, in the table
+  // and in their port's share, until a lookup or a sweep removes them; a full table or a
+  // port at its share sweeps itself at most once a second), driven by random learn /
+  // lookup / sweep over a small address space so probes collide and deletions shift
+  // entries. Four ports with a share of 20 each in a table of 64: both limits are hit.
+  MacTable::Config c = config(64);
+  c.max_per_port = 20;
+  MacTable t(c);
   std::map<std::uint32_t, std::pair<PortId, std::uint64_t>> ref;  // mac -> port, last seen
   auto aged = [](std::uint64_t now, std::uint64_t seen) { return now - seen >= 1000; };
+  auto on_port = [&](PortId p) {
+    std::uint32_t n = 0;
+    for (const auto& [m, e] : ref) n += e.first == p ? 1 : 0;
+    return n;
+  };
   std::uint64_t last_full_sweep = 0;
   std::mt19937_64 rng(1);
   std::uint64_t now = 0;
-  std::size_t learned = 0, refused = 0;
+  std::size_t learned = 0, refused = 0, refused_port = 0;
   for (int step = 0; step < 200000; ++step) {
     now += rng() % 4;
     const std::uint32_t m = static_cast<std::uint32_t>(rng() % 200);
@@ -123,14 +159,24 @@ TEST(MacTable, BehavesLikeAMapUnderRandomOperations) {
         const Learn r = t.learn(mac(m), port, now);
         auto it = ref.find(m);
         if (it != ref.end() && aged(now, it->second.second)) {
-          ASSERT_EQ(r, Learn::kLearned) << step;
-          it->second = {port, now};
+          const PortId old = it->second.first;
+          if (on_port(port) - (old == port ? 1 : 0) >= 20) {
+            ASSERT_EQ(r, Learn::kRefusedPortLimit) << step;
+            ref.erase(it);
+            ++refused_port;
+          } else {
+            ASSERT_EQ(r, Learn::kLearned) << step;
+            it->second = {port, now};
+          }
         } else if (it == ref.end()) {
-          if (ref.size() >= 64 && (last_full_sweep == 0 || now - last_full_sweep >= 1000)) {
+          if ((ref.size() >= 64 || on_port(port) >= 20) && (last_full_sweep == 0 || now - last_full_sweep >= 1000)) {
             last_full_sweep = now;
             sweep_model();
           }
-          if (ref.size() < 64) {
+          if (on_port(port) >= 20) {
+            ASSERT_EQ(r, Learn::kRefusedPortLimit) << step;
+            ++refused_port;
+          } else if (ref.size() < 64) {
             ASSERT_EQ(r, Learn::kLearned) << step;
             ref[m] = {port, now};
             ++learned;
@@ -140,7 +186,14 @@ TEST(MacTable, BehavesLikeAMapUnderRandomOperations) {
           }
         } else if (r == Learn::kRefreshed || r == Learn::kMoved) {
           ASSERT_EQ(r == Learn::kRefreshed, it->second.first == port) << step;
+          if (r == Learn::kMoved) {
+            ASSERT_LT(on_port(port), 20u) << step;
+          }
           it->second = {port, now};
+        } else if (r == Learn::kRefusedPortLimit) {
+          ASSERT_NE(it->second.first, port) << step;
+          ASSERT_GE(on_port(port), 20u) << step;
+          ++refused_port;
         } else {
           ASSERT_EQ(r, Learn::kMoveDamped) << step;
           ASSERT_NE(it->second.first, port) << step;
@@ -165,9 +218,12 @@ TEST(MacTable, BehavesLikeAMapUnderRandomOperations) {
         sweep_model();
     }
     ASSERT_EQ(t.size(), ref.size()) << step;
+    for (PortId p = 0; p < 4; ++p) ASSERT_EQ(t.learned_on(p), on_port(p)) << step << " port " << p;
   }
   EXPECT_GT(learned, 1000u);  // the run exercised learning, ...
   EXPECT_GT(refused, 0u);     // ... a full table, ...
+  EXPECT_GT(refused_port, 0u);  // ... ports at their share, ...
+  EXPECT_EQ(t.counters().refused_port_limit, refused_port);
   EXPECT_GT(t.counters().aged, 1000u);  // ... and aging (with backward-shift deletion)
 }
 
