@@ -156,7 +156,7 @@ void assign(std::optional<std::int64_t> v, T& out) {
 void read_switch(Reader& r, const toml::table& root, Topology& t) {
   const toml::table* s = r.table(root, "", "switch");
   if (s == nullptr) return;
-  r.only_keys(*s, "switch", {"name", "mac_table_size", "aging_s", "max_macs_per_port"});
+  r.only_keys(*s, "switch", {"name", "mac_table_size", "aging_s", "max_macs_per_port", "watchdog_ms"});
   if (auto name = r.string(*s, "switch", "name", false, line_of(*s))) {
     if (!shm::valid_name_component(*name))
       r.error(line_of(*s->get("name")), "switch.name",
@@ -172,6 +172,13 @@ void read_switch(Reader& r, const toml::table& root, Topology& t) {
               std::to_string(*m) + " is above mac_table_size = " + std::to_string(t.switch_config.mac_table_size));
     else
       t.switch_config.max_macs_per_port = static_cast<std::uint32_t>(*m);
+  }
+  if (auto w = r.integer(*s, "switch", "watchdog_ms", 0, std::int64_t{3600} * 1000)) {
+    if (*w != 0 && *w < 100)
+      r.error(line_of(*s->get("watchdog_ms")), "switch.watchdog_ms",
+              std::to_string(*w) + " is below 100 ms (0 turns the watchdog off)");
+    else
+      t.switch_config.watchdog_ms = static_cast<std::uint32_t>(*w);
   }
 }
 

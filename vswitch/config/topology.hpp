@@ -8,7 +8,10 @@
 //   [switch]   name = "vswitch" (names the shm objects), mac_table_size = 4096, aging_s = 300,
 //              max_macs_per_port = mac_table_size / 4 (at least 1; at most mac_table_size):
 //              learned addresses one port may hold in a MAC table, so a flood of source
-//              addresses from one port cannot fill the table for the others
+//              addresses from one port cannot fill the table for the others,
+//              watchdog_ms = 10000 (0 or 100..3600000; 0: off): an endpoint that makes no
+//              progress for this long, even after vswitchd rang its doorbell, is hung:
+//              vswitchd kills and restarts it
 //   [fabric]   ring_bytes = 1048576 (power of two, >= one max frame record),
 //              max_frame = 65536 (bytes, 64..65536; TAPs get TSO only at 65536, and a
 //              longer frame read from a TAP is dropped as frame_too_large), stall_timeout_ms = 2000
@@ -50,6 +53,7 @@ struct SwitchConfig {
   std::uint32_t mac_table_size = 4096;
   std::uint32_t aging_s = 300;
   std::uint32_t max_macs_per_port = 0;  // 0: not set, mac_table_size / 4 (see macs_per_port())
+  std::uint32_t watchdog_ms = 10000;    // 0: no watchdog
 
   // Learned addresses one port may hold in a MAC table.
   [[nodiscard]] std::uint32_t macs_per_port() const noexcept {

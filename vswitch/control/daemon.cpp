@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -125,6 +126,7 @@ std::vector<std::string> topology_differences(const Topology& a, const Topology&
   differ(d, "switch.mac_table_size", a.switch_config.mac_table_size, b.switch_config.mac_table_size);
   differ(d, "switch.aging_s", a.switch_config.aging_s, b.switch_config.aging_s);
   differ(d, "switch.max_macs_per_port", a.switch_config.macs_per_port(), b.switch_config.macs_per_port());
+  differ(d, "switch.watchdog_ms", a.switch_config.watchdog_ms, b.switch_config.watchdog_ms);
   differ(d, "fabric.ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
   differ(d, "fabric.max_frame", a.fabric.max_frame, b.fabric.max_frame);
   differ(d, "fabric.stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
@@ -290,6 +292,14 @@ struct Child {
   // its loop about to run ("up"); end of file without it: it died before.
   sys::Fd ready;
   bool up = false;
+  // The watchdog's view (while up): the endpoint's heartbeat (its loop's passes with work
+  // plus its sleeps, both in its counters), when it last moved, when the watchdog rang the
+  // endpoint's doorbell to make an idle one take a pass (0: not since it last moved).
+  std::uint64_t heartbeat = 0;
+  std::uint64_t moved_ms = 0;
+  std::uint64_t pinged_ms = 0;
+  bool killed_hung = false;  // SIGKILLed by the watchdog; reap() says so
+  std::uint64_t hung = 0;
 };
 
 class Daemon {
@@ -314,6 +324,9 @@ class Daemon {
   sys::Fd enter_endpoint_process(std::size_t i);
   sys::Result<std::unique_ptr<Frontend>, std::string> make_frontend(std::size_t i, const EndpointCounters& initial);
   void reap(bool shutting_down);
+  // The watchdog's round: returns when it wants the next one (monotonic ms), or 0 if off.
+  std::uint64_t watch(std::uint64_t now_ms);
+  [[nodiscard]] std::uint64_t heartbeat(std::size_t i) const;
   void endpoint_ready(std::size_t i);
   void reload();
   [[nodiscard]] std::string status_line() const;
@@ -429,6 +442,7 @@ void Daemon::publish_state(std::size_t i, EndpointState s) {
   d.core = e.core ? *e.core : ~std::uint64_t{0};
   d.last_exit = static_cast<std::uint64_t>(static_cast<std::uint32_t>(children_[i].last_exit));
   d.started_unix_ms = sys::unix_ms();
+  d.hung = children_[i].hung;
   stats_->write_daemon(i, d);
 }
 
@@ -578,6 +592,9 @@ void Daemon::endpoint_ready(std::size_t i) {
   c.ready.reset();
   if (n != 1 || c.pid == 0) return;  // died before it was up: reap() reports it
   c.up = true;
+  c.heartbeat = heartbeat(i);
+  c.moved_ms = sys::monotonic_ms();
+  c.pinged_ms = 0;
   publish_state(i, EndpointState::kUp);
   for (const auto& x : children_)
     if (!x.up) return;
@@ -634,6 +651,46 @@ void Daemon::reload() {
   notifier_.send("READY=1\nSTATUS=" + status_line() + "; " + outcome);
 }
 
+std::uint64_t Daemon::heartbeat(std::size_t i) const {
+  const EndpointCounters c = stats_->read_counters(i);
+  return c.loop.loops + c.loop.sleeps;
+}
+
+// A hung endpoint is as bad as a crashed one (a peer's frames to it wait for the stall
+// timeout, its VM or namespace is cut off), and nothing else would notice it: its process
+// is alive. Its heartbeat moves with every pass that did work and every sleep, and an
+// idle endpoint sleeps without a timeout, so silence alone proves nothing. After half the
+// timeout without a move the watchdog rings the endpoint's doorbell: a live endpoint
+// wakes, finds nothing to do and goes back to sleep, which moves the heartbeat. Still
+// silent half a timeout after that ring: it is hung, and it is killed (SIGKILL: a hung
+// process may not act on SIGTERM) and restarted like any endpoint that died. Idle cost:
+// one wakeup per endpoint per half timeout.
+std::uint64_t Daemon::watch(std::uint64_t now) {
+  const std::uint64_t timeout = topo_.switch_config.watchdog_ms;
+  if (timeout == 0) return 0;
+  const std::uint64_t half = timeout / 2;
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    Child& c = children_[i];
+    if (!c.up || c.pid <= 0 || c.killed_hung) continue;
+    const std::uint64_t beat = heartbeat(i);
+    if (beat != c.heartbeat) {
+      c.heartbeat = beat;
+      c.moved_ms = now;
+      c.pinged_ms = 0;
+    } else if (c.pinged_ms == 0 && now - c.moved_ms >= half) {
+      doorbells_[i].ring();
+      c.pinged_ms = now;
+    } else if (c.pinged_ms != 0 && now - c.pinged_ms >= half) {
+      say("endpoint %s (pid %d) is hung: no progress in %llu ms, not even after its doorbell rang; killing it",
+          topo_.endpoints[i].name.c_str(), c.pid, static_cast<unsigned long long>(now - c.moved_ms));
+      c.killed_hung = true;
+      ++c.hung;
+      ::kill(c.pid, SIGKILL);
+    }
+  }
+  return now + std::max<std::uint64_t>(half / 4, 10);
+}
+
 void Daemon::reap(bool shutting_down) {
   for (;;) {
     int status = 0;
@@ -646,6 +703,8 @@ void Daemon::reap(bool shutting_down) {
       c.last_exit = status;
       c.up = false;
       c.ready.reset();
+      const bool hung = c.killed_hung;
+      c.killed_hung = false;
       if (shutting_down) {
         publish_state(i, EndpointState::kStopped);
         break;
@@ -656,8 +715,9 @@ void Daemon::reap(bool shutting_down) {
       c.restart_at_ms = now + c.backoff_ms;
       ++c.restarts;
       publish_state(i, EndpointState::kDown);
-      say("endpoint %s (pid %d) %s; restarting in %llu ms", topo_.endpoints[i].name.c_str(), pid,
-          describe_exit(status).c_str(), static_cast<unsigned long long>(c.backoff_ms));
+      say("endpoint %s (pid %d) %s%s; restarting in %llu ms", topo_.endpoints[i].name.c_str(), pid,
+          describe_exit(status).c_str(), hung ? " by the watchdog (hung)" : "",
+          static_cast<unsigned long long>(c.backoff_ms));
       notifier_.send("STATUS=" + status_line());
     }
   }
@@ -720,9 +780,12 @@ int Daemon::run() {
   say("running topology \"%s\" (%s): %zu endpoints, %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
       topo_.endpoints.size(), "Ctrl-C or SIGTERM stops, SIGHUP re-reads the file");
   notifier_.send("STATUS=starting " + std::to_string(children_.size()) + " endpoints");
+  std::uint64_t next_watch_ms = 0;
   for (;;) {
     int timeout = -1;
     const std::uint64_t now = sys::monotonic_ms();
+    if (now >= next_watch_ms) next_watch_ms = watch(now);
+    if (next_watch_ms != 0) timeout = static_cast<int>(next_watch_ms > now ? next_watch_ms - now : 0);
     for (std::size_t i = 0; i < children_.size(); ++i) {
       Child& c = children_[i];
       if (c.pid == 0 && c.restart_at_ms != 0) {

@@ -164,11 +164,11 @@ struct Ctl {
         const auto& e = topo.endpoints[i];
         const DaemonState d = stats.read_daemon(i);
         std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"core\": %s, \"state\": %s, \"pid\": %" PRIu64
-                    ", \"restarts\": %" PRIu64 ", \"attachment\": %s}",
+                    ", \"restarts\": %" PRIu64 ", \"hung\": %" PRIu64 ", \"attachment\": %s}",
                     i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
                     d.core == ~std::uint64_t{0} ? "null" : std::to_string(d.core).c_str(),
                     json_string(std::string(to_string(static_cast<EndpointState>(d.state)))).c_str(), d.pid,
-                    d.restarts, json_string(attachment(e)).c_str());
+                    d.restarts, d.hung, json_string(attachment(e)).c_str());
       }
       std::printf("\n]}\n");
       return;
@@ -178,9 +178,11 @@ struct Ctl {
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
       const auto& e = topo.endpoints[i];
       const DaemonState d = stats.read_daemon(i);
-      std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8" PRIu64 " %s\n", e.name.c_str(),
+      // RESTARTS: "3" or, when the watchdog killed some of them as hung, "3/1hung".
+      const std::string restarts = std::to_string(d.restarts) + (d.hung ? "/" + std::to_string(d.hung) + "hung" : "");
+      std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8s %s\n", e.name.c_str(),
                   std::string(to_string(e.frontend)).c_str(), core_text(d).c_str(),
-                  std::string(to_string(static_cast<EndpointState>(d.state))).c_str(), d.pid, d.restarts,
+                  std::string(to_string(static_cast<EndpointState>(d.state))).c_str(), d.pid, restarts.c_str(),
                   attachment(e).c_str());
     }
   }
@@ -231,9 +233,9 @@ struct Ctl {
       const auto groups = counter_report(c, e.frontend);
       if (json) {
         std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"state\": %s, \"pid\": %" PRIu64
-                    ", \"restarts\": %" PRIu64,
+                    ", \"restarts\": %" PRIu64 ", \"hung\": %" PRIu64,
                     i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
-                    json_string(state).c_str(), d.pid, d.restarts);
+                    json_string(state).c_str(), d.pid, d.restarts, d.hung);
         for (const auto& g : groups) render_json(g);
         std::printf(", \"peers\": {");
         bool first = true;
@@ -249,8 +251,9 @@ struct Ctl {
         std::printf("}}");
         continue;
       }
-      std::printf("%s (%s, %s, pid %" PRIu64 ", restarts %" PRIu64 ")\n", e.name.c_str(),
-                  std::string(to_string(e.frontend)).c_str(), state.c_str(), d.pid, d.restarts);
+      std::printf("%s (%s, %s, pid %" PRIu64 ", restarts %" PRIu64 "%s)\n", e.name.c_str(),
+                  std::string(to_string(e.frontend)).c_str(), state.c_str(), d.pid, d.restarts,
+                  d.hung ? (", of them hung " + std::to_string(d.hung)).c_str() : "");
       for (const auto& g : groups) render_text(g);
       for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
         if (p == i) continue;

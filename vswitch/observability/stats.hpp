@@ -46,7 +46,8 @@ struct DaemonState {
   std::uint64_t core;         // pinned core, or ~0 when not pinned
   std::uint64_t last_exit;    // wait status of the last exit (0 if none)
   std::uint64_t started_unix_ms;
-  std::uint64_t reserved[2];
+  std::uint64_t hung;         // of the restarts: times the watchdog killed it as hung
+  std::uint64_t reserved;
 };
 
 struct EndpointSlot {

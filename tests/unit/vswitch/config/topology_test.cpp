@@ -277,6 +277,18 @@ TEST(Topology, MaxMacsPerPortMustFitTheTable) {
   EXPECT_NE(zero.problem.find("out of range"), std::string::npos) << zero.problem;
 }
 
+TEST(Topology, WatchdogIsOnByDefaultAndBounded) {
+  auto t = load_topology_string(kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(t->switch_config.watchdog_ms, 10000u);
+  auto off = load_topology_string(std::string("[switch]\nwatchdog_ms = 0\n") + kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(off.has_value()) << format_errors(off.error());
+  EXPECT_EQ(off->switch_config.watchdog_ms, 0u);
+  auto e = only_error(std::string("[switch]\nwatchdog_ms = 50\n") + kTwoEndpoints, "switch.watchdog_ms");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_NE(e.problem.find("below 100 ms"), std::string::npos) << e.problem;
+}
+
 TEST(Topology, PortSecurityNeedsAMac) {
   const std::string text = "[[endpoint]]\nname = \"a\"\nfrontend = \"generator\"\nport_security = true\n";
   auto e = only_error(text, "endpoint[0].port_security");

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The watchdog: an idle endpoint is woken (its doorbell rung) and survives; a hung one
+# (SIGSTOP: alive, but it never runs again) is killed and restarted, and the others keep
+# forwarding meanwhile.
+source "$(dirname "$0")/lib.sh"
+source "$HERE/three_ns_env.sh"
+require_root
+setup_three
+sed 's/^name = "it3"$/name = "it3"\nwatchdog_ms = 1000/' "$HERE/three-ns.toml" >"$WORK/watchdog.toml"
+grep -q '^watchdog_ms = 1000$' "$WORK/watchdog.toml" || fail "could not write the test topology"
+start_daemon "$WORK/watchdog.toml"
+ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.3 >/dev/null || fail "ping a -> c"
+
+# Idle: c sleeps without a timeout; the watchdog's rings wake it, so its sleeps go on
+# counting, and it is never taken for hung.
+sleeps() { stat c 'e["sleeps"]'; }
+first=$(sleeps)
+woken() { (($(sleeps) >= first + 3)); }
+wait_for 10 "the watchdog to wake idle c three times" woken
+hung=$(ctl ports --json | python3 -c "import json,sys; print(sum(p['hung'] + p['restarts'] for p in json.load(sys.stdin)['ports']))")
+[[ $hung == 0 ]] || fail "an idle endpoint was restarted ($hung)"
+
+# Hung: stopped, c never answers; the watchdog kills it (SIGKILL reaches a stopped process).
+victim=$(pid_of c)
+kill -STOP "$victim"
+restarted() { [[ $(ctl ports --json | python3 -c "
+import json, sys
+p = next(p for p in json.load(sys.stdin)['ports'] if p['name'] == 'c')
+print(p['state'] == 'up' and p['restarts'] == 1 and p['hung'] == 1 and p['pid'] != $victim)") == True ]]; }
+ip netns exec vsit-a ping -c 3 -i 0.2 -W 2 -q 10.78.0.2 >/dev/null || fail "a -> b while c is stopped"
+wait_for 15 "the watchdog to restart c" restarted
+grep -q "endpoint c (pid $victim) is hung" "$WORK/vswitchd.log" || fail "no log line for the hung endpoint"
+grep -q "endpoint c (pid $victim) killed by signal 9.*by the watchdog (hung)" "$WORK/vswitchd.log" ||
+  fail "the restart does not say the watchdog killed it"
+ip netns exec vsit-a ping -c 3 -i 0.1 -W 2 -q 10.78.0.3 >/dev/null || fail "no traffic to c after its restart"
+ctl ports | grep -q "1/1hung" || fail "vswitchctl ports does not show the hung restart"
+pass "idle endpoints woken and kept; a stopped endpoint killed by the watchdog and restarted"
