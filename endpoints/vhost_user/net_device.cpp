@@ -175,7 +175,9 @@ std::optional<std::size_t> NetDevice::receive(std::span<std::byte> buf) noexcept
   if (!serviced_) service();
   auto* q = backend_.queue(kTxQueue);
   if (q == nullptr) return std::nullopt;
-  const auto r = virtio::tx_pop(*q, buf, net_);
+  const virtio::TxOffloads offloads{backend_.has(kFeatureCsum), backend_.has(kFeatureHostTso4),
+                                    backend_.has(kFeatureHostTso6), backend_.has(kFeatureHostEcn)};
+  const auto r = virtio::tx_pop(*q, buf, offloads, net_);
   switch (r.status) {
     case virtio::TxResult::Status::kFrame:
       return r.bytes;

@@ -83,7 +83,7 @@ TEST(VhostUserBackend, QemuStyleSetupRunsTheQueue) {
   h.guest.make_available(0);
   std::vector<std::byte> out(2048);
   virtio::NetQueueCounters c;
-  const auto r = virtio::tx_pop(*q, out, c);
+  const auto r = virtio::tx_pop(*q, out, virtio::TxOffloads{}, c);
   ASSERT_EQ(r.status, virtio::TxResult::Status::kFrame);
   EXPECT_EQ(r.bytes, packet.size());
   EXPECT_EQ(std::memcmp(out.data(), packet.data(), packet.size()), 0);

@@ -501,6 +501,29 @@ TEST(VhostUserNetDevice, ABadTxChainGoesBackEmptyAndIsCounted) {
   EXPECT_TRUE(s.device->connected()) << "a bad chain is not a protocol violation";
 }
 
+// virtio 1.x 5.1.6.2.1: a guest's TX header may not mark its frame verified (DATA_VALID)
+// for the other guests and the host, nor ask for an offload it did not negotiate.
+TEST(VhostUserNetDevice, TxHeadersAreHeldToTheNegotiatedFeatures) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures & ~(kFeatureHostTso4 | kFeatureHostTso6 | kFeatureHostEcn));
+  virtio::NetHeader marked;
+  marked.flags = virtio::kNetHdrFlagDataValid;
+  g.transmit(marked, plain_frame(60, 0x12));
+  const auto [tso, frame] = tso_frame(300, 1000, 100);
+  g.transmit(tso, frame);  // TSO without HOST_TSO4
+  const auto got = s.pass();
+  ASSERT_EQ(got.size(), 1u) << "the TSO frame is refused";
+  EXPECT_EQ(std::to_integer<int>(got[0][0]), 0) << "DATA_VALID cleared";
+  ASSERT_EQ(g.tx.used_idx(), 2);
+  EXPECT_EQ(g.tx.used(1).len, 0u);
+  const NetDeviceCounters c = s.device->counters();
+  EXPECT_EQ(c.totals.bad_chains, 1u);
+  EXPECT_EQ(c.tx_errors[virtio::TxError::kOffloadNotNegotiated], 1u);
+  EXPECT_TRUE(s.device->connected()) << "a refused header harms only its guest's frame";
+}
+
 TEST(VhostUserNetDevice, AProtocolViolationClosesTheConnectionOnly) {
   Session s;
   {
