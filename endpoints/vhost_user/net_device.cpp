@@ -132,6 +132,7 @@ void NetDevice::read_control() noexcept {
       disconnect(std::string(to_string(req)) + ": " + out.error());
       return;
     }
+    follow_features();
     if (out->reply && !conn_->send(*out->reply)) {
       disconnect("could not send a reply");
       return;
@@ -149,6 +150,16 @@ void NetDevice::read_control() noexcept {
       if (auto* txq = backend_.queue(kTxQueue)) tx_used_seen_ = txq->next_used();
     }
   }
+}
+
+void NetDevice::follow_features() noexcept {
+  // virtio 1.x 5.1.6.4.1: "The device MUST use only a single descriptor if
+  // VIRTIO_NET_F_MRG_RXBUF was not negotiated" (num_buffers is then 1): a frame that
+  // does not fit one chain is dropped (rx_buffer_too_small), never spread over several.
+  // The pool is empty here (given back before the message, or forgotten with the last
+  // connection), so no chain popped under one rule is used under the other.
+  const bool mergeable = backend_.has(kFeatureMrgRxbuf);
+  if (rx_.mergeable() != mergeable && rx_.pooled() == 0) rx_ = virtio::RxQueue(mergeable);
 }
 
 void NetDevice::service() noexcept {

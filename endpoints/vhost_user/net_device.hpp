@@ -113,6 +113,8 @@ class NetDevice {
   void service() noexcept;  // accept, control messages, kicks
   void accept() noexcept;
   void read_control() noexcept;
+  // After a control message: the RX queue takes the negotiated MRG_RXBUF.
+  void follow_features() noexcept;
   void disconnect(const std::string& why) noexcept;
   // Adds fd to (on) or removes it from the epoll set; false when adding failed (the
   // reason in watch_error_).
@@ -134,7 +136,9 @@ class NetDevice {
   std::optional<Connection> conn_;
   std::uint32_t epoch_ = 0;  // counts connections and queue changes (never 0 once one came)
   Backend backend_;
-  virtio::RxQueue rx_{true};
+  // Follows the negotiated MRG_RXBUF (see follow_features()); nothing negotiated: one
+  // chain per frame.
+  virtio::RxQueue rx_{false};
   virtio::NetQueueCounters net_;  // bad chains, by reason (seeded from `initial`)
   NetDeviceTotals totals_;        // the rest (bad_chains comes from net_)
   std::function<void(const std::string&)> log_;

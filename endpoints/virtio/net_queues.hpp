@@ -93,6 +93,8 @@ TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, const TxOffloads& offlo
 class RxQueue {
  public:
   explicit RxQueue(bool mergeable_buffers) : mergeable_(mergeable_buffers) {}
+  // Whether a frame may span several chains (VIRTIO_NET_F_MRG_RXBUF negotiated).
+  [[nodiscard]] bool mergeable() const noexcept { return mergeable_; }
 
   enum class Status : std::uint8_t { kDelivered, kNoBuffers, kDropped, kBroken };
   // Writes header (num_buffers set) + frame into guest buffers and stages their used

@@ -501,6 +501,39 @@ TEST(VhostUserNetDevice, ABadTxChainGoesBackEmptyAndIsCounted) {
   EXPECT_TRUE(s.device->connected()) << "a bad chain is not a protocol violation";
 }
 
+// virtio 1.x 5.1.6.4.1: without MRG_RXBUF a frame takes exactly one chain (num_buffers
+// 1): one its buffers cannot hold is dropped and counted, never spread over several.
+TEST(VhostUserNetDevice, WithoutMrgRxbufAFrameNeverSpansChains) {
+  Session s;
+  const Bytes big = plain_frame(200, 0x21);
+  ResumeToken t;
+  {
+    Guest g;
+    FrontEnd fe(s.path);
+    s.attach(fe, g, kOfferedFeatures & ~kFeatureMrgRxbuf);
+    g.post_rx(4, 100);
+    EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, big), big, t), NetDevice::Delivery::kTooLarge);
+    const Bytes small = plain_frame(60, 0x22);
+    EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, small), small, t), NetDevice::Delivery::kDelivered);
+    s.pass();
+    ASSERT_EQ(g.rx.used_idx(), 1) << "only the frame that fits one chain";
+    const Bytes r = g.received(0);
+    ASSERT_EQ(r.size(), virtio::kNetHeaderBytes + small.size());
+    EXPECT_EQ(get16(r, 10), 0x0100) << "num_buffers 1 (little-endian)";
+    EXPECT_EQ(s.device->counters().rx_drops[virtio::RxDrop::kBufferTooSmall], 1u);
+  }
+  s.pass();  // the front-end went away
+  // The next front-end negotiates MRG_RXBUF: the same frame now spans chains.
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  g.post_rx(4, 100);
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, big), big, t), NetDevice::Delivery::kDelivered);
+  s.pass();
+  EXPECT_EQ(g.rx.used_idx(), 3);
+  EXPECT_EQ(get16(g.received(0), 10), 0x0300) << "num_buffers 3";
+}
+
 // virtio 1.x 5.1.6.2.1: a guest's TX header may not mark its frame verified (DATA_VALID)
 // for the other guests and the host, nor ask for an offload it did not negotiate.
 TEST(VhostUserNetDevice, TxHeadersAreHeldToTheNegotiatedFeatures) {
