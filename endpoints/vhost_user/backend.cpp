@@ -1,12 +1,42 @@
 #include "endpoints/vhost_user/backend.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace vswitch::endpoints::vhost_user {
+
+namespace {
+
+// vhost-user spec, "VHOST_USER_SET_VRING_KICK" / "..._CALL" / "..._ERR": "The fd is an
+// eventfd" (descriptor passed in the ancillary data). Anything else (a pipe that hangs
+// up and is reported readable forever, a regular file epoll refuses, a socket, a
+// blocking descriptor a read would sleep on) is refused here, where it arrives. The
+// kernel names an eventfd's file "anon_inode:[eventfd]". The descriptor is made
+// non-blocking (its file description is shared with the front-end, whose QEMU opens
+// them non-blocking anyway), so that no read or write of it can stop the loop.
+sys::Status<std::string> adopt_eventfd(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return sys::Unexpected("fstat: " + std::string(std::strerror(errno)));
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  char target[64] = {};
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n < 0) return sys::Unexpected("readlink " + link + ": " + std::strerror(errno));
+  constexpr std::string_view kEventFd = "anon_inode:[eventfd]";
+  if (std::string_view(target, static_cast<std::size_t>(n)) != kEventFd)
+    return sys::Unexpected("not an eventfd (" + std::string(target, static_cast<std::size_t>(n)) + ")");
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+    return sys::Unexpected("cannot make it non-blocking: " + std::string(std::strerror(errno)));
+  return {};
+}
+
+}  // namespace
 
 Backend::~Backend() { unmap_all(); }
 
@@ -159,6 +189,9 @@ Backend::Step Backend::set_vring_file(Request request, const VringFile& f, std::
   if (request == Request::kSetVringKick && !f.has_fd)
     return sys::Unexpected(std::string("SET_VRING_KICK without a descriptor (polling mode is not supported)"));
   sys::Fd fd = f.has_fd ? std::move(fds[0]) : sys::Fd();
+  if (fd.valid()) {
+    if (auto st = adopt_eventfd(fd.get()); !st) return sys::Unexpected("vring " + std::to_string(f.index) + ": " + st.error());
+  }
   Vring& v = vrings_[f.index];
   out.queues_changed = true;
   if (request == Request::kSetVringKick) {

@@ -175,6 +175,13 @@ void NetDevice::service() noexcept {
     } else if (conn_ && fd == conn_->fd()) {
       read_control();
     } else if (fd == watched_kick_ || fd == watched_rx_kick_) {
+      // An error or hang-up on a kick eventfd would be reported on every pass, a loop
+      // spinning on it: the front-end's fault, disconnect. (Only eventfds are accepted,
+      // so this should not happen; epoll reports both whether asked for or not.)
+      if ((events[i].events & (EPOLLERR | EPOLLHUP)) != 0) {
+        disconnect("kick eventfd reported an error or hang-up");
+        continue;
+      }
       // Drained; the pops below see what it announced. A kick descriptor that cannot be
       // read would be reported readable forever: the front-end's fault, disconnect.
       if (auto d = sys::drain_counter(fd); !d) disconnect("kick eventfd: " + d.error().message());
