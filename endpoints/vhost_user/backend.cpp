@@ -36,6 +36,27 @@ sys::Status<std::string> adopt_eventfd(int fd) {
   return {};
 }
 
+// virtio 1.x 5.1.3.1 "Feature bit requirements": "Some networking feature bits require
+// other networking feature bits", of which these concern what this device offers (no
+// UFO, no CTRL_VQ and what depends on it):
+//   GUEST_TSO4, GUEST_TSO6 require GUEST_CSUM;  GUEST_ECN requires GUEST_TSO4 or GUEST_TSO6;
+//   HOST_TSO4, HOST_TSO6 require CSUM;          HOST_ECN requires HOST_TSO4 or HOST_TSO6.
+// A set that breaks one is a driver the device cannot serve by the spec's rules (a TSO
+// frame whose checksum it was never told how to complete): a protocol error.
+struct FeatureDependency {
+  std::uint64_t feature;
+  std::uint64_t needs_any;  // at least one of these
+  const char* rule;
+};
+constexpr FeatureDependency kFeatureDependencies[] = {
+    {kFeatureGuestTso4, kFeatureGuestCsum, "GUEST_TSO4 requires GUEST_CSUM"},
+    {kFeatureGuestTso6, kFeatureGuestCsum, "GUEST_TSO6 requires GUEST_CSUM"},
+    {kFeatureGuestEcn, kFeatureGuestTso4 | kFeatureGuestTso6, "GUEST_ECN requires GUEST_TSO4 or GUEST_TSO6"},
+    {kFeatureHostTso4, kFeatureCsum, "HOST_TSO4 requires CSUM"},
+    {kFeatureHostTso6, kFeatureCsum, "HOST_TSO6 requires CSUM"},
+    {kFeatureHostEcn, kFeatureHostTso4 | kFeatureHostTso6, "HOST_ECN requires HOST_TSO4 or HOST_TSO6"},
+};
+
 }  // namespace
 
 Backend::~Backend() { unmap_all(); }
@@ -135,6 +156,9 @@ Backend::Step Backend::start_if_ready(std::uint32_t index) {
 Backend::Step Backend::set_features(std::uint64_t v, Outcome& out) {
   if (v & ~kOfferedFeatures) return sys::Unexpected(std::string("SET_FEATURES with features that were not offered"));
   if (!(v & kFeatureVersion1)) return sys::Unexpected(std::string("the front-end did not accept VERSION_1"));
+  for (const FeatureDependency& d : kFeatureDependencies)
+    if ((v & d.feature) != 0 && (v & d.needs_any) == 0)
+      return sys::Unexpected("feature dependency missing (virtio 1.x 5.1.3.1): " + std::string(d.rule));
   features_ = v;
   for (std::uint32_t i = 0; i < kMaxQueues; ++i) {  // EVENT_IDX may have changed
     if (vrings_[i].queue) {

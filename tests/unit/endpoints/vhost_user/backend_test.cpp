@@ -143,6 +143,30 @@ TEST(VhostUserBackend, ProtocolViolationsAreErrors) {
   }
 }
 
+// virtio 1.x 5.1.3.1: each offered feature that requires another is refused without it,
+// the missing dependency named; with it the same set is accepted.
+TEST(VhostUserBackend, FeatureDependenciesAreEnforced) {
+  struct Case {
+    std::uint64_t without;
+    const char* rule;
+  } const cases[] = {
+      {kFeatureGuestCsum, "GUEST_TSO4 requires GUEST_CSUM"},
+      {kFeatureGuestCsum | kFeatureGuestTso4, "GUEST_TSO6 requires GUEST_CSUM"},
+      {kFeatureGuestTso4 | kFeatureGuestTso6, "GUEST_ECN requires GUEST_TSO4 or GUEST_TSO6"},
+      {kFeatureCsum, "HOST_TSO4 requires CSUM"},
+      {kFeatureCsum | kFeatureHostTso4, "HOST_TSO6 requires CSUM"},
+      {kFeatureHostTso4 | kFeatureHostTso6, "HOST_ECN requires HOST_TSO4 or HOST_TSO6"},
+  };
+  for (const Case& c : cases) {
+    Handshake h;
+    auto r = h.backend.handle(msg(Request::kSetFeatures, kOfferedFeatures & ~c.without));
+    ASSERT_FALSE(r.has_value()) << c.rule;
+    EXPECT_NE(r.error().find(c.rule), std::string::npos) << r.error();
+  }
+  Handshake h;  // a minimal set with its dependency
+  h.ok(msg(Request::kSetFeatures, kFeatureVersion1 | kFeatureHostTso4 | kFeatureCsum));
+}
+
 TEST(VhostUserBackend, ResetForgetsTheGuest) {
   Handshake h;
   h.negotiate();
