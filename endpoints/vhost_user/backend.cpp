@@ -187,9 +187,15 @@ Backend::Step Backend::set_vring_state(Request request, const VringState& s, Out
     stop(s.index);
     return {};
   }
-  if (request == Request::kSetVringNum && s.num > max_queue_size_)
-    return sys::Unexpected("queue size " + std::to_string(s.num) + " above this endpoint's limit " +
-                           std::to_string(max_queue_size_));
+  if (request == Request::kSetVringNum) {
+    // virtio 1.x 2.6: a split ring's size is a power of 2, at most 32768.
+    if (s.num == 0 || s.num > kMaxSplitQueueSize || (s.num & (s.num - 1)) != 0)
+      return sys::Unexpected("queue size " + std::to_string(s.num) +
+                             " refused: a split ring's size is a power of two in 1..32768 (virtio 1.x 2.6)");
+    if (s.num > max_queue_size_)
+      return sys::Unexpected("queue size " + std::to_string(s.num) + " refused: above this endpoint's configured " +
+                             "vhost_user.queue_size " + std::to_string(max_queue_size_));
+  }
   stop(s.index);  // NUM and BASE change the ring; GET_VRING_BASE stops it
   if (request == Request::kSetVringNum) {
     v.num = static_cast<std::uint16_t>(s.num);

@@ -47,12 +47,18 @@ inline constexpr std::uint64_t kOfferedFeatures =
     kFeatureEventIdx | kFeatureProtocolFeatures | kFeatureVersion1;
 inline constexpr std::uint64_t kOfferedProtocolFeatures = kProtocolReplyAck;
 
+// virtio 1.x 2.6 (Split Virtqueues): "Queue Size value is always a power of 2. The
+// maximum Queue Size value is 32768."
+inline constexpr std::uint16_t kMaxSplitQueueSize = 32768;
+
 inline constexpr std::uint32_t kRxQueue = 0;
 inline constexpr std::uint32_t kTxQueue = 1;
 
 class Backend {
  public:
-  explicit Backend(std::uint16_t max_queue_size = 1024) : max_queue_size_(max_queue_size) {}
+  // Accepts rings of at most `max_queue_size` entries (a power of two; default: every
+  // size the spec allows for a split ring).
+  explicit Backend(std::uint16_t max_queue_size = kMaxSplitQueueSize) : max_queue_size_(max_queue_size) {}
   ~Backend();
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;

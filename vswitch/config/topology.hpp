@@ -12,7 +12,9 @@
 //              "generator"), core, mac, poll_us = 0,
 //              port_security = false (true needs mac), and one table named after the frontend:
 //     [endpoint.tap]         ifname (required), netns
-//     [endpoint.vhost_user]  socket (required), queue_size = 256 (power of two, <= 32768)
+//     [endpoint.vhost_user]  socket (required), queue_size = 32768 (power of two, <= 32768:
+//                            the largest ring the VMM may set; QEMU's rx_queue_size and
+//                            tx_queue_size go up to 1024)
 //     [endpoint.generator]   rate_fps = 0 (0: as fast as possible), sizes = [64],
 //                            peer = endpoint name (default: broadcast)
 #pragma once
@@ -65,7 +67,7 @@ struct TapOptions {
 };
 struct VhostUserOptions {
   std::string socket;
-  std::uint32_t queue_size = 256;
+  std::uint32_t queue_size = 32768;  // every split ring the spec allows
 };
 struct GeneratorOptions {
   std::uint64_t rate_fps = 0;

@@ -562,7 +562,7 @@ TEST(VhostUserNetDevice, AProtocolViolationClosesTheConnectionOnly) {
     Guest g;
     FrontEnd fe(s.path);
     s.attach(fe, g, kOfferedFeatures);
-    fe.send_value(Request::kSetVringNum, VringState{kRxQueue, 1024});  // more than the device allows
+    fe.send_value(Request::kSetVringNum, VringState{kRxQueue, 1024});  // above the configured queue_size (256)
     s.pass();
     EXPECT_FALSE(s.device->connected());
     EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u);

@@ -219,6 +219,16 @@ TEST(Topology, VhostUserQueueSizeNotPowerOfTwo) {
   EXPECT_EQ(only_error(text, "endpoint[1].vhost_user.queue_size").line, 18u);
 }
 
+// Without queue_size every split-ring size is accepted (QEMU users set rx_queue_size=1024).
+TEST(Topology, VhostUserQueueSizeDefaultsToTheLargestSplitRing) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.rfind("frontend = \"generator\""), 22,
+               "frontend = \"vhost-user\"\n[endpoint.vhost_user]\nsocket = \"/tmp/s\"");
+  const auto t = load_topology_string(text, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(std::get<VhostUserOptions>(t->endpoints[1].options).queue_size, 32768u);
+}
+
 TEST(Topology, FewerThanTwoEndpoints) {
   auto e = only_error("[[endpoint]]\nname = \"a\"\nfrontend = \"generator\"\n", "endpoint");
   EXPECT_NE(e.problem.find("at least two"), std::string::npos);
