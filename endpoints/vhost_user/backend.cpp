@@ -57,6 +57,27 @@ constexpr FeatureDependency kFeatureDependencies[] = {
     {kFeatureHostEcn, kFeatureHostTso4 | kFeatureHostTso6, "HOST_ECN requires HOST_TSO4 or HOST_TSO6"},
 };
 
+// Guest memory the front-end could shrink under the mapping would SIGBUS the whole switch
+// on the next access, not just its guest. A memfd says whether it can (F_GET_SEALS):
+// one without F_SEAL_SHRINK is refused. QEMU's memory-backend-memfd seals by default
+// (seal=on: F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), so its guests are served; with
+// seal=off the refusal names the fix. Other files (hugetlbfs or tmpfs files of
+// memory-backend-file, DPDK's hugepage files) cannot be sealed by their owner in general,
+// so they are accepted with the size check at map time only; the kernel names a memfd's
+// file "/memfd:NAME (deleted)".
+sys::Status<std::string> check_not_shrinkable(int fd) {
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  char target[256] = {};
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n < 0) return sys::Unexpected("readlink " + link + ": " + std::strerror(errno));
+  if (std::string_view(target, static_cast<std::size_t>(n)).substr(0, 7) != "/memfd:") return {};
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (seals & F_SEAL_SHRINK) == 0)
+    return sys::Unexpected(std::string("a memfd without F_SEAL_SHRINK (it could be shrunk under the mapping; ") +
+                           "QEMU: memory-backend-memfd with seal=on)");
+  return {};
+}
+
 }  // namespace
 
 Backend::~Backend() { unmap_all(); }
@@ -95,18 +116,34 @@ std::optional<std::uint64_t> Backend::to_guest_phys(std::uint64_t user_addr) con
   return std::nullopt;
 }
 
+Backend::Step Backend::check_mem_table(const MemTable& table, const std::vector<sys::Fd>& fds) const {
+  std::uint64_t total = 0;  // <= max_guest_memory_
+  for (std::size_t i = 0; i < table.regions.size(); ++i) {
+    const MemRegion& r = table.regions[i];
+    const std::string name = "region " + std::to_string(i) + ": ";
+    struct stat st {};
+    if (::fstat(fds[i].get(), &st) != 0) return sys::Unexpected(name + "fstat failed");
+    // The whole region must exist in the file now (a shorter file would SIGBUS us later).
+    if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < r.mmap_offset + r.memory_size)
+      return sys::Unexpected(name + "file of " + std::to_string(st.st_size) + " bytes is shorter than offset + size " +
+                             std::to_string(r.mmap_offset + r.memory_size));
+    if (auto st2 = check_not_shrinkable(fds[i].get()); !st2) return sys::Unexpected(name + st2.error());
+    const std::uint64_t length = r.mmap_offset + r.memory_size;  // what map_mem_table maps; message.cpp: no overflow
+    if (length > max_guest_memory_ - total)
+      return sys::Unexpected(name + "guest memory to map would exceed this endpoint's limit of " +
+                             std::to_string(max_guest_memory_) + " bytes");
+    total += length;
+  }
+  return {};
+}
+
 Backend::Step Backend::map_mem_table(const MemTable& table, std::vector<sys::Fd>& fds) {
   for (std::uint32_t i = 0; i < kMaxQueues; ++i) stop(i);
   unmap_all();
+  if (auto st = check_mem_table(table, fds); !st) return st;
   std::vector<virtio::GuestRegion> regions;
   for (std::size_t i = 0; i < table.regions.size(); ++i) {
     const MemRegion& r = table.regions[i];
-    struct stat st {};
-    if (::fstat(fds[i].get(), &st) != 0) return sys::Unexpected("region " + std::to_string(i) + ": fstat failed");
-    // The whole region must exist in the file now (a shorter file would SIGBUS us later).
-    if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < r.mmap_offset + r.memory_size)
-      return sys::Unexpected("region " + std::to_string(i) + ": file of " + std::to_string(st.st_size) +
-                             " bytes is shorter than offset + size " + std::to_string(r.mmap_offset + r.memory_size));
     const std::size_t length = static_cast<std::size_t>(r.mmap_offset + r.memory_size);
     void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i].get(), 0);
     if (base == MAP_FAILED) {

@@ -15,22 +15,23 @@ namespace vswitch::endpoints::vhost_user {
 sys::Result<std::unique_ptr<NetDevice>, std::string> NetDevice::create(const std::string& socket_path,
                                                                        std::uint16_t max_queue_size,
                                                                        std::size_t max_frame_bytes,
-                                                                       const NetDeviceCounters& initial) {
+                                                                       const NetDeviceCounters& initial,
+                                                                       std::uint64_t max_guest_memory) {
   auto l = listen_unix(socket_path);
   if (!l) return sys::Unexpected(l.error());
   sys::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep.valid()) return sys::Unexpected(sys::SysError{"epoll_create1", errno}.message());
   std::unique_ptr<NetDevice> d(
-      new NetDevice(std::move(l.value()), std::move(ep), max_queue_size, max_frame_bytes, initial));
+      new NetDevice(std::move(l.value()), std::move(ep), max_queue_size, max_frame_bytes, initial, max_guest_memory));
   if (!d->watch(d->listen_.get(), true)) return sys::Unexpected(d->watch_error_);
   return d;
 }
 
 NetDevice::NetDevice(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-                     const NetDeviceCounters& initial)
+                     const NetDeviceCounters& initial, std::uint64_t max_guest_memory)
     : listen_(std::move(listen)),
       epoll_(std::move(epoll)),
-      backend_(max_queue_size),
+      backend_(max_queue_size, max_guest_memory),
       totals_(initial.totals),
       private_(max_frame_bytes),
       segment_(max_frame_bytes) {

@@ -60,10 +60,10 @@ class NetDevice {
   // Listens on `socket_path` (a stale socket file is replaced); accepts queues of at most
   // `max_queue_size` entries and frames (without the virtio-net header) of at most
   // `max_frame_bytes` for the guest; counts on from `initial` (a restarted endpoint's
-  // predecessor's totals).
+  // predecessor's totals); maps at most `max_guest_memory` bytes of a front-end's memory.
   [[nodiscard]] static sys::Result<std::unique_ptr<NetDevice>, std::string> create(
       const std::string& socket_path, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-      const NetDeviceCounters& initial = {});
+      const NetDeviceCounters& initial = {}, std::uint64_t max_guest_memory = kDefaultMaxGuestMemory);
   ~NetDevice();
   NetDevice(const NetDevice&) = delete;
   NetDevice& operator=(const NetDevice&) = delete;
@@ -109,7 +109,7 @@ class NetDevice {
 
  private:
   NetDevice(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-            const NetDeviceCounters& initial);
+            const NetDeviceCounters& initial, std::uint64_t max_guest_memory);
   void service() noexcept;  // accept, control messages, kicks
   void accept() noexcept;
   void read_control() noexcept;

@@ -186,6 +186,39 @@ TEST(VhostUserBackend, EveryLegalQueueSizeIsAcceptedByDefault) {
   EXPECT_NE(r.error().find("configured vhost_user.queue_size 256"), std::string::npos) << r.error();
 }
 
+// Guest memory a front-end could shrink under the mapping would SIGBUS the switch: a
+// memfd without F_SEAL_SHRINK is refused (QEMU's memory-backend-memfd seals by default);
+// a plain file, which cannot say, is accepted with its size checked. And no front-end
+// makes the device map more than its limit.
+TEST(VhostUserBackend, GuestMemoryMustBeSealedAndWithinTheLimit) {
+  {
+    Handshake h;
+    GuestDriver unsealed{8, true, 1 << 20, /*shared=*/true, GuestDriver::kBase, /*sealed=*/false};
+    h.ok(msg(Request::kSetFeatures, kOfferedFeatures));
+    auto r = h.backend.handle(msg(Request::kSetMemTable, h.table(unsealed.bytes()), one(::dup(unsealed.memfd()))));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().find("F_SEAL_SHRINK"), std::string::npos) << r.error();
+  }
+  {
+    Handshake h;  // a plain (unlinked) file: no seals to ask for
+    char path[] = "/tmp/vswitch-guest-ram-XXXXXX";
+    const int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ::unlink(path);
+    ASSERT_EQ(::ftruncate(fd, 1 << 20), 0);
+    h.ok(msg(Request::kSetFeatures, kOfferedFeatures));
+    h.ok(msg(Request::kSetMemTable, h.table(1 << 20), one(fd)));
+  }
+  {
+    Handshake h;
+    Backend small{256, 1 << 19};  // half the guest's 1 MiB
+    ASSERT_TRUE(small.handle(msg(Request::kSetFeatures, kOfferedFeatures)).has_value());
+    auto r = small.handle(msg(Request::kSetMemTable, h.table(h.guest.bytes()), one(::dup(h.guest.memfd()))));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().find("limit of 524288 bytes"), std::string::npos) << r.error();
+  }
+}
+
 TEST(VhostUserBackend, ResetForgetsTheGuest) {
   Handshake h;
   h.negotiate();
