@@ -12,7 +12,7 @@
 
 namespace vswitch::endpoints::vhost_user {
 
-sys::Result<sys::Fd, std::string> listen_unix(const std::string& path) {
+sys::Result<sys::Fd, std::string> listen_unix(const std::string& path, const SocketAccess& access) {
   sockaddr_un addr{};
   if (path.empty() || path.size() >= sizeof addr.sun_path)
     return sys::Unexpected("vhost-user socket path \"" + path + "\" is empty or too long");
@@ -27,7 +27,12 @@ sys::Result<sys::Fd, std::string> listen_unix(const std::string& path) {
   }
   if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     return sys::Unexpected("bind " + path + ": " + std::strerror(errno));
-  ::chmod(path.c_str(), 0600);
+  if (::chmod(path.c_str(), static_cast<mode_t>(access.mode)) != 0)
+    return sys::Unexpected("chmod " + path + ": " + std::strerror(errno));
+  if ((access.owner || access.group) &&
+      ::chown(path.c_str(), access.owner ? static_cast<uid_t>(*access.owner) : static_cast<uid_t>(-1),
+              access.group ? static_cast<gid_t>(*access.group) : static_cast<gid_t>(-1)) != 0)
+    return sys::Unexpected("chown " + path + ": " + std::strerror(errno));
   if (::listen(s.get(), 1) != 0) return sys::Unexpected("listen " + path + ": " + std::strerror(errno));
   return s;
 }

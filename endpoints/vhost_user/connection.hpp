@@ -17,8 +17,17 @@
 
 namespace vswitch::endpoints::vhost_user {
 
-// A listening socket at `path` (a stale socket file is replaced), mode 0600, non-blocking.
-[[nodiscard]] sys::Result<sys::Fd, std::string> listen_unix(const std::string& path);
+// Who may connect to a listening socket: the file's owner, group and mode, applied after
+// bind and before listen (nobody can connect in between).
+struct SocketAccess {
+  std::optional<std::uint32_t> owner;  // uid; none: the creating process's
+  std::optional<std::uint32_t> group;  // gid; none: the creating process's
+  std::uint32_t mode = 0600;
+};
+
+// A listening socket at `path` (a stale socket file is replaced) with `access`,
+// non-blocking; an error when the mode or the owner cannot be set.
+[[nodiscard]] sys::Result<sys::Fd, std::string> listen_unix(const std::string& path, const SocketAccess& access = {});
 
 class Connection {
  public:

@@ -1,5 +1,6 @@
 #include "endpoints/vhost_user/net_device.hpp"
 
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -16,8 +17,9 @@ sys::Result<std::unique_ptr<NetDevice>, std::string> NetDevice::create(const std
                                                                        std::uint16_t max_queue_size,
                                                                        std::size_t max_frame_bytes,
                                                                        const NetDeviceCounters& initial,
-                                                                       std::uint64_t max_guest_memory) {
-  auto l = listen_unix(socket_path);
+                                                                       std::uint64_t max_guest_memory,
+                                                                       const SocketAccess& access) {
+  auto l = listen_unix(socket_path, access);
   if (!l) return sys::Unexpected(l.error());
   sys::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep.valid()) return sys::Unexpected(sys::SysError{"epoll_create1", errno}.message());
@@ -98,14 +100,44 @@ void NetDevice::disconnect(const std::string& why) noexcept {
   conn_.reset();
 }
 
+namespace {
+
+// Who connected (SO_PEERCRED: the peer's pid, uid and gid when it called connect()), for
+// the log line.
+std::string describe_peer(int fd) {
+  ucred c{};
+  socklen_t n = sizeof c;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &n) != 0) return "peer unknown: " + std::string(std::strerror(errno));
+  return "pid " + std::to_string(c.pid) + ", uid " + std::to_string(c.uid) + ", gid " + std::to_string(c.gid);
+}
+
+// Whether the peer of a connected socket has gone (its hang-up not read yet).
+bool hung_up(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+}  // namespace
+
 void NetDevice::accept() noexcept {
   sys::Fd s(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
   if (!s.valid()) return;  // the front-end gave up meanwhile (or EAGAIN): nothing to do
-  if (conn_) disconnect("");  // a new front-end replaces one that did not say goodbye
+  const std::string peer = describe_peer(s.get());
+  // A front-end that went away may not have been noticed yet (its hang-up can wait in
+  // this very epoll batch, behind the listening socket): let it go before judging.
+  if (conn_ && hung_up(conn_->fd())) disconnect("");
+  if (conn_) {
+    // One front-end at a time (vhost-user spec: the back-end serves the front-end that
+    // sent SET_OWNER; a second one would take over the guest's memory and queues from
+    // under it). Whoever else connects is closed at once, counted and said.
+    ++totals_.connections_refused;
+    say("vhost-user connection refused: a front-end is already connected (" + peer + ")");
+    return;  // `s` closes
+  }
   conn_.emplace(std::move(s));
   new_epoch();
   ++totals_.connections;
-  say("vhost-user front-end connected");
+  say("vhost-user front-end connected (" + peer + ")");
   if (!watch(conn_->fd(), true)) disconnect("its socket cannot be watched: " + watch_error_);
 }
 

@@ -60,10 +60,12 @@ class NetDevice {
   // Listens on `socket_path` (a stale socket file is replaced); accepts queues of at most
   // `max_queue_size` entries and frames (without the virtio-net header) of at most
   // `max_frame_bytes` for the guest; counts on from `initial` (a restarted endpoint's
-  // predecessor's totals); maps at most `max_guest_memory` bytes of a front-end's memory.
+  // predecessor's totals); maps at most `max_guest_memory` bytes of a front-end's memory;
+  // the socket file gets `access` (owner, group, mode).
   [[nodiscard]] static sys::Result<std::unique_ptr<NetDevice>, std::string> create(
       const std::string& socket_path, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-      const NetDeviceCounters& initial = {}, std::uint64_t max_guest_memory = kDefaultMaxGuestMemory);
+      const NetDeviceCounters& initial = {}, std::uint64_t max_guest_memory = kDefaultMaxGuestMemory,
+      const SocketAccess& access = {});
   ~NetDevice();
   NetDevice(const NetDevice&) = delete;
   NetDevice& operator=(const NetDevice&) = delete;

@@ -14,7 +14,10 @@
 //     [endpoint.tap]         ifname (required), netns
 //     [endpoint.vhost_user]  socket (required), queue_size = 32768 (power of two, <= 32768:
 //                            the largest ring the VMM may set; QEMU's rx_queue_size and
-//                            tx_queue_size go up to 1024)
+//                            tx_queue_size go up to 1024),
+//                            socket_owner / socket_group (a name, resolved at load, or an
+//                            id; default: the daemon's), socket_mode = "0600" (octal string,
+//                            never writable by others: anyone who can connect is the VM's VMM)
 //     [endpoint.generator]   rate_fps = 0 (0: as fast as possible), sizes = [64],
 //                            peer = endpoint name (default: broadcast)
 #pragma once
@@ -68,6 +71,9 @@ struct TapOptions {
 struct VhostUserOptions {
   std::string socket;
   std::uint32_t queue_size = 32768;  // every split ring the spec allows
+  std::optional<std::uint32_t> socket_owner;  // uid; none: the daemon's
+  std::optional<std::uint32_t> socket_group;  // gid; none: the daemon's
+  std::uint32_t socket_mode = 0600;
 };
 struct GeneratorOptions {
   std::uint64_t rate_fps = 0;

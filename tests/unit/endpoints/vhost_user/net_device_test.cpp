@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -70,6 +71,13 @@ class FrontEnd {
     connected_ = ::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
   }
   [[nodiscard]] bool connected() const { return connected_; }
+  // Whether the device closed its end (waits at most 5 s for it).
+  bool closed_by_peer() {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 5000) != 1) return false;
+    char c;
+    return ::recv(fd_.get(), &c, 1, MSG_DONTWAIT) == 0;
+  }
 
   void send(Request r, std::span<const std::byte> payload, const std::vector<int>& fds = {},
             bool need_reply = false) {
@@ -198,13 +206,13 @@ struct Session {
   std::vector<std::string> log;
   Bytes buf = Bytes(kMaxFrame + 64);
 
-  explicit Session(const NetDeviceCounters& initial = {}) {
+  explicit Session(const NetDeviceCounters& initial = {}, const SocketAccess& access = {}) {
     char tmpl[] = "/tmp/vswitch-net-device-XXXXXX";
     const char* d = ::mkdtemp(tmpl);
     if (d == nullptr) throw std::runtime_error("mkdtemp failed");
     dir = d;
     path = dir + "/vm.sock";
-    auto made = NetDevice::create(path, 256, kMaxFrame, initial);
+    auto made = NetDevice::create(path, 256, kMaxFrame, initial, kDefaultMaxGuestMemory, access);
     if (!made) throw std::runtime_error(made.error());
     device = std::move(made.value());
     device->set_log([this](const std::string& m) { log.push_back(m); });
@@ -626,6 +634,59 @@ TEST(VhostUserNetDevice, KickAndCallEventFdsAreMadeNonBlocking) {
   ASSERT_EQ(::write(kick.get(), &one, sizeof one), 8);
   EXPECT_EQ(s.pass().size(), 1u);
   EXPECT_TRUE(s.device->connected());
+}
+
+// One front-end at a time: a second connection is closed at once, counted and said with
+// its peer's credentials, and the first keeps its guest. Once the first has gone, the
+// next is served, even when its connect is seen before the first one's hang-up.
+TEST(VhostUserNetDevice, ASecondFrontEndIsRefusedNotSwappedIn) {
+  Session s;
+  auto g = std::make_unique<Guest>();
+  auto first = std::make_unique<FrontEnd>(s.path);
+  s.attach(*first, *g, kOfferedFeatures);
+  ASSERT_TRUE(s.device->connected());
+  FrontEnd second(s.path);
+  ASSERT_TRUE(second.connected());
+  s.pass();
+  EXPECT_TRUE(second.closed_by_peer()) << "refused at once";
+  EXPECT_EQ(s.device->counters().totals.connections_refused, 1u);
+  EXPECT_EQ(s.device->counters().totals.connections, 1u);
+  EXPECT_TRUE(s.said("refused")) << (s.log.empty() ? "" : s.log.back());
+  EXPECT_TRUE(s.said("uid " + std::to_string(::getuid()))) << "the peer's credentials are logged";
+  g->transmit(virtio::NetHeader{}, plain_frame(60, 0x31));
+  EXPECT_EQ(s.pass().size(), 1u) << "the first front-end's guest still runs";
+
+  first.reset();  // the first front-end goes away; the next connects before a pass sees it
+  g.reset();
+  Guest g2;
+  FrontEnd third(s.path);
+  s.attach(third, g2, kOfferedFeatures);
+  EXPECT_TRUE(s.device->connected());
+  EXPECT_EQ(s.device->counters().totals.connections, 2u);
+  EXPECT_EQ(s.device->counters().totals.connections_refused, 1u);
+}
+
+// The socket file gets the configured mode and owner (topology vhost_user.socket_mode,
+// socket_owner, socket_group); one that cannot be applied fails the device's creation.
+TEST(VhostUserNetDevice, TheSocketGetsTheConfiguredModeAndOwner) {
+  {
+    Session s({}, SocketAccess{::getuid(), ::getgid(), 0660});
+    struct stat st {};
+    ASSERT_EQ(::stat(s.path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
+    EXPECT_EQ(st.st_uid, ::getuid());
+    EXPECT_EQ(st.st_gid, ::getgid());
+  }
+  if (::geteuid() != 0) {  // only root may give a file away
+    char tmpl[] = "/tmp/vswitch-net-device-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string path = std::string(tmpl) + "/vm.sock";
+    auto made = NetDevice::create(path, 256, kMaxFrame, {}, kDefaultMaxGuestMemory, SocketAccess{0, std::nullopt, 0600});
+    ASSERT_FALSE(made.has_value());
+    EXPECT_NE(made.error().find("chown"), std::string::npos) << made.error();
+    ::unlink(path.c_str());
+    ::rmdir(tmpl);
+  }
 }
 
 TEST(VhostUserNetDevice, CountsOnFromItsPredecessor) {
