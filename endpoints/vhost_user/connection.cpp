@@ -1,7 +1,6 @@
 #include "endpoints/vhost_user/connection.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -97,22 +96,22 @@ Connection::ReadResult Connection::read() {
   }
 }
 
-bool Connection::send(std::span<const std::byte> bytes) {
-  std::size_t at = 0;
-  while (at < bytes.size()) {
-    const ssize_t n = ::send(fd(), bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
+Connection::Sent Connection::send(std::span<const std::byte> bytes) {
+  out_.insert(out_.end(), bytes.begin(), bytes.end());
+  return flush();
+}
+
+Connection::Sent Connection::flush() {
+  while (!out_.empty()) {
+    const ssize_t n = ::send(fd(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) {  // the front-end is not reading its replies: wait a little
-        pollfd p{fd(), POLLOUT, 0};
-        if (::poll(&p, 1, 1000) <= 0) return false;
-        continue;
-      }
-      return false;
+      if (errno == EAGAIN) return Sent::kPending;  // the front-end is not reading its replies
+      return Sent::kError;
     }
-    at += static_cast<std::size_t>(n);
+    out_.erase(out_.begin(), out_.begin() + n);
   }
-  return true;
+  return Sent::kDone;
 }
 
 }  // namespace vswitch::endpoints::vhost_user

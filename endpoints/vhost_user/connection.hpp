@@ -41,9 +41,14 @@ class Connection {
   };
   // Reads what the socket has; returns a decoded message once one is complete.
   ReadResult read();
-  // Sends a whole reply (blocking briefly is acceptable: replies are tiny and the
-  // front-end is waiting for them).
-  [[nodiscard]] bool send(std::span<const std::byte> bytes);
+  enum class Sent : std::uint8_t { kDone, kPending, kError };
+  // Sends a reply without ever blocking: what the socket does not take now is kept
+  // (kPending) and goes out with flush() once it is writable. The caller reads no further
+  // message while a reply waits, so at most one is kept: a front-end that does not read
+  // its replies stalls only itself.
+  [[nodiscard]] Sent send(std::span<const std::byte> bytes);
+  [[nodiscard]] Sent flush();
+  [[nodiscard]] bool sending() const noexcept { return !out_.empty(); }
 
   [[nodiscard]] int fd() const noexcept { return socket_.get(); }
 
@@ -51,6 +56,7 @@ class Connection {
   sys::Fd socket_;
   std::vector<std::byte> buffer_;  // header then payload of the message being gathered
   std::vector<sys::Fd> fds_;       // descriptors received with it
+  std::vector<std::byte> out_;     // the part of a reply the socket has not taken yet
 };
 
 }  // namespace vswitch::endpoints::vhost_user

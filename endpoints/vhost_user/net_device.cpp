@@ -141,8 +141,36 @@ void NetDevice::accept() noexcept {
   if (!watch(conn_->fd(), true)) disconnect("its socket cannot be watched: " + watch_error_);
 }
 
+bool NetDevice::watch_connection(bool output) noexcept {
+  epoll_event ev{};
+  ev.events = output ? EPOLLOUT : EPOLLIN;
+  ev.data.fd = conn_->fd();
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, conn_->fd(), &ev) == 0) return true;
+  watch_error_ = sys::SysError{"epoll_ctl(MOD)", errno}.message();
+  return false;
+}
+
+void NetDevice::finish_reply() noexcept {
+  const Connection::Sent sent = conn_->flush();
+  if (sent == Connection::Sent::kError) {
+    disconnect("could not send a reply");
+    return;
+  }
+  if (sent == Connection::Sent::kPending) return;  // still not reading: wait on
+  if (!watch_connection(false)) {
+    disconnect("its socket cannot be watched: " + watch_error_);
+    return;
+  }
+  read_control();
+}
+
 void NetDevice::read_control() noexcept {
-  for (;;) {
+  // At most kMaxMessagesPerPass messages per pass, so that a front-end sending without
+  // pause cannot keep the loop from the frames of every other port; the rest waits in the
+  // socket, which the level-triggered set reports again on the next pass. No message is
+  // read while a reply waits to be sent (the front-end is not reading): the socket is
+  // then watched for room to write instead, and the loop never blocks on it.
+  for (int handled = 0; handled < kMaxMessagesPerPass && conn_ && !conn_->sending(); ++handled) {
     auto r = conn_->read();
     if (r.status == Connection::Read::kPending) return;
     if (r.status == Connection::Read::kClosed) {
@@ -166,10 +194,7 @@ void NetDevice::read_control() noexcept {
       return;
     }
     follow_features();
-    if (out->reply && !conn_->send(*out->reply)) {
-      disconnect("could not send a reply");
-      return;
-    }
+    if (out->reply && !send_reply(*out->reply)) return;
     if (out->queues_changed) {
       new_epoch();  // segments sent before went to a ring that is gone or restarted
       if (!rewatch_kick()) {
@@ -183,6 +208,19 @@ void NetDevice::read_control() noexcept {
       if (auto* txq = backend_.queue(kTxQueue)) tx_used_seen_ = txq->next_used();
     }
   }
+}
+
+bool NetDevice::send_reply(std::span<const std::byte> reply) noexcept {
+  const Connection::Sent sent = conn_->send(reply);
+  if (sent == Connection::Sent::kError) {
+    disconnect("could not send a reply");
+    return false;
+  }
+  if (sent == Connection::Sent::kPending && !watch_connection(true)) {
+    disconnect("its socket cannot be watched: " + watch_error_);
+    return false;
+  }
+  return true;
 }
 
 void NetDevice::follow_features() noexcept {
@@ -206,7 +244,8 @@ void NetDevice::service() noexcept {
     if (fd == listen_.get()) {
       accept();
     } else if (conn_ && fd == conn_->fd()) {
-      read_control();
+      if (conn_->sending()) finish_reply();
+      else read_control();
     } else if (fd == watched_kick_ || fd == watched_rx_kick_) {
       // An error or hang-up on a kick eventfd would be reported on every pass, a loop
       // spinning on it: the front-end's fault, disconnect. (Only eventfds are accepted,

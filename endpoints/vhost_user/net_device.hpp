@@ -115,6 +115,13 @@ class NetDevice {
   void service() noexcept;  // accept, control messages, kicks
   void accept() noexcept;
   void read_control() noexcept;
+  static constexpr int kMaxMessagesPerPass = 32;  // QEMU's whole start-up (about 20) in one pass
+  // Sends a reply; false when the connection was closed for it.
+  bool send_reply(std::span<const std::byte> reply) noexcept;
+  // Sends the rest of a reply the socket did not take, then reads on.
+  void finish_reply() noexcept;
+  // Watches the connection for input, or (output) for room to send a waiting reply.
+  bool watch_connection(bool output) noexcept;
   // After a control message: the RX queue takes the negotiated MRG_RXBUF.
   void follow_features() noexcept;
   void disconnect(const std::string& why) noexcept;

@@ -17,7 +17,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -71,6 +73,21 @@ class FrontEnd {
     connected_ = ::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
   }
   [[nodiscard]] bool connected() const { return connected_; }
+  // One GET_FEATURES without waiting: false when the socket has no room for it.
+  bool try_get_features() {
+    const Header h{static_cast<std::uint32_t>(Request::kGetFeatures), kVersion, 0};
+    return ::send(fd_.get(), &h, sizeof h, MSG_DONTWAIT | MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof h);
+  }
+  // How many u64 replies (header + 8 bytes each) arrived, read without waiting.
+  std::size_t take_replies() {
+    std::size_t bytes = 0;
+    std::array<char, 4096> buf;
+    for (ssize_t n; (n = ::recv(fd_.get(), buf.data(), buf.size(), MSG_DONTWAIT)) > 0;) bytes += static_cast<std::size_t>(n);
+    partial_ += bytes;
+    const std::size_t replies = partial_ / (kHeaderBytes + 8);
+    partial_ %= kHeaderBytes + 8;
+    return replies;
+  }
   // Whether the device closed its end (waits at most 5 s for it).
   bool closed_by_peer() {
     pollfd p{fd_.get(), POLLIN, 0};
@@ -138,6 +155,7 @@ class FrontEnd {
  private:
   sys::Fd fd_;
   bool connected_ = false;
+  std::size_t partial_ = 0;  // bytes of a reply take_replies() has seen part of
 };
 
 // The guest: its RAM in two memfds (one region per queue), the drivers of its two queues
@@ -687,6 +705,54 @@ TEST(VhostUserNetDevice, TheSocketGetsTheConfiguredModeAndOwner) {
     ::unlink(path.c_str());
     ::rmdir(tmpl);
   }
+}
+
+// A front-end that sends without pause gets at most 32 messages handled per pass: the
+// loop goes back to the other ports' frames in between, and the rest is handled later.
+TEST(VhostUserNetDevice, ControlMessagesAreBoundedPerPass) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(fe.try_get_features());
+  s.pass();
+  EXPECT_EQ(fe.take_replies(), 32u);
+  s.pass();
+  EXPECT_EQ(fe.take_replies(), 8u);
+  EXPECT_TRUE(s.device->connected());
+}
+
+// A front-end that does not read its replies stalls only itself: no pass waits for its
+// socket (one used to wait up to 1 s per reply, then disconnect), the device stops
+// reading its messages until it reads, and every reply arrives once it does.
+TEST(VhostUserNetDevice, RepliesNeverBlockTheLoop) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  std::size_t sent = 0;
+  bool stalled = false;
+  auto longest = std::chrono::steady_clock::duration::zero();
+  for (int round = 0; round < 4000 && !stalled; ++round) {
+    int k = 0;
+    while (k < 32 && fe.try_get_features()) ++k;
+    sent += static_cast<std::size_t>(k);
+    stalled = k < 32;  // no room left: the device stopped reading
+    const auto t0 = std::chrono::steady_clock::now();
+    s.pass();
+    longest = std::max(longest, std::chrono::steady_clock::now() - t0);
+  }
+  ASSERT_TRUE(stalled) << "the device kept reading although its replies were not read";
+  EXPECT_LT(longest, std::chrono::milliseconds(500));
+  ASSERT_TRUE(s.device->connected());
+  std::size_t received = 0;
+  for (int i = 0; i < 100000 && received < sent; ++i) {
+    received += fe.take_replies();
+    s.pass();
+  }
+  EXPECT_EQ(received, sent);
+  EXPECT_TRUE(s.device->connected());
+  EXPECT_EQ(s.device->counters().totals.protocol_errors, 0u);
 }
 
 TEST(VhostUserNetDevice, CountsOnFromItsPredecessor) {
