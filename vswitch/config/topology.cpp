@@ -349,7 +349,7 @@ VhostUserOptions read_vhost_user_options(Reader& r, const toml::table& e, const 
       r.error(ep.line, vp, "missing (a vhost-user endpoint needs [endpoint.vhost_user] socket)");
     return o;
   }
-  r.only_keys(*vt, vp, {"socket", "queue_size", "socket_owner", "socket_group", "socket_mode"});
+  r.only_keys(*vt, vp, {"socket", "queue_size", "socket_owner", "socket_group", "socket_mode", "max_guest_memory_gib"});
   if (auto v = r.string(*vt, vp, "socket", true, line_of(*vt))) o.socket = *v;
   if (auto q = r.integer(*vt, vp, "queue_size", 1, 32768)) {
     if ((*q & (*q - 1)) != 0)
@@ -360,6 +360,7 @@ VhostUserOptions read_vhost_user_options(Reader& r, const toml::table& e, const 
   o.socket_owner = read_owner(r, *vt, vp, "socket_owner", false);
   o.socket_group = read_owner(r, *vt, vp, "socket_group", true);
   if (auto m = read_mode(r, *vt, vp)) o.socket_mode = *m;
+  if (auto g = r.integer(*vt, vp, "max_guest_memory_gib", 1, 4096)) o.max_guest_memory_gib = static_cast<std::uint32_t>(*g);
   return o;
 }
 

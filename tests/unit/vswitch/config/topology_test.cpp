@@ -259,6 +259,16 @@ TEST(Topology, VhostUserSocketOwnerGroupAndMode) {
   EXPECT_EQ(only_error(with_vhost_user("socket_mode = \"rw\""), "endpoint[1].vhost_user.socket_mode").line, 18u);
 }
 
+TEST(Topology, VhostUserGuestMemoryLimit) {
+  const auto d = load_topology_string(with_vhost_user(""), "test.toml");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(std::get<VhostUserOptions>(d->endpoints[1].options).max_guest_memory_gib, 64u);
+  const auto t = load_topology_string(with_vhost_user("max_guest_memory_gib = 8"), "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(std::get<VhostUserOptions>(t->endpoints[1].options).max_guest_memory_gib, 8u);
+  EXPECT_EQ(only_error(with_vhost_user("max_guest_memory_gib = 0"), "endpoint[1].vhost_user.max_guest_memory_gib").line, 18u);
+}
+
 TEST(Topology, FewerThanTwoEndpoints) {
   auto e = only_error("[[endpoint]]\nname = \"a\"\nfrontend = \"generator\"\n", "endpoint");
   EXPECT_NE(e.problem.find("at least two"), std::string::npos);
