@@ -33,15 +33,16 @@ std::optional<TxError> check_tx_header(NetHeader& h, std::size_t frame_len, cons
   // virtio 1.x 5.1.6.2.1: "The driver MUST NOT set the VIRTIO_NET_HDR_F_DATA_VALID and
   // VIRTIO_NET_HDR_F_RSC_INFO bits in flags." Passed on, DATA_VALID would let one guest
   // have its bad-checksum frames taken as verified by other guests and, through TAP, the
-  // host: they are cleared (5.1.6.2.2: the device ignores what it does not accept).
+  // host: they are cleared, not passed on (the frame itself is still good).
   h.flags = static_cast<std::uint8_t>(h.flags & ~(kNetHdrFlagDataValid | kNetHdrFlagRscInfo));
-  // 5.1.6.2.1: "If the VIRTIO_NET_F_CSUM feature has not been negotiated, the driver MUST
-  // set flags to zero"; NEEDS_CSUM is only for a driver that negotiated CSUM.
+  // 5.1.6.2.1: "If VIRTIO_NET_F_CSUM is not negotiated, the driver MUST set flags to
+  // zero": NEEDS_CSUM is only for a driver that negotiated CSUM.
   if ((h.flags & kNetHdrFlagNeedsCsum) != 0 && !offloads.csum) return TxError::kOffloadNotNegotiated;
-  // 5.1.6.2.1: the driver sets gso_type TCPV4 / TCPV6 only with HOST_TSO4 / HOST_TSO6
-  // negotiated, and "MUST NOT send to the device TCP packets requiring segmentation
-  // offload which have the Explicit Congestion Notification bit set, unless the
-  // VIRTIO_NET_F_HOST_ECN feature is negotiated". UDP (UFO, USO) is never offered.
+  // 5.1.6.2.1: "If VIRTIO_NET_F_HOST_TSO4 is negotiated, the driver MAY set gso_type to
+  // VIRTIO_NET_HDR_GSO_TCPV4 [...], otherwise the driver MUST NOT" (likewise TSO6, UFO,
+  // USO), and the GSO_ECN bit goes with HOST_ECN only ("unless the VIRTIO_NET_F_HOST_ECN
+  // feature is negotiated, in which case the driver MUST set the VIRTIO_NET_HDR_GSO_ECN
+  // bit"). UDP (UFO, USO) is never offered here.
   const auto gso = static_cast<std::uint8_t>(h.gso_type & ~kGsoEcn);
   if (gso == kGsoNone) return std::nullopt;
   const bool allowed = (gso == kGsoTcpV4 && offloads.tso4) || (gso == kGsoTcpV6 && offloads.tso6);
