@@ -224,9 +224,10 @@ bool NetDevice::send_reply(std::span<const std::byte> reply) noexcept {
 }
 
 void NetDevice::follow_features() noexcept {
-  // virtio 1.x 5.1.6.4.1: "The device MUST use only a single descriptor if
-  // VIRTIO_NET_F_MRG_RXBUF was not negotiated" (num_buffers is then 1): a frame that
-  // does not fit one chain is dropped (rx_buffer_too_small), never spread over several.
+  // virtio 1.x 5.1.6.4.1: "If VIRTIO_NET_F_MRG_RXBUF has not been negotiated, the device
+  // MUST set num_buffers to 1" and "MUST use only a single descriptor [chain] if
+  // VIRTIO_NET_F_MRG_RXBUF was not negotiated": a frame that does not fit one chain is
+  // dropped (rx_buffer_too_small), never spread over several.
   // The pool is empty here (given back before the message, or forgotten with the last
   // connection), so no chain popped under one rule is used under the other.
   const bool mergeable = backend_.has(kFeatureMrgRxbuf);
