@@ -127,9 +127,10 @@ void NetDevice::accept() noexcept {
   // this very epoll batch, behind the listening socket): let it go before judging.
   if (conn_ && hung_up(conn_->fd())) disconnect("");
   if (conn_) {
-    // One front-end at a time (vhost-user spec: the back-end serves the front-end that
-    // sent SET_OWNER; a second one would take over the guest's memory and queues from
-    // under it). Whoever else connects is closed at once, counted and said.
+    // One front-end at a time. vhost-user spec, VHOST_USER_SET_OWNER: "It sets the
+    // current front-end as an owner of the session"; a second one would take the guest's
+    // memory and queues from under it. Whoever else connects is closed at once, counted
+    // and said.
     ++totals_.connections_refused;
     say("vhost-user connection refused: a front-end is already connected (" + peer + ")");
     return;  // `s` closes
