@@ -1,12 +1,84 @@
 #include "endpoints/vhost_user/backend.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace vswitch::endpoints::vhost_user {
+
+namespace {
+
+// vhost-user spec, "VHOST_USER_SET_VRING_KICK" / "..._CALL" / "..._ERR": "The fd is an
+// eventfd" (descriptor passed in the ancillary data). Anything else (a pipe that hangs
+// up and is reported readable forever, a regular file epoll refuses, a socket, a
+// blocking descriptor a read would sleep on) is refused here, where it arrives. The
+// kernel names an eventfd's file "anon_inode:[eventfd]". The descriptor is made
+// non-blocking (its file description is shared with the front-end, whose QEMU opens
+// them non-blocking anyway), so that no read or write of it can stop the loop.
+sys::Status<std::string> adopt_eventfd(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return sys::Unexpected("fstat: " + std::string(std::strerror(errno)));
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  char target[64] = {};
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n < 0) return sys::Unexpected("readlink " + link + ": " + std::strerror(errno));
+  constexpr std::string_view kEventFd = "anon_inode:[eventfd]";
+  if (std::string_view(target, static_cast<std::size_t>(n)) != kEventFd)
+    return sys::Unexpected("not an eventfd (" + std::string(target, static_cast<std::size_t>(n)) + ")");
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+    return sys::Unexpected("cannot make it non-blocking: " + std::string(std::strerror(errno)));
+  return {};
+}
+
+// virtio 1.x 5.1.3.1 "Feature bit requirements": "Some networking feature bits require
+// other networking feature bits", of which these concern what this device offers (no
+// UFO, no CTRL_VQ and what depends on it):
+//   GUEST_TSO4, GUEST_TSO6 require GUEST_CSUM;  GUEST_ECN requires GUEST_TSO4 or GUEST_TSO6;
+//   HOST_TSO4, HOST_TSO6 require CSUM;          HOST_ECN requires HOST_TSO4 or HOST_TSO6.
+// A set that breaks one is a driver the device cannot serve by the spec's rules (a TSO
+// frame whose checksum it was never told how to complete): a protocol error.
+struct FeatureDependency {
+  std::uint64_t feature;
+  std::uint64_t needs_any;  // at least one of these
+  const char* rule;
+};
+constexpr FeatureDependency kFeatureDependencies[] = {
+    {kFeatureGuestTso4, kFeatureGuestCsum, "GUEST_TSO4 requires GUEST_CSUM"},
+    {kFeatureGuestTso6, kFeatureGuestCsum, "GUEST_TSO6 requires GUEST_CSUM"},
+    {kFeatureGuestEcn, kFeatureGuestTso4 | kFeatureGuestTso6, "GUEST_ECN requires GUEST_TSO4 or GUEST_TSO6"},
+    {kFeatureHostTso4, kFeatureCsum, "HOST_TSO4 requires CSUM"},
+    {kFeatureHostTso6, kFeatureCsum, "HOST_TSO6 requires CSUM"},
+    {kFeatureHostEcn, kFeatureHostTso4 | kFeatureHostTso6, "HOST_ECN requires HOST_TSO4 or HOST_TSO6"},
+};
+
+// Guest memory the front-end could shrink under the mapping would SIGBUS the whole switch
+// on the next access, not just its guest. A memfd says whether it can (F_GET_SEALS):
+// one without F_SEAL_SHRINK is refused. QEMU's memory-backend-memfd seals by default
+// (seal=on: F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), so its guests are served; with
+// seal=off the refusal names the fix. Other files (hugetlbfs or tmpfs files of
+// memory-backend-file, DPDK's hugepage files) cannot be sealed by their owner in general,
+// so they are accepted with the size check at map time only; the kernel names a memfd's
+// file "/memfd:NAME (deleted)".
+sys::Status<std::string> check_not_shrinkable(int fd) {
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  char target[256] = {};
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n < 0) return sys::Unexpected("readlink " + link + ": " + std::strerror(errno));
+  if (std::string_view(target, static_cast<std::size_t>(n)).substr(0, 7) != "/memfd:") return {};
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (seals & F_SEAL_SHRINK) == 0)
+    return sys::Unexpected(std::string("a memfd without F_SEAL_SHRINK (it could be shrunk under the mapping; ") +
+                           "QEMU: memory-backend-memfd with seal=on)");
+  return {};
+}
+
+}  // namespace
 
 Backend::~Backend() { unmap_all(); }
 
@@ -44,18 +116,34 @@ std::optional<std::uint64_t> Backend::to_guest_phys(std::uint64_t user_addr) con
   return std::nullopt;
 }
 
+Backend::Step Backend::check_mem_table(const MemTable& table, const std::vector<sys::Fd>& fds) const {
+  std::uint64_t total = 0;  // <= max_guest_memory_
+  for (std::size_t i = 0; i < table.regions.size(); ++i) {
+    const MemRegion& r = table.regions[i];
+    const std::string name = "region " + std::to_string(i) + ": ";
+    struct stat st {};
+    if (::fstat(fds[i].get(), &st) != 0) return sys::Unexpected(name + "fstat failed");
+    // The whole region must exist in the file now (a shorter file would SIGBUS us later).
+    if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < r.mmap_offset + r.memory_size)
+      return sys::Unexpected(name + "file of " + std::to_string(st.st_size) + " bytes is shorter than offset + size " +
+                             std::to_string(r.mmap_offset + r.memory_size));
+    if (auto st2 = check_not_shrinkable(fds[i].get()); !st2) return sys::Unexpected(name + st2.error());
+    const std::uint64_t length = r.mmap_offset + r.memory_size;  // what map_mem_table maps; message.cpp: no overflow
+    if (length > max_guest_memory_ - total)
+      return sys::Unexpected(name + "guest memory to map would exceed this endpoint's limit of " +
+                             std::to_string(max_guest_memory_) + " bytes");
+    total += length;
+  }
+  return {};
+}
+
 Backend::Step Backend::map_mem_table(const MemTable& table, std::vector<sys::Fd>& fds) {
   for (std::uint32_t i = 0; i < kMaxQueues; ++i) stop(i);
   unmap_all();
+  if (auto st = check_mem_table(table, fds); !st) return st;
   std::vector<virtio::GuestRegion> regions;
   for (std::size_t i = 0; i < table.regions.size(); ++i) {
     const MemRegion& r = table.regions[i];
-    struct stat st {};
-    if (::fstat(fds[i].get(), &st) != 0) return sys::Unexpected("region " + std::to_string(i) + ": fstat failed");
-    // The whole region must exist in the file now (a shorter file would SIGBUS us later).
-    if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < r.mmap_offset + r.memory_size)
-      return sys::Unexpected("region " + std::to_string(i) + ": file of " + std::to_string(st.st_size) +
-                             " bytes is shorter than offset + size " + std::to_string(r.mmap_offset + r.memory_size));
     const std::size_t length = static_cast<std::size_t>(r.mmap_offset + r.memory_size);
     void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i].get(), 0);
     if (base == MAP_FAILED) {
@@ -105,6 +193,9 @@ Backend::Step Backend::start_if_ready(std::uint32_t index) {
 Backend::Step Backend::set_features(std::uint64_t v, Outcome& out) {
   if (v & ~kOfferedFeatures) return sys::Unexpected(std::string("SET_FEATURES with features that were not offered"));
   if (!(v & kFeatureVersion1)) return sys::Unexpected(std::string("the front-end did not accept VERSION_1"));
+  for (const FeatureDependency& d : kFeatureDependencies)
+    if ((v & d.feature) != 0 && (v & d.needs_any) == 0)
+      return sys::Unexpected("feature dependency missing (virtio 1.x 5.1.3.1): " + std::string(d.rule));
   features_ = v;
   for (std::uint32_t i = 0; i < kMaxQueues; ++i) {  // EVENT_IDX may have changed
     if (vrings_[i].queue) {
@@ -133,9 +224,15 @@ Backend::Step Backend::set_vring_state(Request request, const VringState& s, Out
     stop(s.index);
     return {};
   }
-  if (request == Request::kSetVringNum && s.num > max_queue_size_)
-    return sys::Unexpected("queue size " + std::to_string(s.num) + " above this endpoint's limit " +
-                           std::to_string(max_queue_size_));
+  if (request == Request::kSetVringNum) {
+    // virtio 1.x 2.6: a split ring's size is a power of 2, at most 32768.
+    if (s.num == 0 || s.num > kMaxSplitQueueSize || (s.num & (s.num - 1)) != 0)
+      return sys::Unexpected("queue size " + std::to_string(s.num) +
+                             " refused: a split ring's size is a power of two in 1..32768 (virtio 1.x 2.6)");
+    if (s.num > max_queue_size_)
+      return sys::Unexpected("queue size " + std::to_string(s.num) + " refused: above this endpoint's configured " +
+                             "vhost_user.queue_size " + std::to_string(max_queue_size_));
+  }
   stop(s.index);  // NUM and BASE change the ring; GET_VRING_BASE stops it
   if (request == Request::kSetVringNum) {
     v.num = static_cast<std::uint16_t>(s.num);
@@ -159,6 +256,9 @@ Backend::Step Backend::set_vring_file(Request request, const VringFile& f, std::
   if (request == Request::kSetVringKick && !f.has_fd)
     return sys::Unexpected(std::string("SET_VRING_KICK without a descriptor (polling mode is not supported)"));
   sys::Fd fd = f.has_fd ? std::move(fds[0]) : sys::Fd();
+  if (fd.valid()) {
+    if (auto st = adopt_eventfd(fd.get()); !st) return sys::Unexpected("vring " + std::to_string(f.index) + ": " + st.error());
+  }
   Vring& v = vrings_[f.index];
   out.queues_changed = true;
   if (request == Request::kSetVringKick) {

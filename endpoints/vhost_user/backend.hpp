@@ -47,12 +47,25 @@ inline constexpr std::uint64_t kOfferedFeatures =
     kFeatureEventIdx | kFeatureProtocolFeatures | kFeatureVersion1;
 inline constexpr std::uint64_t kOfferedProtocolFeatures = kProtocolReplyAck;
 
+// virtio 1.x 2.6 (Split Virtqueues): "Queue Size value is always a power of 2. The
+// maximum Queue Size value is 32768."
+inline constexpr std::uint16_t kMaxSplitQueueSize = 32768;
+
+// The most guest memory one front-end may have mapped (the sum of its regions' mappings)
+// unless the endpoint is told otherwise: a VMM cannot make the switch map more than this.
+inline constexpr std::uint64_t kDefaultMaxGuestMemory = std::uint64_t{64} << 30;  // 64 GiB
+
 inline constexpr std::uint32_t kRxQueue = 0;
 inline constexpr std::uint32_t kTxQueue = 1;
 
 class Backend {
  public:
-  explicit Backend(std::uint16_t max_queue_size = 1024) : max_queue_size_(max_queue_size) {}
+  // Accepts rings of at most `max_queue_size` entries (a power of two; default: every
+  // size the spec allows for a split ring) and at most `max_guest_memory` bytes of mapped
+  // guest memory.
+  explicit Backend(std::uint16_t max_queue_size = kMaxSplitQueueSize,
+                   std::uint64_t max_guest_memory = kDefaultMaxGuestMemory)
+      : max_queue_size_(max_queue_size), max_guest_memory_(max_guest_memory) {}
   ~Backend();
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
@@ -101,6 +114,9 @@ class Backend {
   Step set_vring_file(Request request, const VringFile& file, std::vector<sys::Fd>& fds, Outcome& out);  // KICK, CALL, ERR
   // Maps the front-end's memory (every queue stops first).
   Step map_mem_table(const MemTable& table, std::vector<sys::Fd>& fds);
+  // Whether the table may be mapped at all: within max_guest_memory_, each file able to
+  // hold its region now and unable to shrink later where the kernel lets it say so.
+  Step check_mem_table(const MemTable& table, const std::vector<sys::Fd>& fds) const;
   std::optional<std::uint64_t> to_guest_phys(std::uint64_t user_addr) const noexcept;
   // (Re)builds a queue when everything it needs is there (if not, it stays stopped).
   Step start_if_ready(std::uint32_t index);
@@ -108,6 +124,7 @@ class Backend {
   void unmap_all();
 
   std::uint16_t max_queue_size_;
+  std::uint64_t max_guest_memory_;
   std::uint64_t features_ = 0;
   std::uint64_t protocol_features_ = 0;
   std::vector<Mapping> mappings_;

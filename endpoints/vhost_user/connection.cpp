@@ -1,7 +1,6 @@
 #include "endpoints/vhost_user/connection.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -12,7 +11,7 @@
 
 namespace vswitch::endpoints::vhost_user {
 
-sys::Result<sys::Fd, std::string> listen_unix(const std::string& path) {
+sys::Result<sys::Fd, std::string> listen_unix(const std::string& path, const SocketAccess& access) {
   sockaddr_un addr{};
   if (path.empty() || path.size() >= sizeof addr.sun_path)
     return sys::Unexpected("vhost-user socket path \"" + path + "\" is empty or too long");
@@ -27,7 +26,12 @@ sys::Result<sys::Fd, std::string> listen_unix(const std::string& path) {
   }
   if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     return sys::Unexpected("bind " + path + ": " + std::strerror(errno));
-  ::chmod(path.c_str(), 0600);
+  if (::chmod(path.c_str(), static_cast<mode_t>(access.mode)) != 0)
+    return sys::Unexpected("chmod " + path + ": " + std::strerror(errno));
+  if ((access.owner || access.group) &&
+      ::chown(path.c_str(), access.owner ? static_cast<uid_t>(*access.owner) : static_cast<uid_t>(-1),
+              access.group ? static_cast<gid_t>(*access.group) : static_cast<gid_t>(-1)) != 0)
+    return sys::Unexpected("chown " + path + ": " + std::strerror(errno));
   if (::listen(s.get(), 1) != 0) return sys::Unexpected("listen " + path + ": " + std::strerror(errno));
   return s;
 }
@@ -92,22 +96,22 @@ Connection::ReadResult Connection::read() {
   }
 }
 
-bool Connection::send(std::span<const std::byte> bytes) {
-  std::size_t at = 0;
-  while (at < bytes.size()) {
-    const ssize_t n = ::send(fd(), bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
+Connection::Sent Connection::send(std::span<const std::byte> bytes) {
+  out_.insert(out_.end(), bytes.begin(), bytes.end());
+  return flush();
+}
+
+Connection::Sent Connection::flush() {
+  while (!out_.empty()) {
+    const ssize_t n = ::send(fd(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) {  // the front-end is not reading its replies: wait a little
-        pollfd p{fd(), POLLOUT, 0};
-        if (::poll(&p, 1, 1000) <= 0) return false;
-        continue;
-      }
-      return false;
+      if (errno == EAGAIN) return Sent::kPending;  // the front-end is not reading its replies
+      return Sent::kError;
     }
-    at += static_cast<std::size_t>(n);
+    out_.erase(out_.begin(), out_.begin() + n);
   }
-  return true;
+  return Sent::kDone;
 }
 
 }  // namespace vswitch::endpoints::vhost_user

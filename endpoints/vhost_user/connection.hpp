@@ -17,8 +17,17 @@
 
 namespace vswitch::endpoints::vhost_user {
 
-// A listening socket at `path` (a stale socket file is replaced), mode 0600, non-blocking.
-[[nodiscard]] sys::Result<sys::Fd, std::string> listen_unix(const std::string& path);
+// Who may connect to a listening socket: the file's owner, group and mode, applied after
+// bind and before listen (nobody can connect in between).
+struct SocketAccess {
+  std::optional<std::uint32_t> owner;  // uid; none: the creating process's
+  std::optional<std::uint32_t> group;  // gid; none: the creating process's
+  std::uint32_t mode = 0600;
+};
+
+// A listening socket at `path` (a stale socket file is replaced) with `access`,
+// non-blocking; an error when the mode or the owner cannot be set.
+[[nodiscard]] sys::Result<sys::Fd, std::string> listen_unix(const std::string& path, const SocketAccess& access = {});
 
 class Connection {
  public:
@@ -32,9 +41,14 @@ class Connection {
   };
   // Reads what the socket has; returns a decoded message once one is complete.
   ReadResult read();
-  // Sends a whole reply (blocking briefly is acceptable: replies are tiny and the
-  // front-end is waiting for them).
-  [[nodiscard]] bool send(std::span<const std::byte> bytes);
+  enum class Sent : std::uint8_t { kDone, kPending, kError };
+  // Sends a reply without ever blocking: what the socket does not take now is kept
+  // (kPending) and goes out with flush() once it is writable. The caller reads no further
+  // message while a reply waits, so at most one is kept: a front-end that does not read
+  // its replies stalls only itself.
+  [[nodiscard]] Sent send(std::span<const std::byte> bytes);
+  [[nodiscard]] Sent flush();
+  [[nodiscard]] bool sending() const noexcept { return !out_.empty(); }
 
   [[nodiscard]] int fd() const noexcept { return socket_.get(); }
 
@@ -42,6 +56,7 @@ class Connection {
   sys::Fd socket_;
   std::vector<std::byte> buffer_;  // header then payload of the message being gathered
   std::vector<sys::Fd> fds_;       // descriptors received with it
+  std::vector<std::byte> out_;     // the part of a reply the socket has not taken yet
 };
 
 }  // namespace vswitch::endpoints::vhost_user

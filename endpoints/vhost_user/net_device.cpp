@@ -1,5 +1,6 @@
 #include "endpoints/vhost_user/net_device.hpp"
 
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -15,22 +16,24 @@ namespace vswitch::endpoints::vhost_user {
 sys::Result<std::unique_ptr<NetDevice>, std::string> NetDevice::create(const std::string& socket_path,
                                                                        std::uint16_t max_queue_size,
                                                                        std::size_t max_frame_bytes,
-                                                                       const NetDeviceCounters& initial) {
-  auto l = listen_unix(socket_path);
+                                                                       const NetDeviceCounters& initial,
+                                                                       std::uint64_t max_guest_memory,
+                                                                       const SocketAccess& access) {
+  auto l = listen_unix(socket_path, access);
   if (!l) return sys::Unexpected(l.error());
   sys::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep.valid()) return sys::Unexpected(sys::SysError{"epoll_create1", errno}.message());
   std::unique_ptr<NetDevice> d(
-      new NetDevice(std::move(l.value()), std::move(ep), max_queue_size, max_frame_bytes, initial));
+      new NetDevice(std::move(l.value()), std::move(ep), max_queue_size, max_frame_bytes, initial, max_guest_memory));
   if (!d->watch(d->listen_.get(), true)) return sys::Unexpected(d->watch_error_);
   return d;
 }
 
 NetDevice::NetDevice(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-                     const NetDeviceCounters& initial)
+                     const NetDeviceCounters& initial, std::uint64_t max_guest_memory)
     : listen_(std::move(listen)),
       epoll_(std::move(epoll)),
-      backend_(max_queue_size),
+      backend_(max_queue_size, max_guest_memory),
       totals_(initial.totals),
       private_(max_frame_bytes),
       segment_(max_frame_bytes) {
@@ -97,19 +100,78 @@ void NetDevice::disconnect(const std::string& why) noexcept {
   conn_.reset();
 }
 
+namespace {
+
+// Who connected (SO_PEERCRED: the peer's pid, uid and gid when it called connect()), for
+// the log line.
+std::string describe_peer(int fd) {
+  ucred c{};
+  socklen_t n = sizeof c;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &n) != 0) return "peer unknown: " + std::string(std::strerror(errno));
+  return "pid " + std::to_string(c.pid) + ", uid " + std::to_string(c.uid) + ", gid " + std::to_string(c.gid);
+}
+
+// Whether the peer of a connected socket has gone (its hang-up not read yet).
+bool hung_up(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+}  // namespace
+
 void NetDevice::accept() noexcept {
   sys::Fd s(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
   if (!s.valid()) return;  // the front-end gave up meanwhile (or EAGAIN): nothing to do
-  if (conn_) disconnect("");  // a new front-end replaces one that did not say goodbye
+  const std::string peer = describe_peer(s.get());
+  // A front-end that went away may not have been noticed yet (its hang-up can wait in
+  // this very epoll batch, behind the listening socket): let it go before judging.
+  if (conn_ && hung_up(conn_->fd())) disconnect("");
+  if (conn_) {
+    // One front-end at a time. vhost-user spec, VHOST_USER_SET_OWNER: "It sets the
+    // current front-end as an owner of the session"; a second one would take the guest's
+    // memory and queues from under it. Whoever else connects is closed at once, counted
+    // and said.
+    ++totals_.connections_refused;
+    say("vhost-user connection refused: a front-end is already connected (" + peer + ")");
+    return;  // `s` closes
+  }
   conn_.emplace(std::move(s));
   new_epoch();
   ++totals_.connections;
-  say("vhost-user front-end connected");
+  say("vhost-user front-end connected (" + peer + ")");
   if (!watch(conn_->fd(), true)) disconnect("its socket cannot be watched: " + watch_error_);
 }
 
+bool NetDevice::watch_connection(bool output) noexcept {
+  epoll_event ev{};
+  ev.events = output ? EPOLLOUT : EPOLLIN;
+  ev.data.fd = conn_->fd();
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, conn_->fd(), &ev) == 0) return true;
+  watch_error_ = sys::SysError{"epoll_ctl(MOD)", errno}.message();
+  return false;
+}
+
+void NetDevice::finish_reply() noexcept {
+  const Connection::Sent sent = conn_->flush();
+  if (sent == Connection::Sent::kError) {
+    disconnect("could not send a reply");
+    return;
+  }
+  if (sent == Connection::Sent::kPending) return;  // still not reading: wait on
+  if (!watch_connection(false)) {
+    disconnect("its socket cannot be watched: " + watch_error_);
+    return;
+  }
+  read_control();
+}
+
 void NetDevice::read_control() noexcept {
-  for (;;) {
+  // At most kMaxMessagesPerPass messages per pass, so that a front-end sending without
+  // pause cannot keep the loop from the frames of every other port; the rest waits in the
+  // socket, which the level-triggered set reports again on the next pass. No message is
+  // read while a reply waits to be sent (the front-end is not reading): the socket is
+  // then watched for room to write instead, and the loop never blocks on it.
+  for (int handled = 0; handled < kMaxMessagesPerPass && conn_ && !conn_->sending(); ++handled) {
     auto r = conn_->read();
     if (r.status == Connection::Read::kPending) return;
     if (r.status == Connection::Read::kClosed) {
@@ -132,10 +194,8 @@ void NetDevice::read_control() noexcept {
       disconnect(std::string(to_string(req)) + ": " + out.error());
       return;
     }
-    if (out->reply && !conn_->send(*out->reply)) {
-      disconnect("could not send a reply");
-      return;
-    }
+    follow_features();
+    if (out->reply && !send_reply(*out->reply)) return;
     if (out->queues_changed) {
       new_epoch();  // segments sent before went to a ring that is gone or restarted
       if (!rewatch_kick()) {
@@ -151,6 +211,30 @@ void NetDevice::read_control() noexcept {
   }
 }
 
+bool NetDevice::send_reply(std::span<const std::byte> reply) noexcept {
+  const Connection::Sent sent = conn_->send(reply);
+  if (sent == Connection::Sent::kError) {
+    disconnect("could not send a reply");
+    return false;
+  }
+  if (sent == Connection::Sent::kPending && !watch_connection(true)) {
+    disconnect("its socket cannot be watched: " + watch_error_);
+    return false;
+  }
+  return true;
+}
+
+void NetDevice::follow_features() noexcept {
+  // virtio 1.x 5.1.6.4.1: "If VIRTIO_NET_F_MRG_RXBUF has not been negotiated, the device
+  // MUST set num_buffers to 1" and "MUST use only a single descriptor [chain] if
+  // VIRTIO_NET_F_MRG_RXBUF was not negotiated": a frame that does not fit one chain is
+  // dropped (rx_buffer_too_small), never spread over several.
+  // The pool is empty here (given back before the message, or forgotten with the last
+  // connection), so no chain popped under one rule is used under the other.
+  const bool mergeable = backend_.has(kFeatureMrgRxbuf);
+  if (rx_.mergeable() != mergeable && rx_.pooled() == 0) rx_ = virtio::RxQueue(mergeable);
+}
+
 void NetDevice::service() noexcept {
   serviced_ = true;
   epoll_event events[4];
@@ -162,8 +246,16 @@ void NetDevice::service() noexcept {
     if (fd == listen_.get()) {
       accept();
     } else if (conn_ && fd == conn_->fd()) {
-      read_control();
+      if (conn_->sending()) finish_reply();
+      else read_control();
     } else if (fd == watched_kick_ || fd == watched_rx_kick_) {
+      // An error or hang-up on a kick eventfd would be reported on every pass, a loop
+      // spinning on it: the front-end's fault, disconnect. (Only eventfds are accepted,
+      // so this should not happen; epoll reports both whether asked for or not.)
+      if ((events[i].events & (EPOLLERR | EPOLLHUP)) != 0) {
+        disconnect("kick eventfd reported an error or hang-up");
+        continue;
+      }
       // Drained; the pops below see what it announced. A kick descriptor that cannot be
       // read would be reported readable forever: the front-end's fault, disconnect.
       if (auto d = sys::drain_counter(fd); !d) disconnect("kick eventfd: " + d.error().message());
@@ -175,7 +267,9 @@ std::optional<std::size_t> NetDevice::receive(std::span<std::byte> buf) noexcept
   if (!serviced_) service();
   auto* q = backend_.queue(kTxQueue);
   if (q == nullptr) return std::nullopt;
-  const auto r = virtio::tx_pop(*q, buf, net_);
+  const virtio::TxOffloads offloads{backend_.has(kFeatureCsum), backend_.has(kFeatureHostTso4),
+                                    backend_.has(kFeatureHostTso6), backend_.has(kFeatureHostEcn)};
+  const auto r = virtio::tx_pop(*q, buf, offloads, net_);
   switch (r.status) {
     case virtio::TxResult::Status::kFrame:
       return r.bytes;

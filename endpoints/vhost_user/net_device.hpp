@@ -60,10 +60,12 @@ class NetDevice {
   // Listens on `socket_path` (a stale socket file is replaced); accepts queues of at most
   // `max_queue_size` entries and frames (without the virtio-net header) of at most
   // `max_frame_bytes` for the guest; counts on from `initial` (a restarted endpoint's
-  // predecessor's totals).
+  // predecessor's totals); maps at most `max_guest_memory` bytes of a front-end's memory;
+  // the socket file gets `access` (owner, group, mode).
   [[nodiscard]] static sys::Result<std::unique_ptr<NetDevice>, std::string> create(
       const std::string& socket_path, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-      const NetDeviceCounters& initial = {});
+      const NetDeviceCounters& initial = {}, std::uint64_t max_guest_memory = kDefaultMaxGuestMemory,
+      const SocketAccess& access = {});
   ~NetDevice();
   NetDevice(const NetDevice&) = delete;
   NetDevice& operator=(const NetDevice&) = delete;
@@ -109,10 +111,19 @@ class NetDevice {
 
  private:
   NetDevice(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-            const NetDeviceCounters& initial);
+            const NetDeviceCounters& initial, std::uint64_t max_guest_memory);
   void service() noexcept;  // accept, control messages, kicks
   void accept() noexcept;
   void read_control() noexcept;
+  static constexpr int kMaxMessagesPerPass = 32;  // QEMU's whole start-up (about 20) in one pass
+  // Sends a reply; false when the connection was closed for it.
+  bool send_reply(std::span<const std::byte> reply) noexcept;
+  // Sends the rest of a reply the socket did not take, then reads on.
+  void finish_reply() noexcept;
+  // Watches the connection for input, or (output) for room to send a waiting reply.
+  bool watch_connection(bool output) noexcept;
+  // After a control message: the RX queue takes the negotiated MRG_RXBUF.
+  void follow_features() noexcept;
   void disconnect(const std::string& why) noexcept;
   // Adds fd to (on) or removes it from the epoll set; false when adding failed (the
   // reason in watch_error_).
@@ -134,7 +145,9 @@ class NetDevice {
   std::optional<Connection> conn_;
   std::uint32_t epoch_ = 0;  // counts connections and queue changes (never 0 once one came)
   Backend backend_;
-  virtio::RxQueue rx_{true};
+  // Follows the negotiated MRG_RXBUF (see follow_features()); nothing negotiated: one
+  // chain per frame.
+  virtio::RxQueue rx_{false};
   virtio::NetQueueCounters net_;  // bad chains, by reason (seeded from `initial`)
   NetDeviceTotals totals_;        // the rest (bad_chains comes from net_)
   std::function<void(const std::string&)> log_;

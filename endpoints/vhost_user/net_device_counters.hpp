@@ -17,7 +17,8 @@ namespace vswitch::endpoints::vhost_user {
   X(rx_no_buffers, "times a frame waited for the guest to post receive buffers")            \
   X(interrupts, "call eventfd signals")                                                     \
   X(segments_made, "TCP segments cut in software for a guest without GUEST_TSO")            \
-  X(csum_completed, "checksums filled in for a guest without GUEST_CSUM")
+  X(csum_completed, "checksums filled in for a guest without GUEST_CSUM")                   \
+  X(connections_refused, "connections closed at once: another front-end was connected")
 struct NetDeviceTotals {
   VSWITCH_VHOST_USER_COUNTERS(VSWITCH_COUNTER_FIELD)
   static constexpr sys::CounterName kNames[] = {VSWITCH_VHOST_USER_COUNTERS(VSWITCH_COUNTER_NAME)};

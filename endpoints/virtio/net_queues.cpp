@@ -11,6 +11,9 @@ std::string_view to_string(TxError e) {
     case TxError::kNoFrame: return "tx_no_frame";
     case TxError::kTooLarge: return "tx_too_large";
     case TxError::kBadHeader: return "tx_bad_header";
+    case TxError::kOffloadNotNegotiated: return "tx_offload_not_negotiated";
+    case TxError::kBadGsoSize: return "tx_bad_gso_size";
+    case TxError::kBadHdrLen: return "tx_bad_hdr_len";
     case TxError::kCount: break;
   }
   return "unknown";
@@ -26,7 +29,34 @@ std::string_view to_string(RxDrop e) {
   return "unknown";
 }
 
-TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, NetQueueCounters& counters) {
+std::optional<TxError> check_tx_header(NetHeader& h, std::size_t frame_len, const TxOffloads& offloads) {
+  // virtio 1.x 5.1.6.2.1: "The driver MUST NOT set the VIRTIO_NET_HDR_F_DATA_VALID and
+  // VIRTIO_NET_HDR_F_RSC_INFO bits in flags." Passed on, DATA_VALID would let one guest
+  // have its bad-checksum frames taken as verified by other guests and, through TAP, the
+  // host: they are cleared, not passed on (the frame itself is still good).
+  h.flags = static_cast<std::uint8_t>(h.flags & ~(kNetHdrFlagDataValid | kNetHdrFlagRscInfo));
+  // 5.1.6.2.1: "If VIRTIO_NET_F_CSUM is not negotiated, the driver MUST set flags to
+  // zero": NEEDS_CSUM is only for a driver that negotiated CSUM.
+  if ((h.flags & kNetHdrFlagNeedsCsum) != 0 && !offloads.csum) return TxError::kOffloadNotNegotiated;
+  // 5.1.6.2.1: "If VIRTIO_NET_F_HOST_TSO4 is negotiated, the driver MAY set gso_type to
+  // VIRTIO_NET_HDR_GSO_TCPV4 [...], otherwise the driver MUST NOT" (likewise TSO6, UFO,
+  // USO), and the GSO_ECN bit goes with HOST_ECN only ("unless the VIRTIO_NET_F_HOST_ECN
+  // feature is negotiated, in which case the driver MUST set the VIRTIO_NET_HDR_GSO_ECN
+  // bit"). UDP (UFO, USO) is never offered here.
+  const auto gso = static_cast<std::uint8_t>(h.gso_type & ~kGsoEcn);
+  if (gso == kGsoNone) return std::nullopt;
+  const bool allowed = (gso == kGsoTcpV4 && offloads.tso4) || (gso == kGsoTcpV6 && offloads.tso6);
+  if (!allowed || ((h.gso_type & kGsoEcn) != 0 && !offloads.ecn)) return TxError::kOffloadNotNegotiated;
+  // gso_size is the payload of each segment (5.1.6.2): non-zero (parse() refuses 0) and,
+  // since every segment repeats the frame's headers, smaller than the frame itself.
+  if (h.gso_size >= frame_len) return TxError::kBadGsoSize;
+  // hdr_len: the length of the headers (5.1.6.2), a hint the device does not rely on,
+  // but never more than the frame.
+  if (h.hdr_len > frame_len) return TxError::kBadHdrLen;
+  return std::nullopt;
+}
+
+TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, const TxOffloads& offloads, NetQueueCounters& counters) {
   Chain chain;
   for (;;) {
     const PopResult r = q.pop(chain);
@@ -63,10 +93,17 @@ TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, NetQueueCounters& count
       std::memcpy(out.data() + at, b.bytes.data(), b.bytes.size());
       at += b.bytes.size();
     }
-    if (!parse(std::span<const std::byte>(out.data(), at))) {
+    auto parsed = parse(std::span<const std::byte>(out.data(), at));
+    if (!parsed) {
       fail(TxError::kBadHeader);
       continue;
     }
+    NetHeader h = parsed->get();
+    if (auto e = check_tx_header(h, at - kNetHeaderBytes, offloads)) {
+      fail(*e);
+      continue;
+    }
+    out[0] = static_cast<std::byte>(h.flags);  // the only field check_tx_header changes
     q.add_used(chain.head, 0);  // nothing written into a TX chain
     ++counters.tx_frames;
     counters.tx_bytes += at - kNetHeaderBytes;

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,9 @@ enum class TxError : std::uint8_t {
   kNoFrame,         // nothing (or less than an Ethernet header) after the virtio-net header
   kTooLarge,        // more than the largest record
   kBadHeader,       // the virtio-net header failed validation
+  kOffloadNotNegotiated,  // NEEDS_CSUM or a gso_type the driver did not negotiate
+  kBadGsoSize,      // gso_size not smaller than the frame
+  kBadHdrLen,       // hdr_len beyond the frame
   kCount,
 };
 std::string_view to_string(TxError e);
@@ -65,14 +69,32 @@ struct TxResult {
   std::size_t bytes = 0;  // kFrame: header + frame bytes in `out`
 };
 
+// What the driver negotiated that bears on the TX headers it may write (virtio 1.x
+// 5.1.6.2.1): a header that asks for more is refused (TxError::kOffloadNotNegotiated).
+// UDP fragmentation (HOST_UFO) and USO (HOST_USO) are never offered.
+struct TxOffloads {
+  bool csum = false;  // VIRTIO_NET_F_CSUM: NEEDS_CSUM
+  bool tso4 = false;  // VIRTIO_NET_F_HOST_TSO4: GSO_TCPV4
+  bool tso6 = false;  // VIRTIO_NET_F_HOST_TSO6: GSO_TCPV6
+  bool ecn = false;   // VIRTIO_NET_F_HOST_ECN: GSO_ECN
+};
+
+// Checks a parsed TX header against the negotiated offloads and the frame it came with
+// (frame_len: the bytes after the header), and clears the flags a driver must not set
+// (DATA_VALID, RSC_INFO). The error, if the chain must be refused.
+[[nodiscard]] std::optional<TxError> check_tx_header(NetHeader& h, std::size_t frame_len, const TxOffloads& offloads);
+
 // Takes TX chains until one yields a frame (bad ones are returned with length 0 and
-// counted), gathers it into `out`, and returns the chain (length 0: nothing written).
-// The caller publishes and notifies.
-TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, NetQueueCounters& counters);
+// counted), gathers it into `out`, checks its header (check_tx_header: the header in
+// `out` is rewritten without DATA_VALID and RSC_INFO), and returns the chain (length 0:
+// nothing written). The caller publishes and notifies.
+TxResult tx_pop(SplitQueue& q, std::span<std::byte> out, const TxOffloads& offloads, NetQueueCounters& counters);
 
 class RxQueue {
  public:
   explicit RxQueue(bool mergeable_buffers) : mergeable_(mergeable_buffers) {}
+  // Whether a frame may span several chains (VIRTIO_NET_F_MRG_RXBUF negotiated).
+  [[nodiscard]] bool mergeable() const noexcept { return mergeable_; }
 
   enum class Status : std::uint8_t { kDelivered, kNoBuffers, kDropped, kBroken };
   // Writes header (num_buffers set) + frame into guest buffers and stages their used

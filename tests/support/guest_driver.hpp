@@ -10,6 +10,7 @@
 #include <new>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -28,12 +29,16 @@ class GuestDriver {
   // Guest RAM on the heap, or (shared = true) in a memfd, as QEMU's memory-backend-memfd
   // gives it, so it can be handed to a vhost-user back-end. Two drivers with disjoint
   // `base` ranges are two regions of one guest's memory (e.g. its RX and TX queues).
+  // A shared memfd is sealed against growing and shrinking, as QEMU's seal=on default does,
+  // unless `sealed` is false.
   GuestDriver(std::uint16_t size, bool event_idx, std::size_t bytes = 1 << 20, bool shared = false,
-              std::uint64_t base = kBase)
+              std::uint64_t base = kBase, bool sealed = true)
       : base_(base), size_(size), bytes_(bytes), mem_(nullptr, Free{0}) {
     if (shared) {
-      memfd_ = ::memfd_create("guest-ram", MFD_CLOEXEC);
+      memfd_ = ::memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
       if (memfd_ < 0 || ::ftruncate(memfd_, static_cast<off_t>(bytes)) != 0) throw std::bad_alloc();
+      if (sealed && ::fcntl(memfd_, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
+        throw std::bad_alloc();
       void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
       if (p == MAP_FAILED) throw std::bad_alloc();
       mem_.reset(static_cast<std::byte*>(p));

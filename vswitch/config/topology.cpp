@@ -1,5 +1,8 @@
 #include "vswitch/config/topology.hpp"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -289,6 +292,67 @@ TapOptions read_tap_options(Reader& r, const toml::table& e, const std::string& 
   return o;
 }
 
+// The uid of user `name` or the gid of group `name`, if the system knows it.
+std::optional<std::uint32_t> lookup_id(const std::string& name, bool group) {
+  std::vector<char> buf(16384);
+  if (group) {
+    struct group g {};
+    struct group* found = nullptr;
+    if (::getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found) != 0 || found == nullptr) return std::nullopt;
+    return static_cast<std::uint32_t>(found->gr_gid);
+  }
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) return std::nullopt;
+  return static_cast<std::uint32_t>(found->pw_uid);
+}
+
+// socket_owner / socket_group: a user or group name (resolved now, so that a typo is
+// reported with its line rather than when the endpoint starts) or a numeric id.
+std::optional<std::uint32_t> read_owner(Reader& r, const toml::table& t, const std::string& prefix,
+                                        const std::string& key, bool group) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return std::nullopt;
+  const std::string where = prefix + "." + key;
+  const char* what = group ? "group" : "user";
+  if (const auto* i = n->as_integer()) {
+    if (i->get() < 0 || i->get() >= 0xffffffffLL) {
+      r.error(line_of(*n), where, std::to_string(i->get()) + " is not a valid " + (group ? "gid" : "uid"));
+      return std::nullopt;
+    }
+    return static_cast<std::uint32_t>(i->get());
+  }
+  const auto* s = n->as_string();
+  if (s == nullptr) {
+    r.error(line_of(*n), where, "must be a " + std::string(what) + " name or a numeric id");
+    return std::nullopt;
+  }
+  auto id = lookup_id(s->get(), group);
+  if (!id) r.error(line_of(*n), where, "no " + std::string(what) + " \"" + s->get() + "\" on this system");
+  return id;
+}
+
+// socket_mode: octal digits in a string ("0660"; a TOML integer would read 660 as
+// decimal). Never writable by others: whoever can connect acts as the VM's VMM.
+std::optional<std::uint32_t> read_mode(Reader& r, const toml::table& t, const std::string& prefix) {
+  const toml::node* n = t.get("socket_mode");
+  if (n == nullptr) return std::nullopt;
+  const std::string where = prefix + ".socket_mode";
+  const auto* s = n->as_string();
+  const std::string v = s != nullptr ? s->get() : std::string();
+  const bool octal = !v.empty() && v.size() <= 4 && v.find_first_not_of("01234567") == std::string::npos;
+  if (!octal) {
+    r.error(line_of(*n), where, "must be a string of octal digits such as \"0660\"");
+    return std::nullopt;
+  }
+  const auto mode = static_cast<std::uint32_t>(std::stoul(v, nullptr, 8));
+  if (mode > 0777 || (mode & 0002) != 0) {
+    r.error(line_of(*n), where, "\"" + v + "\" must be at most 0777 and not writable by others (anyone could connect as the VMM)");
+    return std::nullopt;
+  }
+  return mode;
+}
+
 VhostUserOptions read_vhost_user_options(Reader& r, const toml::table& e, const std::string& p,
                                          const EndpointConfig& ep) {
   VhostUserOptions o;
@@ -299,7 +363,7 @@ VhostUserOptions read_vhost_user_options(Reader& r, const toml::table& e, const 
       r.error(ep.line, vp, "missing (a vhost-user endpoint needs [endpoint.vhost_user] socket)");
     return o;
   }
-  r.only_keys(*vt, vp, {"socket", "queue_size"});
+  r.only_keys(*vt, vp, {"socket", "queue_size", "socket_owner", "socket_group", "socket_mode", "max_guest_memory_gib"});
   if (auto v = r.string(*vt, vp, "socket", true, line_of(*vt))) o.socket = *v;
   if (auto q = r.integer(*vt, vp, "queue_size", 1, 32768)) {
     if ((*q & (*q - 1)) != 0)
@@ -307,6 +371,10 @@ VhostUserOptions read_vhost_user_options(Reader& r, const toml::table& e, const 
     else
       o.queue_size = static_cast<std::uint32_t>(*q);
   }
+  o.socket_owner = read_owner(r, *vt, vp, "socket_owner", false);
+  o.socket_group = read_owner(r, *vt, vp, "socket_group", true);
+  if (auto m = read_mode(r, *vt, vp)) o.socket_mode = *m;
+  if (auto g = r.integer(*vt, vp, "max_guest_memory_gib", 1, 4096)) o.max_guest_memory_gib = static_cast<std::uint32_t>(*g);
   return o;
 }
 

@@ -21,7 +21,14 @@
 //              with a mac but other sources behind it says port_security = false),
 //              and one table named after the frontend:
 //     [endpoint.tap]         ifname (required), netns
-//     [endpoint.vhost_user]  socket (required), queue_size = 256 (power of two, <= 32768)
+//     [endpoint.vhost_user]  socket (required), queue_size = 32768 (power of two, <= 32768:
+//                            the largest ring the VMM may set; QEMU's rx_queue_size and
+//                            tx_queue_size go up to 1024),
+//                            socket_owner / socket_group (a name, resolved at load, or an
+//                            id; default: the daemon's), socket_mode = "0600" (octal string,
+//                            never writable by others: anyone who can connect is the VM's VMM),
+//                            max_guest_memory_gib = 64 (1..4096: the most of a front-end's
+//                            memory the endpoint maps; a larger SET_MEM_TABLE is refused)
 //     [endpoint.generator]   rate_fps = 0 (0: as fast as possible), sizes = [64],
 //                            peer = endpoint name (default: broadcast)
 #pragma once
@@ -82,7 +89,11 @@ struct TapOptions {
 };
 struct VhostUserOptions {
   std::string socket;
-  std::uint32_t queue_size = 256;
+  std::uint32_t queue_size = 32768;  // every split ring the spec allows
+  std::optional<std::uint32_t> socket_owner;  // uid; none: the daemon's
+  std::optional<std::uint32_t> socket_group;  // gid; none: the daemon's
+  std::uint32_t socket_mode = 0600;
+  std::uint32_t max_guest_memory_gib = 64;
 };
 struct GeneratorOptions {
   std::uint64_t rate_fps = 0;

@@ -161,6 +161,10 @@ std::vector<std::string> topology_differences(const Topology& a, const Topology&
       const auto& w = std::get<VhostUserOptions>(y.options);
       differ(d, k + "vhost_user.socket", v->socket, w.socket);
       differ(d, k + "vhost_user.queue_size", v->queue_size, w.queue_size);
+      differ(d, k + "vhost_user.socket_owner", v->socket_owner, w.socket_owner);
+      differ(d, k + "vhost_user.socket_group", v->socket_group, w.socket_group);
+      differ(d, k + "vhost_user.socket_mode", v->socket_mode, w.socket_mode);
+      differ(d, k + "vhost_user.max_guest_memory_gib", v->max_guest_memory_gib, w.max_guest_memory_gib);
     } else if (const auto* g = std::get_if<GeneratorOptions>(&x.options)) {
       const auto& h = std::get<GeneratorOptions>(y.options);
       differ(d, k + "generator.rate_fps", g->rate_fps, h.rate_fps);
@@ -495,7 +499,9 @@ sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::s
       const auto& o = std::get<VhostUserOptions>(e.options);
       auto d = endpoints::vhost_user::NetDevice::create(
           o.socket, static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
-          sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend));
+          sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend),
+          std::uint64_t{o.max_guest_memory_gib} << 30,
+          endpoints::vhost_user::SocketAccess{o.socket_owner, o.socket_group, o.socket_mode});
       if (!d) return sys::Unexpected("vhost-user socket " + o.socket + ": " + d.error());
       return std::unique_ptr<Frontend>(std::make_unique<VhostUserFrontend>(std::move(d.value())));
     }

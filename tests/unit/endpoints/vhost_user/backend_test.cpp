@@ -83,7 +83,7 @@ TEST(VhostUserBackend, QemuStyleSetupRunsTheQueue) {
   h.guest.make_available(0);
   std::vector<std::byte> out(2048);
   virtio::NetQueueCounters c;
-  const auto r = virtio::tx_pop(*q, out, c);
+  const auto r = virtio::tx_pop(*q, out, virtio::TxOffloads{}, c);
   ASSERT_EQ(r.status, virtio::TxResult::Status::kFrame);
   EXPECT_EQ(r.bytes, packet.size());
   EXPECT_EQ(std::memcmp(out.data(), packet.data(), packet.size()), 0);
@@ -137,9 +137,85 @@ TEST(VhostUserBackend, ProtocolViolationsAreErrors) {
     EXPECT_NE(r.error().find("not in guest memory"), std::string::npos) << r.error();
   }
   {
-    Handshake h;  // a queue larger than the endpoint allows, and polling mode
+    Handshake h;  // a queue larger than the endpoint's configured limit (256), and polling mode
     EXPECT_FALSE(h.backend.handle(msg(Request::kSetVringNum, VringState{0, 1024})).has_value());
     EXPECT_FALSE(h.backend.handle(msg(Request::kSetVringKick, VringFile{0, false})).has_value());
+  }
+}
+
+// virtio 1.x 5.1.3.1: each offered feature that requires another is refused without it,
+// the missing dependency named; with it the same set is accepted.
+TEST(VhostUserBackend, FeatureDependenciesAreEnforced) {
+  struct Case {
+    std::uint64_t without;
+    const char* rule;
+  } const cases[] = {
+      {kFeatureGuestCsum, "GUEST_TSO4 requires GUEST_CSUM"},
+      {kFeatureGuestCsum | kFeatureGuestTso4, "GUEST_TSO6 requires GUEST_CSUM"},
+      {kFeatureGuestTso4 | kFeatureGuestTso6, "GUEST_ECN requires GUEST_TSO4 or GUEST_TSO6"},
+      {kFeatureCsum, "HOST_TSO4 requires CSUM"},
+      {kFeatureCsum | kFeatureHostTso4, "HOST_TSO6 requires CSUM"},
+      {kFeatureHostTso4 | kFeatureHostTso6, "HOST_ECN requires HOST_TSO4 or HOST_TSO6"},
+  };
+  for (const Case& c : cases) {
+    Handshake h;
+    auto r = h.backend.handle(msg(Request::kSetFeatures, kOfferedFeatures & ~c.without));
+    ASSERT_FALSE(r.has_value()) << c.rule;
+    EXPECT_NE(r.error().find(c.rule), std::string::npos) << r.error();
+  }
+  Handshake h;  // a minimal set with its dependency
+  h.ok(msg(Request::kSetFeatures, kFeatureVersion1 | kFeatureHostTso4 | kFeatureCsum));
+}
+
+// By default every legal split-ring size is accepted (QEMU's rx_queue_size=1024 among
+// them); what the spec forbids is refused with the rule named.
+TEST(VhostUserBackend, EveryLegalQueueSizeIsAcceptedByDefault) {
+  Backend backend;
+  for (std::uint32_t n : {1u, 256u, 1024u, 32768u}) {
+    auto r = backend.handle(msg(Request::kSetVringNum, VringState{0, n}));
+    EXPECT_TRUE(r.has_value()) << n << ": " << (r ? "" : r.error());
+  }
+  for (std::uint32_t n : {0u, 3u, 1000u, 65536u}) {
+    auto r = backend.handle(msg(Request::kSetVringNum, VringState{0, n}));
+    ASSERT_FALSE(r.has_value()) << n;
+    EXPECT_NE(r.error().find("power of two in 1..32768"), std::string::npos) << r.error();
+  }
+  Backend capped{256};
+  auto r = capped.handle(msg(Request::kSetVringNum, VringState{0, 1024}));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().find("configured vhost_user.queue_size 256"), std::string::npos) << r.error();
+}
+
+// Guest memory a front-end could shrink under the mapping would SIGBUS the switch: a
+// memfd without F_SEAL_SHRINK is refused (QEMU's memory-backend-memfd seals by default);
+// a plain file, which cannot say, is accepted with its size checked. And no front-end
+// makes the device map more than its limit.
+TEST(VhostUserBackend, GuestMemoryMustBeSealedAndWithinTheLimit) {
+  {
+    Handshake h;
+    GuestDriver unsealed{8, true, 1 << 20, /*shared=*/true, GuestDriver::kBase, /*sealed=*/false};
+    h.ok(msg(Request::kSetFeatures, kOfferedFeatures));
+    auto r = h.backend.handle(msg(Request::kSetMemTable, h.table(unsealed.bytes()), one(::dup(unsealed.memfd()))));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().find("F_SEAL_SHRINK"), std::string::npos) << r.error();
+  }
+  {
+    Handshake h;  // a plain (unlinked) file: no seals to ask for
+    char path[] = "/tmp/vswitch-guest-ram-XXXXXX";
+    const int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ::unlink(path);
+    ASSERT_EQ(::ftruncate(fd, 1 << 20), 0);
+    h.ok(msg(Request::kSetFeatures, kOfferedFeatures));
+    h.ok(msg(Request::kSetMemTable, h.table(1 << 20), one(fd)));
+  }
+  {
+    Handshake h;
+    Backend small{256, 1 << 19};  // half the guest's 1 MiB
+    ASSERT_TRUE(small.handle(msg(Request::kSetFeatures, kOfferedFeatures)).has_value());
+    auto r = small.handle(msg(Request::kSetMemTable, h.table(h.guest.bytes()), one(::dup(h.guest.memfd()))));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().find("limit of 524288 bytes"), std::string::npos) << r.error();
   }
 }
 

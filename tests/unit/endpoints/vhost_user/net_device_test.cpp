@@ -4,8 +4,7 @@
 // on the other side of the queues: frames both ways with their interrupts, the wait for
 // RX buffers and its kick, software segmentation resumed by token, bad chains returned and
 // counted, and every way the front-end can break the session (a protocol violation, a
-// kick epoll refuses, a kick that cannot be read, a call that cannot be written), each
-// closing only its connection, counted and said.
+// kick or call that is no eventfd), each closing only its connection, counted and said.
 #include "endpoints/vhost_user/net_device.hpp"
 
 #include <fcntl.h>
@@ -14,10 +13,13 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -49,7 +51,7 @@ constexpr std::uint64_t kQemuTxOffset = 0x10000000;     // ... and the second re
 constexpr std::size_t kRamBytes = 1 << 20;
 constexpr std::uint64_t kNoGuestTso = ~(kFeatureGuestTso4 | kFeatureGuestTso6 | kFeatureGuestEcn);
 
-// A pipe: a descriptor the device can watch but that is no eventfd counter.
+// A pipe: a descriptor epoll can watch but that is no eventfd.
 std::pair<sys::Fd, sys::Fd> make_pipe() {
   int p[2] = {-1, -1};
   if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return {};
@@ -71,6 +73,28 @@ class FrontEnd {
     connected_ = ::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
   }
   [[nodiscard]] bool connected() const { return connected_; }
+  // One GET_FEATURES without waiting: false when the socket has no room for it.
+  bool try_get_features() {
+    const Header h{static_cast<std::uint32_t>(Request::kGetFeatures), kVersion, 0};
+    return ::send(fd_.get(), &h, sizeof h, MSG_DONTWAIT | MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof h);
+  }
+  // How many u64 replies (header + 8 bytes each) arrived, read without waiting.
+  std::size_t take_replies() {
+    std::size_t bytes = 0;
+    std::array<char, 4096> buf;
+    for (ssize_t n; (n = ::recv(fd_.get(), buf.data(), buf.size(), MSG_DONTWAIT)) > 0;) bytes += static_cast<std::size_t>(n);
+    partial_ += bytes;
+    const std::size_t replies = partial_ / (kHeaderBytes + 8);
+    partial_ %= kHeaderBytes + 8;
+    return replies;
+  }
+  // Whether the device closed its end (waits at most 5 s for it).
+  bool closed_by_peer() {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 5000) != 1) return false;
+    char c;
+    return ::recv(fd_.get(), &c, 1, MSG_DONTWAIT) == 0;
+  }
 
   void send(Request r, std::span<const std::byte> payload, const std::vector<int>& fds = {},
             bool need_reply = false) {
@@ -131,6 +155,7 @@ class FrontEnd {
  private:
   sys::Fd fd_;
   bool connected_ = false;
+  std::size_t partial_ = 0;  // bytes of a reply take_replies() has seen part of
 };
 
 // The guest: its RAM in two memfds (one region per queue), the drivers of its two queues
@@ -199,13 +224,13 @@ struct Session {
   std::vector<std::string> log;
   Bytes buf = Bytes(kMaxFrame + 64);
 
-  explicit Session(const NetDeviceCounters& initial = {}) {
+  explicit Session(const NetDeviceCounters& initial = {}, const SocketAccess& access = {}) {
     char tmpl[] = "/tmp/vswitch-net-device-XXXXXX";
     const char* d = ::mkdtemp(tmpl);
     if (d == nullptr) throw std::runtime_error("mkdtemp failed");
     dir = d;
     path = dir + "/vm.sock";
-    auto made = NetDevice::create(path, 256, kMaxFrame, initial);
+    auto made = NetDevice::create(path, 256, kMaxFrame, initial, kDefaultMaxGuestMemory, access);
     if (!made) throw std::runtime_error(made.error());
     device = std::move(made.value());
     device->set_log([this](const std::string& m) { log.push_back(m); });
@@ -501,13 +526,69 @@ TEST(VhostUserNetDevice, ABadTxChainGoesBackEmptyAndIsCounted) {
   EXPECT_TRUE(s.device->connected()) << "a bad chain is not a protocol violation";
 }
 
+// virtio 1.x 5.1.6.4.1: without MRG_RXBUF a frame takes exactly one chain (num_buffers
+// 1): one its buffers cannot hold is dropped and counted, never spread over several.
+TEST(VhostUserNetDevice, WithoutMrgRxbufAFrameNeverSpansChains) {
+  Session s;
+  const Bytes big = plain_frame(200, 0x21);
+  ResumeToken t;
+  {
+    Guest g;
+    FrontEnd fe(s.path);
+    s.attach(fe, g, kOfferedFeatures & ~kFeatureMrgRxbuf);
+    g.post_rx(4, 100);
+    EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, big), big, t), NetDevice::Delivery::kTooLarge);
+    const Bytes small = plain_frame(60, 0x22);
+    EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, small), small, t), NetDevice::Delivery::kDelivered);
+    s.pass();
+    ASSERT_EQ(g.rx.used_idx(), 1) << "only the frame that fits one chain";
+    const Bytes r = g.received(0);
+    ASSERT_EQ(r.size(), virtio::kNetHeaderBytes + small.size());
+    EXPECT_EQ(get16(r, 10), 0x0100) << "num_buffers 1 (little-endian)";
+    EXPECT_EQ(s.device->counters().rx_drops[virtio::RxDrop::kBufferTooSmall], 1u);
+  }
+  s.pass();  // the front-end went away
+  // The next front-end negotiates MRG_RXBUF: the same frame now spans chains.
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  g.post_rx(4, 100);
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, big), big, t), NetDevice::Delivery::kDelivered);
+  s.pass();
+  EXPECT_EQ(g.rx.used_idx(), 3);
+  EXPECT_EQ(get16(g.received(0), 10), 0x0300) << "num_buffers 3";
+}
+
+// virtio 1.x 5.1.6.2.1: a guest's TX header may not mark its frame verified (DATA_VALID)
+// for the other guests and the host, nor ask for an offload it did not negotiate.
+TEST(VhostUserNetDevice, TxHeadersAreHeldToTheNegotiatedFeatures) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures & ~(kFeatureHostTso4 | kFeatureHostTso6 | kFeatureHostEcn));
+  virtio::NetHeader marked;
+  marked.flags = virtio::kNetHdrFlagDataValid;
+  g.transmit(marked, plain_frame(60, 0x12));
+  const auto [tso, frame] = tso_frame(300, 1000, 100);
+  g.transmit(tso, frame);  // TSO without HOST_TSO4
+  const auto got = s.pass();
+  ASSERT_EQ(got.size(), 1u) << "the TSO frame is refused";
+  EXPECT_EQ(std::to_integer<int>(got[0][0]), 0) << "DATA_VALID cleared";
+  ASSERT_EQ(g.tx.used_idx(), 2);
+  EXPECT_EQ(g.tx.used(1).len, 0u);
+  const NetDeviceCounters c = s.device->counters();
+  EXPECT_EQ(c.totals.bad_chains, 1u);
+  EXPECT_EQ(c.tx_errors[virtio::TxError::kOffloadNotNegotiated], 1u);
+  EXPECT_TRUE(s.device->connected()) << "a refused header harms only its guest's frame";
+}
+
 TEST(VhostUserNetDevice, AProtocolViolationClosesTheConnectionOnly) {
   Session s;
   {
     Guest g;
     FrontEnd fe(s.path);
     s.attach(fe, g, kOfferedFeatures);
-    fe.send_value(Request::kSetVringNum, VringState{kRxQueue, 1024});  // more than the device allows
+    fe.send_value(Request::kSetVringNum, VringState{kRxQueue, 1024});  // above the configured queue_size (256)
     s.pass();
     EXPECT_FALSE(s.device->connected());
     EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u);
@@ -520,50 +601,158 @@ TEST(VhostUserNetDevice, AProtocolViolationClosesTheConnectionOnly) {
   EXPECT_EQ(s.device->counters().totals.connections, 2u);
 }
 
-TEST(VhostUserNetDevice, AKickThatEpollRefusesDisconnects) {
+// vhost-user spec: the kick, call and err descriptors are eventfds. Anything else is
+// refused where it arrives, at SET_VRING_KICK / SET_VRING_CALL: a regular file (which
+// epoll refuses), a pipe (which hangs up and would be reported readable forever, or
+// blocks a write), each closing only its connection.
+struct NotAnEventFd {
+  const char* what;
+  bool kick;  // else the call
+};
+
+void expect_refused(const NotAnEventFd& c, int fd) {
   Session s;
   Guest g;
   FrontEnd fe(s.path);
-  // A regular file cannot be in an epoll set (EPERM).
+  if (c.kick) s.attach(fe, g, kOfferedFeatures, {-1, fd});
+  else s.attach(fe, g, kOfferedFeatures, {-1, -1}, {-1, fd});
+  EXPECT_FALSE(s.device->connected()) << c.what;
+  EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u) << c.what;
+  EXPECT_TRUE(s.said(c.kick ? "SET_VRING_KICK" : "SET_VRING_CALL")) << (s.log.empty() ? "" : s.log.back());
+  EXPECT_TRUE(s.said("not an eventfd")) << (s.log.empty() ? "" : s.log.back());
+}
+
+TEST(VhostUserNetDevice, AKickOrCallThatIsNoEventFdIsRefused) {
   const sys::Fd file(::memfd_create("not-an-eventfd", MFD_CLOEXEC));
   ASSERT_TRUE(file.valid());
-  s.attach(fe, g, kOfferedFeatures, {-1, file.get()});
-  EXPECT_FALSE(s.device->connected());
-  EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u);
-  EXPECT_TRUE(s.said("epoll refuses")) << (s.log.empty() ? "" : s.log.back());
+  const auto [read_end, write_end] = make_pipe();
+  ASSERT_TRUE(read_end.valid());
+  expect_refused({"a memfd kick", true}, file.get());
+  expect_refused({"a pipe kick", true}, read_end.get());
+  expect_refused({"a pipe call", false}, read_end.get());
+  expect_refused({"a memfd call", false}, file.get());
 }
 
-TEST(VhostUserNetDevice, AKickThatCannotBeReadDisconnects) {
+// A blocking eventfd from the front-end is made non-blocking, so that no read of a kick
+// or write of a call can stop the device's loop (an eventfd's file is shared: the
+// front-end's descriptor shows the flag too).
+TEST(VhostUserNetDevice, KickAndCallEventFdsAreMadeNonBlocking) {
   Session s;
   Guest g;
   FrontEnd fe(s.path);
-  const auto [read_end, write_end] = make_pipe();
-  ASSERT_TRUE(read_end.valid());
-  s.attach(fe, g, kOfferedFeatures, {-1, read_end.get()});
+  const sys::Fd kick(::eventfd(0, EFD_CLOEXEC));
+  const sys::Fd call(::eventfd(0, EFD_CLOEXEC));
+  ASSERT_EQ(::fcntl(kick.get(), F_GETFL) & O_NONBLOCK, 0);
+  s.attach(fe, g, kOfferedFeatures, {-1, kick.get()}, {-1, call.get()});
   ASSERT_TRUE(s.device->connected());
-  // One byte: readable, but not an 8-byte counter.
-  ASSERT_EQ(::write(write_end.get(), "k", 1), 1);
-  s.pass();
-  EXPECT_FALSE(s.device->connected());
-  EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u);
-  EXPECT_TRUE(s.said("kick eventfd")) << (s.log.empty() ? "" : s.log.back());
-}
-
-TEST(VhostUserNetDevice, ACallThatCannotBeWrittenDisconnects) {
-  Session s;
-  Guest g;
-  FrontEnd fe(s.path);
-  const auto [read_end, write_end] = make_pipe();
-  ASSERT_TRUE(read_end.valid());
-  s.attach(fe, g, kOfferedFeatures, {-1, -1}, {-1, read_end.get()});  // TX call: a read-only end
-  ASSERT_TRUE(s.device->connected());
+  EXPECT_NE(::fcntl(kick.get(), F_GETFL) & O_NONBLOCK, 0);
+  EXPECT_NE(::fcntl(call.get(), F_GETFL) & O_NONBLOCK, 0);
   g.transmit(virtio::NetHeader{}, plain_frame(60, 0x66));
-  const auto got = s.pass();  // the frame is taken; its interrupt cannot be sent
-  EXPECT_EQ(got.size(), 1u);
-  EXPECT_FALSE(s.device->connected());
-  EXPECT_EQ(s.device->counters().totals.protocol_errors, 1u);
-  EXPECT_EQ(s.device->counters().totals.interrupts, 0u);
-  EXPECT_TRUE(s.said("call eventfd")) << (s.log.empty() ? "" : s.log.back());
+  const std::uint64_t one = 1;
+  ASSERT_EQ(::write(kick.get(), &one, sizeof one), 8);
+  EXPECT_EQ(s.pass().size(), 1u);
+  EXPECT_TRUE(s.device->connected());
+}
+
+// One front-end at a time: a second connection is closed at once, counted and said with
+// its peer's credentials, and the first keeps its guest. Once the first has gone, the
+// next is served, even when its connect is seen before the first one's hang-up.
+TEST(VhostUserNetDevice, ASecondFrontEndIsRefusedNotSwappedIn) {
+  Session s;
+  auto g = std::make_unique<Guest>();
+  auto first = std::make_unique<FrontEnd>(s.path);
+  s.attach(*first, *g, kOfferedFeatures);
+  ASSERT_TRUE(s.device->connected());
+  FrontEnd second(s.path);
+  ASSERT_TRUE(second.connected());
+  s.pass();
+  EXPECT_TRUE(second.closed_by_peer()) << "refused at once";
+  EXPECT_EQ(s.device->counters().totals.connections_refused, 1u);
+  EXPECT_EQ(s.device->counters().totals.connections, 1u);
+  EXPECT_TRUE(s.said("refused")) << (s.log.empty() ? "" : s.log.back());
+  EXPECT_TRUE(s.said("uid " + std::to_string(::getuid()))) << "the peer's credentials are logged";
+  g->transmit(virtio::NetHeader{}, plain_frame(60, 0x31));
+  EXPECT_EQ(s.pass().size(), 1u) << "the first front-end's guest still runs";
+
+  first.reset();  // the first front-end goes away; the next connects before a pass sees it
+  g.reset();
+  Guest g2;
+  FrontEnd third(s.path);
+  s.attach(third, g2, kOfferedFeatures);
+  EXPECT_TRUE(s.device->connected());
+  EXPECT_EQ(s.device->counters().totals.connections, 2u);
+  EXPECT_EQ(s.device->counters().totals.connections_refused, 1u);
+}
+
+// The socket file gets the configured mode and owner (topology vhost_user.socket_mode,
+// socket_owner, socket_group); one that cannot be applied fails the device's creation.
+TEST(VhostUserNetDevice, TheSocketGetsTheConfiguredModeAndOwner) {
+  {
+    Session s({}, SocketAccess{::getuid(), ::getgid(), 0660});
+    struct stat st {};
+    ASSERT_EQ(::stat(s.path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
+    EXPECT_EQ(st.st_uid, ::getuid());
+    EXPECT_EQ(st.st_gid, ::getgid());
+  }
+  if (::geteuid() != 0) {  // only root may give a file away
+    char tmpl[] = "/tmp/vswitch-net-device-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string path = std::string(tmpl) + "/vm.sock";
+    auto made = NetDevice::create(path, 256, kMaxFrame, {}, kDefaultMaxGuestMemory, SocketAccess{0, std::nullopt, 0600});
+    ASSERT_FALSE(made.has_value());
+    EXPECT_NE(made.error().find("chown"), std::string::npos) << made.error();
+    ::unlink(path.c_str());
+    ::rmdir(tmpl);
+  }
+}
+
+// A front-end that sends without pause gets at most 32 messages handled per pass: the
+// loop goes back to the other ports' frames in between, and the rest is handled later.
+TEST(VhostUserNetDevice, ControlMessagesAreBoundedPerPass) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(fe.try_get_features());
+  s.pass();
+  EXPECT_EQ(fe.take_replies(), 32u);
+  s.pass();
+  EXPECT_EQ(fe.take_replies(), 8u);
+  EXPECT_TRUE(s.device->connected());
+}
+
+// A front-end that does not read its replies stalls only itself: no pass waits for its
+// socket (one used to wait up to 1 s per reply, then disconnect), the device stops
+// reading its messages until it reads, and every reply arrives once it does.
+TEST(VhostUserNetDevice, RepliesNeverBlockTheLoop) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  std::size_t sent = 0;
+  bool stalled = false;
+  auto longest = std::chrono::steady_clock::duration::zero();
+  for (int round = 0; round < 4000 && !stalled; ++round) {
+    int k = 0;
+    while (k < 32 && fe.try_get_features()) ++k;
+    sent += static_cast<std::size_t>(k);
+    stalled = k < 32;  // no room left: the device stopped reading
+    const auto t0 = std::chrono::steady_clock::now();
+    s.pass();
+    longest = std::max(longest, std::chrono::steady_clock::now() - t0);
+  }
+  ASSERT_TRUE(stalled) << "the device kept reading although its replies were not read";
+  EXPECT_LT(longest, std::chrono::milliseconds(500));
+  ASSERT_TRUE(s.device->connected());
+  std::size_t received = 0;
+  for (int i = 0; i < 100000 && received < sent; ++i) {
+    received += fe.take_replies();
+    s.pass();
+  }
+  EXPECT_EQ(received, sent);
+  EXPECT_TRUE(s.device->connected());
+  EXPECT_EQ(s.device->counters().totals.protocol_errors, 0u);
 }
 
 TEST(VhostUserNetDevice, CountsOnFromItsPredecessor) {

@@ -222,6 +222,10 @@ TEST(NetOffload, CompletesAPartialUdpChecksum) {
   EXPECT_NE(get16(f, 34 + 6), 0) << "UDP: a computed 0 is sent as 0xffff";
 }
 
+// On RX DATA_VALID still reaches a GUEST_CSUM driver (virtio 1.x 5.1.6.4: the device may
+// set it): the header comes from the switch, where DATA_VALID can only have been set by a
+// trusted source, the host kernel through the TAP path. A guest's own DATA_VALID never
+// gets this far: TX clears it (check_tx_header, net_queues_test).
 TEST(NetOffload, HeaderForADriverWithoutGuestCsumCarriesNoFlags) {
   virtio::NetHeader h;
   h.flags = virtio::kNetHdrFlagDataValid | virtio::kNetHdrFlagRscInfo;

@@ -13,6 +13,7 @@ using test::GuestDriver;
 
 constexpr std::uint16_t kSize = 32;
 constexpr std::size_t kMaxRecord = kNetHeaderBytes + 65536;
+constexpr TxOffloads kAllOffloads{true, true, true, true};
 
 struct Fixture {
   Fixture() : guest(kSize, true, 4 << 20), memory(GuestMemory::create({guest.region()}).value()),
@@ -62,7 +63,7 @@ TEST(NetTx, GathersHeaderAndFrameSplitOverDescriptors) {
   const auto p = packet(NetHeader{}, 1500);
   post_tx(f, 0, p, 4);  // the header itself straddles two descriptors
   std::vector<std::byte> out(kMaxRecord);
-  const TxResult r = tx_pop(f.queue, out, f.counters);
+  const TxResult r = tx_pop(f.queue, out, kAllOffloads, f.counters);
   ASSERT_EQ(r.status, TxResult::Status::kFrame);
   ASSERT_EQ(r.bytes, p.size());
   EXPECT_EQ(std::memcmp(out.data(), p.data(), p.size()), 0);
@@ -88,7 +89,7 @@ TEST(NetTx, BadChainsGoBackWithLengthZeroAndAreCounted) {
   post_tx(f, 4, packet(NetHeader{}, 1700), 2);                                        // too large
   post_tx(f, 8, packet(gso, 100), 1);                                                 // bad header
   post_tx(f, 10, packet(NetHeader{}, 60), 1);                                          // good
-  const TxResult r = tx_pop(f.queue, out, f.counters);
+  const TxResult r = tx_pop(f.queue, out, kAllOffloads, f.counters);
   ASSERT_EQ(r.status, TxResult::Status::kFrame);
   EXPECT_EQ(r.bytes, kNetHeaderBytes + 60);
   for (TxError e : {TxError::kWritableBuffer, TxError::kNoFrame, TxError::kTooLarge, TxError::kBadHeader})
@@ -101,7 +102,68 @@ TEST(NetTx, BadChainsGoBackWithLengthZeroAndAreCounted) {
     EXPECT_EQ(f.guest.used(i).id, ids[i]);
     EXPECT_EQ(f.guest.used(i).len, 0u);
   }
-  EXPECT_EQ(tx_pop(f.queue, out, f.counters).status, TxResult::Status::kEmpty);
+  EXPECT_EQ(tx_pop(f.queue, out, kAllOffloads, f.counters).status, TxResult::Status::kEmpty);
+}
+
+// virtio 1.x 5.1.6.2.1: a driver must not set DATA_VALID or RSC_INFO, sets NEEDS_CSUM
+// only with CSUM and a gso_type only with the matching HOST_TSO4/6 (ECN with HOST_ECN).
+// The forbidden flags are cleared; a header asking for an offload that was not
+// negotiated, or with gso_size / hdr_len that do not fit the frame, is refused and counted.
+TEST(NetTx, HeadersAreCheckedAgainstTheNegotiatedOffloads) {
+  Fixture f;
+  std::vector<std::byte> out(kMaxRecord);
+  NetHeader marked;  // a plain frame the guest claims is verified
+  marked.flags = kNetHdrFlagDataValid | kNetHdrFlagRscInfo;
+  post_tx(f, 0, packet(marked, 100), 1);
+  TxResult r = tx_pop(f.queue, out, TxOffloads{}, f.counters);
+  ASSERT_EQ(r.status, TxResult::Status::kFrame);
+  EXPECT_EQ(std::to_integer<int>(out[0]), 0) << "DATA_VALID and RSC_INFO cleared";
+
+  NetHeader csum;
+  csum.flags = kNetHdrFlagNeedsCsum;
+  csum.csum_start = 34;
+  csum.csum_offset = 16;
+  NetHeader tso4 = csum;
+  tso4.gso_type = kGsoTcpV4;
+  tso4.gso_size = 40;
+  tso4.hdr_len = 54;
+  NetHeader tso6 = tso4;
+  tso6.gso_type = kGsoTcpV6;
+  NetHeader ecn = tso4;
+  ecn.gso_type = kGsoTcpV4 | kGsoEcn;
+  NetHeader ufo = tso4;
+  ufo.gso_type = kGsoUdp;
+  NetHeader huge_mss = tso4;
+  huge_mss.gso_size = 100;  // as large as the whole frame
+  NetHeader long_hdr = tso4;
+  long_hdr.hdr_len = 101;
+  struct Case {
+    NetHeader h;
+    TxOffloads offloads;
+    TxError error;
+    bool fine_with_all;  // accepted once every offload it may ask for is negotiated
+  } const cases[] = {
+      {csum, TxOffloads{false, true, true, true}, TxError::kOffloadNotNegotiated, true},
+      {tso4, TxOffloads{true, false, true, true}, TxError::kOffloadNotNegotiated, true},
+      {tso6, TxOffloads{true, true, false, true}, TxError::kOffloadNotNegotiated, true},
+      {ecn, TxOffloads{true, true, true, false}, TxError::kOffloadNotNegotiated, true},
+      {ufo, kAllOffloads, TxError::kOffloadNotNegotiated, false},
+      {huge_mss, kAllOffloads, TxError::kBadGsoSize, false},
+      {long_hdr, kAllOffloads, TxError::kBadHdrLen, false},
+  };
+  std::uint16_t head = 1;
+  for (const Case& c : cases) {
+    const std::uint64_t before = f.counters.tx_errors[static_cast<std::size_t>(c.error)];
+    post_tx(f, head++, packet(c.h, 100), 1);
+    EXPECT_EQ(tx_pop(f.queue, out, c.offloads, f.counters).status, TxResult::Status::kEmpty) << to_string(c.error);
+    EXPECT_EQ(f.counters.tx_errors[static_cast<std::size_t>(c.error)], before + 1) << to_string(c.error);
+    post_tx(f, head++, packet(c.h, 100), 1);
+    r = tx_pop(f.queue, out, kAllOffloads, f.counters);
+    EXPECT_EQ(r.status, c.fine_with_all ? TxResult::Status::kFrame : TxResult::Status::kEmpty) << to_string(c.error);
+  }
+  EXPECT_EQ(f.counters.bad_chains, 7u + 3u) << "UFO, gso_size and hdr_len refused with every offload too";
+  f.queue.publish_used();
+  EXPECT_EQ(f.guest.used(1).len, 0u);
 }
 
 // RX: `count` chains of `bytes` device-writable bytes each, heads 0..count-1.

@@ -219,6 +219,56 @@ TEST(Topology, VhostUserQueueSizeNotPowerOfTwo) {
   EXPECT_EQ(only_error(text, "endpoint[1].vhost_user.queue_size").line, 18u);
 }
 
+// Without queue_size every split-ring size is accepted (QEMU users set rx_queue_size=1024).
+TEST(Topology, VhostUserQueueSizeDefaultsToTheLargestSplitRing) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.rfind("frontend = \"generator\""), 22,
+               "frontend = \"vhost-user\"\n[endpoint.vhost_user]\nsocket = \"/tmp/s\"");
+  const auto t = load_topology_string(text, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(std::get<VhostUserOptions>(t->endpoints[1].options).queue_size, 32768u);
+}
+
+// The socket's owner, group and mode: names resolved at load, ids taken as they are, the
+// mode an octal string never writable by others; each bad value named with its line.
+std::string with_vhost_user(const std::string& keys) {
+  std::string text = kTwoEndpoints;
+  text.replace(text.rfind("frontend = \"generator\""), 22,
+               "frontend = \"vhost-user\"\n[endpoint.vhost_user]\nsocket = \"/tmp/s\"\n" + keys);
+  return text;
+}
+
+TEST(Topology, VhostUserSocketOwnerGroupAndMode) {
+  const auto t = load_topology_string(with_vhost_user("socket_owner = \"root\"\nsocket_group = 0\nsocket_mode = \"0660\""),
+                                      "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  const auto& o = std::get<VhostUserOptions>(t->endpoints[1].options);
+  EXPECT_EQ(o.socket_owner, 0u);
+  EXPECT_EQ(o.socket_group, 0u);
+  EXPECT_EQ(o.socket_mode, 0660u);
+  const auto d = load_topology_string(with_vhost_user(""), "test.toml");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_FALSE(std::get<VhostUserOptions>(d->endpoints[1].options).socket_owner.has_value());
+  EXPECT_EQ(std::get<VhostUserOptions>(d->endpoints[1].options).socket_mode, 0600u);
+
+  EXPECT_EQ(only_error(with_vhost_user("socket_owner = \"no-such-user-vswitch\""), "endpoint[1].vhost_user.socket_owner").line, 18u);
+  EXPECT_EQ(only_error(with_vhost_user("socket_group = \"no-such-group-vswitch\""), "endpoint[1].vhost_user.socket_group").line, 18u);
+  EXPECT_EQ(only_error(with_vhost_user("socket_group = -1"), "endpoint[1].vhost_user.socket_group").line, 18u);
+  EXPECT_EQ(only_error(with_vhost_user("socket_mode = \"0666\""), "endpoint[1].vhost_user.socket_mode").line, 18u);
+  EXPECT_EQ(only_error(with_vhost_user("socket_mode = 660"), "endpoint[1].vhost_user.socket_mode").line, 18u);
+  EXPECT_EQ(only_error(with_vhost_user("socket_mode = \"rw\""), "endpoint[1].vhost_user.socket_mode").line, 18u);
+}
+
+TEST(Topology, VhostUserGuestMemoryLimit) {
+  const auto d = load_topology_string(with_vhost_user(""), "test.toml");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(std::get<VhostUserOptions>(d->endpoints[1].options).max_guest_memory_gib, 64u);
+  const auto t = load_topology_string(with_vhost_user("max_guest_memory_gib = 8"), "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(std::get<VhostUserOptions>(t->endpoints[1].options).max_guest_memory_gib, 8u);
+  EXPECT_EQ(only_error(with_vhost_user("max_guest_memory_gib = 0"), "endpoint[1].vhost_user.max_guest_memory_gib").line, 18u);
+}
+
 TEST(Topology, FewerThanTwoEndpoints) {
   auto e = only_error("[[endpoint]]\nname = \"a\"\nfrontend = \"generator\"\n", "endpoint");
   EXPECT_NE(e.problem.find("at least two"), std::string::npos);
