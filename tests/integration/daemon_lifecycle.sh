@@ -2,7 +2,9 @@
 # vswitchd's life cycle, without root (generator endpoints): stale shared memory from a
 # crashed daemon is removed at start; a second daemon on the same topology is refused with
 # the first one's pid; an endpoint killed with -9 is restarted and continues its counters;
-# SIGTERM removes every shared-memory object and the lock.
+# SIGTERM removes every shared-memory object and the lock. As root: another local user who
+# creates and holds a lock file under the switch's name in /dev/shm (where the lock used to
+# be) cannot keep vswitchd from starting; the lock lives in a 0700 directory of its own.
 source "$(dirname "$0")/lib.sh"
 name="itlife$$"
 CONFIG="$WORK/life.toml"
@@ -30,7 +32,24 @@ TOML
 # What a daemon killed with -9 leaves behind (a channel of an older topology, say).
 stale="/dev/shm/vswitch.$name.old-gone"
 echo "junk" >"$stale"
+squatter=""
+if [[ $(id -u) -eq 0 ]]; then
+  squat="/dev/shm/vswitch.$name.lock"
+  setpriv --reuid=65534 --regid=65534 --clear-groups touch "$squat"
+  setpriv --reuid=65534 --regid=65534 --clear-groups flock "$squat" sleep 30 &
+  squatter=$!
+  held() { ! flock -n "$squat" true; }
+  wait_for 5 "user 65534 to hold $squat" held
+fi
 start_daemon "$CONFIG"
+if [[ -n $squatter ]]; then
+  kill "$squatter" 2>/dev/null || true
+  grep -q "removed /dev/shm/vswitch.$name.lock: it has this switch's name but belongs to uid 65534" \
+    "$WORK/vswitchd.log" || fail "no message for the other user's object"
+  lock="/run/vswitch/lock/$name.lock"
+  [[ -f $lock && $(cat "$lock") == "$DAEMON_PID" ]] || fail "no lock $lock holding the daemon's pid"
+  [[ $(command stat -c %a /run/vswitch/lock) == 700 ]] || fail "lock directory mode $(command stat -c %a /run/vswitch/lock)"
+fi
 [[ ! -e $stale ]] || fail "stale $stale was not removed"
 grep -q "removed stale shared memory /dev/shm/vswitch.$name.old-gone" "$WORK/vswitchd.log" || fail "no message for the stale object"
 
@@ -64,7 +83,7 @@ python3 - "$WORK/stats.json" "$WORK/counters.json" <<'PY' || fail "vswitchctl co
 import json, sys
 e = json.load(open(sys.argv[1]))["endpoints"][0]
 described = {c["key"] for c in json.load(open(sys.argv[2]))["counters"] if c["group"] not in ("vhost-user", "bad chains")}
-printed = {k for k, v in e.items() if isinstance(v, int) and k not in ("pid", "restarts")}
+printed = {k for k, v in e.items() if isinstance(v, int) and k not in ("pid", "restarts", "hung")}
 printed |= {"drops." + r for r in e["drops"]}
 printed |= {"peers.PEER." + k for p in e["peers"].values() for k in p}
 if printed != described:
@@ -76,4 +95,5 @@ PY
 stop_daemon
 left=$(ls /dev/shm | grep -F "vswitch.$name." || true)
 [[ -z $left ]] || fail "left in /dev/shm after SIGTERM: $left"
+[[ $(id -u) -ne 0 || ! -e /run/vswitch/lock/$name.lock ]] || fail "the lock is left after SIGTERM"
 pass "stale objects removed, second daemon refused, kill -9 restarted with counters kept, counters described, clean shutdown"

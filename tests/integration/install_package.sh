@@ -35,7 +35,7 @@ pass "systemd-analyze verify accepts the installed unit"
 # --help: exit 0, and every option, subcommand, signal, file and exit status named.
 "$prefix/bin/vswitchd" --help >"$WORK/d.help" || fail "vswitchd --help exited $?"
 for w in "--config FILE" "--help" SIGINT SIGTERM SIGHUP NOTIFY_SOCKET READY=1 RELOADING=1 STOPPING=1 \
-         /dev/shm/vswitch.NAME.lock "mode 0755" "exit status" "  0  " "  1  " "  2  "; do
+         /run/vswitch/lock/NAME.lock "mode 0755" "exit status" "  0  " "  1  " "  2  "; do
   grep -qF -- "$w" "$WORK/d.help" || fail "vswitchd --help does not mention \"$w\""
 done
 "$prefix/bin/vswitchctl" --help >"$WORK/c.help" || fail "vswitchctl --help exited $?"

@@ -74,3 +74,19 @@ fi
 rm -rf "$dir" && touch "$dir"
 refused "a file" "socket directory $dir is not a directory"
 pass "a socket directory that is a file is refused"
+
+# 5. Shutdown removes only the sockets the endpoints made: a file at a configured socket
+#    path (vm2's endpoint cannot bind there and keeps failing) is left as it was.
+rm -f "$dir" && mkdir -m 0755 "$dir"
+echo "not a socket" >"$dir/vm2.sock"
+"$BIN/vswitchd" --config "$CONFIG" 2>"$WORK/vswitchd.log" &
+DAEMON_PID=$!
+wait_for 10 "vm1's socket" test -S "$dir/vm1.sock"
+vm2_failed() { grep -q "vswitch\[vm2\]" "$WORK/vswitchd.log" && grep -q "endpoint vm2 (pid [0-9]*) exited with status 1" "$WORK/vswitchd.log"; }
+wait_for 10 "vm2's endpoint to fail on the file" vm2_failed
+stop_daemon
+[[ $(cat "$dir/vm2.sock" 2>/dev/null) == "not a socket" ]] || fail "shutdown removed or changed the file at vm2's socket path"
+[[ ! -e $dir/vm1.sock ]] || fail "shutdown left vm1's socket"
+grep -q "endpoint vm2: left $dir/vm2.sock in place: not a socket of this switch" "$WORK/vswitchd.log" ||
+  fail "no message for the file left in place"
+pass "shutdown unlinks the endpoints' sockets and leaves anything else at a socket path"

@@ -191,12 +191,40 @@ unsigned machine_cpus() {
   return n > 0 ? static_cast<unsigned>(n) : 1;
 }
 
+// The lock directory (lock_dir()) exists, is a directory and not a link, belongs to this
+// user and nobody else may enter it: a lock file any local user could create first (as in
+// the world-writable /dev/shm) lets that user keep vswitchd from ever starting, by holding
+// the lock, or point it elsewhere with a link. Missing components are created: the parent
+// 0755 (it may also hold vhost-user sockets QEMU must reach), the directory itself 0700.
+sys::Status<std::string> prepare_lock_dir() {
+  const std::string dir = lock_dir();
+  const std::string parent = dir.substr(0, dir.rfind('/'));
+  if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
+    return sys::Unexpected("cannot create " + parent + ": " + std::strerror(errno));
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return sys::Unexpected("cannot create lock directory " + dir + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return sys::Unexpected("lock directory " + dir + ": " + std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) return sys::Unexpected("lock directory " + dir + " is not a directory (a link?)");
+  if (st.st_uid != ::geteuid())
+    return sys::Unexpected("lock directory " + dir + " belongs to uid " + std::to_string(st.st_uid) +
+                           ", not to this user: its owner could hold or replace the lock; remove it");
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return sys::Unexpected("lock directory " + dir + " has mode " + mode +
+                           ": others could hold or replace the lock; chmod 0700 " + dir);
+  }
+  return {};
+}
+
 // Holds the topology's lock file for the daemon's lifetime.
 class TopologyLock {
  public:
   static sys::Result<TopologyLock, std::string> take(const std::string& name) {
+    if (auto st = prepare_lock_dir(); !st) return sys::Unexpected(st.error());
     const std::string path = lock_path(name);
-    sys::Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    sys::Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd.valid()) return sys::Unexpected("cannot open lock " + path + ": " + std::strerror(errno));
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
       char buf[32] = {};
@@ -223,7 +251,9 @@ class TopologyLock {
 };
 
 // Shared-memory objects of this switch name that a daemon which did not shut down left.
-// Only called with the lock held, so none of them can belong to a live daemon.
+// Only called with the lock held, so none of them can belong to a live daemon. Objects of
+// another user with this switch's names (made to keep vswitchd from creating its own)
+// go the same way, named in the log.
 void remove_stale_objects(const std::string& name) {
   const std::string prefix = shm::object_name(name, "").substr(1);  // without the leading slash
   DIR* d = ::opendir("/dev/shm");
@@ -231,11 +261,18 @@ void remove_stale_objects(const std::string& name) {
   std::vector<std::string> stale;
   while (dirent* e = ::readdir(d)) {
     const std::string n = e->d_name;
-    if (n.rfind(prefix, 0) == 0 && n != prefix + "lock") stale.push_back(n);
+    if (n.rfind(prefix, 0) == 0) stale.push_back(n);
   }
   ::closedir(d);
   for (const auto& n : stale) {
-    if (::unlink(("/dev/shm/" + n).c_str()) == 0)
+    const std::string path = "/dev/shm/" + n;
+    struct stat st {};
+    const bool foreign = ::lstat(path.c_str(), &st) == 0 && st.st_uid != ::geteuid();
+    if (::unlink(path.c_str()) != 0) continue;  // creating ours over it then fails, saying why
+    if (foreign)
+      say("removed /dev/shm/%s: it has this switch's name but belongs to uid %u (not made by vswitchd)", n.c_str(),
+          static_cast<unsigned>(st.st_uid));
+    else
       say("removed stale shared memory /dev/shm/%s (left by a vswitchd that did not shut down)", n.c_str());
   }
 }
@@ -757,8 +794,15 @@ void Daemon::shutdown() {
       }
     }
   }
-  for (const auto& e : topo_.endpoints)  // the endpoints' listening sockets
-    if (const auto* o = std::get_if<VhostUserOptions>(&e.options)) ::unlink(o->socket.c_str());
+  // The endpoints' listening sockets, and nothing else: a configured path where something
+  // else lies now (a file, a link, another user's socket) was not made by this switch.
+  for (const auto& e : topo_.endpoints)
+    if (const auto* o = std::get_if<VhostUserOptions>(&e.options)) {
+      struct stat st {};
+      if (::lstat(o->socket.c_str(), &st) != 0) continue;
+      if (S_ISSOCK(st.st_mode) && st.st_uid == ::geteuid()) ::unlink(o->socket.c_str());
+      else say("endpoint %s: left %s in place: not a socket of this switch", e.name.c_str(), o->socket.c_str());
+    }
   for (auto& t : taps_)
     if (t && t->created()) {
       if (auto s = t->remove_persistent(); !s) say("tap %s: %s", t->spec().ifname.c_str(), s.error().message().c_str());
@@ -842,7 +886,13 @@ int Daemon::run() {
 
 }  // namespace
 
-std::string lock_path(const std::string& switch_name) { return "/dev/shm" + shm::object_name(switch_name, "lock"); }
+std::string lock_dir() {
+  if (::geteuid() == 0) return "/run/vswitch/lock";
+  if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && x[0] == '/') return std::string(x) + "/vswitch";
+  return "/tmp/vswitch-" + std::to_string(::geteuid());
+}
+
+std::string lock_path(const std::string& switch_name) { return lock_dir() + "/" + switch_name + ".lock"; }
 
 int run_daemon(const DaemonOptions& options) {
   auto topo = load_topology_file(options.config_path);

@@ -19,7 +19,10 @@ struct DaemonOptions {
 // 2 on a configuration error.
 int run_daemon(const DaemonOptions& options);
 
-// The lock file that makes one topology one daemon.
+// The lock file that makes one topology one daemon, in a directory only this user can
+// enter: /run/vswitch/lock for root; otherwise $XDG_RUNTIME_DIR/vswitch, or
+// /tmp/vswitch-UID without it.
+[[nodiscard]] std::string lock_dir();
 [[nodiscard]] std::string lock_path(const std::string& switch_name);
 
 }  // namespace vswitch
