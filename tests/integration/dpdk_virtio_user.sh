@@ -39,6 +39,8 @@ max_frame = 9000
 name = "vu1"
 core = 0
 mac = "02:00:00:00:0e:01"
+# testpmd sends from its own address, not this one: no port security on vu1.
+port_security = false
 frontend = "vhost-user"
 [endpoint.vhost_user]
 socket = "$WORK/vu1.sock"
