@@ -41,7 +41,7 @@ import time
 import traceback
 
 # Reasons a healthy switch under a soak's load may count; any other reason is a defect.
-BENIGN_DROPS = {"flood_peer_full", "peer_stalled", "guest_not_ready", "hairpin", "endpoint_stopped"}
+BENIGN_DROPS = {"flood_peer_full", "peer_full", "peer_stalled", "guest_not_ready", "hairpin", "endpoint_stopped"}
 # Counters that must not move at all while the soak runs.
 DEFECT_COUNTERS = ("ring_errors", "frontend_errors", "vu_protocol_errors", "vu_bad_chains", "gen_bad",
                    "gen_out_of_order", "events_dropped")

@@ -232,6 +232,9 @@ class FrameProducer {
 
   [[nodiscard]] const RingCounters& counters() const noexcept { return counters_; }
   [[nodiscard]] std::uint64_t free_bytes() const noexcept { return area_.capacity_ - (head_ - cached_tail_); }
+  // Whether at least `bytes` are free now: re-reads tail ([A2]) only when the last one
+  // read says no. Reserves nothing (for a caller deciding whether to send at all).
+  [[nodiscard]] bool has_free(std::uint64_t bytes) noexcept { return has_space(bytes); }
   [[nodiscard]] bool has_pending() const noexcept { return head_ != published_head_; }
   [[nodiscard]] const RingArea& area() const noexcept { return area_; }
 

@@ -21,6 +21,11 @@ constexpr std::size_t kNoPeer = ~std::size_t{0};
 constexpr std::uint64_t kStatsPeriodNs = 10'000'000;   // counters to the stats region while busy
 constexpr std::uint64_t kFdbPeriodNs = 500'000'000;    // FDB snapshot while busy
 constexpr std::uint64_t kSweepPeriodMs = 1000;
+// The longest a unicast frame waits for room in a full channel. A fast consumer frees
+// room within microseconds; one that has freed none in this time will not soon, and
+// waiting longer would only make the frame stale (a switch port drops after a short
+// wait too). Meanwhile later frames for that peer are dropped, those for others flow.
+constexpr std::uint64_t kHoldNs = 5'000'000;
 
 MacTable::Config table_config(const Topology& t) {
   MacTable::Config c;
@@ -44,6 +49,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),
       staging_(max_payload_),
       counters_(initial),
+      hold_ns_(std::min(kHoldNs, stall_timeout_ns_)),
       events_dropped_base_(initial.loop.events_dropped),
       events_("vswitch[" + config_.name + "]: ") {
   forwarder_.drops() = initial.drops;
@@ -78,7 +84,6 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
   add(res_.doorbell_fd, EPOLLIN);
   add(res_.stop_fd, EPOLLIN);
   add(frontend_.fd(), EPOLLIN);
-  frontend_interest_ = true;
 }
 
 std::uint64_t EndpointLoop::now_ns() const noexcept { return sys::monotonic_ns(); }
@@ -93,14 +98,32 @@ void EndpointLoop::log(const std::string& message) { events_.post(message); }
 void EndpointLoop::peer_up(Peer& p) {
   if (!p.stalled) return;
   p.stalled = false;
+  p.full_since_ns = 0;
   counters_.peers[p.port].stalled = 0;
   log("peer " + res_.topology->endpoints[p.port].name + " consumes again: forwarding to it");
+}
+
+void EndpointLoop::stall(Peer& p) {
+  p.stalled = true;
+  counters_.peers[p.port].stalled = 1;
+  log("peer " + res_.topology->endpoints[p.port].name + " has had no room for " +
+      std::to_string(stall_timeout_ns_ / 1'000'000) + " ms: counted as stalled, its frames are dropped");
+}
+
+// Hysteresis: one record consumed is no proof the peer consumes again (a receiver that
+// frees one record now and then would flip between stalled and not on every record, and
+// every flip would cost a hold). Half its channel free is: it has drained most of what
+// we gave it. has_free() re-reads the tail ([A2]) only when the cached one says no.
+bool EndpointLoop::readmit(Peer& p) {
+  if (!p.out.has_free(p.out.area().capacity() / 2)) return false;
+  peer_up(p);
+  return true;
 }
 
 void EndpointLoop::committed(Peer& p, std::size_t record_bytes) {
   ++counters_.peers[p.port].out_frames;
   counters_.peers[p.port].out_bytes += record_bytes;
-  peer_up(p);
+  p.full_since_ns = 0;  // the channel took a frame: it is not stuck
 }
 
 bool EndpointLoop::send_copy(Peer& p, std::span<const std::byte> record) {
@@ -122,13 +145,28 @@ bool EndpointLoop::send_copy(Peer& p, std::span<const std::byte> record) {
 }
 
 bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
+  bool shed = false;  // refused past the wait: dropped, and the frontend still counts as full
   auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
   const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
   if (header && !forwarder_.from_peer(frame, p.port, now_ms_)) {  // a drop is counted by the forwarder
     switch (frontend_.deliver(header.value(), frame, p.port, p.resume)) {
       case Frontend::Delivery::kRetryLater:
-        delivery_deferred_ = true;
-        return false;  // not consumed, not counted: it is delivered (or dropped) later
+        if (!delivery_deferred_) {
+          delivery_deferred_ = true;
+          deferred_since_ns_ = pass_ns_;
+        }
+        // The channels wait for the frontend's room (a VM's backpressure toward its
+        // senders), but not forever: a guest that posts no buffer for the stall timeout
+        // loses its frames, not its senders' and not the other channels' progress.
+        if (delivery_waiting(pass_ns_)) return false;  // not consumed, not counted: later
+        drop(DropReason::kGuestNotReady);
+        shed = true;
+        if (!delivery_shedding_) {
+          delivery_shedding_ = true;
+          log("frontend has taken no frame for " + std::to_string(stall_timeout_ns_ / 1'000'000) +
+              " ms: dropping what it cannot take");
+        }
+        break;
       case Frontend::Delivery::kDelivered:
         ++counters_.traffic.tx_frames;
         counters_.traffic.tx_bytes += frame.size();
@@ -150,7 +188,7 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   } else if (!header) {
     drop(DropReason::kBadNetHeader);
   }
-  delivery_deferred_ = false;
+  if (!shed) delivery_deferred_ = delivery_shedding_ = false;
   // Consumed, however it ended (delivered, dropped here, or a header the peer changed
   // since the last try): the next record starts without a note.
   p.resume = 0;
@@ -163,6 +201,7 @@ bool EndpointLoop::drain_inbound() {
   bool work = false;
   const std::size_t n = peers_.size();
   const bool may_defer = frontend_.may_defer_delivery();
+  bool waiting = false;
   for (std::size_t k = 0; k < n; ++k) {
     Peer& p = peers_[(next_inbound_ + k) % n];
     const std::uint64_t resyncs = p.in.counters().resyncs;
@@ -177,7 +216,10 @@ bool EndpointLoop::drain_inbound() {
         // A resynchronised channel skipped the record the frontend's note was about.
         if (p.in.counters().resyncs != resyncs_before) p.resume = 0;
         if (r.status != shm::Pop::kRecord) break;
-        if (!deliver_record(p, r.payload)) break;
+        if (!deliver_record(p, r.payload)) {
+          waiting = true;
+          break;
+        }
         p.in.consume();
         ++got;
       }
@@ -190,46 +232,77 @@ bool EndpointLoop::drain_inbound() {
       log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");
       work = true;
     }
-    if (delivery_deferred_) break;  // no room in the frontend: the other channels wait too
+    if (waiting) break;  // no room in the frontend: the other channels wait too
   }
   if (n != 0) next_inbound_ = (next_inbound_ + 1) % n;
   return work;
 }
 
-// A unicast frame held in staging_: try again; give up on the peer after the stall timeout.
-bool EndpointLoop::retry_held() {
-  if (held_peer_ == nullptr) return false;
-  Peer& p = *held_peer_;
-  if (send_copy(p, std::span<const std::byte>(staging_.data(), held_bytes_))) {
-    p.out.disarm();
-    p.out.publish();
-    held_peer_ = nullptr;
-    return true;
-  }
-  if (now_ns() - held_since_ns_ >= stall_timeout_ns_) {
-    p.out.disarm();
-    p.stalled = true;
-    counters_.peers[p.port].stalled = 1;
+void EndpointLoop::release_hold(Peer& p) {
+  p.out.disarm();  // sleep() may have armed free-send for this frame
+  p.held_bytes = 0;
+  --held_count_;
+}
+
+bool EndpointLoop::flush_held(Peer& p) {
+  if (p.held_bytes == 0) return true;
+  if (!send_copy(p, std::span<const std::byte>(p.held.data(), p.held_bytes))) return false;
+  release_hold(p);
+  return true;
+}
+
+void EndpointLoop::hold(Peer& p, std::span<const std::byte> record) {
+  if (p.full_since_ns == 0) {
+    p.full_since_ns = pass_ns_;
+  } else if (pass_ns_ - p.full_since_ns >= stall_timeout_ns_) {
+    // No frame of ours has fitted for the stall timeout: no more holds, no more tries.
+    stall(p);
     drop(DropReason::kPeerStalled);
-    held_peer_ = nullptr;
-    log("peer " + res_.topology->endpoints[p.port].name + " has not consumed for " +
-        std::to_string(stall_timeout_ns_ / 1'000'000) + " ms: counted as stalled, its frames are dropped");
-    return true;
+    return;
   }
-  return false;
+  if (p.held.empty()) p.held.resize(max_payload_);  // once per peer, on its first hold
+  std::memcpy(p.held.data(), record.data(), record.size());
+  p.held_bytes = record.size();
+  p.held_since_ns = pass_ns_;
+  ++held_count_;
+  ++counters_.forwarding.backpressure_waits;
+}
+
+// Held frames: send those that fit now; drop those whose hold ran out (counted as
+// peer_stalled once the peer has had no room for the stall timeout, else peer_full).
+bool EndpointLoop::retry_held() {
+  if (held_count_ == 0) return false;
+  bool work = false;
+  for (Peer& p : peers_) {
+    if (p.held_bytes == 0) continue;
+    if (flush_held(p)) {
+      work = true;
+      continue;
+    }
+    if (pass_ns_ - p.held_since_ns < hold_ns_) continue;
+    release_hold(p);
+    work = true;
+    if (pass_ns_ - p.full_since_ns >= stall_timeout_ns_) {
+      stall(p);
+      drop(DropReason::kPeerStalled);
+    } else {
+      drop(DropReason::kPeerFull);
+    }
+  }
+  return work;
 }
 
 bool EndpointLoop::pump_frontend() {
-  if (held_peer_ != nullptr) return false;
   bool work = false;
   for (std::size_t i = 0; i < kFrontendBudget; ++i) {
     // Read straight into a record of the channel the last unicast frame took: for a flow
     // to one peer the frame is then never copied by us at all. Anything else goes to
     // staging_ and is copied into its channel(s). The reservation is simply not committed
-    // when the frame goes elsewhere.
+    // when the frame goes elsewhere. Never a peer with a held frame: the new frame would
+    // go before the held one.
     Target target{last_unicast_, false};
     std::span<std::byte> buf(staging_);
-    if (target.peer != nullptr && !target.peer->stalled) {
+    if (target.peer != nullptr && !target.peer->stalled && target.peer->held_bytes == 0) {
       shm::Reservation r = target.peer->out.try_reserve(max_payload_);
       if (r.status == shm::Reserve::kReserved) {
         buf = r.payload;
@@ -263,7 +336,7 @@ bool EndpointLoop::pump_frontend() {
       case Decision::Kind::kDrop:
         break;  // counted by the forwarder
       case Decision::Kind::kUnicast:
-        if (!unicast(d.port, record, target)) return true;  // held: the frontend waits for room
+        unicast(d.port, record, target);  // never waits: the frontend is read on
         break;
       case Decision::Kind::kFlood:
         flood(record, target);
@@ -273,41 +346,46 @@ bool EndpointLoop::pump_frontend() {
   return work;
 }
 
-bool EndpointLoop::unicast(PortId port, std::span<const std::byte> record, const Target& target) {
+void EndpointLoop::unicast(PortId port, std::span<const std::byte> record, const Target& target) {
   ++counters_.forwarding.unicast;
   Peer* p = peer_for(port);
   if (p == nullptr) {
     drop(DropReason::kPeerStalled);  // not mapped: cannot happen with a full fabric
-    return true;
+    return;
   }
-  if (p == target.peer && target.reserved) {
+  if (p == target.peer && target.reserved) {  // never a stalled peer or one with a held frame
     p->out.commit(static_cast<std::uint32_t>(record.size()));
     committed(*p, record.size());
-    return true;
+    return;
+  }
+  if (p->stalled && !readmit(*p)) {
+    drop(DropReason::kPeerStalled);
+    return;
+  }
+  // A frame for p is already waiting: this one may not pass it (no reordering) and may
+  // not queue behind it (the backlog for one peer stays bounded): it is dropped.
+  if (!flush_held(*p)) {
+    drop(DropReason::kPeerFull);
+    return;
   }
   if (send_copy(*p, record)) {
     last_unicast_ = p;
-    return true;
+    return;
   }
-  if (p->stalled) {
-    drop(DropReason::kPeerStalled);
-    return true;
-  }
-  // Backpressure: hold the frame, stop reading the frontend until there is room.
-  if (target.reserved) std::memcpy(staging_.data(), record.data(), record.size());
-  held_peer_ = p;
-  held_bytes_ = record.size();
-  held_since_ns_ = now_ns();
-  ++counters_.forwarding.backpressure_waits;
-  last_unicast_ = p;
-  return false;
+  // Backpressure: hold this frame for p alone; the frontend is read on for the others.
+  hold(*p, record);
 }
 
 void EndpointLoop::flood(std::span<const std::byte> record, const Target& target) {
   ++counters_.forwarding.flooded;
   for (Peer& p : peers_) {
     if (&p == target.peer && target.reserved) continue;  // committed last, below
-    if (!send_copy(p, record)) drop(p.stalled ? DropReason::kPeerStalled : DropReason::kFloodPeerFull);
+    if (p.stalled && !readmit(p)) {
+      drop(DropReason::kPeerStalled);
+      continue;
+    }
+    // A held unicast frame goes first; a copy that finds no room is dropped, never held.
+    if (!flush_held(p) || !send_copy(p, record)) drop(DropReason::kFloodPeerFull);
   }
   if (target.reserved) {  // the record lies in this reservation: the other copies came from it first
     target.peer->out.commit(static_cast<std::uint32_t>(record.size()));
@@ -317,6 +395,7 @@ void EndpointLoop::flood(std::span<const std::byte> record, const Target& target
 
 bool EndpointLoop::poll_once() {
   const std::uint64_t t = now_ns();
+  pass_ns_ = t;
   now_ms_ = t / 1'000'000;
   bool work = retry_held();
   work |= drain_inbound();
@@ -357,49 +436,43 @@ void EndpointLoop::publish_stats(bool force_fdb) {
   }
 }
 
-void EndpointLoop::set_frontend_interest(bool on) {
-  if (frontend_.fd() < 0 || on == frontend_interest_) return;
-  epoll_event ev{};
-  ev.events = on ? std::uint32_t{EPOLLIN} : 0u;
-  ev.data.fd = frontend_.fd();
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, frontend_.fd(), &ev) != 0) {
-    fatal_ = sys::SysError{"epoll_ctl(MOD) on the frontend", errno}.message();
-    return;
-  }
-  frontend_interest_ = on;
-}
-
 // Returns false when stop_fd fired.
 bool EndpointLoop::sleep() {
   // Arm, then re-check: peek_or_arm() and reserve_or_arm() fence after setting their flag
   // and look once more, so a record or room that arrived just before the flag was seen
   // by the peer (or is seen here) and the sleep below cannot miss it.
   bool ready = false;
-  // While the frontend has no room, inbound records are not work: arming the channels
-  // would wake us for frames we cannot deliver. The frontend's arm() wakes us for room.
-  if (!delivery_deferred_)
+  const std::uint64_t now = now_ns();
+  // While the frontend has no room (and its wait has not run out), inbound records are
+  // not work: arming the channels would wake us for frames we cannot deliver. The
+  // frontend's arm() wakes us for room; the timeout below for the end of the wait.
+  const bool waiting = delivery_waiting(now);
+  if (!waiting)
     for (Peer& p : peers_)
       if (p.in.peek_or_arm().status != shm::Pop::kEmpty) ready = true;
-  if (held_peer_ != nullptr && !ready) {
-    shm::Reservation r = held_peer_->out.reserve_or_arm(static_cast<std::uint32_t>(held_bytes_));
-    if (r.status != shm::Reserve::kFull) ready = true;  // not committed: retry_held() copies it
-  }
+  // Free-send for every held frame: the peer rings our doorbell when it frees room.
+  if (held_count_ != 0)
+    for (Peer& p : peers_) {
+      if (ready) break;
+      if (p.held_bytes == 0) continue;
+      shm::Reservation r = p.out.reserve_or_arm(static_cast<std::uint32_t>(p.held_bytes));
+      if (r.status != shm::Reserve::kFull) ready = true;  // not committed: retry_held() copies it
+    }
   if (!ready && !frontend_.arm()) ready = true;
   if (ready) {
     for (Peer& p : peers_) p.in.disarm();
     return true;
   }
   std::int64_t timeout_ns = -1;
-  const std::uint64_t now = now_ns();
-  // A held frame stops the frontend: its pacing deadline does not matter until room comes.
-  if (auto due = frontend_.next_due_ns(); due && held_peer_ == nullptr) timeout_ns = *due > now ? static_cast<std::int64_t>(*due - now) : 0;
-  if (held_peer_ != nullptr) {
-    const std::uint64_t deadline = held_since_ns_ + stall_timeout_ns_;
+  auto due_by = [&](std::uint64_t deadline) {
     const auto left = deadline > now ? static_cast<std::int64_t>(deadline - now) : 0;
     if (timeout_ns < 0 || left < timeout_ns) timeout_ns = left;
-  }
-  set_frontend_interest(held_peer_ == nullptr);
-  if (!fatal_.empty()) return false;  // sleeping now could miss the frontend for good
+  };
+  if (auto due = frontend_.next_due_ns()) due_by(*due);
+  if (held_count_ != 0)
+    for (const Peer& p : peers_)
+      if (p.held_bytes != 0) due_by(p.held_since_ns + hold_ns_);
+  if (waiting) due_by(deferred_since_ns_ + stall_timeout_ns_);
   publish_stats();
   ++counters_.loop.sleeps;
   epoll_event events[4];
@@ -453,9 +526,9 @@ sys::Status<std::string> EndpointLoop::run() {
     idle_since = 0;
     if (!sleep()) break;
   }
-  if (held_peer_ != nullptr) {  // read from the frontend, never delivered: say so
-    held_peer_->out.disarm();
-    held_peer_ = nullptr;
+  for (Peer& p : peers_) {  // read from the frontend, never delivered: say so
+    if (p.held_bytes == 0) continue;
+    release_hold(p);
     drop(DropReason::kEndpointStopped);
   }
   for (Peer& p : peers_) p.out.publish();

@@ -3,21 +3,30 @@
 // channel it touches: the producer side of self -> peer, the consumer side of peer -> self.
 //
 // One pass of the loop:
-//   1. a unicast frame held back by backpressure is retried first;
+//   1. frames held back by backpressure (at most one per peer) are retried first; one
+//      that has waited longer than the hold (a few ms) is dropped and counted;
 //   2. inbound: each peer's channel is drained up to kInboundBudget records, starting at a
 //      different peer each pass (round robin: no peer starves another); every record's
 //      virtio-net header is validated, its source learned, and the frame delivered to the
-//      frontend;
+//      frontend. A frontend that cannot take a frame now (kRetryLater: a guest with no RX
+//      buffer) leaves it in its channel and the channels wait, but only for the stall
+//      timeout: past it, what the frontend refuses is dropped and counted until it takes a
+//      frame again, so its channels keep moving;
 //   3. outbound: up to kFrontendBudget frames are read from the frontend and forwarded.
-//      A unicast frame whose channel is full is held, and the frontend is not read again
-//      until the peer frees room (free-send: we arm the channel and sleep on our doorbell)
-//      or the stall timeout passes (the peer counts as stalled: its frames are dropped and
-//      counted until its channel has room again). A flooded copy to a full channel is
-//      dropped and counted; flooding never blocks.
+//      A unicast frame whose channel is full is held for that peer alone, and the frontend
+//      is read on: frames for other peers keep flowing. Later frames for a peer whose frame
+//      is still held are dropped and counted (peer_full), never queued behind it, so one
+//      peer's flow is never reordered and its backlog is bounded by its channel plus one
+//      frame. A held frame that finds no room within the hold is dropped too. A peer whose
+//      channel has had no room for any frame of ours for the stall timeout counts as
+//      stalled: everything for it is dropped without trying until it has freed half its
+//      channel. A flooded copy to a full channel is dropped and counted; flooding never
+//      holds anything;
 //   4. nothing done: spin for poll_us if configured, then arm every inbound channel
-//      (peek_or_arm re-checks after its fence) and sleep in epoll on the doorbell, the
-//      frontend's descriptor (unless a frame is held) and the stop descriptor, with a
-//      timeout only when something is due (generator pacing, a stall deadline).
+//      (peek_or_arm re-checks after its fence) and the channel of every held frame
+//      (reserve_or_arm, free-send), and sleep in epoll on the doorbell, the frontend's
+//      descriptor and the stop descriptor, with a timeout only when something is due
+//      (generator pacing, a hold running out, the end of a frontend's wait).
 // An idle endpoint therefore makes no system calls at all.
 #pragma once
 
@@ -132,6 +141,12 @@ class EndpointLoop {
     shm::FrameConsumer in;   // port -> self
     bool stalled = false;
     std::uint64_t resume = 0;  // the frontend's note on the record waiting at the head of `in`
+    // A unicast frame waiting for room in `out` (held_bytes 0: none). Sized on first use.
+    std::vector<std::byte> held{};
+    std::size_t held_bytes = 0;
+    std::uint64_t held_since_ns = 0;
+    // When `out` was first found full with nothing committed to it since (0: not full).
+    std::uint64_t full_since_ns = 0;
   };
 
   // Where pump_frontend() read a frame: into a reservation in `peer`'s channel (the peer
@@ -142,11 +157,20 @@ class EndpointLoop {
   };
   bool drain_inbound();
   bool pump_frontend();
-  // Sends a frontend record to one peer; false when it is held for room (backpressure).
-  bool unicast(PortId port, std::span<const std::byte> record, const Target& target);
+  // Sends a frontend record to one peer; a full channel holds it or drops it (counted).
+  void unicast(PortId port, std::span<const std::byte> record, const Target& target);
   // Copies a frontend record to every peer; a full channel drops its copy (counted).
   void flood(std::span<const std::byte> record, const Target& target);
+  // Retries every held frame; drops those whose hold ran out.
   bool retry_held();
+  // Sends p's held frame if there is room now; true when nothing is held any more.
+  bool flush_held(Peer& p);
+  // Keeps a record for p, whose channel is full (or finds p stalled and drops it).
+  void hold(Peer& p, std::span<const std::byte> record);
+  void release_hold(Peer& p);
+  // A stalled peer is taken back once half its channel is free; false while it is not.
+  bool readmit(Peer& p);
+  void stall(Peer& p);
   // Returns false when the frontend said kRetryLater: the record stays in its channel.
   bool deliver_record(Peer& p, std::span<const std::byte> record);
   // Copies a record into p's channel; false when the channel is full.
@@ -158,7 +182,6 @@ class EndpointLoop {
   [[nodiscard]] std::uint64_t now_ns() const noexcept;
   void sync_counters();
   bool sleep();
-  void set_frontend_interest(bool on);
   void log(const std::string& message);
 
   EndpointResources res_;
@@ -174,21 +197,29 @@ class EndpointLoop {
   EndpointCounters counters_{};  // traffic, forwarding, loop, peers kept here; the rest copied in
   std::size_t next_inbound_ = 0;
   Peer* last_unicast_ = nullptr;
-  // A unicast frame waiting for room (in staging_).
-  Peer* held_peer_ = nullptr;
-  std::size_t held_bytes_ = 0;
-  std::uint64_t held_since_ns_ = 0;
+  // How long a held frame waits for room before it is dropped: a few ms (a switch port's
+  // queue drains in that time or not at all), never longer than the stall timeout.
+  std::uint64_t hold_ns_;
+  std::size_t held_count_ = 0;  // peers with a held frame
+  std::uint64_t pass_ns_ = 0;   // the clock at the start of this pass
   std::uint64_t now_ms_ = 0;
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish
   std::uint64_t fdb_published_ns_ = 0;
   sys::Fd epoll_;
-  bool frontend_interest_ = false;
   std::string fatal_;  // a system call the loop cannot go on without failed: run() returns it
-  // The frontend could not take the frame at the head of a channel: inbound channels are
-  // neither drained nor armed until it has room (its arm() asks to be woken for that).
+  // The frontend could not take the frame at the head of a channel (since
+  // deferred_since_ns_): inbound channels are neither drained nor armed until it has room
+  // (its arm() asks to be woken for that), or until the stall timeout has passed: from
+  // then on what it refuses is dropped (guest_not_ready), until it takes a frame again.
   bool delivery_deferred_ = false;
+  std::uint64_t deferred_since_ns_ = 0;
+  bool delivery_shedding_ = false;  // past the wait: logged once, until a frame is taken
+  // Deferred, and still within the stall timeout: the channels wait for the frontend.
+  [[nodiscard]] bool delivery_waiting(std::uint64_t now) const noexcept {
+    return delivery_deferred_ && now - deferred_since_ns_ < stall_timeout_ns_;
+  }
   std::uint64_t events_dropped_base_;  // event log messages lost by earlier incarnations
   EventLog events_;  // last: its writer thread starts after everything it could report on
 };

@@ -19,6 +19,7 @@ std::string_view to_string(DropReason r) {
     case DropReason::kGuestBufferTooSmall: return "guest_buffer_too_small";
     case DropReason::kOffloadUnsupported: return "offload_unsupported";
     case DropReason::kGroupSourceMac: return "group_source_mac";
+    case DropReason::kPeerFull: return "peer_full";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -22,10 +22,13 @@ enum class DropReason : std::uint8_t {
   kBadNetHeader,       // a record whose virtio-net header is truncated or invalid
   kFrontendError,      // the frontend refused the frame (e.g. a TAP write failed)
   kEndpointStopped,    // held for a full channel when the endpoint was stopped
-  kGuestNotReady,      // a VM endpoint with no guest attached, or its RX queue not running
+  kGuestNotReady,      // a VM endpoint with no guest attached, or its RX queue not running,
+                       // or a frontend that took no frame for the stall timeout (no RX buffer)
   kGuestBufferTooSmall,// the guest's receive buffers cannot hold the frame (even all of them)
   kOffloadUnsupported, // an offload the guest did not accept and software cannot complete
   kGroupSourceMac,     // source MAC is a group (multicast or broadcast) address: no station sends from one
+  kPeerFull,           // unicast: the peer's channel stayed full past the short hold, or a frame
+                       // for it was already held (the sender never waits longer for one peer)
   kCount,
 };
 std::string_view to_string(DropReason r);
