@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -40,6 +41,7 @@
 #include "vswitch/frontends/vhost_user.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
+#include "vswitch/control/process_limits.hpp"
 
 namespace vswitch {
 namespace {
@@ -212,6 +214,10 @@ class TopologyLock {
     return TopologyLock(std::move(fd), path);
   }
   TopologyLock(TopologyLock&&) = default;
+  // In an endpoint process: closes its inherited copy of the descriptor (the daemon's
+  // lock stays: flock belongs to the open file, which the daemon still holds) and makes
+  // sure this copy never removes the file.
+  void close_in_endpoint() { fd_.reset(); }
   ~TopologyLock() {
     if (fd_.valid()) ::unlink(path_.c_str());  // still locked: nobody else can own it now
   }
@@ -324,8 +330,11 @@ class Daemon {
   Step take_signals();
   void spawn(std::size_t i);
   [[noreturn]] void endpoint_main(std::size_t i, int ready_fd);
-  // In the endpoint's new process: its name, signals, core; returns its stop descriptor.
-  sys::Fd enter_endpoint_process(std::size_t i);
+  // In the endpoint's new process: its name, signals, core; drops what it must not hold
+  // (see the function); returns its stop descriptor.
+  sys::Fd enter_endpoint_process(std::size_t i, int ready_fd);
+  // The capabilities endpoint i needs to set up its frontend (then none at all).
+  [[nodiscard]] std::uint64_t setup_capabilities(std::size_t i) const;
   sys::Result<std::unique_ptr<Frontend>, std::string> make_frontend(std::size_t i, const EndpointCounters& initial);
   void reap(bool shutting_down);
   // The watchdog's round: returns when it wants the next one (monotonic ms), or 0 if off.
@@ -459,7 +468,22 @@ namespace {
 }
 }  // namespace
 
-sys::Fd Daemon::enter_endpoint_process(std::size_t i) {
+std::uint64_t Daemon::setup_capabilities(std::size_t i) const {
+  // A vhost-user endpoint binds its listening socket itself, as the daemon's uid, in the
+  // directory prepare_socket_dir() checked (owned by that uid or root, writable by no one
+  // else): binding, replacing a stale socket and chmod need no capability while the uid
+  // stays the daemon's. Giving the socket to another owner or group (socket_owner,
+  // socket_group) needs CAP_CHOWN; CAP_SETPCAP stays with it only so that the endpoint can
+  // remove both from its bounding set once the socket is made. Nothing else an endpoint
+  // does needs one: TAP I/O is on a descriptor the daemon opened, the channels and the
+  // stats region are mapped already, pinning itself is free, and the listening socket is
+  // kept for the process's life (a front-end that reconnects is accepted on it again).
+  if (const auto* o = std::get_if<VhostUserOptions>(&topo_.endpoints[i].options))
+    if (o->socket_owner || o->socket_group) return capability_bit(CAP_CHOWN) | capability_bit(CAP_SETPCAP);
+  return 0;
+}
+
+sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   const auto& e = topo_.endpoints[i];
   // Die with the daemon, never outlive it holding channels.
   if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) endpoint_fails(e, sys::SysError{"prctl(PR_SET_PDEATHSIG)", errno}.message());
@@ -486,6 +510,24 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i) {
     if (::sched_setaffinity(0, sizeof set, &set) != 0)
       std::fprintf(stderr, "vswitch[%s]: cannot pin to core %u: %s\n", e.name.c_str(), *e.core, std::strerror(errno));
   }
+  // fork() gave this process everything the daemon holds. It keeps only what it uses:
+  // its own 2(N-1) channels (the others are unmapped; the daemon keeps their names),
+  // its own TAP (the daemon holds every device open, so closing the others here changes
+  // nothing for them), the doorbells, the stats region, its stop and ready descriptors.
+  // The topology lock and anything the daemon itself inherited are closed.
+  fabric_->keep_only(i);
+  for (std::size_t j = 0; j < taps_.size(); ++j)
+    if (j != i) taps_[j].reset();
+  lock_.close_in_endpoint();
+  std::vector<int> keep{STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, ready_fd, stop_fd.get()};
+  if (taps_[i]) keep.push_back(taps_[i]->fd());
+  for (const auto& b : doorbells_) keep.push_back(b.fd());
+  if (auto st = close_descriptors_except(keep); !st) endpoint_fails(e, st.error());
+  // No way back to more privileges, no ptrace or /proc memory access by other processes
+  // of this uid, no core dump; and at most the capabilities the frontend's setup needs
+  // (endpoint_main drops those too once it is made).
+  if (auto st = forbid_new_privileges(); !st) endpoint_fails(e, st.error());
+  if (auto st = limit_capabilities(setup_capabilities(i)); !st) endpoint_fails(e, st.error());
   return stop_fd;
 }
 
@@ -525,10 +567,12 @@ sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::s
 
 void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   const auto& e = topo_.endpoints[i];
-  sys::Fd stop_fd = enter_endpoint_process(i);
+  sys::Fd stop_fd = enter_endpoint_process(i, ready_fd);
   const EndpointCounters initial = stats_->read_counters(i);
   auto frontend = make_frontend(i, initial);
   if (!frontend) endpoint_fails(e, frontend.error());
+  if (setup_capabilities(i) != 0)
+    if (auto st = limit_capabilities(0); !st) endpoint_fails(e, st.error());
   EndpointResources res;
   res.topology = &topo_;
   res.self = i;
