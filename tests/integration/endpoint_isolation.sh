@@ -3,8 +3,8 @@
 # its own channels (and the stats region), holds only its own TAP, has no new privileges
 # to gain and no capability left. Checked for every endpoint, again for one restarted by
 # kill -9, with traffic through all of them; then for vhost-user endpoints, one of which
-# gives its socket to another owner and group (the one step that needs a capability,
-# CAP_CHOWN, which it must have dropped once the socket is made).
+# has its socket given to another owner and group (CAP_CHOWN: vswitchd binds the socket,
+# so the endpoint never needs it, and a restarted endpoint serves the same socket).
 source "$(dirname "$0")/lib.sh"
 source "$HERE/three_ns_env.sh"
 require_root
@@ -95,7 +95,7 @@ ping_all "after b's kill -9 and restart"
 pass "each endpoint maps only its channels, holds only its TAP, NoNewPrivs and no capabilities; restarted the same; traffic flows"
 stop_daemon
 
-# vhost-user: vm1's socket goes to uid/gid 65534 (needs CAP_CHOWN while it is made), vm2's
+# vhost-user: vm1's socket goes to uid/gid 65534 (needs CAP_CHOWN, the daemon's), vm2's
 # stays the daemon's. No front-end connects: what matters is what the processes hold.
 SWITCH="itiso$$"
 ENDPOINTS=(vm1 vm2)
@@ -124,6 +124,7 @@ start_daemon "$WORK/vhost.toml"
 socket_given() { [[ -S $dir/vm1.sock && $(command stat -c %u:%g:%a "$dir/vm1.sock") == 65534:65534:660 ]]; }
 wait_for 10 "vm1's socket owned by 65534:65534, mode 660" socket_given
 for e in vm1 vm2; do check_endpoint "$e" "$(pid_of "$e")" vhost; done
+inode=$(command stat -c %i "$dir/vm1.sock")
 victim=$(pid_of vm1)
 kill -9 "$victim"
 restarted() { [[ $(ctl ports --json | python3 -c "
@@ -131,6 +132,7 @@ import json, sys
 p = next(p for p in json.load(sys.stdin)['ports'] if p['name'] == 'vm1')
 print(p['state'] == 'up' and p['restarts'] == 1 and p['pid'] != $victim)") == True ]]; }
 wait_for 10 "vswitchd to restart vm1" restarted
-wait_for 10 "vm1's socket given again" socket_given
+socket_given || fail "vm1's socket lost its owner, group or mode over the restart"
+[[ $(command stat -c %i "$dir/vm1.sock") == "$inode" ]] || fail "vm1's socket was re-created on restart, not kept by vswitchd"
 check_endpoint vm1 "$(pid_of vm1)" vhost
-pass "vhost-user endpoints: own channels only, no capability left after giving the socket away (also after a restart)"
+pass "vhost-user endpoints: own channels only, no capability; vm1's socket (65534:65534) kept by vswitchd across a restart"

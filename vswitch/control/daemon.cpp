@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -31,6 +30,7 @@
 #include <vector>
 
 #include "endpoints/tap/tap_device.hpp"
+#include "endpoints/vhost_user/connection.hpp"
 #include "shm/doorbell.hpp"
 #include "shm/sys/clock.hpp"
 #include "shm/fabric.hpp"
@@ -246,9 +246,9 @@ void remove_stale_objects(const std::string& name) {
   }
 }
 
-// The directory a vhost-user endpoint's listening socket goes in. The endpoint binds the
-// socket itself (a restarted endpoint binds it again); the daemon makes sure, before
-// forking anything, that the directory exists and that nobody but its owner can replace
+// The directory a vhost-user endpoint's listening socket goes in. The daemon binds the
+// socket (listen_sockets) and the endpoint serves it (a restarted endpoint serves the same
+// socket); the daemon makes sure, before creating anything, that the directory exists and that nobody but its owner can replace
 // what is in it: QEMU connects to whatever socket is at that path, so a directory another
 // local user can write would let that user put a socket of their own in the switch's place.
 //
@@ -327,14 +327,13 @@ class Daemon {
   Step create_shared_memory();  // the fabric and the stats region
   Step create_doorbells();
   Step open_taps();
+  Step listen_sockets();
   Step take_signals();
   void spawn(std::size_t i);
   [[noreturn]] void endpoint_main(std::size_t i, int ready_fd);
   // In the endpoint's new process: its name, signals, core; drops what it must not hold
   // (see the function); returns its stop descriptor.
   sys::Fd enter_endpoint_process(std::size_t i, int ready_fd);
-  // The capabilities endpoint i needs to set up its frontend (then none at all).
-  [[nodiscard]] std::uint64_t setup_capabilities(std::size_t i) const;
   sys::Result<std::unique_ptr<Frontend>, std::string> make_frontend(std::size_t i, const EndpointCounters& initial);
   void reap(bool shutting_down);
   // The watchdog's round: returns when it wants the next one (monotonic ms), or 0 if off.
@@ -353,6 +352,7 @@ class Daemon {
   std::vector<shm::EventFdDoorbell> doorbells_;
   std::vector<shm::Doorbell*> doorbell_ptrs_;
   std::vector<std::unique_ptr<endpoints::tap::TapDevice>> taps_;
+  std::vector<sys::Fd> listeners_;  // per endpoint: a vhost-user endpoint's listening socket
   std::vector<Child> children_;
   sys::Fd signals_;
   sigset_t blocked_{};
@@ -373,6 +373,7 @@ Daemon::Step Daemon::setup() {
   if (auto st = create_shared_memory(); !st) return st;
   if (auto st = create_doorbells(); !st) return st;
   if (auto st = open_taps(); !st) return st;
+  if (auto st = listen_sockets(); !st) return st;
   if (auto st = take_signals(); !st) return st;
   children_.resize(n);
   return {};
@@ -430,6 +431,24 @@ Daemon::Step Daemon::open_taps() {
   return {};
 }
 
+// vhost-user listening sockets are bound here, not in the endpoints: giving one to
+// socket_owner / socket_group takes CAP_CHOWN, which no endpoint process keeps, and a
+// restarted endpoint serves the same socket (QEMU reconnects to it; a connection made
+// while the endpoint is down waits in the backlog). The daemon holds them all open and
+// removes the files at shutdown.
+Daemon::Step Daemon::listen_sockets() {
+  listeners_.resize(topo_.endpoints.size());
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
+    const auto* o = std::get_if<VhostUserOptions>(&topo_.endpoints[i].options);
+    if (o == nullptr) continue;
+    auto l = endpoints::vhost_user::listen_unix(
+        o->socket, endpoints::vhost_user::SocketAccess{o->socket_owner, o->socket_group, o->socket_mode});
+    if (!l) return sys::Unexpected("endpoint " + topo_.endpoints[i].name + ": vhost-user socket: " + l.error());
+    listeners_[i] = std::move(l.value());
+  }
+  return {};
+}
+
 // Signals arrive through a descriptor; the endpoints inherit the mask and make their own.
 Daemon::Step Daemon::take_signals() {
   sigemptyset(&blocked_);
@@ -468,21 +487,6 @@ namespace {
 }
 }  // namespace
 
-std::uint64_t Daemon::setup_capabilities(std::size_t i) const {
-  // A vhost-user endpoint binds its listening socket itself, as the daemon's uid, in the
-  // directory prepare_socket_dir() checked (owned by that uid or root, writable by no one
-  // else): binding, replacing a stale socket and chmod need no capability while the uid
-  // stays the daemon's. Giving the socket to another owner or group (socket_owner,
-  // socket_group) needs CAP_CHOWN; CAP_SETPCAP stays with it only so that the endpoint can
-  // remove both from its bounding set once the socket is made. Nothing else an endpoint
-  // does needs one: TAP I/O is on a descriptor the daemon opened, the channels and the
-  // stats region are mapped already, pinning itself is free, and the listening socket is
-  // kept for the process's life (a front-end that reconnects is accepted on it again).
-  if (const auto* o = std::get_if<VhostUserOptions>(&topo_.endpoints[i].options))
-    if (o->socket_owner || o->socket_group) return capability_bit(CAP_CHOWN) | capability_bit(CAP_SETPCAP);
-  return 0;
-}
-
 sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   const auto& e = topo_.endpoints[i];
   // Die with the daemon, never outlive it holding channels.
@@ -512,22 +516,27 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   }
   // fork() gave this process everything the daemon holds. It keeps only what it uses:
   // its own 2(N-1) channels (the others are unmapped; the daemon keeps their names),
-  // its own TAP (the daemon holds every device open, so closing the others here changes
-  // nothing for them), the doorbells, the stats region, its stop and ready descriptors.
-  // The topology lock and anything the daemon itself inherited are closed.
+  // its own TAP or listening socket (the daemon holds every one open, so closing the
+  // others here changes nothing for them), the doorbells, the stats region, its stop and
+  // ready descriptors. The topology lock and anything the daemon itself inherited are
+  // closed.
   fabric_->keep_only(i);
   for (std::size_t j = 0; j < taps_.size(); ++j)
     if (j != i) taps_[j].reset();
+  for (std::size_t j = 0; j < listeners_.size(); ++j)
+    if (j != i) listeners_[j].reset();
   lock_.close_in_endpoint();
   std::vector<int> keep{STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, ready_fd, stop_fd.get()};
   if (taps_[i]) keep.push_back(taps_[i]->fd());
+  if (listeners_[i].valid()) keep.push_back(listeners_[i].get());
   for (const auto& b : doorbells_) keep.push_back(b.fd());
   if (auto st = close_descriptors_except(keep); !st) endpoint_fails(e, st.error());
   // No way back to more privileges, no ptrace or /proc memory access by other processes
-  // of this uid, no core dump; and at most the capabilities the frontend's setup needs
-  // (endpoint_main drops those too once it is made).
+  // of this uid, no core dump, and no capability: nothing an endpoint does needs one (TAP
+  // I/O is on a descriptor the daemon opened, the vhost-user socket is bound by the
+  // daemon, the channels and the stats region are mapped already, pinning itself is free).
   if (auto st = forbid_new_privileges(); !st) endpoint_fails(e, st.error());
-  if (auto st = limit_capabilities(setup_capabilities(i)); !st) endpoint_fails(e, st.error());
+  if (auto st = limit_capabilities(0); !st) endpoint_fails(e, st.error());
   return stop_fd;
 }
 
@@ -539,11 +548,10 @@ sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::s
       return std::unique_ptr<Frontend>(std::make_unique<TapFrontend>(*taps_[i]));
     case FrontendKind::kVhostUser: {
       const auto& o = std::get<VhostUserOptions>(e.options);
-      auto d = endpoints::vhost_user::NetDevice::create(
-          o.socket, static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
+      auto d = endpoints::vhost_user::NetDevice::create_on(
+          std::move(listeners_[i]), static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
           sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend),
-          std::uint64_t{o.max_guest_memory_gib} << 30,
-          endpoints::vhost_user::SocketAccess{o.socket_owner, o.socket_group, o.socket_mode});
+          std::uint64_t{o.max_guest_memory_gib} << 30);
       if (!d) return sys::Unexpected("vhost-user socket " + o.socket + ": " + d.error());
       return std::unique_ptr<Frontend>(std::make_unique<VhostUserFrontend>(std::move(d.value())));
     }
@@ -571,8 +579,6 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   const EndpointCounters initial = stats_->read_counters(i);
   auto frontend = make_frontend(i, initial);
   if (!frontend) endpoint_fails(e, frontend.error());
-  if (setup_capabilities(i) != 0)
-    if (auto st = limit_capabilities(0); !st) endpoint_fails(e, st.error());
   EndpointResources res;
   res.topology = &topo_;
   res.self = i;
