@@ -38,6 +38,8 @@ class Channel {
   [[nodiscard]] FrameConsumer consumer(Doorbell* producer_doorbell) const noexcept {
     return FrameConsumer(area_, producer_doorbell);
   }
+  // See Region::disown(): dropping this object will only unmap it.
+  void disown() noexcept { region_.disown(); }
   [[nodiscard]] const Region& region() const noexcept { return region_; }
   [[nodiscard]] const RingArea& area() const noexcept { return area_; }
 

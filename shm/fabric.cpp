@@ -101,6 +101,18 @@ sys::Result<Fabric, std::string> Fabric::attach(const FabricSpec& spec, std::siz
   return f;
 }
 
+void Fabric::keep_only(std::size_t self) noexcept {
+  const std::size_t n = spec_.endpoints.size();
+  for (std::size_t a = 0; a < n; ++a) {
+    for (std::size_t b = 0; b < n; ++b) {
+      auto& c = channels_[a * n + b];
+      if (!c) continue;
+      c->disown();
+      if (a != self && b != self) c.reset();  // unmaps; the name stays for its owner
+    }
+  }
+}
+
 const Channel* Fabric::channel(std::size_t from, std::size_t to) const noexcept {
   const std::size_t n = spec_.endpoints.size();
   if (from >= n || to >= n || from == to) return nullptr;

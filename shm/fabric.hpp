@@ -44,6 +44,13 @@ class Fabric {
   [[nodiscard]] static sys::Result<Fabric, std::string> attach(const FabricSpec& spec,
                                                                std::size_t self);
 
+  // For a process that inherited the creator's fabric by fork() and is endpoint `self`:
+  // disowns every channel (this process never unlinks one, whatever it drops) and unmaps
+  // every channel that does not touch `self`, leaving the 2 * (N - 1) that attach(spec,
+  // self) would map, at the addresses they had. The other endpoints' channels are then
+  // no longer in this process's address space.
+  void keep_only(std::size_t self) noexcept;
+
   // The channel from -> to, or null when this fabric object did not map it.
   [[nodiscard]] const Channel* channel(std::size_t from, std::size_t to) const noexcept;
   [[nodiscard]] const FabricSpec& spec() const noexcept { return spec_; }

@@ -98,6 +98,10 @@ class Region {
 
   // Only for the creator: writes magic last, making the region attachable ([R0]).
   void publish_ready() noexcept;
+  // This object will never unlink the name: its destructor (and a move-assignment over it)
+  // only unmaps. For a process that inherited the creator's Region by fork(): the object
+  // belongs to the creator, and a child that drops its copy must leave it in place.
+  void disown() noexcept { owner_ = false; }
 
   [[nodiscard]] std::span<std::byte> payload() const noexcept { return payload_; }
   [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }

@@ -21,10 +21,18 @@ sys::Result<std::unique_ptr<NetDevice>, std::string> NetDevice::create(const std
                                                                        const SocketAccess& access) {
   auto l = listen_unix(socket_path, access);
   if (!l) return sys::Unexpected(l.error());
+  return create_on(std::move(l.value()), max_queue_size, max_frame_bytes, initial, max_guest_memory);
+}
+
+sys::Result<std::unique_ptr<NetDevice>, std::string> NetDevice::create_on(sys::Fd listening,
+                                                                          std::uint16_t max_queue_size,
+                                                                          std::size_t max_frame_bytes,
+                                                                          const NetDeviceCounters& initial,
+                                                                          std::uint64_t max_guest_memory) {
   sys::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep.valid()) return sys::Unexpected(sys::SysError{"epoll_create1", errno}.message());
   std::unique_ptr<NetDevice> d(
-      new NetDevice(std::move(l.value()), std::move(ep), max_queue_size, max_frame_bytes, initial, max_guest_memory));
+      new NetDevice(std::move(listening), std::move(ep), max_queue_size, max_frame_bytes, initial, max_guest_memory));
   if (!d->watch(d->listen_.get(), true)) return sys::Unexpected(d->watch_error_);
   return d;
 }

@@ -66,6 +66,13 @@ class NetDevice {
       const std::string& socket_path, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
       const NetDeviceCounters& initial = {}, std::uint64_t max_guest_memory = kDefaultMaxGuestMemory,
       const SocketAccess& access = {});
+  // The same on a listening socket made elsewhere (listen_unix): vswitchd binds it before
+  // it forks the endpoint, so the endpoint needs no privilege for it, and an endpoint that
+  // restarts serves the same socket (a front-end that reconnects meanwhile waits in its
+  // backlog).
+  [[nodiscard]] static sys::Result<std::unique_ptr<NetDevice>, std::string> create_on(
+      sys::Fd listening, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
+      const NetDeviceCounters& initial = {}, std::uint64_t max_guest_memory = kDefaultMaxGuestMemory);
   ~NetDevice();
   NetDevice(const NetDevice&) = delete;
   NetDevice& operator=(const NetDevice&) = delete;

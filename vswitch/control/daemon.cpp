@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "endpoints/tap/tap_device.hpp"
+#include "endpoints/vhost_user/connection.hpp"
 #include "shm/doorbell.hpp"
 #include "shm/sys/clock.hpp"
 #include "shm/fabric.hpp"
@@ -40,6 +41,7 @@
 #include "vswitch/frontends/vhost_user.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
+#include "vswitch/control/process_limits.hpp"
 
 namespace vswitch {
 namespace {
@@ -240,6 +242,10 @@ class TopologyLock {
     return TopologyLock(std::move(fd), path);
   }
   TopologyLock(TopologyLock&&) = default;
+  // In an endpoint process: closes its inherited copy of the descriptor (the daemon's
+  // lock stays: flock belongs to the open file, which the daemon still holds) and makes
+  // sure this copy never removes the file.
+  void close_in_endpoint() { fd_.reset(); }
   ~TopologyLock() {
     if (fd_.valid()) ::unlink(path_.c_str());  // still locked: nobody else can own it now
   }
@@ -277,9 +283,9 @@ void remove_stale_objects(const std::string& name) {
   }
 }
 
-// The directory a vhost-user endpoint's listening socket goes in. The endpoint binds the
-// socket itself (a restarted endpoint binds it again); the daemon makes sure, before
-// forking anything, that the directory exists and that nobody but its owner can replace
+// The directory a vhost-user endpoint's listening socket goes in. The daemon binds the
+// socket (listen_sockets) and the endpoint serves it (a restarted endpoint serves the same
+// socket); the daemon makes sure, before creating anything, that the directory exists and that nobody but its owner can replace
 // what is in it: QEMU connects to whatever socket is at that path, so a directory another
 // local user can write would let that user put a socket of their own in the switch's place.
 //
@@ -358,11 +364,13 @@ class Daemon {
   Step create_shared_memory();  // the fabric and the stats region
   Step create_doorbells();
   Step open_taps();
+  Step listen_sockets();
   Step take_signals();
   void spawn(std::size_t i);
   [[noreturn]] void endpoint_main(std::size_t i, int ready_fd);
-  // In the endpoint's new process: its name, signals, core; returns its stop descriptor.
-  sys::Fd enter_endpoint_process(std::size_t i);
+  // In the endpoint's new process: its name, signals, core; drops what it must not hold
+  // (see the function); returns its stop descriptor.
+  sys::Fd enter_endpoint_process(std::size_t i, int ready_fd);
   sys::Result<std::unique_ptr<Frontend>, std::string> make_frontend(std::size_t i, const EndpointCounters& initial);
   void reap(bool shutting_down);
   // The watchdog's round: returns when it wants the next one (monotonic ms), or 0 if off.
@@ -381,6 +389,7 @@ class Daemon {
   std::vector<shm::EventFdDoorbell> doorbells_;
   std::vector<shm::Doorbell*> doorbell_ptrs_;
   std::vector<std::unique_ptr<endpoints::tap::TapDevice>> taps_;
+  std::vector<sys::Fd> listeners_;  // per endpoint: a vhost-user endpoint's listening socket
   std::vector<Child> children_;
   sys::Fd signals_;
   sigset_t blocked_{};
@@ -401,6 +410,7 @@ Daemon::Step Daemon::setup() {
   if (auto st = create_shared_memory(); !st) return st;
   if (auto st = create_doorbells(); !st) return st;
   if (auto st = open_taps(); !st) return st;
+  if (auto st = listen_sockets(); !st) return st;
   if (auto st = take_signals(); !st) return st;
   children_.resize(n);
   return {};
@@ -458,6 +468,24 @@ Daemon::Step Daemon::open_taps() {
   return {};
 }
 
+// vhost-user listening sockets are bound here, not in the endpoints: giving one to
+// socket_owner / socket_group takes CAP_CHOWN, which no endpoint process keeps, and a
+// restarted endpoint serves the same socket (QEMU reconnects to it; a connection made
+// while the endpoint is down waits in the backlog). The daemon holds them all open and
+// removes the files at shutdown.
+Daemon::Step Daemon::listen_sockets() {
+  listeners_.resize(topo_.endpoints.size());
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
+    const auto* o = std::get_if<VhostUserOptions>(&topo_.endpoints[i].options);
+    if (o == nullptr) continue;
+    auto l = endpoints::vhost_user::listen_unix(
+        o->socket, endpoints::vhost_user::SocketAccess{o->socket_owner, o->socket_group, o->socket_mode});
+    if (!l) return sys::Unexpected("endpoint " + topo_.endpoints[i].name + ": vhost-user socket: " + l.error());
+    listeners_[i] = std::move(l.value());
+  }
+  return {};
+}
+
 // Signals arrive through a descriptor; the endpoints inherit the mask and make their own.
 Daemon::Step Daemon::take_signals() {
   sigemptyset(&blocked_);
@@ -496,7 +524,7 @@ namespace {
 }
 }  // namespace
 
-sys::Fd Daemon::enter_endpoint_process(std::size_t i) {
+sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   const auto& e = topo_.endpoints[i];
   // Die with the daemon, never outlive it holding channels.
   if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) endpoint_fails(e, sys::SysError{"prctl(PR_SET_PDEATHSIG)", errno}.message());
@@ -523,6 +551,29 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i) {
     if (::sched_setaffinity(0, sizeof set, &set) != 0)
       std::fprintf(stderr, "vswitch[%s]: cannot pin to core %u: %s\n", e.name.c_str(), *e.core, std::strerror(errno));
   }
+  // fork() gave this process everything the daemon holds. It keeps only what it uses:
+  // its own 2(N-1) channels (the others are unmapped; the daemon keeps their names),
+  // its own TAP or listening socket (the daemon holds every one open, so closing the
+  // others here changes nothing for them), the doorbells, the stats region, its stop and
+  // ready descriptors. The topology lock and anything the daemon itself inherited are
+  // closed.
+  fabric_->keep_only(i);
+  for (std::size_t j = 0; j < taps_.size(); ++j)
+    if (j != i) taps_[j].reset();
+  for (std::size_t j = 0; j < listeners_.size(); ++j)
+    if (j != i) listeners_[j].reset();
+  lock_.close_in_endpoint();
+  std::vector<int> keep{STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, ready_fd, stop_fd.get()};
+  if (taps_[i]) keep.push_back(taps_[i]->fd());
+  if (listeners_[i].valid()) keep.push_back(listeners_[i].get());
+  for (const auto& b : doorbells_) keep.push_back(b.fd());
+  if (auto st = close_descriptors_except(keep); !st) endpoint_fails(e, st.error());
+  // No way back to more privileges, no ptrace or /proc memory access by other processes
+  // of this uid, no core dump, and no capability: nothing an endpoint does needs one (TAP
+  // I/O is on a descriptor the daemon opened, the vhost-user socket is bound by the
+  // daemon, the channels and the stats region are mapped already, pinning itself is free).
+  if (auto st = forbid_new_privileges(); !st) endpoint_fails(e, st.error());
+  if (auto st = limit_capabilities(0); !st) endpoint_fails(e, st.error());
   return stop_fd;
 }
 
@@ -534,11 +585,10 @@ sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::s
       return std::unique_ptr<Frontend>(std::make_unique<TapFrontend>(*taps_[i]));
     case FrontendKind::kVhostUser: {
       const auto& o = std::get<VhostUserOptions>(e.options);
-      auto d = endpoints::vhost_user::NetDevice::create(
-          o.socket, static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
+      auto d = endpoints::vhost_user::NetDevice::create_on(
+          std::move(listeners_[i]), static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
           sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend),
-          std::uint64_t{o.max_guest_memory_gib} << 30,
-          endpoints::vhost_user::SocketAccess{o.socket_owner, o.socket_group, o.socket_mode});
+          std::uint64_t{o.max_guest_memory_gib} << 30);
       if (!d) return sys::Unexpected("vhost-user socket " + o.socket + ": " + d.error());
       return std::unique_ptr<Frontend>(std::make_unique<VhostUserFrontend>(std::move(d.value())));
     }
@@ -562,7 +612,7 @@ sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::s
 
 void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   const auto& e = topo_.endpoints[i];
-  sys::Fd stop_fd = enter_endpoint_process(i);
+  sys::Fd stop_fd = enter_endpoint_process(i, ready_fd);
   const EndpointCounters initial = stats_->read_counters(i);
   auto frontend = make_frontend(i, initial);
   if (!frontend) endpoint_fails(e, frontend.error());

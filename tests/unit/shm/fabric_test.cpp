@@ -1,7 +1,11 @@
 #include "shm/fabric.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 
 #include <cstring>
 
@@ -52,6 +56,44 @@ TEST(Fabric, EndpointAttachesOnlyItsOwnChannelsAndDataFlows) {
   PopResult r = c.peek();
   ASSERT_EQ(r.status, Pop::kRecord);
   EXPECT_EQ(std::memcmp(r.payload.data(), msg, sizeof msg), 0);
+}
+
+// What an endpoint process does with the fabric it inherits from vswitchd by fork().
+TEST(Fabric, ForkedEndpointKeepsOnlyItsChannelsAndNeverUnlinks) {
+  const auto spec = spec3("keep");
+  auto f = Fabric::create(spec);
+  ASSERT_TRUE(f.has_value()) << f.error();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    {
+      Fabric mine = std::move(f.value());  // the creator's objects, as the child has them
+      mine.keep_only(1);
+      if (mine.channel(0, 1) == nullptr || mine.channel(1, 0) == nullptr || mine.channel(1, 2) == nullptr ||
+          mine.channel(2, 1) == nullptr)
+        bad |= 1;
+      if (mine.channel(0, 2) != nullptr || mine.channel(2, 0) != nullptr) bad |= 2;
+      std::ifstream in("/proc/self/maps");
+      std::stringstream maps;
+      maps << in.rdbuf();
+      if (maps.str().find(spec.channel_name(0, 2)) != std::string::npos ||
+          maps.str().find(spec.channel_name(2, 0)) != std::string::npos)
+        bad |= 4;  // still mapped
+      if (maps.str().find(spec.channel_name(0, 1)) == std::string::npos) bad |= 8;
+    }  // ~Fabric in the child: must unmap only
+    ::_exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: own channel missing, 2: other pair kept, 4: other pair still "
+                                       "mapped, 8: own channel not mapped";
+  for (std::size_t a = 0; a < 3; ++a)
+    for (std::size_t b = 0; b < 3; ++b)
+      if (a != b) {
+        EXPECT_TRUE(Channel::attach(spec.channel_name(a, b)).has_value()) << "child unlinked " << a << b;
+      }
 }
 
 TEST(Fabric, TooLittleMemoryFailsClearlyAndCreatesNothing) {

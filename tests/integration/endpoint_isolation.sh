@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# What an endpoint process holds after vswitchd forks it, read from /proc: it maps only
+# its own channels (and the stats region), holds only its own TAP, has no new privileges
+# to gain and no capability left. Checked for every endpoint, again for one restarted by
+# kill -9, with traffic through all of them; then for vhost-user endpoints, one of which
+# has its socket given to another owner and group (CAP_CHOWN: vswitchd binds the socket,
+# so the endpoint never needs it, and a restarted endpoint serves the same socket).
+source "$(dirname "$0")/lib.sh"
+source "$HERE/three_ns_env.sh"
+require_root
+setup_three
+start_daemon "$HERE/three-ns.toml"
+SWITCH=it3
+ENDPOINTS=(a b c)
+
+# check_endpoint NAME PID [vhost]: fails unless PID holds exactly what endpoint NAME of
+# switch $SWITCH (endpoints $ENDPOINTS) may.
+check_endpoint() {
+  local me=$1 pid=$2 kind=${3:-tap} other want got
+  # Mappings: the channels me-x and x-me for every other x, the stats region; no other
+  # object of this switch (another pair's channel, the lock).
+  want=$(for other in "${ENDPOINTS[@]}"; do
+    [[ $other == "$me" ]] && continue
+    echo "/dev/shm/vswitch.$SWITCH.$me-$other"
+    echo "/dev/shm/vswitch.$SWITCH.$other-$me"
+  done; echo "/dev/shm/vswitch.$SWITCH.stats")
+  want=$(sort <<<"$want")
+  got=$(grep -o "/dev/shm/vswitch\.$SWITCH\.[^ ]*" "/proc/$pid/maps" | sort -u)
+  [[ $got == "$want" ]] || fail "endpoint $me (pid $pid) maps:"$'\n'"$got"$'\n'"expected only:"$'\n'"$want"
+  # Descriptors beyond 0-2: its own TAP (told apart from the others by fdinfo's iff:),
+  # or for vhost-user its listening socket; one doorbell (eventfd) per endpoint, its stop
+  # signalfd, its epoll; nothing else (no other TAP, no lock file, no pipe, nothing the
+  # daemon inherited).
+  local fd target taps=() eventfds=0 sockets=0 ifname
+  for fd in /proc/"$pid"/fd/*; do
+    fd=${fd##*/}
+    ((fd <= 2)) && continue
+    target=$(readlink "/proc/$pid/fd/$fd") || continue
+    case $target in
+      /dev/net/tun)
+        ifname=$(awk '$1 == "iff:" {print $2}' "/proc/$pid/fdinfo/$fd")
+        taps+=("$ifname") ;;
+      'anon_inode:[eventfd]') eventfds=$((eventfds + 1)) ;;
+      socket:*) sockets=$((sockets + 1)) ;;
+      'anon_inode:[signalfd]' | 'anon_inode:[eventpoll]') ;;
+      *) fail "endpoint $me (pid $pid) holds fd $fd -> $target" ;;
+    esac
+  done
+  if [[ $kind == tap ]]; then
+    [[ ${taps[*]-} == "vsit-$me" ]] || fail "endpoint $me (pid $pid) holds TAPs [${taps[*]-}], expected only vsit-$me"
+    ((sockets == 0)) || fail "endpoint $me (pid $pid) holds $sockets sockets"
+  else
+    [[ -z ${taps[*]-} ]] || fail "endpoint $me (pid $pid) holds TAPs [${taps[*]-}]"
+    ((sockets == 1)) || fail "endpoint $me (pid $pid) holds $sockets sockets, expected its listening socket"
+  fi
+  ((eventfds == ${#ENDPOINTS[@]})) || fail "endpoint $me (pid $pid) holds $eventfds eventfds, expected ${#ENDPOINTS[@]} doorbells"
+  # No new privileges, no capability in any set.
+  local key
+  for key in CapInh CapPrm CapEff CapBnd CapAmb; do
+    grep -qx "$key:[[:space:]]*0000000000000000" "/proc/$pid/status" ||
+      fail "endpoint $me (pid $pid): $(grep "^$key:" "/proc/$pid/status"), expected none"
+  done
+  grep -qx 'NoNewPrivs:[[:space:]]*1' "/proc/$pid/status" || fail "endpoint $me (pid $pid): NoNewPrivs is not 1"
+}
+
+# The checks are not vacuous: the daemon itself maps every channel and holds every TAP.
+daemon_channels=$(grep -o '/dev/shm/vswitch\.it3\.[a-c]-[a-c]' "/proc/$DAEMON_PID/maps" | sort -u | wc -l)
+((daemon_channels == 6)) || fail "vswitchd maps $daemon_channels channels, expected 6"
+daemon_taps=$(grep -h '^iff:' /proc/"$DAEMON_PID"/fdinfo/* 2>/dev/null | wc -l)
+((daemon_taps == 3)) || fail "vswitchd holds $daemon_taps TAPs, expected 3"
+
+for e in "${ENDPOINTS[@]}"; do check_endpoint "$e" "$(pid_of "$e")"; done
+
+ping_all() {
+  local from to
+  for from in 1 2 3; do
+    for to in 1 2 3; do
+      ((from == to)) && continue
+      ip netns exec "vsit-${ENDPOINTS[from - 1]}" ping -c 2 -i 0.1 -W 2 -q "10.78.0.$to" >/dev/null ||
+        fail "ping ${ENDPOINTS[from - 1]} -> ${ENDPOINTS[to - 1]} ($1)"
+    done
+  done
+}
+ping_all "isolated endpoints"
+
+victim=$(pid_of b)
+kill -9 "$victim"
+restarted() { [[ $(ctl ports --json | python3 -c "
+import json, sys
+p = next(p for p in json.load(sys.stdin)['ports'] if p['name'] == 'b')
+print(p['state'] == 'up' and p['restarts'] == 1 and p['pid'] != $victim)") == True ]]; }
+wait_for 10 "vswitchd to restart b" restarted
+check_endpoint b "$(pid_of b)"
+ping_all "after b's kill -9 and restart"
+pass "each endpoint maps only its channels, holds only its TAP, NoNewPrivs and no capabilities; restarted the same; traffic flows"
+stop_daemon
+
+# vhost-user: vm1's socket goes to uid/gid 65534 (needs CAP_CHOWN, the daemon's), vm2's
+# stays the daemon's. No front-end connects: what matters is what the processes hold.
+SWITCH="itiso$$"
+ENDPOINTS=(vm1 vm2)
+dir="$WORK/run"
+cat >"$WORK/vhost.toml" <<TOML
+[switch]
+name = "$SWITCH"
+[fabric]
+ring_bytes = 65536
+max_frame = 1500
+[[endpoint]]
+name = "vm1"
+frontend = "vhost-user"
+[endpoint.vhost_user]
+socket = "$dir/vm1.sock"
+socket_owner = 65534
+socket_group = 65534
+socket_mode = "0660"
+[[endpoint]]
+name = "vm2"
+frontend = "vhost-user"
+[endpoint.vhost_user]
+socket = "$dir/vm2.sock"
+TOML
+start_daemon "$WORK/vhost.toml"
+socket_given() { [[ -S $dir/vm1.sock && $(command stat -c %u:%g:%a "$dir/vm1.sock") == 65534:65534:660 ]]; }
+wait_for 10 "vm1's socket owned by 65534:65534, mode 660" socket_given
+for e in vm1 vm2; do check_endpoint "$e" "$(pid_of "$e")" vhost; done
+inode=$(command stat -c %i "$dir/vm1.sock")
+victim=$(pid_of vm1)
+kill -9 "$victim"
+restarted() { [[ $(ctl ports --json | python3 -c "
+import json, sys
+p = next(p for p in json.load(sys.stdin)['ports'] if p['name'] == 'vm1')
+print(p['state'] == 'up' and p['restarts'] == 1 and p['pid'] != $victim)") == True ]]; }
+wait_for 10 "vswitchd to restart vm1" restarted
+socket_given || fail "vm1's socket lost its owner, group or mode over the restart"
+[[ $(command stat -c %i "$dir/vm1.sock") == "$inode" ]] || fail "vm1's socket was re-created on restart, not kept by vswitchd"
+check_endpoint vm1 "$(pid_of vm1)" vhost
+pass "vhost-user endpoints: own channels only, no capability; vm1's socket (65534:65534) kept by vswitchd across a restart"

@@ -1,0 +1,32 @@
+// What an endpoint process gives up right after vswitchd forks it: the means to gain
+// privileges, to be inspected or dumped by another process of its uid, its capabilities,
+// and every descriptor it was not handed on purpose. Linux only; no libcap.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "shm/sys/result.hpp"
+
+namespace vswitch {
+
+// A set of capabilities as a mask of (1 << CAP_*).
+[[nodiscard]] constexpr std::uint64_t capability_bit(int cap) noexcept { return std::uint64_t{1} << cap; }
+
+// PR_SET_NO_NEW_PRIVS (no execve can ever give this process or its descendants more
+// privileges) and PR_SET_DUMPABLE 0 (no core dump; processes of the same uid cannot ptrace
+// it or read its memory through /proc; its /proc files belong to root).
+[[nodiscard]] sys::Status<std::string> forbid_new_privileges();
+
+// Leaves this process with at most the capabilities in `keep`: every other one leaves the
+// bounding set (when the process holds CAP_SETPCAP, which dropping from it needs; without
+// it, there is nothing to gain anyway after forbid_new_privileges), the ambient and
+// inheritable sets are cleared, and effective = permitted = keep (those it had). To drop
+// the rest later, keep CAP_SETPCAP as well and call it again with 0.
+[[nodiscard]] sys::Status<std::string> limit_capabilities(std::uint64_t keep);
+
+// Closes every descriptor of this process except those in `keep`.
+[[nodiscard]] sys::Status<std::string> close_descriptors_except(const std::vector<int>& keep);
+
+}  // namespace vswitch
