@@ -36,7 +36,8 @@ squatter=""
 if [[ $(id -u) -eq 0 ]]; then
   squat="/dev/shm/vswitch.$name.lock"
   setpriv --reuid=65534 --regid=65534 --clear-groups touch "$squat"
-  setpriv --reuid=65534 --regid=65534 --clear-groups flock "$squat" sleep 30 &
+  # The lock is taken on fd 9, which sleep inherits: killing $squatter releases it.
+  setpriv --reuid=65534 --regid=65534 --clear-groups bash -c 'exec 9<>"$1" && flock 9 && exec sleep 30' _ "$squat" &
   squatter=$!
   held() { ! flock -n "$squat" true; }
   wait_for 5 "user 65534 to hold $squat" held
