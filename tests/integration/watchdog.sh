@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The watchdog: an idle endpoint is woken (its doorbell rung) and survives; a hung one
+# The watchdog: an idle endpoint wakes by itself to move its heartbeat and survives; a hung one
 # (SIGSTOP: alive, but it never runs again) is killed and restarted, and the others keep
 # forwarding meanwhile.
 source "$(dirname "$0")/lib.sh"
@@ -11,12 +11,12 @@ grep -q '^watchdog_ms = 1000$' "$WORK/watchdog.toml" || fail "could not write th
 start_daemon "$WORK/watchdog.toml"
 ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.3 >/dev/null || fail "ping a -> c"
 
-# Idle: c sleeps without a timeout; the watchdog's rings wake it, so its sleeps go on
-# counting, and it is never taken for hung.
+# Idle: c wakes four times per watchdog timeout, so its sleeps go on counting, and it is
+# never taken for hung.
 sleeps() { stat c 'e["sleeps"]'; }
 first=$(sleeps)
 woken() { (($(sleeps) >= first + 3)); }
-wait_for 10 "the watchdog to wake idle c three times" woken
+wait_for 10 "idle c to wake three times" woken
 hung=$(ctl ports --json | python3 -c "import json,sys; print(sum(p['hung'] + p['restarts'] for p in json.load(sys.stdin)['ports']))")
 [[ $hung == 0 ]] || fail "an idle endpoint was restarted ($hung)"
 

@@ -421,6 +421,13 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
   }
   read_endpoint_mac(r, e, p, t, ep);
   assign(r.integer(e, p, "poll_us", 0, 1000000), ep.poll_us);
+  // The adaptive poll spins without publishing its heartbeat: a spin as long as half the
+  // watchdog's timeout would get a live endpoint killed as hung.
+  if (const std::uint64_t wd_us = std::uint64_t{t.switch_config.watchdog_ms} * 1000;
+      wd_us != 0 && std::uint64_t{ep.poll_us} * 4 > wd_us)
+    r.error(line_of(*e.get("poll_us")), p + ".poll_us",
+            std::to_string(ep.poll_us) + " us is above a quarter of switch.watchdog_ms = " +
+                std::to_string(t.switch_config.watchdog_ms) + " ms (the watchdog would take the spin for a hang)");
   // An endpoint with its own address sends from that address only, unless the file says
   // otherwise: a guest that forges sources is refused by default.
   ep.port_security = ep.mac.has_value();

@@ -10,8 +10,9 @@
 //              learned addresses one port may hold in a MAC table, so a flood of source
 //              addresses from one port cannot fill the table for the others,
 //              watchdog_ms = 10000 (0 or 100..3600000; 0: off): an endpoint that makes no
-//              progress for this long, even after vswitchd rang its doorbell, is hung:
-//              vswitchd kills and restarts it
+//              progress for this long (an idle one wakes four times per timeout) is
+//              hung: vswitchd kills and restarts it; an endpoint's poll_us must stay
+//              below a quarter of it
 //   [fabric]   ring_bytes = 1048576 (power of two, >= one max frame record),
 //              max_frame = 65536 (bytes, 64..65536; TAPs get TSO only at 65536, and a
 //              longer frame read from a TAP is dropped as frame_too_large), stall_timeout_ms = 2000

@@ -478,6 +478,14 @@ bool EndpointLoop::sleep() {
   epoll_event events[4];
   int timeout_ms = -1;
   if (timeout_ns >= 0) timeout_ms = static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+  // The heartbeat vswitchd's watchdog reads is this loop's passes and sleeps: an idle
+  // endpoint wakes four times per watchdog timeout (one wakeup every 2.5 s by default) to
+  // show it is alive, so the watchdog never has to write into a descriptor an endpoint
+  // shares (an endpoint could make such a write block, and vswitchd with it).
+  if (const std::uint32_t wd = res_.topology->switch_config.watchdog_ms; wd != 0) {
+    const int beat_ms = static_cast<int>(wd / 4 != 0 ? wd / 4 : 1);
+    if (timeout_ms < 0 || timeout_ms > beat_ms) timeout_ms = beat_ms;
+  }
   int n;
   do {
     n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);

@@ -337,6 +337,11 @@ TEST(Topology, WatchdogIsOnByDefaultAndBounded) {
   auto e = only_error(std::string("[switch]\nwatchdog_ms = 50\n") + kTwoEndpoints, "switch.watchdog_ms");
   EXPECT_EQ(e.line, 2u);
   EXPECT_NE(e.problem.find("below 100 ms"), std::string::npos) << e.problem;
+  // An adaptive poll as long as a quarter of the timeout would look like a hang.
+  std::string spin = std::string("[switch]\nwatchdog_ms = 1000\n") + kTwoEndpoints;
+  spin.insert(spin.find("frontend = \"generator\""), "poll_us = 300000\n");
+  auto p = only_error(spin, "endpoint[0].poll_us");
+  EXPECT_NE(p.problem.find("quarter of switch.watchdog_ms"), std::string::npos) << p.problem;
 }
 
 TEST(Topology, PortSecurityNeedsAMac) {
