@@ -135,4 +135,7 @@ wait_for 10 "vswitchd to restart vm1" restarted
 socket_given || fail "vm1's socket lost its owner, group or mode over the restart"
 [[ $(command stat -c %i "$dir/vm1.sock") == "$inode" ]] || fail "vm1's socket was re-created on restart, not kept by vswitchd"
 check_endpoint vm1 "$(pid_of vm1)" vhost
+# Shutdown removes the sockets it made, also the one it gave to another owner.
+stop_daemon
+[[ ! -e $dir/vm1.sock && ! -e $dir/vm2.sock ]] || fail "shutdown left a socket: $(ls -l "$dir")"
 pass "vhost-user endpoints: own channels only, no capability; vm1's socket (65534:65534) kept by vswitchd across a restart"

@@ -95,6 +95,6 @@ rm "$dir/vm2.sock" && echo "not a socket" >"$dir/vm2.sock"
 stop_daemon
 [[ $(cat "$dir/vm2.sock" 2>/dev/null) == "not a socket" ]] || fail "shutdown removed or changed the file at vm2's socket path"
 [[ ! -e $dir/vm1.sock ]] || fail "shutdown left vm1's socket"
-grep -q "endpoint vm2: left $dir/vm2.sock in place: not a socket of this switch" "$WORK/vswitchd.log" ||
+grep -q "endpoint vm2: left $dir/vm2.sock in place: not the socket this switch made" "$WORK/vswitchd.log" ||
   fail "no message for the file left in place"
 pass "shutdown unlinks the endpoints' sockets and leaves anything else at a socket path"

@@ -27,6 +27,7 @@
 #include <optional>
 #include <random>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "endpoints/tap/tap_device.hpp"
@@ -200,6 +201,8 @@ unsigned machine_cpus() {
 // 0755 (it may also hold vhost-user sockets QEMU must reach), the directory itself 0700.
 sys::Status<std::string> prepare_lock_dir() {
   const std::string dir = lock_dir();
+  if (dir.empty())
+    return sys::Unexpected(std::string("no directory for the lock: not root, and neither XDG_RUNTIME_DIR nor HOME is set"));
   const std::string parent = dir.substr(0, dir.rfind('/'));
   if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
     return sys::Unexpected("cannot create " + parent + ": " + std::strerror(errno));
@@ -340,11 +343,9 @@ struct Child {
   sys::Fd ready;
   bool up = false;
   // The watchdog's view (while up): the endpoint's heartbeat (its loop's passes with work
-  // plus its sleeps, both in its counters), when it last moved, when the watchdog rang the
-  // endpoint's doorbell to make an idle one take a pass (0: not since it last moved).
+  // plus its sleeps, both in its counters) and when it last moved.
   std::uint64_t heartbeat = 0;
   std::uint64_t moved_ms = 0;
-  std::uint64_t pinged_ms = 0;
   bool killed_hung = false;  // SIGKILLed by the watchdog; reap() says so
   std::uint64_t hung = 0;
 };
@@ -390,6 +391,11 @@ class Daemon {
   std::vector<shm::Doorbell*> doorbell_ptrs_;
   std::vector<std::unique_ptr<endpoints::tap::TapDevice>> taps_;
   std::vector<sys::Fd> listeners_;  // per endpoint: a vhost-user endpoint's listening socket
+  // What bind() made at each socket path (device, inode; 0, 0: nothing), so that only
+  // that file is ever unlinked, whoever it was given to (socket_owner) and whatever lies
+  // at the path later.
+  std::vector<std::pair<dev_t, ino_t>> bound_;
+  void unlink_bound_sockets();
   std::vector<Child> children_;
   sys::Fd signals_;
   sigset_t blocked_{};
@@ -409,8 +415,12 @@ Daemon::Step Daemon::setup() {
   remove_stale_objects(topo_.switch_config.name);
   if (auto st = create_shared_memory(); !st) return st;
   if (auto st = create_doorbells(); !st) return st;
-  if (auto st = open_taps(); !st) return st;
+  // Sockets before TAPs: a refused socket path then leaves no persistent TAP behind.
   if (auto st = listen_sockets(); !st) return st;
+  if (auto st = open_taps(); !st) {
+    unlink_bound_sockets();
+    return st;
+  }
   if (auto st = take_signals(); !st) return st;
   children_.resize(n);
   return {};
@@ -475,15 +485,37 @@ Daemon::Step Daemon::open_taps() {
 // removes the files at shutdown.
 Daemon::Step Daemon::listen_sockets() {
   listeners_.resize(topo_.endpoints.size());
+  bound_.assign(topo_.endpoints.size(), {});
   for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
     const auto* o = std::get_if<VhostUserOptions>(&topo_.endpoints[i].options);
     if (o == nullptr) continue;
     auto l = endpoints::vhost_user::listen_unix(
         o->socket, endpoints::vhost_user::SocketAccess{o->socket_owner, o->socket_group, o->socket_mode});
-    if (!l) return sys::Unexpected("endpoint " + topo_.endpoints[i].name + ": vhost-user socket: " + l.error());
+    if (!l) {
+      unlink_bound_sockets();  // the ones bound for earlier endpoints
+      return sys::Unexpected("endpoint " + topo_.endpoints[i].name + ": vhost-user socket: " + l.error());
+    }
     listeners_[i] = std::move(l.value());
+    struct stat st {};
+    if (::lstat(o->socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) bound_[i] = {st.st_dev, st.st_ino};
   }
   return {};
+}
+
+void Daemon::unlink_bound_sockets() {
+  for (std::size_t i = 0; i < bound_.size(); ++i) {
+    const auto* o = std::get_if<VhostUserOptions>(&topo_.endpoints[i].options);
+    if (o == nullptr || bound_[i] == std::pair<dev_t, ino_t>{}) continue;
+    const std::pair<dev_t, ino_t> made = bound_[i];
+    bound_[i] = {};
+    struct stat st {};
+    if (::lstat(o->socket.c_str(), &st) != 0) continue;  // already gone
+    if (S_ISSOCK(st.st_mode) && std::pair<dev_t, ino_t>{st.st_dev, st.st_ino} == made)
+      ::unlink(o->socket.c_str());
+    else
+      say("endpoint %s: left %s in place: not the socket this switch made", topo_.endpoints[i].name.c_str(),
+          o->socket.c_str());
+  }
 }
 
 // Signals arrive through a descriptor; the endpoints inherit the mask and make their own.
@@ -687,7 +719,6 @@ void Daemon::endpoint_ready(std::size_t i) {
   c.up = true;
   c.heartbeat = heartbeat(i);
   c.moved_ms = sys::monotonic_ms();
-  c.pinged_ms = 0;
   publish_state(i, EndpointState::kUp);
   for (const auto& x : children_)
     if (!x.up) return;
@@ -752,16 +783,14 @@ std::uint64_t Daemon::heartbeat(std::size_t i) const {
 // A hung endpoint is as bad as a crashed one (a peer's frames to it wait for the stall
 // timeout, its VM or namespace is cut off), and nothing else would notice it: its process
 // is alive. Its heartbeat moves with every pass that did work and every sleep, and an
-// idle endpoint sleeps without a timeout, so silence alone proves nothing. After half the
-// timeout without a move the watchdog rings the endpoint's doorbell: a live endpoint
-// wakes, finds nothing to do and goes back to sleep, which moves the heartbeat. Still
-// silent half a timeout after that ring: it is hung, and it is killed (SIGKILL: a hung
-// process may not act on SIGTERM) and restarted like any endpoint that died. Idle cost:
-// one wakeup per endpoint per half timeout.
+// idle endpoint wakes from its sleep four times per timeout (EndpointLoop::sleep), so a
+// heartbeat silent for the whole timeout means a hung endpoint: it is killed (SIGKILL: a
+// hung process may not act on SIGTERM) and restarted like any endpoint that died. The
+// watchdog only reads: it never writes into a descriptor an endpoint also holds, which
+// that endpoint could make block.
 std::uint64_t Daemon::watch(std::uint64_t now) {
   const std::uint64_t timeout = topo_.switch_config.watchdog_ms;
   if (timeout == 0) return 0;
-  const std::uint64_t half = timeout / 2;
   for (std::size_t i = 0; i < children_.size(); ++i) {
     Child& c = children_[i];
     if (!c.up || c.pid <= 0 || c.killed_hung) continue;
@@ -769,19 +798,15 @@ std::uint64_t Daemon::watch(std::uint64_t now) {
     if (beat != c.heartbeat) {
       c.heartbeat = beat;
       c.moved_ms = now;
-      c.pinged_ms = 0;
-    } else if (c.pinged_ms == 0 && now - c.moved_ms >= half) {
-      doorbells_[i].ring();
-      c.pinged_ms = now;
-    } else if (c.pinged_ms != 0 && now - c.pinged_ms >= half) {
-      say("endpoint %s (pid %d) is hung: no progress in %llu ms, not even after its doorbell rang; killing it",
+    } else if (now - c.moved_ms >= timeout) {
+      say("endpoint %s (pid %d) is hung: no progress in %llu ms; killing it",
           topo_.endpoints[i].name.c_str(), c.pid, static_cast<unsigned long long>(now - c.moved_ms));
       c.killed_hung = true;
       ++c.hung;
       ::kill(c.pid, SIGKILL);
     }
   }
-  return now + std::max<std::uint64_t>(half / 4, 10);
+  return now + std::max<std::uint64_t>(timeout / 8, 10);
 }
 
 void Daemon::reap(bool shutting_down) {
@@ -845,14 +870,8 @@ void Daemon::shutdown() {
     }
   }
   // The endpoints' listening sockets, and nothing else: a configured path where something
-  // else lies now (a file, a link, another user's socket) was not made by this switch.
-  for (const auto& e : topo_.endpoints)
-    if (const auto* o = std::get_if<VhostUserOptions>(&e.options)) {
-      struct stat st {};
-      if (::lstat(o->socket.c_str(), &st) != 0) continue;
-      if (S_ISSOCK(st.st_mode) && st.st_uid == ::geteuid()) ::unlink(o->socket.c_str());
-      else say("endpoint %s: left %s in place: not a socket of this switch", e.name.c_str(), o->socket.c_str());
-    }
+  // else lies now (a file, a link, another socket) was not made by this switch.
+  unlink_bound_sockets();
   for (auto& t : taps_)
     if (t && t->created()) {
       if (auto s = t->remove_persistent(); !s) say("tap %s: %s", t->spec().ifname.c_str(), s.error().message().c_str());
@@ -939,7 +958,10 @@ int Daemon::run() {
 std::string lock_dir() {
   if (::geteuid() == 0) return "/run/vswitch/lock";
   if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && x[0] == '/') return std::string(x) + "/vswitch";
-  return "/tmp/vswitch-" + std::to_string(::geteuid());
+  // Never a predictable name in a world-writable directory such as /tmp: another user
+  // could make it first, and this one could not remove it.
+  if (const char* h = std::getenv("HOME"); h != nullptr && h[0] == '/' && h[1] != '\0') return std::string(h) + "/.vswitch";
+  return "";
 }
 
 std::string lock_path(const std::string& switch_name) { return lock_dir() + "/" + switch_name + ".lock"; }

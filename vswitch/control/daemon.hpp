@@ -20,8 +20,8 @@ struct DaemonOptions {
 int run_daemon(const DaemonOptions& options);
 
 // The lock file that makes one topology one daemon, in a directory only this user can
-// enter: /run/vswitch/lock for root; otherwise $XDG_RUNTIME_DIR/vswitch, or
-// /tmp/vswitch-UID without it.
+// enter: /run/vswitch/lock for root; otherwise $XDG_RUNTIME_DIR/vswitch, or $HOME/.vswitch
+// without it ("" when neither is set).
 [[nodiscard]] std::string lock_dir();
 [[nodiscard]] std::string lock_path(const std::string& switch_name);
 

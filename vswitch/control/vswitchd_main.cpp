@@ -40,7 +40,7 @@ const char* const kHelp =
     "  /run/vswitch/lock/NAME.lock     one vswitchd per switch name; holds its pid. The\n"
     "                                  directory is 0700 and must be the user's own\n"
     "                                  (not root: $XDG_RUNTIME_DIR/vswitch/NAME.lock, or\n"
-    "                                  /tmp/vswitch-UID/NAME.lock without it)\n"
+    "                                  $HOME/.vswitch/NAME.lock without it)\n"
     "  /dev/shm/vswitch.NAME.*         channels and the stats region (mode 0600), which\n"
     "                                  vswitchctl reads; removed on a clean stop\n"
     "  vhost-user socket paths         from FILE (mode 0600, bound by each endpoint); a\n"
