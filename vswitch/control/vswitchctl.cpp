@@ -179,7 +179,14 @@ struct Ctl {
       const auto& e = topo.endpoints[i];
       const DaemonState d = stats.read_daemon(i);
       // RESTARTS: "3" or, when the watchdog killed some of them as hung, "3/1hung".
-      const std::string restarts = std::to_string(d.restarts) + (d.hung ? "/" + std::to_string(d.hung) + "hung" : "");
+      // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, a false positive) on
+      // "literal" + std::string temporaries here.
+      std::string restarts = std::to_string(d.restarts);
+      if (d.hung != 0) {
+        restarts += '/';
+        restarts += std::to_string(d.hung);
+        restarts += "hung";
+      }
       std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8s %s\n", e.name.c_str(),
                   std::string(to_string(e.frontend)).c_str(), core_text(d).c_str(),
                   std::string(to_string(static_cast<EndpointState>(d.state))).c_str(), d.pid, restarts.c_str(),
@@ -251,9 +258,13 @@ struct Ctl {
         std::printf("}}");
         continue;
       }
+      std::string hung;
+      if (d.hung != 0) {
+        hung = ", of them hung ";
+        hung += std::to_string(d.hung);
+      }
       std::printf("%s (%s, %s, pid %" PRIu64 ", restarts %" PRIu64 "%s)\n", e.name.c_str(),
-                  std::string(to_string(e.frontend)).c_str(), state.c_str(), d.pid, d.restarts,
-                  d.hung ? (", of them hung " + std::to_string(d.hung)).c_str() : "");
+                  std::string(to_string(e.frontend)).c_str(), state.c_str(), d.pid, d.restarts, hung.c_str());
       for (const auto& g : groups) render_text(g);
       for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
         if (p == i) continue;
