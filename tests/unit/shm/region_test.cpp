@@ -79,19 +79,19 @@ TEST(Region, ReadOnlyAttachMapsTheObjectReadOnly) {
 }
 
 // The store faults: SIGSEGV. Under AddressSanitizer its handler reports the SEGV and
-// aborts (abort_on_error=1), so there the process dies of SIGABRT saying "SEGV".
+// aborts (abort_on_error=1), so there the process dies of SIGABRT saying "SEGV"; under
+// qemu-user (the aarch64 run) the emulator turns the guest's fault into SIGABRT as well.
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define VSWITCH_TEST_UNDER_ASAN 1
 #endif
 #endif
-#if defined(VSWITCH_TEST_UNDER_ASAN)
 bool killed_by_a_fault(int status) {
   return WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGABRT);
 }
+#if defined(VSWITCH_TEST_UNDER_ASAN)
 constexpr const char* kFaultMessage = "SEGV";
 #else
-bool killed_by_a_fault(int status) { return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV; }
 constexpr const char* kFaultMessage = "";
 #endif
 
