@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What an endpoint process holds after vswitchd forks it, read from /proc: it maps only
-# its own channels (and the stats region), holds only its own TAP, has no new privileges
-# to gain and no capability left. Checked for every endpoint, again for one restarted by
+# its own channels (and the stats region), holds only its own TAP, runs as its own uid and
+# gid under a seccomp filter, has no new privileges to gain and no capability left. Checked for every endpoint, again for one restarted by
 # kill -9, with traffic through all of them; then for vhost-user endpoints, one of which
 # has its socket given to another owner and group (CAP_CHOWN: vswitchd binds the socket,
 # so the endpoint never needs it, and a restarted endpoint serves the same socket).
@@ -61,6 +61,30 @@ check_endpoint() {
       fail "endpoint $me (pid $pid): $(grep "^$key:" "/proc/$pid/status"), expected none"
   done
   grep -qx 'NoNewPrivs:[[:space:]]*1' "/proc/$pid/status" || fail "endpoint $me (pid $pid): NoNewPrivs is not 1"
+  # Its own uid and gid (switch.endpoint_uid_base, 60600 by default, + its index) in every
+  # slot, no supplementary group, and the system call filter (mode 2: a seccomp filter).
+  local idx id
+  for idx in "${!ENDPOINTS[@]}"; do [[ ${ENDPOINTS[idx]} == "$me" ]] && break; done
+  id=$((60600 + idx))
+  grep -qx "Uid:[[:space:]]*$id[[:space:]]*$id[[:space:]]*$id[[:space:]]*$id" "/proc/$pid/status" ||
+    fail "endpoint $me (pid $pid): $(grep '^Uid:' "/proc/$pid/status"), expected $id everywhere"
+  grep -qx "Gid:[[:space:]]*$id[[:space:]]*$id[[:space:]]*$id[[:space:]]*$id" "/proc/$pid/status" ||
+    fail "endpoint $me (pid $pid): $(grep '^Gid:' "/proc/$pid/status"), expected $id everywhere"
+  grep -qx 'Groups:[[:space:]]*' "/proc/$pid/status" || fail "endpoint $me (pid $pid): $(grep '^Groups:' "/proc/$pid/status")"
+  grep -qx 'Seccomp:[[:space:]]*2' "/proc/$pid/status" || fail "endpoint $me (pid $pid): $(grep '^Seccomp:' "/proc/$pid/status"), expected 2 (filter)"
+}
+
+# restart_after_kill NAME: kill -9 endpoint NAME; returns once vswitchd has restarted it
+# (up again, restarts 1, another pid).
+restart_after_kill() {
+  local name=$1 victim
+  victim=$(pid_of "$name")
+  kill -9 "$victim"
+  restarted() { [[ $(ctl ports --json | python3 -c "
+import json, sys
+p = next(p for p in json.load(sys.stdin)['ports'] if p['name'] == '$name')
+print(p['state'] == 'up' and p['restarts'] == 1 and p['pid'] != $victim)") == True ]]; }
+  wait_for 10 "vswitchd to restart $name" restarted
 }
 
 # The checks are not vacuous: the daemon itself maps every channel and holds every TAP.
@@ -83,16 +107,10 @@ ping_all() {
 }
 ping_all "isolated endpoints"
 
-victim=$(pid_of b)
-kill -9 "$victim"
-restarted() { [[ $(ctl ports --json | python3 -c "
-import json, sys
-p = next(p for p in json.load(sys.stdin)['ports'] if p['name'] == 'b')
-print(p['state'] == 'up' and p['restarts'] == 1 and p['pid'] != $victim)") == True ]]; }
-wait_for 10 "vswitchd to restart b" restarted
+restart_after_kill b
 check_endpoint b "$(pid_of b)"
 ping_all "after b's kill -9 and restart"
-pass "each endpoint maps only its channels, holds only its TAP, NoNewPrivs and no capabilities; restarted the same; traffic flows"
+pass "each endpoint maps only its channels, holds only its TAP, runs as its own uid under a seccomp filter, NoNewPrivs and no capabilities; restarted the same; traffic flows"
 stop_daemon
 
 # vhost-user: vm1's socket goes to uid/gid 65534 (needs CAP_CHOWN, the daemon's), vm2's
@@ -125,13 +143,7 @@ socket_given() { [[ -S $dir/vm1.sock && $(command stat -c %u:%g:%a "$dir/vm1.soc
 wait_for 10 "vm1's socket owned by 65534:65534, mode 660" socket_given
 for e in vm1 vm2; do check_endpoint "$e" "$(pid_of "$e")" vhost; done
 inode=$(command stat -c %i "$dir/vm1.sock")
-victim=$(pid_of vm1)
-kill -9 "$victim"
-restarted() { [[ $(ctl ports --json | python3 -c "
-import json, sys
-p = next(p for p in json.load(sys.stdin)['ports'] if p['name'] == 'vm1')
-print(p['state'] == 'up' and p['restarts'] == 1 and p['pid'] != $victim)") == True ]]; }
-wait_for 10 "vswitchd to restart vm1" restarted
+restart_after_kill vm1
 socket_given || fail "vm1's socket lost its owner, group or mode over the restart"
 [[ $(command stat -c %i "$dir/vm1.sock") == "$inode" ]] || fail "vm1's socket was re-created on restart, not kept by vswitchd"
 check_endpoint vm1 "$(pid_of vm1)" vhost

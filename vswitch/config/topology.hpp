@@ -12,7 +12,14 @@
 //              watchdog_ms = 10000 (0 or 100..3600000; 0: off): an endpoint that makes no
 //              progress for this long (an idle one wakes four times per timeout) is
 //              hung: vswitchd kills and restarts it; an endpoint's poll_us must stay
-//              below a quarter of it
+//              below a quarter of it,
+//              endpoint_uid_base = 60600 (0 or 1..4294967230; 0: off): when vswitchd runs
+//              as root, endpoint i runs as uid and gid endpoint_uid_base + i, ids no
+//              user or group of the system may have (checked at start) and no other
+//              switch on the machine may share; 0 leaves them root without capabilities,
+//              seccomp = "enforce" ("enforce" | "log" | "off"): the system call
+//              allow-list of a running endpoint; "log" lets a call outside it run and has
+//              the kernel log it
 //   [fabric]   ring_bytes = 1048576 (power of two, >= one max frame record),
 //              max_frame = 65536 (bytes, 64..65536; TAPs get TSO only at 65536, and a
 //              longer frame read from a TAP is dropped as frame_too_large), stall_timeout_ms = 2000
@@ -62,6 +69,12 @@ struct SwitchConfig {
   std::uint32_t aging_s = 300;
   std::uint32_t max_macs_per_port = 0;  // 0: not set, mac_table_size / 4 (see macs_per_port())
   std::uint32_t watchdog_ms = 10000;    // 0: no watchdog
+  // Endpoint i runs as uid = gid = endpoint_uid_base + i (when vswitchd is root); 0: off.
+  // 60600 onwards: a block no distribution or systemd allocates (systemd's dynamic users
+  // start at 61184, its homed users end at 60513).
+  std::uint32_t endpoint_uid_base = 60600;
+  std::uint32_t endpoint_uid_base_line = 0;  // where the file set it (0: the default)
+  std::string seccomp = "enforce";           // "enforce" | "log" | "off"
 
   // Learned addresses one port may hold in a MAC table.
   [[nodiscard]] std::uint32_t macs_per_port() const noexcept {
@@ -135,6 +148,10 @@ using TopologyErrors = std::vector<TopologyError>;
                                                                          const std::string& file);
 // Checks endpoint cores against the machine (cpus = number of CPUs it has).
 [[nodiscard]] TopologyErrors check_cores(const Topology& t, unsigned cpus);
+// Checks that no user and no group of this system has an id endpoints would run as
+// (switch.endpoint_uid_base .. + endpoints - 1): an endpoint must share its files and
+// processes with nobody.
+[[nodiscard]] TopologyErrors check_endpoint_ids(const Topology& t);
 // All messages joined by newlines.
 [[nodiscard]] std::string format_errors(const TopologyErrors& errors);
 

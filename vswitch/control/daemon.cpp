@@ -43,6 +43,7 @@
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
 #include "vswitch/control/process_limits.hpp"
+#include "vswitch/control/syscall_filter.hpp"
 
 namespace vswitch {
 namespace {
@@ -130,6 +131,8 @@ std::vector<std::string> topology_differences(const Topology& a, const Topology&
   differ(d, "switch.aging_s", a.switch_config.aging_s, b.switch_config.aging_s);
   differ(d, "switch.max_macs_per_port", a.switch_config.macs_per_port(), b.switch_config.macs_per_port());
   differ(d, "switch.watchdog_ms", a.switch_config.watchdog_ms, b.switch_config.watchdog_ms);
+  differ(d, "switch.endpoint_uid_base", a.switch_config.endpoint_uid_base, b.switch_config.endpoint_uid_base);
+  differ(d, "switch.seccomp", a.switch_config.seccomp, b.switch_config.seccomp);
   differ(d, "fabric.ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
   differ(d, "fabric.max_frame", a.fabric.max_frame, b.fabric.max_frame);
   differ(d, "fabric.stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
@@ -182,8 +185,16 @@ std::vector<std::string> topology_differences(const Topology& a, const Topology&
 
 std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
-                                  strsignal(WTERMSIG(status)) + ")";
+  if (WIFSIGNALED(status)) {
+    std::string s = "killed by signal ";
+    s += std::to_string(WTERMSIG(status));
+    s += " (";
+    s += strsignal(WTERMSIG(status));
+    // SIGSYS: the system call filter refused a call (the endpoint logged which, unless the
+    // refusing thread had every signal blocked).
+    s += WTERMSIG(status) == SIGSYS ? ": a system call outside switch.seccomp's allow-list)" : ")";
+    return s;
+  }
   return "stopped (status " + std::to_string(status) + ")";
 }
 
@@ -372,6 +383,11 @@ class Daemon {
   // In the endpoint's new process: its name, signals, core; drops what it must not hold
   // (see the function); returns its stop descriptor.
   sys::Fd enter_endpoint_process(std::size_t i, int ready_fd);
+  // The uid and gid endpoint i runs as; 0: it keeps the daemon's.
+  [[nodiscard]] std::uint32_t endpoint_id(std::size_t i) const;
+  // The system call filter endpoints install (kOff where this build has none).
+  [[nodiscard]] SyscallFilter syscall_filter() const;
+  void say_endpoint_limits() const;
   sys::Result<std::unique_ptr<Frontend>, std::string> make_frontend(std::size_t i, const EndpointCounters& initial);
   void reap(bool shutting_down);
   // The watchdog's round: returns when it wants the next one (monotonic ms), or 0 if off.
@@ -547,6 +563,36 @@ void Daemon::publish_state(std::size_t i, EndpointState s) {
   stats_->write_daemon(i, d);
 }
 
+std::uint32_t Daemon::endpoint_id(std::size_t i) const {
+  const std::uint32_t base = topo_.switch_config.endpoint_uid_base;
+  if (base == 0 || ::geteuid() != 0) return 0;
+  return base + static_cast<std::uint32_t>(i);
+}
+
+SyscallFilter Daemon::syscall_filter() const {
+  if (!syscall_filter_supported()) return SyscallFilter::kOff;
+  const std::string& f = topo_.switch_config.seccomp;
+  if (f == "enforce") return SyscallFilter::kEnforce;
+  if (f == "log") return SyscallFilter::kLog;
+  return SyscallFilter::kOff;
+}
+
+// Once, at start: what the endpoints will run as, so the log says it before any runs.
+void Daemon::say_endpoint_limits() const {
+  const std::uint32_t base = topo_.switch_config.endpoint_uid_base;
+  std::string ids;
+  if (base == 0)
+    ids = "keep uid " + std::to_string(::geteuid()) + " (switch.endpoint_uid_base = 0)";
+  else if (::geteuid() != 0)
+    ids = "keep vswitchd's uid " + std::to_string(::geteuid()) + " (only root can give them their own)";
+  else
+    ids = "run as uids " + std::to_string(base) + "-" + std::to_string(base + topo_.endpoints.size() - 1);
+  std::string filter = std::string(to_string(syscall_filter()));
+  if (topo_.switch_config.seccomp != "off" && !syscall_filter_supported())
+    filter += " (switch.seccomp = \"" + topo_.switch_config.seccomp + "\", but this build has no filter: a sanitizer build)";
+  say("endpoints %s, no capabilities, system call filter %s", ids.c_str(), filter.c_str());
+}
+
 namespace {
 // An endpoint process that cannot start: says why and exits (the daemon restarts it).
 [[noreturn]] void endpoint_fails(const EndpointConfig& e, const std::string& why) {
@@ -600,12 +646,26 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   if (listeners_[i].valid()) keep.push_back(listeners_[i].get());
   for (const auto& b : doorbells_) keep.push_back(b.fd());
   if (auto st = close_descriptors_except(keep); !st) endpoint_fails(e, st.error());
+  // Its own uid and gid (when vswitchd is root and the topology does not say 0): a
+  // compromised endpoint then owns no file (uid 0 without capabilities would still own
+  // every root file: /etc, the daemon's binary), and can signal no other process. The
+  // bounding set goes first, while CAP_SETPCAP is still there; changing uid then clears
+  // the other sets.
+  if (const std::uint32_t id = endpoint_id(i); id != 0) {
+    if (auto st = clear_bounding_set(); !st) endpoint_fails(e, st.error());
+    if (auto st = become_user(id, id); !st) endpoint_fails(e, st.error());
+  }
   // No way back to more privileges, no ptrace or /proc memory access by other processes
   // of this uid, no core dump, and no capability: nothing an endpoint does needs one (TAP
   // I/O is on a descriptor the daemon opened, the vhost-user socket is bound by the
   // daemon, the channels and the stats region are mapped already, pinning itself is free).
+  // After the uid change, which reset the dumpable flag.
   if (auto st = forbid_new_privileges(); !st) endpoint_fails(e, st.error());
   if (auto st = limit_capabilities(0); !st) endpoint_fails(e, st.error());
+  // A change of credentials also cleared the parent-death signal: set it again, then make
+  // sure the daemon did not die in between.
+  if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) endpoint_fails(e, sys::SysError{"prctl(PR_SET_PDEATHSIG)", errno}.message());
+  if (::getppid() != daemon_pid_) ::_exit(1);
   return stop_fd;
 }
 
@@ -662,6 +722,11 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
     // ends here, before _exit.
     EndpointLoop loop(res, *frontend.value(), initial);
     if (auto* vhost = dynamic_cast<VhostUserFrontend*>(frontend.value().get())) vhost->use_log(loop.events());
+    // Set up: from here on the process only forwards, within the allow-list (every thread,
+    // the event log's writer included). A filter the kernel refuses stops the endpoint: it
+    // never runs with less protection than the topology asked for.
+    if (const SyscallFilter f = syscall_filter(); f != SyscallFilter::kOff)
+      if (auto st = restrict_system_calls(f); !st) endpoint_fails(e, "switch.seccomp = \"" + topo_.switch_config.seccomp + "\": " + st.error());
     std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),
                  e.core ? std::to_string(*e.core).c_str() : "any", std::string(to_string(e.frontend)).c_str());
     std::fflush(stderr);
@@ -756,7 +821,10 @@ void Daemon::reload() {
   auto t = load_topology_file(topo_.file);
   TopologyErrors errors;
   if (!t) errors = t.error();
-  else errors = check_cores(t.value(), machine_cpus());
+  else {
+    errors = check_cores(t.value(), machine_cpus());
+    for (auto& err : check_endpoint_ids(t.value())) errors.push_back(std::move(err));
+  }
   std::string outcome;
   if (!errors.empty()) {
     say("reload: %s is invalid; still running the topology loaded before:", topo_.file.c_str());
@@ -895,6 +963,7 @@ int Daemon::run() {
       else
         seen_cores[*e.core] = e.name;
     }
+  say_endpoint_limits();
   for (std::size_t i = 0; i < children_.size(); ++i) spawn(i);
   say("running topology \"%s\" (%s): %zu endpoints, %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
       topo_.endpoints.size(), "Ctrl-C or SIGTERM stops, SIGHUP re-reads the file");
@@ -972,7 +1041,10 @@ int run_daemon(const DaemonOptions& options) {
     std::fprintf(stderr, "%s\n", format_errors(topo.error()).c_str());
     return 2;
   }
-  if (auto errs = check_cores(topo.value(), machine_cpus()); !errs.empty()) {
+  auto errs = check_cores(topo.value(), machine_cpus());
+  if (::geteuid() == 0)  // only root gives endpoints their ids
+    for (auto& err : check_endpoint_ids(topo.value())) errs.push_back(std::move(err));
+  if (!errs.empty()) {
     std::fprintf(stderr, "%s\n", format_errors(errs).c_str());
     return 2;
   }

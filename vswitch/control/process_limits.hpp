@@ -26,6 +26,17 @@ namespace vswitch {
 // the rest later, keep CAP_SETPCAP as well and call it again with 0.
 [[nodiscard]] sys::Status<std::string> limit_capabilities(std::uint64_t keep);
 
+// Gives up root for `uid` and `gid`: no supplementary group, real = effective = saved =
+// filesystem ids. Needs CAP_SETGID and CAP_SETUID. From uid 0 to another, the kernel then
+// clears the permitted and effective capability sets, and resets two attributes the
+// caller sets again after: the dumpable flag (forbid_new_privileges) and the
+// parent-death signal.
+[[nodiscard]] sys::Status<std::string> become_user(std::uint32_t uid, std::uint32_t gid);
+
+// Empties the bounding set (needs CAP_SETPCAP; every capability the process holds now is
+// kept until it changes uid or calls limit_capabilities).
+[[nodiscard]] sys::Status<std::string> clear_bounding_set();
+
 // Closes every descriptor of this process except those in `keep`.
 [[nodiscard]] sys::Status<std::string> close_descriptors_except(const std::vector<int>& keep);
 

@@ -1,6 +1,7 @@
 #include "vswitch/config/topology.hpp"
 
 #include <gtest/gtest.h>
+#include <pwd.h>
 
 #include <filesystem>
 
@@ -342,6 +343,52 @@ TEST(Topology, WatchdogIsOnByDefaultAndBounded) {
   spin.insert(spin.find("frontend = \"generator\""), "poll_us = 300000\n");
   auto p = only_error(spin, "endpoint[0].poll_us");
   EXPECT_NE(p.problem.find("quarter of switch.watchdog_ms"), std::string::npos) << p.problem;
+}
+
+TEST(Topology, EndpointsRunUnderTheirOwnIdsAndASyscallFilterByDefault) {
+  auto t = load_topology_string(kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(t->switch_config.endpoint_uid_base, 60600u);
+  EXPECT_EQ(t->switch_config.seccomp, "enforce");
+  auto set = load_topology_string(std::string("[switch]\nendpoint_uid_base = 0\nseccomp = \"log\"\n") + kTwoEndpoints,
+                                  "test.toml");
+  ASSERT_TRUE(set.has_value()) << format_errors(set.error());
+  EXPECT_EQ(set->switch_config.endpoint_uid_base, 0u);
+  EXPECT_EQ(set->switch_config.seccomp, "log");
+  auto bad = only_error(std::string("[switch]\nseccomp = \"strict\"\n") + kTwoEndpoints, "switch.seccomp");
+  EXPECT_EQ(bad.line, 2u);
+  EXPECT_NE(bad.problem.find("\"enforce\", \"log\", \"off\""), std::string::npos) << bad.problem;
+  // The last id must stay below (uid_t)-1 with room for every endpoint.
+  auto high = only_error(std::string("[switch]\nendpoint_uid_base = 4294967294\n") + kTwoEndpoints,
+                         "switch.endpoint_uid_base");
+  EXPECT_NE(high.problem.find("out of range"), std::string::npos) << high.problem;
+}
+
+TEST(Topology, EndpointIdsMustBelongToNoUserOrGroup) {
+  auto t = load_topology_string(kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_TRUE(check_endpoint_ids(*t).empty()) << format_errors(check_endpoint_ids(*t));  // the default block is free
+  auto off = load_topology_string(std::string("[switch]\nendpoint_uid_base = 0\n") + kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(off.has_value());
+  EXPECT_TRUE(check_endpoint_ids(*off).empty());  // 0: no ids taken at all
+  // A base whose first id is a system user's (Debian's uid 1 is "daemon"; any named user
+  // below 1000 does).
+  std::uint32_t named = 0;
+  for (std::uint32_t id = 1; id < 1000 && named == 0; ++id)
+    if (::getpwuid(id) != nullptr) named = id;
+  ASSERT_NE(named, 0u) << "no user with an id in 1..999 on this system";
+  const std::string user = ::getpwuid(named)->pw_name;
+  auto taken = load_topology_string(std::string("[switch]\nendpoint_uid_base = ") + std::to_string(named) + "\n" +
+                                        kTwoEndpoints,
+                                    "test.toml");
+  ASSERT_TRUE(taken.has_value()) << format_errors(taken.error());
+  const TopologyErrors errs = check_endpoint_ids(*taken);
+  ASSERT_FALSE(errs.empty());
+  const TopologyError& e = errs.front();  // the next ids may be taken too
+  EXPECT_EQ(e.key, "switch.endpoint_uid_base");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_NE(e.problem.find("endpoint a would run as id " + std::to_string(named)), std::string::npos) << e.problem;
+  EXPECT_NE(e.problem.find("user \"" + user + "\""), std::string::npos) << e.problem;
 }
 
 TEST(Topology, PortSecurityNeedsAMac) {

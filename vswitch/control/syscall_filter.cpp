@@ -1,0 +1,237 @@
+#include "vswitch/control/syscall_filter.hpp"
+
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define VSWITCH_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define VSWITCH_SANITIZED 1
+#endif
+#endif
+
+namespace vswitch {
+
+std::string_view to_string(SyscallFilter f) {
+  switch (f) {
+    case SyscallFilter::kOff:
+      return "off";
+    case SyscallFilter::kLog:
+      return "log";
+    case SyscallFilter::kEnforce:
+      return "enforce";
+  }
+  return "?";
+}
+
+namespace {
+
+#if defined(__x86_64__)
+constexpr std::uint32_t kArch = AUDIT_ARCH_X86_64;
+constexpr const char* kArchName = "x86_64";
+#elif defined(__aarch64__)
+constexpr std::uint32_t kArch = AUDIT_ARCH_AARCH64;
+constexpr const char* kArchName = "aarch64";
+#else
+#define VSWITCH_NO_SYSCALL_FILTER 1
+#endif
+
+#if !defined(VSWITCH_SANITIZED) && !defined(VSWITCH_NO_SYSCALL_FILTER)
+
+// Allowed with any arguments. Each is named where the endpoint's code (or the C and C++
+// runtime under it) makes it; a name this architecture lacks (open, poll, ... on aarch64)
+// is left out by the #ifdef.
+constexpr long kAllowed[] = {
+    // Frames and control messages on descriptors the process holds.
+    SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_recvmsg, SYS_sendmsg, SYS_recvfrom, SYS_sendto,
+    // vhost-user: a reconnecting VMM on the listening socket, its credentials, hang-ups.
+    SYS_accept4, SYS_getsockopt, SYS_shutdown, SYS_close,
+#ifdef SYS_accept
+    SYS_accept,
+#endif
+    // Waiting: epoll on the endpoint's own set, doorbells and kicks.
+    SYS_epoll_ctl, SYS_epoll_pwait, SYS_epoll_create1, SYS_ppoll,
+#ifdef SYS_epoll_wait
+    SYS_epoll_wait,
+#endif
+#ifdef SYS_epoll_pwait2
+    SYS_epoll_pwait2,
+#endif
+#ifdef SYS_poll
+    SYS_poll,
+#endif
+    // Guest memory: descriptors checked (fstat, seals through fcntl below, their
+    // /proc/self/fd link), mapped and unmapped; the allocator's own memory.
+    SYS_fstat, SYS_newfstatat, SYS_statx, SYS_fstatfs, SYS_readlinkat, SYS_munmap, SYS_mremap, SYS_madvise,
+    SYS_brk, SYS_lseek,
+#ifdef SYS_readlink
+    SYS_readlink,
+#endif
+#ifdef SYS_stat
+    SYS_stat,
+#endif
+    // Threads (the event log's writer, made before the filter: with TSYNC it may take the
+    // filter before its own start-up has run, which registers rseq and the robust futex
+    // list) and time.
+    SYS_futex, SYS_set_robust_list, SYS_sched_yield,
+#ifdef SYS_rseq
+    SYS_rseq,
+#endif
+    SYS_nanosleep, SYS_clock_nanosleep, SYS_clock_gettime, SYS_clock_getres,
+    SYS_gettimeofday, SYS_getpid, SYS_gettid, SYS_getppid, SYS_getrandom, SYS_sched_getaffinity,
+    // Signals: returning from a handler, masks, and abort() (tgkill of itself). kill is
+    // refused; tgkill could reach another process only of the same uid, and each endpoint
+    // runs under its own.
+    SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_tgkill, SYS_restart_syscall,
+    // Leaving.
+    SYS_exit, SYS_exit_group,
+};
+
+// Offsets into struct seccomp_data the filter reads.
+constexpr std::uint32_t kNrOffset = offsetof(struct seccomp_data, nr);
+constexpr std::uint32_t kArchOffset = offsetof(struct seccomp_data, arch);
+// The low 32 bits of argument n (both architectures here are little-endian).
+constexpr std::uint32_t arg_low(int n) {
+  return static_cast<std::uint32_t>(offsetof(struct seccomp_data, args) + 8 * static_cast<std::size_t>(n));
+}
+
+sock_filter stmt(std::uint16_t code, std::uint32_t k) { return sock_filter{code, 0, 0, k}; }
+sock_filter jump(std::uint16_t code, std::uint32_t k, std::uint8_t jt, std::uint8_t jf) {
+  return sock_filter{code, jt, jf, k};
+}
+
+std::vector<sock_filter> build_program(std::uint32_t refuse) {
+  constexpr std::uint16_t kLoadWord = BPF_LD | BPF_W | BPF_ABS;
+  constexpr std::uint16_t kIfEqual = BPF_JMP | BPF_JEQ | BPF_K;
+  constexpr std::uint16_t kIfAnyBit = BPF_JMP | BPF_JSET | BPF_K;
+  constexpr std::uint16_t kReturn = BPF_RET | BPF_K;
+  std::vector<sock_filter> p;
+  // A call made through another architecture's table (the x86 int 0x80 gate, the x32
+  // ABI) has other numbers: refuse it outright, whatever the mode.
+  p.push_back(stmt(kLoadWord, kArchOffset));
+  p.push_back(jump(kIfEqual, kArch, 1, 0));
+  p.push_back(stmt(kReturn, SECCOMP_RET_KILL_PROCESS));
+  p.push_back(stmt(kLoadWord, kNrOffset));
+#if defined(__x86_64__)
+  constexpr std::uint32_t kX32Bit = 0x40000000;  // __X32_SYSCALL_BIT
+  p.push_back(jump(BPF_JMP | BPF_JGE | BPF_K, kX32Bit, 0, 1));
+  p.push_back(stmt(kReturn, SECCOMP_RET_KILL_PROCESS));
+#endif
+  for (const long nr : kAllowed) {
+    p.push_back(jump(kIfEqual, static_cast<std::uint32_t>(nr), 0, 1));
+    p.push_back(stmt(kReturn, SECCOMP_RET_ALLOW));
+  }
+  // mmap and mprotect: never executable memory (the endpoint maps guest memory and ring
+  // records as data; nothing it does loads code after it starts).
+  for (const long nr : {long{SYS_mmap}, long{SYS_mprotect}}) {
+    p.push_back(jump(kIfEqual, static_cast<std::uint32_t>(nr), 0, 4));
+    p.push_back(stmt(kLoadWord, arg_low(2)));  // prot
+    p.push_back(jump(kIfAnyBit, PROT_EXEC, 0, 1));
+    p.push_back(stmt(kReturn, refuse));
+    p.push_back(stmt(kReturn, SECCOMP_RET_ALLOW));
+  }
+  // fcntl: reading flags and seals, and setting status flags only with O_NONBLOCK in them:
+  // nothing this process holds may ever be made blocking (F_SETFL acts on the open file,
+  // shared with the daemon and the peers for a doorbell, with the VMM for a kick or call).
+  {
+    p.push_back(jump(kIfEqual, static_cast<std::uint32_t>(SYS_fcntl), 0, 9));
+    p.push_back(stmt(kLoadWord, arg_low(1)));  // cmd
+    // Offsets count from the next instruction: the allow is 6, 5 and 4 ahead.
+    p.push_back(jump(kIfEqual, F_GETFL, 6, 0));
+    p.push_back(jump(kIfEqual, F_GETFD, 5, 0));
+    p.push_back(jump(kIfEqual, F_GET_SEALS, 4, 0));
+    p.push_back(jump(kIfEqual, F_SETFL, 0, 2));
+    p.push_back(stmt(kLoadWord, arg_low(2)));  // the new flags
+    p.push_back(jump(kIfAnyBit, O_NONBLOCK, 1, 0));
+    p.push_back(stmt(kReturn, refuse));
+    p.push_back(stmt(kReturn, SECCOMP_RET_ALLOW));
+  }
+  p.push_back(stmt(kReturn, refuse));
+  return p;
+}
+
+// Writes "vswitch: seccomp refused system call N (ARCH)" with nothing but write(2), then
+// lets SIGSYS end the process: the handler was installed with SA_RESETHAND, so the
+// disposition is back to the default (terminate, core) and the raise below is delivered
+// when the handler returns.
+void on_refused_call(int, siginfo_t* info, void*) {
+  char buf[96];
+  std::size_t n = 0;
+  const auto put = [&](const char* s) {
+    while (*s != '\0' && n < sizeof buf) buf[n++] = *s++;
+  };
+  put("vswitch: seccomp refused system call ");
+  char digits[12];
+  int d = 0;
+  unsigned v = static_cast<unsigned>(info->si_syscall);
+  do {
+    digits[d++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0 && d < 12);
+  while (d > 0 && n < sizeof buf) buf[n++] = digits[--d];
+  put(" (");
+  put(kArchName);
+  put(")\n");
+  (void)!::write(STDERR_FILENO, buf, n);
+  ::raise(SIGSYS);
+}
+
+#endif
+
+}  // namespace
+
+bool syscall_filter_supported() noexcept {
+#if defined(VSWITCH_SANITIZED) || defined(VSWITCH_NO_SYSCALL_FILTER)
+  return false;
+#else
+  return true;
+#endif
+}
+
+sys::Status<std::string> restrict_system_calls(SyscallFilter mode) {
+  if (mode == SyscallFilter::kOff) return {};
+#if defined(VSWITCH_SANITIZED)
+  return sys::Unexpected(std::string("this build runs under a sanitizer, whose runtime makes system calls no allow-list foresees"));
+#elif defined(VSWITCH_NO_SYSCALL_FILTER)
+  return sys::Unexpected(std::string("no system call allow-list for this architecture"));
+#else
+  const std::uint32_t refuse = mode == SyscallFilter::kLog ? SECCOMP_RET_LOG : SECCOMP_RET_TRAP;
+  if (mode == SyscallFilter::kEnforce) {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_refused_call;
+    sa.sa_flags = static_cast<int>(SA_SIGINFO | SA_RESETHAND);  // SA_RESETHAND is 0x80000000u
+    sigemptyset(&sa.sa_mask);
+    if (::sigaction(SIGSYS, &sa, nullptr) != 0)
+      return sys::Unexpected("sigaction(SIGSYS): " + std::string(std::strerror(errno)));
+    // A SIGSYS blocked when the trap comes would be fatal at once, without the message.
+    sigset_t sys_only;
+    sigemptyset(&sys_only);
+    sigaddset(&sys_only, SIGSYS);
+    if (::sigprocmask(SIG_UNBLOCK, &sys_only, nullptr) != 0)
+      return sys::Unexpected("sigprocmask: " + std::string(std::strerror(errno)));
+  }
+  std::vector<sock_filter> program = build_program(refuse);
+  const sock_fprog fprog{static_cast<unsigned short>(program.size()), program.data()};
+  const long r = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog);
+  if (r == 0) return {};
+  if (r > 0)
+    return sys::Unexpected("seccomp: thread " + std::to_string(r) + " cannot take the filter");
+  return sys::Unexpected("seccomp(SECCOMP_SET_MODE_FILTER): " + std::string(std::strerror(errno)) +
+                         (errno == EINVAL ? " (a kernel without CONFIG_SECCOMP_FILTER; switch.seccomp = \"off\" runs without)" : ""));
+#endif
+}
+
+}  // namespace vswitch
