@@ -149,7 +149,12 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
   const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
   if (header && !forwarder_.from_peer(frame, p.port, now_ms_)) {  // a drop is counted by the forwarder
-    switch (frontend_.deliver(header.value(), frame, p.port, p.resume)) {
+    // The peer is trusted with no claim about its frame: DATA_VALID (checksum verified) and
+    // RSC_INFO (coalesced) never reach the frontend from a channel, or a sender could have
+    // a receiver take a corrupted frame as verified. Cleared, not dropped: the frame and
+    // its other offload metadata are still good.
+    const virtio::CheckedNetHeader checked = header.value().without_receive_only_flags();
+    switch (frontend_.deliver(checked, frame, p.port, p.resume)) {
       case Frontend::Delivery::kRetryLater:
         if (!delivery_deferred_) {
           delivery_deferred_ = true;
