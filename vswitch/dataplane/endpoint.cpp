@@ -239,6 +239,13 @@ bool EndpointLoop::drain_inbound() {
     }
     if (waiting) break;  // no room in the frontend: the other channels wait too
   }
+  // A refusal within the wait sets `waiting`, one past it sheds. Neither here: nothing
+  // was refused in this pass, so the record refused last, if any, is no longer at the head
+  // of its channel: it was taken (which ended the wait already) or its channel
+  // resynchronised past it. Its wait ends with it; kept, a refusal much later would count
+  // as having waited since deferred_since_ns_ and lose its frame at once. Shedding goes
+  // on: it ends only when the frontend takes a frame, however quiet the channels are.
+  if (may_defer && !waiting && !delivery_shedding_) delivery_deferred_ = false;
   if (n != 0) next_inbound_ = (next_inbound_ + 1) % n;
   return work;
 }

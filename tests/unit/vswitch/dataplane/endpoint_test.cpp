@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -150,6 +151,10 @@ class TestSwitch {
   // (the endpoint `from` must not run). It rings `to` when it publishes to a sleeper.
   shm::FrameProducer producer(std::size_t from, std::size_t to) {
     return fabric_->channel(from, to)->producer(bell_ptrs_[to]);
+  }
+  // The record bytes of the channel from -> to, as a hostile sender can write them.
+  std::span<std::byte> channel_data(std::size_t from, std::size_t to) {
+    return fabric_->channel(from, to)->region().payload().subspan(shm::kRingDataOffset);
   }
   const MacAddress& mac(std::size_t i) const { return *topo_.endpoints[i].mac; }
   // Runs endpoint i's loop with `frontend` pass by pass on this thread until `done()`
@@ -591,6 +596,41 @@ TEST(EndpointLoop, APeersReceiveOnlyFlagsNeverReachTheFrontend) {
   EXPECT_EQ(f.flags[0], 0) << "DATA_VALID from a peer";
   EXPECT_EQ(f.flags[1], 0) << "RSC_INFO from a peer";
   EXPECT_EQ(f.flags[2], virtio::kNetHdrFlagNeedsCsum) << "only DATA_VALID and RSC_INFO are cleared";
+}
+
+// A record the frontend refused (kRetryLater) that then leaves its channel without being
+// taken (here its sender corrupts it and the channel resynchronises past it) ends the
+// frontend's wait: a refusal long after starts a wait of its own, and its frame waits in
+// its channel, not dropped at once (guest_not_ready) as though the frontend had refused
+// everything since the first refusal.
+TEST(EndpointLoop, ARefusedRecordLostToAResyncDoesNotLeaveTheWaitRunning) {
+  TestSwitch sw(2, "ring_bytes = 8192\nmax_frame = 1500\nstall_timeout_ms = 50\n");
+  shm::FrameProducer out = sw.producer(1, 0);  // e1 never runs: the test sends for it
+  WithholdingFrontend r;
+  EndpointLoop loop(sw.resources(0, -1, -1), r);  // pass by pass on this thread: it never sleeps
+  ASSERT_EQ(push_record(out, sw, 1, 0, {}, 0), shm::Reserve::kReserved);
+  out.publish();
+  loop.poll_once();  // refused: the record waits at the head of its channel
+  loop.publish_stats();
+  ASSERT_EQ(sw.counters(0).peers[1].in_frames, 0u);
+  // The sender overwrites the kind of the waiting record (the first in the ring): the
+  // next pass finds it corrupt and resynchronises past it.
+  std::span<std::byte> data = sw.channel_data(1, 0);
+  std::memset(data.data() + 4, 0x5a, 4);
+  loop.poll_once();
+  loop.publish_stats();
+  ASSERT_EQ(sw.drops(0, DropReason::kRingCorrupt), 1u);
+  std::this_thread::sleep_for(150ms);  // three stall timeouts with nothing to deliver
+  ASSERT_EQ(push_record(out, sw, 1, 0, {}, 1), shm::Reserve::kReserved);
+  out.publish();
+  loop.poll_once();  // refused: a new wait begins
+  loop.publish_stats();
+  EXPECT_EQ(sw.drops(0, DropReason::kGuestNotReady), 0u) << "the first refusal of a new wait dropped its frame";
+  r.take = true;
+  loop.poll_once();
+  EXPECT_EQ(r.delivered.load(), 1u) << "the frame waited for the frontend";
+  loop.publish_stats();
+  EXPECT_EQ(sw.total_drops(0), 1u) << "only the corrupted record is lost";
 }
 
 TEST(EndpointLoop, IdleEndpointsSleep) {
