@@ -68,6 +68,16 @@ class CheckedNetHeader {
  public:
   [[nodiscard]] const NetHeader& get() const noexcept { return header_; }
   const NetHeader* operator->() const noexcept { return &header_; }
+  // The same header without DATA_VALID and RSC_INFO, the flags only a device sets on its
+  // way to a driver (virtio 1.x 5.1.6.2.1, 5.1.6.4): a header that came from another
+  // endpoint may not tell a receiver its frame's checksum was verified or that it was
+  // coalesced. Still valid for its frame: parse() accepts a header with fewer flags
+  // wherever it accepts one with more (NEEDS_CSUM, the only flag it checks, is kept).
+  [[nodiscard]] CheckedNetHeader without_receive_only_flags() const noexcept {
+    NetHeader h = header_;
+    h.flags = static_cast<std::uint8_t>(h.flags & ~(kNetHdrFlagDataValid | kNetHdrFlagRscInfo));
+    return CheckedNetHeader(h);
+  }
 
  private:
   friend sys::Result<CheckedNetHeader, NetHeaderError> parse(std::span<const std::byte> bytes);

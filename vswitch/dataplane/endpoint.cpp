@@ -149,7 +149,12 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
   const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
   if (header && !forwarder_.from_peer(frame, p.port, now_ms_)) {  // a drop is counted by the forwarder
-    switch (frontend_.deliver(header.value(), frame, p.port, p.resume)) {
+    // The peer is trusted with no claim about its frame: DATA_VALID (checksum verified) and
+    // RSC_INFO (coalesced) never reach the frontend from a channel, or a sender could have
+    // a receiver take a corrupted frame as verified. Cleared, not dropped: the frame and
+    // its other offload metadata are still good.
+    const virtio::CheckedNetHeader checked = header.value().without_receive_only_flags();
+    switch (frontend_.deliver(checked, frame, p.port, p.resume)) {
       case Frontend::Delivery::kRetryLater:
         if (!delivery_deferred_) {
           delivery_deferred_ = true;
@@ -234,6 +239,13 @@ bool EndpointLoop::drain_inbound() {
     }
     if (waiting) break;  // no room in the frontend: the other channels wait too
   }
+  // A refusal within the wait sets `waiting`, one past it sheds. Neither here: nothing
+  // was refused in this pass, so the record refused last, if any, is no longer at the head
+  // of its channel: it was taken (which ended the wait already) or its channel
+  // resynchronised past it. Its wait ends with it; kept, a refusal much later would count
+  // as having waited since deferred_since_ns_ and lose its frame at once. Shedding goes
+  // on: it ends only when the frontend takes a frame, however quiet the channels are.
+  if (may_defer && !waiting && !delivery_shedding_) delivery_deferred_ = false;
   if (n != 0) next_inbound_ = (next_inbound_ + 1) % n;
   return work;
 }

@@ -213,6 +213,8 @@ class EndpointLoop {
   // deferred_since_ns_): inbound channels are neither drained nor armed until it has room
   // (its arm() asks to be woken for that), or until the stall timeout has passed: from
   // then on what it refuses is dropped (guest_not_ready), until it takes a frame again.
+  // The wait also ends with a pass that refuses nothing: the refused record is gone (its
+  // channel resynchronised past it), and the next refusal starts a wait of its own.
   bool delivery_deferred_ = false;
   std::uint64_t deferred_since_ns_ = 0;
   bool delivery_shedding_ = false;  // past the wait: logged once, until a frame is taken

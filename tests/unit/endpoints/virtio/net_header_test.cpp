@@ -73,5 +73,22 @@ TEST(NetHeader, RejectsChecksumBeyondTheFrame) {
   EXPECT_EQ(parse(frame_with(h, 65536)).error(), NetHeaderError::kCsumOutOfFrame);
 }
 
+// What a peer's header may not carry to a receiver is cleared; the rest, NEEDS_CSUM and its
+// offsets included, is the header parse() validated.
+TEST(NetHeader, WithoutReceiveOnlyFlagsClearsDataValidAndRscInfoOnly) {
+  NetHeader h{kNetHdrFlagNeedsCsum | kNetHdrFlagDataValid | kNetHdrFlagRscInfo, kGsoTcpV4, 54, 1448, 34, 16, 1};
+  auto parsed = parse(frame_with(h, 2000));
+  ASSERT_TRUE(parsed.has_value());
+  const NetHeader got = parsed->without_receive_only_flags().get();
+  EXPECT_EQ(got.flags, kNetHdrFlagNeedsCsum);
+  EXPECT_EQ(got.gso_type, h.gso_type);
+  EXPECT_EQ(got.hdr_len, h.hdr_len);
+  EXPECT_EQ(got.gso_size, h.gso_size);
+  EXPECT_EQ(got.csum_start, h.csum_start);
+  EXPECT_EQ(got.csum_offset, h.csum_offset);
+  EXPECT_EQ(got.num_buffers, h.num_buffers);
+  EXPECT_EQ(parsed->get().flags, h.flags) << "the original is left as it was";
+}
+
 }  // namespace
 }  // namespace vswitch::endpoints::virtio

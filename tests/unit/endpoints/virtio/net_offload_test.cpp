@@ -222,10 +222,11 @@ TEST(NetOffload, CompletesAPartialUdpChecksum) {
   EXPECT_NE(get16(f, 34 + 6), 0) << "UDP: a computed 0 is sent as 0xffff";
 }
 
-// On RX DATA_VALID still reaches a GUEST_CSUM driver (virtio 1.x 5.1.6.4: the device may
-// set it): the header comes from the switch, where DATA_VALID can only have been set by a
-// trusted source, the host kernel through the TAP path. A guest's own DATA_VALID never
-// gets this far: TX clears it (check_tx_header, net_queues_test).
+// DATA_VALID given to header_for_driver() reaches a GUEST_CSUM driver (virtio 1.x 5.1.6.4:
+// the device may set it). The switch never gives it one: a guest's own DATA_VALID is
+// cleared on TX (check_tx_header, net_queues_test), and every record from another
+// endpoint arrives without DATA_VALID and RSC_INFO (the endpoint loop clears both,
+// endpoint_test).
 TEST(NetOffload, HeaderForADriverWithoutGuestCsumCarriesNoFlags) {
   virtio::NetHeader h;
   h.flags = virtio::kNetHdrFlagDataValid | virtio::kNetHdrFlagRscInfo;

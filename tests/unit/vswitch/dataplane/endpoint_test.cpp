@@ -9,9 +9,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "endpoints/generator/test_frame.hpp"
 #include "shm/sys/eventfd.hpp"
@@ -145,6 +147,16 @@ class TestSwitch {
   shm::FrameConsumer consumer(std::size_t from, std::size_t to) {
     return fabric_->channel(from, to)->consumer(bell_ptrs_[from]);
   }
+  // The producer side of the channel from -> to, for a test that plays a sender by hand
+  // (the endpoint `from` must not run). It rings `to` when it publishes to a sleeper.
+  shm::FrameProducer producer(std::size_t from, std::size_t to) {
+    return fabric_->channel(from, to)->producer(bell_ptrs_[to]);
+  }
+  // The record bytes of the channel from -> to, as a hostile sender can write them.
+  std::span<std::byte> channel_data(std::size_t from, std::size_t to) {
+    return fabric_->channel(from, to)->region().payload().subspan(shm::kRingDataOffset);
+  }
+  const MacAddress& mac(std::size_t i) const { return *topo_.endpoints[i].mac; }
   // Runs endpoint i's loop with `frontend` pass by pass on this thread until `done()`
   // holds; false when it did not within `limit`.
   bool poll_until(std::size_t i, Frontend& frontend, const std::function<bool()>& done,
@@ -532,6 +544,93 @@ TEST(EndpointLoop, AFrontendThatTakesNothingDelaysItsChannelsOnlyForAWhile) {
   ASSERT_TRUE(eventually([&] { return r.delivered.load() > 1000; }, 10s));
   sw.stop(0);
   sw.stop(1);
+}
+
+// Puts a record into `out` as endpoint `from` would for `to`: the virtio-net header `h` in
+// front of a 60-byte test frame from `from`'s address to `to`'s. Publishes nothing.
+shm::Reserve push_record(shm::FrameProducer& out, const TestSwitch& sw, std::size_t from, std::size_t to,
+                         const endpoints::virtio::NetHeader& h, std::uint64_t sequence) {
+  namespace virtio = endpoints::virtio;
+  std::vector<std::byte> record(virtio::kNetHeaderBytes + endpoints::generator::kMinFrame);
+  virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(record.data(), virtio::kNetHeaderBytes));
+  const bool written = endpoints::generator::write_test_frame(
+      std::span<std::byte>(record).subspan(virtio::kNetHeaderBytes), sw.mac(to).bytes, sw.mac(from).bytes,
+      {static_cast<std::uint32_t>(from), sequence});
+  EXPECT_TRUE(written);
+  return out.try_push(record);
+}
+
+// Takes every frame and keeps the flags of each header it was handed.
+class FlagRecordingFrontend final : public Frontend {
+ public:
+  [[nodiscard]] int fd() const noexcept override { return -1; }
+  RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte>, PortId,
+                   std::uint64_t&) noexcept override {
+    flags.push_back(header->flags);
+    return Delivery::kDelivered;
+  }
+  std::vector<unsigned> flags;
+};
+
+// Another endpoint is trusted with no claim about its frames: a header from a channel
+// that says the checksum was verified (DATA_VALID) or the frame coalesced (RSC_INFO)
+// reaches the frontend without that flag, and the frame is still delivered with the rest
+// of its header (NEEDS_CSUM kept).
+TEST(EndpointLoop, APeersReceiveOnlyFlagsNeverReachTheFrontend) {
+  namespace virtio = endpoints::virtio;
+  TestSwitch sw(2, kTinyRings);
+  shm::FrameProducer out = sw.producer(1, 0);  // e1 never runs: the test sends for it
+  virtio::NetHeader data_valid, rsc_info, all;
+  data_valid.flags = virtio::kNetHdrFlagDataValid;
+  rsc_info.flags = virtio::kNetHdrFlagRscInfo;
+  all.flags = virtio::kNetHdrFlagNeedsCsum | virtio::kNetHdrFlagDataValid | virtio::kNetHdrFlagRscInfo;
+  all.csum_start = 34;
+  all.csum_offset = 16;
+  ASSERT_EQ(push_record(out, sw, 1, 0, data_valid, 0), shm::Reserve::kReserved);
+  ASSERT_EQ(push_record(out, sw, 1, 0, rsc_info, 1), shm::Reserve::kReserved);
+  ASSERT_EQ(push_record(out, sw, 1, 0, all, 2), shm::Reserve::kReserved);
+  out.publish();
+  FlagRecordingFrontend f;
+  ASSERT_TRUE(sw.poll_until(0, f, [&] { return f.flags.size() == 3; }, 10s)) << "delivered " << f.flags.size();
+  EXPECT_EQ(f.flags[0], 0) << "DATA_VALID from a peer";
+  EXPECT_EQ(f.flags[1], 0) << "RSC_INFO from a peer";
+  EXPECT_EQ(f.flags[2], virtio::kNetHdrFlagNeedsCsum) << "only DATA_VALID and RSC_INFO are cleared";
+}
+
+// A record the frontend refused (kRetryLater) that then leaves its channel without being
+// taken (here its sender corrupts it and the channel resynchronises past it) ends the
+// frontend's wait: a refusal long after starts a wait of its own, and its frame waits in
+// its channel, not dropped at once (guest_not_ready) as though the frontend had refused
+// everything since the first refusal.
+TEST(EndpointLoop, ARefusedRecordLostToAResyncDoesNotLeaveTheWaitRunning) {
+  TestSwitch sw(2, "ring_bytes = 8192\nmax_frame = 1500\nstall_timeout_ms = 50\n");
+  shm::FrameProducer out = sw.producer(1, 0);  // e1 never runs: the test sends for it
+  WithholdingFrontend r;
+  EndpointLoop loop(sw.resources(0, -1, -1), r);  // pass by pass on this thread: it never sleeps
+  ASSERT_EQ(push_record(out, sw, 1, 0, {}, 0), shm::Reserve::kReserved);
+  out.publish();
+  loop.poll_once();  // refused: the record waits at the head of its channel
+  loop.publish_stats();
+  ASSERT_EQ(sw.counters(0).peers[1].in_frames, 0u);
+  // The sender overwrites the kind of the waiting record (the first in the ring): the
+  // next pass finds it corrupt and resynchronises past it.
+  std::span<std::byte> data = sw.channel_data(1, 0);
+  std::memset(data.data() + 4, 0x5a, 4);
+  loop.poll_once();
+  loop.publish_stats();
+  ASSERT_EQ(sw.drops(0, DropReason::kRingCorrupt), 1u);
+  std::this_thread::sleep_for(150ms);  // three stall timeouts with nothing to deliver
+  ASSERT_EQ(push_record(out, sw, 1, 0, {}, 1), shm::Reserve::kReserved);
+  out.publish();
+  loop.poll_once();  // refused: a new wait begins
+  loop.publish_stats();
+  EXPECT_EQ(sw.drops(0, DropReason::kGuestNotReady), 0u) << "the first refusal of a new wait dropped its frame";
+  r.take = true;
+  loop.poll_once();
+  EXPECT_EQ(r.delivered.load(), 1u) << "the frame waited for the frontend";
+  loop.publish_stats();
+  EXPECT_EQ(sw.total_drops(0), 1u) << "only the corrupted record is lost";
 }
 
 TEST(EndpointLoop, IdleEndpointsSleep) {
