@@ -12,7 +12,10 @@
 #   kill        kill -9 of vm2's endpoint while vm0 pings vm2: vswitchd restarts it, QEMU
 #               reconnects, the pings resume within the guest's 20 s window
 #   chains      no bad descriptor chain or vhost-user protocol error on any endpoint
+#   isolation   every endpoint runs as its own uid (60600 + index) under a seccomp filter
+#   syscalls    after all the traffic above, no endpoint was refused a system call
 #   stress      shm_ring_lost_wakeup_test and shm_ring_two_process_test on the 4 vCPUs
+#   seccomp     vswitch_syscall_filter_test: the allow-list on this arm64 kernel
 #   soak        (with BOARD_SOAK) scripts/soak-vm.sh with four guests
 # One "BOARD-CHECK <name> PASS|FAIL <figures>" line per check on the console and in
 # $BOARD_OUT/results.txt; the last line is "BOARD-STATUS PASS" or "BOARD-STATUS FAIL <n>".
@@ -96,6 +99,15 @@ fi
 daemon_pid=$!
 if wait_until 60 endpoints_up; then
   check switch PASS "4 vhost-user endpoints up on cores 0-3: $(ctl ports | tail -n +2 | awk '{printf "%s(core %s) ", $1, $3}')"
+  iso="" iso_bad=0
+  for i in 0 1 2 3; do
+    p=$(endpoint_pid "vm$i")
+    u=$(awk '$1 == "Uid:" {print $2 "/" $3 "/" $4 "/" $5}' "/proc/$p/status")
+    f=$(awk '$1 == "Seccomp:" {print $2}' "/proc/$p/status")
+    iso+="vm$i uid=$u seccomp=$f "
+    [[ $u == "$((60600 + i))/$((60600 + i))/$((60600 + i))/$((60600 + i))" && $f == 2 ]] || iso_bad=1
+  done
+  [[ $iso_bad == 0 ]] && check isolation PASS "$iso" || check isolation FAIL "$iso(expected uid 60600+i, seccomp 2)"
 else
   check switch FAIL "endpoints not up within 60 s: $(tail -5 "$out/vswitchd.log" | tr '\n' ' ')"
   finish
@@ -363,6 +375,9 @@ for e in d["endpoints"]:
                                                        e["drops_total"], " (" + reasons + ")" if reasons else ""))
 print(", ".join(out))' <<<"$stats")
 [[ $bad == 0 ]] && check chains PASS "0 bad chains / protocol errors; $traffic" || check chains FAIL "$bad bad chains / protocol errors; $traffic"
+refused=$(grep -cE 'seccomp refused|Bad system call' "$out/vswitchd.log")
+[[ $refused == 0 ]] && check syscalls PASS "no endpoint refused a system call (vswitchd.log)" ||
+  check syscalls FAIL "$refused refusals: $(grep -E 'seccomp refused|Bad system call' "$out/vswitchd.log" | head -3 | tr '\n' ' ')"
 ctl stats >"$out/stats.txt" 2>&1 || true
 kill -INT "$daemon_pid" 2>/dev/null || true
 wait "$daemon_pid" 2>/dev/null || true
@@ -376,6 +391,14 @@ for t in shm_ring_lost_wakeup_test shm_ring_two_process_test; do
     check "stress-${t#shm_ring_}" FAIL "scale $BOARD_SCALE, $((SECONDS - t0)) s: $(grep -E 'FAILED|Failure|error' "$out/$t.log" | head -3 | tr '\n' ' ')"
   fi
 done
+
+t0=$SECONDS
+if timeout 300 "$bin/vswitch_syscall_filter_test" >"$out/vswitch_syscall_filter_test.log" 2>&1 &&
+   ! grep -q SKIPPED "$out/vswitch_syscall_filter_test.log"; then
+  check seccomp PASS "$(grep -cE '^\[       OK \]' "$out/vswitch_syscall_filter_test.log") tests, $((SECONDS - t0)) s"
+else
+  check seccomp FAIL "$(grep -E 'FAILED|Failure|SKIPPED|error' "$out/vswitch_syscall_filter_test.log" | head -3 | tr '\n' ' ')"
+fi
 
 run_soak
 finish

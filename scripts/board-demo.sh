@@ -62,9 +62,11 @@ for d in boost toml++ concurrentqueue; do ln -sfn "/usr/include/$d" "$cross/cros
   cmake -S . -B "$cross" -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
     -DVSWITCH_CROSS_INCLUDE="$PWD/$cross/cross-include" -DVSWITCH_BUILD_BENCH=OFF \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$cross" --target vswitchd vswitchctl shm_ring_lost_wakeup_test shm_ring_two_process_test |
+cmake --build "$cross" --target vswitchd vswitchctl shm_ring_lost_wakeup_test shm_ring_two_process_test \
+  vswitch_syscall_filter_test |
   grep -v "^\[" || true
-bins=("$cross/bin/vswitchd" "$cross/bin/vswitchctl" "$cross/bin/shm_ring_lost_wakeup_test" "$cross/bin/shm_ring_two_process_test")
+bins=("$cross/bin/vswitchd" "$cross/bin/vswitchctl" "$cross/bin/shm_ring_lost_wakeup_test" "$cross/bin/shm_ring_two_process_test"
+  "$cross/bin/vswitch_syscall_filter_test")
 for b in "${bins[@]}"; do
   readelf -h "$b" | grep -q "AArch64" || { echo "board-demo: $b is not an aarch64 binary" >&2; exit 1; }
 done
