@@ -562,9 +562,15 @@ int bench_ring(const Options& o) {
 
 }  // namespace
 
+namespace vswitch::bench {
+int bench_hol(int argc, char** argv);  // hol_bench.cpp
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "hol") return vswitch::bench::bench_hol(argc, argv);
   if (argc < 2 || std::string(argv[1]) != "ring") {
     usage();
+    std::fprintf(stderr, "       vswitch-bench hol [--json] [--seconds S] [--rounds R]\n");
     return 2;
   }
   Options o;

@@ -1,0 +1,64 @@
+// Frontends that stand for a guest in tests and benchmarks of the endpoint loop: a sender
+// that alternates between two destinations, a receiver that withholds its buffers (or
+// takes every frame), a receiver that only counts.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <span>
+
+#include "vswitch/dataplane/endpoint.hpp"
+#include "vswitch/frontends/generator.hpp"
+
+namespace vswitch::testing {
+
+// Sends generator frames to each of two destinations, alternating between them (a, b, a,
+// b, ...), each destination its own stream; takes whatever it is given.
+class AlternatingFrontend final : public Frontend {
+ public:
+  AlternatingFrontend(const GeneratorFrontend::Config& to_a, const GeneratorFrontend::Config& to_b)
+      : a_(to_a), b_(to_b) {}
+  [[nodiscard]] int fd() const noexcept override { return -1; }
+  RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override {
+    GeneratorFrontend& g = next_is_a_ ? a_ : b_;
+    RxResult r = g.receive(buf, now_ns);
+    if (r.status != Rx::kNone) {
+      next_is_a_ = !next_is_a_;
+      sent.fetch_add(1, std::memory_order_relaxed);  // a statistic, read after or roughly
+    }
+    return r;
+  }
+  [[nodiscard]] std::optional<std::uint64_t> next_due_ns() const noexcept override {
+    return (next_is_a_ ? a_ : b_).next_due_ns();
+  }
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, PortId,
+                   std::uint64_t&) noexcept override {
+    return Delivery::kDelivered;
+  }
+  std::atomic<std::uint64_t> sent{0};
+
+ private:
+  GeneratorFrontend a_, b_;
+  bool next_is_a_ = true;
+};
+
+// A receiver whose guest posts no receive buffer while `take` is false: every delivery
+// waits (kRetryLater); with `take` true it takes and counts every frame.
+class WithholdingFrontend final : public Frontend {
+ public:
+  [[nodiscard]] int fd() const noexcept override { return -1; }
+  RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
+  [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, PortId,
+                   std::uint64_t&) noexcept override {
+    // `take` is a switch flipped by the test thread; relaxed: nothing else is published with it.
+    if (!take.load(std::memory_order_relaxed)) return Delivery::kRetryLater;
+    delivered.fetch_add(1, std::memory_order_relaxed);
+    return Delivery::kDelivered;
+  }
+  std::atomic<bool> take{false};
+  std::atomic<std::uint64_t> delivered{0};
+};
+
+}  // namespace vswitch::testing
