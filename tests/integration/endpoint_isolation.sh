@@ -110,6 +110,30 @@ ping_all "isolated endpoints"
 restart_after_kill b
 check_endpoint b "$(pid_of b)"
 ping_all "after b's kill -9 and restart"
+# A second switch whose endpoints would run as the same ids (both at the default base)
+# is refused, naming the running one: sharing a uid would let their endpoints signal each
+# other.
+cat >"$WORK/clash.toml" <<TOML
+[switch]
+name = "itclash$$"
+[[endpoint]]
+name = "g0"
+frontend = "generator"
+[[endpoint]]
+name = "g1"
+frontend = "generator"
+TOML
+rc=0
+timeout 10 "$BIN/vswitchd" --config "$WORK/clash.toml" 2>"$WORK/clash.log" || rc=$?
+((rc == 1)) || fail "a second switch on the same endpoint ids exited $rc, expected 1: $(cat "$WORK/clash.log")"
+grep -q "endpoint id 60600 (switch.endpoint_uid_base) is used by another switch (switch \"it3\", vswitchd pid $DAEMON_PID)" \
+  "$WORK/clash.log" || fail "no message naming the switch that holds the ids: $(cat "$WORK/clash.log")"
+# A root vswitchd that cannot change uids (a container, systemd's CapabilityBoundingSet=)
+# says so at start instead of restarting endpoints that fail forever.
+rc=0
+timeout 10 setpriv --bounding-set=-setuid "$BIN/vswitchd" --config "$WORK/clash.toml" 2>"$WORK/nocap.log" || rc=$?
+((rc == 1)) && grep -q "needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP, which vswitchd lacks" "$WORK/nocap.log" ||
+  fail "vswitchd without CAP_SETUID exited $rc: $(cat "$WORK/nocap.log")"
 pass "each endpoint maps only its channels, holds only its TAP, runs as its own uid under a seccomp filter, NoNewPrivs and no capabilities; restarted the same; traffic flows"
 stop_daemon
 

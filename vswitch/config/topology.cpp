@@ -184,9 +184,9 @@ void read_switch(Reader& r, const toml::table& root, Topology& t) {
     else
       t.switch_config.watchdog_ms = static_cast<std::uint32_t>(*w);
   }
-  // The last id a base may give stays below (uid_t)-1, with room for 64 endpoints (the
-  // most a switch has).
-  if (auto b = r.integer(*s, "switch", "endpoint_uid_base", 0, std::int64_t{0xfffffffe} - 64)) {
+  // Ids stay below 2^31 (some programs take larger ones for negative numbers), with room
+  // for 64 endpoints (the most a switch has).
+  if (auto b = r.integer(*s, "switch", "endpoint_uid_base", 0, std::int64_t{0x7fffffff} - 64)) {
     t.switch_config.endpoint_uid_base = static_cast<std::uint32_t>(*b);
     t.switch_config.endpoint_uid_base_line = line_of(*s->get("endpoint_uid_base"));
   }

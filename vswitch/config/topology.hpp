@@ -13,7 +13,7 @@
 //              progress for this long (an idle one wakes four times per timeout) is
 //              hung: vswitchd kills and restarts it; an endpoint's poll_us must stay
 //              below a quarter of it,
-//              endpoint_uid_base = 60600 (0 or 1..4294967230; 0: off): when vswitchd runs
+//              endpoint_uid_base = 60600 (0 or 1..2147483583; 0: off): when vswitchd runs
 //              as root, endpoint i runs as uid and gid endpoint_uid_base + i, ids no
 //              user or group of the system may have (checked at start) and no other
 //              switch on the machine may share; 0 leaves them root without capabilities,

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -256,18 +257,52 @@ class TopologyLock {
     return TopologyLock(std::move(fd), path);
   }
   TopologyLock(TopologyLock&&) = default;
-  // In an endpoint process: closes its inherited copy of the descriptor (the daemon's
-  // lock stays: flock belongs to the open file, which the daemon still holds) and makes
-  // sure this copy never removes the file.
-  void close_in_endpoint() { fd_.reset(); }
+  TopologyLock& operator=(TopologyLock&&) = default;
+
+  // Also locks the ids endpoints will run as (first_id .. first_id + count - 1), one lock
+  // file each: two switches whose endpoints shared an id could signal and ptrace each
+  // other's endpoints (same uid), whatever else keeps them apart. The other holder is
+  // named (its switch and pid).
+  sys::Status<std::string> take_ids(const std::string& name, std::uint32_t first_id, std::size_t count) {
+    for (std::size_t k = 0; k < count; ++k) {
+      const std::string id = std::to_string(first_id + k);
+      const std::string path = lock_dir() + "/uid-" + id + ".lock";
+      sys::Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!fd.valid()) return sys::Unexpected("cannot open lock " + path + ": " + std::strerror(errno));
+      if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        char buf[96] = {};
+        const ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
+        std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
+        while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+        return sys::Unexpected("endpoint id " + id + " (switch.endpoint_uid_base) is used by another switch (" + holder +
+                               "); give each switch on this machine its own range of ids");
+      }
+      const std::string me = "switch \"" + name + "\", vswitchd pid " + std::to_string(::getpid()) + "\n";
+      if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), me.data(), me.size(), 0) < 0)
+        return sys::Unexpected("cannot write lock " + path + ": " + std::strerror(errno));
+      ids_.emplace_back(std::move(fd), path);
+    }
+    return {};
+  }
+  // In an endpoint process: closes its inherited copies of the descriptors (the daemon's
+  // locks stay: flock belongs to the open file, which the daemon still holds) and makes
+  // sure these copies never remove the files.
+  void close_in_endpoint() {
+    fd_.reset();
+    for (auto& l : ids_) l.first.reset();
+  }
   ~TopologyLock() {
-    if (fd_.valid()) ::unlink(path_.c_str());  // still locked: nobody else can own it now
+    // Still locked: nobody else can own them now.
+    for (auto& l : ids_)
+      if (l.first.valid()) ::unlink(l.second.c_str());
+    if (fd_.valid()) ::unlink(path_.c_str());
   }
 
  private:
   TopologyLock(sys::Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
   sys::Fd fd_;
   std::string path_;
+  std::vector<std::pair<sys::Fd, std::string>> ids_;
 };
 
 // Shared-memory objects of this switch name that a daemon which did not shut down left.
@@ -588,8 +623,8 @@ void Daemon::say_endpoint_limits() const {
   else
     ids = "run as uids " + std::to_string(base) + "-" + std::to_string(base + topo_.endpoints.size() - 1);
   std::string filter = std::string(to_string(syscall_filter()));
-  if (topo_.switch_config.seccomp != "off" && !syscall_filter_supported())
-    filter += " (switch.seccomp = \"" + topo_.switch_config.seccomp + "\", but this build has no filter: a sanitizer build)";
+  if (topo_.switch_config.seccomp != "off" && !syscall_filter_supported())  // run_daemon refused the rest
+    filter += " (switch.seccomp = \"" + topo_.switch_config.seccomp + "\", but a sanitizer build has no filter)";
   say("endpoints %s, no capabilities, system call filter %s", ids.c_str(), filter.c_str());
 }
 
@@ -641,6 +676,10 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   for (std::size_t j = 0; j < listeners_.size(); ++j)
     if (j != i) listeners_[j].reset();
   lock_.close_in_endpoint();
+  // Standard input: nothing (a vswitchd run in the foreground would otherwise hand every
+  // endpoint the administrator's terminal). Standard output and error stay: the log.
+  if (sys::Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC)); !null.valid() || ::dup2(null.get(), STDIN_FILENO) < 0)
+    endpoint_fails(e, sys::SysError{"/dev/null as standard input", errno}.message());
   std::vector<int> keep{STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, ready_fd, stop_fd.get()};
   if (taps_[i]) keep.push_back(taps_[i]->fd());
   if (listeners_[i].valid()) keep.push_back(listeners_[i].get());
@@ -1048,11 +1087,38 @@ int run_daemon(const DaemonOptions& options) {
     std::fprintf(stderr, "%s\n", format_errors(errs).c_str());
     return 2;
   }
-  auto lock = TopologyLock::take(topo.value().switch_config.name);
+  const SwitchConfig& sc = topo.value().switch_config;
+  // An architecture without an allow-list must not quietly run endpoints without one; a
+  // sanitizer build (tests) runs without and says so.
+  if (sc.seccomp != "off" && !syscall_filter_supported() && !syscall_filter_missing_for_sanitizer()) {
+    std::fprintf(stderr, "%s: switch.seccomp: \"%s\": this architecture has no system call allow-list (x86_64 and "
+                 "aarch64 have one); seccomp = \"off\" runs the endpoints without\n",
+                 topo.value().file.c_str(), sc.seccomp.c_str());
+    return 2;
+  }
+  const bool own_ids = sc.endpoint_uid_base != 0 && ::geteuid() == 0;
+  if (own_ids) {
+    // A root without these (a container, systemd's CapabilityBoundingSet=) could not give
+    // the endpoints their ids: say so now rather than restart failing endpoints forever.
+    auto caps = effective_capabilities();
+    const std::uint64_t need = capability_bit(CAP_SETUID) | capability_bit(CAP_SETGID) | capability_bit(CAP_SETPCAP);
+    if (!caps || (caps.value() & need) != need) {
+      say("switch.endpoint_uid_base = %u needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP, which vswitchd lacks%s; "
+          "grant them, or set endpoint_uid_base = 0 (endpoints then keep uid 0 without capabilities)",
+          sc.endpoint_uid_base, caps ? "" : (" (" + caps.error() + ")").c_str());
+      return 1;
+    }
+  }
+  auto lock = TopologyLock::take(sc.name);
   if (!lock) {
     say("%s", lock.error().c_str());
     return 1;
   }
+  if (own_ids)
+    if (auto st = lock.value().take_ids(sc.name, sc.endpoint_uid_base, topo.value().endpoints.size()); !st) {
+      say("%s", st.error().c_str());
+      return 1;
+    }
   Daemon d(std::move(topo.value()), std::move(lock.value()));
   return d.run();
 }

@@ -57,6 +57,12 @@ sys::Status<std::string> set_caps(const CapSets& c) {
 
 }  // namespace
 
+sys::Result<std::uint64_t, std::string> effective_capabilities() {
+  auto c = get_caps();
+  if (!c) return sys::Unexpected(c.error());
+  return c.value().effective;
+}
+
 sys::Status<std::string> forbid_new_privileges() {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return sys::Unexpected(sys_error("prctl(PR_SET_NO_NEW_PRIVS)"));
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return sys::Unexpected(sys_error("prctl(PR_SET_DUMPABLE)"));

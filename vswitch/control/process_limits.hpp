@@ -14,6 +14,9 @@ namespace vswitch {
 // A set of capabilities as a mask of (1 << CAP_*).
 [[nodiscard]] constexpr std::uint64_t capability_bit(int cap) noexcept { return std::uint64_t{1} << cap; }
 
+// The effective capability set of this process.
+[[nodiscard]] sys::Result<std::uint64_t, std::string> effective_capabilities();
+
 // PR_SET_NO_NEW_PRIVS (no execve can ever give this process or its descendants more
 // privileges) and PR_SET_DUMPABLE 0 (no core dump; processes of the same uid cannot ptrace
 // it or read its memory through /proc; its /proc files belong to root).

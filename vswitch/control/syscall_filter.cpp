@@ -55,13 +55,13 @@ constexpr const char* kArchName = "aarch64";
 // runtime under it) makes it; a name this architecture lacks (open, poll, ... on aarch64)
 // is left out by the #ifdef.
 constexpr long kAllowed[] = {
-    // Frames and control messages on descriptors the process holds.
-    SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_recvmsg, SYS_sendmsg, SYS_recvfrom, SYS_sendto,
-    // vhost-user: a reconnecting VMM on the listening socket, its credentials, hang-ups.
-    SYS_accept4, SYS_getsockopt, SYS_shutdown, SYS_close,
-#ifdef SYS_accept
-    SYS_accept,
-#endif
+    // Frames and control messages on descriptors the process holds. recvmsg takes the
+    // VMM's descriptors (SCM_RIGHTS); nothing is ever sent with one: sendmsg is refused,
+    // or an endpoint could hand a doorbell it shares with its peers to its VMM, which
+    // runs under no filter and could make it blocking.
+    SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_recvmsg, SYS_recvfrom, SYS_sendto,
+    // vhost-user: a reconnecting VMM on the listening socket, its credentials.
+    SYS_accept4, SYS_getsockopt, SYS_close,
     // Waiting: epoll on the endpoint's own set, doorbells and kicks.
     SYS_epoll_ctl, SYS_epoll_pwait, SYS_epoll_create1, SYS_ppoll,
 #ifdef SYS_epoll_wait
@@ -76,7 +76,7 @@ constexpr long kAllowed[] = {
     // Guest memory: descriptors checked (fstat, seals through fcntl below, their
     // /proc/self/fd link), mapped and unmapped; the allocator's own memory.
     SYS_fstat, SYS_newfstatat, SYS_statx, SYS_fstatfs, SYS_readlinkat, SYS_munmap, SYS_mremap, SYS_madvise,
-    SYS_brk, SYS_lseek,
+    SYS_brk,
 #ifdef SYS_readlink
     SYS_readlink,
 #endif
@@ -85,17 +85,16 @@ constexpr long kAllowed[] = {
 #endif
     // Threads (the event log's writer, made before the filter: with TSYNC it may take the
     // filter before its own start-up has run, which registers rseq and the robust futex
-    // list) and time.
-    SYS_futex, SYS_set_robust_list, SYS_sched_yield,
+    // list; futex is below, limited to what mutexes and condition variables use) and time.
+    SYS_set_robust_list, SYS_sched_yield,
 #ifdef SYS_rseq
     SYS_rseq,
 #endif
     SYS_nanosleep, SYS_clock_nanosleep, SYS_clock_gettime, SYS_clock_getres,
     SYS_gettimeofday, SYS_getpid, SYS_gettid, SYS_getppid, SYS_getrandom, SYS_sched_getaffinity,
-    // Signals: returning from a handler, masks, and abort() (tgkill of itself). kill is
-    // refused; tgkill could reach another process only of the same uid, and each endpoint
-    // runs under its own.
-    SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_tgkill, SYS_restart_syscall,
+    // Signals: returning from a handler and masks. kill is refused; tgkill (raise and
+    // abort) is below, limited to this process.
+    SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_restart_syscall,
     // Leaving.
     SYS_exit, SYS_exit_group,
 };
@@ -113,7 +112,7 @@ sock_filter jump(std::uint16_t code, std::uint32_t k, std::uint8_t jt, std::uint
   return sock_filter{code, jt, jf, k};
 }
 
-std::vector<sock_filter> build_program(std::uint32_t refuse) {
+std::vector<sock_filter> build_program(std::uint32_t refuse, std::uint32_t self) {
   constexpr std::uint16_t kLoadWord = BPF_LD | BPF_W | BPF_ABS;
   constexpr std::uint16_t kIfEqual = BPF_JMP | BPF_JEQ | BPF_K;
   constexpr std::uint16_t kIfAnyBit = BPF_JMP | BPF_JSET | BPF_K;
@@ -159,6 +158,33 @@ std::vector<sock_filter> build_program(std::uint32_t refuse) {
     p.push_back(stmt(kReturn, refuse));
     p.push_back(stmt(kReturn, SECCOMP_RET_ALLOW));
   }
+  // tgkill: only to a thread of this process (raise, abort); a signal to any other
+  // process of the same uid (with endpoint_uid_base = 0 or a non-root daemon, that is
+  // vswitchd and every endpoint) is refused. A pid is 32 bits: the high word must be 0.
+  {
+    p.push_back(jump(kIfEqual, static_cast<std::uint32_t>(SYS_tgkill), 0, 6));
+    p.push_back(stmt(kLoadWord, arg_low(0) + 4));  // tgid, high word
+    p.push_back(jump(kIfEqual, 0, 0, 2));
+    p.push_back(stmt(kLoadWord, arg_low(0)));  // tgid, low word
+    p.push_back(jump(kIfEqual, self, 1, 0));
+    p.push_back(stmt(kReturn, refuse));
+    p.push_back(stmt(kReturn, SECCOMP_RET_ALLOW));
+  }
+  // futex: the operations of mutexes, condition variables and joins (glibc's), private
+  // or shared, either clock; not the priority-inheritance or requeue operations, which
+  // nothing here uses.
+  {
+    constexpr std::uint32_t kOpFlags = 128 | 256;  // FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME
+    p.push_back(jump(kIfEqual, static_cast<std::uint32_t>(SYS_futex), 0, 8));
+    p.push_back(stmt(kLoadWord, arg_low(1)));  // op
+    p.push_back(stmt(BPF_ALU | BPF_AND | BPF_K, ~kOpFlags));
+    p.push_back(jump(kIfEqual, 0, 4, 0));   // FUTEX_WAIT
+    p.push_back(jump(kIfEqual, 1, 3, 0));   // FUTEX_WAKE
+    p.push_back(jump(kIfEqual, 9, 2, 0));   // FUTEX_WAIT_BITSET
+    p.push_back(jump(kIfEqual, 10, 1, 0));  // FUTEX_WAKE_BITSET
+    p.push_back(stmt(kReturn, refuse));
+    p.push_back(stmt(kReturn, SECCOMP_RET_ALLOW));
+  }
   p.push_back(stmt(kReturn, refuse));
   return p;
 }
@@ -193,6 +219,14 @@ void on_refused_call(int, siginfo_t* info, void*) {
 
 }  // namespace
 
+bool syscall_filter_missing_for_sanitizer() noexcept {
+#if defined(VSWITCH_SANITIZED)
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool syscall_filter_supported() noexcept {
 #if defined(VSWITCH_SANITIZED) || defined(VSWITCH_NO_SYSCALL_FILTER)
   return false;
@@ -223,7 +257,7 @@ sys::Status<std::string> restrict_system_calls(SyscallFilter mode) {
     if (::sigprocmask(SIG_UNBLOCK, &sys_only, nullptr) != 0)
       return sys::Unexpected("sigprocmask: " + std::string(std::strerror(errno)));
   }
-  std::vector<sock_filter> program = build_program(refuse);
+  std::vector<sock_filter> program = build_program(refuse, static_cast<std::uint32_t>(::getpid()));
   const sock_fprog fprog{static_cast<unsigned short>(program.size()), program.data()};
   const long r = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog);
   if (r == 0) return {};

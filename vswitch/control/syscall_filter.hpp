@@ -31,7 +31,12 @@ std::string_view to_string(SyscallFilter f);
 // system calls no list can foresee) installs nothing and says so in the error.
 [[nodiscard]] sys::Status<std::string> restrict_system_calls(SyscallFilter mode);
 
-// Whether this build installs filters at all (false under AddressSanitizer/ThreadSanitizer).
+// Whether this build installs filters at all (false under AddressSanitizer/ThreadSanitizer,
+// and on an architecture without an allow-list: only x86_64 and aarch64 have one).
 [[nodiscard]] bool syscall_filter_supported() noexcept;
+// Why not, when it does not: whether the reason is a sanitizer build (a test build, run
+// without a filter) rather than the architecture (which a real deployment must not
+// silently run without).
+[[nodiscard]] bool syscall_filter_missing_for_sanitizer() noexcept;
 
 }  // namespace vswitch

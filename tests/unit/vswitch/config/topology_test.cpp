@@ -358,8 +358,8 @@ TEST(Topology, EndpointsRunUnderTheirOwnIdsAndASyscallFilterByDefault) {
   auto bad = only_error(std::string("[switch]\nseccomp = \"strict\"\n") + kTwoEndpoints, "switch.seccomp");
   EXPECT_EQ(bad.line, 2u);
   EXPECT_NE(bad.problem.find("\"enforce\", \"log\", \"off\""), std::string::npos) << bad.problem;
-  // The last id must stay below (uid_t)-1 with room for every endpoint.
-  auto high = only_error(std::string("[switch]\nendpoint_uid_base = 4294967294\n") + kTwoEndpoints,
+  // Ids stay below 2^31 with room for every endpoint.
+  auto high = only_error(std::string("[switch]\nendpoint_uid_base = 2147483584\n") + kTwoEndpoints,
                          "switch.endpoint_uid_base");
   EXPECT_NE(high.problem.find("out of range"), std::string::npos) << high.problem;
 }

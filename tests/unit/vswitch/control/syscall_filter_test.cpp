@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -16,6 +17,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
 #include <cstring>
 #include <string>
 
@@ -57,6 +62,24 @@ class SyscallFilterTest : public ::testing::Test {
   }
 };
 
+// Sends `fd` over the unix socket `sock` (SCM_RIGHTS), as a process hands a descriptor on.
+void send_descriptor(int sock, int fd) {
+  char byte = 'x';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  (void)::sendmsg(sock, &msg, 0);
+}
+
 std::string refused(long nr) { return "seccomp refused system call " + std::to_string(nr) + " "; }
 
 TEST_F(SyscallFilterTest, WhatAForwardingEndpointDoesStillWorks) {
@@ -76,6 +99,14 @@ TEST_F(SyscallFilterTest, WhatAForwardingEndpointDoesStillWorks) {
         void* m = ::mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED || ::mprotect(m, 4096, PROT_READ) != 0 || ::munmap(m, 1 << 20) != 0) ::_exit(14);
         std::string big(8 << 20, 'x');
+        // A mutex and a condition variable's timed wait (futex WAIT_BITSET / WAKE).
+        std::mutex mu;
+        std::condition_variable cv;
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait_for(lock, std::chrono::milliseconds(1));
+        }
+        cv.notify_one();
         // A kick fd made non-blocking, seals read.
         const int fl = ::fcntl(p[0], F_GETFL);
         if (fl < 0 || ::fcntl(p[0], F_SETFL, fl | O_NONBLOCK) != 0) ::_exit(15);
@@ -160,6 +191,52 @@ TEST_F(SyscallFilterTest, SignalsToOtherProcessesAndExecAreRefused) {
         ::_exit(0);
       },
       ::testing::KilledBySignal(SIGSYS), refused(SYS_execve));
+}
+
+// Descriptors never leave the process: an endpoint could otherwise hand a doorbell (an
+// open file its peers share) to its VMM, which could make it blocking.
+TEST_F(SyscallFilterTest, DescriptorsCannotBeSentOut) {
+  EXPECT_EXIT(
+      {
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) ::_exit(10);
+        const int bell = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        install(SyscallFilter::kEnforce);
+        send_descriptor(sv[0], bell);
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGSYS), refused(SYS_sendmsg));
+}
+
+// A signal reaches only this process's own threads: abort() works; tgkill of another
+// process (with a shared uid, vswitchd or another endpoint) is refused.
+TEST_F(SyscallFilterTest, SignalsReachOnlyThisProcess) {
+  EXPECT_EXIT(
+      {
+        install(SyscallFilter::kEnforce);
+        std::abort();
+      },
+      ::testing::KilledBySignal(SIGABRT), "");
+  EXPECT_EXIT(
+      {
+        install(SyscallFilter::kEnforce);
+        (void)::syscall(SYS_tgkill, ::getppid(), ::getppid(), 0);
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGSYS), refused(SYS_tgkill));
+}
+
+// futex: the operations mutexes and condition variables use (exercised above), not the
+// priority-inheritance ones.
+TEST_F(SyscallFilterTest, OnlyPlainFutexOperations) {
+  EXPECT_EXIT(
+      {
+        install(SyscallFilter::kEnforce);
+        static std::uint32_t word = 0;
+        (void)::syscall(SYS_futex, &word, FUTEX_LOCK_PI | FUTEX_PRIVATE_FLAG, 0, nullptr, nullptr, 0);
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGSYS), refused(SYS_futex));
 }
 
 // "log": the call runs (the kernel logs it); the process lives.
