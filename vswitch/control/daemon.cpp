@@ -373,7 +373,7 @@ class Daemon {
   using Step = sys::Status<std::string>;
   Step setup();
   Step prepare_sockets() const;
-  Step create_shared_memory();  // the fabric and the stats region
+  Step create_shared_memory();  // the fabric and the stats (the daemon's object, a slice per endpoint)
   Step create_doorbells();
   Step open_taps();
   Step listen_sockets();
@@ -456,7 +456,9 @@ Daemon::Step Daemon::create_shared_memory() {
   auto fabric = shm::Fabric::create(spec);
   if (!fabric) return sys::Unexpected(fabric.error());
   fabric_.emplace(std::move(fabric.value()));
-  auto stats = StatsRegion::create(spec.name, topo_.endpoints.size(), topo_.switch_config.mac_table_size, generation);
+  std::vector<std::string> names;
+  for (const auto& e : topo_.endpoints) names.push_back(e.name);
+  auto stats = StatsRegion::create(spec.name, names, topo_.switch_config.mac_table_size, generation);
   if (!stats) return sys::Unexpected(stats.error());
   stats_.emplace(std::move(stats.value()));
   stats_->set_daemon_pid(static_cast<std::uint64_t>(daemon_pid_));
@@ -632,7 +634,7 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   // fork() gave this process everything the daemon holds. It keeps only what it uses:
   // its own 2(N-1) channels (the others are unmapped; the daemon keeps their names),
   // its own TAP or listening socket (the daemon holds every one open, so closing the
-  // others here changes nothing for them), the doorbells, the stats region, its stop and
+  // others here changes nothing for them), the doorbells, the stats objects, its stop and
   // ready descriptors. The topology lock and anything the daemon itself inherited are
   // closed.
   fabric_->keep_only(i);
@@ -658,7 +660,7 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   // No way back to more privileges, no ptrace or /proc memory access by other processes
   // of this uid, no core dump, and no capability: nothing an endpoint does needs one (TAP
   // I/O is on a descriptor the daemon opened, the vhost-user socket is bound by the
-  // daemon, the channels and the stats region are mapped already, pinning itself is free).
+  // daemon, the channels and the stats objects are mapped already, pinning itself is free).
   // After the uid change, which reset the dumpable flag.
   if (auto st = forbid_new_privileges(); !st) endpoint_fails(e, st.error());
   if (auto st = limit_capabilities(0); !st) endpoint_fails(e, st.error());
@@ -714,7 +716,7 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   res.fabric = &*fabric_;
   res.doorbells = doorbell_ptrs_;
   res.doorbell_fd = doorbells_[i].fd();
-  res.stats = &*stats_;
+  res.stats = stats_->slice(i);
   res.stop_fd = stop_fd.get();
   int status = 0;
   {
@@ -811,7 +813,7 @@ std::string Daemon::status_line() const {
 }
 
 // SIGHUP. Forwarding never stops: the endpoints keep running whatever the file says.
-// Changing a running topology is not supported (endpoints, channels and the stats region
+// Changing a running topology is not supported (endpoints, channels and the stats objects
 // are sized and numbered from it), so a changed file is reported, difference by
 // difference, and takes effect at the next restart.
 void Daemon::reload() {
