@@ -271,13 +271,15 @@ namespace {
 // A call about an object this process does not map: never a silent read or write of
 // nothing (or of someone else's memory).
 [[noreturn]] void not_mapped(const char* what, std::size_t endpoint) noexcept {
-  std::fprintf(stderr, "vswitch: stats: %s of endpoint #%zu: not mapped in this process (an observer lacks the "
-                       "slices attach refused)\n",
+  std::fprintf(stderr, "vswitch: stats: %s of endpoint #%zu: not mapped in this process (an endpoint process keeps "
+                       "only its own slice; an observer lacks the slices attach refused)\n",
                what, endpoint);
   std::abort();
 }
 [[noreturn]] void daemon_not_mapped(const char* what) noexcept {
-  std::fprintf(stderr, "vswitch: stats: %s: the daemon's stats object is not mapped in this process\n", what);
+  std::fprintf(stderr, "vswitch: stats: %s: the daemon's stats object is not mapped in this process (an endpoint "
+                       "process keeps only its own slice)\n",
+               what);
   std::abort();
 }
 }  // namespace
@@ -339,6 +341,21 @@ std::optional<FdbView> StatsRegion::read_fdb(std::size_t endpoint) const {
 const shm::Region& StatsRegion::region() const noexcept {
   if (!daemon_) daemon_not_mapped("region()");
   return *daemon_;
+}
+
+StatsSlice StatsRegion::keep_only(std::size_t self) noexcept {
+  StatsSlice& own = mapped_slice(self, "keep_only");
+  own.disown();
+  StatsSlice kept = std::move(own);
+  if (daemon_) {
+    daemon_->disown();
+    daemon_.reset();  // unmaps; the name stays for its owner
+  }
+  for (auto& s : slices_) {
+    if (s) s->disown();
+    s.reset();  // unmaps every other slice (and the moved-from own one, which maps nothing)
+  }
+  return kept;
 }
 
 }  // namespace vswitch

@@ -10,8 +10,10 @@
 //     EndpointCounters                    its counters (their loop words are the watchdog's heartbeat)
 //     FDB snapshot                        seqlock, table size, entry count, entries
 //
-// Endpoints are hostile to each other and to the daemon: each writes only its own slice.
-// Every object's region header carries the switch's generation, so a reader never pairs the
+// Endpoints are hostile to each other and to the daemon: after fork an endpoint process
+// keeps only its own slice mapped (StatsRegion::keep_only), so it can write its own
+// counters, heartbeat and FDB, and nothing of another endpoint's or of the daemon's. Every
+// object's region header carries the switch's generation, so a reader never pairs the
 // daemon's object with a slice of another run.
 //
 // Every word is a 64-bit integer accessed through std::atomic_ref with relaxed order:
@@ -91,8 +93,8 @@ struct FdbView {
   std::uint64_t table_size = 0;  // entries in the table (may exceed entries.size())
 };
 
-// One endpoint's slice: its counters and its FDB snapshot. vswitchd and vswitchctl hold
-// every slice in a StatsRegion.
+// One endpoint's slice: its counters and its FDB snapshot. An endpoint process holds only
+// this (StatsRegion::keep_only); vswitchd and vswitchctl hold every slice in a StatsRegion.
 class StatsSlice {
  public:
   // "/vswitch.<switch>.stats.<endpoint>"
@@ -150,9 +152,10 @@ struct StatsAttachError {
 };
 
 // The whole view: the daemon's object and every endpoint's slice. vswitchd creates it;
-// vswitchctl attaches it read-only. A call about something this object does not map (a
-// slice attach refused) aborts the process, saying what was asked: never a silent read or
-// write of nothing.
+// vswitchctl attaches it read-only; an endpoint process keeps only its own slice
+// (keep_only). A call about something this object does not map (what keep_only dropped,
+// or a slice attach refused) aborts the process, saying what was asked: never a silent
+// read or write of nothing.
 class StatsRegion {
  public:
   [[nodiscard]] static std::string region_name(const std::string& switch_name);
@@ -203,7 +206,14 @@ class StatsRegion {
   // Why attach() left the slice unmapped ("" when it is mapped or was never attached).
   [[nodiscard]] const std::string& slice_error(std::size_t endpoint) const noexcept;
 
-  // The daemon's object.
+  // For a process that inherited the creator's StatsRegion by fork() and is endpoint
+  // `self`: disowns every object (this process never unlinks one), unmaps the daemon's
+  // object and every other endpoint's slice, and returns its own slice, still at the
+  // address it had. This object then maps nothing: slice() returns null, and every call
+  // that would read or write shared memory through it aborts.
+  [[nodiscard]] StatsSlice keep_only(std::size_t self) noexcept;
+
+  // The daemon's object (aborts after keep_only).
   [[nodiscard]] const shm::Region& region() const noexcept;
 
  private:
@@ -214,7 +224,7 @@ class StatsRegion {
   [[nodiscard]] const StatsSlice& mapped_slice(std::size_t endpoint, const char* what) const noexcept;
   [[nodiscard]] StatsSlice& mapped_slice(std::size_t endpoint, const char* what) noexcept;
 
-  std::optional<shm::Region> daemon_;
+  std::optional<shm::Region> daemon_;  // empty after keep_only
   std::vector<std::optional<StatsSlice>> slices_;
   std::vector<std::string> slice_errors_;
   std::size_t endpoints_;

@@ -1,16 +1,18 @@
 // The stats objects: the daemon's ("/vswitch.<switch>.stats") and one slice per endpoint
 // ("/vswitch.<switch>.stats.<endpoint>"). An observer attaches them read-only and refuses
 // a slice that does not pass validation (its endpoint may have written anything into it)
-// without losing the others.
+// without losing the others; an endpoint process keeps only its own slice mapped.
 #include "vswitch/observability/stats.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,21 @@ std::string unique_switch(const char* what) {
 }
 
 bool exists(const std::string& shm_name) { return ::access(("/dev/shm" + shm_name).c_str(), F_OK) == 0; }
+
+// The paths of every shm object this process maps (from /proc/self/maps), " (deleted)" cut.
+std::set<std::string> mapped_objects() {
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> out;
+  std::string line;
+  while (std::getline(maps, line)) {
+    const auto at = line.find("/dev/shm/");
+    if (at == std::string::npos) continue;
+    std::string path = line.substr(at + std::string("/dev/shm").size());
+    if (const auto d = path.find(" (deleted)"); d != std::string::npos) path.resize(d);
+    out.insert(path);
+  }
+  return out;
+}
 
 // The permissions column of /proc/self/maps for the mapping that holds `p` ("" if none).
 std::string permissions_at(const void* p) {
@@ -246,6 +263,101 @@ TEST(Stats, CreateFailingOnATakenSliceNameLeavesNothing) {
   EXPECT_FALSE(exists(StatsRegion::slice_name(sw, "a")));
   EXPECT_FALSE(exists(StatsRegion::slice_name(sw, "b")));
   EXPECT_FALSE(exists(StatsRegion::region_name(sw)));
+}
+
+// After fork, endpoint b keeps exactly its own slice: the daemon's object and the other
+// slices are no longer in its address space, its slice is where it was, and nothing is
+// unlinked (not even when the child's objects are destroyed).
+TEST(Stats, KeepOnlyLeavesExactlyTheOwnSliceMapped) {
+  const auto sw = unique_switch("keep");
+  StatsRegion s = make(sw);
+  const std::set<std::string> all = {StatsRegion::region_name(sw), StatsRegion::slice_name(sw, "a"),
+                                     StatsRegion::slice_name(sw, "b"), StatsRegion::slice_name(sw, "c")};
+  std::set<std::string> before;
+  for (const auto& n : mapped_objects())
+    if (all.count(n) != 0) before.insert(n);
+  ASSERT_EQ(before, all) << "the creator maps every stats object";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    {
+      StatsRegion mine = std::move(s);  // the inherited view, destroyed in this scope
+      const void* where = mine.slice(1)->region().payload().data();
+      StatsSlice own = mine.keep_only(1);
+      if (own.endpoint() != 1 || own.region().payload().data() != where) bad |= 1;
+      if (own.region().owner()) bad |= 2;
+      std::set<std::string> after;
+      for (const auto& n : mapped_objects())
+        if (n.rfind("/vswitch." + sw + ".", 0) == 0) after.insert(n);
+      if (after != std::set<std::string>{StatsRegion::slice_name(sw, "b")}) bad |= 4;
+      for (std::size_t i = 0; i < 3; ++i)
+        if (mine.slice(i) != nullptr) bad |= 8;
+      EndpointCounters c{};
+      c.loop.loops = 31;
+      own.write_counters(c);
+    }  // ~StatsSlice and ~StatsRegion: they must only unmap
+    ::_exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: own slice moved or wrong, 2: still owner, 4: maps other than its own "
+                                       "slice, 8: the region still hands out a slice";
+  for (const auto& n : all) EXPECT_TRUE(exists(n)) << "the child unlinked " << n;
+  EXPECT_EQ(s.read_counters(1).loop.loops, 31u) << "the child's writes land in the shared slice";
+}
+
+// Each death test's child is a fork of this process (the "fast" style): it inherits `s`,
+// creates nothing, and its abort leaves every object to this process, which removes them.
+TEST(StatsDeathTest, CallsOnWhatKeepOnlyDroppedAbort) {
+  GTEST_FLAG_SET(death_test_style, "fast");
+  const auto sw = unique_switch("dead");
+  StatsRegion s = make(sw);
+  EXPECT_DEATH(
+      {
+        StatsSlice own = s.keep_only(1);
+        (void)s.read_counters(0);
+      },
+      "read_counters of endpoint #0: not mapped in this process");
+  EXPECT_DEATH(
+      {
+        StatsSlice own = s.keep_only(1);
+        (void)s.read_counters(1);  // moved out: only `own` has it now
+      },
+      "read_counters of endpoint #1: not mapped");
+  EXPECT_DEATH(
+      {
+        StatsSlice own = s.keep_only(1);
+        s.write_counters(2, EndpointCounters{});
+      },
+      "write_counters of endpoint #2: not mapped");
+  EXPECT_DEATH(
+      {
+        StatsSlice own = s.keep_only(0);
+        s.write_fdb(1, {}, 0);
+      },
+      "write_fdb of endpoint #1: not mapped");
+  EXPECT_DEATH(
+      {
+        StatsSlice own = s.keep_only(0);
+        (void)s.read_daemon(0);
+      },
+      "the daemon's stats object is not mapped");
+  EXPECT_DEATH(
+      {
+        StatsSlice own = s.keep_only(0);
+        s.write_daemon(0, DaemonState{});
+      },
+      "the daemon's stats object is not mapped");
+  EXPECT_DEATH(
+      {
+        StatsSlice own = s.keep_only(2);
+        (void)s.daemon_pid();
+      },
+      "the daemon's stats object is not mapped");
+  // The parent's view is untouched by what its death-test children dropped.
+  EXPECT_EQ(s.read_counters(0).loop.loops, 0u);
 }
 
 }  // namespace
