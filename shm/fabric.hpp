@@ -20,7 +20,8 @@ namespace vswitch::shm {
 
 // Every shared-memory object of switch `switch_name` is named "/vswitch.<switch_name>.<what>"
 // (POSIX shm names: one leading slash, then the file name under /dev/shm): its channels
-// ("<from>-<to>"), its stats region ("stats"), vswitchd's lock ("lock").
+// ("<from>-<to>"), its stats object ("stats") and each endpoint's stats slice
+// ("stats.<endpoint>": the dot keeps it apart from every channel name).
 [[nodiscard]] std::string object_name(const std::string& switch_name, const std::string& what);
 
 struct FabricSpec {

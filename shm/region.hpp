@@ -22,9 +22,11 @@ namespace vswitch::shm {
 inline constexpr std::uint64_t kRegionMagic = 0x314e484353575356ULL;  // "VSWSCHN1" little-endian
 inline constexpr std::uint32_t kRegionLayoutVersion = 1;
 
-// What a region holds after its header; a mismatch is an attach error, so a stats region
-// can never be mistaken for a channel.
-enum class RegionKind : std::uint32_t { kChannel = 1, kStats = 2 };
+// What a region holds after its header; a mismatch is an attach error, so a stats object
+// can never be mistaken for a channel, nor the daemon's stats object for an endpoint's
+// slice. 2 was the stats region before it was split into the daemon's object and one
+// slice per endpoint: never reused, so an object of that layout is refused by kind.
+enum class RegionKind : std::uint32_t { kChannel = 1, kStats = 3, kStatsSlice = 4 };
 
 // Bit-for-bit the first 64 bytes of every region. Written once by the creator, magic
 // last ([R0]); read once by attach() into a local copy ([A0]) that is then validated.

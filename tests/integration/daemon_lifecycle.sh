@@ -29,13 +29,19 @@ frontend = "generator"
 rate_fps = 2000
 peer = "g1"
 TOML
-# What a daemon killed with -9 leaves behind (a channel of an older topology, say).
+# What a daemon killed with -9 leaves behind (a channel of an older topology, say, and
+# g1's stats slice, which the new daemon must create under the same name).
 stale="/dev/shm/vswitch.$name.old-gone"
 echo "junk" >"$stale"
+stale_slice="/dev/shm/vswitch.$name.stats.g1"
+echo "junk" >"$stale_slice"
 squatter=""
 if [[ $(id -u) -eq 0 ]]; then
   squat="/dev/shm/vswitch.$name.lock"
   setpriv --reuid=65534 --regid=65534 --clear-groups touch "$squat"
+  # Another user's object under g2's stats slice name, made to keep vswitchd from starting.
+  squat_slice="/dev/shm/vswitch.$name.stats.g2"
+  setpriv --reuid=65534 --regid=65534 --clear-groups touch "$squat_slice"
   # The lock is taken on fd 9, which sleep inherits: killing $squatter releases it.
   setpriv --reuid=65534 --regid=65534 --clear-groups bash -c 'exec 9<>"$1" && flock 9 && exec sleep 30' _ "$squat" &
   squatter=$!
@@ -47,12 +53,15 @@ if [[ -n $squatter ]]; then
   kill "$squatter" 2>/dev/null || true
   grep -q "removed /dev/shm/vswitch.$name.lock: it has this switch's name but belongs to uid 65534" \
     "$WORK/vswitchd.log" || fail "no message for the other user's object"
+  grep -q "removed $squat_slice: it has this switch's name but belongs to uid 65534" "$WORK/vswitchd.log" ||
+    fail "no message for the other user's object under a stats slice name"
   lock="/run/vswitch/lock/$name.lock"
   [[ -f $lock && $(cat "$lock") == "$DAEMON_PID" ]] || fail "no lock $lock holding the daemon's pid"
   [[ $(command stat -c %a /run/vswitch/lock) == 700 ]] || fail "lock directory mode $(command stat -c %a /run/vswitch/lock)"
 fi
 [[ ! -e $stale ]] || fail "stale $stale was not removed"
 grep -q "removed stale shared memory /dev/shm/vswitch.$name.old-gone" "$WORK/vswitchd.log" || fail "no message for the stale object"
+grep -q "removed stale shared memory $stale_slice" "$WORK/vswitchd.log" || fail "no message for the stale stats slice"
 
 # A second daemon on the same topology: refused, naming the first.
 set +e

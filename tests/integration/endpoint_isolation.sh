@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What an endpoint process holds after vswitchd forks it, read from /proc: it maps only
-# its own channels (and the stats region), holds only its own TAP, runs as its own uid and
+# its own channels and its own stats slice (not the daemon's stats object, not another
+# endpoint's slice), holds only its own TAP, runs as its own uid and
 # gid under a seccomp filter, has no new privileges to gain and no capability left. Checked for every endpoint, again for one restarted by
 # kill -9, with traffic through all of them; then for vhost-user endpoints, one of which
 # has its socket given to another owner and group (CAP_CHOWN: vswitchd binds the socket,
@@ -17,13 +18,15 @@ ENDPOINTS=(a b c)
 # switch $SWITCH (endpoints $ENDPOINTS) may.
 check_endpoint() {
   local me=$1 pid=$2 kind=${3:-tap} other want got
-  # Mappings: the channels me-x and x-me for every other x, the stats region; no other
-  # object of this switch (another pair's channel, the lock).
+  # Mappings: the channels me-x and x-me for every other x, its own stats slice
+  # (stats.me); no other object of this switch: not another pair's channel, not the
+  # daemon's stats object (vswitch.SWITCH.stats: endpoint states, daemon pid), not
+  # another endpoint's slice (its counters and heartbeat), not the lock.
   want=$(for other in "${ENDPOINTS[@]}"; do
     [[ $other == "$me" ]] && continue
     echo "/dev/shm/vswitch.$SWITCH.$me-$other"
     echo "/dev/shm/vswitch.$SWITCH.$other-$me"
-  done; echo "/dev/shm/vswitch.$SWITCH.stats")
+  done; echo "/dev/shm/vswitch.$SWITCH.stats.$me")
   want=$(sort <<<"$want")
   got=$(grep -o "/dev/shm/vswitch\.$SWITCH\.[^ ]*" "/proc/$pid/maps" | sort -u)
   [[ $got == "$want" ]] || fail "endpoint $me (pid $pid) maps:"$'\n'"$got"$'\n'"expected only:"$'\n'"$want"
@@ -87,9 +90,13 @@ print(p['state'] == 'up' and p['restarts'] == 1 and p['pid'] != $victim)") == Tr
   wait_for 10 "vswitchd to restart $name" restarted
 }
 
-# The checks are not vacuous: the daemon itself maps every channel and holds every TAP.
+# The checks are not vacuous: the daemon itself maps every channel, its stats object and
+# every slice, and holds every TAP.
 daemon_channels=$(grep -o '/dev/shm/vswitch\.it3\.[a-c]-[a-c]' "/proc/$DAEMON_PID/maps" | sort -u | wc -l)
 ((daemon_channels == 6)) || fail "vswitchd maps $daemon_channels channels, expected 6"
+daemon_stats=$(grep -o '/dev/shm/vswitch\.it3\.stats[^ ]*' "/proc/$DAEMON_PID/maps" | sort -u | tr '\n' ' ')
+[[ $daemon_stats == "/dev/shm/vswitch.it3.stats /dev/shm/vswitch.it3.stats.a /dev/shm/vswitch.it3.stats.b /dev/shm/vswitch.it3.stats.c " ]] ||
+  fail "vswitchd maps the stats objects [$daemon_stats], expected the daemon's and one slice per endpoint"
 daemon_taps=$(grep -h '^iff:' /proc/"$DAEMON_PID"/fdinfo/* 2>/dev/null | wc -l)
 ((daemon_taps == 3)) || fail "vswitchd holds $daemon_taps TAPs, expected 3"
 
@@ -134,7 +141,7 @@ rc=0
 timeout 10 setpriv --bounding-set=-setuid "$BIN/vswitchd" --config "$WORK/clash.toml" 2>"$WORK/nocap.log" || rc=$?
 ((rc == 1)) && grep -q "needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP, which vswitchd lacks" "$WORK/nocap.log" ||
   fail "vswitchd without CAP_SETUID exited $rc: $(cat "$WORK/nocap.log")"
-pass "each endpoint maps only its channels, holds only its TAP, runs as its own uid under a seccomp filter, NoNewPrivs and no capabilities; restarted the same; traffic flows"
+pass "each endpoint maps only its channels and its stats slice, holds only its TAP, runs as its own uid under a seccomp filter, NoNewPrivs and no capabilities; restarted the same; traffic flows"
 stop_daemon
 
 # vhost-user: vm1's socket goes to uid/gid 65534 (needs CAP_CHOWN, the daemon's), vm2's
@@ -174,4 +181,4 @@ check_endpoint vm1 "$(pid_of vm1)" vhost
 # Shutdown removes the sockets it made, also the one it gave to another owner.
 stop_daemon
 [[ ! -e $dir/vm1.sock && ! -e $dir/vm2.sock ]] || fail "shutdown left a socket: $(ls -l "$dir")"
-pass "vhost-user endpoints: own channels only, no capability; vm1's socket (65534:65534) kept by vswitchd across a restart"
+pass "vhost-user endpoints: own channels and stats slice only, no capability; vm1's socket (65534:65534) kept by vswitchd across a restart"

@@ -408,16 +408,22 @@ class Daemon {
   using Step = sys::Status<std::string>;
   Step setup();
   Step prepare_sockets() const;
-  Step create_shared_memory();  // the fabric and the stats region
+  Step create_shared_memory();  // the fabric and the stats (the daemon's object, a slice per endpoint)
   Step create_doorbells();
   Step open_taps();
   Step listen_sockets();
   Step take_signals();
   void spawn(std::size_t i);
   [[noreturn]] void endpoint_main(std::size_t i, int ready_fd);
+  // What an endpoint process keeps of the daemon's resources beyond its channels, TAP or
+  // socket and doorbells: its stop descriptor and its own stats slice.
+  struct EndpointHold {
+    sys::Fd stop_fd;
+    StatsSlice stats;
+  };
   // In the endpoint's new process: its name, signals, core; drops what it must not hold
-  // (see the function); returns its stop descriptor.
-  sys::Fd enter_endpoint_process(std::size_t i, int ready_fd);
+  // (see the function).
+  EndpointHold enter_endpoint_process(std::size_t i, int ready_fd);
   // The uid and gid endpoint i runs as; 0: it keeps the daemon's.
   [[nodiscard]] std::uint32_t endpoint_id(std::size_t i) const;
   // The system call filter endpoints install (kOff where this build has none).
@@ -491,7 +497,9 @@ Daemon::Step Daemon::create_shared_memory() {
   auto fabric = shm::Fabric::create(spec);
   if (!fabric) return sys::Unexpected(fabric.error());
   fabric_.emplace(std::move(fabric.value()));
-  auto stats = StatsRegion::create(spec.name, topo_.endpoints.size(), topo_.switch_config.mac_table_size, generation);
+  std::vector<std::string> names;
+  for (const auto& e : topo_.endpoints) names.push_back(e.name);
+  auto stats = StatsRegion::create(spec.name, names, topo_.switch_config.mac_table_size, generation);
   if (!stats) return sys::Unexpected(stats.error());
   stats_.emplace(std::move(stats.value()));
   stats_->set_daemon_pid(static_cast<std::uint64_t>(daemon_pid_));
@@ -637,7 +645,7 @@ namespace {
 }
 }  // namespace
 
-sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
+Daemon::EndpointHold Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   const auto& e = topo_.endpoints[i];
   // Die with the daemon, never outlive it holding channels.
   if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) endpoint_fails(e, sys::SysError{"prctl(PR_SET_PDEATHSIG)", errno}.message());
@@ -665,12 +673,14 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
       std::fprintf(stderr, "vswitch[%s]: cannot pin to core %u: %s\n", e.name.c_str(), *e.core, std::strerror(errno));
   }
   // fork() gave this process everything the daemon holds. It keeps only what it uses:
-  // its own 2(N-1) channels (the others are unmapped; the daemon keeps their names),
-  // its own TAP or listening socket (the daemon holds every one open, so closing the
-  // others here changes nothing for them), the doorbells, the stats region, its stop and
-  // ready descriptors. The topology lock and anything the daemon itself inherited are
-  // closed.
+  // its own 2(N-1) channels and its own stats slice (the other channels, the other
+  // endpoints' slices and the daemon's stats object are unmapped; the daemon keeps their
+  // names), its own TAP or listening socket (the daemon holds every one open, so closing
+  // the others here changes nothing for them), the doorbells, its stop and ready
+  // descriptors. The topology lock and anything the daemon itself inherited are closed.
+  // From here on stats_ maps nothing: a call on it aborts.
   fabric_->keep_only(i);
+  StatsSlice own_stats = stats_->keep_only(i);
   for (std::size_t j = 0; j < taps_.size(); ++j)
     if (j != i) taps_[j].reset();
   for (std::size_t j = 0; j < listeners_.size(); ++j)
@@ -697,7 +707,7 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   // No way back to more privileges, no ptrace or /proc memory access by other processes
   // of this uid, no core dump, and no capability: nothing an endpoint does needs one (TAP
   // I/O is on a descriptor the daemon opened, the vhost-user socket is bound by the
-  // daemon, the channels and the stats region are mapped already, pinning itself is free).
+  // daemon, the channels and its stats slice are mapped already, pinning itself is free).
   // After the uid change, which reset the dumpable flag.
   if (auto st = forbid_new_privileges(); !st) endpoint_fails(e, st.error());
   if (auto st = limit_capabilities(0); !st) endpoint_fails(e, st.error());
@@ -705,7 +715,7 @@ sys::Fd Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
   // sure the daemon did not die in between.
   if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) endpoint_fails(e, sys::SysError{"prctl(PR_SET_PDEATHSIG)", errno}.message());
   if (::getppid() != daemon_pid_) ::_exit(1);
-  return stop_fd;
+  return EndpointHold{std::move(stop_fd), std::move(own_stats)};
 }
 
 sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::size_t i,
@@ -743,8 +753,9 @@ sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::s
 
 void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   const auto& e = topo_.endpoints[i];
-  sys::Fd stop_fd = enter_endpoint_process(i, ready_fd);
-  const EndpointCounters initial = stats_->read_counters(i);
+  EndpointHold hold = enter_endpoint_process(i, ready_fd);
+  // Where its predecessor left its totals: its own slice, the one stats object it maps.
+  const EndpointCounters initial = hold.stats.read_counters();
   auto frontend = make_frontend(i, initial);
   if (!frontend) endpoint_fails(e, frontend.error());
   EndpointResources res;
@@ -753,8 +764,8 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   res.fabric = &*fabric_;
   res.doorbells = doorbell_ptrs_;
   res.doorbell_fd = doorbells_[i].fd();
-  res.stats = &*stats_;
-  res.stop_fd = stop_fd.get();
+  res.stats = &hold.stats;
+  res.stop_fd = hold.stop_fd.get();
   int status = 0;
   {
     // Scoped: the loop (and its event log's writer thread, which flushes pending messages)
@@ -850,7 +861,7 @@ std::string Daemon::status_line() const {
 }
 
 // SIGHUP. Forwarding never stops: the endpoints keep running whatever the file says.
-// Changing a running topology is not supported (endpoints, channels and the stats region
+// Changing a running topology is not supported (endpoints, channels and the stats objects
 // are sized and numbered from it), so a changed file is reported, difference by
 // difference, and takes effect at the next restart.
 void Daemon::reload() {

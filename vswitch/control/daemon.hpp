@@ -1,6 +1,6 @@
 // vswitchd: runs one topology. Validates it, takes the topology's lock (a second vswitchd
 // on the same switch name refuses to start), removes shared-memory objects a crashed
-// predecessor left, creates the fabric and the stats region, opens the TAP devices, and
+// predecessor left, creates the fabric and the stats objects, opens the TAP devices, and
 // starts each endpoint as a process of its own pinned to its core. It restarts an endpoint
 // that dies (the new process re-attaches to its channels and continues its counters; the
 // other endpoints keep forwarding throughout, counting frames to the dead one as

@@ -1,7 +1,8 @@
 // vswitchctl --config FILE ports|fdb|stats [--json]: reads a running switch's state from
-// its stats region and channels: it only reads, through read-only mappings
-// (shm::Access::kReadOnly: a store would fault), so nothing it does can change the
-// switch's state; nothing is stopped or slowed.
+// its stats objects (the daemon's, one slice per endpoint) and channels: it only reads,
+// through read-only mappings (shm::Access::kReadOnly: a store would fault), so nothing it
+// does can change the switch's state; nothing is stopped or slowed. An endpoint's slice
+// that does not pass validation is left out, said on standard error, and the rest shown.
 #include <signal.h>
 #include <time.h>
 
@@ -153,6 +154,15 @@ struct Ctl {
   const StatsRegion& stats;
   bool json;
 
+  // The endpoint's slice, or null (said on standard error) when attach refused it.
+  const StatsSlice* slice(std::size_t i) const {
+    const StatsSlice* s = stats.slice(i);
+    if (s == nullptr)
+      std::fprintf(stderr, "vswitchctl: endpoint %s: its counters and MAC table are left out: %s\n",
+                   topo.endpoints[i].name.c_str(), stats.slice_error(i).c_str());
+    return s;
+  }
+
   std::string port_name(PortId p) const {
     return p < topo.endpoints.size() ? topo.endpoints[p].name : "port" + std::to_string(p);
   }
@@ -201,7 +211,9 @@ struct Ctl {
     else std::printf("%-16s %-18s %-16s %-8s %s\n", "ENDPOINT", "MAC", "PORT", "TYPE", "AGE_S");
     bool first = true;
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
-      auto v = stats.read_fdb(i);
+      const StatsSlice* s = slice(i);
+      if (s == nullptr) continue;
+      auto v = s->read_fdb();
       if (!v) {
         std::fprintf(stderr, "vswitchctl: endpoint %s: FDB changed too fast to read a consistent copy\n",
                      topo.endpoints[i].name.c_str());
@@ -232,17 +244,22 @@ struct Ctl {
 
   void stats_cmd() const {
     if (json) std::printf("{\"switch\": %s, \"endpoints\": [", json_string(topo.switch_config.name).c_str());
+    bool first_endpoint = true;
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
       const auto& e = topo.endpoints[i];
+      const StatsSlice* s = slice(i);
+      if (s == nullptr) continue;
       const DaemonState d = stats.read_daemon(i);
-      const EndpointCounters c = stats.read_counters(i);
+      const EndpointCounters c = s->read_counters();
       const std::string state(to_string(static_cast<EndpointState>(d.state)));
       const auto groups = counter_report(c, e.frontend);
       if (json) {
         std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"state\": %s, \"pid\": %" PRIu64
                     ", \"restarts\": %" PRIu64 ", \"hung\": %" PRIu64,
-                    i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
-                    json_string(state).c_str(), d.pid, d.restarts, d.hung);
+                    first_endpoint ? "" : ",", json_string(e.name).c_str(),
+                    json_string(std::string(to_string(e.frontend))).c_str(), json_string(state).c_str(), d.pid,
+                    d.restarts, d.hung);
+        first_endpoint = false;
         for (const auto& g : groups) render_json(g);
         std::printf(", \"peers\": {");
         bool first = true;
@@ -345,9 +362,10 @@ int usage(FILE* f) {
       "       vswitchctl counters [--json]\n"
       "       vswitchctl --help\n"
       "\n"
-      "Reads the state of the vswitchd running topology FILE from its stats region\n"
-      "(/dev/shm/vswitch.NAME.stats, NAME being FILE's switch.name), only read: nothing is\n"
-      "stopped or slowed. FILE must be the file vswitchd runs (the same endpoints).\n"
+      "Reads the state of the vswitchd running topology FILE from its stats objects\n"
+      "(/dev/shm/vswitch.NAME.stats and /dev/shm/vswitch.NAME.stats.ENDPOINT, NAME being\n"
+      "FILE's switch.name), only read: nothing is stopped or slowed. FILE must be the file\n"
+      "vswitchd runs (the same endpoints).\n"
       "\n"
       "commands:\n"
       "  ports     endpoints: frontend, core, state (starting, up, down, stopped), pid,\n"
@@ -363,7 +381,8 @@ int usage(FILE* f) {
       "  -h, --help          this text\n"
       "\n"
       "exit status:\n"
-      "  0  printed (a warning on standard error when vswitchd is gone: its last figures)\n"
+      "  0  printed (a warning on standard error when vswitchd is gone: its last figures,\n"
+      "     or when an endpoint's stats slice is invalid: its counters and MAC table left out)\n"
       "  1  no vswitchd runs FILE's switch, or it runs a different number of endpoints\n"
       "  2  usage error or an invalid FILE\n"
       "\n"
@@ -400,15 +419,17 @@ int run(int argc, char** argv) {
     return 2;
   }
   const std::string& name = topo.value().switch_config.name;
-  const auto stats = StatsRegion::attach(name, shm::Access::kReadOnly);
-  if (!stats) {
-    std::fprintf(stderr, "vswitchctl: no running vswitchd for topology \"%s\" (%s)\n", name.c_str(),
-                 stats.error().c_str());
+  std::vector<std::string> names;
+  for (const auto& e : topo.value().endpoints) names.push_back(e.name);
+  const auto stats = StatsRegion::attach(name, names, shm::Access::kReadOnly);
+  if (!stats && stats.error().running_endpoints != 0) {
+    std::fprintf(stderr, "vswitchctl: the running switch \"%s\" has %zu endpoints, %s declares %zu: wrong file?\n",
+                 name.c_str(), stats.error().running_endpoints, config.c_str(), topo.value().endpoints.size());
     return 1;
   }
-  if (stats.value().endpoints() != topo.value().endpoints.size()) {
-    std::fprintf(stderr, "vswitchctl: the running switch \"%s\" has %zu endpoints, %s declares %zu: wrong file?\n",
-                 name.c_str(), stats.value().endpoints(), config.c_str(), topo.value().endpoints.size());
+  if (!stats) {
+    std::fprintf(stderr, "vswitchctl: no running vswitchd for topology \"%s\" (%s)\n", name.c_str(),
+                 stats.error().detail.c_str());
     return 1;
   }
   const auto pid = static_cast<pid_t>(stats.value().daemon_pid());

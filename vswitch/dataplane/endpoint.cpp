@@ -18,7 +18,7 @@ namespace {
 
 namespace virtio = endpoints::virtio;
 constexpr std::size_t kNoPeer = ~std::size_t{0};
-constexpr std::uint64_t kStatsPeriodNs = 10'000'000;   // counters to the stats region while busy
+constexpr std::uint64_t kStatsPeriodNs = 10'000'000;   // counters to the stats slice while busy
 constexpr std::uint64_t kFdbPeriodNs = 500'000'000;    // FDB snapshot while busy
 constexpr std::uint64_t kSweepPeriodMs = 1000;
 // The longest a unicast frame waits for room in a full channel. A fast consumer frees
@@ -437,12 +437,12 @@ void EndpointLoop::publish_stats(bool force_fdb) {
   const std::uint64_t t = now_ns();
   last_stats_ns_ = t;
   if (res_.stats == nullptr) return;
-  res_.stats->write_counters(res_.self, counters_);
+  res_.stats->write_counters(counters_);
   const MacTableCounters& m = counters_.mac;
   const std::uint64_t version = m.learned + m.moved + m.aged + m.entries;
   if (force_fdb || version != fdb_version_ || t - fdb_published_ns_ >= kFdbPeriodNs) {
     const auto entries = table_.entries(now_ms_);
-    res_.stats->write_fdb(res_.self, entries, table_.size());
+    res_.stats->write_fdb(entries, table_.size());
     fdb_version_ = version;
     fdb_published_ns_ = t;
   }

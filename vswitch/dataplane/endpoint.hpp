@@ -107,7 +107,7 @@ struct EndpointResources {
   const shm::Fabric* fabric = nullptr;        // maps at least this endpoint's channels
   std::span<shm::Doorbell* const> doorbells;  // one per endpoint, index = endpoint
   int doorbell_fd = -1;                       // this endpoint's own doorbell (an eventfd)
-  StatsRegion* stats = nullptr;               // optional
+  StatsSlice* stats = nullptr;                // optional: this endpoint's own stats slice
   int stop_fd = -1;                           // readable: leave run() (e.g. a signalfd)
 };
 
@@ -131,7 +131,7 @@ class EndpointLoop {
 
   [[nodiscard]] const MacTable& mac_table() const noexcept { return table_; }
   [[nodiscard]] EventLog& events() noexcept { return events_; }
-  // Copies counters (and the FDB when it changed) to the stats region, if any.
+  // Copies counters (and the FDB when it changed) to its stats slice, if any.
   void publish_stats(bool force_fdb = false);
 
  private:

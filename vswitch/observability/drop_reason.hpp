@@ -1,5 +1,5 @@
 // Why a frame was dropped: every drop in the switch has one of these reasons, counted per
-// endpoint in its stats slot (vswitchctl names them by to_string()).
+// endpoint in its stats slice (vswitchctl names them by to_string()).
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,4 @@
-// What one endpoint publishes in its stats slot, block by block, each block kept by the
+// What one endpoint publishes in its stats slice, block by block, each block kept by the
 // part of the endpoint that counts it:
 //   traffic, forwarding, loop, peers   the run loop (vswitch/dataplane/endpoint.hpp)
 //   drops                              the forwarder, by DropReason (drop_reason.hpp)

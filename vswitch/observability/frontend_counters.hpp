@@ -1,5 +1,5 @@
 // The counter blocks of the frontends that keep counters (vswitch/frontends/): each is
-// stored in its endpoint's frontend area of the stats slot (endpoint_counters.hpp) and
+// stored in its endpoint's frontend area of its stats slice (endpoint_counters.hpp) and
 // read back by vswitchctl, which needs these tables and nothing else of a frontend.
 #pragma once
 

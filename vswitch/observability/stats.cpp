@@ -3,13 +3,17 @@
 #include "shm/fabric.hpp"
 
 #include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace vswitch {
 namespace {
 
 constexpr std::size_t kWords = sizeof(std::uint64_t);
-constexpr std::size_t kSlotWords = sizeof(EndpointSlot) / kWords;
+constexpr std::size_t kSliceHeaderWords = sizeof(StatsSliceHeader) / kWords;
+constexpr std::size_t kCounterWords = sizeof(EndpointCounters) / kWords;
 constexpr std::size_t kFdbHeaderWords = 4;  // seq, table size, entry count, reserved
 
 std::size_t fdb_words_for(std::uint32_t capacity) { return kFdbHeaderWords + 2 * std::size_t{capacity}; }
@@ -37,6 +41,14 @@ T copy_in(const std::uint64_t* src) noexcept {
   return out;
 }
 
+std::uint64_t* words_of(const shm::Region& r) noexcept { return reinterpret_cast<std::uint64_t*>(r.payload().data()); }
+
+std::string hex(std::uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+  return buf;
+}
+
 }  // namespace
 
 std::string_view to_string(EndpointState s) {
@@ -49,75 +61,85 @@ std::string_view to_string(EndpointState s) {
   return "unknown";
 }
 
-std::string StatsRegion::region_name(const std::string& switch_name) { return shm::object_name(switch_name, "stats"); }
+// ---- StatsSlice ---------------------------------------------------------------------
 
-std::uint64_t StatsRegion::bytes_for(std::size_t endpoints, std::uint32_t fdb_capacity) {
-  return sizeof(StatsHeader) + endpoints * (sizeof(EndpointSlot) + fdb_words_for(fdb_capacity) * kWords);
+std::string StatsSlice::object_name(const std::string& switch_name, const std::string& endpoint_name) {
+  return shm::object_name(switch_name, "stats." + endpoint_name);
 }
 
-StatsRegion::StatsRegion(shm::Region region, std::size_t endpoints, std::uint32_t fdb_capacity)
-    : region_(std::move(region)), endpoints_(endpoints), fdb_capacity_(fdb_capacity) {}
+std::uint64_t StatsSlice::bytes_for(std::uint32_t fdb_capacity) {
+  return sizeof(StatsSliceHeader) + sizeof(EndpointCounters) + fdb_words_for(fdb_capacity) * kWords;
+}
 
-sys::Result<StatsRegion, std::string> StatsRegion::create(const std::string& switch_name, std::size_t endpoints,
-                                                          std::uint32_t fdb_capacity, std::uint64_t generation) {
-  if (endpoints == 0 || endpoints > kMaxEndpoints)
-    return sys::Unexpected("stats: " + std::to_string(endpoints) + " endpoints (1.." +
-                           std::to_string(kMaxEndpoints) + " supported)");
+StatsSlice::StatsSlice(shm::Region region, std::size_t endpoint, std::uint32_t fdb_capacity)
+    : region_(std::move(region)), endpoint_(endpoint), fdb_capacity_(fdb_capacity) {}
+
+sys::Result<StatsSlice, std::string> StatsSlice::create(const std::string& switch_name,
+                                                        const std::string& endpoint_name, std::size_t endpoint,
+                                                        std::uint32_t fdb_capacity, std::uint64_t generation) {
+  if (!shm::valid_name_component(endpoint_name))
+    return sys::Unexpected("stats: endpoint name \"" + endpoint_name + "\" must be 1-64 of [A-Za-z0-9_-]");
   if (fdb_capacity > kMaxFdbSnapshot) fdb_capacity = kMaxFdbSnapshot;
-  auto r = shm::Region::create(region_name(switch_name), shm::RegionKind::kStats, bytes_for(endpoints, fdb_capacity),
-                               generation);
+  auto r = shm::Region::create(object_name(switch_name, endpoint_name), shm::RegionKind::kStatsSlice,
+                               bytes_for(fdb_capacity), generation);
   if (!r) return sys::Unexpected("stats: " + r.error().detail);
-  StatsRegion s(std::move(r.value()), endpoints, fdb_capacity);
-  auto* h = reinterpret_cast<std::uint64_t*>(s.region_.payload().data());
-  h[0] = endpoints;
-  h[1] = fdb_capacity;
-  s.region_.publish_ready();  // [R0]: the header and the zeroed slots before the magic
+  StatsSlice s(std::move(r.value()), endpoint, fdb_capacity);
+  std::uint64_t* h = words_of(s.region_);
+  h[0] = kStatsSliceMagic;
+  h[1] = kStatsSliceVersion;
+  h[2] = endpoint;
+  h[3] = fdb_capacity;
+  s.region_.publish_ready();  // [R0]: the slice header and the zeroed counters before the magic
   return s;
 }
 
-sys::Result<StatsRegion, std::string> StatsRegion::attach(const std::string& switch_name, shm::Access access) {
-  auto r = shm::Region::attach(region_name(switch_name), shm::RegionKind::kStats, 0, access);
+sys::Result<StatsSlice, std::string> StatsSlice::attach(const std::string& switch_name,
+                                                        const std::string& endpoint_name, std::size_t endpoint,
+                                                        std::uint32_t fdb_capacity, std::uint64_t generation,
+                                                        shm::Access access) {
+  if (!shm::valid_name_component(endpoint_name))
+    return sys::Unexpected("stats: endpoint name \"" + endpoint_name + "\" must be 1-64 of [A-Za-z0-9_-]");
+  const std::string name = object_name(switch_name, endpoint_name);
+  // The region header: magic, layout version, kind, size and generation ([A0] inside).
+  auto r = shm::Region::attach(name, shm::RegionKind::kStatsSlice, generation, access);
   if (!r) return sys::Unexpected(r.error().detail);
   const auto payload = r.value().payload();
-  if (payload.size() < sizeof(StatsHeader)) return sys::Unexpected(std::string("stats: region too small"));
-  const auto* h = reinterpret_cast<const std::uint64_t*>(payload.data());
-  const std::uint64_t endpoints = load(h);
-  const std::uint64_t fdb = load(h + 1);
-  if (endpoints == 0 || endpoints > kMaxEndpoints || fdb > kMaxFdbSnapshot ||
-      bytes_for(endpoints, static_cast<std::uint32_t>(fdb)) != payload.size())
-    return sys::Unexpected("stats: header (" + std::to_string(endpoints) + " endpoints, fdb " + std::to_string(fdb) +
-                           ") does not match the region's size " + std::to_string(payload.size()));
-  return StatsRegion(std::move(r.value()), endpoints, static_cast<std::uint32_t>(fdb));
+  const std::string what = "stats slice " + name + ": ";
+  if (payload.size() < sizeof(StatsSliceHeader))
+    return sys::Unexpected(what + std::to_string(payload.size()) + " bytes, smaller than its header (" +
+                           std::to_string(sizeof(StatsSliceHeader)) + ")");
+  // The endpoint may write its slice header at any time: each word is read once, and
+  // only these copies are used from here on.
+  const std::uint64_t* h = words_of(r.value());
+  const std::uint64_t magic = load(h);
+  const std::uint64_t version = load(h + 1);
+  const std::uint64_t index = load(h + 2);
+  const std::uint64_t fdb = load(h + 3);
+  if (magic != kStatsSliceMagic)
+    return sys::Unexpected(what + "bad slice magic " + hex(magic) + ", expected " + hex(kStatsSliceMagic));
+  if (version != kStatsSliceVersion)
+    return sys::Unexpected(what + "unsupported slice version " + std::to_string(version) + ", expected " +
+                           std::to_string(kStatsSliceVersion));
+  if (index != endpoint)
+    return sys::Unexpected(what + "made for endpoint #" + std::to_string(index) + ", expected #" +
+                           std::to_string(endpoint));
+  if (fdb != fdb_capacity)
+    return sys::Unexpected(what + "FDB capacity " + std::to_string(fdb) + ", the switch's is " +
+                           std::to_string(fdb_capacity));
+  if (payload.size() != bytes_for(fdb_capacity))
+    return sys::Unexpected(what + std::to_string(payload.size()) + " bytes, expected " +
+                           std::to_string(bytes_for(fdb_capacity)) + " for an FDB of " +
+                           std::to_string(fdb_capacity) + " entries");
+  return StatsSlice(std::move(r.value()), endpoint, fdb_capacity);
 }
 
-std::uint64_t* StatsRegion::slot_words(std::size_t endpoint) const noexcept {
-  auto* base = reinterpret_cast<std::uint64_t*>(region_.payload().data()) + sizeof(StatsHeader) / kWords;
-  return base + endpoint * kSlotWords;
-}
+std::uint64_t* StatsSlice::counter_words() const noexcept { return words_of(region_) + kSliceHeaderWords; }
 
-std::uint64_t* StatsRegion::fdb_words(std::size_t endpoint) const noexcept {
-  return slot_words(endpoints_) + endpoint * fdb_words_for(fdb_capacity_);
-}
+std::uint64_t* StatsSlice::fdb_words() const noexcept { return counter_words() + kCounterWords; }
 
-std::uint64_t StatsRegion::daemon_pid() const noexcept {
-  return load(reinterpret_cast<const std::uint64_t*>(region_.payload().data()) + 2);
-}
-void StatsRegion::set_daemon_pid(std::uint64_t pid) noexcept {
-  store(reinterpret_cast<std::uint64_t*>(region_.payload().data()) + 2, pid);
-}
+void StatsSlice::write_counters(const EndpointCounters& c) noexcept { copy_out(counter_words(), c); }
 
-void StatsRegion::write_daemon(std::size_t endpoint, const DaemonState& d) noexcept {
-  copy_out(slot_words(endpoint), d);
-}
-DaemonState StatsRegion::read_daemon(std::size_t endpoint) const noexcept {
-  return copy_in<DaemonState>(slot_words(endpoint));
-}
-void StatsRegion::write_counters(std::size_t endpoint, const EndpointCounters& c) noexcept {
-  copy_out(slot_words(endpoint) + sizeof(DaemonState) / kWords, c);
-}
-EndpointCounters StatsRegion::read_counters(std::size_t endpoint) const noexcept {
-  return copy_in<EndpointCounters>(slot_words(endpoint) + sizeof(DaemonState) / kWords);
-}
+EndpointCounters StatsSlice::read_counters() const noexcept { return copy_in<EndpointCounters>(counter_words()); }
 
 // Seqlock writer. The sequence is odd while entries change:
 //   seq.store(odd, relaxed); fence(release)   -> orders the odd mark before the entry stores,
@@ -125,13 +147,13 @@ EndpointCounters StatsRegion::read_counters(std::size_t endpoint) const noexcept
 //   entry stores (relaxed)
 //   seq.store(even, release)                  -> publishes the entries, pairs with the
 //                                                reader's seq.load(acquire) [S2]
-void StatsRegion::write_fdb(std::size_t endpoint, std::span<const MacEntry> entries, std::uint64_t table_size) noexcept {
-  std::uint64_t* w = fdb_words(endpoint);
+void StatsSlice::write_fdb(std::span<const MacEntry> entries, std::uint64_t table_size) noexcept {
+  std::uint64_t* w = fdb_words();
   std::atomic_ref<std::uint64_t> seq(w[0]);
   const std::uint64_t s = seq.load(std::memory_order_relaxed);
   seq.store(s | 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);  // [S1] release side
-  const std::size_t n = entries.size() < fdb_capacity_? entries.size() : fdb_capacity_;
+  const std::size_t n = entries.size() < fdb_capacity_ ? entries.size() : fdb_capacity_;
   store(w + 1, table_size);
   store(w + 2, n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -144,9 +166,10 @@ void StatsRegion::write_fdb(std::size_t endpoint, std::span<const MacEntry> entr
 }
 
 // Seqlock reader: seq.load(acquire) [S2], copy, fence(acquire) [S1], seq again; equal and
-// even means no write overlapped the copy.
-std::optional<FdbView> StatsRegion::read_fdb(std::size_t endpoint) const {
-  const std::uint64_t* w = fdb_words(endpoint);
+// even means no write overlapped the copy. The entry count comes from the slice (its
+// endpoint may write anything there): it is bounded by the capacity attach validated.
+std::optional<FdbView> StatsSlice::read_fdb() const {
+  const std::uint64_t* w = fdb_words();
   std::atomic_ref<std::uint64_t> seq(*const_cast<std::uint64_t*>(w));
   for (int attempt = 0; attempt < 1000; ++attempt) {
     const std::uint64_t s1 = seq.load(std::memory_order_acquire);  // [S2] acquire
@@ -170,6 +193,169 @@ std::optional<FdbView> StatsRegion::read_fdb(std::size_t endpoint) const {
     if (seq.load(std::memory_order_relaxed) == s1) return v;
   }
   return std::nullopt;
+}
+
+// ---- StatsRegion --------------------------------------------------------------------
+
+std::string StatsRegion::region_name(const std::string& switch_name) { return shm::object_name(switch_name, "stats"); }
+
+std::uint64_t StatsRegion::bytes_for(std::size_t endpoints) {
+  return sizeof(StatsHeader) + endpoints * sizeof(DaemonState);
+}
+
+StatsRegion::StatsRegion(shm::Region daemon, std::vector<std::optional<StatsSlice>> slices, std::size_t endpoints,
+                         std::uint32_t fdb_capacity)
+    : daemon_(std::move(daemon)), slices_(std::move(slices)), slice_errors_(endpoints), endpoints_(endpoints),
+      fdb_capacity_(fdb_capacity) {}
+
+sys::Result<StatsRegion, std::string> StatsRegion::create(const std::string& switch_name,
+                                                          std::span<const std::string> endpoint_names,
+                                                          std::uint32_t fdb_capacity, std::uint64_t generation) {
+  const std::size_t endpoints = endpoint_names.size();
+  if (endpoints == 0 || endpoints > kMaxEndpoints)
+    return sys::Unexpected("stats: " + std::to_string(endpoints) + " endpoints (1.." +
+                           std::to_string(kMaxEndpoints) + " supported)");
+  if (fdb_capacity > kMaxFdbSnapshot) fdb_capacity = kMaxFdbSnapshot;
+  std::vector<std::optional<StatsSlice>> slices(endpoints);
+  for (std::size_t i = 0; i < endpoints; ++i) {
+    auto s = StatsSlice::create(switch_name, endpoint_names[i], i, fdb_capacity, generation);
+    if (!s) return sys::Unexpected(s.error());  // the slices made so far are unlinked by ~StatsSlice
+    slices[i].emplace(std::move(s.value()));
+  }
+  auto r = shm::Region::create(region_name(switch_name), shm::RegionKind::kStats, bytes_for(endpoints), generation);
+  if (!r) return sys::Unexpected("stats: " + r.error().detail);
+  StatsRegion s(std::move(r.value()), std::move(slices), endpoints, fdb_capacity);
+  std::uint64_t* h = s.header_words();
+  h[0] = endpoints;
+  h[1] = fdb_capacity;
+  // [R0]: the header and the zeroed state blocks before the magic; and, as every slice's
+  // own [R0] came earlier in this thread, every slice before it too: a reader that
+  // acquires this magic ([A0]) and then opens the slices finds each of them published.
+  s.daemon_->publish_ready();
+  return s;
+}
+
+sys::Result<StatsRegion, StatsAttachError> StatsRegion::attach(const std::string& switch_name,
+                                                               std::span<const std::string> endpoint_names,
+                                                               shm::Access access) {
+  using sys::Unexpected;
+  auto r = shm::Region::attach(region_name(switch_name), shm::RegionKind::kStats, 0, access);
+  if (!r) return Unexpected(StatsAttachError{r.error().detail});
+  const auto payload = r.value().payload();
+  if (payload.size() < sizeof(StatsHeader)) return Unexpected(StatsAttachError{"stats: region too small"});
+  const std::uint64_t* h = words_of(r.value());
+  const std::uint64_t endpoints = load(h);
+  const std::uint64_t fdb = load(h + 1);
+  if (endpoints == 0 || endpoints > kMaxEndpoints || fdb > kMaxFdbSnapshot || bytes_for(endpoints) != payload.size())
+    return Unexpected(StatsAttachError{"stats: header (" + std::to_string(endpoints) + " endpoints, fdb " +
+                                       std::to_string(fdb) + ") does not match the region's size " +
+                                       std::to_string(payload.size())});
+  if (endpoints != endpoint_names.size())
+    return Unexpected(StatsAttachError{"stats: " + region_name(switch_name) + " holds " + std::to_string(endpoints) +
+                                           " endpoints, " + std::to_string(endpoint_names.size()) + " named",
+                                       endpoints});
+  const std::uint64_t generation = r.value().generation();
+  std::vector<std::optional<StatsSlice>> slices(endpoints);
+  std::vector<std::string> errors(endpoints);
+  for (std::size_t i = 0; i < endpoints; ++i) {
+    auto s = StatsSlice::attach(switch_name, endpoint_names[i], i, static_cast<std::uint32_t>(fdb), generation, access);
+    if (s) slices[i].emplace(std::move(s.value()));
+    else errors[i] = s.error();
+  }
+  StatsRegion out(std::move(r.value()), std::move(slices), endpoints, static_cast<std::uint32_t>(fdb));
+  out.slice_errors_ = std::move(errors);
+  return out;
+}
+
+namespace {
+// A call about an object this process does not map: never a silent read or write of
+// nothing (or of someone else's memory).
+[[noreturn]] void not_mapped(const char* what, std::size_t endpoint) noexcept {
+  std::fprintf(stderr, "vswitch: stats: %s of endpoint #%zu: not mapped in this process (an endpoint process keeps "
+                       "only its own slice; an observer lacks the slices attach refused)\n",
+               what, endpoint);
+  std::abort();
+}
+[[noreturn]] void daemon_not_mapped(const char* what) noexcept {
+  std::fprintf(stderr, "vswitch: stats: %s: the daemon's stats object is not mapped in this process (an endpoint "
+                       "process keeps only its own slice)\n",
+               what);
+  std::abort();
+}
+}  // namespace
+
+std::uint64_t* StatsRegion::header_words() const noexcept {
+  if (!daemon_) daemon_not_mapped("the header");
+  return words_of(*daemon_);
+}
+
+std::uint64_t* StatsRegion::daemon_words(std::size_t endpoint) const noexcept {
+  if (!daemon_) daemon_not_mapped("an endpoint's state");
+  if (endpoint >= endpoints_) not_mapped("the state", endpoint);
+  return header_words() + sizeof(StatsHeader) / kWords + endpoint * (sizeof(DaemonState) / kWords);
+}
+
+const StatsSlice& StatsRegion::mapped_slice(std::size_t endpoint, const char* what) const noexcept {
+  if (endpoint >= slices_.size() || !slices_[endpoint]) not_mapped(what, endpoint);
+  return *slices_[endpoint];
+}
+StatsSlice& StatsRegion::mapped_slice(std::size_t endpoint, const char* what) noexcept {
+  if (endpoint >= slices_.size() || !slices_[endpoint]) not_mapped(what, endpoint);
+  return *slices_[endpoint];
+}
+
+StatsSlice* StatsRegion::slice(std::size_t endpoint) noexcept {
+  return endpoint < slices_.size() && slices_[endpoint] ? &*slices_[endpoint] : nullptr;
+}
+const StatsSlice* StatsRegion::slice(std::size_t endpoint) const noexcept {
+  return endpoint < slices_.size() && slices_[endpoint] ? &*slices_[endpoint] : nullptr;
+}
+
+const std::string& StatsRegion::slice_error(std::size_t endpoint) const noexcept {
+  static const std::string none;
+  return endpoint < slice_errors_.size() ? slice_errors_[endpoint] : none;
+}
+
+std::uint64_t StatsRegion::daemon_pid() const noexcept { return load(header_words() + 2); }
+void StatsRegion::set_daemon_pid(std::uint64_t pid) noexcept { store(header_words() + 2, pid); }
+
+void StatsRegion::write_daemon(std::size_t endpoint, const DaemonState& d) noexcept {
+  copy_out(daemon_words(endpoint), d);
+}
+DaemonState StatsRegion::read_daemon(std::size_t endpoint) const noexcept {
+  return copy_in<DaemonState>(daemon_words(endpoint));
+}
+void StatsRegion::write_counters(std::size_t endpoint, const EndpointCounters& c) noexcept {
+  mapped_slice(endpoint, "write_counters").write_counters(c);
+}
+EndpointCounters StatsRegion::read_counters(std::size_t endpoint) const noexcept {
+  return mapped_slice(endpoint, "read_counters").read_counters();
+}
+void StatsRegion::write_fdb(std::size_t endpoint, std::span<const MacEntry> entries, std::uint64_t table_size) noexcept {
+  mapped_slice(endpoint, "write_fdb").write_fdb(entries, table_size);
+}
+std::optional<FdbView> StatsRegion::read_fdb(std::size_t endpoint) const {
+  return mapped_slice(endpoint, "read_fdb").read_fdb();
+}
+
+const shm::Region& StatsRegion::region() const noexcept {
+  if (!daemon_) daemon_not_mapped("region()");
+  return *daemon_;
+}
+
+StatsSlice StatsRegion::keep_only(std::size_t self) noexcept {
+  StatsSlice& own = mapped_slice(self, "keep_only");
+  own.disown();
+  StatsSlice kept = std::move(own);
+  if (daemon_) {
+    daemon_->disown();
+    daemon_.reset();  // unmaps; the name stays for its owner
+  }
+  for (auto& s : slices_) {
+    if (s) s->disown();
+    s.reset();  // unmaps every other slice (and the moved-from own one, which maps nothing)
+  }
+  return kept;
 }
 
 }  // namespace vswitch

@@ -1,19 +1,33 @@
-// Stats region: where every endpoint publishes its state, counters and MAC table, and
-// where vswitchctl reads them without stopping or slowing anything. One shm region per
-// switch, "/vswitch.<name>.stats", created by vswitchd.
+// Stats: where vswitchd publishes each endpoint's state, where every endpoint publishes its
+// counters and MAC table, and where vswitchctl reads them without stopping or slowing
+// anything. One shm object per writer, all created by vswitchd:
 //
-//   StatsHeader                    endpoint count, FDB capacity per endpoint
-//   EndpointSlot[endpoints]        one per endpoint: daemon-owned state + EndpointCounters
-//   FdbSnapshot[endpoints]         one per endpoint: seqlock + entries
+//   "/vswitch.<switch>.stats"             the daemon's object (RegionKind::kStats)
+//     StatsHeader                         endpoint count, FDB capacity, daemon pid
+//     DaemonState[endpoints]              one per endpoint: state, pid, restarts...
+//   "/vswitch.<switch>.stats.<endpoint>"  one slice per endpoint (RegionKind::kStatsSlice)
+//     StatsSliceHeader                    slice magic and version, endpoint index, FDB capacity
+//     EndpointCounters                    its counters (their loop words are the watchdog's heartbeat)
+//     FDB snapshot                        seqlock, table size, entry count, entries
+//
+// Endpoints are hostile to each other and to the daemon: after fork an endpoint process
+// keeps only its own slice mapped (StatsRegion::keep_only), so it can write its own
+// counters, heartbeat and FDB, and nothing of another endpoint's or of the daemon's. Every
+// object's region header carries the switch's generation, so a reader never pairs the
+// daemon's object with a slice of another run.
 //
 // Every word is a 64-bit integer accessed through std::atomic_ref with relaxed order:
 // counters are independent monotonic values, and a reader that sees one a little older
 // than another is fine. The one place that needs a consistent set, the FDB snapshot, is
-// a seqlock (ordering at StatsRegion::write_fdb / read_fdb).
+// a seqlock (ordering at StatsSlice::write_fdb / read_fdb). Each object becomes visible
+// with its region's magic ([R0] in shm/region.cpp, acquired by [A0] at attach), and the
+// daemon publishes its own object after every slice, so a reader that finds the daemon's
+// object finds every slice ready.
 //
-// Writers: vswitchd writes only DaemonState; the endpoint process writes only its own
-// EndpointCounters and FdbSnapshot. The region is ours, but a reader still bounds every count it
-// reads by the sizes it validated at attach.
+// Writers: vswitchd writes only the daemon's object; an endpoint process writes only its
+// own slice. A reader treats every slice as hostile (its endpoint may write anything
+// into it, its headers included): attach validates the slice's headers and size once,
+// and every count read later is bounded by what attach validated.
 #pragma once
 
 #include <array>
@@ -49,63 +63,170 @@ struct DaemonState {
   std::uint64_t hung;         // of the restarts: times the watchdog killed it as hung
   std::uint64_t reserved;
 };
+static_assert(sizeof(DaemonState) % 8 == 0 && std::is_trivially_copyable_v<DaemonState>);
 
-struct EndpointSlot {
-  DaemonState daemon;
-  EndpointCounters counters;  // written by the endpoint (vswitch/observability/endpoint_counters.hpp)
-};
-static_assert(sizeof(EndpointSlot) % 8 == 0 && std::is_trivially_copyable_v<EndpointSlot>);
-
+// The start of the daemon's object.
 struct StatsHeader {
   std::uint64_t endpoints;
-  std::uint64_t fdb_capacity;  // entries per FdbSnapshot
+  std::uint64_t fdb_capacity;  // entries per FDB snapshot, the same in every slice
   std::uint64_t daemon_pid;
   std::uint64_t reserved[5];
 };
+static_assert(sizeof(StatsHeader) % 8 == 0);
+
+inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
+inline constexpr std::uint64_t kStatsSliceVersion = 1;
+
+// The start of an endpoint's slice. Written once by vswitchd before the slice is
+// published; validated by every reader that attaches (the endpoint could have changed it).
+struct StatsSliceHeader {
+  std::uint64_t magic;         // kStatsSliceMagic
+  std::uint64_t version;       // kStatsSliceVersion
+  std::uint64_t endpoint;      // the endpoint's index in the topology
+  std::uint64_t fdb_capacity;  // entries in the FDB snapshot after the counters
+  std::uint64_t reserved[4];
+};
+static_assert(sizeof(StatsSliceHeader) % 8 == 0);
 
 struct FdbView {
   std::vector<MacEntry> entries;
   std::uint64_t table_size = 0;  // entries in the table (may exceed entries.size())
 };
 
+// One endpoint's slice: its counters and its FDB snapshot. An endpoint process holds only
+// this (StatsRegion::keep_only); vswitchd and vswitchctl hold every slice in a StatsRegion.
+class StatsSlice {
+ public:
+  // "/vswitch.<switch>.stats.<endpoint>"
+  [[nodiscard]] static std::string object_name(const std::string& switch_name, const std::string& endpoint_name);
+  [[nodiscard]] static std::uint64_t bytes_for(std::uint32_t fdb_capacity);
+
+  // Creates and publishes endpoint `endpoint`'s slice, zeroed; this object owns the name
+  // (unlinks it when destroyed) until disown().
+  [[nodiscard]] static sys::Result<StatsSlice, std::string> create(const std::string& switch_name,
+                                                                   const std::string& endpoint_name,
+                                                                   std::size_t endpoint, std::uint32_t fdb_capacity,
+                                                                   std::uint64_t generation);
+  // Attaches a slice after validating its region header (kind, generation) and its slice
+  // header against what the caller expects: the endpoint's index, the FDB capacity the
+  // daemon's object names, and the size those imply. Fails with a message naming the
+  // object and what is wrong.
+  [[nodiscard]] static sys::Result<StatsSlice, std::string> attach(const std::string& switch_name,
+                                                                   const std::string& endpoint_name,
+                                                                   std::size_t endpoint, std::uint32_t fdb_capacity,
+                                                                   std::uint64_t generation,
+                                                                   shm::Access access = shm::Access::kReadWrite);
+
+  [[nodiscard]] std::size_t endpoint() const noexcept { return endpoint_; }
+  [[nodiscard]] std::uint32_t fdb_capacity() const noexcept { return fdb_capacity_; }
+
+  // Word-by-word relaxed copies in and out of shared memory.
+  void write_counters(const EndpointCounters& c) noexcept;
+  [[nodiscard]] EndpointCounters read_counters() const noexcept;
+
+  // Replaces the FDB snapshot (seqlock writer; the endpoint is the one writer).
+  void write_fdb(std::span<const MacEntry> entries, std::uint64_t table_size) noexcept;
+  // A consistent copy, or nullopt when the writer kept changing it (retries a while first).
+  [[nodiscard]] std::optional<FdbView> read_fdb() const;
+
+  // This object will never unlink the name (see shm::Region::disown).
+  void disown() noexcept { region_.disown(); }
+  [[nodiscard]] const shm::Region& region() const noexcept { return region_; }
+
+ private:
+  StatsSlice(shm::Region region, std::size_t endpoint, std::uint32_t fdb_capacity);
+  [[nodiscard]] std::uint64_t* counter_words() const noexcept;
+  [[nodiscard]] std::uint64_t* fdb_words() const noexcept;  // seq, size, count, reserved, entries
+
+  shm::Region region_;
+  std::size_t endpoint_;
+  std::uint32_t fdb_capacity_;
+};
+
+// StatsRegion::attach's error: what is wrong, and when the daemon's object names another
+// number of endpoints than the caller (most likely reading another topology file), that
+// number.
+struct StatsAttachError {
+  std::string detail;
+  std::size_t running_endpoints = 0;  // 0: not that kind of error
+};
+
+// The whole view: the daemon's object and every endpoint's slice. vswitchd creates it;
+// vswitchctl attaches it read-only; an endpoint process keeps only its own slice
+// (keep_only). A call about something this object does not map (what keep_only dropped,
+// or a slice attach refused) aborts the process, saying what was asked: never a silent
+// read or write of nothing.
 class StatsRegion {
  public:
   [[nodiscard]] static std::string region_name(const std::string& switch_name);
-  [[nodiscard]] static std::uint64_t bytes_for(std::size_t endpoints, std::uint32_t fdb_capacity);
+  [[nodiscard]] static std::string slice_name(const std::string& switch_name, const std::string& endpoint_name) {
+    return StatsSlice::object_name(switch_name, endpoint_name);
+  }
+  [[nodiscard]] static std::uint64_t bytes_for(std::size_t endpoints);
 
+  // Creates one slice per name in `endpoint_names` (index i: endpoint i), then the
+  // daemon's object, published last. On failure what was made so far is removed.
   [[nodiscard]] static sys::Result<StatsRegion, std::string> create(const std::string& switch_name,
-                                                                    std::size_t endpoints,
+                                                                    std::span<const std::string> endpoint_names,
                                                                     std::uint32_t fdb_capacity,
                                                                     std::uint64_t generation);
+  // Attaches the daemon's object, then every endpoint's slice with the daemon's object's
+  // generation. Fails when the daemon's object is missing or invalid or names another
+  // number of endpoints. A slice that cannot be attached (missing, corrupt, stale) does
+  // not fail the whole: that endpoint's slice is left unmapped, slice_error(i) says why,
+  // and the other endpoints stay readable (one endpoint cannot blind the observer).
   // An observer (vswitchctl) attaches with shm::Access::kReadOnly and keeps the result
   // const: only the read_* calls, which never store (the seqlock reader only loads).
-  [[nodiscard]] static sys::Result<StatsRegion, std::string> attach(const std::string& switch_name,
-                                                                    shm::Access access = shm::Access::kReadWrite);
+  [[nodiscard]] static sys::Result<StatsRegion, StatsAttachError> attach(
+      const std::string& switch_name, std::span<const std::string> endpoint_names,
+      shm::Access access = shm::Access::kReadWrite);
+
+  StatsRegion(StatsRegion&&) noexcept = default;
+  StatsRegion& operator=(StatsRegion&&) noexcept = default;
 
   [[nodiscard]] std::size_t endpoints() const noexcept { return endpoints_; }
   [[nodiscard]] std::uint32_t fdb_capacity() const noexcept { return fdb_capacity_; }
   [[nodiscard]] std::uint64_t daemon_pid() const noexcept;
   void set_daemon_pid(std::uint64_t pid) noexcept;
 
-  // Word-by-word relaxed copies in and out of shared memory.
+  // Word-by-word relaxed copies in and out of shared memory: the daemon's state blocks,
+  // and (through slice(endpoint)) the endpoint's counters.
   void write_daemon(std::size_t endpoint, const DaemonState& d) noexcept;
   [[nodiscard]] DaemonState read_daemon(std::size_t endpoint) const noexcept;
   void write_counters(std::size_t endpoint, const EndpointCounters& c) noexcept;
   [[nodiscard]] EndpointCounters read_counters(std::size_t endpoint) const noexcept;
 
-  // Replaces the endpoint's FDB snapshot (seqlock writer; one writer per endpoint).
+  // The endpoint's FDB snapshot (StatsSlice::write_fdb, read_fdb).
   void write_fdb(std::size_t endpoint, std::span<const MacEntry> entries, std::uint64_t table_size) noexcept;
-  // A consistent copy, or nullopt when the writer kept changing it (retries a while first).
   [[nodiscard]] std::optional<FdbView> read_fdb(std::size_t endpoint) const;
 
-  [[nodiscard]] const shm::Region& region() const noexcept { return region_; }
+  // Endpoint `endpoint`'s slice, or null when this object does not map it.
+  [[nodiscard]] StatsSlice* slice(std::size_t endpoint) noexcept;
+  [[nodiscard]] const StatsSlice* slice(std::size_t endpoint) const noexcept;
+  // Why attach() left the slice unmapped ("" when it is mapped or was never attached).
+  [[nodiscard]] const std::string& slice_error(std::size_t endpoint) const noexcept;
+
+  // For a process that inherited the creator's StatsRegion by fork() and is endpoint
+  // `self`: disowns every object (this process never unlinks one), unmaps the daemon's
+  // object and every other endpoint's slice, and returns its own slice, still at the
+  // address it had. This object then maps nothing: slice() returns null, and every call
+  // that would read or write shared memory through it aborts.
+  [[nodiscard]] StatsSlice keep_only(std::size_t self) noexcept;
+
+  // The daemon's object (aborts after keep_only).
+  [[nodiscard]] const shm::Region& region() const noexcept;
 
  private:
-  StatsRegion(shm::Region region, std::size_t endpoints, std::uint32_t fdb_capacity);
-  [[nodiscard]] std::uint64_t* slot_words(std::size_t endpoint) const noexcept;
-  [[nodiscard]] std::uint64_t* fdb_words(std::size_t endpoint) const noexcept;  // seq, size, count, entries
+  StatsRegion(shm::Region daemon, std::vector<std::optional<StatsSlice>> slices, std::size_t endpoints,
+              std::uint32_t fdb_capacity);
+  [[nodiscard]] std::uint64_t* header_words() const noexcept;
+  [[nodiscard]] std::uint64_t* daemon_words(std::size_t endpoint) const noexcept;
+  [[nodiscard]] const StatsSlice& mapped_slice(std::size_t endpoint, const char* what) const noexcept;
+  [[nodiscard]] StatsSlice& mapped_slice(std::size_t endpoint, const char* what) noexcept;
 
-  shm::Region region_;
+  std::optional<shm::Region> daemon_;  // empty after keep_only
+  std::vector<std::optional<StatsSlice>> slices_;
+  std::vector<std::string> slice_errors_;
   std::size_t endpoints_;
   std::uint32_t fdb_capacity_;
 };

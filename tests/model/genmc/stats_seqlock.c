@@ -1,5 +1,5 @@
 /*
- * GenMC model of the stats region's FDB seqlock (vswitch/observability/stats.cpp: write_fdb / read_fdb),
+ * GenMC model of the stats FDB seqlock (vswitch/observability/stats.cpp: StatsSlice::write_fdb / read_fdb),
  * mirroring the code's memory orders label by label:
  *   writer: seq.store(odd, relaxed); fence(release) [S1]; entry stores (relaxed);
  *           seq.store(even, release) [S2]

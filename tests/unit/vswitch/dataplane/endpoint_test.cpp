@@ -56,7 +56,7 @@ class TestSwitch {
     auto f = shm::Fabric::create(spec);
     EXPECT_TRUE(f.has_value()) << (f ? "" : f.error());
     fabric_.emplace(std::move(f.value()));
-    auto s = StatsRegion::create(spec.name, endpoints, 4096, 7);
+    auto s = StatsRegion::create(spec.name, spec.endpoints, 4096, 7);
     EXPECT_TRUE(s.has_value());
     stats_.emplace(std::move(s.value()));
     for (std::size_t i = 0; i < endpoints; ++i) bells_.push_back(std::move(shm::EventFdDoorbell::create().value()));
@@ -86,7 +86,7 @@ class TestSwitch {
     res.fabric = &*fabric_;
     res.doorbells = bell_ptrs_;
     res.doorbell_fd = doorbell_fd;
-    res.stats = &*stats_;
+    res.stats = stats_->slice(i);
     res.stop_fd = stop_fd;
     return res;
   }
