@@ -1,13 +1,17 @@
 #include "endpoints/vhost_user/backend.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string_view>
+
+#include "endpoints/vhost_user/sigbus_guard.hpp"
 
 namespace vswitch::endpoints::vhost_user {
 
@@ -57,14 +61,15 @@ constexpr FeatureDependency kFeatureDependencies[] = {
     {kFeatureHostEcn, kFeatureHostTso4 | kFeatureHostTso6, "HOST_ECN requires HOST_TSO4 or HOST_TSO6"},
 };
 
-// Guest memory the front-end could shrink under the mapping would SIGBUS the whole switch
-// on the next access, not just its guest. A memfd says whether it can (F_GET_SEALS):
-// one without F_SEAL_SHRINK is refused. QEMU's memory-backend-memfd seals by default
-// (seal=on: F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), so its guests are served; with
-// seal=off the refusal names the fix. Other files (hugetlbfs or tmpfs files of
-// memory-backend-file, DPDK's hugepage files) cannot be sealed by their owner in general,
-// so they are accepted with the size check at map time only; the kernel names a memfd's
-// file "/memfd:NAME (deleted)".
+// Guest memory the front-end shrinks under the mapping raises SIGBUS on the endpoint's
+// next access to it. A memfd says whether it can be shrunk (F_GET_SEALS): one without
+// F_SEAL_SHRINK is refused. QEMU's memory-backend-memfd seals by default (seal=on:
+// F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), so its guests are served; with seal=off the
+// refusal names the fix. Other files (hugetlbfs or tmpfs files of memory-backend-file,
+// DPDK's hugepage files) cannot be sealed by their owner in general, so they are accepted
+// with the size check at map time, and a SIGBUS in their mappings is caught by the guard
+// (sigbus_guard.hpp), which disconnects that front-end; the kernel names a memfd's file
+// "/memfd:NAME (deleted)".
 sys::Status<std::string> check_not_shrinkable(int fd) {
   const std::string link = "/proc/self/fd/" + std::to_string(fd);
   char target[256] = {};
@@ -78,6 +83,17 @@ sys::Status<std::string> check_not_shrinkable(int fd) {
   return {};
 }
 
+// The size of the pages a mapping of `fd` is made of: a hugetlbfs file's huge page
+// (its file system's block size), else the base page. A mapping's length is rounded up
+// to it, as mmap does, so that munmap and the SIGBUS guard (which replaces the mapping
+// whole) name exactly the mapping.
+std::size_t page_size_of(int fd) {
+  const auto base = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0 || fs.f_type != HUGETLBFS_MAGIC || fs.f_bsize <= 0) return base;
+  return static_cast<std::size_t>(fs.f_bsize);
+}
+
 }  // namespace
 
 Backend::~Backend() { unmap_all(); }
@@ -85,8 +101,17 @@ Backend::~Backend() { unmap_all(); }
 void Backend::unmap_all() {
   for (Vring& v : vrings_) v.queue.reset();  // no queue may outlive the memory it points into
   memory_.reset();
-  for (const Mapping& m : mappings_) ::munmap(m.base, m.length);
+  for (const Mapping& m : mappings_) {
+    unguard_mapping(m.guard);  // before munmap: the range may be mapped again by anyone
+    ::munmap(m.base, m.length);
+  }
   mappings_.clear();
+}
+
+std::optional<std::size_t> Backend::lost_region() const noexcept {
+  for (std::size_t i = 0; i < mappings_.size(); ++i)
+    if (mapping_lost(mappings_[i].guard)) return i;
+  return std::nullopt;
 }
 
 void Backend::reset() {
@@ -123,7 +148,8 @@ Backend::Step Backend::check_mem_table(const MemTable& table, const std::vector<
     const std::string name = "region " + std::to_string(i) + ": ";
     struct stat st {};
     if (::fstat(fds[i].get(), &st) != 0) return sys::Unexpected(name + "fstat failed");
-    // The whole region must exist in the file now (a shorter file would SIGBUS us later).
+    // The whole region must exist in the file now (a shorter file would fault at once; and
+    // a VMM that truncated a file under the mapping cannot come back with it).
     if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < r.mmap_offset + r.memory_size)
       return sys::Unexpected(name + "file of " + std::to_string(st.st_size) + " bytes is shorter than offset + size " +
                              std::to_string(r.mmap_offset + r.memory_size));
@@ -144,13 +170,24 @@ Backend::Step Backend::map_mem_table(const MemTable& table, std::vector<sys::Fd>
   std::vector<virtio::GuestRegion> regions;
   for (std::size_t i = 0; i < table.regions.size(); ++i) {
     const MemRegion& r = table.regions[i];
-    const std::size_t length = static_cast<std::size_t>(r.mmap_offset + r.memory_size);
+    const std::size_t page = page_size_of(fds[i].get());
+    const auto length = static_cast<std::size_t>((r.mmap_offset + r.memory_size + page - 1) / page * page);
     void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i].get(), 0);
     if (base == MAP_FAILED) {
       unmap_all();
       return sys::Unexpected("region " + std::to_string(i) + ": mmap: " + std::strerror(errno));
     }
-    Mapping m{base, length, r.userspace_addr, r.guest_phys_addr, r.memory_size,
+    // Registered before the first access: the file may still shrink under the mapping
+    // (hugetlbfs and tmpfs files cannot be sealed), and a SIGBUS in it then disconnects
+    // this front-end instead of ending the process.
+    const auto guard = guard_mapping(base, length);
+    if (!guard) {
+      ::munmap(base, length);
+      unmap_all();
+      return sys::Unexpected("region " + std::to_string(i) + ": more than " + std::to_string(kMaxGuardedMappings) +
+                             " guest memory mappings in this process");
+    }
+    Mapping m{base, length, *guard, r.userspace_addr, r.guest_phys_addr, r.memory_size,
               static_cast<std::byte*>(base) + r.mmap_offset};
     mappings_.push_back(m);
     regions.push_back(virtio::GuestRegion{r.guest_phys_addr, r.memory_size, m.host});

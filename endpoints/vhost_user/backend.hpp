@@ -84,11 +84,16 @@ class Backend {
   [[nodiscard]] bool has(std::uint64_t feature) const noexcept { return (features_ & feature) != 0; }
   // Stops both queues and forgets the guest (the front-end went away).
   void reset();
+  // The first region (its index in the memory table) whose file lost its pages under the
+  // mapping (a SIGBUS the guard repaired, see sigbus_guard.hpp): whatever was read from it
+  // since may be zeros. Nothing when every region is whole.
+  [[nodiscard]] std::optional<std::size_t> lost_region() const noexcept;
 
  private:
   struct Mapping {
     void* base = nullptr;
-    std::size_t length = 0;
+    std::size_t length = 0;  // whole pages of the file's page size (a huge page on hugetlbfs)
+    std::uint32_t guard = 0;  // its slot in the SIGBUS guard's table
     std::uint64_t userspace_addr = 0;  // the front-end's address of the region
     std::uint64_t guest_phys_addr = 0;
     std::uint64_t size = 0;

@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -29,6 +30,8 @@ sys::Result<std::unique_ptr<NetDevice>, std::string> NetDevice::create_on(sys::F
                                                                           std::size_t max_frame_bytes,
                                                                           const NetDeviceCounters& initial,
                                                                           std::uint64_t max_guest_memory) {
+  // Before any guest memory is mapped, and before the endpoint's system call filter.
+  if (auto st = install_sigbus_guard(); !st) return sys::Unexpected(st.error());
   sys::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep.valid()) return sys::Unexpected(sys::SysError{"epoll_create1", errno}.message());
   std::unique_ptr<NetDevice> d(
@@ -43,6 +46,7 @@ NetDevice::NetDevice(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size
       epoll_(std::move(epoll)),
       backend_(max_queue_size, max_guest_memory),
       totals_(initial.totals),
+      repairs_seen_(sigbus_repairs()),
       private_(max_frame_bytes),
       segment_(max_frame_bytes) {
   // The queues count bad chains by reason; they count on from the predecessor's totals.
@@ -91,7 +95,12 @@ bool NetDevice::rewatch_kick() noexcept {
 }
 
 void NetDevice::disconnect(const std::string& why) noexcept {
-  if (!why.empty()) {
+  if (const auto region = backend_.lost_region()) {
+    // Whatever else went wrong was read from its zeros (a ring index that jumped, say).
+    ++totals_.guest_memory_lost;
+    say("vhost-user front-end disconnected: guest memory region " + std::to_string(*region) +
+        " was truncated under the mapping (SIGBUS)");
+  } else if (!why.empty()) {
     ++totals_.protocol_errors;
     say("vhost-user front-end disconnected: " + why);
   } else {
@@ -126,6 +135,15 @@ bool hung_up(int fd) {
 }
 
 }  // namespace
+
+bool NetDevice::notice_repairs() noexcept {
+  repairs_seen_ = sigbus_repairs();
+  // Pairs with the handler's release increment of the count: its lost mark is seen here.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (!backend_.lost_region()) return false;  // another device's memory (a process may hold several)
+  disconnect("");
+  return true;
+}
 
 void NetDevice::accept() noexcept {
   sys::Fd s(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
@@ -278,6 +296,9 @@ std::optional<std::size_t> NetDevice::receive(std::span<std::byte> buf) noexcept
   const virtio::TxOffloads offloads{backend_.has(kFeatureCsum), backend_.has(kFeatureHostTso4),
                                     backend_.has(kFeatureHostTso6), backend_.has(kFeatureHostEcn)};
   const auto r = virtio::tx_pop(*q, buf, offloads, net_);
+  // Memory lost under the mapping reads as zeros: whatever tx_pop made of it (a frame, an
+  // empty or a broken ring) is dropped with the connection, never handed on.
+  if (guest_memory_lost()) return std::nullopt;
   switch (r.status) {
     case virtio::TxResult::Status::kFrame:
       return r.bytes;
@@ -329,7 +350,11 @@ NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, 
 
 NetDevice::Delivery NetDevice::deliver_one(virtio::SplitQueue& q, const virtio::NetHeader& header,
                                            std::span<const std::byte> frame) noexcept {
-  switch (rx_.deliver(q, header, frame, net_)) {
+  const virtio::RxQueue::Status status = rx_.deliver(q, header, frame, net_);
+  // Written into memory the guest no longer has (or into buffers read from its zeros):
+  // dropped, not delivered; `q` went with the connection.
+  if (guest_memory_lost()) return Delivery::kNoGuest;
+  switch (status) {
     case virtio::RxQueue::Status::kDelivered:
       if (rx_waiting_) {
         q.disable_notification();  // buffers came: RX kicks are not needed any more
@@ -414,10 +439,16 @@ NetDeviceCounters NetDevice::counters() const noexcept {
 void NetDevice::flush() noexcept {
   notify(kTxQueue);
   notify(kRxQueue);
+  (void)guest_memory_lost();  // once per pass whatever else ran: control messages touch the rings too
   serviced_ = false;  // the next pass looks at control and kicks again
 }
 
 bool NetDevice::arm() noexcept {
+  const bool idle = arm_queues();
+  return !guest_memory_lost() && idle;  // lost: disconnected, and the next pass sees no guest
+}
+
+bool NetDevice::arm_queues() noexcept {
   // [VF2] inside enable_notification: a chain added meanwhile keeps us awake.
   if (auto* tx = backend_.queue(kTxQueue); tx != nullptr && tx->enable_notification()) return false;
   if (rx_waiting_) {

@@ -8,6 +8,17 @@
 // When the front-end goes away (or breaks the protocol: counted, logged, disconnected) the
 // device forgets its memory and waits for it to come back (QEMU reconnect=1).
 //
+// Guest memory whose file the VMM truncates under the mapping (hugetlbfs and tmpfs files
+// cannot be sealed) raises SIGBUS on the next access; the process-wide guard
+// (sigbus_guard.hpp, installed when the first device is made) replaces the mapping with
+// zeros and the access goes on. The device checks for that after every receive(), every
+// frame written into the guest, flush() and arm() (one relaxed load and a compare while
+// nothing happened), and disconnects that front-end (counted as guest_memory_lost, said
+// with the region) before anything read from the lost memory is handed on: the frame
+// being taken is dropped, the frame being delivered is reported kNoGuest. A front-end
+// coming back with the same file is refused at SET_MEM_TABLE (the file no longer holds
+// its regions).
+//
 // fd() is an epoll set of the listening socket, the connection and the kick eventfds.
 // Control messages and kicks are looked at once per pass (one epoll_wait(0), on the
 // pass's first receive() or deliver()); TX chains are gathered straight into the caller's
@@ -29,6 +40,7 @@
 #include "endpoints/vhost_user/backend.hpp"
 #include "endpoints/vhost_user/connection.hpp"
 #include "endpoints/vhost_user/net_device_counters.hpp"
+#include "endpoints/vhost_user/sigbus_guard.hpp"
 #include "endpoints/virtio/net_header.hpp"
 #include "endpoints/virtio/net_queues.hpp"
 #include "shm/sys/fd.hpp"
@@ -131,13 +143,24 @@ class NetDevice {
   bool watch_connection(bool output) noexcept;
   // After a control message: the RX queue takes the negotiated MRG_RXBUF.
   void follow_features() noexcept;
+  // Closes the connection and forgets the guest; `why` (if any) is a protocol error. A
+  // region lost under the mapping is the reason instead, whichever symptom came first.
   void disconnect(const std::string& why) noexcept;
+  // Whether the guard replaced one of this guest's mappings since the last look: if so it
+  // disconnected, and whatever was read from guest memory since may be zeros. The check
+  // that costs nothing while nothing happened is inline; the rest is off the data path.
+  [[nodiscard]] bool guest_memory_lost() noexcept {
+    if (sigbus_repairs() == repairs_seen_) [[likely]] return false;
+    return notice_repairs();
+  }
+  bool notice_repairs() noexcept;
   // Adds fd to (on) or removes it from the epoll set; false when adding failed (the
   // reason in watch_error_).
   bool watch(int fd, bool on) noexcept;
   // Watches the current kick descriptors; false when epoll refused one.
   bool rewatch_kick() noexcept;
   void notify(std::uint32_t queue) noexcept;
+  bool arm_queues() noexcept;  // arm() before its look at guest memory
   void new_epoch() noexcept {
     if (++epoch_ == 0) epoch_ = 1;  // 0 is the token of a frame not tried before
   }
@@ -164,6 +187,7 @@ class NetDevice {
   bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
   int watched_rx_kick_ = -1;
   std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;
+  std::uint64_t repairs_seen_ = 0;  // sigbus_repairs() when the device last looked
   // Software offloads for a guest that did not negotiate them (see deliver()).
   static constexpr std::size_t kMaxSoftwareSegments = 1024;  // gso_size >= 64 for a 64 KiB frame
   std::vector<std::byte> private_;  // a private copy of the frame

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -30,14 +31,22 @@ class GuestDriver {
   // gives it, so it can be handed to a vhost-user back-end. Two drivers with disjoint
   // `base` ranges are two regions of one guest's memory (e.g. its RX and TX queues).
   // A shared memfd is sealed against growing and shrinking, as QEMU's seal=on default does,
-  // unless `sealed` is false.
+  // unless `sealed` is false. With `tmpfs_file`, shared RAM is an (unlinked) file in
+  // /dev/shm instead, as QEMU's memory-backend-file with mem-path=/dev/shm/... gives it:
+  // a file that cannot be sealed, which its owner may truncate under every mapping.
   GuestDriver(std::uint16_t size, bool event_idx, std::size_t bytes = 1 << 20, bool shared = false,
-              std::uint64_t base = kBase, bool sealed = true)
+              std::uint64_t base = kBase, bool sealed = true, bool tmpfs_file = false)
       : base_(base), size_(size), bytes_(bytes), mem_(nullptr, Free{0}) {
     if (shared) {
-      memfd_ = ::memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+      if (tmpfs_file) {
+        char path[] = "/dev/shm/vswitch-test-guest-ram-XXXXXX";
+        memfd_ = ::mkostemp(path, O_CLOEXEC);
+        if (memfd_ >= 0) ::unlink(path);
+      } else {
+        memfd_ = ::memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+      }
       if (memfd_ < 0 || ::ftruncate(memfd_, static_cast<off_t>(bytes)) != 0) throw std::bad_alloc();
-      if (sealed && ::fcntl(memfd_, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
+      if (sealed && !tmpfs_file && ::fcntl(memfd_, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
         throw std::bad_alloc();
       void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
       if (p == MAP_FAILED) throw std::bad_alloc();
@@ -66,6 +75,7 @@ class GuestDriver {
     return gpa;
   }
   std::byte* host(std::uint64_t gpa) { return mem_.get() + (gpa - base_); }
+  // The memfd (or tmpfs file) that holds shared RAM.
   [[nodiscard]] int memfd() const { return memfd_; }
   [[nodiscard]] std::size_t bytes() const { return bytes_; }
   ~GuestDriver() {

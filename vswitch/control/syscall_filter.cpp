@@ -95,6 +95,12 @@ constexpr long kAllowed[] = {
     // Signals: returning from a handler and masks. kill is refused; tgkill (raise and
     // abort) is below, limited to this process.
     SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_restart_syscall,
+    // The vhost-user SIGBUS guard: a SIGBUS outside guest memory (a real bug) gets its
+    // default action back (sigaction) and is raised again, so that it still ends the
+    // process with SIGBUS, not with this list's SIGSYS. (Repairing a fault in guest memory
+    // takes only mmap without PROT_EXEC, below.) It changes nothing beyond this process:
+    // a handler that swallowed SIGSYS would only see refused calls fail, never run.
+    SYS_rt_sigaction,
     // Leaving.
     SYS_exit, SYS_exit_group,
 };

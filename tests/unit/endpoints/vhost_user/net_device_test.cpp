@@ -11,10 +11,13 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +33,7 @@
 
 #include "tests/support/bytes.hpp"
 #include "tests/support/guest_driver.hpp"
+#include "vswitch/control/syscall_filter.hpp"
 
 namespace vswitch::endpoints::vhost_user {
 namespace {
@@ -158,11 +162,15 @@ class FrontEnd {
   std::size_t partial_ = 0;  // bytes of a reply take_replies() has seen part of
 };
 
-// The guest: its RAM in two memfds (one region per queue), the drivers of its two queues
-// and its ends of the kick and call eventfds.
+// The guest: its RAM in two memfds (or, with `tmpfs_files`, two unsealable files in
+// /dev/shm; one region per queue), the drivers of its two queues and its ends of the kick
+// and call eventfds.
 struct Guest {
-  GuestDriver rx{kQueueSize, false, kRamBytes, /*shared=*/true, kRxBase};
-  GuestDriver tx{kQueueSize, false, kRamBytes, /*shared=*/true, kTxBase};
+  explicit Guest(bool tmpfs_files = false)
+      : rx{kQueueSize, false, kRamBytes, /*shared=*/true, kRxBase, /*sealed=*/true, tmpfs_files},
+        tx{kQueueSize, false, kRamBytes, /*shared=*/true, kTxBase, /*sealed=*/true, tmpfs_files} {}
+  GuestDriver rx;
+  GuestDriver tx;
   std::array<sys::Fd, 2> kick{sys::Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
                               sys::Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))};
   std::array<sys::Fd, 2> call{sys::Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
@@ -771,6 +779,210 @@ TEST(VhostUserNetDevice, CountsOnFromItsPredecessor) {
   EXPECT_EQ(c.totals.bad_chains, 8u);
   EXPECT_EQ(c.tx_errors[virtio::TxError::kNoFrame], 7u);
   EXPECT_EQ(c.tx_errors[virtio::TxError::kWritableBuffer], 1u);
+}
+
+// A VMM that backs guest RAM with a file it can still shrink (hugetlbfs or tmpfs, which
+// cannot be sealed) truncates it after the device mapped it. The device's next access
+// takes SIGBUS: the process survives, the mapping is replaced, and that front-end is
+// disconnected, counted and said; nothing read from the lost memory is handed on as a
+// frame. The VMM, reconnecting with the same file, is refused at SET_MEM_TABLE (the file
+// no longer holds the region): no crash loop.
+struct TruncatedGuest {
+  Session s;
+  Guest g{/*tmpfs_files=*/true};
+  FrontEnd fe{s.path};
+
+  // Attached, a frame exchanged each way, and (before the truncation: the test's own
+  // mapping of the file would take SIGBUS afterwards too) one more TX frame queued and two
+  // RX buffers posted, each past the first page of its region, which holds the rings.
+  void run_until_truncation() {
+    s.attach(fe, g, kOfferedFeatures);
+    ASSERT_TRUE(s.device->connected());
+    const Bytes out = plain_frame(60, 0x11);
+    g.transmit(virtio::NetHeader{}, out);
+    ASSERT_EQ(s.pass().size(), 1u);
+    g.post_rx(1);
+    const Bytes in = plain_frame(100, 0x22);
+    ResumeToken token;
+    ASSERT_EQ(s.device->deliver(checked(virtio::NetHeader{}, in), in, token), NetDevice::Delivery::kDelivered);
+    s.pass();
+    ASSERT_EQ(g.rx.used_idx(), 1);
+    (void)g.tx.alloc(kRingPage);
+    g.transmit(virtio::NetHeader{}, plain_frame(60, 0x44));
+    (void)g.rx.alloc(kRingPage);
+    g.post_rx(2);
+  }
+  // The VMM cuts a region's file to `bytes`: with kRingPage, the rings still read as they
+  // were and only the access to a frame or a buffer faults (what the device has read by
+  // then is real, the rest zeros).
+  static constexpr off_t kRingPage = 4096;
+  void truncate(GuestDriver& d, off_t bytes) { ASSERT_EQ(::ftruncate(d.memfd(), bytes), 0); }
+  // The VMM comes back with the same files: refused, counted as a protocol error.
+  void reconnect_is_refused() {
+    FrontEnd again(s.path);
+    s.attach(again, g, kOfferedFeatures);
+    EXPECT_FALSE(s.device->connected());
+    EXPECT_TRUE(s.said("shorter than offset + size")) << s.log.back();
+    const NetDeviceCounters c = s.device->counters();
+    EXPECT_EQ(c.totals.connections, 2u);
+    EXPECT_EQ(c.totals.protocol_errors, 1u);
+  }
+};
+
+TEST(VhostUserNetDevice, GuestMemoryTruncatedUnderTheMappingDisconnectsOnTx) {
+  TruncatedGuest t;
+  t.run_until_truncation();
+  t.truncate(t.g.tx, TruncatedGuest::kRingPage);
+  t.g.kick_queue(kTxQueue);
+  EXPECT_TRUE(t.s.pass().empty()) << "the frame copied from the lost page (zeros) is not handed on";
+  EXPECT_FALSE(t.s.device->connected());
+  EXPECT_TRUE(t.fe.closed_by_peer());
+  EXPECT_TRUE(t.s.said("guest memory region 1 was truncated under the mapping (SIGBUS)")) << t.s.log.back();
+  NetDeviceCounters c = t.s.device->counters();
+  EXPECT_EQ(c.totals.guest_memory_lost, 1u);
+  EXPECT_EQ(c.totals.protocol_errors, 0u) << "not mistaken for a broken ring (the lost memory reads as zeros)";
+  ResumeToken token;
+  const Bytes in = plain_frame(100, 0x55);
+  EXPECT_EQ(t.s.device->deliver(checked(virtio::NetHeader{}, in), in, token), NetDevice::Delivery::kNoGuest);
+  t.s.pass();
+  t.reconnect_is_refused();
+  EXPECT_EQ(t.s.device->counters().totals.guest_memory_lost, 1u);
+
+  // A VMM with whole memory is served as before.
+  Guest fresh;
+  FrontEnd fe(t.s.path);
+  t.s.attach(fe, fresh, kOfferedFeatures);
+  ASSERT_TRUE(t.s.device->connected());
+  fresh.transmit(virtio::NetHeader{}, plain_frame(60, 0x66));
+  EXPECT_EQ(t.s.pass().size(), 1u);
+}
+
+// Every disconnect gives the guard's slots back: more front-ends come and go than the
+// table has slots for their regions, and each is served.
+TEST(VhostUserNetDevice, TheGuardsSlotsComeBackWithEveryDisconnect) {
+  Session s;
+  for (std::size_t i = 0; i < kMaxGuardedMappings; ++i) {  // two regions each
+    Guest g;
+    {
+      FrontEnd fe(s.path);
+      s.attach(fe, g, kOfferedFeatures);
+      ASSERT_TRUE(s.device->connected()) << "front-end " << i << ": " << s.log.back();
+    }
+    s.pass();  // sees the hang-up
+    ASSERT_FALSE(s.device->connected());
+  }
+}
+
+TEST(VhostUserNetDevice, GuestMemoryTruncatedUnderTheMappingDisconnectsOnRx) {
+  TruncatedGuest t;
+  t.run_until_truncation();
+  t.truncate(t.g.rx, TruncatedGuest::kRingPage);
+  ResumeToken token;
+  const Bytes in = plain_frame(100, 0x55);
+  EXPECT_EQ(t.s.device->deliver(checked(virtio::NetHeader{}, in), in, token), NetDevice::Delivery::kNoGuest)
+      << "written into memory the guest no longer has: dropped, not delivered";
+  EXPECT_FALSE(t.s.device->connected());
+  EXPECT_TRUE(t.s.said("guest memory region 0 was truncated under the mapping (SIGBUS)")) << t.s.log.back();
+  EXPECT_EQ(t.s.device->counters().totals.guest_memory_lost, 1u);
+  EXPECT_EQ(t.s.device->counters().totals.protocol_errors, 0u);
+  EXPECT_TRUE(t.s.pass().empty());
+  t.reconnect_is_refused();
+}
+
+// The same truncation, with SIGBUS given back its default action after the device (and
+// with it the guard) was made: the device's access kills the process. The scenario above
+// is a real SIGBUS in the device, which the guard turns into a disconnect.
+TEST(VhostUserNetDeviceDeathTest, WithoutTheGuardTheTruncationKillsTheProcess) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        TruncatedGuest t;
+        t.run_until_truncation();
+        ::signal(SIGBUS, SIG_DFL);
+        t.truncate(t.g.tx, 0);
+        t.g.kick_queue(kTxQueue);
+        t.s.pass();
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGBUS), "");
+}
+
+// A SIGBUS that is not in guest memory is not the guard's: a real bug still ends the
+// process with SIGBUS, whether it is a fault or a signal someone sent.
+void touch_truncated_file() {
+  char path[] = "/dev/shm/vswitch-test-not-guest-XXXXXX";
+  const int fd = ::mkostemp(path, O_CLOEXEC);
+  if (fd < 0) ::_exit(10);
+  ::unlink(path);
+  if (::ftruncate(fd, 4096) != 0) ::_exit(11);
+  void* p = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED || ::ftruncate(fd, 0) != 0) ::_exit(12);
+  (void)*static_cast<volatile const char*>(p);
+}
+
+TEST(VhostUserNetDeviceDeathTest, ASigbusOutsideGuestMemoryStillKills) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        TruncatedGuest t;  // a guest mapped and guarded, elsewhere
+        t.run_until_truncation();
+        touch_truncated_file();
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGBUS), "");
+  EXPECT_EXIT(
+      {
+        Session s;
+        ::raise(SIGBUS);
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGBUS), "");
+}
+
+// Both under the endpoint's system call filter, which is installed after the device is
+// made: the repair and the disconnect, and the way back to the default action, use only
+// calls on its list (a refused one would end the process with SIGSYS instead).
+std::string filter_unusable() {
+  if (!syscall_filter_supported()) return "this build has no system call filter (a sanitizer build)";
+  const pid_t pid = ::fork();  // qemu-user (the aarch64 run) emulates no seccomp: probe in a child
+  if (pid < 0) return "fork failed";
+  if (pid == 0) {
+    (void)::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    ::_exit(restrict_system_calls(SyscallFilter::kLog) ? 0 : 4);
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return "this kernel (or emulator) takes no seccomp filter";
+  return {};
+}
+void enforce_filter() {
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || !restrict_system_calls(SyscallFilter::kEnforce)) ::_exit(3);
+}
+
+TEST(VhostUserNetDeviceDeathTest, UnderTheSystemCallFilter) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  if (const std::string why = filter_unusable(); !why.empty()) GTEST_SKIP() << why;
+  EXPECT_EXIT(
+      {
+        TruncatedGuest t;
+        t.run_until_truncation();
+        t.truncate(t.g.tx, 0);  // ftruncate is not on the list: the VMM's doing, before
+        t.g.kick_queue(kTxQueue);
+        enforce_filter();
+        const bool nothing = t.s.pass().empty();
+        const NetDeviceCounters c = t.s.device->counters();
+        ::_exit(nothing && !t.s.device->connected() && c.totals.guest_memory_lost == 1 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(
+      {
+        TruncatedGuest t;
+        t.run_until_truncation();
+        enforce_filter();
+        ::raise(SIGBUS);
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGBUS), "");
 }
 
 TEST(VhostUserNetDevice, NoGuestMeansDropNotWait) {
