@@ -32,8 +32,8 @@
 namespace vswitch::bench {
 namespace {
 
-using testing::AlternatingFrontend;
-using testing::WithholdingFrontend;
+using test_support::AlternatingFrontend;
+using test_support::WithholdingFrontend;
 
 enum class Mode { kTaking, kWithholding, kAbsent };
 const char* name(Mode m) {

@@ -11,7 +11,7 @@
 #include "vswitch/dataplane/endpoint.hpp"
 #include "vswitch/frontends/generator.hpp"
 
-namespace vswitch::testing {
+namespace vswitch::test_support {
 
 // Sends generator frames to each of two destinations, alternating between them (a, b, a,
 // b, ...), each destination its own stream; takes whatever it is given.
@@ -61,4 +61,4 @@ class WithholdingFrontend final : public Frontend {
   std::atomic<std::uint64_t> delivered{0};
 };
 
-}  // namespace vswitch::testing
+}  // namespace vswitch::test_support

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "endpoints/generator/test_frame.hpp"
+#include "tests/support/test_frontends.hpp"
 #include "shm/sys/eventfd.hpp"
 #include "vswitch/frontends/generator.hpp"
 
@@ -408,52 +409,10 @@ TEST(EndpointLoop, AWaitingRecordKeepsItsFrontendsNote) {
   EXPECT_EQ(sw.total_drops(0), 0u);
 }
 
-// Sends `count` generator frames to each of two destinations, alternating between them
-// (a, b, a, b, ...), each destination its own stream; receives nothing.
-class AlternatingFrontend final : public Frontend {
- public:
-  AlternatingFrontend(const GeneratorFrontend::Config& to_a, const GeneratorFrontend::Config& to_b)
-      : a_(to_a), b_(to_b) {}
-  [[nodiscard]] int fd() const noexcept override { return -1; }
-  RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override {
-    GeneratorFrontend& g = next_is_a_ ? a_ : b_;
-    RxResult r = g.receive(buf, now_ns);
-    if (r.status != Rx::kNone) {
-      next_is_a_ = !next_is_a_;
-      sent.fetch_add(1);
-    }
-    return r;
-  }
-  [[nodiscard]] std::optional<std::uint64_t> next_due_ns() const noexcept override {
-    return (next_is_a_ ? a_ : b_).next_due_ns();
-  }
-  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, PortId,
-                   std::uint64_t&) noexcept override {
-    return Delivery::kDelivered;
-  }
-  std::atomic<std::uint64_t> sent{0};
-
- private:
-  GeneratorFrontend a_, b_;
-  bool next_is_a_ = true;
-};
-
-// A receiver whose guest never posts a receive buffer (or posts them only when told):
-// every delivery waits (kRetryLater) while `take` is false.
-class WithholdingFrontend final : public Frontend {
- public:
-  [[nodiscard]] int fd() const noexcept override { return -1; }
-  RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
-  [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
-  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, PortId,
-                   std::uint64_t&) noexcept override {
-    if (!take.load()) return Delivery::kRetryLater;
-    delivered.fetch_add(1);
-    return Delivery::kDelivered;
-  }
-  std::atomic<bool> take{false};
-  std::atomic<std::uint64_t> delivered{0};
-};
+// The sender that alternates between two destinations and the receiver that withholds
+// its buffers are shared with vswitch-bench hol.
+using test_support::AlternatingFrontend;
+using test_support::WithholdingFrontend;
 
 // A receiver that never consumes (e1 never runs: its channel is never drained) must cost
 // nobody else anything: the sender e0 sends alternately to e1 and e2, and e2 gets every
