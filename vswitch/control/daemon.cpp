@@ -235,26 +235,38 @@ sys::Status<std::string> prepare_lock_dir() {
   return {};
 }
 
-// Holds the topology's lock file for the daemon's lifetime.
+// A lock file: opened without following links, locked (flock, exclusive, never waiting)
+// and `owner` written into it, for whoever finds it taken. When another process holds it,
+// the error is empty and `holder` says what that process wrote.
+sys::Result<sys::Fd, std::string> lock_file(const std::string& path, const std::string& owner, std::string& holder) {
+  sys::Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return sys::Unexpected("cannot open lock " + path + ": " + std::strerror(errno));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    char buf[96] = {};
+    const ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
+    holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    return sys::Unexpected(std::string());
+  }
+  if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), owner.data(), owner.size(), 0) < 0)
+    return sys::Unexpected("cannot write lock " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
+// Holds the topology's lock file (and the endpoint ids' lock files) for the daemon's
+// lifetime.
 class TopologyLock {
  public:
   static sys::Result<TopologyLock, std::string> take(const std::string& name) {
     if (auto st = prepare_lock_dir(); !st) return sys::Unexpected(st.error());
     const std::string path = lock_path(name);
-    sys::Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (!fd.valid()) return sys::Unexpected("cannot open lock " + path + ": " + std::strerror(errno));
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-      char buf[32] = {};
-      const ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
-      std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
-      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-      return sys::Unexpected("topology \"" + name + "\" is already run by another vswitchd (pid " + pid +
+    std::string holder;
+    auto fd = lock_file(path, std::to_string(::getpid()) + "\n", holder);
+    if (!fd && fd.error().empty())
+      return sys::Unexpected("topology \"" + name + "\" is already run by another vswitchd (pid " + holder +
                              ", lock " + path + "); stop it first");
-    }
-    const std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0)
-      return sys::Unexpected("cannot write lock " + path + ": " + std::strerror(errno));
-    return TopologyLock(std::move(fd), path);
+    if (!fd) return sys::Unexpected(fd.error());
+    return TopologyLock(std::move(fd.value()), path);
   }
   TopologyLock(TopologyLock&&) = default;
   TopologyLock& operator=(TopologyLock&&) = default;
@@ -264,23 +276,17 @@ class TopologyLock {
   // other's endpoints (same uid), whatever else keeps them apart. The other holder is
   // named (its switch and pid).
   sys::Status<std::string> take_ids(const std::string& name, std::uint32_t first_id, std::size_t count) {
+    const std::string me = "switch \"" + name + "\", vswitchd pid " + std::to_string(::getpid()) + "\n";
     for (std::size_t k = 0; k < count; ++k) {
       const std::string id = std::to_string(first_id + k);
       const std::string path = lock_dir() + "/uid-" + id + ".lock";
-      sys::Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-      if (!fd.valid()) return sys::Unexpected("cannot open lock " + path + ": " + std::strerror(errno));
-      if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-        char buf[96] = {};
-        const ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
-        std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
-        while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      std::string holder;
+      auto fd = lock_file(path, me, holder);
+      if (!fd && fd.error().empty())
         return sys::Unexpected("endpoint id " + id + " (switch.endpoint_uid_base) is used by another switch (" + holder +
                                "); give each switch on this machine its own range of ids");
-      }
-      const std::string me = "switch \"" + name + "\", vswitchd pid " + std::to_string(::getpid()) + "\n";
-      if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), me.data(), me.size(), 0) < 0)
-        return sys::Unexpected("cannot write lock " + path + ": " + std::strerror(errno));
-      ids_.emplace_back(std::move(fd), path);
+      if (!fd) return sys::Unexpected(fd.error());
+      ids_.emplace_back(std::move(fd.value()), path);
     }
     return {};
   }

@@ -40,11 +40,11 @@ std::string_view to_string(SyscallFilter f) {
 namespace {
 
 #if defined(__x86_64__)
-constexpr std::uint32_t kArch = AUDIT_ARCH_X86_64;
-constexpr const char* kArchName = "x86_64";
+[[maybe_unused]] constexpr std::uint32_t kArch = AUDIT_ARCH_X86_64;
+[[maybe_unused]] constexpr const char* kArchName = "x86_64";
 #elif defined(__aarch64__)
-constexpr std::uint32_t kArch = AUDIT_ARCH_AARCH64;
-constexpr const char* kArchName = "aarch64";
+[[maybe_unused]] constexpr std::uint32_t kArch = AUDIT_ARCH_AARCH64;
+[[maybe_unused]] constexpr const char* kArchName = "aarch64";
 #else
 #define VSWITCH_NO_SYSCALL_FILTER 1
 #endif

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "shm/channel.hpp"
+#include "tests/support/proc_maps.hpp"
 
 namespace vswitch::shm {
 namespace {
@@ -42,20 +43,8 @@ TEST(Region, CreateThenAttachSeesTheSamePayload) {
   EXPECT_EQ(attached->generation(), 7u);
 }
 
-// The permissions column of /proc/self/maps for the mapping that holds `p` ("" if none).
-// A test process maps each object twice (creator and attach): only the range matters.
-std::string permissions_at(const void* p) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  const auto addr = reinterpret_cast<std::uintptr_t>(p);
-  while (std::getline(maps, line)) {
-    unsigned long lo = 0;
-    unsigned long hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi)
-      return line.substr(line.find(' ') + 1, 4);
-  }
-  return "";
-}
+// A test process may map an object twice (creator and attach): only the range matters.
+using test_support::permissions_at;
 
 // An observer must not be able to change what it observes: a read-only attach is a
 // read-only, shared mapping of an object opened read-only.

@@ -3,6 +3,7 @@
 // a slice that does not pass validation (its endpoint may have written anything into it)
 // without losing the others; an endpoint process keeps only its own slice mapped.
 #include "vswitch/observability/stats.hpp"
+#include "tests/support/proc_maps.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -47,19 +48,8 @@ std::set<std::string> mapped_objects() {
   return out;
 }
 
-// The permissions column of /proc/self/maps for the mapping that holds `p` ("" if none).
-std::string permissions_at(const void* p) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  const auto addr = reinterpret_cast<std::uintptr_t>(p);
-  while (std::getline(maps, line)) {
-    unsigned long lo = 0;
-    unsigned long hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi)
-      return line.substr(line.find(' ') + 1, 4);
-  }
-  return "";
-}
+// A test process may map an object twice (creator and attach): only the range matters.
+using test_support::permissions_at;
 
 StatsRegion make(const std::string& sw) {
   auto s = StatsRegion::create(sw, kNames, kFdb, kGeneration);
