@@ -85,7 +85,7 @@ constexpr const char* kFaultMessage = "";
 #endif
 
 TEST(RegionDeathTest, StoreThroughAReadOnlyAttachFaults) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  GTEST_FLAG_SET(death_test_style, "fast");
   const auto name = unique_name("rofault");
   auto created = Region::create(name, RegionKind::kChannel, 4096, 1);
   ASSERT_TRUE(created.has_value()) << created.error().detail;

@@ -893,7 +893,7 @@ TEST(VhostUserNetDevice, GuestMemoryTruncatedUnderTheMappingDisconnectsOnRx) {
 // with it the guard) was made: the device's access kills the process. The scenario above
 // is a real SIGBUS in the device, which the guard turns into a disconnect.
 TEST(VhostUserNetDeviceDeathTest, WithoutTheGuardTheTruncationKillsTheProcess) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  GTEST_FLAG_SET(death_test_style, "fast");
   EXPECT_EXIT(
       {
         TruncatedGuest t;
@@ -929,7 +929,7 @@ bool killed_by_sigbus(int status) {
 }
 
 TEST(VhostUserNetDeviceDeathTest, ASigbusOutsideGuestMemoryStillKills) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  GTEST_FLAG_SET(death_test_style, "fast");
   EXPECT_EXIT(
       {
         TruncatedGuest t;  // a guest mapped and guarded, elsewhere
@@ -968,7 +968,7 @@ void enforce_filter() {
 }
 
 TEST(VhostUserNetDeviceDeathTest, UnderTheSystemCallFilter) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  GTEST_FLAG_SET(death_test_style, "fast");
   if (const std::string why = filter_unusable(); !why.empty()) GTEST_SKIP() << why;
   EXPECT_EXIT(
       {
