@@ -17,9 +17,11 @@ namespace {
 
 // Every field is a lock-free atomic: the handler may read a slot while its owner writes it
 // (on another thread), and only lock-free atomics may be shared with a signal handler.
-static_assert(std::atomic<std::uintptr_t>::is_always_lock_free && std::atomic<std::size_t>::is_always_lock_free &&
-              std::atomic<std::uint32_t>::is_always_lock_free && std::atomic<std::uint64_t>::is_always_lock_free &&
-              std::atomic<bool>::is_always_lock_free);
+static_assert(std::atomic<std::uintptr_t>::is_always_lock_free);
+static_assert(std::atomic<std::size_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic<bool>::is_always_lock_free);
 
 // One registered mapping. start and length are published under a sequence count (a
 // seqlock): the writer makes seq odd, changes them, makes it even again; the handler takes
@@ -99,7 +101,9 @@ void on_sigbus(int sig, siginfo_t* info, void* context) {
       // The whole mapping, so that a hugetlbfs mapping is replaced on its own huge-page
       // boundaries (a part of one cannot be). MAP_NORESERVE: the replacement only takes
       // memory where it is written before the owner unmaps it.
-      void* p = ::mmap(reinterpret_cast<void*>(r->start), r->length, PROT_READ | PROT_WRITE,
+      // The registered address back as a pointer: it is where the mapping lies, and only
+      // mmap (MAP_FIXED) uses it, never a dereference the optimizer could track.
+      void* p = ::mmap(reinterpret_cast<void*>(r->start), r->length, PROT_READ | PROT_WRITE,  // NOLINT(performance-no-int-to-ptr)
                        MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p == MAP_FAILED) break;  // cannot repair it: the fault is fatal after all
       s.lost.store(true, std::memory_order_relaxed);
