@@ -11,7 +11,8 @@
 #   - iperf3 TCP to TCP_PEER and UDP at UDP_RATE to UDP_PEER, in back-to-back segments of at
 #     most SEGMENT seconds (iperf3 refuses -t above 86400 s, so days are many segments); the
 #     gap between two segments is measured and reported;
-#   - ping to every PING_PEER, one a second, summarised every minute;
+#   - ping to every PING_PEER, one a second (one ping for the whole run), summarised every
+#     minute;
 #   - every minute, its own drop counters (UDP socket errors, interface drops).
 # One line per event, each starting with "VSOAK" (scripts/soak_monitor.py reads them):
 #   VSOAK UP host=N | VSOAK SEG proto=tcp|udp src= dst= k= t= rc= tries= gap_ms= mbps= [lost= total=]
@@ -21,6 +22,7 @@
 # Memory stays flat for any duration: each segment's output is parsed and forgotten.
 name=$1 secs=$2 seg=$3 tcp_peer=$4 udp_peer=$5 udp_rate=$6 ping_peers=$7 report=$8 linger=${9:-30} tcp_rate=${10:-0}
 tmp=${TMPDIR:-/tmp}/soak-load.$name.$$
+setup_s=${SOAK_SETUP_S:-10}
 mkdir -p "$tmp"
 
 # Every line ends in " end": a line a kernel message broke into is recognised and skipped.
@@ -63,7 +65,22 @@ seg_loop() {
       tries=$((tries + 1))
       start=$(ms)
       gap=0; [ -n "$last_end" ] && gap=$((start - last_end))
-      iperf3 -c "$(addr "$p")" -p "$port" -t "$t" -i 0 -f m "$@" >"$tmp/$proto.out" 2>&1
+      # iperf3 3.12 waits forever for a UDP stream's setup datagram that was lost (the path
+      # saturated): a run whose stream has not connected within SOAK_SETUP_S seconds (default
+      # 10) is cut off and retried, well inside the monitor's 30 s stall bound.
+      # --forceflush: the "connected to" line reaches the file when it is printed.
+      iperf3 -c "$(addr "$p")" -p "$port" -t "$t" -i 0 -f m --forceflush "$@" >"$tmp/$proto.out" 2>&1 &
+      ipid=$! waited=0
+      while kill -0 "$ipid" 2>/dev/null && ! grep -q "connected to" "$tmp/$proto.out"; do
+        if [ "$waited" -ge "$setup_s" ]; then
+          kill "$ipid" 2>/dev/null
+          echo "iperf3: no stream connected in $waited s (cut off)" >>"$tmp/$proto.out"
+          break
+        fi
+        sleep 1
+        waited=$((waited + 1))
+      done
+      wait "$ipid"
       rc=$?
       [ $rc -eq 0 ] && break
       grep -q "connected to" "$tmp/$proto.out" && break
@@ -84,21 +101,58 @@ seg_loop() {
   done
 }
 
+# One ping per peer for the whole run (not a ping a minute): a starved guest took tens of
+# seconds to start the next ping and its helpers, and a ping that lost a reply waited two
+# round trips (seconds, on the emulated board) before it exited, so a pair that only pings
+# went silent for up to half a minute with nothing wrong on the path. Its replies are
+# summarised a minute of sequence numbers at a time (60 requests, 1 a second): a window is
+# reported when the first reply of a later window arrives, so a reply that comes later than
+# that is counted lost, as one that never comes. The last window counts the requests the
+# ping said it sent ("N packets transmitted"); a ping that is restarted starts its windows
+# again. busybox numbers from seq=0, iputils from icmp_seq=1.
+ping_base=0
+ping -V 2>/dev/null | grep -q iputils && ping_base=1
 ping_loop() {
   p=$1
   while :; do
     left=$((end - $(now)))
-    n=60; [ "$left" -lt 62 ] && n=$((left - 1))
+    n=$((left - 1))
     [ "$n" -ge 5 ] || break
-    ping -c "$n" -i 1 -W 5 "$(addr "$p")" 2>/dev/null | sed -n 's/.*time=\([0-9.]*\) *ms.*/\1/p' | sort -n >"$tmp/rtt.$(peer "$p")"
-    awk -v n="$n" -v src="$name" -v dst="$(peer "$p")" '
-      { v[NR] = $1 }
-      END {
-        r = NR
-        if (r == 0) { printf "VSOAK PING src=%s dst=%s sent=%d recv=0 p50=0 p99=0 max=0\n", src, dst, n; exit }
-        i50 = int((r - 1) * 0.50 + 1.5); i99 = int((r - 1) * 0.99 + 1.5)
-        printf "VSOAK PING src=%s dst=%s sent=%d recv=%d p50=%s p99=%s max=%s\n", src, dst, n, r, v[i50], v[i99], v[r]
-      }' "$tmp/rtt.$(peer "$p")" | while read -r line; do say "${line#VSOAK }"; done
+    started=$(now)
+    # No -w: with it iputils counts replies, not requests, and goes on past the end.
+    ping -c "$n" -i 1 -W 5 "$(addr "$p")" 2>/dev/null |
+      awk -v base="$ping_base" -v src="$name" -v dst="$(peer "$p")" '
+        function report(sent,   i, j, t, i50, i99) {
+          for (i = 2; i <= r; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+          if (r == 0) printf "PING src=%s dst=%s sent=%d recv=0 p50=0 p99=0 max=0\n", src, dst, sent
+          else {
+            i50 = int((r - 1) * 0.50 + 1.5); i99 = int((r - 1) * 0.99 + 1.5)
+            printf "PING src=%s dst=%s sent=%d recv=%d p50=%s p99=%s max=%s\n", src, dst, sent, r, v[i50], v[i99], v[r]
+          }
+          fflush()
+          r = 0; split("", v); got = 0
+        }
+        BEGIN { cur = 0; r = 0; got = 0; last = -1; tx = -1 }
+        / time=/ && !/DUP/ {
+          s = -1; ms = ""
+          for (i = 1; i <= NF; i++) {
+            if ($i ~ /seq=[0-9]+$/) { s = $i; sub(/.*seq=/, "", s); s += 0 }
+            else if ($i ~ /^time=/) { ms = $i; sub(/^time=/, "", ms) }
+          }
+          if (s < base || ms == "") next
+          w = int((s - base) / 60)
+          if (w < cur) next
+          while (w > cur) { report(60); cur++ }
+          v[++r] = ms + 0; got = 1; last = s
+        }
+        /packets transmitted/ { tx = $1 + 0 }
+        END {
+          sent = tx >= 0 ? tx - 60 * cur : (got ? last - base - 60 * cur + 1 : 0)
+          if (sent > 0 || r > 0) report(sent < r ? r : sent)
+        }' | while read -r line; do say "$line"; done
+    # A ping that ended early (the address unreachable for a moment) is started again,
+    # at most once a second.
+    [ "$(now)" -gt "$started" ] || sleep 1
   done
 }
 

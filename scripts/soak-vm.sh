@@ -151,7 +151,7 @@ for ((i = 0; i < n; i++)); do
   peers=""
   for ((j = 0; j < n; j++)); do ((j == i)) || peers+="${peers:+ }${names[j]}@${ips[j]}"; done
   VM_IMAGE=$out/image vm_boot "$out" "${names[i]}" "${macs[i]}" "${ips[i]}" \
-    "sh /soak-load.sh ${names[i]} $secs $SOAK_SEGMENT ${names[next]}@${ips[next]} ${names[prev]}@${ips[prev]} $SOAK_UDP_RATE '$peers' - 30 $tcp_rate" \
+    "SOAK_SETUP_S=${SOAK_SETUP_S:-10} sh /soak-load.sh ${names[i]} $secs $SOAK_SEGMENT ${names[next]}@${ips[next]} ${names[prev]}@${ips[prev]} $SOAK_UDP_RATE '$peers' - 30 $tcp_rate" \
     "$(vhost_netdev "${socks[i]}")"
   pids+=("$VM_PID")
 done
