@@ -1,7 +1,8 @@
 // Doorbell: how one side wakes the other. The ring only ever calls ring(); who sleeps on
-// it and how is the owner's business. On Linux it is an eventfd (EventFdDoorbell); on a
-// hypervisor without eventfd an IPI or an ivshmem doorbell register implements the same
-// interface.
+// it and how is the owner's business. Between endpoint processes it is a pipe
+// (PipeDoorbell: the ringers hold only its write end); within one process, and in tests, an
+// eventfd (EventFdDoorbell); on a hypervisor an IPI or an ivshmem doorbell register
+// implements the same interface.
 #pragma once
 
 #include <atomic>
@@ -44,5 +45,44 @@ class EventFdDoorbell final : public Doorbell {
   std::atomic<std::uint64_t> rings_{0};
   std::uint64_t waits_ = 0;  // only the owner waits
 };
+
+// A doorbell its ringers cannot drain. An eventfd is one open file, readable and writable
+// by every process that holds it: a compromised endpoint holding a peer's eventfd could
+// read it empty, eating the wake-up a third endpoint had just rung (that peer then sleeps
+// on data until its next timeout). A pipe has two ends, and a write end cannot be read
+// (read(2) fails with EBADF): the owner keeps the read end, every ringer gets only the
+// write end. Both ends are non-blocking. A ring writes one byte; a full pipe (EAGAIN)
+// already has a wakeup pending, so a ring never blocks and rings coalesce, as with the
+// eventfd. The pipe is one page (F_SETPIPE_SZ), which one read drains.
+class PipeDoorbell final : public Doorbell {
+ public:
+  PipeDoorbell(PipeDoorbell&& o) noexcept
+      : read_(std::move(o.read_)), write_(std::move(o.write_)), rings_(o.rings_.load(std::memory_order_relaxed)) {}
+  PipeDoorbell& operator=(PipeDoorbell&&) = delete;
+  [[nodiscard]] static sys::Result<PipeDoorbell, sys::SysError> create();
+
+  // Without the write end (closed in a process that must not ring it) a ring does nothing.
+  void ring() noexcept override;
+
+  [[nodiscard]] int read_fd() const noexcept { return read_.get(); }
+  [[nodiscard]] int write_fd() const noexcept { return write_.get(); }
+  // A process keeps the read end of its own doorbell and the write ends of its peers'.
+  void close_read_end() noexcept { read_.reset(); }
+  void close_write_end() noexcept { write_.reset(); }
+  [[nodiscard]] std::uint64_t rings() const noexcept { return rings_.load(std::memory_order_relaxed); }
+
+ private:
+  PipeDoorbell(sys::Fd r, sys::Fd w) : read_(std::move(r)), write_(std::move(w)) {}
+  sys::Fd read_;
+  sys::Fd write_;
+  std::atomic<std::uint64_t> rings_{0};
+};
+
+// The owner's side of either doorbell, after epoll said its descriptor is readable: one
+// read() of up to a page, which clears an eventfd's counter or empties a one-page pipe.
+// Returns whether anything was read (EAGAIN: already drained, false); fails on any other
+// error, or on a descriptor at end of file (a pipe whose every write end is closed would
+// be readable forever).
+[[nodiscard]] sys::Result<bool, sys::SysError> drain_doorbell(int fd) noexcept;
 
 }  // namespace vswitch::shm

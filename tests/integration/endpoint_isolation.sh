@@ -31,10 +31,11 @@ check_endpoint() {
   got=$(grep -o "/dev/shm/vswitch\.$SWITCH\.[^ ]*" "/proc/$pid/maps" | sort -u)
   [[ $got == "$want" ]] || fail "endpoint $me (pid $pid) maps:"$'\n'"$got"$'\n'"expected only:"$'\n'"$want"
   # Descriptors beyond 0-2: its own TAP (told apart from the others by fdinfo's iff:),
-  # or for vhost-user its listening socket; one doorbell (eventfd) per endpoint, its stop
-  # signalfd, its epoll; nothing else (no other TAP, no lock file, no pipe, nothing the
-  # daemon inherited).
-  local fd target taps=() eventfds=0 sockets=0 ifname
+  # or for vhost-user its listening socket; the doorbells: the read end of its own pipe
+  # and the write end of each peer's (fdinfo's flags: O_RDONLY or O_WRONLY), no eventfd
+  # (an eventfd's every holder can read it empty); its stop signalfd, its epoll; nothing
+  # else (no other TAP, no lock file, nothing the daemon inherited).
+  local fd target taps=() eventfds=0 sockets=0 ifname flags reads=() writes=()
   for fd in /proc/"$pid"/fd/*; do
     fd=${fd##*/}
     ((fd <= 2)) && continue
@@ -44,6 +45,13 @@ check_endpoint() {
         ifname=$(awk '$1 == "iff:" {print $2}' "/proc/$pid/fdinfo/$fd")
         taps+=("$ifname") ;;
       'anon_inode:[eventfd]') eventfds=$((eventfds + 1)) ;;
+      pipe:*)
+        flags=$(awk '$1 == "flags:" {print $2}' "/proc/$pid/fdinfo/$fd")
+        case $((8#$flags & 3)) in
+          0) reads+=("$target") ;;
+          1) writes+=("$target") ;;
+          *) fail "endpoint $me (pid $pid) holds $target open for reading and writing" ;;
+        esac ;;
       socket:*) sockets=$((sockets + 1)) ;;
       'anon_inode:[signalfd]' | 'anon_inode:[eventpoll]') ;;
       *) fail "endpoint $me (pid $pid) holds fd $fd -> $target" ;;
@@ -56,7 +64,13 @@ check_endpoint() {
     [[ -z ${taps[*]-} ]] || fail "endpoint $me (pid $pid) holds TAPs [${taps[*]-}]"
     ((sockets == 1)) || fail "endpoint $me (pid $pid) holds $sockets sockets, expected its listening socket"
   fi
-  ((eventfds == ${#ENDPOINTS[@]})) || fail "endpoint $me (pid $pid) holds $eventfds eventfds, expected ${#ENDPOINTS[@]} doorbells"
+  ((eventfds == 0)) || fail "endpoint $me (pid $pid) holds $eventfds eventfds (no front-end is connected)"
+  ((${#reads[@]} == 1)) || fail "endpoint $me (pid $pid) can read ${#reads[@]} pipes [${reads[*]-}], expected only its own doorbell"
+  ((${#writes[@]} == ${#ENDPOINTS[@]} - 1)) ||
+    fail "endpoint $me (pid $pid) can write ${#writes[@]} pipes [${writes[*]-}], expected its $((${#ENDPOINTS[@]} - 1)) peers' doorbells"
+  [[ " ${writes[*]} " != *" ${reads[0]} "* ]] || fail "endpoint $me (pid $pid) can ring its own doorbell"
+  BELL_READ[$me]=${reads[0]}
+  BELL_WRITES[$me]=" ${writes[*]} "
   # No new privileges, no capability in any set.
   local key
   for key in CapInh CapPrm CapEff CapBnd CapAmb; do
@@ -100,7 +114,23 @@ daemon_stats=$(grep -o '/dev/shm/vswitch\.it3\.stats[^ ]*' "/proc/$DAEMON_PID/ma
 daemon_taps=$(grep -h '^iff:' /proc/"$DAEMON_PID"/fdinfo/* 2>/dev/null | wc -l)
 ((daemon_taps == 3)) || fail "vswitchd holds $daemon_taps TAPs, expected 3"
 
+# check_doorbells: after check_endpoint ran for every endpoint, each one's write ends are
+# exactly its peers' doorbells (the pipes the peers read), so it can ring every peer and
+# drain none.
+declare -A BELL_READ=() BELL_WRITES=()
+check_doorbells() {
+  local me other
+  for me in "${!BELL_WRITES[@]}"; do
+    for other in "${!BELL_READ[@]}"; do
+      [[ $other == "$me" ]] && continue
+      [[ ${BELL_WRITES[$me]} == *" ${BELL_READ[$other]} "* ]] ||
+        fail "endpoint $me cannot ring $other's doorbell ${BELL_READ[$other]} (it holds${BELL_WRITES[$me]})"
+    done
+  done
+}
+
 for e in "${ENDPOINTS[@]}"; do check_endpoint "$e" "$(pid_of "$e")"; done
+check_doorbells
 
 ping_all() {
   local from to
@@ -116,6 +146,7 @@ ping_all "isolated endpoints"
 
 restart_after_kill b
 check_endpoint b "$(pid_of b)"
+check_doorbells
 ping_all "after b's kill -9 and restart"
 # A second switch whose endpoints would run as the same ids (both at the default base)
 # is refused, naming the running one: sharing a uid would let their endpoints signal each

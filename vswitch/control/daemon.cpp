@@ -450,7 +450,7 @@ class Daemon {
   TopologyLock lock_;
   std::optional<shm::Fabric> fabric_;
   std::optional<StatsRegion> stats_;
-  std::vector<shm::EventFdDoorbell> doorbells_;
+  std::vector<shm::PipeDoorbell> doorbells_;
   std::vector<shm::Doorbell*> doorbell_ptrs_;
   std::vector<std::unique_ptr<endpoints::tap::TapDevice>> taps_;
   std::vector<sys::Fd> listeners_;  // per endpoint: a vhost-user endpoint's listening socket
@@ -514,7 +514,7 @@ Daemon::Step Daemon::create_shared_memory() {
 
 Daemon::Step Daemon::create_doorbells() {
   for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
-    auto bell = shm::EventFdDoorbell::create();
+    auto bell = shm::PipeDoorbell::create();
     if (!bell) return sys::Unexpected("doorbell: " + bell.error().message());
     doorbells_.push_back(std::move(bell.value()));
   }
@@ -682,7 +682,8 @@ Daemon::EndpointHold Daemon::enter_endpoint_process(std::size_t i, int ready_fd)
   // its own 2(N-1) channels and its own stats slice (the other channels, the other
   // endpoints' slices and the daemon's stats object are unmapped; the daemon keeps their
   // names), its own TAP or listening socket (the daemon holds every one open, so closing
-  // the others here changes nothing for them), the doorbells, its stop and ready
+  // the others here changes nothing for them), the read end of its own doorbell and the
+  // write ends of its peers' (it can ring them but never drain them), its stop and ready
   // descriptors. The topology lock and anything the daemon itself inherited are closed.
   // From here on stats_ maps nothing: a call on it aborts.
   fabric_->keep_only(i);
@@ -691,6 +692,12 @@ Daemon::EndpointHold Daemon::enter_endpoint_process(std::size_t i, int ready_fd)
     if (j != i) taps_[j].reset();
   for (std::size_t j = 0; j < listeners_.size(); ++j)
     if (j != i) listeners_[j].reset();
+  for (std::size_t j = 0; j < doorbells_.size(); ++j) {
+    if (j == i)
+      doorbells_[j].close_write_end();  // nothing rings itself
+    else
+      doorbells_[j].close_read_end();
+  }
   lock_.close_in_endpoint();
   // Standard input: nothing (a vswitchd run in the foreground would otherwise hand every
   // endpoint the administrator's terminal). Standard output and error stay: the log.
@@ -699,7 +706,9 @@ Daemon::EndpointHold Daemon::enter_endpoint_process(std::size_t i, int ready_fd)
   std::vector<int> keep{STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, ready_fd, stop_fd.get()};
   if (taps_[i]) keep.push_back(taps_[i]->fd());
   if (listeners_[i].valid()) keep.push_back(listeners_[i].get());
-  for (const auto& b : doorbells_) keep.push_back(b.fd());
+  keep.push_back(doorbells_[i].read_fd());
+  for (std::size_t j = 0; j < doorbells_.size(); ++j)
+    if (j != i) keep.push_back(doorbells_[j].write_fd());
   if (auto st = close_descriptors_except(keep); !st) endpoint_fails(e, st.error());
   // Its own uid and gid (when vswitchd is root and the topology does not say 0): a
   // compromised endpoint then owns no file (uid 0 without capabilities would still own
@@ -769,7 +778,7 @@ void Daemon::endpoint_main(std::size_t i, int ready_fd) {
   res.self = i;
   res.fabric = &*fabric_;
   res.doorbells = doorbell_ptrs_;
-  res.doorbell_fd = doorbells_[i].fd();
+  res.doorbell_fd = doorbells_[i].read_fd();
   res.stats = &hold.stats;
   res.stop_fd = hold.stop_fd.get();
   int status = 0;

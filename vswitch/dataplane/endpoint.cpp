@@ -507,9 +507,10 @@ bool EndpointLoop::sleep() {
   bool stop = !fatal_.empty();
   for (int i = 0; i < n; ++i) {
     if (events[i].data.fd == res_.doorbell_fd) {
-      // Only this endpoint reads its doorbell, and epoll said readable: the read returns
-      // at once. A doorbell that cannot be read would wake us forever: stop.
-      if (auto d = sys::drain_counter(res_.doorbell_fd); !d) {
+      // Only this endpoint reads its doorbell (its peers hold only the write end), and
+      // epoll said readable: the read returns at once. A doorbell that cannot be read
+      // would wake us forever: stop.
+      if (auto d = shm::drain_doorbell(res_.doorbell_fd); !d) {
         fatal_ = "doorbell: " + d.error().message();
         stop = true;
       }

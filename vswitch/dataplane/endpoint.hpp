@@ -106,7 +106,7 @@ struct EndpointResources {
   std::size_t self = 0;
   const shm::Fabric* fabric = nullptr;        // maps at least this endpoint's channels
   std::span<shm::Doorbell* const> doorbells;  // one per endpoint, index = endpoint
-  int doorbell_fd = -1;                       // this endpoint's own doorbell (an eventfd)
+  int doorbell_fd = -1;                       // the read end of this endpoint's own doorbell
   StatsSlice* stats = nullptr;                // optional: this endpoint's own stats slice
   int stop_fd = -1;                           // readable: leave run() (e.g. a signalfd)
 };
