@@ -67,23 +67,44 @@ seg_loop() {
       gap=0; [ -n "$last_end" ] && gap=$((start - last_end))
       # iperf3 3.12 waits forever for a UDP stream's setup datagram that was lost (the path
       # saturated): a run whose stream has not connected within SOAK_SETUP_S seconds (default
-      # 10) is cut off and retried, well inside the monitor's 30 s stall bound.
-      # --forceflush: the "connected to" line reaches the file when it is printed.
-      iperf3 -c "$(addr "$p")" -p "$port" -t "$t" -i 0 -f m --forceflush "$@" >"$tmp/$proto.out" 2>&1 &
-      ipid=$! waited=0
-      while kill -0 "$ipid" 2>/dev/null && ! grep -q "connected to" "$tmp/$proto.out"; do
-        if [ "$waited" -ge "$setup_s" ]; then
+      # 10) is cut off and retried, well inside the monitor's 30 s stall bound. iperf3 flushes
+      # its output only at interval reports (--forceflush, -i 1): it goes through a fifo to
+      # a shell loop (read takes a line as soon as it arrives; awk may wait for a block),
+      # which marks the stream connected at iperf3's "connected to" line and keeps only the
+      # last lines (one a second would grow a file for a day's segment).
+      rm -f "$tmp/$proto.connected" "$tmp/$proto.fifo"
+      : >"$tmp/$proto.out"
+      mkfifo "$tmp/$proto.fifo"
+      {
+        n=0
+        while IFS= read -r line; do
+          case $line in *"connected to"*) [ -e "$tmp/$proto.connected" ] || : >"$tmp/$proto.connected" ;; esac
+          printf '%s\n' "$line" >>"$tmp/$proto.out"
+          n=$((n + 1))
+          if [ $n -ge 256 ]; then
+            tail -n 16 "$tmp/$proto.out" >"$tmp/$proto.tail" && mv "$tmp/$proto.tail" "$tmp/$proto.out"
+            n=0
+          fi
+        done <"$tmp/$proto.fifo"
+      } &
+      apid=$!
+      iperf3 -c "$(addr "$p")" -p "$port" -t "$t" -i 1 --forceflush -f m "$@" >"$tmp/$proto.fifo" 2>&1 &
+      ipid=$! t0=$(now) cut=0
+      while kill -0 "$ipid" 2>/dev/null && [ ! -e "$tmp/$proto.connected" ]; do
+        if [ $(($(now) - t0)) -ge "$setup_s" ]; then
           kill "$ipid" 2>/dev/null
-          echo "iperf3: no stream connected in $waited s (cut off)" >>"$tmp/$proto.out"
+          cut=1
           break
         fi
         sleep 1
-        waited=$((waited + 1))
       done
       wait "$ipid"
       rc=$?
+      wait "$apid"
+      rm -f "$tmp/$proto.fifo"
+      [ $cut -eq 1 ] && echo "iperf3: no stream connected in $setup_s s (cut off)" >>"$tmp/$proto.out"
       [ $rc -eq 0 ] && break
-      grep -q "connected to" "$tmp/$proto.out" && break
+      [ -e "$tmp/$proto.connected" ] && break
       if [ $tries -ge 100 ]; then break; fi
       sleep 1
     done
