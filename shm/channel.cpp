@@ -24,4 +24,13 @@ sys::Result<Channel, std::string> Channel::attach(const std::string& name,
   return Channel(std::move(region).value(), area.value());
 }
 
+sys::Result<Channel, std::string> Channel::attach_sized(const ChannelSpec& spec) {
+  using sys::Unexpected;
+  auto region = Region::attach_sized(spec.name, spec.region_bytes(), spec.generation);
+  if (!region) return Unexpected{region.error().detail};
+  auto area = RingArea::adopt(region->payload(), spec.ring_bytes, spec.max_payload);
+  if (!area) return Unexpected{"channel " + spec.name + ": " + std::string(to_string(area.error()))};
+  return Channel(std::move(region).value(), area.value());
+}
+
 }  // namespace vswitch::shm

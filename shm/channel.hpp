@@ -32,6 +32,10 @@ class Channel {
                                                                 std::uint64_t expected_generation = 0,
                                                                 Access access = Access::kReadWrite);
 
+  // The switch's own endpoint program: maps the channel `spec` names, checking only its size
+  // (Region::attach_sized, RingArea::adopt): its headers are the peer's to write too.
+  [[nodiscard]] static sys::Result<Channel, std::string> attach_sized(const ChannelSpec& spec);
+
   [[nodiscard]] FrameProducer producer(Doorbell* consumer_doorbell) const noexcept {
     return FrameProducer(area_, consumer_doorbell);
   }

@@ -60,6 +60,10 @@ class PipeDoorbell final : public Doorbell {
       : read_(std::move(o.read_)), write_(std::move(o.write_)), rings_(o.rings_.load(std::memory_order_relaxed)) {}
   PipeDoorbell& operator=(PipeDoorbell&&) = delete;
   [[nodiscard]] static sys::Result<PipeDoorbell, sys::SysError> create();
+  // The ends a process was handed (either may be empty).
+  [[nodiscard]] static PipeDoorbell adopt(sys::Fd read_end, sys::Fd write_end) {
+    return PipeDoorbell(std::move(read_end), std::move(write_end));
+  }
 
   // Without the write end (closed in a process that must not ring it) a ring does nothing.
   void ring() noexcept override;

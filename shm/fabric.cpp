@@ -101,6 +101,23 @@ sys::Result<Fabric, std::string> Fabric::attach(const FabricSpec& spec, std::siz
   return f;
 }
 
+sys::Result<Fabric, std::string> Fabric::attach_sized(const FabricSpec& spec, std::size_t self) {
+  using sys::Unexpected;
+  if (auto e = check_spec(spec); !e.empty()) return Unexpected{e};
+  const std::size_t n = spec.endpoints.size();
+  if (self >= n) return Unexpected{"fabric " + spec.name + ": no endpoint #" + std::to_string(self)};
+  Fabric f(spec);
+  for (std::size_t other = 0; other < n; ++other) {
+    if (other == self) continue;
+    for (auto [a, b] : {std::pair{self, other}, std::pair{other, self}}) {
+      auto ch = Channel::attach_sized(ChannelSpec{spec.channel_name(a, b), spec.ring_bytes, spec.max_payload, spec.generation});
+      if (!ch) return Unexpected{ch.error()};
+      f.channels_[a * n + b].emplace(std::move(ch).value());
+    }
+  }
+  return f;
+}
+
 void Fabric::keep_only(std::size_t self) noexcept {
   const std::size_t n = spec_.endpoints.size();
   for (std::size_t a = 0; a < n; ++a) {

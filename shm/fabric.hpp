@@ -45,6 +45,11 @@ class Fabric {
   [[nodiscard]] static sys::Result<Fabric, std::string> attach(const FabricSpec& spec,
                                                                std::size_t self);
 
+  // The same for endpoint `self` as vswitchd starts it: every channel by its size only
+  // (Channel::attach_sized), so that a peer that corrupted a channel's headers cannot keep
+  // a restarted endpoint from attaching (the ring's contents are validated as they are read).
+  [[nodiscard]] static sys::Result<Fabric, std::string> attach_sized(const FabricSpec& spec, std::size_t self);
+
   // For a process that inherited the creator's fabric by fork() and is endpoint `self`:
   // disowns every channel (this process never unlinks one, whatever it drops) and unmaps
   // every channel that does not touch `self`, leaving the 2 * (N - 1) that attach(spec,

@@ -93,6 +93,25 @@ sys::Result<RingArea, RingAttachError> RingArea::init(std::span<std::byte> area,
   return attach(area);
 }
 
+sys::Result<RingArea, RingAttachError> RingArea::adopt(std::span<std::byte> area, std::uint64_t capacity,
+                                                       std::uint32_t max_payload) {
+  using sys::Unexpected;
+  if (area.size() < kRingDataOffset) return Unexpected{RingAttachError::kAreaTooSmall};
+  if (reinterpret_cast<std::uintptr_t>(area.data()) % 64 != 0)
+    return Unexpected{RingAttachError::kMisaligned};
+  if (auto ok = check_geometry(area, capacity, max_payload); !ok) return Unexpected{ok.error()};
+  RingArea a;
+  std::byte* base = area.data();
+  a.head_ = reinterpret_cast<std::uint64_t*>(base + kRingHeadOffset);
+  a.tail_ = reinterpret_cast<std::uint64_t*>(base + kRingTailOffset);
+  a.consumer_waiting_ = reinterpret_cast<std::uint32_t*>(base + kRingConsumerWaitingOffset);
+  a.producer_wants_ = reinterpret_cast<std::uint64_t*>(base + kRingProducerWantsOffset);
+  a.data_ = base + kRingDataOffset;
+  a.capacity_ = capacity;
+  a.max_payload_ = max_payload;
+  return a;
+}
+
 sys::Result<RingArea, RingAttachError> RingArea::attach(std::span<std::byte> area) {
   using sys::Unexpected;
   if (area.size() < kRingDataOffset) return Unexpected{RingAttachError::kAreaTooSmall};

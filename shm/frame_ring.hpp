@@ -153,6 +153,12 @@ class RingArea {
                                                                    std::uint32_t max_payload);
   // Peer: validates the header (read once) against the area's real size.
   [[nodiscard]] static sys::Result<RingArea, RingAttachError> attach(std::span<std::byte> area);
+  // Peer told the geometry by the creator (see Region::attach_sized): checks `capacity` and
+  // `max_payload` against the area's real size and reads nothing from its header, which the
+  // other side can write.
+  [[nodiscard]] static sys::Result<RingArea, RingAttachError> adopt(std::span<std::byte> area,
+                                                                    std::uint64_t capacity,
+                                                                    std::uint32_t max_payload);
 
   [[nodiscard]] std::uint64_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] std::uint32_t max_payload() const noexcept { return max_payload_; }

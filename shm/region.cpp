@@ -193,4 +193,31 @@ sys::Result<Region, RegionError> Region::attach(const std::string& name, RegionK
   }
 }
 
+sys::Result<Region, RegionError> Region::attach_sized(const std::string& name, std::uint64_t region_bytes,
+                                                      std::uint64_t generation) {
+  using sys::Unexpected;
+  if (region_bytes < payload_offset())
+    return Unexpected{err(AttachError::kTooSmall, name, "asked for " + std::to_string(region_bytes) + " bytes")};
+  try {
+    bip::shared_memory_object shm(bip::open_only, name.c_str(), bip::read_write);
+    bip::offset_t size = 0;
+    if (!shm.get_size(size) || size < 0)
+      return Unexpected{err(AttachError::kOpenFailed, name, "cannot read its size")};
+    if (static_cast<std::uint64_t>(size) != region_bytes)
+      return Unexpected{err(AttachError::kBadRegionSize, name,
+                            "object has " + std::to_string(size) + " bytes, expected " + std::to_string(region_bytes))};
+    auto mapping = std::make_unique<Mapping>(Mapping{bip::mapped_region(shm, bip::read_write)});
+    auto* base = static_cast<std::byte*>(mapping->region.get_address());
+    if (mapping->region.get_size() != region_bytes)
+      return Unexpected{err(AttachError::kMapFailed, name, "mapped size differs from object size")};
+    // The descriptor closes here (shm goes out of scope): this process keeps the mapping
+    // only, and cannot resize the object under the others.
+    return Region(name, std::move(mapping), std::span<std::byte>(base + payload_offset(), region_bytes - payload_offset()),
+                  generation, false, false);
+  } catch (const bip::interprocess_exception& e) {
+    const bool missing = e.get_error_code() == bip::not_found_error;
+    return Unexpected{err(missing ? AttachError::kNotFound : AttachError::kOpenFailed, name, e.what())};
+  }
+}
+
 }  // namespace vswitch::shm

@@ -91,6 +91,14 @@ class Region {
                                                                RegionKind kind,
                                                                std::uint64_t expected_generation = 0,
                                                                Access access = Access::kReadWrite);
+  // For a process the creator started and told the name and the size (an endpoint program
+  // vswitchd execs): maps `name` read-write after checking only that the object is exactly
+  // `region_bytes` long, which only the object's owner can change. Nothing is read from the
+  // header: every process that maps the region read-write can write it, and a peer that
+  // wrote a bad field there must not keep this process from ever attaching again.
+  [[nodiscard]] static sys::Result<Region, RegionError> attach_sized(const std::string& name,
+                                                                     std::uint64_t region_bytes,
+                                                                     std::uint64_t generation);
   // Removes a name left behind (e.g. by a crashed creator). Returns whether one existed.
   static bool remove(const std::string& name);
 

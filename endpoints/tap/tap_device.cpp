@@ -34,6 +34,25 @@ bool device_exists(const std::string& ifname) {
 
 }  // namespace
 
+sys::Result<TapDevice, std::string> TapDevice::adopt(sys::Fd fd, const TapSpec& spec) {
+  // TUNGETIFF names the device behind the descriptor and its flags: it must be the TAP
+  // the topology names, with the 12-byte virtio-net header open() set up.
+  ifreq ifr{};
+  if (!fd.valid() || ::ioctl(fd.get(), TUNGETIFF, &ifr) != 0)
+    return sys::Unexpected(fail(spec, "the handed-over descriptor is not a tap device (TUNGETIFF)", fd.valid() ? errno : EBADF));
+  const std::string name(ifr.ifr_name, ::strnlen(ifr.ifr_name, sizeof ifr.ifr_name));
+  const int want = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (name != spec.ifname || (ifr.ifr_flags & want) != want)
+    return sys::Unexpected("tap \"" + spec.ifname + "\": the handed-over descriptor is \"" + name +
+                           "\" or lacks IFF_TAP, IFF_NO_PI or IFF_VNET_HDR");
+  int hdr = 0;
+  if (::ioctl(fd.get(), TUNGETVNETHDRSZ, &hdr) != 0) return sys::Unexpected(fail(spec, "TUNGETVNETHDRSZ", errno));
+  if (hdr != 12)
+    return sys::Unexpected("tap \"" + spec.ifname + "\": the handed-over descriptor's virtio-net header is " +
+                           std::to_string(hdr) + " bytes, not 12");
+  return TapDevice(std::move(fd), spec, false);
+}
+
 sys::Result<TapDevice, std::string> TapDevice::open(const TapSpec& spec) {
   if (spec.ifname.empty() || spec.ifname.size() >= IFNAMSIZ)
     return sys::Unexpected("tap \"" + spec.ifname + "\": name must be 1-15 characters");

@@ -61,6 +61,11 @@ struct TapRead {
 class TapDevice {
  public:
   [[nodiscard]] static sys::Result<TapDevice, std::string> open(const TapSpec& spec);
+  // A device opened and configured by open() in another process and handed over (an
+  // endpoint program gets its TAP from vswitchd across exec): checks that `fd` is a TAP
+  // with the virtio-net header and that its name is spec.ifname; configures nothing, and
+  // never deletes the device.
+  [[nodiscard]] static sys::Result<TapDevice, std::string> adopt(sys::Fd fd, const TapSpec& spec);
 
   // One frame with its 12-byte virtio-net header into `buf`. A frame longer than `buf`
   // is consumed from the device and reported as kTooLarge (the kernel would cut it to

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# What an endpoint process holds after vswitchd forks it, read from /proc: it maps only
-# its own channels and its own stats slice (not the daemon's stats object, not another
-# endpoint's slice), holds only its own TAP, runs as its own uid and
-# gid under a seccomp filter, has no new privileges to gain and no capability left. Checked for every endpoint, again for one restarted by
+# What an endpoint process holds after vswitchd forks it and execs the endpoint program,
+# read from /proc: an address-space layout of its own; it maps only its own channels and
+# its own stats slice (not the daemon's stats object, not another endpoint's slice), holds
+# only its own TAP and doorbell ends, runs as its own uid and gid under a seccomp filter,
+# has no new privileges to gain and no capability left. Checked for every endpoint, again for one restarted by
 # kill -9, with traffic through all of them; then for vhost-user endpoints, one of which
 # has its socket given to another owner and group (CAP_CHOWN: vswitchd binds the socket,
 # so the endpoint never needs it, and a restarted endpoint serves the same socket).
@@ -13,6 +14,12 @@ setup_three
 start_daemon "$HERE/three-ns.toml"
 SWITCH=it3
 ENDPOINTS=(a b c)
+
+# stack_base PID: where PID's stack is mapped (placed anew by every exec under ASLR; a
+# fork keeps the parent's).
+stack_base() {
+  awk '$6 == "[stack]" { split($1, r, "-"); print r[1]; exit }' "/proc/$1/maps"
+}
 
 # check_endpoint NAME PID [vhost]: fails unless PID holds exactly what endpoint NAME of
 # switch $SWITCH (endpoints $ENDPOINTS) may.
@@ -83,6 +90,17 @@ check_endpoint() {
   local idx id
   for idx in "${!ENDPOINTS[@]}"; do [[ ${ENDPOINTS[idx]} == "$me" ]] && break; done
   id=$((60600 + idx))
+  # A program of its own, not a copy of the daemon: vswitchd forked and then exec'd the
+  # endpoint program, so it has its own command line and, with ASLR on, its own address
+  # space layout (after a fork without exec the executable sits at the daemon's address).
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--endpoint-process --index $idx " ||
+    fail "endpoint $me (pid $pid) is not the exec'd endpoint program: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+  if [[ $(cat /proc/sys/kernel/randomize_va_space) != 0 ]]; then
+    local mine theirs
+    mine=$(stack_base "$pid") theirs=$(stack_base "$DAEMON_PID")
+    [[ -n $mine && $mine != "$theirs" ]] ||
+      fail "endpoint $me (pid $pid) has its stack at $mine, as vswitchd (pid $DAEMON_PID) has: the same address space layout"
+  fi
   grep -qx "Uid:[[:space:]]*$id[[:space:]]*$id[[:space:]]*$id[[:space:]]*$id" "/proc/$pid/status" ||
     fail "endpoint $me (pid $pid): $(grep '^Uid:' "/proc/$pid/status"), expected $id everywhere"
   grep -qx "Gid:[[:space:]]*$id[[:space:]]*$id[[:space:]]*$id[[:space:]]*$id" "/proc/$pid/status" ||

@@ -518,6 +518,7 @@ sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text
   }
   Topology t;
   t.file = file;
+  t.source = std::string(text);
   r.only_keys(root, "", {"switch", "fabric", "endpoint"});
   read_switch(r, root, t);
   read_fabric(r, root, t);

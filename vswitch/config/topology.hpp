@@ -131,6 +131,7 @@ struct EndpointConfig {
 
 struct Topology {
   std::string file;
+  std::string source;  // the text it was loaded from (vswitchd hands it to its endpoint programs)
   SwitchConfig switch_config;
   FabricConfig fabric;
   std::vector<EndpointConfig> endpoints;

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -43,6 +44,7 @@
 #include "vswitch/frontends/vhost_user.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
+#include "vswitch/control/endpoint_process.hpp"
 #include "vswitch/control/process_limits.hpp"
 #include "vswitch/control/syscall_filter.hpp"
 
@@ -419,23 +421,14 @@ class Daemon {
   Step open_taps();
   Step listen_sockets();
   Step take_signals();
+  Step hand_over_topology();  // the sealed topology and the executable the endpoints run
   void spawn(std::size_t i);
-  [[noreturn]] void endpoint_main(std::size_t i, int ready_fd);
-  // What an endpoint process keeps of the daemon's resources beyond its channels, TAP or
-  // socket and doorbells: its stop descriptor and its own stats slice.
-  struct EndpointHold {
-    sys::Fd stop_fd;
-    StatsSlice stats;
-  };
-  // In the endpoint's new process: its name, signals, core; drops what it must not hold
-  // (see the function).
-  EndpointHold enter_endpoint_process(std::size_t i, int ready_fd);
-  // The uid and gid endpoint i runs as; 0: it keeps the daemon's.
-  [[nodiscard]] std::uint32_t endpoint_id(std::size_t i) const;
+  // In the new process fork() made: keeps only what endpoint i is handed, then execs the
+  // endpoint program (vswitch/control/endpoint_process.hpp). Never returns.
+  [[noreturn]] void exec_endpoint(std::size_t i, int ready_fd);
   // The system call filter endpoints install (kOff where this build has none).
   [[nodiscard]] SyscallFilter syscall_filter() const;
   void say_endpoint_limits() const;
-  sys::Result<std::unique_ptr<Frontend>, std::string> make_frontend(std::size_t i, const EndpointCounters& initial);
   void reap(bool shutting_down);
   // The watchdog's round: returns when it wants the next one (monotonic ms), or 0 if off.
   std::uint64_t watch(std::uint64_t now_ms);
@@ -450,6 +443,13 @@ class Daemon {
   TopologyLock lock_;
   std::optional<shm::Fabric> fabric_;
   std::optional<StatsRegion> stats_;
+  std::uint64_t generation_ = 0;  // the shared objects' generation (endpoints attach with it)
+  // The topology text, sealed (F_SEAL_WRITE and the rest), which every endpoint program
+  // reads: the daemon's copy is the one in force even if the file has changed since.
+  sys::Fd topology_fd_;
+  // This program's executable, opened at start: an endpoint is always the same build as
+  // the daemon (the shared-memory layouts must match), even after the file was replaced.
+  sys::Fd exe_fd_;
   std::vector<shm::PipeDoorbell> doorbells_;
   std::vector<shm::Doorbell*> doorbell_ptrs_;
   std::vector<std::unique_ptr<endpoints::tap::TapDevice>> taps_;
@@ -485,6 +485,7 @@ Daemon::Step Daemon::setup() {
     return st;
   }
   if (auto st = take_signals(); !st) return st;
+  if (auto st = hand_over_topology(); !st) return st;
   children_.resize(n);
   return {};
 }
@@ -499,6 +500,7 @@ Daemon::Step Daemon::prepare_sockets() const {
 Daemon::Step Daemon::create_shared_memory() {
   std::random_device rd;
   const std::uint64_t generation = (std::uint64_t{rd()} << 32 | rd()) | 1;
+  generation_ = generation;
   const shm::FabricSpec spec = topo_.fabric_spec(generation);
   auto fabric = shm::Fabric::create(spec);
   if (!fabric) return sys::Unexpected(fabric.error());
@@ -509,6 +511,29 @@ Daemon::Step Daemon::create_shared_memory() {
   if (!stats) return sys::Unexpected(stats.error());
   stats_.emplace(std::move(stats.value()));
   stats_->set_daemon_pid(static_cast<std::uint64_t>(daemon_pid_));
+  return {};
+}
+
+Daemon::Step Daemon::hand_over_topology() {
+  if (topo_.source.size() > kMaxTopologyBytes)
+    return sys::Unexpected(topo_.file + ": " + std::to_string(topo_.source.size()) + " bytes; a topology may have at most " +
+                           std::to_string(kMaxTopologyBytes >> 20) + " MiB");
+  sys::Fd fd(::memfd_create("vswitch-topology", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) return sys::Unexpected(sys::SysError{"memfd_create", errno}.message());
+  const std::string& text = topo_.source;
+  for (std::size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return sys::Unexpected(sys::SysError{"write (topology memfd)", errno}.message());
+    done += static_cast<std::size_t>(n);
+  }
+  // Sealed: no endpoint (they all share this open file) can change what the others read.
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    return sys::Unexpected(sys::SysError{"fcntl(F_ADD_SEALS) (topology memfd)", errno}.message());
+  topology_fd_ = std::move(fd);
+  // O_PATH: an executable this user may run but not read is still run.
+  exe_fd_ = sys::Fd(::open("/proc/self/exe", O_PATH | O_CLOEXEC));
+  if (!exe_fd_.valid()) return sys::Unexpected(sys::SysError{"open /proc/self/exe", errno}.message());
   return {};
 }
 
@@ -612,12 +637,6 @@ void Daemon::publish_state(std::size_t i, EndpointState s) {
   stats_->write_daemon(i, d);
 }
 
-std::uint32_t Daemon::endpoint_id(std::size_t i) const {
-  const std::uint32_t base = topo_.switch_config.endpoint_uid_base;
-  if (base == 0 || ::geteuid() != 0) return 0;
-  return base + static_cast<std::uint32_t>(i);
-}
-
 SyscallFilter Daemon::syscall_filter() const {
   if (!syscall_filter_supported()) return SyscallFilter::kOff;
   const std::string& f = topo_.switch_config.seccomp;
@@ -651,163 +670,64 @@ namespace {
 }
 }  // namespace
 
-Daemon::EndpointHold Daemon::enter_endpoint_process(std::size_t i, int ready_fd) {
+// fork() gave this process everything the daemon holds; exec drops all of its memory
+// (channels, stats objects, heap) and every close-on-exec descriptor. What crosses exec
+// is only what endpoint i is handed: its TAP or listening socket (the daemon holds every
+// one open, so a restarted endpoint gets the same), the read end of its own doorbell and
+// the write ends of its peers' (it can ring them, never drain them), the sealed topology,
+// its ready pipe, and 0-2 (standard input /dev/null). Anything else, the topology lock
+// and whatever the daemon itself inherited included, is closed first.
+void Daemon::exec_endpoint(std::size_t i, int ready_fd) {
   const auto& e = topo_.endpoints[i];
-  // Die with the daemon, never outlive it holding channels.
+  // A session of its own, without the daemon's controlling terminal (an endpoint must not
+  // be able to type into the administrator's shell with TIOCSTI, whatever its filter).
+  if (::setsid() < 0) endpoint_fails(e, sys::SysError{"setsid", errno}.message());
+  // Die with the daemon (exec keeps this); the endpoint program sets it again and checks.
   if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) endpoint_fails(e, sys::SysError{"prctl(PR_SET_PDEATHSIG)", errno}.message());
   if (::getppid() != daemon_pid_) ::_exit(1);
-  // The name shows in ps and top; a failure only leaves the daemon's name there.
-  (void)::prctl(PR_SET_NAME, ("vsw-" + e.name).substr(0, 15).c_str());
-  signals_.reset();
-  for (auto& c : children_) c.ready.reset();  // the daemon's read ends, inherited by fork
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  sigset_t unblock;
-  sigemptyset(&unblock);
-  sigaddset(&unblock, SIGCHLD);
-  sigaddset(&unblock, SIGHUP);
-  if (::sigprocmask(SIG_UNBLOCK, &unblock, nullptr) != 0) endpoint_fails(e, sys::SysError{"sigprocmask", errno}.message());
-  sys::Fd stop_fd(::signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!stop_fd.valid()) endpoint_fails(e, sys::SysError{"signalfd", errno}.message());
-  if (e.core) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(*e.core, &set);
-    if (::sched_setaffinity(0, sizeof set, &set) != 0)
-      std::fprintf(stderr, "vswitch[%s]: cannot pin to core %u: %s\n", e.name.c_str(), *e.core, std::strerror(errno));
-  }
-  // fork() gave this process everything the daemon holds. It keeps only what it uses:
-  // its own 2(N-1) channels and its own stats slice (the other channels, the other
-  // endpoints' slices and the daemon's stats object are unmapped; the daemon keeps their
-  // names), its own TAP or listening socket (the daemon holds every one open, so closing
-  // the others here changes nothing for them), the read end of its own doorbell and the
-  // write ends of its peers' (it can ring them but never drain them), its stop and ready
-  // descriptors. The topology lock and anything the daemon itself inherited are closed.
-  // From here on stats_ maps nothing: a call on it aborts.
-  fabric_->keep_only(i);
-  StatsSlice own_stats = stats_->keep_only(i);
-  for (std::size_t j = 0; j < taps_.size(); ++j)
-    if (j != i) taps_[j].reset();
-  for (std::size_t j = 0; j < listeners_.size(); ++j)
-    if (j != i) listeners_[j].reset();
-  for (std::size_t j = 0; j < doorbells_.size(); ++j) {
-    if (j == i)
-      doorbells_[j].close_write_end();  // nothing rings itself
-    else
-      doorbells_[j].close_read_end();
-  }
-  lock_.close_in_endpoint();
   // Standard input: nothing (a vswitchd run in the foreground would otherwise hand every
   // endpoint the administrator's terminal). Standard output and error stay: the log.
   if (sys::Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC)); !null.valid() || ::dup2(null.get(), STDIN_FILENO) < 0)
     endpoint_fails(e, sys::SysError{"/dev/null as standard input", errno}.message());
-  std::vector<int> keep{STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, ready_fd, stop_fd.get()};
-  if (taps_[i]) keep.push_back(taps_[i]->fd());
-  if (listeners_[i].valid()) keep.push_back(listeners_[i].get());
-  keep.push_back(doorbells_[i].read_fd());
+  EndpointProcessArgs a;
+  a.index = i;
+  a.config_path = topo_.file;
+  a.topology_fd = topology_fd_.get();
+  a.ready_fd = ready_fd;
   for (std::size_t j = 0; j < doorbells_.size(); ++j)
-    if (j != i) keep.push_back(doorbells_[j].write_fd());
+    a.doorbells.push_back(j == i ? doorbells_[j].read_fd() : doorbells_[j].write_fd());
+  if (taps_[i]) a.frontend_fd = taps_[i]->fd();
+  if (listeners_[i].valid()) a.frontend_fd = listeners_[i].get();
+  a.generation = generation_;
+  a.restarts = children_[i].restarts;
+  a.daemon_pid = daemon_pid_;
+  std::vector<int> keep{STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, a.topology_fd, a.ready_fd};
+  keep.insert(keep.end(), a.doorbells.begin(), a.doorbells.end());
+  if (a.frontend_fd >= 0) keep.push_back(a.frontend_fd);
+  keep.push_back(exe_fd_.get());  // close-on-exec: it goes with the exec
   if (auto st = close_descriptors_except(keep); !st) endpoint_fails(e, st.error());
-  // Its own uid and gid (when vswitchd is root and the topology does not say 0): a
-  // compromised endpoint then owns no file (uid 0 without capabilities would still own
-  // every root file: /etc, the daemon's binary), and can signal no other process. The
-  // bounding set goes first, while CAP_SETPCAP is still there; changing uid then clears
-  // the other sets.
-  if (const std::uint32_t id = endpoint_id(i); id != 0) {
-    if (auto st = clear_bounding_set(); !st) endpoint_fails(e, st.error());
-    if (auto st = become_user(id, id); !st) endpoint_fails(e, st.error());
+  for (const int fd : keep) {
+    if (fd <= STDERR_FILENO || fd == exe_fd_.get()) continue;
+    if (::fcntl(fd, F_SETFD, 0) != 0) endpoint_fails(e, sys::SysError{"fcntl(F_SETFD)", errno}.message());
   }
-  // No way back to more privileges, no ptrace or /proc memory access by other processes
-  // of this uid, no core dump, and no capability: nothing an endpoint does needs one (TAP
-  // I/O is on a descriptor the daemon opened, the vhost-user socket is bound by the
-  // daemon, the channels and its stats slice are mapped already, pinning itself is free).
-  // After the uid change, which reset the dumpable flag.
-  if (auto st = forbid_new_privileges(); !st) endpoint_fails(e, st.error());
-  if (auto st = limit_capabilities(0); !st) endpoint_fails(e, st.error());
-  // A change of credentials also cleared the parent-death signal: set it again, then make
-  // sure the daemon did not die in between.
-  if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) endpoint_fails(e, sys::SysError{"prctl(PR_SET_PDEATHSIG)", errno}.message());
-  if (::getppid() != daemon_pid_) ::_exit(1);
-  return EndpointHold{std::move(stop_fd), std::move(own_stats)};
-}
-
-sys::Result<std::unique_ptr<Frontend>, std::string> Daemon::make_frontend(std::size_t i,
-                                                                          const EndpointCounters& initial) {
-  const auto& e = topo_.endpoints[i];
-  switch (e.frontend) {
-    case FrontendKind::kTap:
-      return std::unique_ptr<Frontend>(std::make_unique<TapFrontend>(*taps_[i]));
-    case FrontendKind::kVhostUser: {
-      const auto& o = std::get<VhostUserOptions>(e.options);
-      auto d = endpoints::vhost_user::NetDevice::create_on(
-          std::move(listeners_[i]), static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
-          sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend),
-          std::uint64_t{o.max_guest_memory_gib} << 30);
-      if (!d) return sys::Unexpected("vhost-user socket " + o.socket + ": " + d.error());
-      return std::unique_ptr<Frontend>(std::make_unique<VhostUserFrontend>(std::move(d.value())));
-    }
-    case FrontendKind::kGenerator: {
-      const auto& o = std::get<GeneratorOptions>(e.options);
-      GeneratorFrontend::Config c;
-      c.stream = static_cast<std::uint32_t>(i) | static_cast<std::uint32_t>(children_[i].restarts << 8);
-      c.source = e.mac ? *e.mac : MacAddress{{0x02, 0x76, 0x73, 0x77, 0x00, static_cast<std::uint8_t>(i)}};
-      c.destination = MacAddress{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
-      for (const auto& p : topo_.endpoints)
-        if (!o.peer.empty() && p.name == o.peer && p.mac) c.destination = *p.mac;
-      c.sizes = o.sizes;
-      c.rate_fps = o.rate_fps;
-      c.join_streams_midway = children_[i].restarts != 0;  // frames lost meanwhile were counted by senders
-      return std::unique_ptr<Frontend>(
-          std::make_unique<GeneratorFrontend>(c, sys::load_block<GeneratorCounters>(initial.frontend)));
-    }
+  const std::vector<std::string> args = endpoint_process_argv(a);
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (const auto& s : args) argv.push_back(const_cast<char*>(s.c_str()));  // NOLINT(cppcoreguidelines-pro-type-const-cast): execve's signature
+  argv.push_back(nullptr);
+  // Only the sanitizer runtimes' options cross (test builds): nothing of the
+  // administrator's environment (LD_PRELOAD, LD_LIBRARY_PATH, GLIBC_TUNABLES would load or
+  // tune code in a root process at every restart; credentials and sockets have no business
+  // there).
+  std::vector<char*> envp;
+  for (char** v = environ; *v != nullptr; ++v) {
+    const std::string_view var(*v);
+    for (const std::string_view allowed : {"ASAN_OPTIONS=", "TSAN_OPTIONS=", "UBSAN_OPTIONS=", "LSAN_OPTIONS="})
+      if (var.substr(0, allowed.size()) == allowed) envp.push_back(*v);
   }
-  return sys::Unexpected(std::string("unknown frontend kind"));
-}
-
-void Daemon::endpoint_main(std::size_t i, int ready_fd) {
-  const auto& e = topo_.endpoints[i];
-  EndpointHold hold = enter_endpoint_process(i, ready_fd);
-  // Where its predecessor left its totals: its own slice, the one stats object it maps.
-  const EndpointCounters initial = hold.stats.read_counters();
-  auto frontend = make_frontend(i, initial);
-  if (!frontend) endpoint_fails(e, frontend.error());
-  EndpointResources res;
-  res.topology = &topo_;
-  res.self = i;
-  res.fabric = &*fabric_;
-  res.doorbells = doorbell_ptrs_;
-  res.doorbell_fd = doorbells_[i].read_fd();
-  res.stats = &hold.stats;
-  res.stop_fd = hold.stop_fd.get();
-  int status = 0;
-  {
-    // Scoped: the loop (and its event log's writer thread, which flushes pending messages)
-    // ends here, before _exit.
-    EndpointLoop loop(res, *frontend.value(), initial);
-    if (auto* vhost = dynamic_cast<VhostUserFrontend*>(frontend.value().get())) vhost->use_log(loop.events());
-    // Set up: from here on the process only forwards, within the allow-list (every thread,
-    // the event log's writer included). A filter the kernel refuses stops the endpoint: it
-    // never runs with less protection than the topology asked for.
-    if (const SyscallFilter f = syscall_filter(); f != SyscallFilter::kOff)
-      if (auto st = restrict_system_calls(f); !st) endpoint_fails(e, "switch.seccomp = \"" + topo_.switch_config.seccomp + "\": " + st.error());
-    std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),
-                 e.core ? std::to_string(*e.core).c_str() : "any", std::string(to_string(e.frontend)).c_str());
-    std::fflush(stderr);
-    // Tell the daemon: a failed write only delays readiness (the daemon sees end of file
-    // and never counts this process up), so it is reported, not fatal.
-    if (::write(ready_fd, "u", 1) != 1)
-      std::fprintf(stderr, "vswitch[%s]: cannot report up to vswitchd: %s\n", e.name.c_str(), std::strerror(errno));
-    ::close(ready_fd);
-    auto st = loop.run();
-    if (!st) {
-      std::fprintf(stderr, "vswitch[%s]: %s\n", e.name.c_str(), st.error().c_str());
-      status = 1;
-    }
-  }
-  std::fflush(stderr);
-  ::_exit(status);  // never run the daemon's destructors here: they own the shared memory
+  envp.push_back(nullptr);
+  ::fexecve(exe_fd_.get(), argv.data(), envp.data());
+  endpoint_fails(e, sys::SysError{"exec of the endpoint program (fexecve)", errno}.message());
 }
 
 void Daemon::spawn(std::size_t i) {
@@ -829,7 +749,7 @@ void Daemon::spawn(std::size_t i) {
   }
   if (pid == 0) {
     read_end.reset();
-    endpoint_main(i, write_end.release());
+    exec_endpoint(i, write_end.release());
   }
   c.pid = pid;
   c.started_ms = sys::monotonic_ms();
@@ -1101,6 +1021,11 @@ std::string lock_dir() {
 std::string lock_path(const std::string& switch_name) { return lock_dir() + "/" + switch_name + ".lock"; }
 
 int run_daemon(const DaemonOptions& options) {
+  // Standard input, output and error open (on /dev/null if one was closed): otherwise a
+  // descriptor opened later lands on 0-2, where an endpoint's log or a dup2 would take it.
+  for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; ++fd)
+    if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF && ::open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY) < 0)
+      return 1;
   auto topo = load_topology_file(options.config_path);
   if (!topo) {
     std::fprintf(stderr, "%s\n", format_errors(topo.error()).c_str());

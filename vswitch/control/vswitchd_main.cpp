@@ -4,6 +4,7 @@
 #include <string>
 
 #include "vswitch/control/daemon.hpp"
+#include "vswitch/control/endpoint_process.hpp"
 
 namespace {
 const char* const kHelp =
@@ -14,8 +15,10 @@ const char* const kHelp =
     "SIGTERM: validates it and the cores against this machine, takes the topology's lock,\n"
     "removes shared memory a crashed vswitchd left, creates the channels and the stats\n"
     "objects, opens the TAP devices, creates missing vhost-user socket directories, and\n"
-    "starts one process per endpoint pinned to its core, restarting any that dies (100 ms,\n"
-    "doubling to 5 s). Messages go to standard error. Examples: share/vswitch/configs/.\n"
+    "starts one process per endpoint pinned to its core (vswitchd executes itself as the\n"
+    "endpoint program, --endpoint-process: not for interactive use), restarting any that\n"
+    "dies (100 ms, doubling to 5 s). Messages go to standard error. Examples:\n"
+    "share/vswitch/configs/.\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   the topology to run (also --config=FILE); required\n"
@@ -61,6 +64,17 @@ const char* const kHelp =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // vswitchd execs itself once per endpoint with --endpoint-process and the descriptors
+  // it hands over (vswitch/control/endpoint_process.hpp); not for interactive use.
+  if (argc >= 2 && std::strcmp(argv[1], "--endpoint-process") == 0) {
+    vswitch::EndpointProcessArgs a;
+    std::string error;
+    if (!vswitch::parse_endpoint_process_args(argc - 2, argv + 2, a, error)) {
+      std::fprintf(stderr, "vswitchd --endpoint-process: %s (only vswitchd itself runs this)\n", error.c_str());
+      return 2;
+    }
+    vswitch::run_endpoint_process(a);
+  }
   vswitch::DaemonOptions o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];

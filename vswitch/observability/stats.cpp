@@ -133,6 +133,17 @@ sys::Result<StatsSlice, std::string> StatsSlice::attach(const std::string& switc
   return StatsSlice(std::move(r.value()), endpoint, fdb_capacity);
 }
 
+sys::Result<StatsSlice, std::string> StatsSlice::attach_sized(const std::string& switch_name,
+                                                              const std::string& endpoint_name, std::size_t endpoint,
+                                                              std::uint32_t fdb_capacity, std::uint64_t generation) {
+  if (!shm::valid_name_component(endpoint_name))
+    return sys::Unexpected("stats: endpoint name \"" + endpoint_name + "\" must be 1-64 of [A-Za-z0-9_-]");
+  auto r = shm::Region::attach_sized(object_name(switch_name, endpoint_name),
+                                     shm::Region::payload_offset() + bytes_for(fdb_capacity), generation);
+  if (!r) return sys::Unexpected(r.error().detail);
+  return StatsSlice(std::move(r.value()), endpoint, fdb_capacity);
+}
+
 std::uint64_t* StatsSlice::counter_words() const noexcept { return words_of(region_) + kSliceHeaderWords; }
 
 std::uint64_t* StatsSlice::fdb_words() const noexcept { return counter_words() + kCounterWords; }

@@ -10,8 +10,9 @@
 //     EndpointCounters                    its counters (their loop words are the watchdog's heartbeat)
 //     FDB snapshot                        seqlock, table size, entry count, entries
 //
-// Endpoints are hostile to each other and to the daemon: after fork an endpoint process
-// keeps only its own slice mapped (StatsRegion::keep_only), so it can write its own
+// Endpoints are hostile to each other and to the daemon: an endpoint process maps only its
+// own slice (StatsSlice::attach in the endpoint program; StatsRegion::keep_only in a
+// process that inherited the whole region by fork), so it can write its own
 // counters, heartbeat and FDB, and nothing of another endpoint's or of the daemon's. Every
 // object's region header carries the switch's generation, so a reader never pairs the
 // daemon's object with a slice of another run.
@@ -94,7 +95,7 @@ struct FdbView {
 };
 
 // One endpoint's slice: its counters and its FDB snapshot. An endpoint process holds only
-// this (StatsRegion::keep_only); vswitchd and vswitchctl hold every slice in a StatsRegion.
+// this (StatsSlice::attach); vswitchd and vswitchctl hold every slice in a StatsRegion.
 class StatsSlice {
  public:
   // "/vswitch.<switch>.stats.<endpoint>"
@@ -116,6 +117,14 @@ class StatsSlice {
                                                                    std::size_t endpoint, std::uint32_t fdb_capacity,
                                                                    std::uint64_t generation,
                                                                    shm::Access access = shm::Access::kReadWrite);
+
+  // The endpoint program's own slice, by its size alone (shm::Region::attach_sized): the
+  // endpoint writes its headers itself, and headers a compromised or broken predecessor
+  // scribbled on must not keep its restarted successor from attaching.
+  [[nodiscard]] static sys::Result<StatsSlice, std::string> attach_sized(const std::string& switch_name,
+                                                                         const std::string& endpoint_name,
+                                                                         std::size_t endpoint, std::uint32_t fdb_capacity,
+                                                                         std::uint64_t generation);
 
   [[nodiscard]] std::size_t endpoint() const noexcept { return endpoint_; }
   [[nodiscard]] std::uint32_t fdb_capacity() const noexcept { return fdb_capacity_; }

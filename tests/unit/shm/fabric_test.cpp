@@ -37,6 +37,51 @@ TEST(Fabric, CreatesOneChannelPerOrderedPair) {
   EXPECT_EQ(f->spec().total_bytes(), 6 * (64 + RingArea::bytes_for(4096)));
 }
 
+// A peer maps every channel it shares read-write, headers included. One that writes a bad
+// header field must not keep the other endpoint from attaching again after a restart: the
+// endpoint program attaches by size only, with the geometry vswitchd told it.
+TEST(Fabric, AttachSizedIgnoresHeadersAPeerCorrupted) {
+  const auto spec = spec3("sized");
+  auto f = Fabric::create(spec);
+  ASSERT_TRUE(f.has_value()) << f.error();
+  for (std::size_t other : {0u, 2u})
+    for (auto [from, to] : {std::pair<std::size_t, std::size_t>{1, other}, {other, 1}}) {
+      std::byte* payload = f->channel(from, to)->region().payload().data();
+      auto* region_header = reinterpret_cast<RegionHeader*>(payload - Region::payload_offset());
+      region_header->reserved2 = 1;
+      region_header->generation = 0;
+      auto* ring_header = reinterpret_cast<RingHeader*>(payload);
+      ring_header->capacity = 7;
+      ring_header->reserved[0] = 1;
+    }
+  EXPECT_FALSE(Fabric::attach(spec, 1).has_value());  // the validating attach refuses them
+  auto b = Fabric::attach_sized(spec, 1);
+  ASSERT_TRUE(b.has_value()) << b.error();
+  EXPECT_EQ(b->channel(0, 2), nullptr);
+  EXPECT_EQ(b->channel(0, 1)->area().capacity(), spec.ring_bytes);
+  FrameProducer p = f->channel(0, 1)->producer(nullptr);
+  FrameConsumer c = b->channel(0, 1)->consumer(nullptr);
+  const char msg[] = "still a frame";
+  ASSERT_EQ(p.try_push(std::as_bytes(std::span(msg))), Reserve::kReserved);
+  p.publish();
+  PopResult r = c.peek();
+  ASSERT_EQ(r.status, Pop::kRecord);
+  EXPECT_EQ(std::memcmp(r.payload.data(), msg, sizeof msg), 0);
+}
+
+// The size is what it trusts, and only the objects' owner can change it: an object of
+// another size (another run's geometry, or not the switch's) is refused.
+TEST(Fabric, AttachSizedRefusesAnObjectOfAnotherSize) {
+  const auto spec = spec3("size");
+  auto f = Fabric::create(spec);
+  ASSERT_TRUE(f.has_value()) << f.error();
+  auto bigger = spec;
+  bigger.ring_bytes = 8192;
+  auto b = Fabric::attach_sized(bigger, 1);
+  ASSERT_FALSE(b.has_value());
+  EXPECT_NE(b.error().find("expected"), std::string::npos) << b.error();
+}
+
 TEST(Fabric, EndpointAttachesOnlyItsOwnChannelsAndDataFlows) {
   const auto spec = spec3("attach");
   auto f = Fabric::create(spec);
