@@ -147,8 +147,9 @@ rm -f "$out"/{results.txt,board.console}
 # fall to 3-30 kbit/s for 30-40 s together while the TCP streams went on), so here they
 # are judged by their losses against the counted drops, the TCP ring by its floor. Floors
 # and lost pings are judged after 180 s (the nested guests take that long to start every
-# stream). An iperf3 run whose stream has not connected in 20 s is retried (10 s on a host).
-soak_cmd=${BOARD_SOAK_CMD:-"SOAK_SETUP_S=20 VM_ACCEL=kvm VSWITCH_NO_SETUP=1 VSWITCH_BIN=/repo/$cross/bin scripts/soak-vm.sh $soak --vms 4 --arch arm64 --config configs/zcu102-4vm.toml --out /out/soak --udp-rate 64K --tcp-rate 400K --tcp-floor 0.01 --udp-floor 0 --settle 180"}
+# stream; one took 20 s to connect while all four started theirs): an iperf3 run whose
+# stream has not connected in 120 s is cut off and retried (10 s on a host).
+soak_cmd=${BOARD_SOAK_CMD:-"SOAK_SETUP_S=120 VM_ACCEL=kvm VSWITCH_NO_SETUP=1 VSWITCH_BIN=/repo/$cross/bin scripts/soak-vm.sh $soak --vms 4 --arch arm64 --config configs/zcu102-4vm.toml --out /out/soak --udp-rate 64K --tcp-rate 400K --tcp-floor 0.01 --udp-floor 0 --settle 180"}
 cat >"$out/board.env" <<ENV
 BOARD_SECONDS=$secs
 BOARD_SCALE=${BOARD_SCALE:-0.01}
