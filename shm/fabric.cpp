@@ -84,7 +84,8 @@ sys::Result<Fabric, std::string> Fabric::create(const FabricSpec& spec,
   return f;
 }
 
-sys::Result<Fabric, std::string> Fabric::attach(const FabricSpec& spec, std::size_t self) {
+template <typename AttachChannel>
+sys::Result<Fabric, std::string> Fabric::attach_with(const FabricSpec& spec, std::size_t self, AttachChannel attach_channel) {
   using sys::Unexpected;
   if (auto e = check_spec(spec); !e.empty()) return Unexpected{e};
   const std::size_t n = spec.endpoints.size();
@@ -93,7 +94,7 @@ sys::Result<Fabric, std::string> Fabric::attach(const FabricSpec& spec, std::siz
   for (std::size_t other = 0; other < n; ++other) {
     if (other == self) continue;
     for (auto [a, b] : {std::pair{self, other}, std::pair{other, self}}) {
-      auto ch = Channel::attach(spec.channel_name(a, b), spec.generation);
+      auto ch = attach_channel(ChannelSpec{spec.channel_name(a, b), spec.ring_bytes, spec.max_payload, spec.generation});
       if (!ch) return Unexpected{ch.error()};
       f.channels_[a * n + b].emplace(std::move(ch).value());
     }
@@ -101,21 +102,12 @@ sys::Result<Fabric, std::string> Fabric::attach(const FabricSpec& spec, std::siz
   return f;
 }
 
+sys::Result<Fabric, std::string> Fabric::attach(const FabricSpec& spec, std::size_t self) {
+  return attach_with(spec, self, [](const ChannelSpec& c) { return Channel::attach(c.name, c.generation); });
+}
+
 sys::Result<Fabric, std::string> Fabric::attach_sized(const FabricSpec& spec, std::size_t self) {
-  using sys::Unexpected;
-  if (auto e = check_spec(spec); !e.empty()) return Unexpected{e};
-  const std::size_t n = spec.endpoints.size();
-  if (self >= n) return Unexpected{"fabric " + spec.name + ": no endpoint #" + std::to_string(self)};
-  Fabric f(spec);
-  for (std::size_t other = 0; other < n; ++other) {
-    if (other == self) continue;
-    for (auto [a, b] : {std::pair{self, other}, std::pair{other, self}}) {
-      auto ch = Channel::attach_sized(ChannelSpec{spec.channel_name(a, b), spec.ring_bytes, spec.max_payload, spec.generation});
-      if (!ch) return Unexpected{ch.error()};
-      f.channels_[a * n + b].emplace(std::move(ch).value());
-    }
-  }
-  return f;
+  return attach_with(spec, self, [](const ChannelSpec& c) { return Channel::attach_sized(c); });
 }
 
 void Fabric::keep_only(std::size_t self) noexcept {

@@ -63,6 +63,10 @@ class Fabric {
 
  private:
   explicit Fabric(FabricSpec spec);
+  // attach() and attach_sized(): the 2(N-1) channels of `self`, each by attach_channel.
+  template <typename AttachChannel>
+  static sys::Result<Fabric, std::string> attach_with(const FabricSpec& spec, std::size_t self,
+                                                      AttachChannel attach_channel);
   FabricSpec spec_;
   std::vector<std::optional<Channel>> channels_;  // from * n + to
 };

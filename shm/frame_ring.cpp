@@ -122,17 +122,7 @@ sys::Result<RingArea, RingAttachError> RingArea::attach(std::span<std::byte> are
   if (h.data_offset != kRingDataOffset) return Unexpected{RingAttachError::kBadDataOffset};
   for (auto r : h.reserved)
     if (r != 0) return Unexpected{RingAttachError::kReservedNotZero};
-  if (auto ok = check_geometry(area, h.capacity, h.max_payload); !ok) return Unexpected{ok.error()};
-  RingArea a;
-  std::byte* base = area.data();
-  a.head_ = reinterpret_cast<std::uint64_t*>(base + kRingHeadOffset);
-  a.tail_ = reinterpret_cast<std::uint64_t*>(base + kRingTailOffset);
-  a.consumer_waiting_ = reinterpret_cast<std::uint32_t*>(base + kRingConsumerWaitingOffset);
-  a.producer_wants_ = reinterpret_cast<std::uint64_t*>(base + kRingProducerWantsOffset);
-  a.data_ = base + kRingDataOffset;
-  a.capacity_ = h.capacity;
-  a.max_payload_ = h.max_payload;
-  return a;
+  return adopt(area, h.capacity, h.max_payload);  // the geometry, checked there
 }
 
 // ---------------------------------------------------------------------------------------
