@@ -40,8 +40,14 @@ net_report() {
   # Udp SndbufErrors / RcvbufErrors (InErrors would count RcvbufErrors twice).
   udp=$(awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["SndbufErrors"], $c["RcvbufErrors"] }' /proc/net/snmp)
   set -- $udp
+  # Where a lost ping went (shown in a failure's dump, not judged): the host's ICMP echo
+  # counters (requests and replies, in and out) and its raw sockets' receive drops (a ping
+  # that was not scheduled in time to read its replies).
+  icmp=$(awk '/^Icmp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["OutEchos"], $c["InEchos"], $c["OutEchoReps"], $c["InEchoReps"] }' /proc/net/snmp)
+  raw=$(awk 'NR > 1 { d += $NF } END { print d + 0 }' /proc/net/raw 2>/dev/null)
   say "NET host=$name dev=$dev udp_sndbuf=${1:-0} udp_rcvbuf=${2:-0}" \
-      "rx_dropped=$(cat /sys/class/net/$dev/statistics/rx_dropped) tx_dropped=$(cat /sys/class/net/$dev/statistics/tx_dropped)"
+      "rx_dropped=$(cat /sys/class/net/$dev/statistics/rx_dropped) tx_dropped=$(cat /sys/class/net/$dev/statistics/tx_dropped)" \
+      "$(echo $icmp | awk '{ printf "icmp_out_echos=%s icmp_in_echos=%s icmp_out_echoreps=%s icmp_in_echoreps=%s", $1 + 0, $2 + 0, $3 + 0, $4 + 0 }') raw_drops=${raw:-0}"
 }
 
 # iperf3 segments until the end: seg_loop PROTO PEER PORT [iperf3 options...]
