@@ -426,8 +426,6 @@ class Daemon {
   // In the new process fork() made: keeps only what endpoint i is handed, then execs the
   // endpoint program (vswitch/control/endpoint_process.hpp). Never returns.
   [[noreturn]] void exec_endpoint(std::size_t i, int ready_fd);
-  // The system call filter endpoints install (kOff where this build has none).
-  [[nodiscard]] SyscallFilter syscall_filter() const;
   void say_endpoint_limits() const;
   void reap(bool shutting_down);
   // The watchdog's round: returns when it wants the next one (monotonic ms), or 0 if off.
@@ -637,14 +635,6 @@ void Daemon::publish_state(std::size_t i, EndpointState s) {
   stats_->write_daemon(i, d);
 }
 
-SyscallFilter Daemon::syscall_filter() const {
-  if (!syscall_filter_supported()) return SyscallFilter::kOff;
-  const std::string& f = topo_.switch_config.seccomp;
-  if (f == "enforce") return SyscallFilter::kEnforce;
-  if (f == "log") return SyscallFilter::kLog;
-  return SyscallFilter::kOff;
-}
-
 // Once, at start: what the endpoints will run as, so the log says it before any runs.
 void Daemon::say_endpoint_limits() const {
   const std::uint32_t base = topo_.switch_config.endpoint_uid_base;
@@ -655,7 +645,7 @@ void Daemon::say_endpoint_limits() const {
     ids = "keep vswitchd's uid " + std::to_string(::geteuid()) + " (only root can give them their own)";
   else
     ids = "run as uids " + std::to_string(base) + "-" + std::to_string(base + topo_.endpoints.size() - 1);
-  std::string filter = std::string(to_string(syscall_filter()));
+  std::string filter = std::string(to_string(syscall_filter_for(topo_.switch_config.seccomp)));
   if (topo_.switch_config.seccomp != "off" && !syscall_filter_supported())  // run_daemon refused the rest
     filter += " (switch.seccomp = \"" + topo_.switch_config.seccomp + "\", but a sanitizer build has no filter)";
   say("endpoints %s, no capabilities, system call filter %s", ids.c_str(), filter.c_str());

@@ -89,7 +89,6 @@ class EndpointProcess {
   void attach();
   void drop_privileges();
   [[nodiscard]] std::unique_ptr<Frontend> make_frontend(const EndpointCounters& initial);
-  [[nodiscard]] SyscallFilter syscall_filter() const;
 
   EndpointProcessArgs a_;
   Topology topo_;
@@ -221,14 +220,6 @@ void EndpointProcess::drop_privileges() {
   if (static_cast<long>(::getppid()) != a_.daemon_pid) ::_exit(1);
 }
 
-SyscallFilter EndpointProcess::syscall_filter() const {
-  if (!syscall_filter_supported()) return SyscallFilter::kOff;
-  const std::string& f = topo_.switch_config.seccomp;
-  if (f == "enforce") return SyscallFilter::kEnforce;
-  if (f == "log") return SyscallFilter::kLog;
-  return SyscallFilter::kOff;
-}
-
 std::unique_ptr<Frontend> EndpointProcess::make_frontend(const EndpointCounters& initial) {
   const auto& e = me();
   switch (e.frontend) {
@@ -285,7 +276,7 @@ void EndpointProcess::run() {
     // Set up: from here on the process only forwards, within the allow-list (every thread,
     // the event log's writer included). A filter the kernel refuses stops the endpoint: it
     // never runs with less protection than the topology asked for.
-    if (const SyscallFilter f = syscall_filter(); f != SyscallFilter::kOff)
+    if (const SyscallFilter f = syscall_filter_for(topo_.switch_config.seccomp); f != SyscallFilter::kOff)
       if (auto st = restrict_system_calls(f); !st)
         fail("switch.seccomp = \"" + topo_.switch_config.seccomp + "\": " + st.error());
     std::fprintf(stderr, "vswitch[%s]: up (pid %d, core %s, %s)\n", e.name.c_str(), ::getpid(),

@@ -274,4 +274,11 @@ sys::Status<std::string> restrict_system_calls(SyscallFilter mode) {
 #endif
 }
 
+SyscallFilter syscall_filter_for(std::string_view setting) noexcept {
+  if (!syscall_filter_supported()) return SyscallFilter::kOff;
+  if (setting == "enforce") return SyscallFilter::kEnforce;
+  if (setting == "log") return SyscallFilter::kLog;
+  return SyscallFilter::kOff;
+}
+
 }  // namespace vswitch

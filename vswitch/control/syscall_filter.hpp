@@ -38,5 +38,8 @@ std::string_view to_string(SyscallFilter f);
 // without a filter) rather than the architecture (which a real deployment must not
 // silently run without).
 [[nodiscard]] bool syscall_filter_missing_for_sanitizer() noexcept;
+// The filter endpoints install for the topology's switch.seccomp ("enforce", "log" or
+// "off"): kOff where this build installs none.
+[[nodiscard]] SyscallFilter syscall_filter_for(std::string_view setting) noexcept;
 
 }  // namespace vswitch
