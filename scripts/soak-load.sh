@@ -76,23 +76,19 @@ seg_loop() {
       # 10) is cut off and retried, well inside the monitor's 30 s stall bound. iperf3 flushes
       # its output only at interval reports (--forceflush, -i 1): it goes through a fifo to
       # a shell loop (read takes a line as soon as it arrives; awk may wait for a block),
-      # which marks the stream connected at iperf3's "connected to" line and keeps only the
-      # last lines (one a second would grow a file for a day's segment).
+      # which marks the stream connected at iperf3's "connected to" line; from there one
+      # tail keeps the last lines (a line a second would grow a file for a day's segment,
+      # and a shell loop per line costs a starved guest's CPU).
       rm -f "$tmp/$proto.connected" "$tmp/$proto.fifo"
       : >"$tmp/$proto.out"
       mkfifo "$tmp/$proto.fifo"
       {
-        n=0
         while IFS= read -r line; do
-          case $line in *"connected to"*) [ -e "$tmp/$proto.connected" ] || : >"$tmp/$proto.connected" ;; esac
           printf '%s\n' "$line" >>"$tmp/$proto.out"
-          n=$((n + 1))
-          if [ $n -ge 256 ]; then
-            tail -n 16 "$tmp/$proto.out" >"$tmp/$proto.tail" && mv "$tmp/$proto.tail" "$tmp/$proto.out"
-            n=0
-          fi
-        done <"$tmp/$proto.fifo"
-      } &
+          case $line in *"connected to"*) : >"$tmp/$proto.connected"; break ;; esac
+        done
+        tail -n 16 >>"$tmp/$proto.out"
+      } <"$tmp/$proto.fifo" &
       apid=$!
       iperf3 -c "$(addr "$p")" -p "$port" -t "$t" -i 1 --forceflush -f m "$@" >"$tmp/$proto.fifo" 2>&1 &
       ipid=$! t0=$(now) cut=0
