@@ -7,6 +7,8 @@
 #   vde      (vde_switch with two TAP ports moved into the namespaces)
 # Paths run interleaved (order rotates every round) and each figure is the median over
 # rounds; ratios are vswitch / other from the same run. Needs root.
+# A path "vswitch-pollN" is vswitch with every endpoint's poll_max_us = N (the adaptive poll
+# window's ceiling; "vswitch" is the product default), e.g. --paths "vswitch vswitch-poll0 bridge".
 #   scripts/bench-netns.sh [--rounds N] [--seconds S] [--paths "vswitch bridge ovs vde"] [--json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,7 +68,9 @@ vswitch_up() {  # every endpoint of the benchmark switch reports "up"
   out=$("$bin/vswitchctl" --config "$work/vswitch.toml" ports 2>/dev/null) || return 1
   [[ $(tail -n +2 <<<"$out" | awk '$4 == "up"' | wc -l) -eq 2 ]]
 }
-setup_vswitch() {
+setup_vswitch() {  # setup_vswitch [POLL_MAX_US]
+  local poll=""
+  [[ -n "${1:-}" ]] && poll="poll_max_us = $1"
   cat >"$work/vswitch.toml" <<TOML
 [switch]
 name = "benchns"
@@ -76,6 +80,7 @@ ring_bytes = 4194304
 name = "v1"
 core = 0
 mac = "02:00:00:00:0c:01"
+$poll
 frontend = "tap"
 [endpoint.tap]
 ifname = "nbxv1"
@@ -84,6 +89,7 @@ netns = "nbx1"
 name = "v2"
 core = 1
 mac = "02:00:00:00:0c:02"
+$poll
 frontend = "tap"
 [endpoint.tap]
 ifname = "nbxv2"
@@ -97,6 +103,8 @@ TOML
     python3 -c "import json,sys; print(' '.join(str(p['pid']) for p in json.load(sys.stdin)['ports']))")
 }
 teardown_vswitch() { kill -INT "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; }
+base_of() { case $1 in vswitch-poll[0-9]*) echo vswitch ;; *) echo "$1" ;; esac; }
+setup_path() { if [[ $1 == vswitch-poll[0-9]* ]]; then setup_vswitch "${1#vswitch-poll}"; else "setup_$1"; fi; }
 
 setup_bridge() {
   ip -n nbxsw link add nbxbr type bridge stp_state 0
@@ -178,6 +186,13 @@ measure() {  # measure PATH ROUND
   p=$(ip netns exec nbx1 ping -c 200 -i 0.01 -W 1 -q 10.79.0.2 | awk -F'[/ ]' '/^rtt/ {print $8, $9}')
   row "$path" "$r" ping_avg_ms "${p% *}"
   row "$path" "$r" ping_max_ms "${p#* }"
+  # A flood (one request per ms, 3000 of them): p50 and p99 of the round trips.
+  ip netns exec nbx1 ping -c 3000 -i 0.001 -W 1 10.79.0.2 | python3 -c '
+import re, statistics, sys
+t = sorted(float(m.group(1)) for m in re.finditer(r"time=([0-9.]+) ms", sys.stdin.read()))
+if t:
+    print("ping_p50_ms", statistics.median(t)); print("ping_p99_ms", t[min(len(t) - 1, int(0.99 * len(t)))])
+' | while read -r m v; do row "$path" "$r" "$m" "$v"; done
   ip netns exec nbx2 iperf3 -s -D -I "$work/iperf3.pid" >/dev/null
   wait_for 10 "iperf3 server" ip netns exec nbx2 sh -c 'ss -ltn | grep -q ":5201 "'
   run_iperf() {  # run_iperf NAME ARGS...
@@ -218,7 +233,7 @@ PY
 
 current=""
 cleanup() {
-  [[ -n "$current" ]] && "teardown_$current" || true
+  [[ -n "$current" ]] && "teardown_$(base_of "$current")" || true
   ns_down
   rm -rf "$work"
 }
@@ -232,8 +247,8 @@ for ((r = 1; r <= rounds; r++)); do
     log "round $r/$rounds: $path"
     ns_up
     current=$path
-    if "setup_$path"; then measure "$path" "$r" || true; else log "$path: setup failed"; fi
-    "teardown_$path" || true
+    if setup_path "$path"; then measure "$path" "$r" || true; else log "$path: setup failed"; fi
+    "teardown_$(base_of "$path")" || true
     current=""
     ns_down
   done
@@ -250,9 +265,10 @@ for line in open(rows_file):
     except ValueError:
         pass
 metrics = ["tcp1_gbps", "tcp4_gbps", "udp1400_gbps", "udp1400_loss_pct", "udp64_kpps", "udp64_loss_pct",
-           "ping_avg_ms", "ping_max_ms", "cpu_idle_pct", "cpu_tcp1_pct", "cpu_tcp4_pct", "cpu_udp1400_pct",
+           "ping_avg_ms", "ping_max_ms", "ping_p50_ms", "ping_p99_ms", "cpu_idle_pct", "cpu_tcp1_pct", "cpu_tcp4_pct", "cpu_udp1400_pct",
            "cpu_udp64_pct"]
 others = ["bridge", "ovs", "vde"]
+variants = sorted({p for v in vals.values() for p in v if p.startswith("vswitch-")})
 out = []
 for m in metrics:
     if m not in vals: continue
@@ -262,6 +278,10 @@ for m in metrics:
         o[p] = med.get(p)
         v, b = med.get("vswitch"), med.get(p)
         o[f"ratio_vs_{p}"] = round(v / b, 3) if v is not None and b else None
+    for p in variants:  # vswitch with other settings, against the default of the same run
+        o[p] = med.get(p)
+        v, b = med.get(p), med.get("vswitch")
+        o[f"ratio_{p}_vs_vswitch"] = round(v / b, 3) if v is not None and b else None
     o["runs"] = {p: len(v) for p, v in vals[m].items()}
     out.append(o)
 if as_json:
@@ -269,8 +289,10 @@ if as_json:
     sys.exit(0)
 fmt = lambda x: "-" if x is None else (f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}")
 print(f"medians over {rounds} interleaved round(s), {secs} s per iperf3 run; ratio = vswitch / other")
-print(f"{'metric':18} {'vswitch':>9} {'bridge':>9} {'ovs':>9} {'vde':>9} {'/bridge':>8} {'/ovs':>8} {'/vde':>8}")
+print(f"{'metric':18} {'vswitch':>9} {'bridge':>9} {'ovs':>9} {'vde':>9} {'/bridge':>8} {'/ovs':>8} {'/vde':>8}"
+      + "".join(f" {p:>16}" for p in variants))
 for o in out:
     print(f"{o['metric']:18} {fmt(o['vswitch']):>9} {fmt(o['bridge']):>9} {fmt(o['ovs']):>9} {fmt(o['vde']):>9} "
-          f"{fmt(o['ratio_vs_bridge']):>8} {fmt(o['ratio_vs_ovs']):>8} {fmt(o['ratio_vs_vde']):>8}")
+          f"{fmt(o['ratio_vs_bridge']):>8} {fmt(o['ratio_vs_ovs']):>8} {fmt(o['ratio_vs_vde']):>8}"
+          + "".join(f" {fmt(o[p]):>16}" for p in variants))
 PY

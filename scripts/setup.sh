@@ -12,6 +12,7 @@ packages=(
   libtomlplusplus-dev                       # topologies
   libconcurrentqueue-dev                    # off-data-path queues (control, log events)
   libgtest-dev                              # tests
+  liburing-dev                              # vswitch-bench tap-io (io_uring against readv/writev on a TAP)
   clang libclang-rt-14-dev                  # sanitizer builds (TSan, ASan+UBSan), fuzzers
   clang-tidy                                # lint (scripts/clang-tidy.sh, checks in .clang-tidy)
   spin gcc                                  # model checking of the sleep handshake

@@ -564,13 +564,23 @@ int bench_ring(const Options& o) {
 
 namespace vswitch::bench {
 int bench_hol(int argc, char** argv);  // hol_bench.cpp
+int bench_tap_io(int argc, char** argv);  // tap_io_bench.cpp (with liburing)
 }
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "hol") return vswitch::bench::bench_hol(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "tap-io") {
+#ifdef VSWITCH_BENCH_TAP_IO
+    return vswitch::bench::bench_tap_io(argc, argv);
+#else
+    std::fprintf(stderr, "vswitch-bench tap-io: built without liburing (scripts/setup.sh installs liburing-dev)\n");
+    return 2;
+#endif
+  }
   if (argc < 2 || std::string(argv[1]) != "ring") {
     usage();
     std::fprintf(stderr, "       vswitch-bench hol [--json] [--seconds S] [--rounds R]\n");
+    std::fprintf(stderr, "       vswitch-bench tap-io [--json] [--rounds R] [--burst N] [--batch K] [--sizes 64,1400]\n");
     return 2;
   }
   Options o;

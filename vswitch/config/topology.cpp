@@ -425,8 +425,8 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
   const std::string p = "endpoint[" + std::to_string(index) + "]";
   EndpointConfig ep;
   ep.line = line_of(e);
-  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "port_security", "tap", "vhost_user",
-                    "generator"});
+  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "poll_max_us", "port_security", "tap",
+                    "vhost_user", "generator"});
   read_endpoint_name(r, e, p, t, ep);
   if (const toml::node* n = e.get("core")) {
     ep.core_line = line_of(*n);
@@ -434,13 +434,15 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
   }
   read_endpoint_mac(r, e, p, t, ep);
   assign(r.integer(e, p, "poll_us", 0, 1000000), ep.poll_us);
-  // The adaptive poll spins without publishing its heartbeat: a spin as long as half the
+  assign(r.integer(e, p, "poll_max_us", 0, 1000000), ep.poll_max_us);
+  // The poll spins without publishing its heartbeat: a spin as long as half the
   // watchdog's timeout would get a live endpoint killed as hung.
-  if (const std::uint64_t wd_us = std::uint64_t{t.switch_config.watchdog_ms} * 1000;
-      wd_us != 0 && std::uint64_t{ep.poll_us} * 4 > wd_us)
-    r.error(line_of(*e.get("poll_us")), p + ".poll_us",
-            std::to_string(ep.poll_us) + " us is above a quarter of switch.watchdog_ms = " +
-                std::to_string(t.switch_config.watchdog_ms) + " ms (the watchdog would take the spin for a hang)");
+  for (const auto& [key, us] : {std::pair<const char*, std::uint32_t>{"poll_us", ep.poll_us}, {"poll_max_us", ep.poll_max_us}})
+    if (const std::uint64_t wd_us = std::uint64_t{t.switch_config.watchdog_ms} * 1000;
+        wd_us != 0 && std::uint64_t{us} * 4 > wd_us && e.get(key) != nullptr)
+      r.error(line_of(*e.get(key)), p + "." + key,
+              std::to_string(us) + " us is above a quarter of switch.watchdog_ms = " +
+                  std::to_string(t.switch_config.watchdog_ms) + " ms (the watchdog would take the spin for a hang)");
   // An endpoint with its own address sends from that address only, unless the file says
   // otherwise: a guest that forges sources is refused by default.
   ep.port_security = ep.mac.has_value();

@@ -24,7 +24,8 @@
 //              max_frame = 65536 (bytes, 64..65536; TAPs get TSO only at 65536, and a
 //              longer frame read from a TAP is dropped as frame_too_large), stall_timeout_ms = 2000
 //   [[endpoint]] name (required, [A-Za-z0-9_-]), frontend (required: "tap" | "vhost-user" |
-//              "generator"), core, mac, poll_us = 0,
+//              "generator"), core, mac, poll_us = 0, poll_max_us = 50 (the adaptive
+//              poll window's ceiling; 0: off),
 //              port_security = true if mac is set, else false (true needs mac; a port
 //              with a mac but other sources behind it says port_security = false),
 //              and one table named after the frontend:
@@ -115,12 +116,21 @@ struct GeneratorOptions {
   std::string peer;  // empty: broadcast
 };
 
+// How long, at most, an endpoint spins after work when its recent sleeps were that
+// short (the adaptive poll window). A ping between two TAP endpoints on this project's
+// 2-vCPU VMs crosses in 100-300 us with a wake-up per hop; within 50 us come the frames of
+// a flow and the replies of the local stack.
+inline constexpr std::uint32_t kDefaultPollMaxUs = 50;
+
 struct EndpointConfig {
   std::string name;
   FrontendKind frontend = FrontendKind::kTap;
   std::optional<std::uint32_t> core;
   std::optional<MacAddress> mac;
   std::uint32_t poll_us = 0;
+  // The adaptive poll window's ceiling (vswitch/dataplane/poll_window.hpp): the loop
+  // spins up to this long after work while its recent sleeps were this short. 0: off.
+  std::uint32_t poll_max_us = kDefaultPollMaxUs;
   // Drop frames from the frontend whose source is not `mac`. The loader turns it on for
   // every endpoint with a mac unless the file says port_security = false.
   bool port_security = false;

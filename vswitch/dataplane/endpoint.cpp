@@ -50,6 +50,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       staging_(max_payload_),
       counters_(initial),
       hold_ns_(std::min(kHoldNs, stall_timeout_ns_)),
+      poll_(std::uint64_t{config_.poll_us} * 1000, std::uint64_t{config_.poll_max_us} * 1000),
       events_dropped_base_(initial.loop.events_dropped),
       events_("vswitch[" + config_.name + "]: ") {
   forwarder_.drops() = initial.drops;
@@ -499,9 +500,11 @@ bool EndpointLoop::sleep() {
     if (timeout_ms < 0 || timeout_ms > beat_ms) timeout_ms = beat_ms;
   }
   int n;
+  const std::uint64_t slept_from = now_ns();
   do {
     n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
   } while (n < 0 && errno == EINTR);
+  poll_.slept(now_ns() - slept_from);
   // A failing epoll_wait would fail again at once: stop rather than spin.
   if (n < 0) fatal_ = sys::SysError{"epoll_wait", errno}.message();
   bool stop = !fatal_.empty();
@@ -522,7 +525,6 @@ bool EndpointLoop::sleep() {
 }
 
 sys::Status<std::string> EndpointLoop::run() {
-  const std::uint64_t poll_ns = std::uint64_t{config_.poll_us} * 1000;
   std::uint64_t idle_since = 0;
   std::uint64_t last_stop_check = 0;
   if (!fatal_.empty()) return sys::Unexpected(fatal_);  // the constructor could not set up
@@ -539,7 +541,7 @@ sys::Status<std::string> EndpointLoop::run() {
       }
       continue;
     }
-    if (poll_ns != 0) {  // adaptive polling: stay awake a little after the last work
+    if (const std::uint64_t poll_ns = poll_.window_ns(); poll_ns != 0) {  // stay awake a little after the last work
       const std::uint64_t t = now_ns();
       if (idle_since == 0) idle_since = t;
       if (t - idle_since < poll_ns) continue;

@@ -22,7 +22,8 @@
 //      stalled: everything for it is dropped without trying until it has freed half its
 //      channel. A flooded copy to a full channel is dropped and counted; flooding never
 //      holds anything;
-//   4. nothing done: spin for poll_us if configured, then arm every inbound channel
+//   4. nothing done: spin for the poll window (poll_us, or longer while recent sleeps
+//      were short: vswitch/dataplane/poll_window.hpp), then arm every inbound channel
 //      (peek_or_arm re-checks after its fence) and the channel of every held frame
 //      (reserve_or_arm, free-send), and sleep in epoll on the doorbell, the frontend's
 //      descriptor and the stop descriptor, with a timeout only when something is due
@@ -45,6 +46,7 @@
 #include "vswitch/observability/event_log.hpp"
 #include "vswitch/dataplane/forwarding.hpp"
 #include "vswitch/dataplane/mac_table.hpp"
+#include "vswitch/dataplane/poll_window.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
 
@@ -131,6 +133,7 @@ class EndpointLoop {
 
   [[nodiscard]] const MacTable& mac_table() const noexcept { return table_; }
   [[nodiscard]] EventLog& events() noexcept { return events_; }
+  [[nodiscard]] const PollWindow& poll_window() const noexcept { return poll_; }
   // Copies counters (and the FDB when it changed) to its stats slice, if any.
   void publish_stats(bool force_fdb = false);
 
@@ -222,6 +225,7 @@ class EndpointLoop {
   [[nodiscard]] bool delivery_waiting(std::uint64_t now) const noexcept {
     return delivery_deferred_ && now - deferred_since_ns_ < stall_timeout_ns_;
   }
+  PollWindow poll_;
   std::uint64_t events_dropped_base_;  // event log messages lost by earlier incarnations
   EventLog events_;  // last: its writer thread starts after everything it could report on
 };

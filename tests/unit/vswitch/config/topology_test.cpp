@@ -343,6 +343,22 @@ TEST(Topology, WatchdogIsOnByDefaultAndBounded) {
   spin.insert(spin.find("frontend = \"generator\""), "poll_us = 300000\n");
   auto p = only_error(spin, "endpoint[0].poll_us");
   EXPECT_NE(p.problem.find("quarter of switch.watchdog_ms"), std::string::npos) << p.problem;
+  std::string spin_max = std::string("[switch]\nwatchdog_ms = 1000\n") + kTwoEndpoints;
+  spin_max.insert(spin_max.find("frontend = \"generator\""), "poll_max_us = 250001\n");
+  auto m = only_error(spin_max, "endpoint[0].poll_max_us");
+  EXPECT_NE(m.problem.find("quarter of switch.watchdog_ms"), std::string::npos) << m.problem;
+}
+
+TEST(Topology, TheAdaptivePollWindowIsOnByDefaultAndCanBeTurnedOff) {
+  auto t = load_topology_string(kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(t->endpoints[0].poll_max_us, kDefaultPollMaxUs);
+  std::string off = kTwoEndpoints;
+  off.insert(off.find("frontend = \"generator\""), "poll_max_us = 0\n");
+  auto o = load_topology_string(off, "test.toml");
+  ASSERT_TRUE(o.has_value()) << format_errors(o.error());
+  EXPECT_EQ(o->endpoints[0].poll_max_us, 0u);
+  EXPECT_EQ(o->endpoints[1].poll_max_us, kDefaultPollMaxUs);
 }
 
 TEST(Topology, EndpointsRunUnderTheirOwnIdsAndASyscallFilterByDefault) {
