@@ -564,11 +564,13 @@ int bench_ring(const Options& o) {
 
 namespace vswitch::bench {
 int bench_hol(int argc, char** argv);  // hol_bench.cpp
+int bench_arm(int argc, char** argv);  // arm_bench.cpp
 int bench_tap_io(int argc, char** argv);  // tap_io_bench.cpp (with liburing)
 }
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "hol") return vswitch::bench::bench_hol(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "arm") return vswitch::bench::bench_arm(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "tap-io") {
 #ifdef VSWITCH_BENCH_TAP_IO
     return vswitch::bench::bench_tap_io(argc, argv);
@@ -580,6 +582,7 @@ int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) != "ring") {
     usage();
     std::fprintf(stderr, "       vswitch-bench hol [--json] [--seconds S] [--rounds R]\n");
+    std::fprintf(stderr, "       vswitch-bench arm [--json] [--rounds R] [--sleeps N] [--channels 1,7,31,61]\n");
     std::fprintf(stderr, "       vswitch-bench tap-io [--json] [--rounds R] [--burst N] [--batch K] [--sizes 64,1400]\n");
     return 2;
   }
