@@ -14,8 +14,16 @@
 # unicast: vswitch holds them when the receiver is slow (backpressure) instead of losing
 # them; DPDK's io forwarding drops what the receiver's ring cannot take.
 #
-#   scripts/bench-vhost.sh [--rounds N] [--seconds S] [--json] [--no-vm]
-#                          [--switch-cores A,B] [--tx-cores A,B] [--rx-cores A,B]
+#   scripts/bench-vhost.sh [--rounds N] [--seconds S] [--json] [--no-vm] [--rate FPS]
+#                          [--poll-max-us N] [--switch-cores A,B] [--tx-cores A,B] [--rx-cores A,B]
+# --poll-max-us N: vswitch's endpoints with poll_max_us = N (the adaptive poll window's
+# ceiling; default: the topology's default).
+# --rate FPS: the paced mode. The guests are build/bin/vswitch-dpdk-pace instead of testpmd:
+# the sender offers FPS frames per second (sleeping between bursts), the receiver sleeps
+# 20 us after an empty poll, so neither takes the switch's cores. Both switches are
+# compared at that offered rate: loss counts what the sender's queue refused as well as
+# what never arrived, and CPU per frame is the switch's at that rate (DPDK's forwarding
+# testpmd busy-polls whatever the rate).
 # Cores: the two vswitch endpoints (a, b) and the DPDK switch's main + forwarding lcore run
 # on --switch-cores; each testpmd guest gets main + forwarding lcore. Defaults for 2 vCPUs:
 # switch 0,1, sender 1,0 (polls on 0), receiver 0,1 (polls on 1): everything shares the two
@@ -23,9 +31,11 @@
 # give each its own cores, e.g. --switch-cores 2,3 --tx-cores 4,5 --rx-cores 6,7.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 secs=5 json=0 vms=1 sw_cores=0,1 tx_cores=1,0 rx_cores=0,1
+rounds=3 secs=5 json=0 vms=1 sw_cores=0,1 tx_cores=1,0 rx_cores=0,1 rate=0 poll_max=""
 while (($#)); do
   case "$1" in
+    --poll-max-us) poll_max=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --seconds) secs=$2; shift 2 ;;
     --json) json=1; shift ;;
@@ -33,15 +43,21 @@ while (($#)); do
     --switch-cores) sw_cores=$2; shift 2 ;;
     --tx-cores) tx_cores=$2; shift 2 ;;
     --rx-cores) rx_cores=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds N] [--seconds S] [--json] [--no-vm] [--switch-cores A,B] [--tx-cores A,B] [--rx-cores A,B]" >&2
+    *) echo "usage: $0 [--rounds N] [--seconds S] [--json] [--no-vm] [--rate FPS] [--poll-max-us N] [--switch-cores A,B] [--tx-cores A,B] [--rx-cores A,B]" >&2
        exit 2 ;;
   esac
 done
 for c in "$sw_cores" "$tx_cores" "$rx_cores"; do
   [[ $c =~ ^[0-9]+,[0-9]+$ ]] || { echo "bench-vhost: cores are given as A,B (got '$c')" >&2; exit 2; }
 done
+[[ -z $poll_max || $poll_max =~ ^[0-9]+$ ]] || { echo "bench-vhost: --poll-max-us takes microseconds (got '$poll_max')" >&2; exit 2; }
+[[ $rate =~ ^[0-9]+$ ]] || { echo "bench-vhost: --rate takes frames per second (got '$rate')" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "bench-vhost: needs root (hugepages, namespaces)" >&2; exit 1; }
 scripts/setup.sh >/dev/null
+if ((rate)) && [[ ! -x build/bin/vswitch-dpdk-pace ]]; then
+  echo "bench-vhost: --rate needs build/bin/vswitch-dpdk-pace (built where pkg-config finds libdpdk)" >&2
+  exit 1
+fi
 ((vms)) && scripts/vm-image.sh build/vm >/dev/null
 # shellcheck source=scripts/vm-lib.sh
 . scripts/vm-lib.sh
@@ -86,6 +102,15 @@ guest() {  # guest NAME SOCKET MODE SIZE CORES: a testpmd virtio-user "guest"
     --total-num-mbufs=16384 >"$work/$1.log" 2>&1 &
   pids+=($!)
 }
+pace_guest() {  # pace_guest NAME SOCKET CORES ARGS...: a vswitch-dpdk-pace guest on the first core
+  local name=$1 sock=$2 cores=$3 mac=$tx_mac
+  shift 3
+  [[ $name == rx ]] && mac=$rx_mac
+  stdbuf -oL "$bin/vswitch-dpdk-pace" -l "${cores%%,*}" -n 1 -m 256 --no-pci --single-file-segments \
+    --file-prefix "bvh$name$$" --vdev "net_virtio_user0,path=$sock,queues=1,queue_size=1024,mac=$mac" -- \
+    "$@" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+}
 wait_socket() { local d=$((SECONDS + 20)); until [[ -S $1 ]]; do ((SECONDS < d)) || return 1; sleep 0.1; done; }
 stop_all() {
   for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
@@ -103,6 +128,7 @@ vswitch_up() {
     mac=$6; ((i == 1)) && mac=$8
     {
       printf '[[endpoint]]\nname = "%s"\ncore = %s\nfrontend = "vhost-user"\n' "$name" "$(cut -d, -f$((i + 1)) <<<"$sw_cores")"
+      [[ -n $poll_max ]] && printf 'poll_max_us = %s\n' "$poll_max"
       [[ $mac == - ]] || printf 'mac = "%s"\n' "$mac"
       printf '[endpoint.vhost_user]\nsocket = "%s"\nqueue_size = %s\n' "$work/$name.sock" "$4"
     } >>"$cfg"
@@ -177,6 +203,38 @@ s=${a:-0}; d=${b:-0}; t=$t1-$t0; cpu=$c1-$c0
 print(f'{d/t:.0f} {max(0.0, 100*(s-d)/s) if s else 100:.2f} {cpu/d if d else 0:.0f}')")
 }
 
+run_paced() {  # run_paced PATH SIZE -> RESULT="delivered_fps loss_pct ns_per_frame"
+  # The window is the sender's life: the switch's CPU from before it starts to after it
+  # ends, divided by the frames delivered (its set-up adds no frames and next to no CPU).
+  "start_$1"
+  pace_guest rx "$work/b.sock" "$rx_cores" rx --seconds $((secs + 120))
+  local rx=${pids[-1]} deadline=$((SECONDS + 60)) t0 t1 c0 c1 a
+  until grep -q "pace rx: received" "$work/rx.log"; do
+    ((SECONDS < deadline)) || { echo "bench-vhost: the paced receiver did not start" >&2; tail "$work/rx.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  c0=$(cpu_ns $SWITCH_PIDS); t0=$(date +%s.%N)
+  pace_guest tx "$work/a.sock" "$tx_cores" tx --rate "$rate" --size "$2" --seconds "$secs" --src "$tx_mac" --dst "$rx_mac"
+  local tx=${pids[-1]}
+  wait "$tx" || { echo "bench-vhost: the paced sender failed" >&2; tail "$work/tx.log" >&2; exit 1; }
+  c1=$(cpu_ns $SWITCH_PIDS); t1=$(date +%s.%N)
+  # Drained: two consecutive per-second prints of the receiver show the same count.
+  deadline=$((SECONDS + 30))
+  while a=$(grep -o "received *[0-9]*" "$work/rx.log" | tail -2 | awk '{print $2}' | uniq | wc -l); ((a != 1)); do
+    ((SECONDS < deadline)) || break
+    sleep 0.5
+  done
+  kill -INT "$rx"; wait "$rx" || true
+  stop_all
+  local offered sent refused received
+  read -r offered sent refused < <(awk '/pace tx:/ {print $4, $6, $8}' "$work/tx.log")
+  received=$(grep -o "received *[0-9]*" "$work/rx.log" | tail -1 | awk '{print $2}')
+  log "  (offered ${offered:-0}: the switch's queue took ${sent:-0}, refused ${refused:-0}; received ${received:-0})"
+  RESULT=$(python3 -c "
+o=${offered:-0}; d=${received:-0}; cpu=$c1-$c0
+print(f'{d/$secs:.0f} {max(0.0, 100*(o-d)/o) if o else 100:.2f} {cpu/d if d else 0:.0f}')")
+}
+
 idle() {  # idle PATH -> RESULT = percent of one core the switch uses, both guests attached and silent
   "start_$1"
   guest rx "$work/b.sock" rxonly 64 "$rx_cores"
@@ -232,7 +290,7 @@ for size in 64 1500; do
   for ((r = 1; r <= rounds; r++)); do
     order=(vswitch dpdk); ((r % 2 == 0)) && order=(dpdk vswitch)
     for path in "${order[@]}"; do
-      run "$path" "$size"
+      if ((rate)); then run_paced "$path" "$size"; else run "$path" "$size"; fi
       read -r fps loss ns <<<"$RESULT"
       log "$(printf '%5s B  round %d  %-8s %10s frames/s delivered  %5s%% loss  %7s ns CPU/frame' "$size" "$r" "$path" "$fps" "$loss" "$ns")"
       echo "$size $r $path $fps $loss $ns" >>"$work/rows"
@@ -254,11 +312,12 @@ if ((vms)); then
   done
 fi
 
-python3 - "$work/rows" "$work/vmrows" "$json" "$idle_vs" "$idle_dpdk" <<'PY'
+python3 - "$work/rows" "$work/vmrows" "$json" "$idle_vs" "$idle_dpdk" "$rate" <<'PY'
 import json, statistics, sys
 rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
 vmrows = [l.split() for l in open(sys.argv[2]).read().splitlines()]
 as_json, idle_vs, idle_dpdk = sys.argv[3] == "1", float(sys.argv[4]), float(sys.argv[5])
+rate = int(sys.argv[6])
 med = statistics.median
 vm = {}
 if vmrows:
@@ -282,12 +341,15 @@ for size in ("64", "1500"):
          "dpdk_cpu_ns_per_frame": med(float(b[5]) for _, b in pair),
          "ratio_dpdk_cpu_over_ours": med(ratio) if ratio else None,
          "idle_cpu_pct_per_endpoint": idle_vs, "dpdk_idle_cpu_pct": idle_dpdk, "rounds": len(pair)}
+    if rate:
+        o["offered_fps"] = rate
     o.update(vm)
     out.append(o)
 if as_json:
     for o in out: print(json.dumps(o))
 else:
-    print("\nmedians over rounds; ratio = DPDK CPU per delivered frame / ours (higher: we spend less)")
+    paced = f" at an offered {rate} frames/s" if rate else ""
+    print(f"\nmedians over rounds{paced}; ratio = DPDK CPU per delivered frame / ours (higher: we spend less)")
     for o in out:
         print(f"{o['frame_size']:>5} B: vswitch {o['mpps']:.3f} Mpps, {100*o['loss']:.1f}% loss, "
               f"{o['cpu_ns_per_frame']:.0f} ns/frame | DPDK {o['dpdk_mpps']:.3f} Mpps, {100*o['dpdk_loss']:.1f}% loss, "
