@@ -1,6 +1,8 @@
 #include "vswitch/config/topology.hpp"
 
+#include <arpa/inet.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <pwd.h>
 
 #include <algorithm>
@@ -220,6 +222,37 @@ void read_fabric(Reader& r, const toml::table& root, Topology& t) {
       t.fabric.ring_bytes = bytes;
     }
   }
+}
+
+void read_metrics(Reader& r, const toml::table& root, Topology& t) {
+  const toml::table* m = r.table(root, "", "metrics");
+  if (m == nullptr) return;
+  r.only_keys(*m, "metrics", {"listen"});
+  auto listen = r.string(*m, "metrics", "listen", true, line_of(*m));
+  if (!listen) return;
+  const std::uint32_t line = line_of(*m->get("listen"));
+  auto bad = [&](const std::string& why) {
+    r.error(line, "metrics.listen", "\"" + *listen + "\": " + why);
+  };
+  const std::size_t colon = listen->rfind(':');
+  if (colon == std::string::npos) return bad("not ADDR:PORT (e.g. \"127.0.0.1:9464\" or \"[::1]:9464\")");
+  std::string addr = listen->substr(0, colon);
+  const std::string port_text = listen->substr(colon + 1);
+  const bool v6 = addr.size() >= 2 && addr.front() == '[' && addr.back() == ']';
+  if (v6) addr = addr.substr(1, addr.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  if (::inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), buf) != 1)
+    return bad(v6 ? "\"" + addr + "\" is not a numeric IPv6 address"
+                  : "\"" + addr + "\" is not a numeric IPv4 address (an IPv6 one goes in brackets)");
+  unsigned long port = 0;
+  const bool digits = !port_text.empty() && port_text.size() <= 5 &&
+                      std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (digits) port = std::stoul(port_text);
+  if (!digits || port == 0 || port > 65535) return bad("the port must be 1..65535");
+  t.metrics.listen = *listen;
+  t.metrics.address = addr;
+  t.metrics.port = static_cast<std::uint16_t>(port);
+  t.metrics.line = line;
 }
 
 // The frontends a topology can name: the value of `frontend` and its options table.
@@ -521,9 +554,10 @@ sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text
   Topology t;
   t.file = file;
   t.source = std::string(text);
-  r.only_keys(root, "", {"switch", "fabric", "endpoint"});
+  r.only_keys(root, "", {"switch", "fabric", "metrics", "endpoint"});
   read_switch(r, root, t);
   read_fabric(r, root, t);
+  read_metrics(r, root, t);
   const toml::node* eps = root.get("endpoint");
   const toml::array* arr = eps != nullptr ? eps->as_array() : nullptr;
   if (eps == nullptr) {

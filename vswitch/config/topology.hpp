@@ -23,6 +23,10 @@
 //   [fabric]   ring_bytes = 1048576 (power of two, >= one max frame record),
 //              max_frame = 65536 (bytes, 64..65536; TAPs get TSO only at 65536, and a
 //              longer frame read from a TAP is dropped as frame_too_large), stall_timeout_ms = 2000
+//   [metrics]  listen = "ADDR:PORT" (off when absent): vswitchd serves Prometheus text at
+//              http://ADDR:PORT/metrics; ADDR is a numeric IPv4 address or a bracketed
+//              IPv6 one ("127.0.0.1:9464", "[::1]:9464"); anyone who can connect reads
+//              every endpoint's counters, so bind a loopback or management address
 //   [[endpoint]] name (required, [A-Za-z0-9_-]), frontend (required: "tap" | "vhost-user" |
 //              "generator"), core, mac, poll_us = 0, poll_max_us = 50 (the adaptive
 //              poll window's ceiling; 0: off),
@@ -95,6 +99,15 @@ struct FabricConfig {
   }
 };
 
+// [metrics]: the Prometheus endpoint vswitchd serves (vswitch/control/metrics_server.hpp).
+struct MetricsConfig {
+  std::string listen;         // as written, "ADDR:PORT"; empty: no metrics endpoint
+  std::string address;        // the numeric IPv4 or IPv6 address (no brackets)
+  std::uint16_t port = 0;
+  std::uint32_t line = 0;     // where listen is set
+  [[nodiscard]] bool enabled() const noexcept { return !listen.empty(); }
+};
+
 enum class FrontendKind : std::uint8_t { kTap, kVhostUser, kGenerator };
 std::string_view to_string(FrontendKind k);
 
@@ -144,6 +157,7 @@ struct Topology {
   std::string source;  // the text it was loaded from (vswitchd hands it to its endpoint programs)
   SwitchConfig switch_config;
   FabricConfig fabric;
+  MetricsConfig metrics;
   std::vector<EndpointConfig> endpoints;
 
   // The channels this topology asks for (vswitchd creates them, vswitchctl reads them).

@@ -28,6 +28,8 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -45,6 +47,8 @@
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
 #include "vswitch/control/endpoint_process.hpp"
+#include "vswitch/control/metrics_server.hpp"
+#include "vswitch/observability/metrics.hpp"
 #include "vswitch/control/process_limits.hpp"
 #include "vswitch/control/syscall_filter.hpp"
 
@@ -139,6 +143,7 @@ std::vector<std::string> topology_differences(const Topology& a, const Topology&
   differ(d, "fabric.ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
   differ(d, "fabric.max_frame", a.fabric.max_frame, b.fabric.max_frame);
   differ(d, "fabric.stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
+  differ(d, "metrics.listen", a.metrics.listen, b.metrics.listen);
   const auto find = [](const Topology& t, const std::string& name) -> std::optional<std::size_t> {
     for (std::size_t i = 0; i < t.endpoints.size(); ++i)
       if (t.endpoints[i].name == name) return i;
@@ -435,6 +440,8 @@ class Daemon {
   void reload();
   [[nodiscard]] std::string status_line() const;
   void publish_state(std::size_t i, EndpointState s);
+  // The Prometheus text of this moment (vswitch/observability/metrics.hpp).
+  [[nodiscard]] std::string metrics_text() const;
   void shutdown();
 
   Topology topo_;
@@ -463,6 +470,7 @@ class Daemon {
   pid_t daemon_pid_ = 0;
   Notifier notifier_;
   bool ready_sent_ = false;
+  std::optional<MetricsServer> metrics_;  // [metrics] listen
 };
 
 Daemon::Step Daemon::setup() {
@@ -476,6 +484,13 @@ Daemon::Step Daemon::setup() {
   remove_stale_objects(topo_.switch_config.name);
   if (auto st = create_shared_memory(); !st) return st;
   if (auto st = create_doorbells(); !st) return st;
+  // The metrics address before the sockets and TAPs: a port in use leaves nothing behind.
+  if (topo_.metrics.enabled()) {
+    auto m = MetricsServer::listen(topo_.metrics);
+    if (!m) return sys::Unexpected(topo_.file + ":" + std::to_string(topo_.metrics.line) + ": " + m.error());
+    metrics_.emplace(std::move(m.value()));
+    say("metrics: Prometheus text at http://%s/metrics", topo_.metrics.listen.c_str());
+  }
   // Sockets before TAPs: a refused socket path then leaves no persistent TAP behind.
   if (auto st = listen_sockets(); !st) return st;
   if (auto st = open_taps(); !st) {
@@ -486,6 +501,33 @@ Daemon::Step Daemon::setup() {
   if (auto st = hand_over_topology(); !st) return st;
   children_.resize(n);
   return {};
+}
+
+std::string Daemon::metrics_text() const {
+  std::vector<EndpointMetrics> eps;
+  eps.reserve(topo_.endpoints.size());
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
+    EndpointMetrics m;
+    m.name = topo_.endpoints[i].name;
+    m.frontend = topo_.endpoints[i].frontend;
+    m.state = stats_->read_daemon(i);
+    if (stats_->slice(i) != nullptr) m.counters = stats_->read_counters(i);
+    if (children_[i].pid > 0) m.cpu_seconds = process_cpu_seconds(static_cast<std::uint64_t>(children_[i].pid));
+    eps.push_back(std::move(m));
+  }
+  std::vector<ChannelMetrics> chans;
+  const std::size_t n = topo_.endpoints.size();
+  for (std::size_t a = 0; a < n; ++a)
+    for (std::size_t b = 0; b < n; ++b) {
+      const shm::Channel* ch = a == b ? nullptr : fabric_->channel(a, b);
+      if (ch == nullptr) continue;
+      // Each index read once; the endpoints write them, so a scribbled pair is clamped.
+      const shm::RingSnapshot snap = ch->area().snapshot();
+      const std::uint64_t cap = ch->area().capacity();
+      const std::uint64_t used = snap.head - snap.tail;
+      chans.push_back(ChannelMetrics{topo_.endpoints[a].name, topo_.endpoints[b].name, used > cap ? cap : used, cap});
+    }
+  return render_metrics(eps, chans);
 }
 
 Daemon::Step Daemon::prepare_sockets() const {
@@ -970,13 +1012,22 @@ int Daemon::run() {
         fds.push_back({children_[i].ready.get(), POLLIN, 0});
         owner.push_back(i);
       }
+    const std::size_t metrics_at = fds.size();
+    if (metrics_) {
+      metrics_->add_pollfds(fds);
+      const int left = metrics_->timeout_ms(now);
+      if (left >= 0 && (timeout < 0 || left < timeout)) timeout = left;
+    }
     const int n = ::poll(fds.data(), fds.size(), timeout);
     if (n < 0 && errno != EINTR) {
       say("poll: %s", std::strerror(errno));
       break;
     }
+    if (metrics_)  // also on a timeout: a connection past its deadline is closed
+      metrics_->handle(std::span<const pollfd>(fds).subspan(metrics_at), sys::monotonic_ms(),
+                       [this] { return metrics_text(); });
     if (n <= 0) continue;
-    for (std::size_t k = 1; k < fds.size(); ++k)
+    for (std::size_t k = 1; k < metrics_at; ++k)
       if (fds[k].revents != 0) endpoint_ready(owner[k]);
     if (fds[0].revents == 0) continue;
     signalfd_siginfo si;

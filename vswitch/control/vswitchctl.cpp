@@ -18,6 +18,7 @@
 #include "shm/channel.hpp"
 #include "shm/sys/clock.hpp"
 #include "shm/fabric.hpp"
+#include "vswitch/observability/counter_report.hpp"
 #include "vswitch/observability/frontend_counters.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
@@ -55,59 +56,6 @@ std::string attachment(const EndpointConfig& e) {
 }
 
 std::string core_text(const DaemonState& d) { return d.core == ~std::uint64_t{0} ? "-" : std::to_string(d.core); }
-
-// One endpoint's counters as vswitchctl reports them: groups of (name, value) taken from
-// the blocks' tables (shm/sys/counters.hpp), in the order below; both renderers (text,
-// JSON) walk this one model.
-struct CounterGroup {
-  std::string_view title;     // text: the line's label
-  std::string_view json_key;  // JSON: the flat keys' prefix, or a by-reason group's key
-  bool by_reason = false;     // counts by reason (drops, bad chains): a total and an object
-  std::vector<std::pair<std::string_view, std::uint64_t>> values;
-
-  [[nodiscard]] std::uint64_t total() const noexcept {
-    std::uint64_t n = 0;
-    for (const auto& v : values) n += v.second;
-    return n;
-  }
-  template <sys::CounterBlock Block>
-  CounterGroup& add(const Block& b) {
-    const auto v = sys::counter_values(b);
-    for (std::size_t k = 0; k < v.size(); ++k) values.emplace_back(Block::kNames[k].name, v[k]);
-    return *this;
-  }
-  template <typename Reason, std::size_t Slots>
-  CounterGroup& add(const sys::ReasonCounts<Reason, Slots>& r) {
-    r.for_each([this](std::string_view name, std::uint64_t value) { values.emplace_back(name, value); });
-    return *this;
-  }
-};
-
-std::vector<CounterGroup> counter_report(const EndpointCounters& c, FrontendKind kind) {
-  std::vector<CounterGroup> g;
-  g.push_back(CounterGroup{"frontend", "", false, {}}.add(c.traffic));
-  g.push_back(CounterGroup{"forwarding", "", false, {}}.add(c.forwarding));
-  g.push_back(CounterGroup{"loop", "", false, {}}.add(c.loop));
-  g.push_back(CounterGroup{"mac", "mac_", false, {}}.add(c.mac));
-  g.push_back(CounterGroup{"drops", "drops", true, {}}.add(c.drops));
-  switch (kind) {
-    case FrontendKind::kGenerator:
-      g.push_back(CounterGroup{"generator", "gen_", false, {}}.add(sys::load_block<GeneratorCounters>(c.frontend)));
-      break;
-    case FrontendKind::kVhostUser: {
-      const auto vu = sys::load_block<endpoints::vhost_user::NetDeviceCounters>(c.frontend);
-      g.push_back(CounterGroup{"vhost-user", "vu_", false, {}}.add(vu.totals));
-      g.push_back(CounterGroup{"bad chains", "vu_bad_chain_reasons", true, {}}
-                      .add(vu.chain_errors)
-                      .add(vu.tx_errors)
-                      .add(vu.rx_drops));
-      break;
-    }
-    case FrontendKind::kTap:
-      break;
-  }
-  return g;
-}
 
 // `vswitchctl counters`: every key `stats --json` prints, its group and what it counts,
 // from the same tables.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <pwd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace vswitch {
@@ -154,6 +155,48 @@ TEST(Topology, RingNotAPowerOfTwo) {
   EXPECT_NE(only_error(text, "fabric.ring_bytes").problem.find("power of two"), std::string::npos);
 }
 
+// [metrics] listen: numeric IPv4, bracketed IPv6, a port 1..65535; each mistake named
+// with its line.
+TEST(Topology, MetricsListenIsParsed) {
+  auto t = load_topology_string(std::string(kTwoEndpoints) + "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n", "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_TRUE(t.value().metrics.enabled());
+  EXPECT_EQ(t.value().metrics.address, "127.0.0.1");
+  EXPECT_EQ(t.value().metrics.port, 9464);
+  auto v6 = load_topology_string(std::string(kTwoEndpoints) + "\n[metrics]\nlisten = \"[::1]:9100\"\n", "test.toml");
+  ASSERT_TRUE(v6.has_value()) << format_errors(v6.error());
+  EXPECT_EQ(v6.value().metrics.address, "::1");
+  EXPECT_EQ(v6.value().metrics.port, 9100);
+  auto off = load_topology_string(kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(off.has_value());
+  EXPECT_FALSE(off.value().metrics.enabled());
+}
+
+TEST(Topology, MetricsListenMistakesAreNamed) {
+  const std::string base = std::string(kTwoEndpoints) + "\n[metrics]\n";
+  const std::uint32_t line = static_cast<std::uint32_t>(std::count(base.begin(), base.end(), '\n')) + 1;
+  const struct {
+    const char* listen;
+    const char* says;
+  } cases[] = {{"localhost:9464", "not a numeric IPv4 address"},
+               {"127.0.0.1", "not ADDR:PORT"},
+               {"127.0.0.1:0", "1..65535"},
+               {"127.0.0.1:65536", "1..65535"},
+               {"127.0.0.1:9x", "1..65535"},
+               {"::1:9464", "not a numeric IPv4 address"},
+               {"[::1:9464", "not a numeric IPv4 address"},
+               {"[fe80::zz]:9464", "not a numeric IPv6 address"}};
+  for (const auto& c : cases) {
+    auto e = only_error(base + "listen = \"" + c.listen + "\"\n", "metrics.listen");
+    EXPECT_EQ(e.line, line) << c.listen;
+    EXPECT_NE(e.problem.find(c.says), std::string::npos) << c.listen << ": " << e.problem;
+  }
+  EXPECT_NE(only_error(base + "port = 9464\n", "metrics.listen").problem.find("missing"), std::string::npos);
+  auto unknown = load_topology_string(base + "listen = \"127.0.0.1:1\"\nport = 2\n", "test.toml");
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_NE(format_errors(unknown.error()).find("metrics.port"), std::string::npos) << format_errors(unknown.error());
+}
+
 TEST(Topology, UnknownKey) {
   std::string text = kTwoEndpoints;
   text.replace(text.find("core = 1"), 8, "cores = 1");
@@ -164,7 +207,7 @@ TEST(Topology, UnknownKey) {
 
 TEST(Topology, UnknownTopLevelTable) {
   auto e = only_error(std::string(kTwoEndpoints) + "\n[swtich]\nname = \"x\"\n", "swtich");
-  EXPECT_NE(e.problem.find("known: switch, fabric, endpoint"), std::string::npos) << e.problem;
+  EXPECT_NE(e.problem.find("known: switch, fabric, metrics, endpoint"), std::string::npos) << e.problem;
 }
 
 TEST(Topology, WrongType) {
