@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# vswitchd's /metrics scraped by a real Prometheus server: the exposition passes
+# vswitchd's /metrics scraped by a real Prometheus server. A metrics port another process
+# holds at start delays the metrics, not the switch. The exposition passes
 # `promtool check metrics`, Prometheus scrapes it every second with the target up, and
 # during a ping flood between two namespaces a PromQL rate() over the scraped counters
 # matches the flood's rate; afterwards the counters Prometheus holds equal what
@@ -21,7 +22,23 @@ setup_three
 cfg=$WORK/metrics.toml
 cp "$HERE/three-ns.toml" "$cfg"
 printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$dport" >>"$cfg"
+
+# Another process holds the port when vswitchd starts: forwarding must not wait for
+# metrics. vswitchd warns, comes up, and binds once the port is free.
+python3 -c "
+import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', $dport)); s.listen()
+print('holding', flush=True); time.sleep(600)" >"$WORK/holder.out" 2>&1 &
+holder=$!
+wait_for 10 "the port holder to bind" grep -q holding "$WORK/holder.out"
 start_daemon "$cfg"
+grep -q "warning: .*metrics.listen.*Address already in use.*binding again" "$WORK/vswitchd.log" ||
+  fail "no warning about the held metrics port: $(grep metrics "$WORK/vswitchd.log")"
+kill "$holder"
+wait "$holder" 2>/dev/null || true
+wait_for 15 "vswitchd to bind the freed metrics port" curl -sf -o /dev/null "http://127.0.0.1:$dport/metrics"
+grep -q "metrics: Prometheus text at http://127.0.0.1:$dport/metrics (bound after" "$WORK/vswitchd.log" ||
+  fail "vswitchd did not say it bound the metrics port after retrying"
 
 curl -sf "http://127.0.0.1:$dport/metrics" >"$WORK/first.txt" || fail "GET /metrics failed"
 promtool check metrics <"$WORK/first.txt" || fail "promtool check metrics rejects the exposition"

@@ -442,6 +442,8 @@ class Daemon {
   void publish_state(std::size_t i, EndpointState s);
   // The Prometheus text of this moment (vswitch/observability/metrics.hpp).
   [[nodiscard]] std::string metrics_text() const;
+  // Binds the metrics address; on failure says why (the first time) and schedules a retry.
+  void try_metrics(std::uint64_t now_ms);
   void shutdown();
 
   Topology topo_;
@@ -470,8 +472,27 @@ class Daemon {
   pid_t daemon_pid_ = 0;
   Notifier notifier_;
   bool ready_sent_ = false;
-  std::optional<MetricsServer> metrics_;  // [metrics] listen
+  std::optional<MetricsServer> metrics_;  // [metrics] listen, once bound
+  std::uint64_t metrics_retry_ms_ = 0;     // when to try binding again (0: not waiting)
+  std::uint64_t metrics_failures_ = 0;
 };
+
+constexpr std::uint64_t kMetricsRetryMs = 5000;
+
+void Daemon::try_metrics(std::uint64_t now_ms) {
+  auto m = MetricsServer::listen(topo_.metrics);
+  if (!m) {
+    if (metrics_failures_++ == 0)
+      say("warning: %s:%u: %s; forwarding goes on without metrics, binding again every %llu s", topo_.file.c_str(),
+          topo_.metrics.line, m.error().c_str(), static_cast<unsigned long long>(kMetricsRetryMs / 1000));
+    metrics_retry_ms_ = now_ms + kMetricsRetryMs;
+    return;
+  }
+  metrics_.emplace(std::move(m.value()));
+  metrics_retry_ms_ = 0;
+  say("metrics: Prometheus text at http://%s/metrics%s", topo_.metrics.listen.c_str(),
+      metrics_failures_ != 0 ? (" (bound after " + std::to_string(metrics_failures_) + " failed tries)").c_str() : "");
+}
 
 Daemon::Step Daemon::setup() {
   daemon_pid_ = ::getpid();
@@ -484,13 +505,10 @@ Daemon::Step Daemon::setup() {
   remove_stale_objects(topo_.switch_config.name);
   if (auto st = create_shared_memory(); !st) return st;
   if (auto st = create_doorbells(); !st) return st;
-  // The metrics address before the sockets and TAPs: a port in use leaves nothing behind.
-  if (topo_.metrics.enabled()) {
-    auto m = MetricsServer::listen(topo_.metrics);
-    if (!m) return sys::Unexpected(topo_.file + ":" + std::to_string(topo_.metrics.line) + ": " + m.error());
-    metrics_.emplace(std::move(m.value()));
-    say("metrics: Prometheus text at http://%s/metrics", topo_.metrics.listen.c_str());
-  }
+  // Metrics are not worth the data plane: an address that cannot be bound now (another
+  // process holds the port, the address is not up yet) is a warning, and the loop tries
+  // again every kMetricsRetryMs.
+  if (topo_.metrics.enabled()) try_metrics(sys::monotonic_ms());
   // Sockets before TAPs: a refused socket path then leaves no persistent TAP behind.
   if (auto st = listen_sockets(); !st) return st;
   if (auto st = open_taps(); !st) {
@@ -1012,9 +1030,16 @@ int Daemon::run() {
         fds.push_back({children_[i].ready.get(), POLLIN, 0});
         owner.push_back(i);
       }
+    if (metrics_retry_ms_ != 0) {
+      if (now >= metrics_retry_ms_) try_metrics(now);
+      if (metrics_retry_ms_ != 0) {
+        const int left = static_cast<int>(metrics_retry_ms_ > now ? metrics_retry_ms_ - now : 0);
+        if (timeout < 0 || left < timeout) timeout = left;
+      }
+    }
     const std::size_t metrics_at = fds.size();
     if (metrics_) {
-      metrics_->add_pollfds(fds);
+      metrics_->add_pollfds(fds, now);
       const int left = metrics_->timeout_ms(now);
       if (left >= 0 && (timeout < 0 || left < timeout)) timeout = left;
     }

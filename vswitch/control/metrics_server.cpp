@@ -53,19 +53,36 @@ sys::Result<MetricsServer, std::string> MetricsServer::listen(const MetricsConfi
   return MetricsServer(std::move(fd), port);
 }
 
-void MetricsServer::add_pollfds(std::vector<pollfd>& fds) const {
-  fds.push_back({listener_.get(), POLLIN, 0});
+void MetricsServer::add_pollfds(std::vector<pollfd>& fds, std::uint64_t now_ms) const {
+  // A resting listener stays in the set (so the indices hold) with no events asked.
+  fds.push_back({listener_.get(), static_cast<short>(now_ms < listener_rests_until_ms_ ? 0 : POLLIN), 0});
   for (const Connection& c : connections_)
-    fds.push_back({c.fd.get(), static_cast<short>(c.answering ? POLLOUT : POLLIN), 0});
+    fds.push_back({c.fd.get(), static_cast<short>(c.phase == Phase::kAnswering ? POLLOUT : POLLIN), 0});
+}
+
+std::uint64_t MetricsServer::deadline_ms(const Connection& c) const noexcept {
+  return c.accepted_ms + (c.phase == Phase::kReading ? kRequestMs : kConnectionMs);
 }
 
 int MetricsServer::timeout_ms(std::uint64_t now_ms) const {
   int t = -1;
-  for (const Connection& c : connections_) {
-    const int left = c.deadline_ms > now_ms ? static_cast<int>(c.deadline_ms - now_ms) : 0;
+  auto due = [&](std::uint64_t at) {
+    const int left = at > now_ms ? static_cast<int>(at - now_ms) : 0;
     if (t < 0 || left < t) t = left;
-  }
+  };
+  for (const Connection& c : connections_) due(deadline_ms(c));
+  if (now_ms < listener_rests_until_ms_) due(listener_rests_until_ms_);
   return t;
+}
+
+const std::string& MetricsServer::text(std::uint64_t now_ms, const std::function<std::string()>& render) {
+  if (!rendered_ || now_ms - rendered_ms_ >= kRenderMs) {
+    text_ = render();
+    rendered_ms_ = now_ms;
+    rendered_ = true;
+    ++renders_;
+  }
+  return text_;
 }
 
 std::string MetricsServer::respond(std::string_view head, const std::function<std::string()>& render, bool* scraped) {
@@ -93,16 +110,32 @@ std::string MetricsServer::respond(std::string_view head, const std::function<st
   return answer("200 OK", "text/plain; version=0.0.4; charset=utf-8", render(), !head_only);
 }
 
-void MetricsServer::accept_all(std::uint64_t now_ms) {
-  for (;;) {
+void MetricsServer::accept_some(std::uint64_t now_ms) {
+  for (std::size_t k = 0; k < kAcceptsPerPass; ++k) {
     sys::Fd c(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!c.valid()) return;  // EAGAIN: no more; anything else (ECONNABORTED, EMFILE): next time
-    if (connections_.size() >= kMaxConnections) continue;  // closed here: the slots are taken
-    connections_.push_back(Connection{std::move(c), {}, {}, 0, now_ms + kConnectionMs, false});
+    if (!c.valid()) {
+      // EMFILE, ENFILE, ENOBUFS, ENOMEM leave the listener readable: rest it rather than
+      // spin on it. EAGAIN: nothing more waits; ECONNABORTED, EINTR: try the next pass.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        listener_rests_until_ms_ = now_ms + kAcceptRestMs;
+      return;
+    }
+    if (connections_.size() >= kMaxConnections) {
+      // Full: the oldest client still sending its head gives up its slot (a scraper sends
+      // its head at once; a client that holds a slot silently is the one to go). With
+      // every slot answering, the newcomer is closed.
+      auto oldest = connections_.end();
+      for (auto it = connections_.begin(); it != connections_.end(); ++it)
+        if (it->phase == Phase::kReading && (oldest == connections_.end() || it->accepted_ms < oldest->accepted_ms))
+          oldest = it;
+      if (oldest == connections_.end()) continue;
+      connections_.erase(oldest);
+    }
+    connections_.push_back(Connection{std::move(c), {}, {}, 0, now_ms, Phase::kReading});
   }
 }
 
-bool MetricsServer::read_request(Connection& c, const std::function<std::string()>& render) {
+bool MetricsServer::read_request(Connection& c, std::uint64_t now_ms, const std::function<std::string()>& render) {
   char buf[2048];
   for (;;) {
     const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, 0);
@@ -116,10 +149,11 @@ bool MetricsServer::read_request(Connection& c, const std::function<std::string(
       c.out = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
               "request head too big";
     else
-      c.out = respond(std::string_view(c.in).substr(0, end + 2), render, &scraped);
+      c.out = respond(std::string_view(c.in).substr(0, end + 2), [&] { return text(now_ms, render); }, &scraped);
     if (scraped) ++scrapes_;
     c.in.clear();
-    c.answering = true;
+    c.in.shrink_to_fit();
+    c.phase = Phase::kAnswering;
     return write_answer(c);
   }
 }
@@ -130,8 +164,22 @@ bool MetricsServer::write_answer(Connection& c) {
     if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
     c.sent += static_cast<std::size_t>(n);
   }
-  ::shutdown(c.fd.get(), SHUT_WR);  // all said; the client closes its end
-  return false;
+  // All said: shut our side and read until the client closes its own, so that bytes it
+  // sent beyond the head cannot make the close a reset that loses the answer's end.
+  ::shutdown(c.fd.get(), SHUT_WR);
+  c.out.clear();
+  c.out.shrink_to_fit();
+  c.phase = Phase::kDraining;
+  return drain(c);
+}
+
+bool MetricsServer::drain(Connection& c) {
+  char buf[2048];
+  for (;;) {
+    const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, 0);
+    if (n == 0) return false;  // the client closed: done
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+  }
 }
 
 void MetricsServer::handle(std::span<const pollfd> fds, std::uint64_t now_ms, const std::function<std::string()>& render) {
@@ -145,10 +193,14 @@ void MetricsServer::handle(std::span<const pollfd> fds, std::uint64_t now_ms, co
       keep[k] = false;
       continue;
     }
-    keep[k] = c.answering ? write_answer(c) : read_request(c, render);
+    switch (c.phase) {
+      case Phase::kReading: keep[k] = read_request(c, now_ms, render); break;
+      case Phase::kAnswering: keep[k] = write_answer(c); break;
+      case Phase::kDraining: keep[k] = drain(c); break;
+    }
   }
   for (std::size_t k = 0; k < connections_.size(); ++k)
-    if (connections_[k].deadline_ms <= now_ms) keep[k] = false;  // too slow: the slot goes to the next
+    if (deadline_ms(connections_[k]) <= now_ms) keep[k] = false;  // too slow: the slot goes to the next
   std::size_t w = 0;
   for (std::size_t k = 0; k < connections_.size(); ++k)
     if (keep[k]) {
@@ -156,7 +208,7 @@ void MetricsServer::handle(std::span<const pollfd> fds, std::uint64_t now_ms, co
       ++w;
     }
   connections_.resize(w);
-  if (!fds.empty() && (fds[0].revents & POLLIN) != 0) accept_all(now_ms);
+  if (!fds.empty() && (fds[0].revents & POLLIN) != 0) accept_some(now_ms);
 }
 
 }  // namespace vswitch
