@@ -197,17 +197,18 @@ MetricsServer loopback_server() {
   return std::move(s.value());
 }
 
-TEST(MetricsServer, ServesOverASocketAndClosesSlowAndSurplusClients) {
-  MetricsServer s = loopback_server();
-  ASSERT_NE(s.port(), 0);
-  // A scraper: request, answer, end of stream.
+// Sends `request` on a new connection and serves until the server has said all (or 50
+// rounds passed); returns what came back.
+std::string exchange(MetricsServer& s, std::uint64_t now_ms, const std::string& request) {
   const int c = connect_to(s.port());
-  ASSERT_GE(c, 0);
-  const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n";
-  ASSERT_EQ(::send(c, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+  if (c < 0) return "";
+  if (::send(c, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
+    ::close(c);
+    return "";
+  }
   std::string got;
   for (int round = 0; round < 50; ++round) {
-    serve_once(s, 1000);
+    serve_once(s, now_ms);
     char buf[4096];
     pollfd p{c, POLLIN, 0};
     if (::poll(&p, 1, 0) <= 0) continue;
@@ -216,6 +217,20 @@ TEST(MetricsServer, ServesOverASocketAndClosesSlowAndSurplusClients) {
     got.append(buf, static_cast<std::size_t>(n));
   }
   ::close(c);
+  serve_once(s, now_ms);  // the server sees the close
+  return got;
+}
+
+// Asks for /metrics, after `extra` bytes of a request body nobody asked for.
+std::string scrape(MetricsServer& s, std::uint64_t now_ms, std::size_t extra = 0) {
+  return exchange(s, now_ms, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" + std::string(extra, 'z'));
+}
+
+TEST(MetricsServer, ServesOverASocketAndClosesSlowAndSurplusClients) {
+  MetricsServer s = loopback_server();
+  ASSERT_NE(s.port(), 0);
+  // A scraper: request, answer, end of stream.
+  const std::string got = exchange(s, 1000, "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n");
   EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
   EXPECT_EQ(body_of(got), "x_total 1\n");
   EXPECT_EQ(s.scrapes(), 1u);
@@ -242,28 +257,6 @@ TEST(MetricsServer, ServesOverASocketAndClosesSlowAndSurplusClients) {
   for (int fd : idle) ::close(fd);
   EXPECT_EQ(s.connections(), 0u);
   EXPECT_EQ(s.timeout_ms(0), -1) << "no connection left to time";
-}
-
-// Asks for /metrics on a new connection (after `extra` bytes of request body) and serves
-// until the answer is complete; returns it.
-std::string scrape(MetricsServer& s, std::uint64_t now_ms, std::size_t extra = 0) {
-  const int c = connect_to(s.port());
-  if (c < 0) return "";
-  const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" + std::string(extra, 'z');
-  if (::send(c, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) return "";
-  std::string got;
-  for (int round = 0; round < 50; ++round) {
-    serve_once(s, now_ms);
-    char buf[4096];
-    pollfd p{c, POLLIN, 0};
-    if (::poll(&p, 1, 0) <= 0) continue;
-    const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    got.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(c);
-  serve_once(s, now_ms);  // the server sees the close
-  return got;
 }
 
 TEST(MetricsServer, ScrapersGetInPastSilentClientsAndRenderingIsRateLimited) {
@@ -317,21 +310,7 @@ TEST(MetricsServer, AFloodOfConnectionsIsTakenAFewAtATime) {
 
 TEST(MetricsServer, ARequestHeadTooBigIsRefused) {
   MetricsServer s = loopback_server();
-  const int c = connect_to(s.port());
-  ASSERT_GE(c, 0);
-  const std::string junk(MetricsServer::kMaxRequestBytes + 100, 'a');
-  ASSERT_EQ(::send(c, junk.data(), junk.size(), 0), static_cast<ssize_t>(junk.size()));
-  std::string got;
-  for (int round = 0; round < 50; ++round) {
-    serve_once(s, 1000);
-    char buf[4096];
-    pollfd p{c, POLLIN, 0};
-    if (::poll(&p, 1, 0) <= 0) continue;
-    const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    got.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(c);
+  const std::string got = exchange(s, 1000, std::string(MetricsServer::kMaxRequestBytes + 100, 'a'));
   EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
   EXPECT_EQ(s.scrapes(), 0u);
 }
