@@ -1,10 +1,14 @@
 #include "shm/doorbell.hpp"
 
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <climits>
 
 namespace vswitch::shm {
 
@@ -51,6 +55,23 @@ sys::Result<bool, sys::SysError> drain_doorbell(int fd) noexcept {
   if (n < 0 && errno == EAGAIN) return false;
   if (n < 0) return sys::Unexpected{sys::SysError{"read", errno}};
   return sys::Unexpected{sys::SysError{"read (end of file: no writer left)", EPIPE}};
+}
+
+}  // namespace vswitch::shm
+
+namespace vswitch::shm {
+
+void FutexDoorbell::ring() noexcept {
+  // Every waiter (there is one reader); an error (none is expected for a mapped, aligned
+  // word) can only mean no wake-up, which the reader's timeout bounds.
+  (void)::syscall(SYS_futex, word_, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+void FutexDoorbell::wait(std::uint32_t* word, std::chrono::milliseconds timeout) noexcept {
+  const auto ms = timeout.count() < 0 ? 0 : timeout.count();
+  timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1'000'000};
+  // EAGAIN (the word is no longer 1), EINTR and ETIMEDOUT all mean: look at the ring.
+  (void)::syscall(SYS_futex, word, FUTEX_WAIT, 1u, &ts, nullptr, 0);
 }
 
 }  // namespace vswitch::shm

@@ -82,6 +82,29 @@ class PipeDoorbell final : public Doorbell {
   std::atomic<std::uint64_t> rings_{0};
 };
 
+// A doorbell that is the ring's own wake-request word (RingArea::consumer_waiting_word),
+// slept on with futex(2): for a consumer no descriptor can be handed to (vswitchctl's
+// capture reader; the endpoint producing into its ring was started long before). The word
+// lies in shared memory, so the futex is a shared one (no FUTEX_PRIVATE_FLAG), keyed by
+// the object and offset, not by the address each process maps it at.
+//
+// No wake-up is lost: the producer clears the word (its exchange(0) after [F1]) before it
+// calls ring(), and wait() sleeps only while the word still holds 1, a comparison the
+// kernel makes under the futex's lock: a clear before the wait makes the wait return at
+// once (EAGAIN), a clear after it is followed by this FUTEX_WAKE, which finds the waiter
+// queued.
+class FutexDoorbell final : public Doorbell {
+ public:
+  explicit FutexDoorbell(std::uint32_t* word) noexcept : word_(word) {}
+  void ring() noexcept override;
+  // Sleeps while *word == 1 (the consumer armed and nobody has taken the request), at most
+  // `timeout`; returns at once when the word holds anything else.
+  static void wait(std::uint32_t* word, std::chrono::milliseconds timeout) noexcept;
+
+ private:
+  std::uint32_t* word_;
+};
+
 // The owner's side of either doorbell, after epoll said its descriptor is readable: one
 // read() of up to a page, which clears an eventfd's counter or empties a one-page pipe.
 // Returns whether anything was read (EAGAIN: already drained, false); fails on any other

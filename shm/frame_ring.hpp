@@ -162,6 +162,9 @@ class RingArea {
 
   [[nodiscard]] std::uint64_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] std::uint32_t max_payload() const noexcept { return max_payload_; }
+  // The consumer's wake-request word, for a doorbell that sleeps on the word itself
+  // (FutexDoorbell). Only ever accessed atomically; nothing else may use it.
+  [[nodiscard]] std::uint32_t* consumer_waiting_word() const noexcept { return consumer_waiting_; }
 
  private:
   friend class FrameProducer;

@@ -26,7 +26,7 @@ inline constexpr std::uint32_t kRegionLayoutVersion = 1;
 // can never be mistaken for a channel, nor the daemon's stats object for an endpoint's
 // slice. 2 was the stats region before it was split into the daemon's object and one
 // slice per endpoint: never reused, so an object of that layout is refused by kind.
-enum class RegionKind : std::uint32_t { kChannel = 1, kStats = 3, kStatsSlice = 4 };
+enum class RegionKind : std::uint32_t { kChannel = 1, kStats = 3, kStatsSlice = 4, kCapture = 5 };
 
 // Bit-for-bit the first 64 bytes of every region. Written once by the creator, magic
 // last ([R0]); read once by attach() into a local copy ([A0]) that is then validated.
