@@ -20,6 +20,7 @@ packages=(
   iproute2 iperf3 iputils-ping python3      # demo and integration tests (namespaces, TAPs, traffic)
   fping                                     # the 32- and 62-endpoint mesh test: every pair at once
   prometheus curl                           # the /metrics test: a real Prometheus server scrapes vswitchd
+  tshark                                    # the capture test: tshark reads vswitchctl capture's pcapng
   dpdk-dev                                  # dpdk-testpmd: virtio-user as an independent vhost-user front-end
   qemu-system-x86 linux-image-amd64         # real guests (TCG) with the Linux virtio-net driver
   busybox-static cpio                       # ... and their initramfs (scripts/vm-image.sh)

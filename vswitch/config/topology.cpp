@@ -255,6 +255,29 @@ void read_metrics(Reader& r, const toml::table& root, Topology& t) {
   t.metrics.line = line;
 }
 
+void read_capture(Reader& r, const toml::table& root, Topology& t) {
+  const toml::table* c = r.table(root, "", "capture");
+  if (c == nullptr) return;
+  r.only_keys(*c, "capture", {"ring_bytes"});
+  auto ring = r.integer(*c, "capture", "ring_bytes", 0, static_cast<std::int64_t>(CaptureConfig::kMaxRingBytes));
+  if (!ring) return;
+  const auto bytes = static_cast<std::uint64_t>(*ring);
+  const std::uint32_t line = line_of(*c->get("ring_bytes"));
+  // Four of the largest records: a reader a little behind still finds room for the next.
+  const std::uint64_t least = 4 * shm::record_bytes(std::uint64_t{t.fabric.max_frame} + CaptureConfig::kRecordHeaderBytes);
+  if (bytes == 0) {
+    t.capture.ring_bytes = 0;
+  } else if ((bytes & (bytes - 1)) != 0) {
+    r.error(line, "capture.ring_bytes", std::to_string(bytes) + " is not a power of two (or 0: capture off)");
+  } else if (bytes < least) {
+    r.error(line, "capture.ring_bytes",
+            std::to_string(bytes) + " holds fewer than four of the largest capture records (" + std::to_string(least) +
+                " bytes for max_frame = " + std::to_string(t.fabric.max_frame) + ")");
+  } else {
+    t.capture.ring_bytes = bytes;
+  }
+}
+
 // The frontends a topology can name: the value of `frontend` and its options table.
 struct FrontendName {
   std::string_view name;
@@ -554,10 +577,11 @@ sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text
   Topology t;
   t.file = file;
   t.source = std::string(text);
-  r.only_keys(root, "", {"switch", "fabric", "metrics", "endpoint"});
+  r.only_keys(root, "", {"switch", "fabric", "metrics", "capture", "endpoint"});
   read_switch(r, root, t);
   read_fabric(r, root, t);
   read_metrics(r, root, t);
+  read_capture(r, root, t);
   const toml::node* eps = root.get("endpoint");
   const toml::array* arr = eps != nullptr ? eps->as_array() : nullptr;
   if (eps == nullptr) {

@@ -27,6 +27,10 @@
 //              http://ADDR:PORT/metrics; ADDR is a numeric IPv4 address or a bracketed
 //              IPv6 one ("127.0.0.1:9464", "[::1]:9464"); anyone who can connect reads
 //              every endpoint's counters, so bind a loopback or management address
+//   [capture]  ring_bytes = 4194304 (0: off; else a power of two, at most 1 GiB, that holds
+//              four of the largest capture records: max_frame + 32 bytes each): each
+//              endpoint's capture ring for `vswitchctl capture`, one /dev/shm object per
+//              endpoint whose pages are used only while a capture runs
 //   [[endpoint]] name (required, [A-Za-z0-9_-]), frontend (required: "tap" | "vhost-user" |
 //              "generator"), core, mac, poll_us = 0, poll_max_us = 50 (the adaptive
 //              poll window's ceiling; 0: off),
@@ -108,6 +112,16 @@ struct MetricsConfig {
   [[nodiscard]] bool enabled() const noexcept { return !listen.empty(); }
 };
 
+// [capture]: the ring each endpoint copies frames into while `vswitchctl capture` runs
+// (vswitch/observability/capture.hpp).
+struct CaptureConfig {
+  static constexpr std::uint64_t kDefaultRingBytes = std::uint64_t{4} << 20;
+  static constexpr std::uint64_t kMaxRingBytes = std::uint64_t{1} << 30;
+  static constexpr std::uint32_t kRecordHeaderBytes = 24;  // in front of each captured frame
+  std::uint64_t ring_bytes = kDefaultRingBytes;  // 0: no capture objects, capture refused
+  [[nodiscard]] bool enabled() const noexcept { return ring_bytes != 0; }
+};
+
 enum class FrontendKind : std::uint8_t { kTap, kVhostUser, kGenerator };
 std::string_view to_string(FrontendKind k);
 
@@ -158,6 +172,7 @@ struct Topology {
   SwitchConfig switch_config;
   FabricConfig fabric;
   MetricsConfig metrics;
+  CaptureConfig capture;
   std::vector<EndpointConfig> endpoints;
 
   // The channels this topology asks for (vswitchd creates them, vswitchctl reads them).

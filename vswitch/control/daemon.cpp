@@ -44,6 +44,7 @@
 #include "vswitch/frontends/generator.hpp"
 #include "vswitch/frontends/tap.hpp"
 #include "vswitch/frontends/vhost_user.hpp"
+#include "vswitch/observability/capture.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
 #include "vswitch/control/endpoint_process.hpp"
@@ -144,6 +145,7 @@ std::vector<std::string> topology_differences(const Topology& a, const Topology&
   differ(d, "fabric.max_frame", a.fabric.max_frame, b.fabric.max_frame);
   differ(d, "fabric.stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
   differ(d, "metrics.listen", a.metrics.listen, b.metrics.listen);
+  differ(d, "capture.ring_bytes", a.capture.ring_bytes, b.capture.ring_bytes);
   const auto find = [](const Topology& t, const std::string& name) -> std::optional<std::size_t> {
     for (std::size_t i = 0; i < t.endpoints.size(); ++i)
       if (t.endpoints[i].name == name) return i;
@@ -450,6 +452,7 @@ class Daemon {
   TopologyLock lock_;
   std::optional<shm::Fabric> fabric_;
   std::optional<StatsRegion> stats_;
+  std::vector<shm::Region> captures_;  // one per endpoint, unless [capture] ring_bytes = 0
   std::uint64_t generation_ = 0;  // the shared objects' generation (endpoints attach with it)
   // The topology text, sealed (F_SEAL_WRITE and the rest), which every endpoint program
   // reads: the daemon's copy is the one in force even if the file has changed since.
@@ -565,6 +568,13 @@ Daemon::Step Daemon::create_shared_memory() {
   fabric_.emplace(std::move(fabric.value()));
   std::vector<std::string> names;
   for (const auto& e : topo_.endpoints) names.push_back(e.name);
+  // Before the stats: a reader that finds the daemon's object finds every capture object.
+  if (topo_.capture.enabled())
+    for (const auto& n : names) {
+      auto c = create_capture_object(spec.name, n, CaptureGeometry::of(topo_), generation);
+      if (!c) return sys::Unexpected(c.error());
+      captures_.push_back(std::move(c.value()));
+    }
   auto stats = StatsRegion::create(spec.name, names, topo_.switch_config.mac_table_size, generation);
   if (!stats) return sys::Unexpected(stats.error());
   stats_.emplace(std::move(stats.value()));

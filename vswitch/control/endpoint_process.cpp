@@ -32,6 +32,7 @@
 #include "vswitch/frontends/generator.hpp"
 #include "vswitch/frontends/tap.hpp"
 #include "vswitch/frontends/vhost_user.hpp"
+#include "vswitch/observability/capture.hpp"
 #include "vswitch/observability/stats.hpp"
 
 namespace vswitch {
@@ -95,6 +96,7 @@ class EndpointProcess {
   sys::Fd stop_fd_;
   std::optional<shm::Fabric> fabric_;
   std::optional<StatsSlice> stats_;
+  std::optional<CaptureWriter> capture_;  // none when [capture] ring_bytes = 0
   std::vector<shm::PipeDoorbell> doorbells_;
   std::vector<shm::Doorbell*> doorbell_ptrs_;
   std::unique_ptr<endpoints::tap::TapDevice> tap_;
@@ -150,6 +152,11 @@ void EndpointProcess::attach() {
   auto slice = StatsSlice::attach_sized(spec.name, e.name, a_.index, topo_.switch_config.mac_table_size, a_.generation);
   if (!slice) fail("stats slice: " + slice.error());
   stats_.emplace(std::move(slice.value()));
+  if (topo_.capture.enabled()) {
+    auto capture = CaptureWriter::attach_sized(spec.name, e.name, CaptureGeometry::of(topo_), a_.generation);
+    if (!capture) fail("capture: " + capture.error());
+    capture_.emplace(std::move(capture.value()));
+  }
   if (a_.doorbells.size() != topo_.endpoints.size()) fail("the daemon handed over the wrong number of doorbells");
   for (std::size_t j = 0; j < a_.doorbells.size(); ++j) {
     sys::Fd fd(a_.doorbells[j]);
@@ -266,6 +273,7 @@ void EndpointProcess::run() {
   res.doorbells = doorbell_ptrs_;
   res.doorbell_fd = doorbells_[a_.index].read_fd();
   res.stats = &*stats_;
+  res.capture = capture_ ? &*capture_ : nullptr;
   res.stop_fd = stop_fd_.get();
   int status = 0;
   {

@@ -18,6 +18,7 @@
 #include "shm/channel.hpp"
 #include "shm/sys/clock.hpp"
 #include "shm/fabric.hpp"
+#include "vswitch/control/capture_command.hpp"
 #include "vswitch/observability/counter_report.hpp"
 #include "vswitch/observability/frontend_counters.hpp"
 #include "vswitch/observability/stats.hpp"
@@ -307,6 +308,8 @@ void channels(const Topology& topo, bool json) {
 int usage(FILE* f) {
   std::fputs(
       "usage: vswitchctl --config FILE COMMAND [--json]\n"
+      "       vswitchctl --config FILE capture ENDPOINT [--direction rx|tx|both] [--count N]\n"
+      "                  [--snaplen BYTES] -w FILE|-\n"
       "       vswitchctl counters [--json]\n"
       "       vswitchctl --help\n"
       "\n"
@@ -322,6 +325,14 @@ int usage(FILE* f) {
       "  stats     all counters, every drop reason, per-peer traffic\n"
       "  channels  every channel's head, tail and wake flags (diagnosing a stall)\n"
       "  counters  what every counter of stats means (FILE not needed)\n"
+      "  capture   copies ENDPOINT's frames as pcapng to FILE, or to standard output with\n"
+      "            -w - (| tshark -r -): rx = what the port sent into the switch, tx = what\n"
+      "            the switch delivered to it (default both); returns after --count N frames\n"
+      "            or on SIGINT/SIGTERM, and says on standard error how many frames the\n"
+      "            endpoint could not copy for lack of room in its capture ring. The only\n"
+      "            command that writes: it needs write access to the capture object\n"
+      "            (/dev/shm/vswitch.NAME.capture.ENDPOINT, vswitchd's, mode 0600), and\n"
+      "            one capture per endpoint runs at a time. Forwarding never waits for it.\n"
       "\n"
       "options:\n"
       "  -c, --config FILE   the topology (also --config=FILE); required\n"
@@ -331,7 +342,9 @@ int usage(FILE* f) {
       "exit status:\n"
       "  0  printed (a warning on standard error when vswitchd is gone: its last figures,\n"
       "     or when an endpoint's stats slice is invalid: its counters and MAC table left out)\n"
-      "  1  no vswitchd runs FILE's switch, or it runs a different number of endpoints\n"
+      "  1  no vswitchd runs FILE's switch, or it runs a different number of endpoints;\n"
+      "     capture: it could not start (no capture object, another capture runs) or its\n"
+      "     output failed (a reader that closed its pipe ends a capture with 0)\n"
       "  2  usage error or an invalid FILE\n"
       "\n"
       "See also: vswitchd(8).\n",
@@ -342,14 +355,16 @@ int usage(FILE* f) {
 int run(int argc, char** argv) {
   std::string config, command;
   bool json = false;
+  std::vector<std::string> capture_args;  // what follows "capture", but --config
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if ((a == "--config" || a == "-c") && i + 1 < argc) config = argv[++i];
     else if (a.rfind("--config=", 0) == 0) config = a.substr(9);
-    else if (a == "--json") json = true;
     else if (a == "--help" || a == "-h") return usage(stdout);
+    else if (command == "capture") capture_args.push_back(a);
+    else if (a == "--json") json = true;
     else if (command.empty() && (a == "ports" || a == "fdb" || a == "stats" || a == "channels" ||
-                                    a == "counters"))
+                                    a == "counters" || a == "capture"))
       command = a;
     else {
       std::fprintf(stderr, "vswitchctl: unknown argument \"%s\"\n", argv[i]);
@@ -359,6 +374,14 @@ int run(int argc, char** argv) {
   if (command == "counters") {
     describe_counters(json);
     return 0;
+  }
+  CaptureOptions capture;
+  if (command == "capture") {
+    std::string error;
+    if (json || !parse_capture_args(capture_args, capture, error)) {
+      std::fprintf(stderr, "vswitchctl: capture: %s\n", json ? "--json does not apply (the output is pcapng)" : error.c_str());
+      return usage(stderr);
+    }
   }
   if (config.empty() || command.empty()) return usage(stderr);
   auto topo = load_topology_file(config);
@@ -383,6 +406,7 @@ int run(int argc, char** argv) {
   const auto pid = static_cast<pid_t>(stats.value().daemon_pid());
   if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH)
     std::fprintf(stderr, "vswitchctl: warning: vswitchd (pid %d) is gone; these are its last figures\n", pid);
+  if (command == "capture") return run_capture(topo.value(), stats.value().region().generation(), capture);
   Ctl ctl{topo.value(), stats.value(), json};
   if (command == "ports") ctl.ports();
   else if (command == "fdb") ctl.fdb();

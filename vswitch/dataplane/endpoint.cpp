@@ -52,6 +52,8 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       hold_ns_(std::min(kHoldNs, stall_timeout_ns_)),
       poll_(std::uint64_t{config_.poll_us} * 1000, std::uint64_t{config_.poll_max_us} * 1000),
       events_dropped_base_(initial.loop.events_dropped),
+      captured_base_(initial.loop.captured),
+      capture_dropped_base_(initial.loop.capture_dropped),
       events_("vswitch[" + config_.name + "]: ") {
   forwarder_.drops() = initial.drops;
   table_.restore_counters(initial.mac);
@@ -176,6 +178,10 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
       case Frontend::Delivery::kDelivered:
         ++counters_.traffic.tx_frames;
         counters_.traffic.tx_bytes += frame.size();
+        // The frame as delivered, read again from the peer's channel: a peer that changed
+        // it meanwhile changes only what the capture shows of its own frame.
+        if (res_.capture != nullptr && res_.capture->wants(kCaptureTx, pass_ns_))
+          res_.capture->copy(kCaptureTx, frame);
         break;
       case Frontend::Delivery::kRefused:
         ++counters_.traffic.frontend_errors;
@@ -344,6 +350,9 @@ bool EndpointLoop::pump_frontend() {
     const auto frame = record.subspan(virtio::kNetHeaderBytes);
     ++counters_.traffic.rx_frames;
     counters_.traffic.rx_bytes += frame.size();
+    // Every frame read, whatever the forwarder then decides (a capture shows what the
+    // port sent, drops included).
+    if (res_.capture != nullptr && res_.capture->wants(kCaptureRx, pass_ns_)) res_.capture->copy(kCaptureRx, frame);
     const Decision d = forwarder_.from_frontend(frame, now_ms_);
     switch (d.kind) {
       case Decision::Kind::kDrop:
@@ -415,6 +424,7 @@ bool EndpointLoop::poll_once() {
   work |= pump_frontend();
   frontend_.flush();
   for (Peer& p : peers_) p.out.publish();  // one index store per channel per pass
+  if (res_.capture != nullptr) res_.capture->publish();  // nothing unless this pass copied a frame
   if (now_ms_ - last_sweep_ms_ >= kSweepPeriodMs) {
     last_sweep_ms_ = now_ms_;
     table_.sweep(now_ms_);
@@ -431,6 +441,10 @@ void EndpointLoop::sync_counters() {
   counters_.loop.events_dropped = events_dropped_base_ + events_.dropped();
   counters_.drops = forwarder_.drops();
   counters_.mac = table_.counters();
+  if (res_.capture != nullptr) {
+    counters_.loop.captured = captured_base_ + res_.capture->captured_total();
+    counters_.loop.capture_dropped = capture_dropped_base_ + res_.capture->dropped_total();
+  }
 }
 
 void EndpointLoop::publish_stats(bool force_fdb) {

@@ -29,6 +29,10 @@
 //      descriptor and the stop descriptor, with a timeout only when something is due
 //      (generator pacing, a hold running out, the end of a frontend's wait).
 // An idle endpoint therefore makes no system calls at all.
+//
+// Every frame read from the frontend (rx) and delivered to it (tx) is also copied to the
+// endpoint's capture ring while `vswitchctl capture` asks for it; while nobody does, that
+// costs one load per frame (vswitch/observability/capture.hpp).
 #pragma once
 
 #include <chrono>
@@ -43,6 +47,7 @@
 #include "shm/fabric.hpp"
 #include "shm/frame_ring.hpp"
 #include "shm/sys/fd.hpp"
+#include "vswitch/observability/capture.hpp"
 #include "vswitch/observability/event_log.hpp"
 #include "vswitch/dataplane/forwarding.hpp"
 #include "vswitch/dataplane/mac_table.hpp"
@@ -110,6 +115,7 @@ struct EndpointResources {
   std::span<shm::Doorbell* const> doorbells;  // one per endpoint, index = endpoint
   int doorbell_fd = -1;                       // the read end of this endpoint's own doorbell
   StatsSlice* stats = nullptr;                // optional: this endpoint's own stats slice
+  CaptureWriter* capture = nullptr;           // optional: its capture object ([capture] off: none)
   int stop_fd = -1;                           // readable: leave run() (e.g. a signalfd)
 };
 
@@ -227,6 +233,8 @@ class EndpointLoop {
   }
   PollWindow poll_;
   std::uint64_t events_dropped_base_;  // event log messages lost by earlier incarnations
+  std::uint64_t captured_base_;        // frames earlier incarnations copied to a capture
+  std::uint64_t capture_dropped_base_;
   EventLog events_;  // last: its writer thread starts after everything it could report on
 };
 

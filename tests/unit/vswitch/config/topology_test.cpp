@@ -197,6 +197,30 @@ TEST(Topology, MetricsListenMistakesAreNamed) {
   EXPECT_NE(format_errors(unknown.error()).find("metrics.port"), std::string::npos) << format_errors(unknown.error());
 }
 
+// [capture] ring_bytes: 4 MiB by default, 0 turns capture off, anything else a power of
+// two that holds four of the largest records (max_frame + 32 bytes each), at most 1 GiB.
+TEST(Topology, CaptureRingBytes) {
+  auto dflt = load_topology_string(kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(dflt.has_value());
+  EXPECT_EQ(dflt.value().capture.ring_bytes, std::uint64_t{4} << 20);
+  auto off = load_topology_string(std::string(kTwoEndpoints) + "\n[capture]\nring_bytes = 0\n", "test.toml");
+  ASSERT_TRUE(off.has_value()) << format_errors(off.error());
+  EXPECT_FALSE(off.value().capture.enabled());
+  auto big = load_topology_string(std::string(kTwoEndpoints) + "\n[capture]\nring_bytes = 16777216\n", "test.toml");
+  ASSERT_TRUE(big.has_value()) << format_errors(big.error());
+  EXPECT_EQ(big.value().capture.ring_bytes, std::uint64_t{16} << 20);
+  const std::string base = std::string(kTwoEndpoints) + "\n[capture]\n";
+  const std::uint32_t line = static_cast<std::uint32_t>(std::count(base.begin(), base.end(), '\n')) + 1;
+  auto e = only_error(base + "ring_bytes = 3000000\n", "capture.ring_bytes");
+  EXPECT_EQ(e.line, line);
+  EXPECT_NE(e.problem.find("not a power of two"), std::string::npos) << e.problem;
+  // kTwoEndpoints has max_frame 65536: four records of 65568 bytes do not fit 256 KiB.
+  e = only_error(base + "ring_bytes = 262144\n", "capture.ring_bytes");
+  EXPECT_NE(e.problem.find("fewer than four"), std::string::npos) << e.problem;
+  only_error(base + "ring_bytes = 2147483648\n", "capture.ring_bytes");
+  only_error(base + "size = 1\n", "capture.size");
+}
+
 TEST(Topology, UnknownKey) {
   std::string text = kTwoEndpoints;
   text.replace(text.find("core = 1"), 8, "cores = 1");
@@ -207,7 +231,7 @@ TEST(Topology, UnknownKey) {
 
 TEST(Topology, UnknownTopLevelTable) {
   auto e = only_error(std::string(kTwoEndpoints) + "\n[swtich]\nname = \"x\"\n", "swtich");
-  EXPECT_NE(e.problem.find("known: switch, fabric, metrics, endpoint"), std::string::npos) << e.problem;
+  EXPECT_NE(e.problem.find("known: switch, fabric, metrics, capture, endpoint"), std::string::npos) << e.problem;
 }
 
 TEST(Topology, WrongType) {

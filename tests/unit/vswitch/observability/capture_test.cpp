@@ -1,0 +1,349 @@
+// The capture object between an endpoint (CaptureWriter) and vswitchctl (CaptureReader):
+// nothing is copied while nobody captures; a session gets exactly its frames, cut to its
+// snaplen, in both directions or one; a full ring drops and counts; a reader that stops
+// renewing its heartbeat stops the copying; one reader per endpoint; and a hostile
+// endpoint's records are skipped and counted, never trusted. Plus the pcapng blocks.
+#include "vswitch/observability/capture.hpp"
+#include "vswitch/observability/pcapng.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "shm/sys/clock.hpp"
+
+namespace vswitch {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr CaptureGeometry kGeometry{65536, 2048};
+
+std::string unique_switch() {
+  static std::atomic<int> n{0};
+  return "captest" + std::to_string(::getpid()) + "x" + std::to_string(n++);
+}
+
+std::vector<std::byte> frame_of(std::size_t len, std::uint8_t seed) {
+  std::vector<std::byte> f(len);
+  for (std::size_t i = 0; i < len; ++i) f[i] = std::byte(static_cast<std::uint8_t>(seed + i * 7));
+  return f;
+}
+
+struct Got {
+  std::uint32_t direction;
+  std::uint32_t original;
+  std::vector<std::byte> bytes;
+};
+
+class Capture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    sw_ = unique_switch();
+    auto region = create_capture_object(sw_, "ep", kGeometry, 5);
+    ASSERT_TRUE(region.has_value()) << (region ? "" : region.error());
+    object_.emplace(std::move(region.value()));
+    auto w = CaptureWriter::attach_sized(sw_, "ep", kGeometry, 5);
+    ASSERT_TRUE(w.has_value()) << (w ? "" : w.error());
+    writer_.emplace(std::move(w.value()));
+    auto r = CaptureReader::attach(sw_, "ep", kGeometry, 5);
+    ASSERT_TRUE(r.has_value()) << (r ? "" : r.error());
+    reader_ = std::move(r.value());
+  }
+
+  std::vector<Got> drain_all() {
+    std::vector<Got> got;
+    reader_->drain(100000, [&](const CapturedFrame& f) {
+      got.push_back({f.direction, f.original_bytes, std::vector<std::byte>(f.bytes.begin(), f.bytes.end())});
+    });
+    return got;
+  }
+  // The ring's producer index, as the reader would see it.
+  std::uint64_t ring_head() const {
+    auto ring = shm::RingArea::adopt(object_->payload().subspan(kCaptureRingOffset,
+                                                                shm::RingArea::bytes_for(kGeometry.ring_bytes)),
+                                     kGeometry.ring_bytes, kGeometry.max_payload());
+    return ring.value().snapshot().head;
+  }
+  // What the endpoint does with a frame.
+  void pass(std::uint32_t direction, std::span<const std::byte> frame,
+            std::uint64_t now = sys::monotonic_ns()) {
+    if (writer_->wants(direction, now)) writer_->copy(direction, frame);
+  }
+
+  std::string sw_;
+  std::optional<shm::Region> object_;
+  std::optional<CaptureWriter> writer_;
+  std::unique_ptr<CaptureReader> reader_;
+};
+
+TEST_F(Capture, NothingIsCopiedWhileNobodyCaptures) {
+  const auto f = frame_of(100, 1);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_FALSE(writer_->wants(kCaptureRx, sys::monotonic_ns()));
+    EXPECT_FALSE(writer_->wants(kCaptureTx, sys::monotonic_ns()));
+  }
+  writer_->publish();
+  EXPECT_EQ(ring_head(), 0u);
+  EXPECT_EQ(writer_->captured_total(), 0u);
+  EXPECT_FALSE(reader_->report().seen);
+}
+
+TEST_F(Capture, ASessionGetsEveryFrameInOrderWithItsDirection) {
+  reader_->start(kCaptureBoth, 0);
+  std::vector<std::vector<std::byte>> sent;
+  for (int i = 0; i < 20; ++i) {
+    sent.push_back(frame_of(60 + static_cast<std::size_t>(i) * 50, static_cast<std::uint8_t>(i)));
+    pass(i % 2 == 0 ? kCaptureRx : kCaptureTx, sent.back());
+  }
+  writer_->publish();
+  const auto got = drain_all();
+  ASSERT_EQ(got.size(), sent.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].direction, i % 2 == 0 ? kCaptureRx : kCaptureTx);
+    EXPECT_EQ(got[i].original, sent[i].size());
+    EXPECT_EQ(got[i].bytes, sent[i]) << "frame " << i;
+  }
+  const CaptureEndpointReport rep = reader_->report();
+  EXPECT_TRUE(rep.seen);
+  EXPECT_EQ(rep.captured, 20u);
+  EXPECT_EQ(rep.dropped, 0u);
+  EXPECT_EQ(reader_->invalid_records(), 0u);
+}
+
+TEST_F(Capture, OneDirectionOnly) {
+  reader_->start(kCaptureTx, 0);
+  const auto f = frame_of(64, 3);
+  EXPECT_FALSE(writer_->wants(kCaptureRx, sys::monotonic_ns()));
+  EXPECT_TRUE(writer_->wants(kCaptureTx, sys::monotonic_ns()));
+  pass(kCaptureRx, f);
+  pass(kCaptureTx, f);
+  writer_->publish();
+  const auto got = drain_all();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].direction, kCaptureTx);
+}
+
+TEST_F(Capture, SnaplenCutsTheCopyNotTheOriginalLength) {
+  reader_->start(kCaptureBoth, 60);
+  const auto f = frame_of(1000, 9);
+  pass(kCaptureRx, f);
+  writer_->publish();
+  const auto got = drain_all();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].original, 1000u);
+  EXPECT_EQ(got[0].bytes, std::vector<std::byte>(f.begin(), f.begin() + 60));
+}
+
+TEST_F(Capture, AFullRingDropsAndCountsNeverWaits) {
+  reader_->start(kCaptureBoth, 0);
+  const auto f = frame_of(1000, 2);
+  for (int i = 0; i < 200; ++i) pass(kCaptureRx, f);  // 200 KB into a 64 KiB ring, nobody reading
+  writer_->publish();
+  const CaptureEndpointReport rep = reader_->report();
+  EXPECT_EQ(rep.captured + rep.dropped, 200u);
+  EXPECT_GT(rep.dropped, 0u);
+  EXPECT_EQ(writer_->dropped_total(), rep.dropped);
+  const auto got = drain_all();
+  EXPECT_EQ(got.size(), rep.captured);
+  // Room again: the next frames are copied.
+  pass(kCaptureRx, f);
+  writer_->publish();
+  EXPECT_EQ(drain_all().size(), 1u);
+  EXPECT_EQ(reader_->report().captured, rep.captured + 1);
+}
+
+// A reader killed with SIGKILL leaves its request set; its heartbeat then ages, and an
+// endpoint that finds it stale copies nothing more (and counts what it left out).
+TEST_F(Capture, AStaleHeartbeatStopsTheCopying) {
+  reader_->start(kCaptureBoth, 0);
+  const auto f = frame_of(64, 4);
+  const std::uint64_t now = sys::monotonic_ns();
+  EXPECT_TRUE(writer_->wants(kCaptureRx, now));
+  const std::uint64_t later = now + (kCaptureHeartbeatTimeoutMs + 500) * 1'000'000;
+  EXPECT_FALSE(writer_->wants(kCaptureRx, later));
+  writer_->publish();
+  EXPECT_EQ(reader_->report().expired, 1u);
+  EXPECT_EQ(ring_head(), 0u);
+}
+
+TEST_F(Capture, ANewSessionNeverShowsAnEarlierOnesFrames) {
+  reader_->start(kCaptureBoth, 0);
+  const auto old_frame = frame_of(100, 5);
+  pass(kCaptureRx, old_frame);
+  writer_->publish();
+  reader_->stop();
+  // The endpoint copies once more before it sees the stop (its request cached).
+  writer_->copy(kCaptureRx, old_frame);
+  writer_->publish();
+  reader_->start(kCaptureBoth, 0);
+  writer_->copy(kCaptureRx, old_frame);  // still the old session: it has not looked yet
+  writer_->publish();
+  const auto new_frame = frame_of(200, 6);
+  pass(kCaptureTx, new_frame);  // looks: the new session
+  writer_->publish();
+  const auto got = drain_all();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].bytes, new_frame);
+  EXPECT_GE(reader_->stale_records(), 1u);
+  EXPECT_EQ(reader_->report().captured, 1u);
+}
+
+TEST_F(Capture, OneReaderPerEndpoint) {
+  auto second = CaptureReader::attach(sw_, "ep", kGeometry, 5);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_NE(second.error().find("already being captured"), std::string::npos) << second.error();
+  reader_.reset();
+  auto third = CaptureReader::attach(sw_, "ep", kGeometry, 5);
+  EXPECT_TRUE(third.has_value()) << (third ? "" : third.error());
+}
+
+TEST_F(Capture, AReaderRefusesAnotherGenerationOrGeometry) {
+  reader_.reset();
+  auto wrong_generation = CaptureReader::attach(sw_, "ep", kGeometry, 6);
+  EXPECT_FALSE(wrong_generation.has_value());
+  auto wrong_size = CaptureReader::attach(sw_, "ep", CaptureGeometry{131072, 2048}, 5);
+  ASSERT_FALSE(wrong_size.has_value());
+  EXPECT_NE(wrong_size.error().find("ring_bytes = 131072"), std::string::npos) << wrong_size.error();
+  auto off = CaptureReader::attach(sw_, "ep", CaptureGeometry{0, 2048}, 5);
+  ASSERT_FALSE(off.has_value());
+  EXPECT_NE(off.error().find("capture is off"), std::string::npos);
+}
+
+// The endpoint is hostile: whatever it writes into the ring, the reader hands on only
+// records that are well formed and of its session, and counts the rest.
+TEST_F(Capture, MalformedRecordsAreSkippedAndCounted) {
+  reader_->start(kCaptureBoth, 100);
+  // The session the reader asked for, as the endpoint would learn it.
+  const auto f = frame_of(50, 7);
+  pass(kCaptureRx, f);
+  writer_->publish();
+  ASSERT_EQ(drain_all().size(), 1u);
+  std::uint32_t session = 0;
+  {
+    // The session word is the request's upper bits: read it as the endpoint can.
+    const auto* words = reinterpret_cast<const std::uint64_t*>(object_->payload().data());
+    session = static_cast<std::uint32_t>(words[0] >> 8);
+  }
+  auto ring = shm::RingArea::adopt(
+      object_->payload().subspan(kCaptureRingOffset, shm::RingArea::bytes_for(kGeometry.ring_bytes)),
+      kGeometry.ring_bytes, kGeometry.max_payload());
+  ASSERT_TRUE(ring.has_value());
+  // A second producer over the same ring stands for the compromised endpoint; the real
+  // writer must not run meanwhile, so it starts where the writer's head is.
+  shm::FrameProducer hostile(ring.value(), nullptr);
+  // FrameProducer starts from the shared head: the writer published everything.
+  auto push = [&](CaptureRecordHeader h, std::size_t bytes) {
+    std::vector<std::byte> rec(sizeof h + bytes);
+    std::memcpy(rec.data(), &h, sizeof h);
+    ASSERT_EQ(hostile.try_push(rec), shm::Reserve::kReserved);
+  };
+  const std::uint64_t t = sys::monotonic_ns();
+  push({t, session, 3, 10, 0}, 10);           // no such direction
+  push({t, session, kCaptureRx, 5, 0}, 10);   // longer than the frame it claims to be part of
+  push({t, session, kCaptureRx, 500, 0}, 101);  // more than the snaplen asked for
+  push({t, session, kCaptureRx, 5000, 0}, 10);  // a frame longer than max_frame
+  push({t, session, kCaptureTx, 10, 1}, 10);  // reserved word set
+  {
+    std::vector<std::byte> shorter(8);        // shorter than a capture header
+    ASSERT_EQ(hostile.try_push(shorter), shm::Reserve::kReserved);
+  }
+  push({t, session, kCaptureTx, 10, 0}, 10);  // the one good record
+  hostile.publish();
+  const auto got = drain_all();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].direction, kCaptureTx);
+  EXPECT_EQ(reader_->invalid_records(), 6u);
+}
+
+// The reader sleeps on the ring's wake-request word; a publish wakes it. With a 60 s
+// timeout, only a wake-up ends the wait before the join below.
+TEST(FutexDoorbell, ARingAfterTheClearWakesTheWaiter) {
+  alignas(8) std::uint32_t word = 1;
+  std::atomic<bool> woke{false};
+  std::thread waiter([&] {
+    while (std::atomic_ref<std::uint32_t>(word).load() == 1) shm::FutexDoorbell::wait(&word, 60000ms);
+    woke = true;
+  });
+  shm::FutexDoorbell bell(&word);
+  std::atomic_ref<std::uint32_t>(word).store(0);  // what the producer's exchange(0) does
+  bell.ring();
+  const auto t0 = std::chrono::steady_clock::now();
+  waiter.join();
+  EXPECT_TRUE(woke.load());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "the wake-up was lost; the wait ran into its timeout";
+}
+
+TEST(FutexDoorbell, AWaitOnAClearedWordReturnsAtOnce) {
+  alignas(8) std::uint32_t word = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  shm::FutexDoorbell::wait(&word, 60000ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);
+}
+
+// ---- pcapng ---------------------------------------------------------------------------
+
+std::uint32_t u32_at(const std::vector<std::byte>& b, std::size_t at) {
+  std::uint32_t v;
+  std::memcpy(&v, b.data() + at, 4);
+  return v;
+}
+std::uint16_t u16_at(const std::vector<std::byte>& b, std::size_t at) {
+  std::uint16_t v;
+  std::memcpy(&v, b.data() + at, 2);
+  return v;
+}
+
+// Every block: a multiple of 4 bytes, its total length at both ends; walks the file.
+std::vector<std::uint32_t> block_types(const std::vector<std::byte>& file) {
+  std::vector<std::uint32_t> types;
+  std::size_t at = 0;
+  while (at < file.size()) {
+    EXPECT_LE(at + 12, file.size());
+    const std::uint32_t type = u32_at(file, at);
+    const std::uint32_t len = u32_at(file, at + 4);
+    EXPECT_EQ(len % 4, 0u);
+    EXPECT_LE(at + len, file.size());
+    if (len < 12 || at + len > file.size()) break;
+    EXPECT_EQ(u32_at(file, at + len - 4), len) << "trailing length of block at " << at;
+    types.push_back(type);
+    at += len;
+  }
+  return types;
+}
+
+TEST(Pcapng, BlocksAreWellFormedAndCarryTheFrame) {
+  std::vector<std::byte> file;
+  pcapng::append_section_header(file, "test");
+  pcapng::append_interface(file, 65536, "ep0", "an endpoint");
+  const auto frame = frame_of(61, 1);  // not a multiple of 4: padded
+  const std::size_t packet_at = file.size();
+  pcapng::append_packet(file, 0x0123456789abcdefULL, frame, 1514, pcapng::Direction::kOutbound);
+  EXPECT_EQ(block_types(file), (std::vector<std::uint32_t>{pcapng::kSectionHeaderType,
+                                                           pcapng::kInterfaceDescriptionType,
+                                                           pcapng::kEnhancedPacketType}));
+  EXPECT_EQ(u32_at(file, 8), pcapng::kByteOrderMagic);
+  // The interface: Ethernet, its snaplen.
+  const std::size_t idb = u32_at(file, 4);
+  EXPECT_EQ(u16_at(file, idb + 8), pcapng::kLinkTypeEthernet);
+  EXPECT_EQ(u32_at(file, idb + 12), 65536u);
+  // The packet: interface 0, the timestamp split high/low, lengths, bytes, then epb_flags.
+  EXPECT_EQ(u32_at(file, packet_at + 8), 0u);
+  EXPECT_EQ(u32_at(file, packet_at + 12), 0x01234567u);
+  EXPECT_EQ(u32_at(file, packet_at + 16), 0x89abcdefu);
+  EXPECT_EQ(u32_at(file, packet_at + 20), 61u);
+  EXPECT_EQ(u32_at(file, packet_at + 24), 1514u);
+  EXPECT_EQ(std::memcmp(file.data() + packet_at + 28, frame.data(), frame.size()), 0);
+  const std::size_t opt = packet_at + 28 + 64;  // 61 bytes padded to 64
+  EXPECT_EQ(u16_at(file, opt), 2u);             // epb_flags
+  EXPECT_EQ(u16_at(file, opt + 2), 4u);
+  EXPECT_EQ(u32_at(file, opt + 4), 2u);         // outbound
+}
+
+}  // namespace
+}  // namespace vswitch
