@@ -4,8 +4,11 @@
 # and payload bytes), with the right direction (rx inbound, tx outbound); --count returns
 # after exactly N frames; -w - feeds `tshark -r -`; --snaplen cuts the copy and keeps the
 # frame's length; a second capture of the same endpoint is refused while one runs; a
-# capture killed with SIGKILL leaves nothing behind that stops the next one; and the
-# traffic loses nothing while it is captured.
+# capture killed with SIGKILL leaves nothing behind that stops the next one; SIGTERM ends
+# a capture with its summary; a TCP stream captured at full speed wakes the capture from
+# an endpoint under its system call filter (no restart) and loses nothing; the traffic
+# loses nothing while it is captured; the timestamps are wall-clock time; the file is
+# the caller's alone (0600); usage mistakes are refused.
 source "$(dirname "$0")/lib.sh"
 source "$HERE/three_ns_env.sh"
 require_root
@@ -67,7 +70,12 @@ fields "$WORK/a.pcapng" -e frame.packet_flags_direction -e icmp.type | sort | un
 grep -Eq '^ +20 (1|0x0*1) 8$' "$WORK/dirs" || fail "requests are not 20 inbound frames: $(cat "$WORK/dirs")"
 grep -Eq '^ +20 (2|0x0*2) 0$' "$WORK/dirs" || fail "replies are not 20 outbound frames: $(cat "$WORK/dirs")"
 tshark -r "$WORK/a.pcapng" -T fields -e frame.interface_name -c 1 | grep -qx a || fail "the interface is not named after the endpoint"
-pass "capture of both directions matches tshark on the TAP (40 frames, payload, directions)"
+# Timestamps: wall-clock nanoseconds, within the few seconds this capture took.
+first=$(tshark -r "$WORK/a.pcapng" -T fields -e frame.time_epoch -c 1)
+python3 -c "import sys, time; t = float('$first'); sys.exit(0 if abs(time.time() - t) < 30 else 1)" ||
+  fail "the first frame's time $first is not now ($(date +%s))"
+[[ $(command stat -c %a "$WORK/a.pcapng") == 600 ]] || fail "the capture file is mode $(command stat -c %a "$WORK/a.pcapng"), not 600"
+pass "capture of both directions matches tshark on the TAP (40 frames, payload, directions, times)"
 
 # 2. One direction to standard output, read by tshark as it comes; --snaplen.
 ctl capture b --direction tx --count 10 --snaplen 64 -w - 2>"$WORK/pipe.err" |
@@ -94,7 +102,60 @@ wait_exit "$again" 20 || fail "the capture after a killed one failed: $(cat "$WO
 [[ $(tshark -r "$WORK/c3.pcapng" | wc -l) == 5 ]] || fail "the capture after a killed one did not write 5 frames"
 pass "a second capture is refused; after kill -9 the next one works"
 
-# 4. The counters: every copy counted by its endpoint, nothing missed.
-wait_for 5 "a's counters to show its copies" stat_is a 'e["captured"]' -ge 40
-[[ $(stat a 'e["capture_dropped"]') == 0 ]] || fail "a missed copies"
-pass "vswitchctl stats counts the copies"
+# 4. SIGTERM ends a capture that has no --count, with its summary and status 0.
+capture_bg term a -w "$WORK/term.pcapng"
+term=$CAP_PID
+ip netns exec vsit-a ping -q -c 3 -i 0.02 10.78.0.2 >/dev/null || fail "pings failed"
+kill -TERM "$term"
+wait_exit "$term" 10 || fail "a capture ended by SIGTERM exited with $?: $(cat "$WORK/term.err")"
+grep -q "frames written" "$WORK/term.err" || fail "no summary after SIGTERM: $(cat "$WORK/term.err")"
+pass "SIGTERM ends a capture with its summary"
+
+# 5. A TCP stream at full speed, captured: the endpoint copies while iperf3 runs, wakes
+# the capture (a futex wake from under its system call filter), is not restarted, and
+# the stream's frames are forwarded whatever the capture misses.
+restarts_before=$(ctl ports --json | python3 -c "import json,sys; print(sum(p['restarts'] for p in json.load(sys.stdin)['ports']))")
+ip netns exec vsit-b iperf3 -s -1 -D -p 5299 >/dev/null
+wait_for 10 "iperf3 server" ip netns exec vsit-b sh -c 'ss -ltn | grep -q ":5299 "'
+capture_bg tcp a -w /dev/null
+tcp=$CAP_PID
+ip netns exec vsit-a iperf3 -c 10.78.0.2 -p 5299 -t 2 -J >"$WORK/iperf3.json" || fail "iperf3 failed while captured"
+kill -INT "$tcp"
+wait_exit "$tcp" 10 || fail "the TCP capture failed: $(cat "$WORK/tcp.err")"
+restarts_after=$(ctl ports --json | python3 -c "import json,sys; print(sum(p['restarts'] for p in json.load(sys.stdin)['ports']))")
+[[ $restarts_after == "$restarts_before" ]] || fail "an endpoint restarted during the captured TCP stream"
+copied=$(sed -n 's/.*endpoint a copied \([0-9]*\),.*/\1/p' "$WORK/tcp.err")
+((copied > 1000)) || fail "the TCP capture copied ${copied:-nothing}: $(cat "$WORK/tcp.err")"
+gbps=$(python3 -c "import json; print(round(json.load(open('$WORK/iperf3.json'))['end']['sum_received']['bits_per_second'] / 1e9, 2))")
+pass "a captured TCP stream ($gbps Gbit/s): $(tail -1 "$WORK/tcp.err" | sed 's/^vswitchctl: //')"
+
+# 6. Usage mistakes: exit status 2, the mistake named.
+usage() {
+  local want=$1; shift
+  if ctl capture "$@" >/dev/null 2>"$WORK/usage.err"; then fail "capture $* was accepted"; fi
+  grep -q -- "$want" "$WORK/usage.err" || fail "capture $*: $(head -1 "$WORK/usage.err")"
+}
+usage "needs -w FILE" a
+usage "must be rx, tx or both" a --direction up -w /dev/null
+usage "count must be" a --count 0 -w /dev/null
+usage 'has no endpoint "zz"' zz -w /dev/null
+pass "usage mistakes are refused"
+
+# 7. The counters: every copy counted by its endpoint; what a's captures missed (only the
+# full-speed TCP one can have) is its capture_dropped.
+missed=$(sed -n 's/.*, missed \([0-9]*\) for lack.*/\1/p' "$WORK/tcp.err")
+wait_for 5 "a's counters to show its copies" stat_is a 'e["captured"]' -ge $((40 + copied))
+[[ $(stat a 'e["capture_dropped"]') == "$missed" ]] ||
+  fail "a's capture_dropped is $(stat a 'e["capture_dropped"]'), its captures missed $missed"
+pass "vswitchctl stats counts the copies and the misses"
+
+# 8. vswitchd stops during a capture: the capture notices (its object is gone) and ends,
+# status 1, saying why, instead of waiting forever.
+capture_bg orphan b -w "$WORK/orphan.pcapng"
+orphan=$CAP_PID
+stop_daemon
+rc=0
+wait_exit "$orphan" 10 || rc=$?
+[[ $rc == 1 ]] || fail "a capture whose vswitchd stopped exited with $rc: $(cat "$WORK/orphan.err")"
+grep -q "vswitchd stopped" "$WORK/orphan.err" || fail "no reason given: $(cat "$WORK/orphan.err")"
+pass "a capture ends when vswitchd stops"

@@ -30,13 +30,13 @@ bool parse_u64(const std::string& s, std::uint64_t max, std::uint64_t& out) {
   return true;
 }
 
-// All of `bytes`, or false (EPIPE: the reader of a pipe went away; anything else: a
-// failed output).
+// All of `bytes`, or false (EPIPE: the reader of a pipe went away; EINTR: a stop signal
+// came while the output would not take more; anything else: a failed output).
 bool write_all(int fd, const std::vector<std::byte>& bytes, int& error) {
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR && g_stop == 0) continue;
     if (n <= 0) {
       error = n < 0 ? errno : EIO;
       return false;
@@ -117,7 +117,9 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
   CaptureReader& r = *reader.value();
   int fd = STDOUT_FILENO;
   if (!to_stdout) {
-    fd = ::open(o.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    // 0600: the frames are other tenants' traffic. O_NOFOLLOW: root must not truncate
+    // whatever a symbolic link planted in a shared directory points at.
+    fd = ::open(o.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
       std::fprintf(stderr, "vswitchctl: capture: cannot write %s: %s\n", o.output.c_str(), std::strerror(errno));
       return 1;
@@ -144,13 +146,18 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
   // Monotonic stamps to wall-clock time, by the offset between the two clocks now.
   const std::uint64_t offset = sys::clock_ns(CLOCK_REALTIME) - sys::monotonic_ns();
   if (ok) {
-    r.start(o.directions, snaplen);
+    if (auto st = r.start(o.directions, snaplen); !st) {
+      std::fprintf(stderr, "vswitchctl: capture: %s\n", st.error().c_str());
+      if (!to_stdout) ::close(fd);
+      return 1;
+    }
     std::fprintf(stderr, "vswitchctl: capturing on %s (%s), %u bytes per frame, to %s\n", o.endpoint.c_str(),
                  directions_text(o.directions).c_str(), snaplen, to_stdout ? "standard output" : o.output.c_str());
     std::fflush(stderr);
   }
   std::uint64_t written = 0;
-  while (ok && g_stop == 0 && (o.count == 0 || written < o.count)) {
+  auto idle_wait = std::chrono::milliseconds(kCaptureWaitMs);
+  while (ok && g_stop == 0 && !r.gone() && (o.count == 0 || written < o.count)) {
     out.clear();
     const std::size_t batch = 256;
     const std::uint64_t left = o.count == 0 ? batch : std::min<std::uint64_t>(batch, o.count - written);
@@ -162,31 +169,42 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
       ++got;
     });
     if (got == 0) {
-      r.wait(std::chrono::milliseconds(kCaptureHeartbeatMs));
+      // 5 ms after frames, longer while none come: an idle capture wakes rarely, and a
+      // burst wakes it at once through the endpoint once a quarter of the ring waits.
+      r.wait(idle_wait);
+      idle_wait = std::min(idle_wait * 2, std::chrono::milliseconds(kCaptureIdleWaitMs));
       continue;
     }
+    idle_wait = std::chrono::milliseconds(kCaptureWaitMs);
     ok = write_all(fd, out, error);
     if (ok) written += got;
   }
   const CaptureEndpointReport rep = r.report();
   r.stop();
   if (!to_stdout) ::close(fd);
+  // Ends that are not failures: the reader of the pipe went away, or a stop signal came
+  // while the output would take nothing more.
   const bool pipe_closed = !ok && error == EPIPE;
-  if (!ok && !pipe_closed)
+  const bool interrupted = !ok && error == EINTR;
+  const bool gone = r.gone() && (o.count == 0 || written < o.count);
+  if (!ok && !pipe_closed && !interrupted)
     std::fprintf(stderr, "vswitchctl: capture: writing %s failed: %s\n", to_stdout ? "standard output" : o.output.c_str(),
                  std::strerror(error));
-  std::fprintf(stderr, "vswitchctl: %" PRIu64 " frames written%s", written, pipe_closed ? " (the reader closed the pipe)" : "");
+  if (gone) std::fprintf(stderr, "vswitchctl: capture: vswitchd stopped (it removed the capture object)\n");
+  std::fprintf(stderr, "vswitchctl: %" PRIu64 " frames written%s", written,
+               pipe_closed ? " (the reader closed the pipe)" : interrupted ? " (stopped while the output was full)" : "");
   if (rep.seen)
     std::fprintf(stderr, "; endpoint %s copied %" PRIu64 ", missed %" PRIu64 " for lack of room in its capture ring, %" PRIu64
                  " while this capture's heartbeat had lapsed",
                  o.endpoint.c_str(), rep.captured, rep.dropped, rep.expired);
   else
-    std::fprintf(stderr, "; endpoint %s never took up the capture (is it up? vswitchctl ports)", o.endpoint.c_str());
+    std::fprintf(stderr, "; endpoint %s copied nothing (no frame in the directions asked for, or it is not up: "
+                 "vswitchctl ports)", o.endpoint.c_str());
   if (r.invalid_records() != 0 || r.ring_resyncs() != 0)
     std::fprintf(stderr, "; %" PRIu64 " malformed records skipped, %" PRIu64 " ring resynchronisations", r.invalid_records(),
                  r.ring_resyncs());
   std::fprintf(stderr, "\n");
-  return ok || pipe_closed ? 0 : 1;
+  return (ok || pipe_closed || interrupted) && !gone ? 0 : 1;
 }
 
 }  // namespace vswitch

@@ -8,9 +8,11 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "shm/fabric.hpp"
 #include "shm/sys/clock.hpp"
+#include "shm/sys/fence.hpp"
 
 namespace vswitch {
 namespace {
@@ -24,7 +26,6 @@ constexpr std::size_t kSeen = 16;        // endpoint: the session its counts are
 constexpr std::size_t kCaptured = 17;    // endpoint: frames copied in that session
 constexpr std::size_t kDropped = 18;     // endpoint: frames not copied, the ring being full
 constexpr std::size_t kExpired = 19;     // endpoint: frames not copied, the heartbeat being stale
-constexpr std::uint64_t kHeartbeatCheckNs = 100'000'000;
 
 std::uint64_t* words(const shm::Region& r) noexcept { return reinterpret_cast<std::uint64_t*>(r.payload().data()); }
 std::uint64_t load(const std::uint64_t* w) noexcept {
@@ -63,9 +64,12 @@ sys::Result<shm::Region, std::string> create_capture_object(const std::string& s
 
 CaptureWriter::CaptureWriter(shm::Region region, shm::RingArea ring, const CaptureGeometry& geometry)
     : region_(std::move(region)),
-      bell_(std::make_unique<shm::FutexDoorbell>(ring.consumer_waiting_word())),
-      producer_(ring, bell_.get()),
-      max_frame_(geometry.max_frame) {}
+      request_word_(words(region_) + kRequest),
+      waiting_word_(ring.consumer_waiting_word()),
+      bell_(ring.consumer_waiting_word()),
+      producer_(ring, nullptr),
+      max_frame_(geometry.max_frame),
+      wake_bytes_(geometry.ring_bytes / 4) {}
 
 sys::Result<CaptureWriter, std::string> CaptureWriter::over(shm::Region region, const CaptureGeometry& geometry) {
   if (region.payload().size() != geometry.payload_bytes())
@@ -86,11 +90,7 @@ sys::Result<CaptureWriter, std::string> CaptureWriter::attach_sized(const std::s
   return over(std::move(r.value()), geometry);
 }
 
-std::atomic_ref<std::uint64_t> CaptureWriter::request_word() const noexcept {
-  return std::atomic_ref<std::uint64_t>(words(region_)[kRequest]);
-}
-
-bool CaptureWriter::check(std::uint64_t request, std::uint64_t now_ns) noexcept {
+void CaptureWriter::check(std::uint64_t request, std::uint64_t now_ns) noexcept {
   std::uint64_t* w = words(region_);
   if (request != request_) {
     // [A-CAP] acquire fence after the relaxed load of the request in wants(). Pairs with
@@ -101,22 +101,18 @@ bool CaptureWriter::check(std::uint64_t request, std::uint64_t now_ns) noexcept 
     session_ = static_cast<std::uint32_t>(request >> 8);
     const std::uint64_t snaplen = load(w + kSnaplen);  // read once
     snaplen_ = snaplen == 0 || snaplen > max_frame_ ? max_frame_ : static_cast<std::uint32_t>(snaplen);
-    captured_ = dropped_ = expired_ = 0;
-    heartbeat_checked_ns_ = 0;
-    dirty_ = true;  // the reader learns that its request was taken up
+    // A predecessor of this endpoint (it restarted) may have counted for this session.
+    const bool continued = load(w + kSeen) == session_;
+    captured_ = continued ? load(w + kCaptured) : 0;
+    dropped_ = continued ? load(w + kDropped) : 0;
+    expired_ = continued ? load(w + kExpired) : 0;
   }
-  if (heartbeat_checked_ns_ == 0 || now_ns - heartbeat_checked_ns_ >= kHeartbeatCheckNs) {
-    heartbeat_checked_ns_ = now_ns | 1;
-    const std::uint64_t beat = load(w + kHeartbeat);
-    const std::uint64_t now_ms = now_ns / 1'000'000;
-    // The reader may have stored a beat after this pass read its clock: not stale.
-    alive_ = beat >= now_ms || now_ms - beat <= kCaptureHeartbeatTimeoutMs;
-  }
-  if (!alive_) {
-    ++expired_;
-    dirty_ = true;
-  }
-  return alive_;
+  heartbeat_checked_ns_ = now_ns;
+  const std::uint64_t beat = load(w + kHeartbeat);
+  const std::uint64_t now_ms = now_ns / 1'000'000;
+  // The reader may have stored a beat after this pass read its clock: not stale.
+  alive_ = beat >= now_ms || now_ms - beat <= kCaptureHeartbeatTimeoutMs;
+  dirty_ = true;  // the session taken up, the frames left out meanwhile: to the endpoint line
 }
 
 void CaptureWriter::copy(std::uint32_t direction, std::span<const std::byte> frame) noexcept {
@@ -133,12 +129,26 @@ void CaptureWriter::copy(std::uint32_t direction, std::span<const std::byte> fra
   std::memcpy(r.payload.data(), &h, sizeof h);
   std::memcpy(r.payload.data() + sizeof h, frame.data(), take);
   producer_.commit(len);
+  unannounced_ += shm::record_bytes(len);
   ++captured_;
   ++captured_total_;
 }
 
 void CaptureWriter::publish_slow() noexcept {
-  producer_.publish();  // [R1] for the records, then the wake-up if the reader sleeps ([F1])
+  producer_.publish();  // [R1]: the records before the head (no doorbell: no handshake inside)
+  if (unannounced_ >= wake_bytes_) {
+    unannounced_ = 0;
+    // [F1c] full fence: orders [R1] above before the load of consumer_waiting. Pairs with
+    //       [F2] in FrameConsumer::peek_or_arm(), which the reader runs before it sleeps.
+    //       Without it both sides can read the other's old value and the reader sleeps,
+    //       a quarter ring waiting, until its timeout while the ring fills.
+    sys::full_fence();
+    std::atomic_ref<std::uint32_t> waiting(*waiting_word_);
+    // relaxed: ordered by [F1c]. exchange, not store(0): a plain store could erase a
+    // newer arm by the reader.
+    if (waiting.load(std::memory_order_relaxed) != 0 && waiting.exchange(0, std::memory_order_relaxed) != 0)
+      bell_.ring();
+  }
   std::uint64_t* w = words(region_);
   store(w + kSeen, session_);
   store(w + kCaptured, captured_);
@@ -182,6 +192,10 @@ sys::Result<std::unique_ptr<CaptureReader>, std::string> CaptureReader::attach(c
   const std::string path = "/dev/shm" + name;
   sys::Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) return sys::Unexpected("cannot open " + path + ": " + std::strerror(errno));
+  // The same object as the mapping: a vswitchd that restarted in between made a new one.
+  shm::RegionHeader h{};
+  if (::pread(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h) || h.generation != r.value().generation())
+    return sys::Unexpected("capture " + name + ": the object changed while it was opened (vswitchd restarted?)");
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
       return sys::Unexpected("endpoint \"" + endpoint_name + "\" is already being captured (another vswitchctl " +
@@ -198,6 +212,9 @@ void CaptureReader::heartbeat(bool force) noexcept {
   if (!force && now - last_heartbeat_ms_ < kCaptureHeartbeatMs) return;
   store(line(kHeartbeat), now);
   last_heartbeat_ms_ = now;
+  // vswitchd unlinks its objects when it stops: this one will get nothing more.
+  struct stat st {};
+  if (::fstat(lock_.get(), &st) == 0 && st.st_nlink == 0) gone_ = true;
 }
 
 void CaptureReader::discard() noexcept {
@@ -207,13 +224,25 @@ void CaptureReader::discard() noexcept {
     if (consumer_.consume_burst(ring_bytes_ / 64, [](std::span<const std::byte>) {}) == 0) break;
 }
 
-void CaptureReader::start(std::uint32_t directions, std::uint32_t snaplen) noexcept {
+sys::Status<std::string> CaptureReader::start(std::uint32_t directions, std::uint32_t snaplen) noexcept {
+  // Every page of the object, now: on tmpfs a page is allocated when first written, and
+  // an endpoint writing into a full /dev/shm would get SIGBUS. Allocated pages stay.
+  struct stat st {};
+  if (::fstat(lock_.get(), &st) != 0) return sys::Unexpected(std::string("fstat: ") + std::strerror(errno));
+  if (::fallocate(lock_.get(), 0, 0, st.st_size) != 0)
+    return sys::Unexpected("cannot reserve the capture ring's " + std::to_string(st.st_size >> 10) +
+                           " KiB in /dev/shm: " + std::strerror(errno));
   discard();
   resyncs_before_ = consumer_.counters().resyncs;
-  const std::uint64_t old = load(line(kRequest));
-  std::random_device rd;
-  std::uint32_t session = 0;
-  while (session == 0 || session == static_cast<std::uint32_t>(old >> 8)) session = static_cast<std::uint32_t>(rd());
+  // Sessions count up: an endpoint that cached an earlier request never takes a new one
+  // for it (its snaplen and counts are read afresh).
+  const auto previous = static_cast<std::uint32_t>(load(line(kRequest)) >> 8);
+  std::uint32_t session = previous + 1;
+  if (previous == 0) {
+    std::random_device rd;
+    session = static_cast<std::uint32_t>(rd());
+  }
+  if (session == 0) session = 1;
   session_ = session;
   snaplen_ = snaplen == 0 || snaplen > max_frame_ ? max_frame_ : snaplen;
   invalid_ = stale_ = 0;
@@ -224,34 +253,28 @@ void CaptureReader::start(std::uint32_t directions, std::uint32_t snaplen) noexc
   std::atomic_ref<std::uint64_t>(*line(kRequest))
       .store(std::uint64_t{session} << 8 | (directions & kCaptureBoth), std::memory_order_release);
   started_ = true;
+  return {};
 }
 
 void CaptureReader::wait(std::chrono::milliseconds timeout) noexcept {
   heartbeat(false);
+  const auto sleep = std::min(timeout, std::chrono::milliseconds(kCaptureHeartbeatMs));
   const shm::PopResult r = consumer_.peek_or_arm();  // [F2] inside, before the re-check
-  if (r.status != shm::Pop::kEmpty) return;
-  // Never past the next heartbeat: a reader that sleeps must still look alive.
-  const auto period = std::chrono::milliseconds(kCaptureHeartbeatMs);
-  shm::FutexDoorbell::wait(ring_.consumer_waiting_word(), std::min(timeout, period));
+  if (r.status == shm::Pop::kRecord) return;
+  if (r.status == shm::Pop::kCorrupt) {
+    // A head the endpoint keeps invalid would otherwise have us loop at full speed.
+    std::this_thread::sleep_for(sleep);
+    return;
+  }
+  shm::FutexDoorbell::wait(ring_.consumer_waiting_word(), sleep);
   consumer_.disarm();
 }
 
 void CaptureReader::stop() noexcept {
   started_ = false;
-  store(line(kRequest), 0);
+  // The session stays, without directions: the next capture counts up from it.
+  store(line(kRequest), std::uint64_t{session_} << 8);
   discard();
-  // The ring's pages back to the system: on tmpfs an object's pages stay allocated until
-  // the object goes, and a capture object is kept for the switch's lifetime. Only whole
-  // pages of the data area are punched; the control words stay. A record the endpoint
-  // writes after this (it stops within a pass) lands in a fresh zero page and is skipped
-  // by the next session.
-  const std::uint64_t data = shm::Region::payload_offset() + kCaptureRingOffset + shm::kRingDataOffset;
-  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  const std::uint64_t from = (data + page - 1) / page * page;
-  const std::uint64_t end = data + ring_bytes_;
-  if (end > from)
-    (void)::fallocate(lock_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from),
-                      static_cast<off_t>(end - from));
 }
 
 CaptureEndpointReport CaptureReader::report() const noexcept {

@@ -5,29 +5,38 @@
 // One object per endpoint, "/vswitch.<switch>.capture.<endpoint>" (RegionKind::kCapture),
 // created by vswitchd with the other objects when [capture] ring_bytes is not 0. Payload:
 //   0    reader line    written only by the reader: request, snaplen, heartbeat_ms
-//   128  endpoint line  written only by the endpoint: session, captured, dropped
+//   128  endpoint line  written only by the endpoint: session, captured, dropped, expired
 //   256  FrameRing      producer: the endpoint; consumer: the reader
 // Each ring record is a CaptureRecordHeader and then the frame's first snaplen bytes.
 //
 // The protocol:
 //   - The reader takes an exclusive flock on the object's file (one capture per endpoint;
-//     the kernel drops the lock with the reader's process, however it ends), discards what
-//     the ring still holds, writes snaplen and its heartbeat, and then the request:
-//     session << 8 | directions, with release ([R-CAP]).
+//     the kernel drops the lock with the reader's process, however it ends), reserves the
+//     ring's pages, discards what the ring still holds, writes snaplen and its heartbeat,
+//     and then the request: session << 8 | directions, with release ([R-CAP]). Sessions
+//     count up, so a new one never equals one an endpoint may still have cached.
 //   - The endpoint, for every frame it reads from or delivers to its frontend, loads the
-//     request once (relaxed). 0, the case whenever nobody captures, ends it there: no
-//     other shared word is read, nothing is written, no system call is made. A request it
-//     has not seen before is acquired ([A-CAP]) and its snaplen read.
+//     request once (relaxed) and tests it against the frame's direction. No direction,
+//     the case whenever nobody captures, ends it there: no other shared word is read,
+//     nothing is written, no system call is made. A request it has not seen before is
+//     acquired ([A-CAP]) and its snaplen read.
 //   - The reader stores CLOCK_MONOTONIC ms in heartbeat_ms at least every 250 ms. An
-//     endpoint that finds it older than 2 s stops copying: a reader killed by SIGKILL
-//     leaves its request set, and from then on costs the endpoint one load per frame.
+//     endpoint that finds it older than 2 s (it looks every 100 ms) copies nothing and
+//     only counts the frames: a reader killed by SIGKILL leaves its request set, and the
+//     endpoint then pays a load, a test and an increment per frame until the next capture.
 //   - A frame that finds no room in the ring is not copied, and counted (dropped); the
 //     frame itself is forwarded as always. The endpoint never waits for the reader.
-//   - The endpoint publishes its copies once per loop pass; when the reader sleeps on an
-//     empty ring (the ring's consumer_waiting word), the publish wakes it through a shared
-//     futex on that word (shm::FutexDoorbell): the usual sleep handshake, [F1]/[F2] in
-//     shm/frame_ring.hpp. Nothing wakes anyone while nobody captures.
-//
+//   - The endpoint publishes its copies once per loop pass. The reader sleeps on the
+//     ring's consumer_waiting word (a shared futex, shm::FutexDoorbell) for 5 ms (up to
+//     100 ms while nothing comes);
+//     the endpoint wakes it early only once a quarter of the ring waits (coalesced like a
+//     NIC's interrupts: at most one system call per quarter ring, none at low rates). The
+//     handshake is the ring's own ([F2] in FrameConsumer::peek_or_arm, [F1c] in
+//     CaptureWriter::publish_slow); a wake-up lost anyway would cost at most that sleep.
+//   - The reader stops by writing the request without directions. The ring's pages stay
+//     reserved until vswitchd removes the object (punching them out while the endpoint may
+//     still be writing its last copy could fault it on a full /dev/shm).
+
 // Trust: the endpoint is hostile to the reader. The reader maps the ring by the geometry
 // the topology gives (RingArea::adopt), validates every record the ring hands it
 // (FrameConsumer), then every capture header (read once): session, direction and lengths;
@@ -50,6 +59,7 @@
 #include "shm/frame_ring.hpp"
 #include "shm/region.hpp"
 #include "shm/sys/fd.hpp"
+#include "shm/sys/fence.hpp"
 #include "shm/sys/result.hpp"
 #include "vswitch/config/topology.hpp"
 
@@ -76,6 +86,11 @@ inline constexpr std::uint64_t kCaptureRingOffset = 256;
 // stops copying.
 inline constexpr std::uint64_t kCaptureHeartbeatMs = 250;
 inline constexpr std::uint64_t kCaptureHeartbeatTimeoutMs = 2000;
+// How long the reader sleeps on an armed, empty ring: the delay before frames that never
+// add up to a quarter ring (which would wake it) are written out. vswitchctl starts at the
+// shortest and doubles it while nothing comes, so an idle capture wakes ~10 times a second.
+inline constexpr std::uint64_t kCaptureWaitMs = 5;
+inline constexpr std::uint64_t kCaptureIdleWaitMs = 100;
 
 // The shape of every capture object of a topology.
 struct CaptureGeometry {
@@ -117,17 +132,27 @@ class CaptureWriter {
                                                                     const CaptureGeometry& geometry);
 
   // Whether a frame going `direction` is to be copied now (`now_ns`: CLOCK_MONOTONIC, the
-  // loop pass's clock). Nobody capturing: one relaxed load of a word nobody writes.
+  // loop pass's clock). Nobody capturing: one relaxed load of a word nobody writes, and a
+  // test. A capture whose reader stopped renewing its heartbeat (killed): the same, plus
+  // a count, and a look at the heartbeat every 100 ms.
   [[nodiscard]] bool wants(std::uint32_t direction, std::uint64_t now_ns) noexcept {
-    const std::uint64_t request = request_word().load(std::memory_order_relaxed);  // acquired in check()
-    if (request == 0) [[likely]]
+    // relaxed: a request this writer has not seen before is acquired in check() ([A-CAP]).
+    const std::uint64_t request = std::atomic_ref<std::uint64_t>(*request_word_).load(std::memory_order_relaxed);
+    // 0: no capture since vswitchd started; after one, the word keeps its session with no
+    // direction.
+    if ((request & direction) == 0) [[likely]]
       return false;
-    return (request & direction) != 0 && check(request, now_ns);
+    if (request != request_ || now_ns - heartbeat_checked_ns_ >= kHeartbeatCheckNs) [[unlikely]]
+      check(request, now_ns);
+    if (alive_) return true;
+    ++expired_;  // published with the next look at the heartbeat
+    return false;
   }
   // Copies the frame's first snaplen bytes, or counts it as dropped when the ring is full.
   void copy(std::uint32_t direction, std::span<const std::byte> frame) noexcept;
-  // Once per loop pass: makes this pass's copies visible (waking a sleeping reader) and
-  // stores the session's counts in the endpoint line. Nothing when nothing was copied.
+  // Once per loop pass: makes this pass's copies visible, wakes a sleeping reader once a
+  // quarter of the ring waits for it, and stores the session's counts in the endpoint
+  // line. Nothing when nothing was copied and the heartbeat not looked at.
   void publish() noexcept {
     if (dirty_) publish_slow();
   }
@@ -136,20 +161,27 @@ class CaptureWriter {
   [[nodiscard]] std::uint64_t captured_total() const noexcept { return captured_total_; }
   [[nodiscard]] std::uint64_t dropped_total() const noexcept { return dropped_total_; }
 
+  static constexpr std::uint64_t kHeartbeatCheckNs = 100'000'000;
+
  private:
   CaptureWriter(shm::Region region, shm::RingArea ring, const CaptureGeometry& geometry);
-  [[nodiscard]] std::atomic_ref<std::uint64_t> request_word() const noexcept;
-  bool check(std::uint64_t request, std::uint64_t now_ns) noexcept;
+  // A request not seen before (its snaplen; its counts, continued when a predecessor of
+  // this endpoint had taken it up), and the reader's heartbeat.
+  void check(std::uint64_t request, std::uint64_t now_ns) noexcept;
   void publish_slow() noexcept;
 
   shm::Region region_;
-  std::unique_ptr<shm::FutexDoorbell> bell_;  // on the heap: the producer keeps its address
-  shm::FrameProducer producer_;
+  std::uint64_t* request_word_;  // in region_: the reader's request
+  std::uint32_t* waiting_word_;  // in region_: the ring's consumer_waiting, the reader's futex
+  shm::FutexDoorbell bell_;
+  shm::FrameProducer producer_;  // without a doorbell: publish_slow() wakes the reader itself
   std::uint32_t max_frame_;
+  std::uint64_t wake_bytes_;     // a quarter of the ring
+  std::uint64_t unannounced_ = 0;  // record bytes published since the reader was last woken
   std::uint64_t request_ = 0;  // the request the values below are for
   std::uint32_t session_ = 0;
   std::uint32_t snaplen_ = 0;
-  bool alive_ = false;         // the reader's heartbeat was fresh when last looked at
+  bool alive_ = false;         // the reader's heartbeat was fresh at the last look
   std::uint64_t heartbeat_checked_ns_ = 0;
   bool dirty_ = false;
   std::uint64_t captured_ = 0;  // this session
@@ -191,22 +223,30 @@ class CaptureReader {
   CaptureReader& operator=(const CaptureReader&) = delete;
   ~CaptureReader();  // stop()s a session still running
 
-  // Discards what the ring holds, then asks for `directions` (kCapture*), at most
-  // `snaplen` bytes of each frame (0 or above max_frame: whole frames).
-  void start(std::uint32_t directions, std::uint32_t snaplen) noexcept;
+  // Reserves the ring's pages (a full /dev/shm refuses the capture here, instead of
+  // faulting the endpoint when it first writes a page), discards what the ring holds, then
+  // asks for `directions` (kCapture*), at most `snaplen` bytes of each frame (0 or above
+  // max_frame: whole frames). The pages stay reserved until vswitchd removes the object.
+  [[nodiscard]] sys::Status<std::string> start(std::uint32_t directions, std::uint32_t snaplen) noexcept;
   // Hands f(const CapturedFrame&) up to `max` valid records of this session; records of
   // another session or invalid ones are skipped and counted. Returns the frames handed.
   // Renews the heartbeat when due.
   template <typename F>
   std::size_t drain(std::size_t max, F&& f);
-  // Sleeps until the endpoint publishes a copy, at most `timeout` (and never longer than
-  // the heartbeat period); returns at once when the ring holds something.
+  // Sleeps until the endpoint wakes it (a quarter of the ring waiting) or `timeout` passes
+  // (never longer than the heartbeat period); returns at once when the ring holds a
+  // record. A ring found corrupt (a hostile endpoint) is slept on all the same: no spinning.
   void wait(std::chrono::milliseconds timeout) noexcept;
-  // Withdraws the request; gives the ring's pages back to the system.
+  // Withdraws the request: the word keeps the session, without a direction.
   void stop() noexcept;
+  // vswitchd removed the object (it stopped): nothing more will come. Looked at with the
+  // heartbeat.
+  [[nodiscard]] bool gone() const noexcept { return gone_; }
 
   [[nodiscard]] CaptureEndpointReport report() const noexcept;
   [[nodiscard]] std::uint32_t session() const noexcept { return session_; }
+  // This reader's own mapping of the object (the frames drain() hands out lie in it).
+  [[nodiscard]] const shm::Region& region() const noexcept { return region_; }
   [[nodiscard]] std::uint32_t snaplen() const noexcept { return snaplen_; }
   // Records this session skipped: malformed (a broken or hostile endpoint), or copied
   // for an earlier session; and how often the ring itself was found corrupt.
@@ -234,6 +274,7 @@ class CaptureReader {
   std::uint64_t stale_ = 0;
   std::uint64_t resyncs_before_ = 0;
   bool started_ = false;
+  bool gone_ = false;
 };
 
 template <typename F>

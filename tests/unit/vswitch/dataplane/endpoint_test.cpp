@@ -655,8 +655,8 @@ TEST(EndpointCapture, BothEndsOfAUnicastFlowSeeTheSameFrames) {
   auto sender = CaptureReader::attach(name, "e0", g, 7);
   auto receiver = CaptureReader::attach(name, "e1", g, 7);
   ASSERT_TRUE(sender.has_value() && receiver.has_value());
-  sender.value()->start(kCaptureRx, 0);
-  receiver.value()->start(kCaptureTx, 0);
+  ASSERT_TRUE(sender.value()->start(kCaptureRx, 0).has_value());
+  ASSERT_TRUE(receiver.value()->start(kCaptureTx, 0).has_value());
   sw.start(1, sw.receiver(1));
   sw.start(0, sw.generator(0, 1, kFrames, 1));
   ASSERT_TRUE(eventually([&] { return sw.gen(1).received == 2 * kFrames; }));

@@ -7,11 +7,14 @@
 #include "vswitch/observability/pcapng.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -36,6 +39,7 @@ std::vector<std::byte> frame_of(std::size_t len, std::uint8_t seed) {
 }
 
 struct Got {
+  std::uint64_t timestamp_ns;
   std::uint32_t direction;
   std::uint32_t original;
   std::vector<std::byte> bytes;
@@ -56,10 +60,14 @@ class Capture : public ::testing::Test {
     reader_ = std::move(r.value());
   }
 
+  void begin(std::uint32_t directions, std::uint32_t snaplen) {
+    auto st = reader_->start(directions, snaplen);
+    ASSERT_TRUE(st.has_value()) << st.error();
+  }
   std::vector<Got> drain_all() {
     std::vector<Got> got;
     reader_->drain(100000, [&](const CapturedFrame& f) {
-      got.push_back({f.direction, f.original_bytes, std::vector<std::byte>(f.bytes.begin(), f.bytes.end())});
+      got.push_back({f.timestamp_ns, f.direction, f.original_bytes, std::vector<std::byte>(f.bytes.begin(), f.bytes.end())});
     });
     return got;
   }
@@ -95,16 +103,23 @@ TEST_F(Capture, NothingIsCopiedWhileNobodyCaptures) {
 }
 
 TEST_F(Capture, ASessionGetsEveryFrameInOrderWithItsDirection) {
-  reader_->start(kCaptureBoth, 0);
+  begin(kCaptureBoth, 0);
+  const std::uint64_t before = sys::monotonic_ns();
   std::vector<std::vector<std::byte>> sent;
   for (int i = 0; i < 20; ++i) {
     sent.push_back(frame_of(60 + static_cast<std::size_t>(i) * 50, static_cast<std::uint8_t>(i)));
     pass(i % 2 == 0 ? kCaptureRx : kCaptureTx, sent.back());
   }
   writer_->publish();
+  const std::uint64_t after = sys::monotonic_ns();
   const auto got = drain_all();
   ASSERT_EQ(got.size(), sent.size());
   for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_GE(got[i].timestamp_ns, before);  // CLOCK_MONOTONIC, when the copy was made
+    EXPECT_LE(got[i].timestamp_ns, after);
+    if (i != 0) {
+      EXPECT_GE(got[i].timestamp_ns, got[i - 1].timestamp_ns);
+    }
     EXPECT_EQ(got[i].direction, i % 2 == 0 ? kCaptureRx : kCaptureTx);
     EXPECT_EQ(got[i].original, sent[i].size());
     EXPECT_EQ(got[i].bytes, sent[i]) << "frame " << i;
@@ -117,7 +132,7 @@ TEST_F(Capture, ASessionGetsEveryFrameInOrderWithItsDirection) {
 }
 
 TEST_F(Capture, OneDirectionOnly) {
-  reader_->start(kCaptureTx, 0);
+  begin(kCaptureTx, 0);
   const auto f = frame_of(64, 3);
   EXPECT_FALSE(writer_->wants(kCaptureRx, sys::monotonic_ns()));
   EXPECT_TRUE(writer_->wants(kCaptureTx, sys::monotonic_ns()));
@@ -130,7 +145,7 @@ TEST_F(Capture, OneDirectionOnly) {
 }
 
 TEST_F(Capture, SnaplenCutsTheCopyNotTheOriginalLength) {
-  reader_->start(kCaptureBoth, 60);
+  begin(kCaptureBoth, 60);
   const auto f = frame_of(1000, 9);
   pass(kCaptureRx, f);
   writer_->publish();
@@ -141,7 +156,7 @@ TEST_F(Capture, SnaplenCutsTheCopyNotTheOriginalLength) {
 }
 
 TEST_F(Capture, AFullRingDropsAndCountsNeverWaits) {
-  reader_->start(kCaptureBoth, 0);
+  begin(kCaptureBoth, 0);
   const auto f = frame_of(1000, 2);
   for (int i = 0; i < 200; ++i) pass(kCaptureRx, f);  // 200 KB into a 64 KiB ring, nobody reading
   writer_->publish();
@@ -159,21 +174,97 @@ TEST_F(Capture, AFullRingDropsAndCountsNeverWaits) {
 }
 
 // A reader killed with SIGKILL leaves its request set; its heartbeat then ages, and an
-// endpoint that finds it stale copies nothing more (and counts what it left out).
-TEST_F(Capture, AStaleHeartbeatStopsTheCopying) {
-  reader_->start(kCaptureBoth, 0);
+// endpoint that finds it stale copies nothing more and counts what it left out. A
+// heartbeat fresh again (a reader that was only slow) brings the copying back.
+TEST_F(Capture, AStaleHeartbeatStopsTheCopyingAndAFreshOneResumesIt) {
+  begin(kCaptureBoth, 0);
   const auto f = frame_of(64, 4);
   const std::uint64_t now = sys::monotonic_ns();
   EXPECT_TRUE(writer_->wants(kCaptureRx, now));
   const std::uint64_t later = now + (kCaptureHeartbeatTimeoutMs + 500) * 1'000'000;
-  EXPECT_FALSE(writer_->wants(kCaptureRx, later));
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(writer_->wants(kCaptureRx, later + static_cast<std::uint64_t>(i)));
+  // The count reaches the endpoint line with the next look at the heartbeat.
+  EXPECT_FALSE(writer_->wants(kCaptureRx, later + CaptureWriter::kHeartbeatCheckNs));
   writer_->publish();
-  EXPECT_EQ(reader_->report().expired, 1u);
+  EXPECT_EQ(reader_->report().expired, 6u);
   EXPECT_EQ(ring_head(), 0u);
+  // Back within the timeout of the reader's last beat (it stored one at start).
+  pass(kCaptureRx, f, sys::monotonic_ns());
+  writer_->publish();
+  EXPECT_EQ(drain_all().size(), 1u);
+}
+
+// The reader reserves every page of the object at start: an endpoint never writes into an
+// unallocated tmpfs page (a full /dev/shm would fault it with SIGBUS).
+TEST_F(Capture, StartReservesTheRingsPages) {
+  struct stat st {};
+  const std::string path = "/dev/shm" + capture_object_name(sw_, "ep");
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_LT(static_cast<std::uint64_t>(st.st_blocks) * 512, kGeometry.ring_bytes / 2);
+  begin(kCaptureBoth, 0);
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_GE(static_cast<std::uint64_t>(st.st_blocks) * 512, static_cast<std::uint64_t>(st.st_size));
+}
+
+// An endpoint restarted during a capture takes the same session up and continues its
+// predecessor's counts, so the reader's summary covers both.
+TEST_F(Capture, ARestartedEndpointContinuesTheSessionsCounts) {
+  begin(kCaptureBoth, 0);
+  const auto f = frame_of(80, 8);
+  for (int i = 0; i < 3; ++i) pass(kCaptureRx, f);
+  writer_->publish();
+  writer_.reset();  // the endpoint dies
+  auto w = CaptureWriter::attach_sized(sw_, "ep", kGeometry, 5);
+  ASSERT_TRUE(w.has_value());
+  writer_.emplace(std::move(w.value()));
+  for (int i = 0; i < 2; ++i) pass(kCaptureTx, f);
+  writer_->publish();
+  EXPECT_EQ(reader_->report().captured, 5u);
+  EXPECT_EQ(drain_all().size(), 5u);
+}
+
+// Writer and reader on two threads, the reader sleeping in wait() whenever the ring is
+// empty: every frame is either handed over once, in order, or counted as dropped; none is
+// lost to a missed wake-up (the reader's 5 ms timeout would hide a lost wake-up only as
+// delay, so the ring here is small enough that a quarter of it wakes the reader often).
+TEST_F(Capture, AWriterAndASleepingReaderOnTwoThreads) {
+  begin(kCaptureBoth, 0);
+  constexpr std::uint32_t kFrames = 20000;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    std::vector<std::byte> f(64);
+    for (std::uint32_t i = 0; i < kFrames; ++i) {
+      std::memcpy(f.data(), &i, sizeof i);
+      pass(kCaptureRx, f);
+      if (i % 16 == 15) writer_->publish();
+    }
+    writer_->publish();
+    done = true;
+  });
+  std::uint64_t got = 0;
+  std::int64_t last = -1;
+  bool ordered = true;
+  for (;;) {
+    const bool finished = done.load();
+    const std::size_t n = reader_->drain(4096, [&](const CapturedFrame& fr) {
+      std::uint32_t seq = 0;
+      std::memcpy(&seq, fr.bytes.data(), sizeof seq);
+      if (static_cast<std::int64_t>(seq) <= last) ordered = false;
+      last = seq;
+      ++got;
+    });
+    if (n == 0 && finished) break;
+    if (n == 0) reader_->wait(1000ms);
+  }
+  writer.join();
+  EXPECT_TRUE(ordered);
+  const CaptureEndpointReport rep = reader_->report();
+  EXPECT_EQ(rep.captured + rep.dropped, kFrames);
+  EXPECT_EQ(got, rep.captured);
 }
 
 TEST_F(Capture, ANewSessionNeverShowsAnEarlierOnesFrames) {
-  reader_->start(kCaptureBoth, 0);
+  begin(kCaptureBoth, 0);
   const auto old_frame = frame_of(100, 5);
   pass(kCaptureRx, old_frame);
   writer_->publish();
@@ -181,7 +272,7 @@ TEST_F(Capture, ANewSessionNeverShowsAnEarlierOnesFrames) {
   // The endpoint copies once more before it sees the stop (its request cached).
   writer_->copy(kCaptureRx, old_frame);
   writer_->publish();
-  reader_->start(kCaptureBoth, 0);
+  begin(kCaptureBoth, 0);
   writer_->copy(kCaptureRx, old_frame);  // still the old session: it has not looked yet
   writer_->publish();
   const auto new_frame = frame_of(200, 6);
@@ -218,7 +309,7 @@ TEST_F(Capture, AReaderRefusesAnotherGenerationOrGeometry) {
 // The endpoint is hostile: whatever it writes into the ring, the reader hands on only
 // records that are well formed and of its session, and counts the rest.
 TEST_F(Capture, MalformedRecordsAreSkippedAndCounted) {
-  reader_->start(kCaptureBoth, 100);
+  begin(kCaptureBoth, 100);
   // The session the reader asked for, as the endpoint would learn it.
   const auto f = frame_of(50, 7);
   pass(kCaptureRx, f);
@@ -261,21 +352,30 @@ TEST_F(Capture, MalformedRecordsAreSkippedAndCounted) {
   EXPECT_EQ(reader_->invalid_records(), 6u);
 }
 
-// The reader sleeps on the ring's wake-request word; a publish wakes it. With a 60 s
-// timeout, only a wake-up ends the wait before the join below.
+// Whether thread `tid` of this process is blocked in futex(2) now.
+bool blocked_in_futex(pid_t tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  long nr = -1;
+  f >> nr;
+  return nr == SYS_futex;
+}
+
+// The reader sleeps on the ring's wake-request word; a publish wakes it. The ring comes
+// only once the waiter is blocked in the kernel, and with a 60 s timeout only the
+// wake-up ends the wait before the join below.
 TEST(FutexDoorbell, ARingAfterTheClearWakesTheWaiter) {
   alignas(8) std::uint32_t word = 1;
-  std::atomic<bool> woke{false};
+  std::atomic<pid_t> tid{0};
   std::thread waiter([&] {
+    tid = static_cast<pid_t>(::syscall(SYS_gettid));
     while (std::atomic_ref<std::uint32_t>(word).load() == 1) shm::FutexDoorbell::wait(&word, 60000ms);
-    woke = true;
   });
+  while (tid.load() == 0 || !blocked_in_futex(tid.load())) std::this_thread::yield();
   shm::FutexDoorbell bell(&word);
   std::atomic_ref<std::uint32_t>(word).store(0);  // what the producer's exchange(0) does
-  bell.ring();
   const auto t0 = std::chrono::steady_clock::now();
+  bell.ring();
   waiter.join();
-  EXPECT_TRUE(woke.load());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "the wake-up was lost; the wait ran into its timeout";
 }
 
