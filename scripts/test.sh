@@ -53,7 +53,7 @@ if cmake -S . -B build-tsan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANI
      ctest --output-on-failure -R 'shm_ring_lost_wakeup') || failed+=("tsan")
   (cd build-tsan && VSWITCH_STRESS_SCALE=0.05 TSAN_OPTIONS="halt_on_error=1" \
      ctest --output-on-failure -R 'shm_ring_two_process') || failed+=("tsan-two-process")
-  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure -R 'shm_frame_ring|vswitch_endpoint|vswitch_event_log') ||
+  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure -R 'shm_frame_ring|vswitch_endpoint|vswitch_event_log|vswitch_capture') ||
     failed+=("tsan-ring-endpoint")
 else
   failed+=("tsan-build")
@@ -66,7 +66,7 @@ if cmake -S . -B build-asan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANI
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   (cd build-asan && ctest --output-on-failure -j "$jobs" -L 'unit|fuzz') || failed+=("asan")
   mkdir -p build-asan/fuzz-artifacts
-  for target in ring_consumer topology virtqueue vhost_user_message net_offload; do
+  for target in ring_consumer topology virtqueue vhost_user_message net_offload capture_reader; do
     work=$(mktemp -d)   # new inputs land here, not in the committed corpus
     if ! build-asan/bin/fuzz_$target -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
            -artifact_prefix=build-asan/fuzz-artifacts/$target- "$work" tests/fuzz/corpus/$target \
