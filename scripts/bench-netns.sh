@@ -9,6 +9,9 @@
 # rounds; ratios are vswitch / other from the same run. Needs root.
 # A path "vswitch-pollN" is vswitch with every endpoint's poll_max_us = N (the adaptive poll
 # window's ceiling; "vswitch" is the product default), e.g. --paths "vswitch vswitch-poll0 bridge".
+# A path "vswitch-capture" is vswitch with `vswitchctl capture v1 -w /dev/null` attached (both
+# directions of the sender's port copied and written as pcapng): its CPU counts the capture's
+# process too, and what the capture could not copy is logged.
 #   scripts/bench-netns.sh [--rounds N] [--seconds S] [--paths "vswitch bridge ovs vde"] [--json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,9 +105,31 @@ TOML
   FORWARDER_PIDS=$("$bin/vswitchctl" --config "$work/vswitch.toml" ports --json |
     python3 -c "import json,sys; print(' '.join(str(p['pid']) for p in json.load(sys.stdin)['ports']))")
 }
-teardown_vswitch() { kill -INT "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; }
-base_of() { case $1 in vswitch-poll[0-9]*) echo vswitch ;; *) echo "$1" ;; esac; }
-setup_path() { if [[ $1 == vswitch-poll[0-9]* ]]; then setup_vswitch "${1#vswitch-poll}"; else "setup_$1"; fi; }
+capture_pid=""
+setup_capture() {  # vswitch, and a capture of v1 (both directions) into /dev/null
+  setup_vswitch || return 1
+  "$bin/vswitchctl" --config "$work/vswitch.toml" capture v1 -w /dev/null 2>"$work/capture.err" &
+  capture_pid=$!
+  wait_for 10 "the capture to attach" grep -q "capturing on" "$work/capture.err"
+  FORWARDER_PIDS="$FORWARDER_PIDS $capture_pid"
+}
+teardown_vswitch() {
+  if [[ -n "$capture_pid" ]]; then
+    kill -INT "$capture_pid" 2>/dev/null || true
+    wait "$capture_pid" 2>/dev/null || true
+    capture_pid=""
+    log "$(tail -1 "$work/capture.err")"
+  fi
+  kill -INT "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true
+}
+base_of() { case $1 in vswitch-poll[0-9]* | vswitch-capture) echo vswitch ;; *) echo "$1" ;; esac; }
+setup_path() {
+  case $1 in
+    vswitch-poll[0-9]*) setup_vswitch "${1#vswitch-poll}" ;;
+    vswitch-capture) setup_capture ;;
+    *) "setup_$1" ;;
+  esac
+}
 
 setup_bridge() {
   ip -n nbxsw link add nbxbr type bridge stp_state 0
