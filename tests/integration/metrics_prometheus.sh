@@ -43,6 +43,8 @@ grep -q "metrics: Prometheus text at http://127.0.0.1:$dport/metrics (bound afte
 curl -sf "http://127.0.0.1:$dport/metrics" >"$WORK/first.txt" || fail "GET /metrics failed"
 promtool check metrics <"$WORK/first.txt" || fail "promtool check metrics rejects the exposition"
 grep -q '^vswitch_endpoint_up{endpoint="a",frontend="tap"} 1$' "$WORK/first.txt" || fail "endpoint a not up in /metrics"
+grep -q '^vswitch_metrics_connections_closed_total{reason="evicted"} 0$' "$WORK/first.txt" ||
+  fail "no count of connections the metrics endpoint closed early"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$dport/")
 [[ $code == 404 ]] || fail "GET / answered $code, not 404"
 

@@ -548,7 +548,15 @@ std::string Daemon::metrics_text() const {
       const std::uint64_t used = snap.head - snap.tail;
       chans.push_back(ChannelMetrics{topo_.endpoints[a].name, topo_.endpoints[b].name, used > cap ? cap : used, cap});
     }
-  return render_metrics(eps, chans);
+  ServerMetrics server;
+  if (metrics_) {
+    server.scrapes = metrics_->scrapes();
+    for (std::size_t k = 0; k < static_cast<std::size_t>(MetricsServer::Closed::kCount); ++k) {
+      const auto c = static_cast<MetricsServer::Closed>(k);
+      server.closed.emplace_back(std::string(MetricsServer::to_string(c)), metrics_->closed(c));
+    }
+  }
+  return render_metrics(eps, chans, metrics_ ? &server : nullptr);
 }
 
 Daemon::Step Daemon::prepare_sockets() const {

@@ -53,6 +53,20 @@ sys::Result<MetricsServer, std::string> MetricsServer::listen(const MetricsConfi
   return MetricsServer(std::move(fd), port);
 }
 
+std::string_view MetricsServer::to_string(Closed c) noexcept {
+  switch (c) {
+    case Closed::kEvicted: return "evicted";
+    case Closed::kFull: return "full";
+    case Closed::kRequestTimeout: return "request_timeout";
+    case Closed::kAnswerTimeout: return "answer_timeout";
+    case Closed::kBadRequest: return "bad_request";
+    case Closed::kSocketError: return "socket_error";
+    case Closed::kAcceptFailed: return "accept_failed";
+    case Closed::kCount: break;
+  }
+  return "unknown";
+}
+
 void MetricsServer::add_pollfds(std::vector<pollfd>& fds, std::uint64_t now_ms) const {
   // A resting listener stays in the set (so the indices hold) with no events asked.
   fds.push_back({listener_.get(), static_cast<short>(now_ms < listener_rests_until_ms_ ? 0 : POLLIN), 0});
@@ -116,8 +130,10 @@ void MetricsServer::accept_some(std::uint64_t now_ms) {
     if (!c.valid()) {
       // EMFILE, ENFILE, ENOBUFS, ENOMEM leave the listener readable: rest it rather than
       // spin on it. EAGAIN: nothing more waits; ECONNABORTED, EINTR: try the next pass.
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         listener_rests_until_ms_ = now_ms + kAcceptRestMs;
+        count(Closed::kAcceptFailed);
+      }
       return;
     }
     if (connections_.size() >= kMaxConnections) {
@@ -128,8 +144,12 @@ void MetricsServer::accept_some(std::uint64_t now_ms) {
       for (auto it = connections_.begin(); it != connections_.end(); ++it)
         if (it->phase == Phase::kReading && (oldest == connections_.end() || it->accepted_ms < oldest->accepted_ms))
           oldest = it;
-      if (oldest == connections_.end()) continue;
+      if (oldest == connections_.end()) {
+        count(Closed::kFull);
+        continue;
+      }
       connections_.erase(oldest);
+      count(Closed::kEvicted);
     }
     connections_.push_back(Connection{std::move(c), {}, {}, 0, now_ms, Phase::kReading});
   }
@@ -151,6 +171,7 @@ bool MetricsServer::read_request(Connection& c, std::uint64_t now_ms, const std:
     else
       c.out = respond(std::string_view(c.in).substr(0, end + 2), [&] { return text(now_ms, render); }, &scraped);
     if (scraped) ++scrapes_;
+    if (c.out.rfind("HTTP/1.1 400", 0) == 0) count(Closed::kBadRequest);
     c.in.clear();
     c.in.shrink_to_fit();
     c.phase = Phase::kAnswering;
@@ -191,6 +212,7 @@ void MetricsServer::handle(std::span<const pollfd> fds, std::uint64_t now_ms, co
     if (ev == 0) continue;
     if ((ev & (POLLERR | POLLNVAL)) != 0) {
       keep[k] = false;
+      count(Closed::kSocketError);
       continue;
     }
     switch (c.phase) {
@@ -199,8 +221,13 @@ void MetricsServer::handle(std::span<const pollfd> fds, std::uint64_t now_ms, co
       case Phase::kDraining: keep[k] = drain(c); break;
     }
   }
-  for (std::size_t k = 0; k < connections_.size(); ++k)
-    if (deadline_ms(connections_[k]) <= now_ms) keep[k] = false;  // too slow: the slot goes to the next
+  for (std::size_t k = 0; k < connections_.size(); ++k) {
+    if (!keep[k] || deadline_ms(connections_[k]) > now_ms) continue;
+    keep[k] = false;  // too slow: the slot goes to the next
+    // A client still draining has its whole answer: closing it is no refusal.
+    if (connections_[k].phase == Phase::kReading) count(Closed::kRequestTimeout);
+    if (connections_[k].phase == Phase::kAnswering) count(Closed::kAnswerTimeout);
+  }
   std::size_t w = 0;
   for (std::size_t k = 0; k < connections_.size(); ++k)
     if (keep[k]) {

@@ -16,6 +16,8 @@
 //     cuts the answer short;
 //   - an accept that fails for want of descriptors or memory rests the listener for
 //     kAcceptRestMs instead of spinning on it.
+// Every connection the server ends early is counted by why (closed()): exported as
+// vswitch_metrics_connections_closed_total{reason}, so a refusal is never unseen.
 // HTTP/1.1 just enough for a scraper: GET or HEAD of /metrics (a query string is ignored)
 // answers 200 with the text exposition and Connection: close; any other target is 404,
 // any other method 405, a head that does not parse or does not fit 400.
@@ -23,6 +25,7 @@
 
 #include <poll.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -47,6 +50,19 @@ class MetricsServer {
   static constexpr std::uint64_t kRenderMs = 200;
   static constexpr std::uint64_t kAcceptRestMs = 100;
 
+  // Why a connection was ended before a normal close (or refused at accept).
+  enum class Closed : std::uint8_t {
+    kEvicted,         // a newcomer took its slot while it still sent its request head
+    kFull,            // every slot was answering: the newcomer was closed at once
+    kRequestTimeout,  // no whole request head within kRequestMs
+    kAnswerTimeout,   // did not take its answer within kConnectionMs
+    kBadRequest,      // a head that did not parse or did not fit (400)
+    kSocketError,     // the socket reported an error
+    kAcceptFailed,    // accept() failed for want of descriptors or memory
+    kCount,
+  };
+  [[nodiscard]] static std::string_view to_string(Closed c) noexcept;
+
   // Binds and listens on the topology's address; the error names it and says why.
   [[nodiscard]] static sys::Result<MetricsServer, std::string> listen(const MetricsConfig& config);
 
@@ -63,6 +79,7 @@ class MetricsServer {
   [[nodiscard]] std::uint64_t scrapes() const noexcept { return scrapes_; }
   [[nodiscard]] std::uint64_t renders() const noexcept { return renders_; }
   [[nodiscard]] std::size_t connections() const noexcept { return connections_.size(); }
+  [[nodiscard]] std::uint64_t closed(Closed c) const noexcept { return closed_[static_cast<std::size_t>(c)]; }
 
   // The answer to one request head (exposed for tests): status line, headers, body.
   [[nodiscard]] static std::string respond(std::string_view head, const std::function<std::string()>& render,
@@ -97,6 +114,8 @@ class MetricsServer {
   std::uint64_t rendered_ms_ = 0;
   bool rendered_ = false;
   std::uint64_t listener_rests_until_ms_ = 0;
+  std::array<std::uint64_t, static_cast<std::size_t>(Closed::kCount)> closed_{};
+  void count(Closed c) noexcept { ++closed_[static_cast<std::size_t>(c)]; }
 };
 
 }  // namespace vswitch

@@ -35,23 +35,14 @@ std::string number(T v) {
 
 }  // namespace
 
-std::string PrometheusText::escape_label_value(std::string_view v) {
+// The text format's escapes: backslash and newline in help text, and the double quote too
+// in a label value.
+std::string PrometheusText::escape(std::string_view v, bool quote) {
   std::string out;
   out.reserve(v.size());
   for (const char c : v) {
     if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
-  return out;
-}
-
-std::string PrometheusText::escape_help(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (const char c : v) {
-    if (c == '\\') out += "\\\\";
+    else if (c == '"' && quote) out += "\\\"";
     else if (c == '\n') out += "\\n";
     else out += c;
   }
@@ -101,7 +92,8 @@ std::string PrometheusText::str() const {
   return out;
 }
 
-std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const std::vector<ChannelMetrics>& channels) {
+std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const std::vector<ChannelMetrics>& channels,
+                           const ServerMetrics* server) {
   using T = PrometheusText::Type;
   PrometheusText p;
   constexpr EndpointState kStates[] = {EndpointState::kDown, EndpointState::kStarting, EndpointState::kUp,
@@ -157,6 +149,12 @@ std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const 
           {{"from", c.from}, {"to", c.to}}, c.used_bytes);
     p.add("vswitch_channel_capacity_bytes", T::kGauge, "the channel's ring capacity in bytes",
           {{"from", c.from}, {"to", c.to}}, c.capacity_bytes);
+  }
+  if (server != nullptr) {
+    p.add("vswitch_metrics_scrapes_total", T::kCounter, "GET /metrics requests answered", {}, server->scrapes);
+    for (const auto& [reason, n] : server->closed)
+      p.add("vswitch_metrics_connections_closed_total", T::kCounter,
+            "connections to /metrics ended before a normal close (or refused at accept), by why", {{"reason", reason}}, n);
   }
   return p.str();
 }

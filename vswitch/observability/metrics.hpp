@@ -47,10 +47,11 @@ class PrometheusText {
   void add_real(std::string_view name, Type type, std::string_view help, const Labels& labels, double value);
   [[nodiscard]] std::string str() const;
 
-  [[nodiscard]] static std::string escape_label_value(std::string_view v);
-  [[nodiscard]] static std::string escape_help(std::string_view v);
+  [[nodiscard]] static std::string escape_label_value(std::string_view v) { return escape(v, true); }
+  [[nodiscard]] static std::string escape_help(std::string_view v) { return escape(v, false); }
 
  private:
+  [[nodiscard]] static std::string escape(std::string_view v, bool quote);
   void add_text(std::string_view name, Type type, std::string_view help, const Labels& labels, const std::string& value);
   struct Family {
     std::string name;
@@ -80,9 +81,16 @@ struct ChannelMetrics {
   std::uint64_t capacity_bytes = 0;
 };
 
+// The metrics endpoint's own figures: scrapes answered, connections ended early by why.
+struct ServerMetrics {
+  std::uint64_t scrapes = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> closed;  // reason, count
+};
+
 // The whole exposition. `peers` of endpoint i are the other endpoints, by index.
 [[nodiscard]] std::string render_metrics(const std::vector<EndpointMetrics>& endpoints,
-                                         const std::vector<ChannelMetrics>& channels);
+                                         const std::vector<ChannelMetrics>& channels,
+                                         const ServerMetrics* server = nullptr);
 
 // CPU time (user + system) of a process from /proc/PID/stat, in seconds; none when the
 // process is gone or the file is not as expected.

@@ -136,6 +136,19 @@ TEST(Metrics, TheSwitchsFamiliesAndLabels) {
   EXPECT_EQ(s.find("vswitch_rx_frames_total{endpoint=\"b\"}"), std::string::npos) << "b has no readable counters";
   EXPECT_EQ(s.find("peer=\"a\"}"), std::string::npos) << "b's peer counters are unreadable too";
   EXPECT_EQ(s.find("endpoint=\"a\",peer=\"a\""), std::string::npos) << "no endpoint is its own peer";
+  EXPECT_EQ(s.find("vswitch_metrics_"), std::string::npos) << "no server figures unless given";
+}
+
+// The metrics endpoint's own figures: scrapes, and every connection it ended early by why.
+TEST(Metrics, TheServersOwnFigures) {
+  ServerMetrics server;
+  server.scrapes = 12;
+  server.closed = {{"evicted", 3}, {"bad_request", 0}};
+  const std::string s = render_metrics(two_endpoints(), {}, &server);
+  expect_well_formed(s);
+  EXPECT_NE(s.find("# TYPE vswitch_metrics_scrapes_total counter\nvswitch_metrics_scrapes_total 12\n"), std::string::npos);
+  EXPECT_NE(s.find("vswitch_metrics_connections_closed_total{reason=\"evicted\"} 3\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("vswitch_metrics_connections_closed_total{reason=\"bad_request\"} 0\n"), std::string::npos);
 }
 
 TEST(Metrics, ProcessCpuSecondsReadsThisProcess) {
@@ -249,11 +262,14 @@ TEST(MetricsServer, ServesOverASocketAndClosesSlowAndSurplusClients) {
   };
   EXPECT_EQ(s.connections(), MetricsServer::kMaxConnections);
   EXPECT_TRUE(closed_by_server(idle[0])) << "the oldest silent client gives its slot to the newcomer";
+  EXPECT_EQ(s.closed(MetricsServer::Closed::kEvicted), 1u);
   for (std::size_t i = 1; i < idle.size(); ++i) EXPECT_FALSE(closed_by_server(idle[i])) << i;
   serve_once(s, 2000 + idle.size() + MetricsServer::kRequestMs);
   std::size_t closed = 0;
   for (int fd : idle) closed += closed_by_server(fd) ? 1U : 0U;
   EXPECT_EQ(closed, idle.size()) << "a client that never sends its head is closed at its deadline";
+  EXPECT_EQ(s.closed(MetricsServer::Closed::kRequestTimeout), MetricsServer::kMaxConnections);
+  EXPECT_EQ(s.closed(MetricsServer::Closed::kAnswerTimeout), 0u) << "the scraper took its answer in time";
   for (int fd : idle) ::close(fd);
   EXPECT_EQ(s.connections(), 0u);
   EXPECT_EQ(s.timeout_ms(0), -1) << "no connection left to time";
@@ -313,6 +329,8 @@ TEST(MetricsServer, ARequestHeadTooBigIsRefused) {
   const std::string got = exchange(s, 1000, std::string(MetricsServer::kMaxRequestBytes + 100, 'a'));
   EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
   EXPECT_EQ(s.scrapes(), 0u);
+  EXPECT_EQ(s.closed(MetricsServer::Closed::kBadRequest), 1u);
+  EXPECT_EQ(MetricsServer::to_string(MetricsServer::Closed::kBadRequest), "bad_request");
 }
 
 }  // namespace
