@@ -10,7 +10,8 @@
 //
 // The stats region stores blocks as words (store_block / load_block); vswitchctl's text
 // and JSON are generated from the tables (counter_values). A new counter is one line in
-// one list. Counts by reason (drops, bad chains) are ReasonCounts, named by the reason
+// one list. A list that holds a gauge takes a second macro, G, for its gauges: the field is
+// the same, the table marks it (VSWITCH_GAUGE_NAME). Counts by reason (drops, bad chains) are ReasonCounts, named by the reason
 // enum's to_string().
 #pragma once
 
@@ -27,10 +28,12 @@ namespace vswitch::sys {
 struct CounterName {
   std::string_view name;
   std::string_view help;
+  bool gauge = false;  // a level now (entries in a table), not a count of events since start
 };
 
 #define VSWITCH_COUNTER_FIELD(name, help) std::uint64_t name = 0;
-#define VSWITCH_COUNTER_NAME(name, help) ::vswitch::sys::CounterName{#name, help},
+#define VSWITCH_COUNTER_NAME(name, help) ::vswitch::sys::CounterName{#name, help, false},
+#define VSWITCH_GAUGE_NAME(name, help) ::vswitch::sys::CounterName{#name, help, true},
 
 // A block whose fields are exactly the words its kNames table names, in order.
 template <typename Block>

@@ -23,6 +23,7 @@ struct CounterGroup {
   bool by_reason = false;     // counts by reason (drops, bad chains): a total and an object
   std::vector<std::pair<std::string_view, std::uint64_t>> values;
   std::vector<std::string_view> helps;  // per value: its table's help ("" for a reason)
+  std::vector<bool> gauges;             // per value: a level, not a count (its table says)
 
   [[nodiscard]] std::uint64_t total() const noexcept {
     std::uint64_t n = 0;
@@ -35,6 +36,7 @@ struct CounterGroup {
     for (std::size_t k = 0; k < v.size(); ++k) {
       values.emplace_back(Block::kNames[k].name, v[k]);
       helps.push_back(Block::kNames[k].help);
+      gauges.push_back(Block::kNames[k].gauge);
     }
     return *this;
   }
@@ -43,6 +45,7 @@ struct CounterGroup {
     r.for_each([this](std::string_view name, std::uint64_t value) {
       values.emplace_back(name, value);
       helps.emplace_back();
+      gauges.push_back(false);
     });
     return *this;
   }
@@ -50,19 +53,19 @@ struct CounterGroup {
 
 inline std::vector<CounterGroup> counter_report(const EndpointCounters& c, FrontendKind kind) {
   std::vector<CounterGroup> g;
-  g.push_back(CounterGroup{"frontend", "", false, {}, {}}.add(c.traffic));
-  g.push_back(CounterGroup{"forwarding", "", false, {}, {}}.add(c.forwarding));
-  g.push_back(CounterGroup{"loop", "", false, {}, {}}.add(c.loop));
-  g.push_back(CounterGroup{"mac", "mac_", false, {}, {}}.add(c.mac));
-  g.push_back(CounterGroup{"drops", "drops", true, {}, {}}.add(c.drops));
+  g.push_back(CounterGroup{"frontend", "", false, {}, {}, {}}.add(c.traffic));
+  g.push_back(CounterGroup{"forwarding", "", false, {}, {}, {}}.add(c.forwarding));
+  g.push_back(CounterGroup{"loop", "", false, {}, {}, {}}.add(c.loop));
+  g.push_back(CounterGroup{"mac", "mac_", false, {}, {}, {}}.add(c.mac));
+  g.push_back(CounterGroup{"drops", "drops", true, {}, {}, {}}.add(c.drops));
   switch (kind) {
     case FrontendKind::kGenerator:
-      g.push_back(CounterGroup{"generator", "gen_", false, {}, {}}.add(sys::load_block<GeneratorCounters>(c.frontend)));
+      g.push_back(CounterGroup{"generator", "gen_", false, {}, {}, {}}.add(sys::load_block<GeneratorCounters>(c.frontend)));
       break;
     case FrontendKind::kVhostUser: {
       const auto vu = sys::load_block<endpoints::vhost_user::NetDeviceCounters>(c.frontend);
-      g.push_back(CounterGroup{"vhost-user", "vu_", false, {}, {}}.add(vu.totals));
-      g.push_back(CounterGroup{"bad chains", "vu_bad_chain_reasons", true, {}, {}}
+      g.push_back(CounterGroup{"vhost-user", "vu_", false, {}, {}, {}}.add(vu.totals));
+      g.push_back(CounterGroup{"bad chains", "vu_bad_chain_reasons", true, {}, {}, {}}
                       .add(vu.chain_errors)
                       .add(vu.tx_errors)
                       .add(vu.rx_drops));

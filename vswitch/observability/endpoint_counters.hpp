@@ -59,15 +59,15 @@ struct LoopCounters {
   static constexpr sys::CounterName kNames[] = {VSWITCH_LOOP_COUNTERS(VSWITCH_COUNTER_NAME)};
 };
 
-#define VSWITCH_PEER_COUNTERS(X)                                   \
+#define VSWITCH_PEER_COUNTERS(X, G)                                \
   X(out_frames, "records sent into the channel to the peer")      \
   X(out_bytes, "bytes of the records sent to the peer")           \
   X(in_frames, "records received from the peer's channel")        \
   X(in_bytes, "bytes of the records received from the peer")     \
-  X(stalled, "1 while the peer counts as stalled (it has not made room for the stall timeout)")
+  G(stalled, "1 while the peer counts as stalled (it has not made room for the stall timeout)")
 struct PeerCounters {
-  VSWITCH_PEER_COUNTERS(VSWITCH_COUNTER_FIELD)
-  static constexpr sys::CounterName kNames[] = {VSWITCH_PEER_COUNTERS(VSWITCH_COUNTER_NAME)};
+  VSWITCH_PEER_COUNTERS(VSWITCH_COUNTER_FIELD, VSWITCH_COUNTER_FIELD)
+  static constexpr sys::CounterName kNames[] = {VSWITCH_PEER_COUNTERS(VSWITCH_COUNTER_NAME, VSWITCH_GAUGE_NAME)};
 };
 
 // Words for the frontend's block (the largest today, vhost-user's, takes 39).

@@ -10,8 +10,8 @@
 
 namespace vswitch {
 
-#define VSWITCH_MAC_TABLE_COUNTERS(X)                                                         \
-  X(entries, "entries in the table now (static and learned)")                                \
+#define VSWITCH_MAC_TABLE_COUNTERS(X, G)                                                      \
+  G(entries, "entries in the table now (static and learned)")                                \
   X(learned, "source addresses learned")                                                     \
   X(moved, "learned addresses that moved to another port")                                   \
   X(move_damped, "moves refused: the address moved too recently (flapping)")                 \
@@ -23,8 +23,8 @@ namespace vswitch {
   X(refused_port_limit, "addresses not learned (or not moved) because their port already "   \
                         "had switch.max_macs_per_port learned addresses")
 struct MacTableCounters {
-  VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_FIELD)
-  static constexpr sys::CounterName kNames[] = {VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_NAME)};
+  VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_FIELD, VSWITCH_COUNTER_FIELD)
+  static constexpr sys::CounterName kNames[] = {VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_NAME, VSWITCH_GAUGE_NAME)};
 };
 
 struct MacEntry {

@@ -126,8 +126,7 @@ std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const 
       }
       for (std::size_t k = 0; k < g.values.size(); ++k) {
         const std::string key = std::string(g.json_key) + std::string(g.values[k].first);
-        // The two gauges among the counters: what a table holds now, not a count of events.
-        const bool gauge = key == "mac_entries";
+        const bool gauge = g.gauges[k];  // a level (entries in a table), not a count of events
         p.add("vswitch_" + key + (gauge ? "" : "_total"), gauge ? T::kGauge : T::kCounter, g.helps[k], {{"endpoint", ep}},
               g.values[k].second);
       }
@@ -138,7 +137,7 @@ std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const 
       const auto v = sys::counter_values(pc);
       for (std::size_t k = 0; k < v.size(); ++k) {
         const std::string_view n = PeerCounters::kNames[k].name;
-        const bool gauge = n == "stalled";
+        const bool gauge = PeerCounters::kNames[k].gauge;
         p.add("vswitch_peer_" + std::string(n) + (gauge ? "" : "_total"), gauge ? T::kGauge : T::kCounter,
               PeerCounters::kNames[k].help, {{"endpoint", ep}, {"peer", endpoints[j].name}}, v[k]);
       }
