@@ -162,8 +162,8 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
     const std::size_t batch = 256;
     const std::uint64_t left = o.count == 0 ? batch : std::min<std::uint64_t>(batch, o.count - written);
     std::size_t got = 0;
+    // drain() hands at most `left` frames: never past the count.
     r.drain(static_cast<std::size_t>(left), [&](const CapturedFrame& f) {
-      if (o.count != 0 && written + got >= o.count) return;  // past the count: not written
       pcapng::append_packet(out, f.timestamp_ns + offset, f.bytes, f.original_bytes,
                             f.direction == kCaptureRx ? pcapng::Direction::kInbound : pcapng::Direction::kOutbound);
       ++got;
@@ -200,9 +200,11 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
   else
     std::fprintf(stderr, "; endpoint %s copied nothing (no frame in the directions asked for, or it is not up: "
                  "vswitchctl ports)", o.endpoint.c_str());
-  if (r.invalid_records() != 0 || r.ring_resyncs() != 0)
-    std::fprintf(stderr, "; %" PRIu64 " malformed records skipped, %" PRIu64 " ring resynchronisations", r.invalid_records(),
-                 r.ring_resyncs());
+  if (r.invalid_records() != 0 || r.ring_resyncs() != 0 || r.stale_records() != 0)
+    std::fprintf(stderr,
+                 "; %" PRIu64 " malformed records skipped, %" PRIu64 " copied for an earlier capture skipped, %" PRIu64
+                 " ring resynchronisations",
+                 r.invalid_records(), r.stale_records(), r.ring_resyncs());
   std::fprintf(stderr, "\n");
   return (ok || pipe_closed || interrupted) && !gone ? 0 : 1;
 }
