@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What an endpoint process holds after vswitchd forks it and execs the endpoint program,
-# read from /proc: an address-space layout of its own; it maps only its own channels and
-# its own stats slice (not the daemon's stats object, not another endpoint's slice), holds
+# read from /proc: an address-space layout of its own; it maps only its own channels, its
+# own stats slice and its own capture object (not the daemon's stats object, not another
+# endpoint's slice or capture object), holds
 # only its own TAP and doorbell ends, runs as its own uid and gid under a seccomp filter,
 # has no new privileges to gain and no capability left. Checked for every endpoint, again for one restarted by
 # kill -9, with traffic through all of them; then for vhost-user endpoints, one of which
@@ -26,14 +27,15 @@ stack_base() {
 check_endpoint() {
   local me=$1 pid=$2 kind=${3:-tap} other want got
   # Mappings: the channels me-x and x-me for every other x, its own stats slice
-  # (stats.me); no other object of this switch: not another pair's channel, not the
-  # daemon's stats object (vswitch.SWITCH.stats: endpoint states, daemon pid), not
-  # another endpoint's slice (its counters and heartbeat), not the lock.
+  # (stats.me) and its own capture object (capture.me); no other object of this switch:
+  # not another pair's channel, not the daemon's stats object (vswitch.SWITCH.stats:
+  # endpoint states, daemon pid), not another endpoint's slice (its counters and
+  # heartbeat) or capture object, not the lock.
   want=$(for other in "${ENDPOINTS[@]}"; do
     [[ $other == "$me" ]] && continue
     echo "/dev/shm/vswitch.$SWITCH.$me-$other"
     echo "/dev/shm/vswitch.$SWITCH.$other-$me"
-  done; echo "/dev/shm/vswitch.$SWITCH.stats.$me")
+  done; echo "/dev/shm/vswitch.$SWITCH.stats.$me"; echo "/dev/shm/vswitch.$SWITCH.capture.$me")
   want=$(sort <<<"$want")
   got=$(grep -o "/dev/shm/vswitch\.$SWITCH\.[^ ]*" "/proc/$pid/maps" | sort -u)
   [[ $got == "$want" ]] || fail "endpoint $me (pid $pid) maps:"$'\n'"$got"$'\n'"expected only:"$'\n'"$want"
@@ -190,7 +192,7 @@ rc=0
 timeout 10 setpriv --bounding-set=-setuid "$BIN/vswitchd" --config "$WORK/clash.toml" 2>"$WORK/nocap.log" || rc=$?
 ((rc == 1)) && grep -q "needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP, which vswitchd lacks" "$WORK/nocap.log" ||
   fail "vswitchd without CAP_SETUID exited $rc: $(cat "$WORK/nocap.log")"
-pass "each endpoint maps only its channels and its stats slice, holds only its TAP, runs as its own uid under a seccomp filter, NoNewPrivs and no capabilities; restarted the same; traffic flows"
+pass "each endpoint maps only its channels, its stats slice and its capture object, holds only its TAP, runs as its own uid under a seccomp filter, NoNewPrivs and no capabilities; restarted the same; traffic flows"
 stop_daemon
 
 # vhost-user: vm1's socket goes to uid/gid 65534 (needs CAP_CHOWN, the daemon's), vm2's
@@ -230,4 +232,4 @@ check_endpoint vm1 "$(pid_of vm1)" vhost
 # Shutdown removes the sockets it made, also the one it gave to another owner.
 stop_daemon
 [[ ! -e $dir/vm1.sock && ! -e $dir/vm2.sock ]] || fail "shutdown left a socket: $(ls -l "$dir")"
-pass "vhost-user endpoints: own channels and stats slice only, no capability; vm1's socket (65534:65534) kept by vswitchd across a restart"
+pass "vhost-user endpoints: own channels, stats slice and capture object only, no capability; vm1's socket (65534:65534) kept by vswitchd across a restart"
