@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <thread>
 #include <vector>
 
@@ -352,16 +353,19 @@ TEST_F(Capture, MalformedRecordsAreSkippedAndCounted) {
   EXPECT_EQ(reader_->invalid_records(), 6u);
 }
 
-// Whether thread `tid` of this process is blocked in futex(2) now.
-bool blocked_in_futex(pid_t tid) {
-  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/syscall");
-  long nr = -1;
-  f >> nr;
-  return nr == SYS_futex;
+// Whether thread `tid` of this process is asleep (state S in /proc/self/task/TID/stat).
+// The waiter below does nothing but load a word and wait in futex(2), so asleep means
+// blocked there. The state, not /proc/.../syscall: under qemu-user (the aarch64 tests)
+// that file shows the host's system call numbers, not the target's.
+bool asleep(pid_t tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/stat");
+  const std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'S';
 }
 
 // The reader sleeps on the ring's wake-request word; a publish wakes it. The ring comes
-// only once the waiter is blocked in the kernel, and with a 60 s timeout only the
+// only once the waiter is asleep in the kernel, and with a 60 s timeout only the
 // wake-up ends the wait before the join below.
 TEST(FutexDoorbell, ARingAfterTheClearWakesTheWaiter) {
   alignas(8) std::uint32_t word = 1;
@@ -370,7 +374,14 @@ TEST(FutexDoorbell, ARingAfterTheClearWakesTheWaiter) {
     tid = static_cast<pid_t>(::syscall(SYS_gettid));
     while (std::atomic_ref<std::uint32_t>(word).load() == 1) shm::FutexDoorbell::wait(&word, 60000ms);
   });
-  while (tid.load() == 0 || !blocked_in_futex(tid.load())) std::this_thread::yield();
+  // Bounded: a waiter never seen asleep fails the test instead of hanging it.
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  bool slept = false;
+  while (!slept && std::chrono::steady_clock::now() < give_up) {
+    slept = tid.load() != 0 && asleep(tid.load());
+    if (!slept) std::this_thread::yield();
+  }
+  EXPECT_TRUE(slept) << "the waiter was never seen asleep in futex(2)";
   shm::FutexDoorbell bell(&word);
   std::atomic_ref<std::uint32_t>(word).store(0);  // what the producer's exchange(0) does
   const auto t0 = std::chrono::steady_clock::now();
