@@ -180,7 +180,7 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
         counters_.traffic.tx_bytes += frame.size();
         // The frame as delivered, read again from the peer's channel: a peer that changed
         // it meanwhile changes only what the capture shows of its own frame.
-        if (res_.capture != nullptr && res_.capture->wants(kCaptureTx, pass_ns_))
+        if ((capture_directions_ & kCaptureTx) != 0 && res_.capture->wants(kCaptureTx, pass_ns_)) [[unlikely]]
           res_.capture->copy(kCaptureTx, frame);
         break;
       case Frontend::Delivery::kRefused:
@@ -352,7 +352,8 @@ bool EndpointLoop::pump_frontend() {
     counters_.traffic.rx_bytes += frame.size();
     // Every frame read, whatever the forwarder then decides (a capture shows what the
     // port sent, drops included).
-    if (res_.capture != nullptr && res_.capture->wants(kCaptureRx, pass_ns_)) res_.capture->copy(kCaptureRx, frame);
+    if ((capture_directions_ & kCaptureRx) != 0 && res_.capture->wants(kCaptureRx, pass_ns_)) [[unlikely]]
+      res_.capture->copy(kCaptureRx, frame);
     const Decision d = forwarder_.from_frontend(frame, now_ms_);
     switch (d.kind) {
       case Decision::Kind::kDrop:
@@ -419,6 +420,8 @@ bool EndpointLoop::poll_once() {
   const std::uint64_t t = now_ns();
   pass_ns_ = t;
   now_ms_ = t / 1'000'000;
+  // A capture asked for after this load starts with the next pass's frames.
+  capture_directions_ = res_.capture != nullptr ? res_.capture->requested() : 0;
   bool work = retry_held();
   work |= drain_inbound();
   work |= pump_frontend();

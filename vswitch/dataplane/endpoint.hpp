@@ -32,7 +32,7 @@
 //
 // Every frame read from the frontend (rx) and delivered to it (tx) is also copied to the
 // endpoint's capture ring while `vswitchctl capture` asks for it; while nobody does, that
-// costs one load per frame (vswitch/observability/capture.hpp).
+// costs one load per pass and a test per frame (vswitch/observability/capture.hpp).
 #pragma once
 
 #include <chrono>
@@ -212,6 +212,7 @@ class EndpointLoop {
   std::size_t held_count_ = 0;  // peers with a held frame
   std::uint64_t pass_ns_ = 0;   // the clock at the start of this pass
   std::uint64_t now_ms_ = 0;
+  std::uint32_t capture_directions_ = 0;  // what a capture asked for at the start of this pass
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish

@@ -131,10 +131,19 @@ class CaptureWriter {
   [[nodiscard]] static sys::Result<CaptureWriter, std::string> over(shm::Region region,
                                                                     const CaptureGeometry& geometry);
 
+  // The directions the reader asks for (0: nobody captures): one relaxed load of a word
+  // nobody writes while no capture runs. The endpoint loop reads it once per pass and asks
+  // wants() only for a direction named here, so a switch nobody captures pays a test of a
+  // register per frame.
+  [[nodiscard]] std::uint32_t requested() const noexcept {
+    // relaxed: a request this writer has not seen before is acquired in check() ([A-CAP]).
+    return static_cast<std::uint32_t>(std::atomic_ref<std::uint64_t>(*request_word_).load(std::memory_order_relaxed)) &
+           kCaptureBoth;
+  }
   // Whether a frame going `direction` is to be copied now (`now_ns`: CLOCK_MONOTONIC, the
-  // loop pass's clock). Nobody capturing: one relaxed load of a word nobody writes, and a
-  // test. A capture whose reader stopped renewing its heartbeat (killed): the same, plus
-  // a count, and a look at the heartbeat every 100 ms.
+  // loop pass's clock); asked only while requested() names the direction. A capture whose
+  // reader stopped renewing its heartbeat (killed): a load, a test and a count per frame,
+  // and a look at the heartbeat every 100 ms.
   [[nodiscard]] bool wants(std::uint32_t direction, std::uint64_t now_ns) noexcept {
     // relaxed: a request this writer has not seen before is acquired in check() ([A-CAP]).
     const std::uint64_t request = std::atomic_ref<std::uint64_t>(*request_word_).load(std::memory_order_relaxed);
