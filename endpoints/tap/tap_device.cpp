@@ -95,6 +95,15 @@ sys::Result<TapDevice, std::string> TapDevice::open(const TapSpec& spec) {
     up.ifr_flags = static_cast<short>(up.ifr_flags | IFF_UP);
     if (::ioctl(s.get(), SIOCSIFFLAGS, &up) != 0) return sys::Unexpected(fail(spec, "SIOCSIFFLAGS (up)", errno));
   }
+  if (spec.mtu) {
+    // The port's MTU is the topology's, on a device it found as on one it made: the
+    // namespace's stack then never sends the switch a frame the port would drop.
+    sys::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq m{};
+    std::memcpy(m.ifr_name, spec.ifname.data(), spec.ifname.size());
+    m.ifr_mtu = static_cast<int>(*spec.mtu);
+    if (!s.valid() || ::ioctl(s.get(), SIOCSIFMTU, &m) != 0) return sys::Unexpected(fail(spec, "SIOCSIFMTU", errno));
+  }
   return TapDevice(std::move(fd), spec, !existed);
 }
 

@@ -13,6 +13,7 @@
 // The device is opened in the endpoint's network namespace. If it does not exist it is
 // created persistent, so an endpoint that restarts finds it again with its addresses;
 // created() tells the owner to remove it (remove_persistent()) when the switch stops.
+// A TapSpec with an mtu sets it on the device, new or found.
 #pragma once
 
 #include <sys/uio.h>
@@ -45,6 +46,9 @@ struct TapSpec {
   // The largest frame (without the virtio-net header) the switch takes from the device:
   // TSO4/TSO6 are enabled only if it is at least kTsoFrameBytes.
   std::uint32_t max_frame = kTsoFrameBytes;
+  // The device's MTU (SIOCSIFMTU), set whether this call creates the device or finds it:
+  // the switch port's. None: the device keeps its own (1500 for a new one).
+  std::optional<std::uint32_t> mtu;
 };
 
 // What one read() found.

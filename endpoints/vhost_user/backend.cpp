@@ -121,6 +121,7 @@ void Backend::reset() {
   }
   unmap_all();
   features_ = protocol_features_ = 0;
+  mtu_ = 0;
 }
 
 virtio::SplitQueue* Backend::queue(std::uint32_t index) noexcept {
@@ -342,8 +343,28 @@ sys::Result<Backend::Outcome, std::string> Backend::handle(Message m) {
     case Request::kSetVringErr:
       problem = set_vring_file(m.request, std::get<VringFile>(m.payload), m.fds, out);
       break;
+    case Request::kNetSetMtu: {
+      // vhost-user, VHOST_USER_NET_SET_MTU: "If VHOST_USER_PROTOCOL_F_REPLY_ACK is
+      // negotiated, the back-end must respond with zero in case the specified MTU is
+      // valid, or non-zero otherwise." QEMU then does not start the device, and says so.
+      // Without REPLY_ACK a refusal can only end the session.
+      const auto v = std::get<std::uint64_t>(m.payload);
+      if (v >= kMinGuestMtu && v <= max_mtu_) {
+        mtu_ = static_cast<std::uint32_t>(v);
+        out.notice = "the front-end gives its guest MTU " + std::to_string(v);
+        break;
+      }
+      const std::string why = "NET_SET_MTU " + std::to_string(v) + " refused: outside [" +
+                              std::to_string(kMinGuestMtu) + ", " + std::to_string(max_mtu_) + "] (this port's mtu)";
+      if (m.need_reply && (protocol_features_ & kProtocolReplyAck)) {
+        reply_u64(1);
+        out.notice = why;
+      } else {
+        problem = sys::Unexpected(why);
+      }
+      break;
+    }
     case Request::kSendRarp:
-    case Request::kNetSetMtu:
     case Request::kSetStatus:
       break;  // nothing to do for these here
     case Request::kGetStatus: reply_u64(0); break;

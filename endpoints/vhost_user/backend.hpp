@@ -28,6 +28,7 @@ namespace vswitch::endpoints::vhost_user {
 // Feature bits (virtio 1.x 5.1.3, 6).
 inline constexpr std::uint64_t kFeatureCsum = 1ull << 0;
 inline constexpr std::uint64_t kFeatureGuestCsum = 1ull << 1;
+inline constexpr std::uint64_t kFeatureMtu = 1ull << 3;  // the device reports the guest's MTU
 inline constexpr std::uint64_t kFeatureGuestTso4 = 1ull << 7;
 inline constexpr std::uint64_t kFeatureGuestTso6 = 1ull << 8;
 inline constexpr std::uint64_t kFeatureGuestEcn = 1ull << 9;
@@ -40,12 +41,18 @@ inline constexpr std::uint64_t kFeatureEventIdx = 1ull << 29;
 inline constexpr std::uint64_t kFeatureProtocolFeatures = 1ull << 30;
 inline constexpr std::uint64_t kFeatureVersion1 = 1ull << 32;
 inline constexpr std::uint64_t kProtocolReplyAck = 1ull << 3;
+inline constexpr std::uint64_t kProtocolNetMtu = 1ull << 4;  // NET_SET_MTU
 
 inline constexpr std::uint64_t kOfferedFeatures =
-    kFeatureCsum | kFeatureGuestCsum | kFeatureGuestTso4 | kFeatureGuestTso6 | kFeatureGuestEcn |
+    kFeatureCsum | kFeatureGuestCsum | kFeatureMtu | kFeatureGuestTso4 | kFeatureGuestTso6 | kFeatureGuestEcn |
     kFeatureHostTso4 | kFeatureHostTso6 | kFeatureHostEcn | kFeatureMrgRxbuf | kFeatureIndirectDesc |
     kFeatureEventIdx | kFeatureProtocolFeatures | kFeatureVersion1;
-inline constexpr std::uint64_t kOfferedProtocolFeatures = kProtocolReplyAck;
+inline constexpr std::uint64_t kOfferedProtocolFeatures = kProtocolReplyAck | kProtocolNetMtu;
+
+// The MTUs a front-end may set (NET_SET_MTU): IPv4's smallest datagram every module must
+// forward (RFC 791: 68 octets) up to the switch port's own MTU.
+inline constexpr std::uint32_t kMinGuestMtu = 68;
+inline constexpr std::uint32_t kMaxGuestMtu = 65535;
 
 // virtio 1.x 2.6 (Split Virtqueues): "Queue Size value is always a power of 2. The
 // maximum Queue Size value is 32768."
@@ -61,11 +68,11 @@ inline constexpr std::uint32_t kTxQueue = 1;
 class Backend {
  public:
   // Accepts rings of at most `max_queue_size` entries (a power of two; default: every
-  // size the spec allows for a split ring) and at most `max_guest_memory` bytes of mapped
-  // guest memory.
+  // size the spec allows for a split ring), at most `max_guest_memory` bytes of mapped
+  // guest memory, and a guest MTU of at most `max_mtu` (the switch port's).
   explicit Backend(std::uint16_t max_queue_size = kMaxSplitQueueSize,
-                   std::uint64_t max_guest_memory = kDefaultMaxGuestMemory)
-      : max_queue_size_(max_queue_size), max_guest_memory_(max_guest_memory) {}
+                   std::uint64_t max_guest_memory = kDefaultMaxGuestMemory, std::uint32_t max_mtu = kMaxGuestMtu)
+      : max_queue_size_(max_queue_size), max_guest_memory_(max_guest_memory), max_mtu_(max_mtu) {}
   ~Backend();
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
@@ -73,6 +80,7 @@ class Backend {
   struct Outcome {
     std::optional<std::vector<std::byte>> reply;
     bool queues_changed = false;  // a queue started or stopped, or a kick/call fd changed
+    std::string notice;           // worth a line in the endpoint's log (an MTU set or refused)
   };
   [[nodiscard]] sys::Result<Outcome, std::string> handle(Message message);
 
@@ -82,6 +90,8 @@ class Backend {
   [[nodiscard]] int call_fd(std::uint32_t index) const noexcept { return vrings_[index].call.get(); }
   [[nodiscard]] std::uint64_t features() const noexcept { return features_; }
   [[nodiscard]] bool has(std::uint64_t feature) const noexcept { return (features_ & feature) != 0; }
+  // The MTU the front-end gave its guest (NET_SET_MTU, accepted), or 0: none.
+  [[nodiscard]] std::uint32_t mtu() const noexcept { return mtu_; }
   // Stops both queues and forgets the guest (the front-end went away).
   void reset();
   // The first region (its index in the memory table) whose file lost its pages under the
@@ -130,6 +140,8 @@ class Backend {
 
   std::uint16_t max_queue_size_;
   std::uint64_t max_guest_memory_;
+  std::uint32_t max_mtu_;
+  std::uint32_t mtu_ = 0;
   std::uint64_t features_ = 0;
   std::uint64_t protocol_features_ = 0;
   std::vector<Mapping> mappings_;

@@ -19,32 +19,35 @@ sys::Result<std::unique_ptr<NetDevice>, std::string> NetDevice::create(const std
                                                                        std::size_t max_frame_bytes,
                                                                        const NetDeviceCounters& initial,
                                                                        std::uint64_t max_guest_memory,
-                                                                       const SocketAccess& access) {
+                                                                       const SocketAccess& access,
+                                                                       std::uint32_t max_mtu) {
   auto l = listen_unix(socket_path, access);
   if (!l) return sys::Unexpected(l.error());
-  return create_on(std::move(l.value()), max_queue_size, max_frame_bytes, initial, max_guest_memory);
+  return create_on(std::move(l.value()), max_queue_size, max_frame_bytes, initial, max_guest_memory, max_mtu);
 }
 
 sys::Result<std::unique_ptr<NetDevice>, std::string> NetDevice::create_on(sys::Fd listening,
                                                                           std::uint16_t max_queue_size,
                                                                           std::size_t max_frame_bytes,
                                                                           const NetDeviceCounters& initial,
-                                                                          std::uint64_t max_guest_memory) {
+                                                                          std::uint64_t max_guest_memory,
+                                                                          std::uint32_t max_mtu) {
   // Before any guest memory is mapped, and before the endpoint's system call filter.
   if (auto st = install_sigbus_guard(); !st) return sys::Unexpected(st.error());
   sys::Fd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep.valid()) return sys::Unexpected(sys::SysError{"epoll_create1", errno}.message());
   std::unique_ptr<NetDevice> d(
-      new NetDevice(std::move(listening), std::move(ep), max_queue_size, max_frame_bytes, initial, max_guest_memory));
+      new NetDevice(std::move(listening), std::move(ep), max_queue_size, max_frame_bytes, initial, max_guest_memory,
+                    max_mtu));
   if (!d->watch(d->listen_.get(), true)) return sys::Unexpected(d->watch_error_);
   return d;
 }
 
 NetDevice::NetDevice(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-                     const NetDeviceCounters& initial, std::uint64_t max_guest_memory)
+                     const NetDeviceCounters& initial, std::uint64_t max_guest_memory, std::uint32_t max_mtu)
     : listen_(std::move(listen)),
       epoll_(std::move(epoll)),
-      backend_(max_queue_size, max_guest_memory),
+      backend_(max_queue_size, max_guest_memory, max_mtu),
       totals_(initial.totals),
       repairs_seen_(sigbus_repairs()),
       private_(max_frame_bytes),
@@ -221,6 +224,7 @@ void NetDevice::read_control() noexcept {
       return;
     }
     follow_features();
+    if (!out->notice.empty()) say(out->notice);
     if (out->reply && !send_reply(*out->reply)) return;
     if (out->queues_changed) {
       new_epoch();  // segments sent before went to a ring that is gone or restarted
@@ -324,6 +328,14 @@ NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, 
   if (frame.size() > private_.size()) {
     resume = {};
     return Delivery::kTooLarge;
+  }
+  // virtio 1.x 5.1.6.3.2 (with VIRTIO_NET_F_MTU): "The device MUST NOT pass received
+  // packets that exceed mtu (plus low level ethernet header length) size with gso_type
+  // NONE or ECN to the driver." A VLAN tag is allowed on top, as for the switch port.
+  if (const std::uint32_t mtu = backend_.mtu();
+      mtu != 0 && !virtio::is_gso(header.gso_type) && frame.size() > std::size_t{mtu} + kEthernetAndVlanBytes) {
+    resume = {};
+    return Delivery::kMtuExceeded;
   }
   // Offloads the guest did not accept are completed here, as a NIC would: a TCP GSO
   // frame is cut into gso_size segments, a partial checksum is filled in. The work is

@@ -73,18 +73,20 @@ class NetDevice {
   // `max_queue_size` entries and frames (without the virtio-net header) of at most
   // `max_frame_bytes` for the guest; counts on from `initial` (a restarted endpoint's
   // predecessor's totals); maps at most `max_guest_memory` bytes of a front-end's memory;
-  // the socket file gets `access` (owner, group, mode).
+  // the socket file gets `access` (owner, group, mode); a front-end may give its guest an
+  // MTU of at most `max_mtu` (VIRTIO_NET_F_MTU, the switch port's).
   [[nodiscard]] static sys::Result<std::unique_ptr<NetDevice>, std::string> create(
       const std::string& socket_path, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
       const NetDeviceCounters& initial = {}, std::uint64_t max_guest_memory = kDefaultMaxGuestMemory,
-      const SocketAccess& access = {});
+      const SocketAccess& access = {}, std::uint32_t max_mtu = kMaxGuestMtu);
   // The same on a listening socket made elsewhere (listen_unix): vswitchd binds it before
   // it forks the endpoint, so the endpoint needs no privilege for it, and an endpoint that
   // restarts serves the same socket (a front-end that reconnects meanwhile waits in its
   // backlog).
   [[nodiscard]] static sys::Result<std::unique_ptr<NetDevice>, std::string> create_on(
       sys::Fd listening, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-      const NetDeviceCounters& initial = {}, std::uint64_t max_guest_memory = kDefaultMaxGuestMemory);
+      const NetDeviceCounters& initial = {}, std::uint64_t max_guest_memory = kDefaultMaxGuestMemory,
+      std::uint32_t max_mtu = kMaxGuestMtu);
   ~NetDevice();
   NetDevice(const NetDevice&) = delete;
   NetDevice& operator=(const NetDevice&) = delete;
@@ -109,7 +111,11 @@ class NetDevice {
     kTooLarge,        // dropped: larger than max_frame_bytes, or than the guest's receive
                       // buffers can ever hold
     kUnsupported,     // dropped: a GSO frame that cannot be segmented in software
+    kMtuExceeded,     // dropped: not GSO, and longer than the MTU the front-end gave its
+                      // guest (NET_SET_MTU) plus an Ethernet header and a VLAN tag
   };
+  // What a frame of a full MTU adds: an Ethernet header and one 802.1Q tag.
+  static constexpr std::size_t kEthernetAndVlanBytes = 18;
   // Delivers a frame with the header parse() validated for it; `frame` may lie in memory
   // another party writes: it is read once. `resume`: see ResumeToken; reset to zero unless
   // the answer is kWaitForBuffers.
@@ -130,7 +136,7 @@ class NetDevice {
 
  private:
   NetDevice(sys::Fd listen, sys::Fd epoll, std::uint16_t max_queue_size, std::size_t max_frame_bytes,
-            const NetDeviceCounters& initial, std::uint64_t max_guest_memory);
+            const NetDeviceCounters& initial, std::uint64_t max_guest_memory, std::uint32_t max_mtu);
   void service() noexcept;  // accept, control messages, kicks
   void accept() noexcept;
   void read_control() noexcept;

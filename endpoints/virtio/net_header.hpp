@@ -10,6 +10,7 @@
 #pragma once
 
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -36,6 +37,12 @@ inline constexpr std::uint8_t kGsoUdp = 3;
 inline constexpr std::uint8_t kGsoTcpV6 = 4;
 inline constexpr std::uint8_t kGsoUdpL4 = 5;
 inline constexpr std::uint8_t kGsoEcn = 0x80;
+// Where gso_type lies in the encoded header (its second byte).
+inline constexpr std::size_t kNetHeaderGsoTypeOffset = 1;
+// Whether a frame is to be segmented (a gso_type other than NONE, with or without ECN).
+[[nodiscard]] constexpr bool is_gso(std::uint8_t gso_type) noexcept {
+  return (gso_type & static_cast<std::uint8_t>(~kGsoEcn)) != kGsoNone;
+}
 
 struct NetHeader {
   std::uint8_t flags = 0;

@@ -477,11 +477,26 @@ GeneratorOptions read_generator_options(Reader& r, const toml::table& e, const s
   return o;
 }
 
+// The port's MTU: the largest IP packet (Ethernet payload) its frames may carry, as
+// `ip link` shows it. It must leave room in a fabric record for the Ethernet header and
+// one VLAN tag.
+void read_endpoint_mtu(Reader& r, const toml::table& e, const std::string& p, const Topology& t, EndpointConfig& ep) {
+  const auto m = r.integer(e, p, "mtu", kMinMtu, kMaxMtu);
+  if (!m) return;
+  if (*m + kMtuOverheadBytes > t.fabric.max_frame) {
+    r.error(line_of(*e.get("mtu")), p + ".mtu",
+            std::to_string(*m) + " + 18 (an Ethernet header and a VLAN tag) is above fabric.max_frame = " +
+                std::to_string(t.fabric.max_frame));
+    return;
+  }
+  ep.mtu = static_cast<std::uint32_t>(*m);
+}
+
 void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology& t) {
   const std::string p = "endpoint[" + std::to_string(index) + "]";
   EndpointConfig ep;
   ep.line = line_of(e);
-  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "poll_max_us", "port_security", "tap",
+  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "poll_max_us", "port_security", "mtu", "tap",
                     "vhost_user", "generator"});
   read_endpoint_name(r, e, p, t, ep);
   if (const toml::node* n = e.get("core")) {
@@ -508,6 +523,7 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
       r.error(line_of(*e.get("port_security")), p + ".port_security",
               "needs the endpoint's own mac (port security drops every source but that one)");
   }
+  read_endpoint_mtu(r, e, p, t, ep);
   if (const auto kind = read_frontend_kind(r, e, p, ep)) {
     ep.frontend = *kind;
     switch (*kind) {
@@ -516,6 +532,13 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
       case FrontendKind::kGenerator: ep.options = read_generator_options(r, e, p, t); break;
     }
   }
+  // A generator's frames must pass its own port's MTU check.
+  if (const auto* g = std::get_if<GeneratorOptions>(&ep.options); g != nullptr && ep.mtu)
+    for (std::size_t i = 0; i < g->sizes.size(); ++i)
+      if (g->sizes[i] > ep.frame_limit())
+        r.error(line_of(*e.get("mtu")), p + ".generator.sizes[" + std::to_string(i) + "]",
+                std::to_string(g->sizes[i]) + " bytes is above mtu " + std::to_string(*ep.mtu) +
+                    " + 18 (an Ethernet header and a VLAN tag): every such frame would be dropped");
   t.endpoints.push_back(std::move(ep));
 }
 

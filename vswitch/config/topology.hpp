@@ -36,6 +36,9 @@
 //              poll window's ceiling; 0: off),
 //              port_security = true if mac is set, else false (true needs mac; a port
 //              with a mac but other sources behind it says port_security = false),
+//              mtu (68..fabric.max_frame - 18; default: none): set on the endpoint's TAP,
+//              the most a VMM may give its guest (VIRTIO_NET_F_MTU), and enforced both ways
+//              on frames that are not GSO (mtu + 18 bytes at most; dropped as mtu_exceeded),
 //              and one table named after the frontend:
 //     [endpoint.tap]         ifname (required), netns
 //     [endpoint.vhost_user]  socket (required), queue_size = 32768 (power of two, <= 32768:
@@ -51,6 +54,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -149,6 +153,13 @@ struct GeneratorOptions {
 // a flow and the replies of the local stack.
 inline constexpr std::uint32_t kDefaultPollMaxUs = 50;
 
+// An MTU's bounds: IPv4's smallest (RFC 791: "Every internet module must be able to
+// forward a datagram of 68 octets without further fragmentation"), and a 16-bit length.
+inline constexpr std::int64_t kMinMtu = 68;
+inline constexpr std::int64_t kMaxMtu = 65535;
+// What a frame of a full MTU adds: an Ethernet header (14 bytes) and one 802.1Q tag (4).
+inline constexpr std::uint32_t kMtuOverheadBytes = 18;
+
 struct EndpointConfig {
   std::string name;
   FrontendKind frontend = FrontendKind::kTap;
@@ -161,9 +172,22 @@ struct EndpointConfig {
   // Drop frames from the frontend whose source is not `mac`. The loader turns it on for
   // every endpoint with a mac unless the file says port_security = false.
   bool port_security = false;
+  // The port's MTU (68..max_frame - 18): applied to its TAP, the most a VMM may set for
+  // its guest (VIRTIO_NET_F_MTU), and enforced on both directions for frames that are not
+  // GSO (see frame_limit()). None: the kernel's or the guest's own, and only max_frame
+  // enforced.
+  std::optional<std::uint32_t> mtu;
   std::variant<TapOptions, VhostUserOptions, GeneratorOptions> options;
   std::uint32_t line = 0;       // where the [[endpoint]] starts
   std::uint32_t core_line = 0;  // where its core is set
+
+  // The longest frame (Ethernet header included, virtio-net header not) that is not GSO
+  // this port takes from its frontend or hands to it: mtu plus an Ethernet header and one
+  // VLAN tag, the slack the Linux bridge allows on a forwarded frame (a tagged frame of a
+  // full MTU passes). No mtu: no limit below the fabric's max_frame.
+  [[nodiscard]] std::uint32_t frame_limit() const noexcept {
+    return mtu ? *mtu + kMtuOverheadBytes : std::numeric_limits<std::uint32_t>::max();
+  }
 };
 
 struct Topology {

@@ -631,14 +631,18 @@ Daemon::Step Daemon::open_taps() {
     const auto& e = topo_.endpoints[i];
     if (e.frontend != FrontendKind::kTap) continue;
     const auto& o = std::get<TapOptions>(e.options);
-    endpoints::tap::TapSpec ts{o.ifname, o.netns, std::nullopt};
+    endpoints::tap::TapSpec ts;
+    ts.ifname = o.ifname;
+    ts.netns = o.netns;
     if (e.mac) ts.mac = e.mac->bytes;
     ts.max_frame = topo_.fabric.max_frame;
+    ts.mtu = e.mtu;
     auto tap = endpoints::tap::TapDevice::open(ts);
     if (!tap) return sys::Unexpected("endpoint " + e.name + ": " + tap.error());
     taps_[i] = std::make_unique<endpoints::tap::TapDevice>(std::move(tap.value()));
-    say("endpoint %s: tap %s%s%s %s%s", e.name.c_str(), o.ifname.c_str(), o.netns.empty() ? "" : " in netns ",
-        o.netns.c_str(), taps_[i]->created() ? "created" : "attached",
+    const std::string mtu = e.mtu ? ", mtu " + std::to_string(*e.mtu) : "";
+    say("endpoint %s: tap %s%s%s %s%s%s", e.name.c_str(), o.ifname.c_str(), o.netns.empty() ? "" : " in netns ",
+        o.netns.c_str(), taps_[i]->created() ? "created" : "attached", mtu.c_str(),
         taps_[i]->tso() ? "" : " (no TSO: fabric.max_frame is below a 64 KiB segment)");
   }
   return {};

@@ -175,7 +175,9 @@ void EndpointProcess::attach() {
   switch (e.frontend) {
     case FrontendKind::kTap: {
       const auto& o = std::get<TapOptions>(e.options);
-      endpoints::tap::TapSpec ts{o.ifname, o.netns, std::nullopt};
+      endpoints::tap::TapSpec ts;
+      ts.ifname = o.ifname;
+      ts.netns = o.netns;
       if (e.mac) ts.mac = e.mac->bytes;
       ts.max_frame = topo_.fabric.max_frame;
       auto tap = endpoints::tap::TapDevice::adopt(std::move(frontend), ts);
@@ -227,6 +229,16 @@ void EndpointProcess::drop_privileges() {
   if (static_cast<long>(::getppid()) != a_.daemon_pid) ::_exit(1);
 }
 
+namespace {
+// The most a VMM may give its guest as MTU: the port's, or (none set) what a fabric record
+// holds after an Ethernet header and a VLAN tag.
+std::uint32_t guest_mtu_limit(const EndpointConfig& e, const FabricConfig& f) {
+  if (e.mtu) return *e.mtu;
+  const std::uint32_t room = f.max_frame > kMtuOverheadBytes ? f.max_frame - kMtuOverheadBytes : 0;
+  return std::min<std::uint32_t>(room, endpoints::vhost_user::kMaxGuestMtu);
+}
+}  // namespace
+
 std::unique_ptr<Frontend> EndpointProcess::make_frontend(const EndpointCounters& initial) {
   const auto& e = me();
   switch (e.frontend) {
@@ -237,7 +249,7 @@ std::unique_ptr<Frontend> EndpointProcess::make_frontend(const EndpointCounters&
       auto d = endpoints::vhost_user::NetDevice::create_on(
           std::move(listener_), static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
           sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend),
-          std::uint64_t{o.max_guest_memory_gib} << 30);
+          std::uint64_t{o.max_guest_memory_gib} << 30, guest_mtu_limit(e, topo_.fabric));
       if (!d) fail("vhost-user socket " + o.socket + ": " + d.error());
       return std::make_unique<VhostUserFrontend>(std::move(d.value()));
     }

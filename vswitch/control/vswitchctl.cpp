@@ -123,17 +123,18 @@ struct Ctl {
         const auto& e = topo.endpoints[i];
         const DaemonState d = stats.read_daemon(i);
         std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"core\": %s, \"state\": %s, \"pid\": %" PRIu64
-                    ", \"restarts\": %" PRIu64 ", \"hung\": %" PRIu64 ", \"attachment\": %s}",
+                    ", \"restarts\": %" PRIu64 ", \"hung\": %" PRIu64 ", \"mtu\": %s, \"attachment\": %s}",
                     i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
                     d.core == ~std::uint64_t{0} ? "null" : std::to_string(d.core).c_str(),
                     json_string(std::string(to_string(static_cast<EndpointState>(d.state)))).c_str(), d.pid,
-                    d.restarts, d.hung, json_string(attachment(e)).c_str());
+                    d.restarts, d.hung, e.mtu ? std::to_string(*e.mtu).c_str() : "null",
+                    json_string(attachment(e)).c_str());
       }
       std::printf("\n]}\n");
       return;
     }
-    std::printf("%-16s %-10s %-5s %-8s %-8s %-8s %s\n", "ENDPOINT", "FRONTEND", "CORE", "STATE", "PID", "RESTARTS",
-                "ATTACHMENT");
+    std::printf("%-16s %-10s %-5s %-8s %-8s %-8s %-6s %s\n", "ENDPOINT", "FRONTEND", "CORE", "STATE", "PID",
+                "RESTARTS", "MTU", "ATTACHMENT");
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
       const auto& e = topo.endpoints[i];
       const DaemonState d = stats.read_daemon(i);
@@ -146,10 +147,12 @@ struct Ctl {
         restarts += std::to_string(d.hung);
         restarts += "hung";
       }
-      std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8s %s\n", e.name.c_str(),
+      // MTU: the topology's for the port, "-" where it sets none.
+      const std::string mtu = e.mtu ? std::to_string(*e.mtu) : "-";
+      std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8s %-6s %s\n", e.name.c_str(),
                   std::string(to_string(e.frontend)).c_str(), core_text(d).c_str(),
                   std::string(to_string(static_cast<EndpointState>(d.state))).c_str(), d.pid, restarts.c_str(),
-                  attachment(e).c_str());
+                  mtu.c_str(), attachment(e).c_str());
     }
   }
 

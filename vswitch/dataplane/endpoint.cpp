@@ -44,6 +44,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       frontend_(frontend),
       config_(resources.topology->endpoints.at(resources.self)),
       max_payload_(resources.topology->fabric.max_payload()),
+      frame_limit_(config_.frame_limit()),
       stall_timeout_ns_(std::uint64_t{resources.topology->fabric.stall_timeout_ms} * 1'000'000),
       table_(table_config(*resources.topology)),
       forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),
@@ -151,7 +152,9 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   bool shed = false;  // refused past the wait: dropped, and the frontend still counts as full
   auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
   const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
-  if (header && !forwarder_.from_peer(frame, p.port, now_ms_)) {  // a drop is counted by the forwarder
+  if (header && frame.size() > frame_limit_ && !virtio::is_gso(header.value()->gso_type)) [[unlikely]] {
+    drop(DropReason::kMtuExceeded);  // this port's MTU, on the way out (see pump_frontend)
+  } else if (header && !forwarder_.from_peer(frame, p.port, now_ms_)) {  // a drop is counted by the forwarder
     // The peer is trusted with no claim about its frame: DATA_VALID (checksum verified) and
     // RSC_INFO (coalesced) never reach the frontend from a channel, or a sender could have
     // a receiver take a corrupted frame as verified. Cleared, not dropped: the frame and
@@ -195,6 +198,9 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
         break;
       case Frontend::Delivery::kUnsupported:
         drop(DropReason::kOffloadUnsupported);
+        break;
+      case Frontend::Delivery::kMtuExceeded:
+        drop(DropReason::kMtuExceeded);
         break;
     }
   } else if (!header) {
@@ -354,6 +360,15 @@ bool EndpointLoop::pump_frontend() {
     // port sent, drops included).
     if ((capture_directions_ & kCaptureRx) != 0 && res_.capture->wants(kCaptureRx, pass_ns_)) [[unlikely]]
       res_.capture->copy(kCaptureRx, frame);
+    // The port's MTU, as the Linux bridge applies a device's (a frame longer than mtu plus
+    // an Ethernet header and a VLAN tag, unless it is GSO: its segments are cut to
+    // gso_size, which the sender's own MTU set). The header lies in `buf`, this
+    // endpoint's private copy.
+    if (frame.size() > frame_limit_ && !virtio::is_gso(std::to_integer<std::uint8_t>(record[virtio::kNetHeaderGsoTypeOffset])))
+        [[unlikely]] {
+      drop(DropReason::kMtuExceeded);
+      continue;
+    }
     const Decision d = forwarder_.from_frontend(frame, now_ms_);
     switch (d.kind) {
       case Decision::Kind::kDrop:

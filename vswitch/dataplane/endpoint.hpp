@@ -85,6 +85,8 @@ class Frontend {
     kNoGuest,     // dropped: no guest attached / its receive queue is not running
     kTooLarge,    // dropped: the guest's receive buffers can never hold this frame
     kUnsupported, // dropped: an offload the receiver lacks that cannot be done in software
+    kMtuExceeded, // dropped: longer than the MTU the frontend's own side set (a guest's
+                  // VIRTIO_NET_F_MTU), and not GSO
   };
   // Delivers a frame from peer `from` with its validated header; `frame` lies in shared
   // memory and may change under us: read it once. `resume` is the frontend's own note of
@@ -197,6 +199,7 @@ class EndpointLoop {
   Frontend& frontend_;
   const EndpointConfig& config_;
   std::uint32_t max_payload_;
+  std::uint32_t frame_limit_;  // the port's MTU as a frame length (EndpointConfig::frame_limit())
   std::uint64_t stall_timeout_ns_;
   MacTable table_;
   Forwarder forwarder_;

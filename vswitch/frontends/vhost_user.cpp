@@ -25,6 +25,8 @@ Frontend::Delivery VhostUserFrontend::deliver(const endpoints::virtio::CheckedNe
       return Delivery::kTooLarge;
     case Device::Delivery::kUnsupported:
       return Delivery::kUnsupported;
+    case Device::Delivery::kMtuExceeded:
+      return Delivery::kMtuExceeded;
   }
   return Delivery::kRefused;
 }

@@ -20,6 +20,7 @@ std::string_view to_string(DropReason r) {
     case DropReason::kOffloadUnsupported: return "offload_unsupported";
     case DropReason::kGroupSourceMac: return "group_source_mac";
     case DropReason::kPeerFull: return "peer_full";
+    case DropReason::kMtuExceeded: return "mtu_exceeded";
     case DropReason::kCount: break;
   }
   return "unknown";

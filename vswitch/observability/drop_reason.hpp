@@ -29,12 +29,14 @@ enum class DropReason : std::uint8_t {
   kGroupSourceMac,     // source MAC is a group (multicast or broadcast) address: no station sends from one
   kPeerFull,           // unicast: the peer's channel stayed full past the short hold, or a frame
                        // for it was already held (the sender never waits longer for one peer)
+  kMtuExceeded,        // a frame that is not GSO, longer than the port's mtu + 18 (Ethernet
+                       // header and a VLAN tag), from its frontend or on its way to it
   kCount,
 };
 std::string_view to_string(DropReason r);
 
 // Room for drop reasons added later without moving what follows in the stats region.
-inline constexpr std::size_t kDropSlots = 16;
+inline constexpr std::size_t kDropSlots = 32;
 using DropCounters = sys::ReasonCounts<DropReason, kDropSlots>;
 
 }  // namespace vswitch

@@ -76,7 +76,7 @@ struct StatsHeader {
 static_assert(sizeof(StatsHeader) % 8 == 0);
 
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
-inline constexpr std::uint64_t kStatsSliceVersion = 2;  // 2: the loop block counts captures
+inline constexpr std::uint64_t kStatsSliceVersion = 3;  // 2: the loop block counts captures; 3: 32 drop slots
 
 // The start of an endpoint's slice. Written once by vswitchd before the slice is
 // published; validated by every reader that attaches (the endpoint could have changed it).

@@ -112,6 +112,49 @@ TEST(VhostUserBackend, ReplyAckWhenAsked) {
   EXPECT_EQ(status, 0u);
 }
 
+// VHOST_USER_NET_SET_MTU: the MTU a front-end gives its guest is accepted up to the
+// port's, answered with a non-zero status above it (QEMU then does not start the device),
+// and forgotten with the front-end.
+TEST(VhostUserBackend, NetSetMtuIsAcceptedUpToThePortsMtu) {
+  Handshake h;
+  Backend port_9000{256, kDefaultMaxGuestMemory, 9000};
+  EXPECT_TRUE(kOfferedFeatures & kFeatureMtu);
+  EXPECT_TRUE(kOfferedProtocolFeatures & kProtocolNetMtu);
+  auto status_of = [](sys::Result<Backend::Outcome, std::string>& r) {
+    std::uint64_t status = ~std::uint64_t{0};
+    if (r.has_value() && r->reply) std::memcpy(&status, r->reply->data() + kHeaderBytes, 8);
+    return status;
+  };
+  auto set_mtu = [](Backend& b, std::uint64_t mtu) {
+    Message m = msg(Request::kNetSetMtu, mtu);
+    m.need_reply = true;
+    return b.handle(std::move(m));
+  };
+  ASSERT_TRUE(port_9000.handle(msg(Request::kSetProtocolFeatures, kProtocolReplyAck | kProtocolNetMtu)).has_value());
+  EXPECT_EQ(port_9000.mtu(), 0u);
+  auto ok = set_mtu(port_9000, 9000);
+  EXPECT_EQ(status_of(ok), 0u);
+  EXPECT_EQ(port_9000.mtu(), 9000u);
+  EXPECT_NE(ok->notice.find("9000"), std::string::npos);
+  auto above = set_mtu(port_9000, 9001);
+  ASSERT_TRUE(above.has_value()) << "a refused MTU is an answer, not a broken session";
+  EXPECT_NE(status_of(above), 0u);
+  EXPECT_NE(above->notice.find("refused"), std::string::npos) << above->notice;
+  EXPECT_EQ(port_9000.mtu(), 9000u) << "a refused MTU leaves the accepted one";
+  auto small = set_mtu(port_9000, 67);
+  EXPECT_NE(status_of(small), 0u);
+  auto low = set_mtu(port_9000, 68);
+  EXPECT_EQ(status_of(low), 0u);
+  EXPECT_EQ(port_9000.mtu(), 68u);
+  port_9000.reset();
+  EXPECT_EQ(port_9000.mtu(), 0u) << "the next front-end starts with none";
+
+  // Without REPLY_ACK there is no way to say no but to end the session.
+  EXPECT_FALSE(port_9000.handle(msg(Request::kNetSetMtu, std::uint64_t{9001})).has_value());
+  EXPECT_TRUE(port_9000.handle(msg(Request::kNetSetMtu, std::uint64_t{1500})).has_value());
+  EXPECT_EQ(port_9000.mtu(), 1500u);
+}
+
 TEST(VhostUserBackend, ProtocolViolationsAreErrors) {
   {
     Handshake h;

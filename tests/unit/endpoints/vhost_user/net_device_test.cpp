@@ -232,13 +232,14 @@ struct Session {
   std::vector<std::string> log;
   Bytes buf = Bytes(kMaxFrame + 64);
 
-  explicit Session(const NetDeviceCounters& initial = {}, const SocketAccess& access = {}) {
+  explicit Session(const NetDeviceCounters& initial = {}, const SocketAccess& access = {},
+                   std::uint32_t max_mtu = kMaxGuestMtu) {
     char tmpl[] = "/tmp/vswitch-net-device-XXXXXX";
     const char* d = ::mkdtemp(tmpl);
     if (d == nullptr) throw std::runtime_error("mkdtemp failed");
     dir = d;
     path = dir + "/vm.sock";
-    auto made = NetDevice::create(path, 256, kMaxFrame, initial, kDefaultMaxGuestMemory, access);
+    auto made = NetDevice::create(path, 256, kMaxFrame, initial, kDefaultMaxGuestMemory, access, max_mtu);
     if (!made) throw std::runtime_error(made.error());
     device = std::move(made.value());
     device->set_log([this](const std::string& m) { log.push_back(m); });
@@ -390,6 +391,42 @@ TEST(VhostUserNetDevice, CarriesFramesBothWaysWithInterrupts) {
   EXPECT_EQ(c.totals.interrupts, 2u);
   EXPECT_EQ(c.totals.protocol_errors, 0u);
   EXPECT_EQ(c.totals.bad_chains, 0u);
+}
+
+// VIRTIO_NET_F_MTU: QEMU (host_mtu=) tells the device its guest's MTU with NET_SET_MTU and
+// waits for the answer. Up to the port's MTU it is taken, and from then on no frame that
+// is not GSO and is longer than that MTU + 18 reaches the guest (virtio 1.x 5.1.6.3.2);
+// above the port's it is refused with a non-zero status, the session kept.
+TEST(VhostUserNetDevice, TheGuestsMtuIsTakenUpToThePortsAndHeldToOnDelivery) {
+  Session s({}, {}, 9000);
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures);
+  fe.send_value(Request::kSetProtocolFeatures, kProtocolReplyAck | kProtocolNetMtu);
+  const std::uint64_t too_big = 9001, fine = 1500;
+  fe.send(Request::kNetSetMtu, std::as_bytes(std::span<const std::uint64_t>(&too_big, 1)), {}, /*need_reply=*/true);
+  s.pass();
+  EXPECT_NE(fe.reply_u64(), 0u) << "an MTU above the port's is refused";
+  EXPECT_TRUE(s.said("NET_SET_MTU 9001 refused"));
+  ASSERT_TRUE(s.device->connected()) << "a refusal is an answer, not a broken session";
+  fe.send(Request::kNetSetMtu, std::as_bytes(std::span<const std::uint64_t>(&fine, 1)), {}, /*need_reply=*/true);
+  s.pass();
+  EXPECT_EQ(fe.reply_u64(), 0u);
+  EXPECT_TRUE(s.said("MTU 1500"));
+
+  g.post_rx(8);
+  ResumeToken token;
+  const Bytes full = plain_frame(1500 + 18, 0x44);  // a tagged frame of a full MTU
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, full), full, token), NetDevice::Delivery::kDelivered);
+  const Bytes over = plain_frame(1500 + 19, 0x45);
+  EXPECT_EQ(s.device->deliver(checked(virtio::NetHeader{}, over), over, token), NetDevice::Delivery::kMtuExceeded);
+  // A GSO frame is cut by gso_size, not held to the MTU.
+  const auto [h, tso] = tso_frame(4000, 1, 1448);
+  EXPECT_EQ(s.device->deliver(checked(h, tso), tso, token), NetDevice::Delivery::kDelivered);
+  s.pass();
+  EXPECT_EQ(std::to_integer<int>(g.received(0)[10]), 1) << "the full-MTU frame in one buffer";
+  EXPECT_EQ(g.received(0).size(), virtio::kNetHeaderBytes + full.size());
+  EXPECT_EQ(std::to_integer<int>(g.received(1)[1]), virtio::kGsoTcpV4) << "the GSO frame came next, not the one above the MTU";
 }
 
 TEST(VhostUserNetDevice, AFrameWaitsForBuffersAndArmAsksForTheKick) {

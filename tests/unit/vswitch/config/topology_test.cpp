@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 
 namespace vswitch {
 namespace {
@@ -278,6 +279,35 @@ TEST(Topology, GeneratorSizeOutOfRange) {
   std::string text = std::string(kTwoEndpoints) + "[endpoint.generator]\nsizes = [64, 70000]\n";
   auto e = only_error(text, "endpoint[1].generator.sizes[1]");
   EXPECT_EQ(e.line, 17u);
+}
+
+TEST(Topology, EndpointMtu) {
+  auto t = load_topology_string(std::string(kTwoEndpoints) + "mtu = 9000\n", "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(t->endpoints[1].mtu, 9000u);
+  EXPECT_EQ(t->endpoints[1].frame_limit(), 9018u) << "an Ethernet header and a VLAN tag on top";
+  EXPECT_FALSE(t->endpoints[0].mtu.has_value());
+  EXPECT_EQ(t->endpoints[0].frame_limit(), std::numeric_limits<std::uint32_t>::max());
+
+  auto e = only_error(std::string(kTwoEndpoints) + "mtu = 67\n", "endpoint[1].mtu");
+  EXPECT_EQ(e.line, 16u);
+  EXPECT_NE(e.problem.find("out of range [68, 65535]"), std::string::npos) << e.problem;
+  only_error(std::string(kTwoEndpoints) + "mtu = \"9000\"\n", "endpoint[1].mtu");
+
+  // Room for the Ethernet header and a tag within fabric.max_frame.
+  std::string small = kTwoEndpoints;
+  small.replace(small.find("ring_bytes = 262144"), 19, "ring_bytes = 262144\nmax_frame = 1514");
+  auto fits = load_topology_string(small + "mtu = 1496\n", "test.toml");
+  ASSERT_TRUE(fits.has_value()) << format_errors(fits.error());
+  e = only_error(small + "mtu = 1500\n", "endpoint[1].mtu");
+  EXPECT_EQ(e.line, 17u);
+  EXPECT_NE(e.problem.find("above fabric.max_frame = 1514"), std::string::npos) << e.problem;
+
+  // A generator whose frames its own port would drop.
+  e = only_error(std::string(kTwoEndpoints) + "mtu = 1000\n[endpoint.generator]\nsizes = [64, 1018, 1019]\n",
+                 "endpoint[1].generator.sizes[2]");
+  EXPECT_EQ(e.line, 16u);
+  EXPECT_NE(e.problem.find("above mtu 1000"), std::string::npos) << e.problem;
 }
 
 TEST(Topology, VhostUserQueueSizeNotPowerOfTwo) {

@@ -132,7 +132,8 @@ TEST(TapAdopt, RefusesADescriptorThatIsNotATap) {
   std::array<int, 2> p{-1, -1};
   ASSERT_EQ(::pipe(p.data()), 0);
   ::close(p[1]);
-  endpoints::tap::TapSpec spec{"vsw-none", "", std::nullopt};
+  endpoints::tap::TapSpec spec;
+  spec.ifname = "vsw-none";
   auto t = endpoints::tap::TapDevice::adopt(sys::Fd(p[0]), spec);
   ASSERT_FALSE(t);
   EXPECT_NE(t.error().find("not a tap device"), std::string::npos) << t.error();

@@ -565,6 +565,79 @@ TEST(EndpointLoop, APeersReceiveOnlyFlagsNeverReachTheFrontend) {
   EXPECT_EQ(f.flags[2], virtio::kNetHdrFlagNeedsCsum) << "only DATA_VALID and RSC_INFO are cleared";
 }
 
+// A port's mtu holds frames that are not GSO to mtu + 18 bytes both ways: what its
+// frontend sends above that is dropped before it is forwarded, what its peers send above
+// that is dropped before it is delivered, each counted as mtu_exceeded where it was
+// dropped. Everything else passes.
+TEST(EndpointMtu, FramesAboveThePortsMtuAreDroppedBothWays) {
+  TestSwitch sw(2, "ring_bytes = 65536\nmax_frame = 1500\nstall_timeout_ms = 5000\n", "mtu = 1000\n");
+  ASSERT_EQ(sw.topology().endpoints[0].frame_limit(), 1018u);
+  // Sizes 60, 1400, 300 in turn: every third frame is above e0's limit. The generator
+  // sends at full speed: what the receiver's channel has no room for is a full drop.
+  sw.start(1, sw.receiver(1));
+  sw.start(0, sw.generator(0, 1, 3000));
+  ASSERT_TRUE(eventually([&] {
+    return sw.drops(0, DropReason::kMtuExceeded) == 1000 && sw.gen(1).received + full_drops(sw, 0) == 2000;
+  })) << "received " << sw.gen(1).received << ", full " << full_drops(sw, 0) << ", mtu drops "
+      << sw.drops(0, DropReason::kMtuExceeded);
+  sw.stop(0);
+  sw.stop(1);
+  EXPECT_EQ(sw.counters(0).peers[1].out_frames, sw.gen(1).received) << "no frame above the mtu was forwarded";
+  EXPECT_EQ(sw.counters(0).traffic.rx_frames, 3000u) << "read from the frontend, then dropped";
+  EXPECT_EQ(sw.total_drops(0), 1000u + full_drops(sw, 0));
+
+  TestSwitch back(2, "ring_bytes = 65536\nmax_frame = 1500\nstall_timeout_ms = 5000\n", "mtu = 1000\n");
+  back.start(0, back.receiver(0));
+  back.start(1, back.generator(1, 0, 3000));
+  // Every frame the sender put in the channel was either delivered or dropped for its
+  // size at e0; none above e0's limit was delivered.
+  ASSERT_TRUE(eventually([&] {
+    const std::uint64_t sent = back.counters(1).peers[0].out_frames;
+    return full_drops(back, 1) + sent == 3000 &&
+           back.gen(0).received + back.drops(0, DropReason::kMtuExceeded) == sent;
+  })) << "sent " << back.counters(1).peers[0].out_frames << ", received " << back.gen(0).received << ", mtu drops "
+      << back.drops(0, DropReason::kMtuExceeded);
+  back.stop(1);
+  back.stop(0);
+  EXPECT_GT(back.drops(0, DropReason::kMtuExceeded), 0u);
+  EXPECT_EQ(back.counters(0).traffic.tx_frames, back.gen(0).received);
+  EXPECT_EQ(back.drops(1, DropReason::kMtuExceeded), 0u) << "the sender's port has no mtu";
+}
+
+// A GSO frame is held to the fabric's max_frame only, not to the port's mtu: its segments
+// are cut to gso_size (the Linux bridge forwards GSO frames above a device's MTU too).
+TEST(EndpointMtu, AGsoFrameIsNotHeldToTheMtu) {
+  namespace virtio = endpoints::virtio;
+  TestSwitch sw(2, kTinyRings, "mtu = 1000\n");
+  shm::FrameProducer out = sw.producer(1, 0);  // e1 never runs: the test sends for it
+  auto push = [&](const virtio::NetHeader& h, std::uint64_t sequence) {
+    std::vector<std::byte> record(virtio::kNetHeaderBytes + 1400);
+    virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(record.data(), virtio::kNetHeaderBytes));
+    ASSERT_TRUE(endpoints::generator::write_test_frame(std::span<std::byte>(record).subspan(virtio::kNetHeaderBytes),
+                                                       sw.mac(0).bytes, sw.mac(1).bytes, {1, sequence}));
+    ASSERT_EQ(out.try_push(record), shm::Reserve::kReserved);
+  };
+  virtio::NetHeader gso;
+  gso.flags = virtio::kNetHdrFlagNeedsCsum;
+  gso.gso_type = virtio::kGsoTcpV4;
+  gso.gso_size = 500;
+  gso.hdr_len = 54;
+  gso.csum_start = 34;
+  gso.csum_offset = 16;
+  push(gso, 0);
+  push(virtio::NetHeader{}, 1);
+  gso.gso_type = virtio::kGsoTcpV4 | virtio::kGsoEcn;
+  push(gso, 2);
+  out.publish();
+  FlagRecordingFrontend f;
+  EndpointLoop loop(sw.resources(0, -1, -1), f);  // pass by pass on this thread
+  for (int pass = 0; pass < 100 && f.flags.size() < 2; ++pass) loop.poll_once();
+  loop.publish_stats();
+  EXPECT_EQ(f.flags.size(), 2u) << "both GSO frames delivered";
+  EXPECT_EQ(sw.drops(0, DropReason::kMtuExceeded), 1u) << "the plain frame of the same size dropped";
+  EXPECT_EQ(sw.counters(0).peers[1].in_frames, 3u);
+}
+
 // A record the frontend refused (kRetryLater) that then leaves its channel without being
 // taken (here its sender corrupts it and the channel resynchronises past it) ends the
 // frontend's wait: a refusal long after starts a wait of its own, and its frame waits in
