@@ -9,14 +9,18 @@
 #          between namespaces, iperf3 TCP/UDP and the switch's CPU (root)
 #   vhost  scripts/bench-vhost.sh --rounds 1 --no-vm --json: DPDK virtio-user guests on
 #          the vhost-user endpoints, frames/s and CPU per frame, 64 B and 1500 B (root)
+#   gen    two generator endpoints flooding each other (rate_fps = 0) through that side's
+#          vswitchd for 6 s after 2 s of warm-up, 64 B and 1500 B: frames delivered per
+#          second and the endpoints' CPU per frame. No kernel, no guest: the switch's own
+#          per-frame cost, with less noise than the others
 # Each figure printed is the median over rounds of that round's A/B ratio (1.00: the same;
 # for CPU and latency figures lower is better, for rates higher is), with the spread.
 # The machine moves between placements (the ring's probe_rtt_ns says which): a round's
 # two sides run back to back, so a ratio compares like with like.
-#   scripts/bench-ab.sh COMMIT [--rounds N] [--benches "ring netns vhost"] [--out DIR]
+#   scripts/bench-ab.sh COMMIT [--rounds N] [--benches "ring netns vhost gen"] [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: $0 COMMIT [--rounds N] [--benches \"ring netns vhost\"] [--out DIR]" >&2; exit 2; }
+usage() { echo "usage: $0 COMMIT [--rounds N] [--benches \"ring netns vhost gen\"] [--out DIR]" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 rev=$(git rev-parse --verify --quiet "$1^{commit}") || { echo "bench-ab: no commit '$1'" >&2; exit 2; }
 shift
@@ -30,9 +34,11 @@ while (($#)); do
   esac
 done
 for b in $benches; do
-  case $b in ring|netns|vhost) ;; *) echo "bench-ab: unknown bench '$b'" >&2; exit 2 ;; esac
+  case $b in ring|netns|vhost|gen) ;; *) echo "bench-ab: unknown bench '$b'" >&2; exit 2 ;; esac
 done
-[[ $benches == ring || $(id -u) -eq 0 ]] || { echo "bench-ab: netns and vhost need root" >&2; exit 1; }
+for b in $benches; do
+  [[ $b == ring || $b == gen || $(id -u) -eq 0 ]] || { echo "bench-ab: netns and vhost need root" >&2; exit 1; }
+done
 
 short=${rev:0:12}
 base=build-ab/$short
@@ -52,6 +58,59 @@ for side in . "$base"; do
   [[ -x $side/build/bin/vswitch-bench ]] || { log "$side has no build/bin/vswitch-bench"; exit 1; }
 done
 
+gen_bench() {  # gen_bench DIR: JSON rows {frame_size, fps, cpu_ns_per_frame} for DIR's build
+  local dir=$1 size cfg d pids f0 f1 c0 c1 t0 t1 hz
+  hz=$(getconf CLK_TCK)
+  for size in 64 1500; do
+    cfg=$out/gen-$size.toml
+    cat >"$cfg" <<TOML
+[switch]
+name = "abgen$$"
+[[endpoint]]
+name = "g1"
+core = 0
+mac = "02:00:00:00:0d:01"
+frontend = "generator"
+[endpoint.generator]
+rate_fps = 0
+sizes = [$size]
+peer = "g2"
+[[endpoint]]
+name = "g2"
+core = 1
+mac = "02:00:00:00:0d:02"
+frontend = "generator"
+[endpoint.generator]
+rate_fps = 0
+sizes = [$size]
+peer = "g1"
+TOML
+    "$dir/build/bin/vswitchd" --config "$cfg" 2>>"$out/gen-vswitchd.log" &
+    d=$!
+    for _ in $(seq 100); do
+      [[ $("$dir/build/bin/vswitchctl" --config "$cfg" ports 2>/dev/null | awk '$4 == "up"' | wc -l) -eq 2 ]] && break
+      sleep 0.1
+    done
+    pids=$("$dir/build/bin/vswitchctl" --config "$cfg" ports --json | python3 -c '
+import json, sys
+print(" ".join(str(p["pid"]) for p in json.load(sys.stdin)["ports"]))')
+    delivered() { "$dir/build/bin/vswitchctl" --config "$cfg" stats --json | python3 -c '
+import json, sys
+print(sum(e["tx_frames"] for e in json.load(sys.stdin)["endpoints"]))'; }
+    ticks() { local p t=0; for p in $pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+    sleep 2  # warm-up: the window measured starts with the flood in full swing
+    f0=$(delivered); c0=$(ticks); t0=$(date +%s.%N)
+    sleep 6
+    f1=$(delivered); c1=$(ticks); t1=$(date +%s.%N)
+    kill -INT "$d"; wait "$d" || true
+    python3 -c "
+import json
+frames = $f1 - $f0
+print(json.dumps({'frame_size': $size, 'fps': frames / ($t1 - $t0),
+                  'cpu_ns_per_frame': ($c1 - $c0) / $hz * 1e9 / frames if frames else 0}))"
+  done
+}
+
 run_one() {  # bench side round: writes $out/<bench>-<side>-<round>.json
   local bench=$1 side=$2 r=$3 dir
   [[ $side == A ]] && dir=. || dir=$base
@@ -60,6 +119,7 @@ run_one() {  # bench side round: writes $out/<bench>-<side>-<round>.json
     ring) (cd "$dir" && build/bin/vswitch-bench ring --json) >"$f" ;;
     netns) (cd "$dir" && scripts/bench-netns.sh --paths vswitch --rounds 1 --json) >"$f" 2>"$f.log" ;;
     vhost) (cd "$dir" && scripts/bench-vhost.sh --rounds 1 --no-vm --json) >"$f" 2>"$f.log" ;;
+    gen) gen_bench "$dir" >"$f" 2>"$f.log" ;;
   esac || { log "$bench on $side failed in round $r (see $f.log)"; return 1; }
 }
 
@@ -97,6 +157,10 @@ def figures(bench, rows):
                     f[f"{key} {m}"] = float(o[m])
         elif bench == "netns" and o.get("vswitch") is not None:
             f[f"netns {o['metric']}"] = float(o["vswitch"])
+        elif bench == "gen":
+            for m in ("fps", "cpu_ns_per_frame"):
+                if o.get(m):
+                    f[f"gen {o['frame_size']} B {m}"] = float(o[m])
         elif bench == "vhost":
             for m in ("mpps", "cpu_ns_per_frame", "ratio_dpdk_cpu_over_ours"):
                 if o.get(m):
