@@ -80,9 +80,12 @@ class CheckedNetHeader {
   // endpoint may not tell a receiver its frame's checksum was verified or that it was
   // coalesced. Still valid for its frame: parse() accepts a header with fewer flags
   // wherever it accepts one with more (NEEDS_CSUM, the only flag it checks, is kept).
+  // num_buffers is zeroed too: the device fills it in on its way to a driver, and between
+  // switch ports it carries something else (the frame's VLAN).
   [[nodiscard]] CheckedNetHeader without_receive_only_flags() const noexcept {
     NetHeader h = header_;
     h.flags = static_cast<std::uint8_t>(h.flags & ~(kNetHdrFlagDataValid | kNetHdrFlagRscInfo));
+    h.num_buffers = 0;
     return CheckedNetHeader(h);
   }
 

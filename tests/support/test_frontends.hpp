@@ -3,10 +3,12 @@
 // takes every frame), a receiver that only counts.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "vswitch/dataplane/endpoint.hpp"
 #include "vswitch/frontends/generator.hpp"
@@ -59,6 +61,33 @@ class WithholdingFrontend final : public Frontend {
   }
   std::atomic<bool> take{false};
   std::atomic<std::uint64_t> delivered{0};
+};
+
+// Sends the records it is given (virtio-net header, then frame), one per receive(), and
+// keeps every record it is handed (the header as delivered, then the frame).
+class ScriptedFrontend final : public Frontend {
+ public:
+  [[nodiscard]] int fd() const noexcept override { return -1; }
+  RxResult receive(std::span<std::byte> buf, std::uint64_t) noexcept override {
+    if (next_ >= to_send.size()) return {Rx::kNone};
+    const auto& r = to_send[next_++];
+    std::copy(r.begin(), r.end(), buf.begin());
+    return {Rx::kFrame, r.size()};
+  }
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame, PortId,
+                   std::uint64_t&) noexcept override {
+    std::vector<std::byte> r(endpoints::virtio::kNetHeaderBytes + frame.size());
+    endpoints::virtio::write(header.get(), std::span<std::byte, endpoints::virtio::kNetHeaderBytes>(
+                                               r.data(), endpoints::virtio::kNetHeaderBytes));
+    std::copy(frame.begin(), frame.end(), r.begin() + endpoints::virtio::kNetHeaderBytes);
+    received.push_back(std::move(r));
+    return Delivery::kDelivered;
+  }
+  std::vector<std::vector<std::byte>> to_send;
+  std::vector<std::vector<std::byte>> received;
+
+ private:
+  std::size_t next_ = 0;
 };
 
 }  // namespace vswitch::test_support

@@ -492,12 +492,48 @@ void read_endpoint_mtu(Reader& r, const toml::table& e, const std::string& p, co
   ep.mtu = static_cast<std::uint32_t>(*m);
 }
 
+// `vlan` (the port's untagged VLAN) and `trunk` (the VLANs it carries tagged).
+void read_endpoint_vlans(Reader& r, const toml::table& e, const std::string& p, EndpointConfig& ep) {
+  if (auto v = r.integer(e, p, "vlan", kMinVlan, kMaxVlan)) ep.vlan = static_cast<std::uint16_t>(*v);
+  const toml::node* n = e.get("trunk");
+  if (n == nullptr) return;
+  const toml::array* a = n->as_array();
+  if (a == nullptr || a->empty()) {
+    r.error(line_of(*n), p + ".trunk", "must be a non-empty array of VLAN ids (1..4094)");
+    return;
+  }
+  for (std::size_t i = 0; i < a->size(); ++i) {
+    const std::string key = p + ".trunk[" + std::to_string(i) + "]";
+    const auto* iv = (*a)[i].as_integer();
+    if (iv == nullptr) {
+      r.error(line_of((*a)[i]), key, "must be an integer, not " + std::string(type_name((*a)[i].type())));
+      continue;
+    }
+    const std::int64_t vid = iv->get();
+    if (vid < kMinVlan || vid > kMaxVlan) {
+      r.error(line_of((*a)[i]), key, std::to_string(vid) + " is out of range [1, 4094]");
+      continue;
+    }
+    const auto v16 = static_cast<std::uint16_t>(vid);
+    if (std::find(ep.trunk.begin(), ep.trunk.end(), v16) != ep.trunk.end()) {
+      r.error(line_of((*a)[i]), key, "VLAN " + std::to_string(vid) + " is listed twice");
+      continue;
+    }
+    if (ep.vlan && *ep.vlan == v16) {
+      r.error(line_of((*a)[i]), key,
+              "VLAN " + std::to_string(vid) + " is this port's untagged vlan; a port carries a VLAN either untagged or tagged");
+      continue;
+    }
+    ep.trunk.push_back(v16);
+  }
+}
+
 void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology& t) {
   const std::string p = "endpoint[" + std::to_string(index) + "]";
   EndpointConfig ep;
   ep.line = line_of(e);
-  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "poll_max_us", "port_security", "mtu", "tap",
-                    "vhost_user", "generator"});
+  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "poll_max_us", "port_security", "mtu", "vlan",
+                    "trunk", "tap", "vhost_user", "generator"});
   read_endpoint_name(r, e, p, t, ep);
   if (const toml::node* n = e.get("core")) {
     ep.core_line = line_of(*n);
@@ -524,6 +560,7 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
               "needs the endpoint's own mac (port security drops every source but that one)");
   }
   read_endpoint_mtu(r, e, p, t, ep);
+  read_endpoint_vlans(r, e, p, ep);
   if (const auto kind = read_frontend_kind(r, e, p, ep)) {
     ep.frontend = *kind;
     switch (*kind) {
@@ -626,6 +663,19 @@ sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text
       if (!found)
         r.error(t.endpoints[i].line, "endpoint[" + std::to_string(i) + "].generator.peer",
                 "\"" + g->peer + "\" is not another endpoint of this topology");
+    }
+    // Each declared mac is a static entry in every MAC table, once per VLAN of its port:
+    // the table must hold them all.
+    std::uint64_t statics = 0;
+    for (const auto& e : t.endpoints)
+      if (e.mac) statics += e.vlan_aware() ? (e.vlan ? 1 : 0) + e.trunk.size() : 1;
+    if (statics > t.switch_config.mac_table_size) {
+      std::uint32_t line = 0;  // the default size: no line to name
+      if (const toml::table* sw = root.get_as<toml::table>("switch"))
+        if (const toml::node* n = sw->get("mac_table_size")) line = line_of(*n);
+      r.error(line, "switch.mac_table_size",
+              std::to_string(t.switch_config.mac_table_size) + " cannot hold the " + std::to_string(statics) +
+                  " static entries of the declared macs (one in each VLAN of its port)");
     }
   }
   if (!r.errors().empty()) return Unexpected{r.errors()};

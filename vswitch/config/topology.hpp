@@ -39,6 +39,9 @@
 //              mtu (68..fabric.max_frame - 18; default: none): set on the endpoint's TAP,
 //              the most a VMM may give its guest (VIRTIO_NET_F_MTU), and enforced both ways
 //              on frames that are not GSO (mtu + 18 bytes at most; dropped as mtu_exceeded),
+//              vlan (1..4094: the VLAN of the port's untagged frames), trunk (a list of
+//              VLANs 1..4094 the port carries tagged; not vlan), neither: VLAN-unaware
+//              (its frames pass as they are, to and from VLAN-unaware ports only),
 //              and one table named after the frontend:
 //     [endpoint.tap]         ifname (required), netns
 //     [endpoint.vhost_user]  socket (required), queue_size = 32768 (power of two, <= 32768:
@@ -53,6 +56,7 @@
 //                            peer = endpoint name (default: broadcast)
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -101,7 +105,9 @@ struct FabricConfig {
   std::uint32_t max_frame = 65536;
   std::uint32_t stall_timeout_ms = 2000;
 
-  // A channel record's payload: the virtio-net header, then the frame.
+  // A channel record's payload: the virtio-net header, then the frame. Between ports the
+  // header's num_buffers field (a device's to fill in, on its way to a driver) carries
+  // the frame's VLAN, and a frame of a VLAN travels untagged (vswitch/dataplane/endpoint.hpp).
   [[nodiscard]] std::uint32_t max_payload() const noexcept {
     return max_frame + static_cast<std::uint32_t>(endpoints::virtio::kNetHeaderBytes);
   }
@@ -159,6 +165,9 @@ inline constexpr std::int64_t kMinMtu = 68;
 inline constexpr std::int64_t kMaxMtu = 65535;
 // What a frame of a full MTU adds: an Ethernet header (14 bytes) and one 802.1Q tag (4).
 inline constexpr std::uint32_t kMtuOverheadBytes = 18;
+// 802.1Q VIDs a port may name: 0 (priority tag only) and 4095 are reserved.
+inline constexpr std::int64_t kMinVlan = 1;
+inline constexpr std::int64_t kMaxVlan = 4094;
 
 struct EndpointConfig {
   std::string name;
@@ -177,6 +186,12 @@ struct EndpointConfig {
   // GSO (see frame_limit()). None: the kernel's or the guest's own, and only max_frame
   // enforced.
   std::optional<std::uint32_t> mtu;
+  // IEEE 802.1Q VLANs (VIDs 1..4094). `vlan`: the VLAN of the port's untagged frames (an
+  // access port; on a trunk, its native VLAN). `trunk`: the VLANs its frames carry tagged.
+  // Neither: the port is VLAN-unaware, as every port was before VLANs: its frames pass as
+  // they are, tags and all, to and from the other VLAN-unaware ports only.
+  std::optional<std::uint16_t> vlan;
+  std::vector<std::uint16_t> trunk;
   std::variant<TapOptions, VhostUserOptions, GeneratorOptions> options;
   std::uint32_t line = 0;       // where the [[endpoint]] starts
   std::uint32_t core_line = 0;  // where its core is set
@@ -187,6 +202,12 @@ struct EndpointConfig {
   // full MTU passes). No mtu: no limit below the fabric's max_frame.
   [[nodiscard]] std::uint32_t frame_limit() const noexcept {
     return mtu ? *mtu + kMtuOverheadBytes : std::numeric_limits<std::uint32_t>::max();
+  }
+  [[nodiscard]] bool vlan_aware() const noexcept { return vlan.has_value() || !trunk.empty(); }
+  // Whether the port's frames may be in VLAN `vid` (0: the VLAN-unaware ports' domain).
+  [[nodiscard]] bool member(std::uint16_t vid) const noexcept {
+    if (vid == 0) return !vlan_aware();
+    return (vlan && *vlan == vid) || std::find(trunk.begin(), trunk.end(), vid) != trunk.end();
   }
 };
 

@@ -160,7 +160,7 @@ struct Ctl {
     const std::uint64_t now = sys::monotonic_ms();
     const std::uint64_t aging_ms = std::uint64_t{topo.switch_config.aging_s} * 1000;
     if (json) std::printf("{\"switch\": %s, \"fdb\": [", json_string(topo.switch_config.name).c_str());
-    else std::printf("%-16s %-18s %-16s %-8s %s\n", "ENDPOINT", "MAC", "PORT", "TYPE", "AGE_S");
+    else std::printf("%-16s %-18s %-5s %-16s %-8s %s\n", "ENDPOINT", "MAC", "VLAN", "PORT", "TYPE", "AGE_S");
     bool first = true;
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
       const StatsSlice* s = slice(i);
@@ -175,15 +175,19 @@ struct Ctl {
         const std::uint64_t age = now > e.last_seen_ms ? now - e.last_seen_ms : 0;
         if (!e.is_static && aging_ms != 0 && age >= aging_ms) continue;  // aged since the snapshot
         if (json) {
-          std::printf("%s\n  {\"endpoint\": %s, \"mac\": \"%s\", \"port\": %s, \"static\": %s, \"age_ms\": %s}",
+          std::printf("%s\n  {\"endpoint\": %s, \"mac\": \"%s\", \"vlan\": %s, \"port\": %s, \"static\": %s, "
+                      "\"age_ms\": %s}",
                       first ? "" : ",", json_string(topo.endpoints[i].name).c_str(), e.mac.str().c_str(),
-                      json_string(port_name(e.port)).c_str(), e.is_static ? "true" : "false",
-                      e.is_static ? "null" : std::to_string(age).c_str());
+                      e.vlan == 0 ? "null" : std::to_string(e.vlan).c_str(), json_string(port_name(e.port)).c_str(),
+                      e.is_static ? "true" : "false", e.is_static ? "null" : std::to_string(age).c_str());
         } else {
           char age_text[32];
           std::snprintf(age_text, sizeof age_text, "%.1f", static_cast<double>(age) / 1000.0);
-          std::printf("%-16s %-18s %-16s %-8s %s\n", topo.endpoints[i].name.c_str(), e.mac.str().c_str(),
-                      port_name(e.port).c_str(), e.is_static ? "static" : "learned", e.is_static ? "-" : age_text);
+          // VLAN: the 802.1Q VID the entry was learned in, "-" for the VLAN-unaware ports.
+          const std::string vlan = e.vlan == 0 ? "-" : std::to_string(e.vlan);
+          std::printf("%-16s %-18s %-5s %-16s %-8s %s\n", topo.endpoints[i].name.c_str(), e.mac.str().c_str(),
+                      vlan.c_str(), port_name(e.port).c_str(), e.is_static ? "static" : "learned",
+                      e.is_static ? "-" : age_text);
         }
         first = false;
       }

@@ -49,6 +49,9 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       table_(table_config(*resources.topology)),
       forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),
       staging_(max_payload_),
+      vlan_aware_(config_.vlan_aware()),
+      untagged_vlan_(config_.vlan.value_or(0)),
+      egress_(max_payload_ + kVlanTagBytes),
       counters_(initial),
       hold_ns_(std::min(kHoldNs, stall_timeout_ns_)),
       poll_(std::uint64_t{config_.poll_us} * 1000, std::uint64_t{config_.poll_max_us} * 1000),
@@ -59,9 +62,18 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
   forwarder_.drops() = initial.drops;
   table_.restore_counters(initial.mac);
   const auto& eps = res_.topology->endpoints;
-  // Every MAC declared in the topology is static: learning can never move it.
+  vlans_.resize(eps.size());
+  for (std::size_t i = 0; i < eps.size(); ++i) {
+    if (!eps[i].vlan_aware()) vlans_[i].set(0);
+    if (eps[i].vlan) vlans_[i].set(*eps[i].vlan);
+    for (const std::uint16_t v : eps[i].trunk) vlans_[i].set(v);
+  }
+  // Every MAC declared in the topology is static, in each VLAN its port carries: learning
+  // can never move it.
   for (std::size_t i = 0; i < eps.size(); ++i)
-    if (eps[i].mac) table_.add_static(*eps[i].mac, static_cast<PortId>(i));
+    if (eps[i].mac)
+      for (std::size_t v = 0; v < kVlanIds; ++v)
+        if (vlans_[i].test(v)) table_.add_static(*eps[i].mac, static_cast<PortId>(i), static_cast<std::uint16_t>(v));
   peer_index_.assign(eps.size(), kNoPeer);
   peers_.reserve(eps.size());
   for (std::size_t i = 0; i < eps.size(); ++i) {
@@ -152,15 +164,26 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   bool shed = false;  // refused past the wait: dropped, and the frontend still counts as full
   auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
   const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
-  if (header && frame.size() > frame_limit_ && !virtio::is_gso(header.value()->gso_type)) [[unlikely]] {
+  // The frame's VLAN, as the sender's port classified it: this port must carry it.
+  const std::uint16_t vlan = header ? header.value()->num_buffers : 0;
+  if (!header) {
+    drop(DropReason::kBadNetHeader);
+  } else if (frame.size() > frame_limit_ && !virtio::is_gso(header.value()->gso_type)) [[unlikely]] {
     drop(DropReason::kMtuExceeded);  // this port's MTU, on the way out (see pump_frontend)
-  } else if (header && !forwarder_.from_peer(frame, p.port, now_ms_)) {  // a drop is counted by the forwarder
+  } else if (vlan >= kVlanIds || !vlans_[res_.self].test(vlan)) [[unlikely]] {
+    drop(DropReason::kVlanNotAllowed);
+  } else if (forwarder_.from_peer(frame, p.port, now_ms_, vlan)) {
+    // dropped: counted by the forwarder
+  } else if (auto out = egress_form(header.value(), frame, vlan); !out) {
+    drop(out.error());
+  } else {
     // The peer is trusted with no claim about its frame: DATA_VALID (checksum verified) and
     // RSC_INFO (coalesced) never reach the frontend from a channel, or a sender could have
     // a receiver take a corrupted frame as verified. Cleared, not dropped: the frame and
     // its other offload metadata are still good.
-    const virtio::CheckedNetHeader checked = header.value().without_receive_only_flags();
-    switch (frontend_.deliver(checked, frame, p.port, p.resume)) {
+    const virtio::CheckedNetHeader checked = out.value().header.without_receive_only_flags();
+    const std::span<const std::byte> delivered = out.value().frame;
+    switch (frontend_.deliver(checked, delivered, p.port, p.resume)) {
       case Frontend::Delivery::kRetryLater:
         if (!delivery_deferred_) {
           delivery_deferred_ = true;
@@ -180,11 +203,11 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
         break;
       case Frontend::Delivery::kDelivered:
         ++counters_.traffic.tx_frames;
-        counters_.traffic.tx_bytes += frame.size();
+        counters_.traffic.tx_bytes += delivered.size();
         // The frame as delivered, read again from the peer's channel: a peer that changed
         // it meanwhile changes only what the capture shows of its own frame.
         if ((capture_directions_ & kCaptureTx) != 0 && res_.capture->wants(kCaptureTx, pass_ns_)) [[unlikely]]
-          res_.capture->copy(kCaptureTx, frame);
+          res_.capture->copy(kCaptureTx, delivered);
         break;
       case Frontend::Delivery::kRefused:
         ++counters_.traffic.frontend_errors;
@@ -203,8 +226,6 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
         drop(DropReason::kMtuExceeded);
         break;
     }
-  } else if (!header) {
-    drop(DropReason::kBadNetHeader);
   }
   if (!shed) delivery_deferred_ = delivery_shedding_ = false;
   // Consumed, however it ended (delivered, dropped here, or a header the peer changed
@@ -352,43 +373,56 @@ bool EndpointLoop::pump_frontend() {
       drop(DropReason::kBadNetHeader);
       continue;
     }
-    const std::span<const std::byte> record(buf.data(), rx.bytes);
-    const auto frame = record.subspan(virtio::kNetHeaderBytes);
+    std::span<std::byte> read(buf.data(), rx.bytes);
+    const std::span<const std::byte> as_read = std::span<const std::byte>(read).subspan(virtio::kNetHeaderBytes);
     ++counters_.traffic.rx_frames;
-    counters_.traffic.rx_bytes += frame.size();
+    counters_.traffic.rx_bytes += as_read.size();
     // Every frame read, whatever the forwarder then decides (a capture shows what the
     // port sent, drops included).
     if ((capture_directions_ & kCaptureRx) != 0 && res_.capture->wants(kCaptureRx, pass_ns_)) [[unlikely]]
-      res_.capture->copy(kCaptureRx, frame);
+      res_.capture->copy(kCaptureRx, as_read);
     // The port's MTU, as the Linux bridge applies a device's (a frame longer than mtu plus
     // an Ethernet header and a VLAN tag, unless it is GSO: its segments are cut to
-    // gso_size, which the sender's own MTU set). The header lies in `buf`, this
-    // endpoint's private copy.
-    if (frame.size() > frame_limit_ && !virtio::is_gso(std::to_integer<std::uint8_t>(record[virtio::kNetHeaderGsoTypeOffset])))
+    // gso_size, which the sender's own MTU set). gso_type is read once, whether `buf` is
+    // staging_ or a reservation in a peer's channel.
+    if (as_read.size() > frame_limit_ && !virtio::is_gso(std::to_integer<std::uint8_t>(read[virtio::kNetHeaderGsoTypeOffset])))
         [[unlikely]] {
       drop(DropReason::kMtuExceeded);
       continue;
     }
-    const Decision d = forwarder_.from_frontend(frame, now_ms_);
+    const auto vlan = ingress_vlan(read);  // may take the tag out of `read`
+    if (!vlan) [[unlikely]] {
+      drop(vlan.error());
+      continue;
+    }
+    const std::span<const std::byte> record = read;
+    const auto frame = record.subspan(virtio::kNetHeaderBytes);
+    const Decision d = forwarder_.from_frontend(frame, now_ms_, vlan.value());
     switch (d.kind) {
       case Decision::Kind::kDrop:
         break;  // counted by the forwarder
       case Decision::Kind::kUnicast:
-        unicast(d.port, record, target);  // never waits: the frontend is read on
+        unicast(d.port, record, target, vlan.value());  // never waits: the frontend is read on
         break;
       case Decision::Kind::kFlood:
-        flood(record, target);
+        flood(record, target, vlan.value());
         break;
     }
   }
   return work;
 }
 
-void EndpointLoop::unicast(PortId port, std::span<const std::byte> record, const Target& target) {
+void EndpointLoop::unicast(PortId port, std::span<const std::byte> record, const Target& target, std::uint16_t vlan) {
   ++counters_.forwarding.unicast;
   Peer* p = peer_for(port);
   if (p == nullptr) {
     drop(DropReason::kPeerStalled);  // not mapped: cannot happen with a full fabric
+    return;
+  }
+  // The table learns an address in a VLAN only behind ports of that VLAN, and a static
+  // address is in its port's VLANs only: this holds unless the table is wrong.
+  if (!vlans_[port].test(vlan)) [[unlikely]] {
+    drop(DropReason::kVlanNotAllowed);
     return;
   }
   if (p == target.peer && target.reserved) {  // never a stalled peer or one with a held frame
@@ -414,10 +448,15 @@ void EndpointLoop::unicast(PortId port, std::span<const std::byte> record, const
   hold(*p, record);
 }
 
-void EndpointLoop::flood(std::span<const std::byte> record, const Target& target) {
+void EndpointLoop::flood(std::span<const std::byte> record, const Target& target, std::uint16_t vlan) {
   ++counters_.forwarding.flooded;
+  bool target_in_vlan = false;
   for (Peer& p : peers_) {
-    if (&p == target.peer && target.reserved) continue;  // committed last, below
+    if (!vlans_[p.port].test(vlan)) continue;  // a flood stays in its VLAN
+    if (&p == target.peer && target.reserved) {
+      target_in_vlan = true;
+      continue;  // committed last, below
+    }
     if (p.stalled && !readmit(p)) {
       drop(DropReason::kPeerStalled);
       continue;
@@ -425,10 +464,86 @@ void EndpointLoop::flood(std::span<const std::byte> record, const Target& target
     // A held unicast frame goes first; a copy that finds no room is dropped, never held.
     if (!flush_held(p) || !send_copy(p, record)) drop(DropReason::kFloodPeerFull);
   }
-  if (target.reserved) {  // the record lies in this reservation: the other copies came from it first
+  // The record lies in this reservation: the other copies came from it first. A
+  // reservation in a port of another VLAN is simply not committed.
+  if (target.reserved && target_in_vlan) {
     target.peer->out.commit(static_cast<std::uint32_t>(record.size()));
     committed(*target.peer, record.size());
   }
+}
+
+sys::Result<std::uint16_t, DropReason> EndpointLoop::ingress_vlan(std::span<std::byte>& record) noexcept {
+  namespace virtio = endpoints::virtio;
+  // Between ports, num_buffers carries the VLAN (see egress_form): always written here,
+  // whatever the frontend left there.
+  auto put_vlan = [&record](std::uint16_t v) {
+    record[virtio::kNetHeaderBytes - 2] = static_cast<std::byte>(v & 0xff);
+    record[virtio::kNetHeaderBytes - 1] = static_cast<std::byte>(v >> 8);
+  };
+  if (!vlan_aware_) [[likely]] {
+    put_vlan(0);
+    return std::uint16_t{0};
+  }
+  const auto frame = record.subspan(virtio::kNetHeaderBytes);
+  const std::optional<std::uint16_t> tag = vlan_tag(frame);
+  if (!tag) {
+    if (untagged_vlan_ == 0) return sys::Unexpected(DropReason::kVlanNotAllowed);  // a trunk without a native VLAN
+    put_vlan(untagged_vlan_);
+    return untagged_vlan_;
+  }
+  // A priority tag (VID 0) is not taken for the untagged VLAN: refused, like any VID
+  // the port does not carry. A frame tagged with the port's untagged VLAN is taken (and
+  // leaves other ports of it as that VLAN's frames do).
+  if (*tag == 0 || !vlans_[res_.self].test(*tag)) return sys::Unexpected(DropReason::kVlanNotAllowed);
+  // In a channel the frame goes untagged: the tag comes out here, the header's offsets
+  // move with the bytes after it. The record is this endpoint's to write (staging_, or a
+  // reservation not yet committed); its header is checked as a receiver would first.
+  auto header = virtio::parse(record);
+  if (!header) return sys::Unexpected(DropReason::kBadNetHeader);
+  virtio::NetHeader h = header.value().get();
+  if ((h.flags & virtio::kNetHdrFlagNeedsCsum) != 0) {
+    if (h.csum_start < kEthernetHeaderBytes + kVlanTagBytes) return sys::Unexpected(DropReason::kBadNetHeader);
+    h.csum_start = static_cast<std::uint16_t>(h.csum_start - kVlanTagBytes);
+  }
+  // hdr_len is a hint (virtio 1.x 5.1.6.2); it moves with the headers it counts.
+  if (h.hdr_len >= kEthernetHeaderBytes + kVlanTagBytes) h.hdr_len = static_cast<std::uint16_t>(h.hdr_len - kVlanTagBytes);
+  h.num_buffers = *tag;
+  virtio::write(h, record.first<virtio::kNetHeaderBytes>());
+  std::byte* f = record.data() + virtio::kNetHeaderBytes;
+  std::memmove(f + 12, f + 12 + kVlanTagBytes, frame.size() - 12 - kVlanTagBytes);
+  record = record.first(record.size() - kVlanTagBytes);
+  return *tag;
+}
+
+sys::Result<EndpointLoop::Egress, DropReason> EndpointLoop::egress_form(const endpoints::virtio::CheckedNetHeader& header,
+                                                                        std::span<const std::byte> frame,
+                                                                        std::uint16_t vlan) noexcept {
+  namespace virtio = endpoints::virtio;
+  if (vlan == 0 || vlan == untagged_vlan_) [[likely]]
+    return Egress{header, frame};  // as it lies in the channel
+  // A VLAN this port carries tagged: the tag goes in, in a private copy (the channel is
+  // the peer's to write; the tag this port sends is its own).
+  if (frame.size() < kEthernetHeaderBytes) return sys::Unexpected(DropReason::kRuntFrame);
+  const std::size_t bytes = virtio::kNetHeaderBytes + frame.size() + kVlanTagBytes;
+  if (bytes > egress_.size()) return sys::Unexpected(DropReason::kFrameTooLarge);
+  virtio::NetHeader h = header.get();
+  if ((h.flags & virtio::kNetHdrFlagNeedsCsum) != 0) h.csum_start = static_cast<std::uint16_t>(h.csum_start + kVlanTagBytes);
+  if (h.hdr_len != 0) h.hdr_len = static_cast<std::uint16_t>(h.hdr_len + kVlanTagBytes);
+  h.num_buffers = 0;
+  std::byte* out = egress_.data();
+  virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(out, virtio::kNetHeaderBytes));
+  std::byte* f = out + virtio::kNetHeaderBytes;
+  std::memcpy(f, frame.data(), frame.size());  // the peer's bytes, read once
+  std::memmove(f + 12 + kVlanTagBytes, f + 12, frame.size() - 12);
+  // IEEE 802.1Q tag: TPID 0x8100, then PCP 0, DEI 0 and the 12-bit VID.
+  f[12] = std::byte{0x81};
+  f[13] = std::byte{0x00};
+  f[14] = static_cast<std::byte>((vlan >> 8) & 0x0f);
+  f[15] = static_cast<std::byte>(vlan & 0xff);
+  const std::span<const std::byte> record(out, bytes);
+  auto checked = virtio::parse(record);  // the moved offsets, checked against the new frame
+  if (!checked) return sys::Unexpected(DropReason::kBadNetHeader);
+  return Egress{checked.value(), record.subspan(virtio::kNetHeaderBytes)};
 }
 
 bool EndpointLoop::poll_once() {

@@ -35,6 +35,7 @@
 // costs one load per pass and a test per frame (vswitch/observability/capture.hpp).
 #pragma once
 
+#include <bitset>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -169,9 +170,25 @@ class EndpointLoop {
   bool drain_inbound();
   bool pump_frontend();
   // Sends a frontend record to one peer; a full channel holds it or drops it (counted).
-  void unicast(PortId port, std::span<const std::byte> record, const Target& target);
+  void unicast(PortId port, std::span<const std::byte> record, const Target& target, std::uint16_t vlan);
   // Copies a frontend record to every peer; a full channel drops its copy (counted).
-  void flood(std::span<const std::byte> record, const Target& target);
+  void flood(std::span<const std::byte> record, const Target& target, std::uint16_t vlan);
+  // The VLAN of a frame this port's frontend sent (see EndpointConfig): 0 for a
+  // VLAN-unaware port (the frame untouched); for a VLAN-aware one, its tag's VID (the
+  // tag then taken out of the record in place, the header's offsets moved to match) or
+  // the port's untagged VLAN. Nothing when the port does not carry that VLAN (or the
+  // header cannot be moved): the caller drops the frame with the reason given.
+  [[nodiscard]] sys::Result<std::uint16_t, DropReason> ingress_vlan(std::span<std::byte>& record) noexcept;
+  // A peer's frame of VLAN `vlan` in the form this port carries it: as it lies in the
+  // channel (VLAN-unaware, or the port's untagged VLAN), or with the VLAN's tag put in,
+  // built in egress_ with the header's offsets moved and checked again.
+  struct Egress {
+    endpoints::virtio::CheckedNetHeader header;
+    std::span<const std::byte> frame;
+  };
+  [[nodiscard]] sys::Result<Egress, DropReason> egress_form(const endpoints::virtio::CheckedNetHeader& header,
+                                                            std::span<const std::byte> frame,
+                                                            std::uint16_t vlan) noexcept;
   // Retries every held frame; drops those whose hold ran out.
   bool retry_held();
   // Sends p's held frame if there is room now; true when nothing is held any more.
@@ -206,6 +223,14 @@ class EndpointLoop {
   std::vector<Peer> peers_;
   std::vector<std::size_t> peer_index_;  // endpoint index -> peers_ index (or npos)
   std::vector<std::byte> staging_;       // a frontend frame that has no ring record
+  // VLANs. In a channel a frame of a VLAN is untagged, its VID in the record header's
+  // num_buffers field (which only a device writes, on its way to a driver); VLAN 0 is the
+  // VLAN-unaware ports' domain, whose frames pass as they are.
+  static constexpr std::size_t kVlanIds = 4096;
+  bool vlan_aware_;
+  std::uint16_t untagged_vlan_;               // 0: none (a trunk without a native VLAN)
+  std::vector<std::bitset<kVlanIds>> vlans_;  // by port: the VLANs it carries (bit 0: unaware)
+  std::vector<std::byte> egress_;             // a peer's frame with its VLAN's tag put in
   EndpointCounters counters_{};  // traffic, forwarding, loop, peers kept here; the rest copied in
   std::size_t next_inbound_ = 0;
   Peer* last_unicast_ = nullptr;

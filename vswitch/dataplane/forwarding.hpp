@@ -41,6 +41,7 @@ struct Decision {
 };
 
 inline constexpr std::size_t kEthernetHeaderBytes = 14;
+inline constexpr std::size_t kVlanTagBytes = 4;  // an IEEE 802.1Q tag: TPID 0x8100, PCP/DEI/VID
 
 // The two addresses at the front of an Ethernet frame, read once.
 struct EthernetAddresses {
@@ -48,6 +49,9 @@ struct EthernetAddresses {
   MacAddress source;
 };
 [[nodiscard]] std::optional<EthernetAddresses> read_addresses(std::span<const std::byte> frame) noexcept;
+// The VID of the IEEE 802.1Q tag after the addresses (TPID 0x8100), or nothing for a
+// frame without one (an 802.1ad S-tag, 0x88a8, is not a VLAN tag here). Read once.
+[[nodiscard]] std::optional<std::uint16_t> vlan_tag(std::span<const std::byte> frame) noexcept;
 
 class Forwarder {
  public:
@@ -58,12 +62,14 @@ class Forwarder {
   };
   Forwarder(const Config& config, MacTable& table) noexcept : config_(config), table_(table) {}
 
-  // A frame from this endpoint's frontend: where it goes. Learns its source behind self.
-  Decision from_frontend(std::span<const std::byte> frame, std::uint64_t now_ms) noexcept;
-  // A frame that arrived on the channel from `peer`: learns its source behind `peer`.
-  // Returns a drop reason if the frame must not be delivered.
-  std::optional<DropReason> from_peer(std::span<const std::byte> frame, PortId peer,
-                                      std::uint64_t now_ms) noexcept;
+  // A frame from this endpoint's frontend, in VLAN `vlan` (0: the VLAN-unaware ports'):
+  // where it goes. Learns its source in that VLAN behind self. A flood goes to the ports
+  // of that VLAN only (the caller's to choose).
+  Decision from_frontend(std::span<const std::byte> frame, std::uint64_t now_ms, std::uint16_t vlan = 0) noexcept;
+  // A frame in VLAN `vlan` that arrived on the channel from `peer`: learns its source in
+  // that VLAN behind `peer`. Returns a drop reason if the frame must not be delivered.
+  std::optional<DropReason> from_peer(std::span<const std::byte> frame, PortId peer, std::uint64_t now_ms,
+                                      std::uint16_t vlan = 0) noexcept;
 
   [[nodiscard]] const DropCounters& drops() const noexcept { return drops_; }
   DropCounters& drops() noexcept { return drops_; }

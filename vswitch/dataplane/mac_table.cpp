@@ -25,8 +25,8 @@ MacTable::MacTable(const Config& config)
       max_per_port_(config.max_per_port != 0 ? config.max_per_port : std::max<std::uint32_t>(1, static_cast<std::uint32_t>(capacity_ / 4))),
       per_port_(config.ports, 0) {}
 
-std::size_t MacTable::home(const MacAddress& mac) const noexcept {
-  std::uint64_t x = mac.bits() ^ seed_;
+std::size_t MacTable::home(std::uint64_t key) const noexcept {
+  std::uint64_t x = key ^ seed_;
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdULL;
   x ^= x >> 33;
@@ -35,10 +35,10 @@ std::size_t MacTable::home(const MacAddress& mac) const noexcept {
   return static_cast<std::size_t>(x) & mask_;
 }
 
-std::optional<std::size_t> MacTable::find(const MacAddress& mac) const noexcept {
-  for (std::size_t i = home(mac);; i = (i + 1) & mask_) {
+std::optional<std::size_t> MacTable::find(const MacAddress& mac, std::uint16_t vlan) const noexcept {
+  for (std::size_t i = home(key(mac, vlan));; i = (i + 1) & mask_) {
     if (!slots_[i].used) return std::nullopt;  // load <= 50%: an empty slot always ends the probe
-    if (slots_[i].entry.mac == mac) return i;
+    if (slots_[i].entry.mac == mac && slots_[i].entry.vlan == vlan) return i;
   }
 }
 
@@ -54,7 +54,7 @@ void MacTable::erase_at(std::size_t i) noexcept {
   --size_;
   if (!slots_[i].entry.is_static) --per_port_[slots_[i].entry.port];
   for (std::size_t j = (i + 1) & mask_; slots_[j].used; j = (j + 1) & mask_) {
-    const std::size_t h = home(slots_[j].entry.mac);
+    const std::size_t h = home(key(slots_[j].entry.mac, slots_[j].entry.vlan));
     // Slot j may move to the hole i if its home is not in the cyclic range (i, j].
     const bool home_in_range = i <= j ? (h > i && h <= j) : (h > i || h <= j);
     if (home_in_range) continue;
@@ -65,7 +65,7 @@ void MacTable::erase_at(std::size_t i) noexcept {
 }
 
 std::size_t MacTable::insert(const MacEntry& e) {
-  std::size_t i = home(e.mac);
+  std::size_t i = home(key(e.mac, e.vlan));
   while (slots_[i].used) i = (i + 1) & mask_;
   slots_[i] = Slot{e, 0, true};
   ++size_;
@@ -73,24 +73,24 @@ std::size_t MacTable::insert(const MacEntry& e) {
   return i;
 }
 
-bool MacTable::add_static(const MacAddress& mac, PortId port) {
+bool MacTable::add_static(const MacAddress& mac, PortId port, std::uint16_t vlan) {
   if (mac.is_multicast() || mac.is_zero()) return false;
-  if (auto i = find(mac)) {
+  if (auto i = find(mac, vlan)) {
     if (!slots_[*i].entry.is_static) --per_port_[slots_[*i].entry.port];
-    slots_[*i].entry = MacEntry{mac, port, true, 0};
+    slots_[*i].entry = MacEntry{mac, port, vlan, true, 0};
     return true;
   }
   if (size_ >= capacity_) return false;
-  insert(MacEntry{mac, port, true, 0});
+  insert(MacEntry{mac, port, vlan, true, 0});
   return true;
 }
 
-Learn MacTable::learn(const MacAddress& mac, PortId port, std::uint64_t now_ms) {
+Learn MacTable::learn(const MacAddress& mac, PortId port, std::uint64_t now_ms, std::uint16_t vlan) {
   if (mac.is_multicast() || mac.is_zero()) {
     ++counters_.refused_multicast;
     return Learn::kRefusedMulticast;
   }
-  if (auto i = find(mac)) {
+  if (auto i = find(mac, vlan)) {
     Slot& s = slots_[*i];
     if (s.entry.is_static) {
       if (s.entry.port == port) return Learn::kRefreshed;
@@ -107,7 +107,7 @@ Learn MacTable::learn(const MacAddress& mac, PortId port, std::uint64_t now_ms) 
         return Learn::kRefusedPortLimit;
       }
       ++per_port_[port];
-      s.entry = MacEntry{mac, port, false, now_ms};
+      s.entry = MacEntry{mac, port, vlan, false, now_ms};
       s.last_move_ms = 0;
       ++counters_.learned;
       return Learn::kLearned;
@@ -142,7 +142,7 @@ Learn MacTable::learn(const MacAddress& mac, PortId port, std::uint64_t now_ms) 
     ++counters_.refused_full;
     return Learn::kRefusedFull;
   }
-  insert(MacEntry{mac, port, false, now_ms});
+  insert(MacEntry{mac, port, vlan, false, now_ms});
   ++counters_.learned;
   return Learn::kLearned;
 }
@@ -153,8 +153,8 @@ void MacTable::reclaim(std::uint64_t now_ms) {
   sweep(now_ms);
 }
 
-std::optional<PortId> MacTable::lookup(const MacAddress& mac, std::uint64_t now_ms) {
-  auto i = find(mac);
+std::optional<PortId> MacTable::lookup(const MacAddress& mac, std::uint64_t now_ms, std::uint16_t vlan) {
+  auto i = find(mac, vlan);
   if (!i) return std::nullopt;
   if (expired(slots_[*i], now_ms)) {
     ++counters_.aged;

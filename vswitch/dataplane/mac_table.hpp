@@ -1,5 +1,7 @@
-// MacTable: one endpoint's forwarding database. Maps a MAC address to the endpoint (port)
-// it lives behind. Owned by one endpoint's run loop: single-threaded, no locks.
+// MacTable: one endpoint's forwarding database. Maps a MAC address in a VLAN to the
+// endpoint (port) it lives behind: one address in two VLANs is two entries (IEEE 802.1Q
+// independent VLAN learning). VLAN 0 is the VLAN-unaware ports' domain. Owned by one
+// endpoint's run loop: single-threaded, no locks.
 //
 // Invariants:
 // - at most capacity() entries, ever; no allocation after construction (a MAC flood can
@@ -58,11 +60,11 @@ class MacTable {
 
   // Adds or replaces a static entry. Fails (false) when the table is full or the address
   // is a group/zero address.
-  bool add_static(const MacAddress& mac, PortId port);
-  // Learns `mac` (a frame's source address) behind `port`.
-  Learn learn(const MacAddress& mac, PortId port, std::uint64_t now_ms);
-  // The port behind `mac`, if known and not aged.
-  [[nodiscard]] std::optional<PortId> lookup(const MacAddress& mac, std::uint64_t now_ms);
+  bool add_static(const MacAddress& mac, PortId port, std::uint16_t vlan = 0);
+  // Learns `mac` (a frame's source address) in `vlan` behind `port`.
+  Learn learn(const MacAddress& mac, PortId port, std::uint64_t now_ms, std::uint16_t vlan = 0);
+  // The port behind `mac` in `vlan`, if known and not aged.
+  [[nodiscard]] std::optional<PortId> lookup(const MacAddress& mac, std::uint64_t now_ms, std::uint16_t vlan = 0);
   // Removes every aged dynamic entry; returns how many. O(slots): the run loop calls it
   // periodically (lookups already ignore aged entries; a full table sweeps itself at most
   // once a second).
@@ -95,8 +97,12 @@ class MacTable {
     std::uint64_t last_move_ms = 0;
     bool used = false;
   };
-  [[nodiscard]] std::size_t home(const MacAddress& mac) const noexcept;
-  [[nodiscard]] std::optional<std::size_t> find(const MacAddress& mac) const noexcept;
+  // The key hashed and compared: the 48-bit address, the VLAN above it.
+  [[nodiscard]] static std::uint64_t key(const MacAddress& mac, std::uint16_t vlan) noexcept {
+    return mac.bits() | (std::uint64_t{vlan} << 48);
+  }
+  [[nodiscard]] std::size_t home(std::uint64_t key) const noexcept;
+  [[nodiscard]] std::optional<std::size_t> find(const MacAddress& mac, std::uint16_t vlan) const noexcept;
   [[nodiscard]] bool expired(const Slot& s, std::uint64_t now_ms) const noexcept;
   void erase_at(std::size_t i) noexcept;
   // Whether `port` may hold one more learned entry.

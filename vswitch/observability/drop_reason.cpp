@@ -21,6 +21,7 @@ std::string_view to_string(DropReason r) {
     case DropReason::kGroupSourceMac: return "group_source_mac";
     case DropReason::kPeerFull: return "peer_full";
     case DropReason::kMtuExceeded: return "mtu_exceeded";
+    case DropReason::kVlanNotAllowed: return "vlan_not_allowed";
     case DropReason::kCount: break;
   }
   return "unknown";

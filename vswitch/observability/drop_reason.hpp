@@ -31,6 +31,9 @@ enum class DropReason : std::uint8_t {
                        // for it was already held (the sender never waits longer for one peer)
   kMtuExceeded,        // a frame that is not GSO, longer than the port's mtu + 18 (Ethernet
                        // header and a VLAN tag), from its frontend or on its way to it
+  kVlanNotAllowed,     // a frame of a VLAN the port does not carry (a tag its trunk does not
+                       // list, an untagged frame on a trunk without a vlan, a priority tag,
+                       // or a peer's record of a VLAN this port is not in)
   kCount,
 };
 std::string_view to_string(DropReason r);

@@ -30,6 +30,7 @@ struct MacTableCounters {
 struct MacEntry {
   MacAddress mac;
   PortId port = 0;
+  std::uint16_t vlan = 0;  // the 802.1Q VID it was learned in (0: the VLAN-unaware ports)
   bool is_static = false;
   std::uint64_t last_seen_ms = 0;
 };

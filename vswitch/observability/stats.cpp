@@ -16,6 +16,8 @@ constexpr std::size_t kSliceHeaderWords = sizeof(StatsSliceHeader) / kWords;
 constexpr std::size_t kCounterWords = sizeof(EndpointCounters) / kWords;
 constexpr std::size_t kFdbHeaderWords = 4;  // seq, table size, entry count, reserved
 
+constexpr unsigned kFdbVlanShift = 51;
+constexpr std::uint64_t kFdbTimeMask = (std::uint64_t{1} << kFdbVlanShift) - 1;
 std::size_t fdb_words_for(std::uint32_t capacity) { return kFdbHeaderWords + 2 * std::size_t{capacity}; }
 
 std::uint64_t load(const std::uint64_t* w) noexcept {
@@ -170,7 +172,9 @@ void StatsSlice::write_fdb(std::span<const MacEntry> entries, std::uint64_t tabl
   for (std::size_t i = 0; i < n; ++i) {
     const MacEntry& e = entries[i];
     store(w + kFdbHeaderWords + 2 * i, e.mac.bits() | (std::uint64_t{e.port} << 48));
-    store(w + kFdbHeaderWords + 2 * i + 1, (e.last_seen_ms & ~(std::uint64_t{1} << 63)) |
+    // Second word: last seen (51 bits of milliseconds), the VLAN (12 bits), static (1).
+    store(w + kFdbHeaderWords + 2 * i + 1, (e.last_seen_ms & kFdbTimeMask) |
+                                               (std::uint64_t{e.vlan & 0xfffu} << kFdbVlanShift) |
                                                (e.is_static ? std::uint64_t{1} << 63 : 0));
   }
   seq.store((s | 1) + 1, std::memory_order_release);  // [S2] release: entries before the even value
@@ -197,7 +201,8 @@ std::optional<FdbView> StatsSlice::read_fdb() const {
       e.mac = MacAddress::from_bits(a);
       e.port = static_cast<PortId>((a >> 48) & 0x7fff);
       e.is_static = (b >> 63) != 0;
-      e.last_seen_ms = b & ~(std::uint64_t{1} << 63);
+      e.vlan = static_cast<std::uint16_t>((b >> kFdbVlanShift) & 0xfffu);
+      e.last_seen_ms = b & kFdbTimeMask;
       v.entries.push_back(e);
     }
     std::atomic_thread_fence(std::memory_order_acquire);  // [S1] acquire side

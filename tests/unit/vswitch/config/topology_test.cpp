@@ -310,6 +310,41 @@ TEST(Topology, EndpointMtu) {
   EXPECT_NE(e.problem.find("above mtu 1000"), std::string::npos) << e.problem;
 }
 
+TEST(Topology, EndpointVlans) {
+  auto t = load_topology_string(std::string(kTwoEndpoints) + "vlan = 10\ntrunk = [20, 4094]\n", "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  const EndpointConfig& b = t->endpoints[1];
+  EXPECT_EQ(b.vlan, 10);
+  EXPECT_EQ(b.trunk, (std::vector<std::uint16_t>{20, 4094}));
+  EXPECT_TRUE(b.vlan_aware());
+  EXPECT_TRUE(b.member(10) && b.member(20) && b.member(4094));
+  EXPECT_FALSE(b.member(0) || b.member(30));
+  const EndpointConfig& a = t->endpoints[0];
+  EXPECT_FALSE(a.vlan_aware());
+  EXPECT_TRUE(a.member(0));
+  EXPECT_FALSE(a.member(10));
+
+  auto e = only_error(std::string(kTwoEndpoints) + "vlan = 4095\n", "endpoint[1].vlan");
+  EXPECT_EQ(e.line, 16u);
+  only_error(std::string(kTwoEndpoints) + "vlan = 0\n", "endpoint[1].vlan");
+  e = only_error(std::string(kTwoEndpoints) + "trunk = [10, 0]\n", "endpoint[1].trunk[1]");
+  EXPECT_NE(e.problem.find("out of range"), std::string::npos) << e.problem;
+  e = only_error(std::string(kTwoEndpoints) + "trunk = [10, 10]\n", "endpoint[1].trunk[1]");
+  EXPECT_NE(e.problem.find("twice"), std::string::npos) << e.problem;
+  e = only_error(std::string(kTwoEndpoints) + "vlan = 10\ntrunk = [10]\n", "endpoint[1].trunk[0]");
+  EXPECT_EQ(e.line, 17u);
+  EXPECT_NE(e.problem.find("untagged"), std::string::npos) << e.problem;
+  only_error(std::string(kTwoEndpoints) + "trunk = []\n", "endpoint[1].trunk");
+  // b's mac is static in each of its 3 VLANs, a's in one: 4 entries.
+  e = only_error("[switch]\nmac_table_size = 3\n" + std::string(kTwoEndpoints) + "vlan = 10\ntrunk = [20, 30]\n",
+                 "switch.mac_table_size");
+  EXPECT_EQ(e.line, 2u);
+  EXPECT_NE(e.problem.find("4 static entries"), std::string::npos) << e.problem;
+  EXPECT_TRUE(load_topology_string("[switch]\nmac_table_size = 4\n" + std::string(kTwoEndpoints) +
+                                       "vlan = 10\ntrunk = [20, 30]\n", "test.toml").has_value());
+  only_error(std::string(kTwoEndpoints) + "trunk = [\"10\"]\n", "endpoint[1].trunk[0]");
+}
+
 TEST(Topology, VhostUserQueueSizeNotPowerOfTwo) {
   std::string text = kTwoEndpoints;
   text.replace(text.rfind("frontend = \"generator\""), 22,

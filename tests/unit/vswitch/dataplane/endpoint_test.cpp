@@ -43,12 +43,15 @@ bool eventually(const std::function<bool()>& cond, std::chrono::seconds limit = 
 class TestSwitch {
  public:
   // `endpoints` generator endpoints e0..eN-1 with MACs 02:..:0i; extra TOML for [fabric].
-  TestSwitch(std::size_t endpoints, const std::string& fabric_toml, const std::string& extra_endpoint_toml = "") {
+  // `per_endpoint[i]`: more TOML for endpoint i (after extra_endpoint_toml for e0).
+  TestSwitch(std::size_t endpoints, const std::string& fabric_toml, const std::string& extra_endpoint_toml = "",
+             const std::vector<std::string>& per_endpoint = {}) {
     std::string text = "[switch]\nname = \"" + unique_name() + "\"\n[fabric]\n" + fabric_toml + "\n";
     for (std::size_t i = 0; i < endpoints; ++i) {
       text += "[[endpoint]]\nname = \"e" + std::to_string(i) + "\"\nfrontend = \"generator\"\nmac = \"02:00:00:00:00:0" +
               std::to_string(i + 1) + "\"\n";
       if (i == 0) text += extra_endpoint_toml;
+      if (i < per_endpoint.size()) text += per_endpoint[i];
     }
     auto t = load_topology_string(text, "test.toml");
     EXPECT_TRUE(t.has_value()) << (t ? "" : format_errors(t.error()));
@@ -636,6 +639,139 @@ TEST(EndpointMtu, AGsoFrameIsNotHeldToTheMtu) {
   EXPECT_EQ(f.flags.size(), 2u) << "both GSO frames delivered";
   EXPECT_EQ(sw.drops(0, DropReason::kMtuExceeded), 1u) << "the plain frame of the same size dropped";
   EXPECT_EQ(sw.counters(0).peers[1].in_frames, 3u);
+}
+
+using test_support::ScriptedFrontend;
+namespace virtio = endpoints::virtio;
+
+// A record (header, frame) of `bytes` frame bytes from `src` to `dst`, with an 802.1Q tag
+// of `vid` after the addresses when given, and a TCP/IPv4 GSO header whose checksum
+// offsets point at the TCP header (34 bytes in untagged, 38 tagged).
+std::vector<std::byte> vlan_record(const MacAddress& dst, const MacAddress& src, std::optional<std::uint16_t> vid,
+                                   std::size_t bytes, bool gso) {
+  std::vector<std::byte> r(virtio::kNetHeaderBytes + bytes);
+  virtio::NetHeader h;
+  const std::uint16_t tag = vid ? 4 : 0;
+  if (gso) {
+    h.flags = virtio::kNetHdrFlagNeedsCsum;
+    h.gso_type = virtio::kGsoTcpV4;
+    h.gso_size = 500;
+    h.hdr_len = static_cast<std::uint16_t>(54 + tag);
+    h.csum_start = static_cast<std::uint16_t>(34 + tag);
+    h.csum_offset = 16;
+  }
+  h.num_buffers = 0x5a5a;  // whatever a guest leaves there: the switch owns the field
+  virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(r.data(), virtio::kNetHeaderBytes));
+  std::byte* f = r.data() + virtio::kNetHeaderBytes;
+  std::memcpy(f, dst.bytes.data(), 6);
+  std::memcpy(f + 6, src.bytes.data(), 6);
+  std::size_t at = 12;
+  if (vid) {
+    f[12] = std::byte{0x81};
+    f[13] = std::byte{0x00};
+    f[14] = static_cast<std::byte>(*vid >> 8);
+    f[15] = static_cast<std::byte>(*vid & 0xff);
+    at = 16;
+  }
+  f[at] = std::byte{0x08};
+  f[at + 1] = std::byte{0x00};
+  for (std::size_t i = at + 2; i < bytes; ++i) f[i] = static_cast<std::byte>(i * 7);
+  return r;
+}
+// The frame of a record as the test frontend kept it, and its header.
+std::span<const std::byte> frame_of(const std::vector<std::byte>& r) {
+  return std::span<const std::byte>(r).subspan(virtio::kNetHeaderBytes);
+}
+virtio::NetHeader header_of(const std::vector<std::byte>& r) {
+  auto h = virtio::parse(r);
+  EXPECT_TRUE(h.has_value());
+  return h ? h.value().get() : virtio::NetHeader{};
+}
+
+// Runs the loops of the given endpoints pass by pass on this thread (each with its
+// frontend) until `done()` or 2000 passes; then publishes their counters.
+bool run_loops(TestSwitch& sw, std::vector<std::pair<std::size_t, Frontend*>> eps, const std::function<bool()>& done) {
+  std::vector<std::unique_ptr<EndpointLoop>> loops;
+  for (auto& [i, f] : eps) loops.push_back(std::make_unique<EndpointLoop>(sw.resources(i, -1, -1), *f));
+  bool ok = false;
+  for (int pass = 0; pass < 2000 && !(ok = done()); ++pass)
+    for (auto& l : loops) l->poll_once();
+  for (auto& l : loops) l->publish_stats(true);
+  return ok;
+}
+
+// Access ports (vlan = N): frames reach the ports of their VLAN only, floods included,
+// and leave untagged; each VLAN learns its own addresses.
+TEST(EndpointVlan, AccessPortsReachTheirOwnVlanOnly) {
+  TestSwitch sw(4, kTinyRings, "", {"vlan = 10\n", "vlan = 20\n", "vlan = 10\n", ""});
+  ScriptedFrontend e0, e1, e2, e3;
+  const MacAddress bcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+  e0.to_send.push_back(vlan_record(bcast, sw.mac(0), std::nullopt, 100, false));
+  e0.to_send.push_back(vlan_record(sw.mac(2), sw.mac(0), std::nullopt, 200, false));
+  e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 300, false));  // in VLAN 20: flooded in 10
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}, {1, &e1}, {2, &e2}, {3, &e3}}, [&] { return e2.received.size() == 3; }));
+  EXPECT_TRUE(e1.received.empty()) << "VLAN 20 got a frame of VLAN 10";
+  EXPECT_TRUE(e3.received.empty()) << "a VLAN-unaware port got a frame of VLAN 10";
+  for (const auto& r : e2.received) {
+    EXPECT_FALSE(vlan_tag(frame_of(r))) << "an access port's frames leave untagged";
+    EXPECT_EQ(header_of(r).num_buffers, 0) << "the VLAN field is not handed to the frontend";
+  }
+  EXPECT_EQ(frame_of(e2.received[1]).size(), 200u);
+}
+
+// A trunk (trunk = [...]) carries its VLANs tagged: a frame from an access port gets its
+// VLAN's tag on the way out, the GSO header's offsets moved with it; a tagged frame from
+// the trunk loses its tag on the way to an access port, offsets moved back; a VLAN the
+// trunk does not list, an untagged frame on a trunk without a vlan, and a priority tag
+// are dropped as vlan_not_allowed.
+TEST(EndpointVlan, TrunksTagAndAccessPortsUntag) {
+  TestSwitch sw(3, "ring_bytes = 262144\nmax_frame = 9000\nstall_timeout_ms = 5000\n", "",
+                {"vlan = 10\n", "trunk = [10, 20]\n", "vlan = 20\n"});
+  ScriptedFrontend access10, trunk, access20;
+  access10.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 3000, true));
+  trunk.to_send.push_back(vlan_record(sw.mac(2), sw.mac(1), 20, 3004, true));
+  trunk.to_send.push_back(vlan_record(sw.mac(2), sw.mac(1), 30, 200, false));   // not on this trunk
+  trunk.to_send.push_back(vlan_record(sw.mac(2), sw.mac(1), std::nullopt, 200, false));  // no native VLAN
+  trunk.to_send.push_back(vlan_record(sw.mac(2), sw.mac(1), 0, 200, false));    // priority tag
+  ASSERT_TRUE(run_loops(sw, {{0, &access10}, {1, &trunk}, {2, &access20}},
+                        [&] { return trunk.received.size() == 1 && access20.received.size() == 1; }));
+  const auto sent = vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 3000, true);
+  const auto& tagged = trunk.received[0];
+  ASSERT_EQ(frame_of(tagged).size(), 3004u);
+  EXPECT_EQ(vlan_tag(frame_of(tagged)), 10);
+  EXPECT_EQ(std::memcmp(frame_of(tagged).data(), frame_of(sent).data(), 12), 0) << "addresses";
+  EXPECT_EQ(std::memcmp(frame_of(tagged).data() + 16, frame_of(sent).data() + 12, 3000 - 12), 0) << "the rest, whole";
+  EXPECT_EQ(header_of(tagged).csum_start, 38);
+  EXPECT_EQ(header_of(tagged).hdr_len, 58);
+  EXPECT_EQ(header_of(tagged).gso_size, 500);
+
+  const auto from_trunk = vlan_record(sw.mac(2), sw.mac(1), 20, 3004, true);
+  const auto& untagged = access20.received[0];
+  ASSERT_EQ(frame_of(untagged).size(), 3000u);
+  EXPECT_FALSE(vlan_tag(frame_of(untagged)));
+  EXPECT_EQ(std::memcmp(frame_of(untagged).data() + 12, frame_of(from_trunk).data() + 16, 3000 - 12), 0);
+  EXPECT_EQ(header_of(untagged).csum_start, 34);
+  EXPECT_EQ(header_of(untagged).hdr_len, 54);
+  EXPECT_EQ(sw.drops(1, DropReason::kVlanNotAllowed), 3u);
+  EXPECT_TRUE(access10.received.empty());
+}
+
+// A peer's record is not taken on its word: a record of a VLAN this port does not carry
+// (as a hostile endpoint process could write one) is dropped and counted by the receiver.
+TEST(EndpointVlan, ARecordOfAnotherVlanFromAPeerIsDropped) {
+  TestSwitch sw(2, kTinyRings, "vlan = 10\n");
+  shm::FrameProducer out = sw.producer(1, 0);  // e1 never runs: the test writes its records
+  auto r = vlan_record(sw.mac(0), sw.mac(1), std::nullopt, 100, false);
+  r[virtio::kNetHeaderBytes - 2] = std::byte{20};  // VLAN 20 in the record header
+  r[virtio::kNetHeaderBytes - 1] = std::byte{0};
+  ASSERT_EQ(out.try_push(r), shm::Reserve::kReserved);
+  r[virtio::kNetHeaderBytes - 2] = std::byte{10};  // VLAN 10: delivered
+  ASSERT_EQ(out.try_push(r), shm::Reserve::kReserved);
+  out.publish();
+  ScriptedFrontend e0;
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return e0.received.size() == 1; }));
+  EXPECT_EQ(sw.drops(0, DropReason::kVlanNotAllowed), 1u);
+  EXPECT_EQ(sw.counters(0).peers[1].in_frames, 2u);
 }
 
 // A record the frontend refused (kRetryLater) that then leaves its channel without being

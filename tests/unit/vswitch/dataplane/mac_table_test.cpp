@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 
@@ -32,6 +33,23 @@ TEST(MacTable, LearnsAndLooksUp) {
   EXPECT_EQ(t.learn(mac(1), 3, 20), Learn::kRefreshed);
   EXPECT_EQ(t.counters().learned, 1u);
   EXPECT_EQ(t.size(), 1u);
+}
+
+// IEEE 802.1Q independent VLAN learning: one address in two VLANs is two entries, each
+// behind its own port, each static or learned on its own.
+TEST(MacTable, EachVlanLearnsOnItsOwn) {
+  MacTable t(config());
+  EXPECT_EQ(t.learn(mac(1), 3, 10, 10), Learn::kLearned);
+  EXPECT_EQ(t.learn(mac(1), 4, 10, 20), Learn::kLearned) << "not a move: another VLAN";
+  EXPECT_EQ(t.lookup(mac(1), 11, 10), PortId{3});
+  EXPECT_EQ(t.lookup(mac(1), 11, 20), PortId{4});
+  EXPECT_FALSE(t.lookup(mac(1), 11).has_value()) << "nor in the VLAN-unaware ports' domain";
+  EXPECT_EQ(t.size(), 2u);
+  EXPECT_TRUE(t.add_static(mac(2), 1, 10));
+  EXPECT_EQ(t.learn(mac(2), 5, 12, 20), Learn::kLearned) << "static in VLAN 10 only";
+  EXPECT_EQ(t.learn(mac(2), 5, 12, 10), Learn::kRefusedStatic);
+  const auto entries = t.entries(12);
+  EXPECT_EQ(std::count_if(entries.begin(), entries.end(), [](const MacEntry& e) { return e.vlan == 20; }), 2);
 }
 
 TEST(MacTable, NeverLearnsGroupOrZeroSources) {

@@ -99,8 +99,8 @@ TEST(Stats, ReadOnlyAttachSeesWhatEachWriterWrote) {
   c.loop.loops = 11;
   c.peers[0].in_frames = 5;
   s.slice(2)->write_counters(c);
-  const std::vector<MacEntry> fdb = {{MacAddress{{2, 0, 0, 0, 0, 1}}, 1, false, 1234},
-                                     {MacAddress{{2, 0, 0, 0, 0, 2}}, 2, true, 0}};
+  const std::vector<MacEntry> fdb = {{MacAddress{{2, 0, 0, 0, 0, 1}}, 1, 4094, false, 1234},
+                                     {MacAddress{{2, 0, 0, 0, 0, 2}}, 2, 0, true, 0}};
   s.slice(0)->write_fdb(fdb, 2);
 
   auto ro = StatsRegion::attach(sw, kNames, shm::Access::kReadOnly);
@@ -119,7 +119,10 @@ TEST(Stats, ReadOnlyAttachSeesWhatEachWriterWrote) {
   ASSERT_EQ(f->entries.size(), 2u);
   EXPECT_EQ(f->entries[0].mac, fdb[0].mac);
   EXPECT_EQ(f->entries[0].last_seen_ms, 1234u);
+  EXPECT_EQ(f->entries[0].vlan, 4094u);
+  EXPECT_FALSE(f->entries[0].is_static);
   EXPECT_TRUE(f->entries[1].is_static);
+  EXPECT_EQ(f->entries[1].vlan, 0u);
   // Every object read-only.
   EXPECT_EQ(permissions_at(v.region().payload().data()), "r--s");
   for (std::size_t i = 0; i < kNames.size(); ++i) {
@@ -255,7 +258,7 @@ TEST(Stats, AShortForeignOrStaleSliceIsRefusedAtAttach) {
 TEST(Stats, AnFdbCountPastTheCapacityIsBoundedByTheReader) {
   const auto sw = unique_switch("fdbcount");
   StatsRegion s = make(sw);
-  const std::vector<MacEntry> one = {{MacAddress{{2, 0, 0, 0, 0, 1}}, 1, false, 5}};
+  const std::vector<MacEntry> one = {{MacAddress{{2, 0, 0, 0, 0, 1}}, 1, 0, false, 5}};
   s.write_fdb(1, one, 1);
   auto* w = slice_words(s, 1) + sizeof(StatsSliceHeader) / 8 + sizeof(EndpointCounters) / 8;
   w[2] = ~std::uint64_t{0};  // entry count
