@@ -166,6 +166,8 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
   // The frame's VLAN, as the sender's port classified it: this port must carry it.
   const std::uint16_t vlan = header ? header.value()->num_buffers : 0;
+  std::optional<Egress> tagged;  // the frame with its VLAN's tag, for a trunk
+  DropReason refused = DropReason::kCount;
   if (!header) {
     drop(DropReason::kBadNetHeader);
   } else if (frame.size() > frame_limit_ && !virtio::is_gso(header.value()->gso_type)) [[unlikely]] {
@@ -174,15 +176,15 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
     drop(DropReason::kVlanNotAllowed);
   } else if (forwarder_.from_peer(frame, p.port, now_ms_, vlan)) {
     // dropped: counted by the forwarder
-  } else if (auto out = egress_form(header.value(), frame, vlan); !out) {
-    drop(out.error());
+  } else if (vlan != 0 && vlan != untagged_vlan_ && !(tagged = tag_for_trunk(header.value(), frame, vlan, refused))) {
+    drop(refused);
   } else {
     // The peer is trusted with no claim about its frame: DATA_VALID (checksum verified) and
     // RSC_INFO (coalesced) never reach the frontend from a channel, or a sender could have
     // a receiver take a corrupted frame as verified. Cleared, not dropped: the frame and
     // its other offload metadata are still good.
-    const virtio::CheckedNetHeader checked = out.value().header.without_receive_only_flags();
-    const std::span<const std::byte> delivered = out.value().frame;
+    const virtio::CheckedNetHeader checked = (tagged ? tagged->header : header.value()).without_receive_only_flags();
+    const std::span<const std::byte> delivered = tagged ? tagged->frame : frame;
     switch (frontend_.deliver(checked, delivered, p.port, p.resume)) {
       case Frontend::Delivery::kRetryLater:
         if (!delivery_deferred_) {
@@ -390,22 +392,30 @@ bool EndpointLoop::pump_frontend() {
       drop(DropReason::kMtuExceeded);
       continue;
     }
-    const auto vlan = ingress_vlan(read);  // may take the tag out of `read`
-    if (!vlan) [[unlikely]] {
-      drop(vlan.error());
-      continue;
+    // Between ports, num_buffers carries the frame's VLAN (see egress): always written
+    // here, whatever the frontend left there.
+    std::uint16_t vlan = 0;
+    if (vlan_aware_) [[unlikely]] {
+      const auto v = ingress_vlan(read);  // may take the tag out of `read`
+      if (!v) {
+        drop(v.error());
+        continue;
+      }
+      vlan = v.value();
     }
+    read[virtio::kNetHeaderBytes - 2] = static_cast<std::byte>(vlan & 0xff);
+    read[virtio::kNetHeaderBytes - 1] = static_cast<std::byte>(vlan >> 8);
     const std::span<const std::byte> record = read;
     const auto frame = record.subspan(virtio::kNetHeaderBytes);
-    const Decision d = forwarder_.from_frontend(frame, now_ms_, vlan.value());
+    const Decision d = forwarder_.from_frontend(frame, now_ms_, vlan);
     switch (d.kind) {
       case Decision::Kind::kDrop:
         break;  // counted by the forwarder
       case Decision::Kind::kUnicast:
-        unicast(d.port, record, target, vlan.value());  // never waits: the frontend is read on
+        unicast(d.port, record, target, vlan);  // never waits: the frontend is read on
         break;
       case Decision::Kind::kFlood:
-        flood(record, target, vlan.value());
+        flood(record, target, vlan);
         break;
     }
   }
@@ -474,21 +484,10 @@ void EndpointLoop::flood(std::span<const std::byte> record, const Target& target
 
 sys::Result<std::uint16_t, DropReason> EndpointLoop::ingress_vlan(std::span<std::byte>& record) noexcept {
   namespace virtio = endpoints::virtio;
-  // Between ports, num_buffers carries the VLAN (see egress_form): always written here,
-  // whatever the frontend left there.
-  auto put_vlan = [&record](std::uint16_t v) {
-    record[virtio::kNetHeaderBytes - 2] = static_cast<std::byte>(v & 0xff);
-    record[virtio::kNetHeaderBytes - 1] = static_cast<std::byte>(v >> 8);
-  };
-  if (!vlan_aware_) [[likely]] {
-    put_vlan(0);
-    return std::uint16_t{0};
-  }
   const auto frame = record.subspan(virtio::kNetHeaderBytes);
   const std::optional<std::uint16_t> tag = vlan_tag(frame);
   if (!tag) {
     if (untagged_vlan_ == 0) return sys::Unexpected(DropReason::kVlanNotAllowed);  // a trunk without a native VLAN
-    put_vlan(untagged_vlan_);
     return untagged_vlan_;
   }
   // A priority tag (VID 0) is not taken for the untagged VLAN: refused, like any VID
@@ -507,25 +506,24 @@ sys::Result<std::uint16_t, DropReason> EndpointLoop::ingress_vlan(std::span<std:
   }
   // hdr_len is a hint (virtio 1.x 5.1.6.2); it moves with the headers it counts.
   if (h.hdr_len >= kEthernetHeaderBytes + kVlanTagBytes) h.hdr_len = static_cast<std::uint16_t>(h.hdr_len - kVlanTagBytes);
-  h.num_buffers = *tag;
-  virtio::write(h, record.first<virtio::kNetHeaderBytes>());
+  virtio::write(h, record.first<virtio::kNetHeaderBytes>());  // num_buffers: the caller writes the VLAN
   std::byte* f = record.data() + virtio::kNetHeaderBytes;
   std::memmove(f + 12, f + 12 + kVlanTagBytes, frame.size() - 12 - kVlanTagBytes);
   record = record.first(record.size() - kVlanTagBytes);
   return *tag;
 }
 
-sys::Result<EndpointLoop::Egress, DropReason> EndpointLoop::egress_form(const endpoints::virtio::CheckedNetHeader& header,
-                                                                        std::span<const std::byte> frame,
-                                                                        std::uint16_t vlan) noexcept {
+std::optional<EndpointLoop::Egress> EndpointLoop::tag_for_trunk(const endpoints::virtio::CheckedNetHeader& header,
+                                                                 std::span<const std::byte> frame, std::uint16_t vlan,
+                                                                 DropReason& refused) noexcept {
   namespace virtio = endpoints::virtio;
-  if (vlan == 0 || vlan == untagged_vlan_) [[likely]]
-    return Egress{header, frame};  // as it lies in the channel
   // A VLAN this port carries tagged: the tag goes in, in a private copy (the channel is
   // the peer's to write; the tag this port sends is its own).
-  if (frame.size() < kEthernetHeaderBytes) return sys::Unexpected(DropReason::kRuntFrame);
+  refused = DropReason::kRuntFrame;
+  if (frame.size() < kEthernetHeaderBytes) return std::nullopt;
   const std::size_t bytes = virtio::kNetHeaderBytes + frame.size() + kVlanTagBytes;
-  if (bytes > egress_.size()) return sys::Unexpected(DropReason::kFrameTooLarge);
+  refused = DropReason::kFrameTooLarge;
+  if (bytes > egress_.size()) return std::nullopt;
   virtio::NetHeader h = header.get();
   if ((h.flags & virtio::kNetHdrFlagNeedsCsum) != 0) h.csum_start = static_cast<std::uint16_t>(h.csum_start + kVlanTagBytes);
   if (h.hdr_len != 0) h.hdr_len = static_cast<std::uint16_t>(h.hdr_len + kVlanTagBytes);
@@ -542,7 +540,8 @@ sys::Result<EndpointLoop::Egress, DropReason> EndpointLoop::egress_form(const en
   f[15] = static_cast<std::byte>(vlan & 0xff);
   const std::span<const std::byte> record(out, bytes);
   auto checked = virtio::parse(record);  // the moved offsets, checked against the new frame
-  if (!checked) return sys::Unexpected(DropReason::kBadNetHeader);
+  refused = DropReason::kBadNetHeader;
+  if (!checked) return std::nullopt;
   return Egress{checked.value(), record.subspan(virtio::kNetHeaderBytes)};
 }
 

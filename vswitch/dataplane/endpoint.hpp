@@ -173,22 +173,23 @@ class EndpointLoop {
   void unicast(PortId port, std::span<const std::byte> record, const Target& target, std::uint16_t vlan);
   // Copies a frontend record to every peer; a full channel drops its copy (counted).
   void flood(std::span<const std::byte> record, const Target& target, std::uint16_t vlan);
-  // The VLAN of a frame this port's frontend sent (see EndpointConfig): 0 for a
-  // VLAN-unaware port (the frame untouched); for a VLAN-aware one, its tag's VID (the
-  // tag then taken out of the record in place, the header's offsets moved to match) or
-  // the port's untagged VLAN. Nothing when the port does not carry that VLAN (or the
-  // header cannot be moved): the caller drops the frame with the reason given.
+  // The VLAN of a frame a VLAN-aware port's frontend sent (see EndpointConfig): its
+  // tag's VID (the tag then taken out of the record in place, the header's offsets moved
+  // to match) or the port's untagged VLAN. Nothing when the port does not carry that
+  // VLAN (or the header cannot be moved): the caller drops the frame with the reason
+  // given. (A VLAN-unaware port's frames are in VLAN 0, untouched.)
   [[nodiscard]] sys::Result<std::uint16_t, DropReason> ingress_vlan(std::span<std::byte>& record) noexcept;
-  // A peer's frame of VLAN `vlan` in the form this port carries it: as it lies in the
-  // channel (VLAN-unaware, or the port's untagged VLAN), or with the VLAN's tag put in,
-  // built in egress_ with the header's offsets moved and checked again.
+  // A peer's frame of a VLAN this port carries tagged, with the VLAN's tag put in: built
+  // in egress_ with the header's offsets moved and checked again. Nothing (`refused`
+  // says why) when it cannot be. The frames of VLAN 0 and of the port's untagged VLAN
+  // go as they lie in the channel.
   struct Egress {
     endpoints::virtio::CheckedNetHeader header;
     std::span<const std::byte> frame;
   };
-  [[nodiscard]] sys::Result<Egress, DropReason> egress_form(const endpoints::virtio::CheckedNetHeader& header,
-                                                            std::span<const std::byte> frame,
-                                                            std::uint16_t vlan) noexcept;
+  [[nodiscard]] std::optional<Egress> tag_for_trunk(const endpoints::virtio::CheckedNetHeader& header,
+                                                    std::span<const std::byte> frame, std::uint16_t vlan,
+                                                    DropReason& refused) noexcept;
   // Retries every held frame; drops those whose hold ran out.
   bool retry_held();
   // Sends p's held frame if there is room now; true when nothing is held any more.

@@ -36,9 +36,10 @@ std::size_t MacTable::home(std::uint64_t key) const noexcept {
 }
 
 std::optional<std::size_t> MacTable::find(const MacAddress& mac, std::uint16_t vlan) const noexcept {
-  for (std::size_t i = home(key(mac, vlan));; i = (i + 1) & mask_) {
+  const std::uint64_t k = key(mac, vlan);
+  for (std::size_t i = home(k);; i = (i + 1) & mask_) {
     if (!slots_[i].used) return std::nullopt;  // load <= 50%: an empty slot always ends the probe
-    if (slots_[i].entry.mac == mac && slots_[i].entry.vlan == vlan) return i;
+    if (slots_[i].key == k) return i;
   }
 }
 
@@ -54,7 +55,7 @@ void MacTable::erase_at(std::size_t i) noexcept {
   --size_;
   if (!slots_[i].entry.is_static) --per_port_[slots_[i].entry.port];
   for (std::size_t j = (i + 1) & mask_; slots_[j].used; j = (j + 1) & mask_) {
-    const std::size_t h = home(key(slots_[j].entry.mac, slots_[j].entry.vlan));
+    const std::size_t h = home(slots_[j].key);
     // Slot j may move to the hole i if its home is not in the cyclic range (i, j].
     const bool home_in_range = i <= j ? (h > i && h <= j) : (h > i || h <= j);
     if (home_in_range) continue;
@@ -65,9 +66,10 @@ void MacTable::erase_at(std::size_t i) noexcept {
 }
 
 std::size_t MacTable::insert(const MacEntry& e) {
-  std::size_t i = home(key(e.mac, e.vlan));
+  const std::uint64_t k = key(e.mac, e.vlan);
+  std::size_t i = home(k);
   while (slots_[i].used) i = (i + 1) & mask_;
-  slots_[i] = Slot{e, 0, true};
+  slots_[i] = Slot{e, k, 0, true};
   ++size_;
   if (!e.is_static) ++per_port_[e.port];
   return i;

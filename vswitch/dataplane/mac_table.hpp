@@ -94,6 +94,7 @@ class MacTable {
  private:
   struct Slot {
     MacEntry entry;
+    std::uint64_t key = 0;  // key(entry.mac, entry.vlan): what a probe compares
     std::uint64_t last_move_ms = 0;
     bool used = false;
   };
