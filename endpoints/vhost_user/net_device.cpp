@@ -332,8 +332,10 @@ NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, 
   // virtio 1.x 5.1.6.3.2 (with VIRTIO_NET_F_MTU): "The device MUST NOT pass received
   // packets that exceed mtu (plus low level ethernet header length) size with gso_type
   // NONE or ECN to the driver." A VLAN tag is allowed on top, as for the switch port.
-  if (const std::uint32_t mtu = backend_.mtu();
-      mtu != 0 && !virtio::is_gso(header.gso_type) && frame.size() > std::size_t{mtu} + kEthernetAndVlanBytes) {
+  // Only a driver that negotiated VIRTIO_NET_F_MTU took that MTU.
+  if (const std::uint32_t mtu = backend_.mtu(); mtu != 0 && backend_.has(kFeatureMtu) &&
+                                                !virtio::is_gso(header.gso_type) &&
+                                                frame.size() > std::size_t{mtu} + kEthernetAndVlanBytes) {
     resume = {};
     return Delivery::kMtuExceeded;
   }

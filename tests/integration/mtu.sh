@@ -68,7 +68,7 @@ a0=$(mtu_drops a)
 ! ip netns exec vsit-a ping -c 3 -i 0.2 -W 1 -q -M do -s 8972 10.78.0.3 >/dev/null 2>&1 ||
   fail "a 9014-byte frame was delivered to c's 1500-byte port"
 wait_for 5 "3 mtu_exceeded drops on c" stat_is c 'e["drops"]["mtu_exceeded"]' -eq $((c0 + 3))
-[[ $(mtu_drops a) -eq $a0 ]] || fail "the sender's port (mtu 9000) dropped its own 9014-byte frames"
+stat_is a 'e["drops"]["mtu_exceeded"]' -eq "$a0" || fail "the sender's port (mtu 9000) dropped its own 9014-byte frames"
 pass "9000-byte datagrams cross a -> b; to c's 1500-byte port each is dropped as mtu_exceeded on c"
 
 b_in0=$(stat b 'e["peers"]["a"]["in_frames"]')
@@ -76,7 +76,7 @@ ip -n vsit-a link set vsit-a mtu 9500
 ! ip netns exec vsit-a ping -c 3 -i 0.2 -W 1 -q -M do -s 9400 10.78.0.2 >/dev/null 2>&1 ||
   fail "a frame above a's mtu 9000 crossed the switch"
 wait_for 5 "3 mtu_exceeded drops on a" stat_is a 'e["drops"]["mtu_exceeded"]' -eq $((a0 + 3))
-[[ $(stat b 'e["peers"]["a"]["in_frames"]') -eq $b_in0 ]] || fail "b received frames above a's mtu"
+stat_is b 'e["peers"]["a"]["in_frames"]' -eq "$b_in0" || fail "b received frames above a's mtu"
 ip -n vsit-a link set vsit-a mtu 9000
 pass "a frame above the sender's own mtu is dropped as it enters, counted on the sender"
 
@@ -93,6 +93,7 @@ for dst in 3 2; do
   wait_for 10 "the iperf3 server in $ns to exit" sh -c "! ip netns exec $ns ss -ltn | grep -q ':5201 '"
   echo "TCP a -> $ns: $((bits / 1000000)) Mbit/s"
 done
-[[ $(mtu_drops c) -eq $c1 && $(mtu_drops a) -eq $a1 && $(mtu_drops b) -eq $b1 ]] ||
+stat_is c 'e["drops"]["mtu_exceeded"]' -eq "$c1" && stat_is a 'e["drops"]["mtu_exceeded"]' -eq "$a1" &&
+  stat_is b 'e["drops"]["mtu_exceeded"]' -eq "$b1" ||
   fail "TCP produced mtu_exceeded drops: a $(mtu_drops a), b $(mtu_drops b), c $(mtu_drops c)"
 pass "TCP a -> c (1500) and a -> b (9000) with no MTU drop"

@@ -121,8 +121,8 @@ wait "$sniffer" || fail "the wire's sniffer failed"
 pass "on the trunk, a's frames carry VLAN 10's tag and c's VLAN 20's"
 
 ! ip netns exec vsvl-a ping -c 3 -i 0.2 -W 1 -q 10.80.10.3 >/dev/null 2>&1 || fail "a reached c across VLANs"
-[[ $(stat c 'e["peers"]["a"]["in_frames"]') -eq 0 ]] || fail "frames of a's (VLAN 10) reached c (VLAN 20)"
-[[ $(stat a 'e["peers"]["c"]["out_frames"]') -eq 0 ]] || fail "a sent frames into c's channel"
+stat_is c 'e["peers"]["a"]["in_frames"]' -eq 0 || fail "frames of a's (VLAN 10) reached c (VLAN 20)"
+stat_is a 'e["peers"]["c"]["out_frames"]' -eq 0 || fail "a sent frames into c's channel"
 pass "VLAN 10 never reaches VLAN 20, not even c's address in VLAN 10's subnet"
 
 learned() {  # learned CTL ENDPOINT MAC PORT VLAN
@@ -149,7 +149,7 @@ for pair in "vsvl-b vsvl-a 10.80.10.2" "vsvl-c vsvl-d 10.80.20.3"; do
   wait_for 10 "the iperf3 server in $server to exit" sh -c "! ip netns exec $server ss -ltn | grep -q ':5201 '"
   echo "TCP $client -> $server across the trunk: $((bits / 1000000)) Mbit/s"
 done
-[[ $(stat trunk1 'e["drops"]["bad_net_header"]') -eq $bad0 ]] || fail "tagging made bad headers"
+stat_is trunk1 'e["drops"]["bad_net_header"]' -eq "$bad0" || fail "tagging made bad headers"
 [[ $(ctl2 stats --json | python3 -c 'import json,sys; print(sum(e["drops"]["bad_net_header"] for e in json.load(sys.stdin)["endpoints"]))') -eq 0 ]] ||
   fail "untagging made bad headers on switch 2"
 pass "TCP across the trunk both ways: tags put in and taken out of TSO segments"

@@ -88,7 +88,7 @@ reasm=$(ip netns exec vsmtu-h awk '/^Ip: [A-Z]/ {for (i = 2; i <= NF; i++) if ($
 grep -q "gives its guest MTU 9000" "$WORK/vswitchd.log" || fail "vm1's endpoint did not log the MTU QEMU set"
 pass "vm1: NET_SET_MTU 9000 taken; the guest's eth0 has MTU 9000; 9000-byte datagrams guest -> namespace"
 ip netns exec vsmtu-h ping -c 3 -i 0.2 -W 2 -q -M do -s 8972 10.79.0.1 >/dev/null || fail "9000-byte datagrams namespace -> vm1"
-[[ $(stat vm1 'e["drops"]["mtu_exceeded"]') -eq 0 && $(stat host 'e["drops"]["mtu_exceeded"]') -eq 0 ]] ||
+stat_is vm1 'e["drops"]["mtu_exceeded"]' -eq 0 && stat_is host 'e["drops"]["mtu_exceeded"]' -eq 0 ||
   fail "full-MTU frames were dropped as mtu_exceeded"
 pass "9000-byte datagrams namespace -> vm1, no mtu_exceeded drop"
 
@@ -96,5 +96,5 @@ rc2=$(vm_rc "$WORK" vm2 300) || fail "vm2 did not finish within 300 s"
 [[ $rc2 == 0 ]] || fail "vm2 reached the namespace through a device QEMU should not have started (rc $rc2)"
 grep -q "NET_SET_MTU 9001 refused" "$WORK/vswitchd.log" || fail "vm2's endpoint did not log the refusal"
 grep -q "9001.*MTU not supported by the backend" "$WORK/vm2.qemu" || fail "QEMU did not report the refusal: $(cat "$WORK/vm2.qemu")"
-[[ $(stat vm2 'e["rx_frames"]') -eq 0 ]] || fail "frames from vm2 crossed the switch"
+stat_is vm2 'e["rx_frames"]' -eq 0 || fail "frames from vm2 crossed the switch"
 pass "vm2: NET_SET_MTU 9001 refused above the port's mtu 9000; QEMU reports it and does not start the device"

@@ -114,6 +114,6 @@ import json, sys
 e = json.load(open(sys.argv[1]))["end"]
 print(int(e["sum_received"]["bits_per_second"]), e["sum_sent"].get("retransmits", 0))' "$WORK/tcp.json")
 [[ $bits -gt 50000000 ]] || fail "TCP vm1 -> vm2 across the VXLAN: only $bits bit/s"
-drops=$(stat vm1 'e["drops"]["mtu_exceeded"]')
-[[ $drops -eq $((d0 + 3)) ]] || fail "TCP produced mtu_exceeded drops on vm1: $((drops - d0 - 3))"
+stat_is vm1 'e["drops"]["mtu_exceeded"]' -eq $((d0 + 3)) ||
+  fail "TCP produced mtu_exceeded drops on vm1: $(($(stat vm1 'e["drops"]["mtu_exceeded"]') - d0 - 3))"
 pass "iperf3 TCP vm1 -> vm2 across the VXLAN: $((bits / 1000000)) Mbit/s ($retr retransmits), no MTU drop"

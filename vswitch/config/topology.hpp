@@ -38,7 +38,8 @@
 //              with a mac but other sources behind it says port_security = false),
 //              mtu (68..fabric.max_frame - 18; default: none): set on the endpoint's TAP,
 //              the most a VMM may give its guest (VIRTIO_NET_F_MTU), and enforced both ways
-//              on frames that are not GSO (mtu + 18 bytes at most; dropped as mtu_exceeded),
+//              (frames of mtu + 14 bytes at most, mtu + 18 with an 802.1Q tag; a GSO
+//              frame by its segments; dropped as mtu_exceeded),
 //              vlan (1..4094: the VLAN of the port's untagged frames), trunk (a list of
 //              VLANs 1..4094 the port carries tagged; not vlan), neither: VLAN-unaware
 //              (its frames pass as they are, to and from VLAN-unaware ports only),
@@ -182,9 +183,8 @@ struct EndpointConfig {
   // every endpoint with a mac unless the file says port_security = false.
   bool port_security = false;
   // The port's MTU (68..max_frame - 18): applied to its TAP, the most a VMM may set for
-  // its guest (VIRTIO_NET_F_MTU), and enforced on both directions for frames that are not
-  // GSO (see frame_limit()). None: the kernel's or the guest's own, and only max_frame
-  // enforced.
+  // its guest (VIRTIO_NET_F_MTU), and enforced on both directions (see frame_limit()).
+  // None: the kernel's or the guest's own, and only max_frame enforced.
   std::optional<std::uint32_t> mtu;
   // IEEE 802.1Q VLANs (VIDs 1..4094). `vlan`: the VLAN of the port's untagged frames (an
   // access port; on a trunk, its native VLAN). `trunk`: the VLANs its frames carry tagged.
@@ -196,10 +196,10 @@ struct EndpointConfig {
   std::uint32_t line = 0;       // where the [[endpoint]] starts
   std::uint32_t core_line = 0;  // where its core is set
 
-  // The longest frame (Ethernet header included, virtio-net header not) that is not GSO
-  // this port takes from its frontend or hands to it: mtu plus an Ethernet header and one
-  // VLAN tag, the slack the Linux bridge allows on a forwarded frame (a tagged frame of a
-  // full MTU passes). No mtu: no limit below the fabric's max_frame.
+  // The longest tagged frame (Ethernet header and 802.1Q tag included, virtio-net header
+  // not) this port takes from its frontend or hands to it: mtu + 18; an untagged one may
+  // be 4 bytes shorter, and a GSO frame is held to it by its segments (the endpoint
+  // loop's exceeds_mtu). No mtu: no limit below the fabric's max_frame.
   [[nodiscard]] std::uint32_t frame_limit() const noexcept {
     return mtu ? *mtu + kMtuOverheadBytes : std::numeric_limits<std::uint32_t>::max();
   }

@@ -39,12 +39,37 @@ MacTable::Config table_config(const Topology& t) {
 
 }  // namespace
 
+// Whether a frame breaks the port's MTU (`limit`: EndpointConfig::frame_limit(), mtu + 18).
+// The IP packet it carries is what counts, as in the Linux bridge: mtu + 14 bytes of frame,
+// 4 more with an 802.1Q tag. A GSO frame is held to it by its segments: gso_size after the
+// headers up to the TCP header (csum_start) and a TCP header of 20 bytes at least, or a
+// sender could pass any size by calling its frame GSO.
+bool exceeds_mtu(std::span<const std::byte> frame, std::uint8_t gso_type, std::uint16_t gso_size,
+                 std::uint16_t csum_start, std::uint32_t limit) noexcept {
+  const std::uint32_t untagged = limit - static_cast<std::uint32_t>(kVlanTagBytes);
+  if (endpoints::virtio::is_gso(gso_type))
+    return std::uint32_t{gso_size} + csum_start + 20 > (vlan_tag(frame) ? limit : untagged);
+  if (frame.size() <= untagged) return false;
+  return frame.size() > limit || !vlan_tag(frame);
+}
+
+// Whether the Ethernet type after a frame's addresses (and after the tag the port took
+// out) is another tag, 802.1Q or 802.1ad: a frame that would be taken for another VLAN's
+// wherever its outer tag comes off.
+bool starts_with_tag(std::span<const std::byte> frame) noexcept {
+  if (frame.size() < kEthernetHeaderBytes) return false;
+  std::array<std::uint8_t, 2> t{};
+  std::memcpy(t.data(), frame.data() + 12, t.size());
+  return (t[0] == 0x81 && t[1] == 0x00) || (t[0] == 0x88 && t[1] == 0xa8);
+}
+
 EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& frontend, const EndpointCounters& initial)
     : res_(resources),
       frontend_(frontend),
       config_(resources.topology->endpoints.at(resources.self)),
       max_payload_(resources.topology->fabric.max_payload()),
       frame_limit_(config_.frame_limit()),
+      untagged_limit_(config_.mtu ? frame_limit_ - static_cast<std::uint32_t>(kVlanTagBytes) : frame_limit_),
       stall_timeout_ns_(std::uint64_t{resources.topology->fabric.stall_timeout_ms} * 1'000'000),
       table_(table_config(*resources.topology)),
       forwarder_(Forwarder::Config{static_cast<PortId>(resources.self), config_.mac, config_.port_security}, table_),
@@ -68,6 +93,14 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
     if (eps[i].vlan) vlans_[i].set(*eps[i].vlan);
     for (const std::uint16_t v : eps[i].trunk) vlans_[i].set(v);
   }
+  // A frame read into a reservation in a peer's channel lies in memory that peer reads
+  // and writes, committed or not: only where no other peer could be its destination (a
+  // frame for another port would show it, and the peer could change it before it is
+  // copied on).
+  std::size_t reachable = 0;
+  for (std::size_t i = 0; i < eps.size(); ++i)
+    if (i != res_.self && (vlans_[i] & vlans_[res_.self]).any()) ++reachable;
+  read_into_channel_ = reachable <= 1;
   // Every MAC declared in the topology is static, in each VLAN its port carries: learning
   // can never move it.
   for (std::size_t i = 0; i < eps.size(); ++i)
@@ -170,10 +203,16 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   DropReason refused = DropReason::kCount;
   if (!header) {
     drop(DropReason::kBadNetHeader);
-  } else if (frame.size() > frame_limit_ && !virtio::is_gso(header.value()->gso_type)) [[unlikely]] {
+  } else if (frame.size() > untagged_limit_ &&
+             exceeds_mtu(frame, header.value()->gso_type, header.value()->gso_size, header.value()->csum_start,
+                         frame_limit_)) [[unlikely]] {
     drop(DropReason::kMtuExceeded);  // this port's MTU, on the way out (see pump_frontend)
-  } else if (vlan >= kVlanIds || !vlans_[res_.self].test(vlan)) [[unlikely]] {
+  } else if (vlan >= kVlanIds || !vlans_[res_.self].test(vlan) || !vlans_[p.port].test(vlan)) [[unlikely]] {
+    // A VLAN this port does not carry, or one the sending port is not in: the sender's
+    // word is not taken (nothing is learned from the frame either).
     drop(DropReason::kVlanNotAllowed);
+  } else if (vlan != 0 && vlan == untagged_vlan_ && starts_with_tag(frame)) [[unlikely]] {
+    drop(DropReason::kVlanNotAllowed);  // it would leave untagged with a tag inside
   } else if (forwarder_.from_peer(frame, p.port, now_ms_, vlan)) {
     // dropped: counted by the forwarder
   } else if (vlan != 0 && vlan != untagged_vlan_ && !(tagged = tag_for_trunk(header.value(), frame, vlan, refused))) {
@@ -344,13 +383,15 @@ bool EndpointLoop::pump_frontend() {
   bool work = false;
   for (std::size_t i = 0; i < kFrontendBudget; ++i) {
     // Read straight into a record of the channel the last unicast frame took: for a flow
-    // to one peer the frame is then never copied by us at all. Anything else goes to
+    // to one peer the frame is then never copied by us at all. Only where that peer is
+    // the one port this port can reach (read_into_channel_): the peer maps its channel's
+    // records and can read, and write, a reservation that is never committed to it. Anything else goes to
     // staging_ and is copied into its channel(s). The reservation is simply not committed
     // when the frame goes elsewhere. Never a peer with a held frame: the new frame would
     // go before the held one.
     Target target{last_unicast_, false};
     std::span<std::byte> buf(staging_);
-    if (target.peer != nullptr && !target.peer->stalled && target.peer->held_bytes == 0) {
+    if (read_into_channel_ && target.peer != nullptr && !target.peer->stalled && target.peer->held_bytes == 0) {
       shm::Reservation r = target.peer->out.try_reserve(max_payload_);
       if (r.status == shm::Reserve::kReserved) {
         buf = r.payload;
@@ -387,8 +428,7 @@ bool EndpointLoop::pump_frontend() {
     // an Ethernet header and a VLAN tag, unless it is GSO: its segments are cut to
     // gso_size, which the sender's own MTU set). gso_type is read once, whether `buf` is
     // staging_ or a reservation in a peer's channel.
-    if (as_read.size() > frame_limit_ && !virtio::is_gso(std::to_integer<std::uint8_t>(read[virtio::kNetHeaderGsoTypeOffset])))
-        [[unlikely]] {
+    if (as_read.size() > untagged_limit_ && mtu_exceeded_on_read(read)) [[unlikely]] {
       drop(DropReason::kMtuExceeded);
       continue;
     }
@@ -482,6 +522,17 @@ void EndpointLoop::flood(std::span<const std::byte> record, const Target& target
   }
 }
 
+bool EndpointLoop::mtu_exceeded_on_read(std::span<const std::byte> record) const noexcept {
+  namespace virtio = endpoints::virtio;
+  // The header's fields read once (the record may lie in a peer's channel).
+  std::array<std::uint8_t, 8> h{};
+  std::memcpy(h.data(), record.data(), h.size());
+  const auto gso_size = static_cast<std::uint16_t>(h[4] | (h[5] << 8));
+  const auto csum_start = static_cast<std::uint16_t>(h[6] | (h[7] << 8));
+  return exceeds_mtu(record.subspan(virtio::kNetHeaderBytes), h[virtio::kNetHeaderGsoTypeOffset], gso_size,
+                     csum_start, frame_limit_);
+}
+
 sys::Result<std::uint16_t, DropReason> EndpointLoop::ingress_vlan(std::span<std::byte>& record) noexcept {
   namespace virtio = endpoints::virtio;
   const auto frame = record.subspan(virtio::kNetHeaderBytes);
@@ -510,6 +561,9 @@ sys::Result<std::uint16_t, DropReason> EndpointLoop::ingress_vlan(std::span<std:
   std::byte* f = record.data() + virtio::kNetHeaderBytes;
   std::memmove(f + 12, f + 12 + kVlanTagBytes, frame.size() - 12 - kVlanTagBytes);
   record = record.first(record.size() - kVlanTagBytes);
+  // Another tag inside: it would be taken for its own VLAN wherever this frame leaves
+  // untagged (VLAN hopping by double tagging). Refused.
+  if (starts_with_tag(record.subspan(virtio::kNetHeaderBytes))) return sys::Unexpected(DropReason::kVlanNotAllowed);
   return *tag;
 }
 
@@ -525,8 +579,14 @@ std::optional<EndpointLoop::Egress> EndpointLoop::tag_for_trunk(const endpoints:
   refused = DropReason::kFrameTooLarge;
   if (bytes > egress_.size()) return std::nullopt;
   virtio::NetHeader h = header.get();
-  if ((h.flags & virtio::kNetHdrFlagNeedsCsum) != 0) h.csum_start = static_cast<std::uint16_t>(h.csum_start + kVlanTagBytes);
-  if (h.hdr_len != 0) h.hdr_len = static_cast<std::uint16_t>(h.hdr_len + kVlanTagBytes);
+  // Offsets at or past the Ethernet type move with the bytes the tag pushes on; one that
+  // would no longer fit 16 bits is refused.
+  refused = DropReason::kBadNetHeader;
+  if ((h.flags & virtio::kNetHdrFlagNeedsCsum) != 0 && h.csum_start >= 12) {
+    if (h.csum_start > 0xffff - kVlanTagBytes) return std::nullopt;
+    h.csum_start = static_cast<std::uint16_t>(h.csum_start + kVlanTagBytes);
+  }
+  if (h.hdr_len >= 12) h.hdr_len = static_cast<std::uint16_t>(std::min<std::size_t>(0xffff, h.hdr_len + kVlanTagBytes));
   h.num_buffers = 0;
   std::byte* out = egress_.data();
   virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(out, virtio::kNetHeaderBytes));

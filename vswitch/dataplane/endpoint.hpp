@@ -179,6 +179,9 @@ class EndpointLoop {
   // VLAN (or the header cannot be moved): the caller drops the frame with the reason
   // given. (A VLAN-unaware port's frames are in VLAN 0, untouched.)
   [[nodiscard]] sys::Result<std::uint16_t, DropReason> ingress_vlan(std::span<std::byte>& record) noexcept;
+  // Whether a record the frontend handed over breaks the port's MTU (see exceeds_mtu in
+  // endpoint.cpp); its header is read once.
+  [[nodiscard]] bool mtu_exceeded_on_read(std::span<const std::byte> record) const noexcept;
   // A peer's frame of a VLAN this port carries tagged, with the VLAN's tag put in: built
   // in egress_ with the header's offsets moved and checked again. Nothing (`refused`
   // says why) when it cannot be. The frames of VLAN 0 and of the port's untagged VLAN
@@ -217,7 +220,8 @@ class EndpointLoop {
   Frontend& frontend_;
   const EndpointConfig& config_;
   std::uint32_t max_payload_;
-  std::uint32_t frame_limit_;  // the port's MTU as a frame length (EndpointConfig::frame_limit())
+  std::uint32_t frame_limit_;     // the port's MTU as a tagged frame's length (EndpointConfig::frame_limit())
+  std::uint32_t untagged_limit_;  // ... and as an untagged frame's (4 bytes less); no mtu: no limit
   std::uint64_t stall_timeout_ns_;
   MacTable table_;
   Forwarder forwarder_;
@@ -232,6 +236,7 @@ class EndpointLoop {
   std::uint16_t untagged_vlan_;               // 0: none (a trunk without a native VLAN)
   std::vector<std::bitset<kVlanIds>> vlans_;  // by port: the VLANs it carries (bit 0: unaware)
   std::vector<std::byte> egress_;             // a peer's frame with its VLAN's tag put in
+  bool read_into_channel_ = false;  // frontend frames may be read into a peer's reservation (pump_frontend)
   EndpointCounters counters_{};  // traffic, forwarding, loop, peers kept here; the rest copied in
   std::size_t next_inbound_ = 0;
   Peer* last_unicast_ = nullptr;

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -607,9 +609,9 @@ TEST(EndpointMtu, FramesAboveThePortsMtuAreDroppedBothWays) {
   EXPECT_EQ(back.drops(1, DropReason::kMtuExceeded), 0u) << "the sender's port has no mtu";
 }
 
-// A GSO frame is held to the fabric's max_frame only, not to the port's mtu: its segments
-// are cut to gso_size (the Linux bridge forwards GSO frames above a device's MTU too).
-TEST(EndpointMtu, AGsoFrameIsNotHeldToTheMtu) {
+// A GSO frame is held to the port's mtu by its segments (gso_size past the headers), not
+// by its length: the Linux bridge forwards GSO frames above a device's MTU too.
+TEST(EndpointMtu, AGsoFrameIsHeldByItsSegmentsNotItsLength) {
   namespace virtio = endpoints::virtio;
   TestSwitch sw(2, kTinyRings, "mtu = 1000\n");
   shm::FrameProducer out = sw.producer(1, 0);  // e1 never runs: the test sends for it
@@ -756,22 +758,87 @@ TEST(EndpointVlan, TrunksTagAndAccessPortsUntag) {
   EXPECT_TRUE(access10.received.empty());
 }
 
-// A peer's record is not taken on its word: a record of a VLAN this port does not carry
-// (as a hostile endpoint process could write one) is dropped and counted by the receiver.
-TEST(EndpointVlan, ARecordOfAnotherVlanFromAPeerIsDropped) {
-  TestSwitch sw(2, kTinyRings, "vlan = 10\n");
-  shm::FrameProducer out = sw.producer(1, 0);  // e1 never runs: the test writes its records
-  auto r = vlan_record(sw.mac(0), sw.mac(1), std::nullopt, 100, false);
-  r[virtio::kNetHeaderBytes - 2] = std::byte{20};  // VLAN 20 in the record header
-  r[virtio::kNetHeaderBytes - 1] = std::byte{0};
-  ASSERT_EQ(out.try_push(r), shm::Reserve::kReserved);
-  r[virtio::kNetHeaderBytes - 2] = std::byte{10};  // VLAN 10: delivered
-  ASSERT_EQ(out.try_push(r), shm::Reserve::kReserved);
-  out.publish();
+// A peer's record is not taken on its word (a hostile endpoint process can write any):
+// the receiver drops a record of a VLAN it does not carry, of a VLAN the sending port is
+// not in, and one of its untagged VLAN with a tag inside, counting each; it learns
+// nothing from them.
+TEST(EndpointVlan, APeersRecordIsHeldToBothPortsVlans) {
+  TestSwitch sw(3, kTinyRings, "vlan = 10\n", {"", "vlan = 20\n", "vlan = 10\n"});
+  auto with_vlan = [&](std::size_t from, std::uint16_t vid, std::optional<std::uint16_t> inner_tag) {
+    auto r = vlan_record(sw.mac(0), sw.mac(from), inner_tag, 100, false);
+    r[virtio::kNetHeaderBytes - 2] = static_cast<std::byte>(vid & 0xff);
+    r[virtio::kNetHeaderBytes - 1] = static_cast<std::byte>(vid >> 8);
+    return r;
+  };
+  shm::FrameProducer from20 = sw.producer(1, 0);  // e1 and e2 never run: the test writes their records
+  ASSERT_EQ(from20.try_push(with_vlan(1, 20, std::nullopt)), shm::Reserve::kReserved);  // e0 is not in 20
+  ASSERT_EQ(from20.try_push(with_vlan(1, 10, std::nullopt)), shm::Reserve::kReserved);  // e1 is not in 10
+  from20.publish();
+  shm::FrameProducer from10 = sw.producer(2, 0);
+  ASSERT_EQ(from10.try_push(with_vlan(2, 10, 20)), shm::Reserve::kReserved);  // a tag inside: hopping
+  ASSERT_EQ(from10.try_push(with_vlan(2, 10, std::nullopt)), shm::Reserve::kReserved);  // delivered
+  from10.publish();
   ScriptedFrontend e0;
-  ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return e0.received.size() == 1; }));
-  EXPECT_EQ(sw.drops(0, DropReason::kVlanNotAllowed), 1u);
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return e0.received.size() == 1 && sw.drops(0, DropReason::kVlanNotAllowed) == 3; }))
+      << "delivered " << e0.received.size() << ", vlan drops " << sw.drops(0, DropReason::kVlanNotAllowed);
   EXPECT_EQ(sw.counters(0).peers[1].in_frames, 2u);
+  EXPECT_EQ(sw.counters(0).peers[2].in_frames, 2u);
+  EXPECT_EQ(sw.counters(0).mac.learned, 0u) << "an address learned from a refused record";
+}
+
+// With more than one port to reach, a frame is never read into the channel of the port
+// the last unicast went to: the peer maps that channel and would see (and could change)
+// a frame meant for another port.
+TEST(EndpointLoop, AFrameForAnotherPortNeverLiesInThePreviousPeersChannel) {
+  TestSwitch sw(3, kTinyRings);
+  ScriptedFrontend e0;
+  e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 200, false));
+  auto secret = vlan_record(sw.mac(2), sw.mac(0), std::nullopt, 200, false);
+  for (std::size_t i = virtio::kNetHeaderBytes + 14; i < secret.size(); ++i) secret[i] = std::byte{0xa5};
+  e0.to_send.push_back(secret);
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] {
+    return sw.counters(0).peers[1].out_frames == 1 && sw.counters(0).peers[2].out_frames == 1;
+  }));
+  const std::span<std::byte> to_e1 = sw.channel_data(0, 1);
+  const std::vector<std::byte> marker(100, std::byte{0xa5});
+  EXPECT_EQ(std::search(to_e1.begin(), to_e1.end(), marker.begin(), marker.end()), to_e1.end())
+      << "e2's frame lies in e1's channel";
+  const std::span<std::byte> to_e2 = sw.channel_data(0, 2);
+  EXPECT_NE(std::search(to_e2.begin(), to_e2.end(), marker.begin(), marker.end()), to_e2.end());
+}
+
+// An access port takes a frame tagged with its own VLAN (the tag comes out), but not one
+// with a second tag inside: untagged at the far end, the inner tag would put it in
+// another VLAN.
+TEST(EndpointVlan, ADoubleTagIsRefusedAtIngress) {
+  TestSwitch sw(2, kTinyRings, "vlan = 10\n", {"", "trunk = [10, 20]\n"});
+  ScriptedFrontend access, trunk;
+  auto single = vlan_record(sw.mac(1), sw.mac(0), 10, 104, false);
+  auto dbl = single;  // [8100 10][8100 20]: the inner tag where the Ethernet type was
+  const std::array<std::byte, 4> inner{std::byte{0x81}, std::byte{0x00}, std::byte{0x00}, std::byte{20}};
+  dbl.insert(dbl.begin() + static_cast<std::ptrdiff_t>(virtio::kNetHeaderBytes + 16), inner.begin(), inner.end());
+  access.to_send = {dbl, single};
+  ASSERT_TRUE(run_loops(sw, {{0, &access}, {1, &trunk}}, [&] { return trunk.received.size() == 1; }));
+  EXPECT_EQ(sw.drops(0, DropReason::kVlanNotAllowed), 1u);
+  EXPECT_EQ(vlan_tag(frame_of(trunk.received[0])), 10) << "the single-tagged frame, re-tagged for the trunk";
+  EXPECT_EQ(frame_of(trunk.received[0]).size(), 104u);
+}
+
+// A GSO frame is held to the MTU by its segments: gso_size past the headers.
+TEST(EndpointMtu, AGsoFrameWithSegmentsAboveTheMtuIsDropped) {
+  TestSwitch sw(2, "ring_bytes = 262144\nmax_frame = 9000\nstall_timeout_ms = 5000\n", "mtu = 1500\n");
+  ScriptedFrontend e0, e1;
+  auto big = vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 8000, true);
+  auto fine = big;
+  virtio::NetHeader h = header_of(big);
+  h.gso_size = 7000;  // segments of 7054 bytes
+  virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(big.data(), virtio::kNetHeaderBytes));
+  h.gso_size = 1460;  // 1460 + 34 + 20 = 1514: a full 1500-byte segment
+  virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(fine.data(), virtio::kNetHeaderBytes));
+  e0.to_send = {big, fine};
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}, {1, &e1}}, [&] { return e1.received.size() == 1; }));
+  EXPECT_EQ(sw.drops(0, DropReason::kMtuExceeded), 1u);
+  EXPECT_EQ(header_of(e1.received[0]).gso_size, 1460);
 }
 
 // A record the frontend refused (kRetryLater) that then leaves its channel without being
