@@ -207,12 +207,12 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
              exceeds_mtu(frame, header.value()->gso_type, header.value()->gso_size, header.value()->csum_start,
                          frame_limit_)) [[unlikely]] {
     drop(DropReason::kMtuExceeded);  // this port's MTU, on the way out (see pump_frontend)
-  } else if (vlan >= kVlanIds || !vlans_[res_.self].test(vlan) || !vlans_[p.port].test(vlan)) [[unlikely]] {
+  } else if (vlan >= kVlanIds || !vlans_[res_.self].test(vlan) || !vlans_[p.port].test(vlan) ||
+             (vlan != 0 && vlan == untagged_vlan_ && starts_with_tag(frame))) [[unlikely]] {
     // A VLAN this port does not carry, or one the sending port is not in: the sender's
-    // word is not taken (nothing is learned from the frame either).
+    // word is not taken (nothing is learned from the frame either). Nor a frame that would
+    // leave untagged with a tag inside (taken for that tag's VLAN beyond this port).
     drop(DropReason::kVlanNotAllowed);
-  } else if (vlan != 0 && vlan == untagged_vlan_ && starts_with_tag(frame)) [[unlikely]] {
-    drop(DropReason::kVlanNotAllowed);  // it would leave untagged with a tag inside
   } else if (forwarder_.from_peer(frame, p.port, now_ms_, vlan)) {
     // dropped: counted by the forwarder
   } else if (vlan != 0 && vlan != untagged_vlan_ && !(tagged = tag_for_trunk(header.value(), frame, vlan, refused))) {
