@@ -23,6 +23,7 @@ require_root() {
 }
 
 cleanup() {
+  stop_second
   stop_daemon
   for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$WORK"
@@ -54,9 +55,10 @@ add_netns() {
 
 ctl() { "$BIN/vswitchctl" --config "$CONFIG" "$@"; }
 
-all_up() {
+all_up() { all_up_of "$CONFIG"; }
+all_up_of() {  # all_up_of CONFIG: every endpoint of that switch up
   local out
-  out=$(ctl ports) || return 1
+  out=$("$BIN/vswitchctl" --config "$1" ports) || return 1
   ! tail -n +2 <<<"$out" | awk '{print $4}' | grep -qv '^up$'
 }
 
@@ -65,6 +67,22 @@ start_daemon() {
   "$BIN/vswitchd" --config "$CONFIG" 2>"$WORK/vswitchd.log" &
   DAEMON_PID=$!
   wait_for 15 "every endpoint up" all_up
+}
+
+# start_second CONFIG: a second switch, for tests that join two (its log in
+# $WORK/vswitchd2.log); waits until its endpoints are up. Stopped at exit.
+SECOND_PID=""
+start_second() {
+  "$BIN/vswitchd" --config "$1" 2>"$WORK/vswitchd2.log" &
+  SECOND_PID=$!
+  wait_for 15 "every endpoint of the second switch up" all_up_of "$1"
+}
+stop_second() {
+  if [[ -n $SECOND_PID ]] && kill -0 "$SECOND_PID" 2>/dev/null; then
+    kill -INT "$SECOND_PID"
+    wait "$SECOND_PID" || true
+  fi
+  SECOND_PID=""
 }
 
 stop_daemon() {

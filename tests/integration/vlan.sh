@@ -15,11 +15,6 @@
 #   port, and on the wire into a trunk) are dropped as vlan_not_allowed and counted.
 source "$(dirname "$0")/lib.sh"
 require_root
-SECOND_PID=""
-stop_second() {
-  if [[ -n $SECOND_PID ]] && kill -0 "$SECOND_PID" 2>/dev/null; then kill -INT "$SECOND_PID"; wait "$SECOND_PID" || true; fi
-}
-trap 'stop_second; cleanup' EXIT
 
 add_netns vsvl-a vsvl-a 02:00:00:00:0f:01 10.80.10.1
 add_netns vsvl-b vsvl-b 02:00:00:00:0f:02 10.80.10.2
@@ -73,9 +68,7 @@ TOML
 }
 switch_toml 1 60600 a c 02:00:00:00:0f:01 02:00:00:00:0f:03 >"$WORK/s1.toml"
 switch_toml 2 60700 b d 02:00:00:00:0f:02 02:00:00:00:0f:04 >"$WORK/s2.toml"
-"$BIN/vswitchd" --config "$WORK/s2.toml" 2>"$WORK/vswitchd2.log" &
-SECOND_PID=$!
-wait_for 15 "switch 2 up" sh -c "'$BIN/vswitchctl' --config '$WORK/s2.toml' ports | awk '\$4 == \"up\"' | wc -l | grep -qx 3"
+start_second "$WORK/s2.toml"
 start_daemon "$WORK/s1.toml"
 ctl2() { "$BIN/vswitchctl" --config "$WORK/s2.toml" "$@"; }
 

@@ -12,11 +12,6 @@
 #   back is dropped as mtu_exceeded as it enters switch 1, counted, never cut.
 source "$(dirname "$0")/lib.sh"
 require_root
-SECOND_PID=""
-stop_second() {
-  if [[ -n $SECOND_PID ]] && kill -0 "$SECOND_PID" 2>/dev/null; then kill -INT "$SECOND_PID"; wait "$SECOND_PID" || true; fi
-}
-trap 'stop_second; cleanup' EXIT
 
 # The underlay: host1 and host2 joined by a veth pair.
 for h in 1 2; do
@@ -70,9 +65,7 @@ TOML
 }
 switch_toml 1 60600 >"$WORK/s1.toml"
 switch_toml 2 60700 >"$WORK/s2.toml"
-"$BIN/vswitchd" --config "$WORK/s2.toml" 2>"$WORK/vswitchd2.log" &
-SECOND_PID=$!
-wait_for 15 "switch 2 up" sh -c "'$BIN/vswitchctl' --config '$WORK/s2.toml' ports | awk '\$4 == \"up\"' | wc -l | grep -qx 2"
+start_second "$WORK/s2.toml"
 start_daemon "$WORK/s1.toml"
 ctl2() { "$BIN/vswitchctl" --config "$WORK/s2.toml" "$@"; }
 
