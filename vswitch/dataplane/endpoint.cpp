@@ -207,15 +207,14 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
              exceeds_mtu(frame, header.value()->gso_type, header.value()->gso_size, header.value()->csum_start,
                          frame_limit_)) [[unlikely]] {
     drop(DropReason::kMtuExceeded);  // this port's MTU, on the way out (see pump_frontend)
-  } else if (vlan >= kVlanIds || !vlans_[res_.self].test(vlan) || !vlans_[p.port].test(vlan) ||
-             (vlan != 0 && vlan == untagged_vlan_ && starts_with_tag(frame))) [[unlikely]] {
+  } else if (vlan >= kVlanIds || !vlans_[res_.self].test(vlan) || !vlans_[p.port].test(vlan)) [[unlikely]] {
     // A VLAN this port does not carry, or one the sending port is not in: the sender's
-    // word is not taken (nothing is learned from the frame either). Nor a frame that would
-    // leave untagged with a tag inside (taken for that tag's VLAN beyond this port).
+    // word is not taken (nothing is learned from the frame either).
     drop(DropReason::kVlanNotAllowed);
   } else if (forwarder_.from_peer(frame, p.port, now_ms_, vlan)) {
     // dropped: counted by the forwarder
-  } else if (vlan != 0 && vlan != untagged_vlan_ && !(tagged = tag_for_trunk(header.value(), frame, vlan, refused))) {
+  } else if (vlan != 0 && !(tagged = vlan == untagged_vlan_ ? untagged_copy(header.value(), frame, refused)
+                                                            : tag_for_trunk(header.value(), frame, vlan, refused))) {
     drop(refused);
   } else {
     // The peer is trusted with no claim about its frame: DATA_VALID (checksum verified) and
@@ -565,6 +564,23 @@ sys::Result<std::uint16_t, DropReason> EndpointLoop::ingress_vlan(std::span<std:
   // untagged (VLAN hopping by double tagging). Refused.
   if (starts_with_tag(record.subspan(virtio::kNetHeaderBytes))) return sys::Unexpected(DropReason::kVlanNotAllowed);
   return *tag;
+}
+
+std::optional<EndpointLoop::Egress> EndpointLoop::untagged_copy(const endpoints::virtio::CheckedNetHeader& header,
+                                                                 std::span<const std::byte> frame,
+                                                                 DropReason& refused) noexcept {
+  // The peer can write its channel at any time: the bytes checked here must be the bytes
+  // delivered, so the frame is read once, into egress_, and checked and delivered from
+  // there. (A check on the channel's bytes would pass a frame the peer gives a tag after.)
+  refused = DropReason::kFrameTooLarge;
+  if (frame.size() > egress_.size()) return std::nullopt;
+  std::memcpy(egress_.data(), frame.data(), frame.size());
+  const std::span<const std::byte> copy(egress_.data(), frame.size());
+  // Another tag inside a frame that leaves untagged: taken for that tag's VLAN beyond
+  // this port (VLAN hopping by double tagging).
+  refused = DropReason::kVlanNotAllowed;
+  if (starts_with_tag(copy)) return std::nullopt;
+  return Egress{header, copy};  // the header: a private copy, checked against this length
 }
 
 std::optional<EndpointLoop::Egress> EndpointLoop::tag_for_trunk(const endpoints::virtio::CheckedNetHeader& header,

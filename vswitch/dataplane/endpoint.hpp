@@ -184,12 +184,16 @@ class EndpointLoop {
   [[nodiscard]] bool mtu_exceeded_on_read(std::span<const std::byte> record) const noexcept;
   // A peer's frame of a VLAN this port carries tagged, with the VLAN's tag put in: built
   // in egress_ with the header's offsets moved and checked again. Nothing (`refused`
-  // says why) when it cannot be. The frames of VLAN 0 and of the port's untagged VLAN
-  // go as they lie in the channel.
+  // says why) when it cannot be. Only the frames of VLAN 0 (VLAN-unaware ports) go as
+  // they lie in the channel.
   struct Egress {
     endpoints::virtio::CheckedNetHeader header;
     std::span<const std::byte> frame;
   };
+  // A peer's frame of this port's untagged VLAN (VLAN-aware ports only), copied into
+  // egress_ and checked there for a tag inside. Nothing (`refused` says why) when it has one.
+  [[nodiscard]] std::optional<Egress> untagged_copy(const endpoints::virtio::CheckedNetHeader& header,
+                                                    std::span<const std::byte> frame, DropReason& refused) noexcept;
   [[nodiscard]] std::optional<Egress> tag_for_trunk(const endpoints::virtio::CheckedNetHeader& header,
                                                     std::span<const std::byte> frame, std::uint16_t vlan,
                                                     DropReason& refused) noexcept;

@@ -786,6 +786,53 @@ TEST(EndpointVlan, APeersRecordIsHeldToBothPortsVlans) {
   EXPECT_EQ(sw.counters(0).mac.learned, 0u) << "an address learned from a refused record";
 }
 
+// Plays a hostile peer that writes its channel while the receiver delivers: on each
+// delivery it first turns the Ethernet type of the frames it finds in `channel` into an
+// 802.1Q tag, then keeps the frame as delivered.
+class TagFlippingFrontend final : public Frontend {
+ public:
+  explicit TagFlippingFrontend(std::span<std::byte> channel, const MacAddress& source) : channel_(channel) {
+    std::memcpy(source_.data(), source.bytes.data(), source_.size());
+  }
+  [[nodiscard]] int fd() const noexcept override { return -1; }
+  RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
+  Delivery deliver(const virtio::CheckedNetHeader&, std::span<const std::byte> frame, PortId,
+                   std::uint64_t&) noexcept override {
+    for (auto at = channel_.begin(); (at = std::search(at, channel_.end(), source_.begin(), source_.end())) !=
+                                     channel_.end();
+         ++at) {
+      if (channel_.end() - at < 8) break;
+      at[6] = std::byte{0x81};
+      at[7] = std::byte{0x00};
+    }
+    received.emplace_back(frame.begin(), frame.end());
+    return Delivery::kDelivered;
+  }
+  std::vector<std::vector<std::byte>> received;
+
+ private:
+  std::span<std::byte> channel_;
+  std::array<std::byte, 6> source_{};
+};
+
+// A frame that leaves a VLAN-aware port untagged is checked for a tag inside, and what
+// the frontend is given is what was checked: the peer, which writes its channel at any
+// time, cannot add the tag after the check.
+TEST(EndpointVlan, ThePeerCannotTagAFrameBetweenTheCheckAndTheDelivery) {
+  TestSwitch sw(2, kTinyRings, "vlan = 10\n", {"", "vlan = 10\n"});
+  shm::FrameProducer from1 = sw.producer(1, 0);  // e1 never runs: the test writes its records
+  auto r = vlan_record(sw.mac(0), sw.mac(1), std::nullopt, 100, false);
+  r[virtio::kNetHeaderBytes - 2] = std::byte{10};  // the VLAN, in num_buffers
+  r[virtio::kNetHeaderBytes - 1] = std::byte{0};
+  ASSERT_EQ(from1.try_push(r), shm::Reserve::kReserved);
+  from1.publish();
+  TagFlippingFrontend e0(sw.channel_data(1, 0), sw.mac(1));
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return sw.counters(0).peers[1].in_frames == 1; }));
+  ASSERT_EQ(e0.received.size(), 1u);
+  EXPECT_FALSE(vlan_tag(e0.received[0])) << "the frame left with a tag the peer wrote after the check";
+  EXPECT_EQ(std::memcmp(e0.received[0].data(), frame_of(r).data(), 100), 0);
+}
+
 // With more than one port to reach, a frame is never read into the channel of the port
 // the last unicast went to: the peer maps that channel and would see (and could change)
 // a frame meant for another port.
