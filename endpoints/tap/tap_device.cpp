@@ -135,6 +135,13 @@ sys::Status<sys::SysError> TapDevice::write(std::span<const iovec> parts) noexce
   }
 }
 
+sys::Status<sys::SysError> TapDevice::set_carrier(bool on) noexcept {
+  int carrier = on ? 1 : 0;
+  if (::ioctl(fd_.get(), TUNSETCARRIER, &carrier) != 0)
+    return sys::Unexpected(sys::SysError{on ? "TUNSETCARRIER 1" : "TUNSETCARRIER 0", errno});
+  return {};
+}
+
 sys::Status<sys::SysError> TapDevice::remove_persistent() noexcept {
   if (::ioctl(fd_.get(), TUNSETPERSIST, 0) != 0) return sys::Unexpected(sys::SysError{"TUNSETPERSIST 0", errno});
   created_ = false;

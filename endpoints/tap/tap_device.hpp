@@ -82,6 +82,10 @@ class TapDevice {
   // kernel refused it (e.g. an invalid header: EINVAL); EAGAIN is reported as an error too.
   [[nodiscard]] sys::Status<sys::SysError> write(std::span<const iovec> parts) noexcept;
 
+  // The device's carrier (TUNSETCARRIER, Linux 5.0): off, the namespace sees NO-CARRIER,
+  // its routes through the device go and the kernel sends nothing into it.
+  [[nodiscard]] sys::Status<sys::SysError> set_carrier(bool on) noexcept;
+
   // Makes the device non-persistent; it disappears when the last descriptor closes.
   [[nodiscard]] sys::Status<sys::SysError> remove_persistent() noexcept;
 

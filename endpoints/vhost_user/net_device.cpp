@@ -155,6 +155,12 @@ void NetDevice::accept() noexcept {
   // A front-end that went away may not have been noticed yet (its hang-up can wait in
   // this very epoll batch, behind the listening socket): let it go before judging.
   if (conn_ && hung_up(conn_->fd())) disconnect("");
+  if (!link_up_) {
+    ++totals_.connections_refused;
+    if (!refusal_said_) say("vhost-user connection refused: the link is down (" + peer + "; said once per down)");
+    refusal_said_ = true;
+    return;  // `s` closes: the front-end keeps its guest's link down and tries again later
+  }
   if (conn_) {
     // One front-end at a time. vhost-user spec, VHOST_USER_SET_OWNER: "It sets the
     // current front-end as an owner of the session"; a second one would take the guest's
@@ -169,6 +175,20 @@ void NetDevice::accept() noexcept {
   ++totals_.connections;
   say("vhost-user front-end connected (" + peer + ")");
   if (!watch(conn_->fd(), true)) disconnect("its socket cannot be watched: " + watch_error_);
+}
+
+void NetDevice::set_link(bool up) noexcept {
+  if (up == link_up_) return;
+  link_up_ = up;
+  refusal_said_ = false;
+  if (up) {
+    say("link up: front-ends are taken again");
+    return;
+  }
+  if (conn_) {
+    say("link down: disconnecting the front-end");
+    disconnect("");
+  }
 }
 
 bool NetDevice::watch_connection(bool output) noexcept {

@@ -129,6 +129,15 @@ class NetDevice {
   // for RX buffers while a frame waits). False when work arrived meanwhile: do not sleep.
   [[nodiscard]] bool arm() noexcept;
 
+  // The port's administrative link state. Down: the front-end is disconnected, and every
+  // front-end that connects until it is up again is closed at once (counted in
+  // connections_refused, said once per down). A vhost-user back-end has no other way to
+  // show a QEMU guest its link: QEMU keeps virtio-net's link status itself, sets it down
+  // when its vhost-user socket closes and up when a connection is set up again
+  // (reconnect=N retries every N seconds). Up: front-ends are taken again.
+  void set_link(bool up) noexcept;
+  [[nodiscard]] bool link_up() const noexcept { return link_up_; }
+
   [[nodiscard]] bool connected() const noexcept { return conn_.has_value(); }
   [[nodiscard]] std::uint64_t features() const noexcept { return backend_.features(); }
   // Totals, continued from the `initial` block the device was made with.
@@ -190,6 +199,8 @@ class NetDevice {
   int watched_kick_ = -1;
   std::string watch_error_;
   bool serviced_ = false;    // service() ran in this pass
+  bool link_up_ = true;      // set_link
+  bool refusal_said_ = false;  // a front-end was refused for the link since it went down
   bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
   int watched_rx_kick_ = -1;
   std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;

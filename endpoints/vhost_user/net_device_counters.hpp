@@ -18,7 +18,7 @@ namespace vswitch::endpoints::vhost_user {
   X(interrupts, "call eventfd signals")                                                     \
   X(segments_made, "TCP segments cut in software for a guest without GUEST_TSO")            \
   X(csum_completed, "checksums filled in for a guest without GUEST_CSUM")                   \
-  X(connections_refused, "connections closed at once: another front-end was connected")    \
+  X(connections_refused, "connections closed at once: another front-end was connected, or the link was down") \
   X(guest_memory_lost, "connections closed: guest memory truncated under the mapping (SIGBUS)")
 struct NetDeviceTotals {
   VSWITCH_VHOST_USER_COUNTERS(VSWITCH_COUNTER_FIELD)

@@ -83,8 +83,13 @@ class ScriptedFrontend final : public Frontend {
     received.push_back(std::move(r));
     return Delivery::kDelivered;
   }
+  std::string set_link(bool up) noexcept override {
+    links.push_back(up);
+    return {};
+  }
   std::vector<std::vector<std::byte>> to_send;
   std::vector<std::vector<std::byte>> received;
+  std::vector<bool> links;  // every set_link, in order
 
  private:
   std::size_t next_ = 0;

@@ -691,7 +691,9 @@ void Daemon::unlink_bound_sockets() {
 // Signals arrive through a descriptor; the endpoints inherit the mask and make their own.
 Daemon::Step Daemon::take_signals() {
   sigemptyset(&blocked_);
-  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP}) {
+  // SIGUSR1: `vswitchctl link` changed an endpoint's link word; every endpoint's doorbell
+  // is rung so that one asleep takes it now, not at its next heartbeat.
+  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGUSR1}) {
     // A shell without job control starts background commands with SIGINT ignored; an
     // ignored signal never reaches a signalfd, and Ctrl-C / kill -INT would do nothing.
     if (::signal(s, SIG_DFL) == SIG_ERR) return sys::Unexpected(sys::SysError{"signal", errno}.message());
@@ -1080,10 +1082,15 @@ int Daemon::run() {
     signalfd_siginfo si;
     bool stop = false;
     bool hup = false;
+    bool wake = false;
     while (::read(signals_.get(), &si, sizeof si) == sizeof si) {
       if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) stop = true;
       if (si.ssi_signo == SIGHUP) hup = true;
+      if (si.ssi_signo == SIGUSR1) wake = true;
     }
+    // A spurious ring costs an endpoint one pass: all of them, the signal names none.
+    if (wake)
+      for (auto& b : doorbells_) b.ring();
     reap(stop);  // children stopped by the same Ctrl-C are not restarted
     if (stop) {
       say("signal received: stopping");

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -161,6 +163,16 @@ std::vector<sock_filter> build_program(std::uint32_t refuse, std::uint32_t self)
     p.push_back(jump(kIfEqual, F_SETFL, 0, 2));
     p.push_back(stmt(kLoadWord, arg_low(2)));  // the new flags
     p.push_back(jump(kIfAnyBit, O_NONBLOCK, 1, 0));
+    p.push_back(stmt(kReturn, refuse));
+    p.push_back(stmt(kReturn, SECCOMP_RET_ALLOW));
+  }
+  // ioctl: only TUNSETCARRIER, a TAP endpoint's link state (vswitchctl link) on the one
+  // TAP it holds; on any other descriptor the kernel answers ENOTTY. The kernel takes
+  // the command as 32 bits (unsigned int), so the low word is the whole of it.
+  {
+    p.push_back(jump(kIfEqual, static_cast<std::uint32_t>(SYS_ioctl), 0, 4));
+    p.push_back(stmt(kLoadWord, arg_low(1)));  // cmd
+    p.push_back(jump(kIfEqual, static_cast<std::uint32_t>(TUNSETCARRIER), 1, 0));
     p.push_back(stmt(kReturn, refuse));
     p.push_back(stmt(kReturn, SECCOMP_RET_ALLOW));
   }

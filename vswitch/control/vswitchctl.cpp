@@ -3,12 +3,15 @@
 // through read-only mappings (shm::Access::kReadOnly: a store would fault), so nothing it
 // does can change the switch's state; nothing is stopped or slowed. An endpoint's slice
 // that does not pass validation is left out, said on standard error, and the rest shown.
+// Two commands write, and say so: capture (the capture object's reader line) and link
+// (the endpoint's link word in its slice).
 #include <signal.h>
 #include <time.h>
 
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <string>
 #include <string_view>
@@ -57,6 +60,24 @@ std::string attachment(const EndpointConfig& e) {
 }
 
 std::string core_text(const DaemonState& d) { return d.core == ~std::uint64_t{0} ? "-" : std::to_string(d.core); }
+
+// A port's administrative link: what vswitchctl link asked for (the slice's word) and
+// whether the endpoint has taken it (its link_down gauge); "down*" / "up*" until it has
+// (an endpoint that is not running takes it when it starts).
+struct LinkView {
+  bool known = false;  // the slice is mapped
+  bool down = false;
+  bool pending = false;
+  [[nodiscard]] std::string text() const {
+    if (!known) return "?";
+    return std::string(down ? "down" : "up") + (pending ? "*" : "");
+  }
+};
+LinkView link_of(const StatsSlice* s) {
+  if (s == nullptr) return {};
+  const bool down = s->admin_down();
+  return {true, down, down != (s->read_counters().loop.link_down != 0)};
+}
 
 // `vswitchctl counters`: every key `stats --json` prints, its group and what it counts,
 // from the same tables.
@@ -122,19 +143,22 @@ struct Ctl {
       for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
         const auto& e = topo.endpoints[i];
         const DaemonState d = stats.read_daemon(i);
+        const LinkView link = link_of(stats.slice(i));
         std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"core\": %s, \"state\": %s, \"pid\": %" PRIu64
-                    ", \"restarts\": %" PRIu64 ", \"hung\": %" PRIu64 ", \"mtu\": %s, \"attachment\": %s}",
+                    ", \"restarts\": %" PRIu64 ", \"hung\": %" PRIu64 ", \"mtu\": %s, \"link\": %s, "
+                    "\"link_pending\": %s, \"attachment\": %s}",
                     i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
                     d.core == ~std::uint64_t{0} ? "null" : std::to_string(d.core).c_str(),
                     json_string(std::string(to_string(static_cast<EndpointState>(d.state)))).c_str(), d.pid,
                     d.restarts, d.hung, e.mtu ? std::to_string(*e.mtu).c_str() : "null",
+                    link.known ? (link.down ? "\"down\"" : "\"up\"") : "null", link.pending ? "true" : "false",
                     json_string(attachment(e)).c_str());
       }
       std::printf("\n]}\n");
       return;
     }
-    std::printf("%-16s %-10s %-5s %-8s %-8s %-8s %-6s %s\n", "ENDPOINT", "FRONTEND", "CORE", "STATE", "PID",
-                "RESTARTS", "MTU", "ATTACHMENT");
+    std::printf("%-16s %-10s %-5s %-8s %-8s %-8s %-6s %-5s %s\n", "ENDPOINT", "FRONTEND", "CORE", "STATE", "PID",
+                "RESTARTS", "MTU", "LINK", "ATTACHMENT");
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
       const auto& e = topo.endpoints[i];
       const DaemonState d = stats.read_daemon(i);
@@ -149,10 +173,10 @@ struct Ctl {
       }
       // MTU: the topology's for the port, "-" where it sets none.
       const std::string mtu = e.mtu ? std::to_string(*e.mtu) : "-";
-      std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8s %-6s %s\n", e.name.c_str(),
+      std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8s %-6s %-5s %s\n", e.name.c_str(),
                   std::string(to_string(e.frontend)).c_str(), core_text(d).c_str(),
                   std::string(to_string(static_cast<EndpointState>(d.state))).c_str(), d.pid, restarts.c_str(),
-                  mtu.c_str(), attachment(e).c_str());
+                  mtu.c_str(), link_of(stats.slice(i)).text().c_str(), attachment(e).c_str());
     }
   }
 
@@ -312,11 +336,56 @@ void channels(const Topology& topo, bool json) {
   if (json) std::printf("\n]}\n");
 }
 
+// `vswitchctl link ENDPOINT up|down`: writes the endpoint's link word (the one command
+// besides capture that writes), wakes the endpoints through vswitchd (SIGUSR1: every
+// doorbell rung) and waits up to 5 s for the endpoint's gauge to follow.
+int run_link(const Topology& topo, const StatsRegion& stats, const std::string& endpoint, bool down) {
+  std::size_t i = 0;
+  while (i < topo.endpoints.size() && topo.endpoints[i].name != endpoint) ++i;
+  if (i == topo.endpoints.size()) {
+    std::fprintf(stderr, "vswitchctl: link: no endpoint \"%s\" in %s\n", endpoint.c_str(), topo.file.c_str());
+    return 2;
+  }
+  auto slice = StatsSlice::attach(topo.switch_config.name, endpoint, i, stats.fdb_capacity(),
+                                  stats.region().generation(), shm::Access::kReadWrite);
+  if (!slice) {
+    std::fprintf(stderr, "vswitchctl: link: cannot write endpoint %s's stats slice: %s\n", endpoint.c_str(),
+                 slice.error().c_str());
+    return 1;
+  }
+  slice.value().set_admin_down(down);
+  const auto daemon = static_cast<pid_t>(stats.daemon_pid());
+  if (daemon <= 0 || ::kill(daemon, SIGUSR1) != 0)
+    std::fprintf(stderr, "vswitchctl: link: could not wake the endpoints through vswitchd (pid %d): %s; an idle "
+                 "endpoint takes the change at its next heartbeat\n", daemon, std::strerror(errno));
+  const char* state = down ? "down" : "up";
+  const std::uint64_t deadline = sys::monotonic_ms() + 5000;
+  for (;;) {
+    if ((slice.value().read_counters().loop.link_down != 0) == down) {
+      std::printf("%s: link %s\n", endpoint.c_str(), state);
+      return 0;
+    }
+    if (static_cast<EndpointState>(stats.read_daemon(i).state) != EndpointState::kUp) {
+      std::printf("%s: link %s when it runs (the endpoint is %s now)\n", endpoint.c_str(), state,
+                  std::string(to_string(static_cast<EndpointState>(stats.read_daemon(i).state))).c_str());
+      return 0;
+    }
+    if (sys::monotonic_ms() > deadline) {
+      std::fprintf(stderr, "vswitchctl: link: endpoint %s has not taken the link %s within 5 s (asked for; "
+                   "vswitchctl ports shows it as %s*)\n", endpoint.c_str(), state, state);
+      return 1;
+    }
+    const timespec pause{0, 10'000'000};  // polling a gauge another process sets: no event to wait on
+    ::nanosleep(&pause, nullptr);
+  }
+}
+
 int usage(FILE* f) {
   std::fputs(
       "usage: vswitchctl --config FILE COMMAND [--json]\n"
       "       vswitchctl --config FILE capture ENDPOINT [--direction rx|tx|both] [--count N]\n"
       "                  [--snaplen BYTES] -w FILE|-\n"
+      "       vswitchctl --config FILE link ENDPOINT up|down\n"
       "       vswitchctl counters [--json]\n"
       "       vswitchctl --help\n"
       "\n"
@@ -327,7 +396,8 @@ int usage(FILE* f) {
       "\n"
       "commands:\n"
       "  ports     endpoints: frontend, core, state (starting, up, down, stopped), pid,\n"
-      "            restarts, attachment (TAP, socket or generator)\n"
+      "            restarts, MTU, link (up or down; \"down*\": asked for, not taken yet),\n"
+      "            attachment (TAP, socket or generator)\n"
       "  fdb       every endpoint's MAC table (static / learned, age)\n"
       "  stats     all counters, every drop reason, per-peer traffic\n"
       "  channels  every channel's head, tail and wake flags (diagnosing a stall)\n"
@@ -340,6 +410,14 @@ int usage(FILE* f) {
       "            command that writes: it needs write access to the capture object\n"
       "            (/dev/shm/vswitch.NAME.capture.ENDPOINT, vswitchd's, mode 0600), and\n"
       "            one capture per endpoint runs at a time. Forwarding never waits for it.\n"
+      "  link      sets ENDPOINT's link administratively up or down and waits (5 s at\n"
+      "            most) until the endpoint has taken it. Down: a TAP loses its carrier\n"
+      "            (NO-CARRIER in its namespace); a vhost-user front-end is disconnected\n"
+      "            and refused until up (QEMU's guest sees its link go down; with\n"
+      "            reconnect=N it is back within N s of up); a generator stops sending.\n"
+      "            Frames from and for the port are dropped as link_down meanwhile. The\n"
+      "            state outlives a restart of the endpoint, not one of vswitchd. Writes\n"
+      "            the endpoint's stats slice (vswitchd's, mode 0600: root).\n"
       "\n"
       "options:\n"
       "  -c, --config FILE   the topology (also --config=FILE); required\n"
@@ -351,7 +429,8 @@ int usage(FILE* f) {
       "     or when an endpoint's stats slice is invalid: its counters and MAC table left out)\n"
       "  1  no vswitchd runs FILE's switch, or it runs a different number of endpoints;\n"
       "     capture: it could not start (no capture object, another capture runs) or its\n"
-      "     output failed (a reader that closed its pipe ends a capture with 0)\n"
+      "     output failed (a reader that closed its pipe ends a capture with 0);\n"
+      "     link: the slice could not be written, or a running endpoint did not take it\n"
       "  2  usage error or an invalid FILE\n"
       "\n"
       "See also: vswitchd(8).\n",
@@ -363,15 +442,17 @@ int run(int argc, char** argv) {
   std::string config, command;
   bool json = false;
   std::vector<std::string> capture_args;  // what follows "capture", but --config
+  std::vector<std::string> link_args;     // what follows "link"
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if ((a == "--config" || a == "-c") && i + 1 < argc) config = argv[++i];
     else if (a.rfind("--config=", 0) == 0) config = a.substr(9);
     else if (a == "--help" || a == "-h") return usage(stdout);
     else if (command == "capture") capture_args.push_back(a);
+    else if (command == "link") link_args.push_back(a);
     else if (a == "--json") json = true;
     else if (command.empty() && (a == "ports" || a == "fdb" || a == "stats" || a == "channels" ||
-                                    a == "counters" || a == "capture"))
+                                    a == "counters" || a == "capture" || a == "link"))
       command = a;
     else {
       std::fprintf(stderr, "vswitchctl: unknown argument \"%s\"\n", argv[i]);
@@ -389,6 +470,10 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "vswitchctl: capture: %s\n", json ? "--json does not apply (the output is pcapng)" : error.c_str());
       return usage(stderr);
     }
+  }
+  if (command == "link" && (json || link_args.size() != 2 || (link_args[1] != "up" && link_args[1] != "down"))) {
+    std::fprintf(stderr, "vswitchctl: link: expected ENDPOINT up|down%s\n", json ? " (no --json)" : "");
+    return usage(stderr);
   }
   if (config.empty() || command.empty()) return usage(stderr);
   auto topo = load_topology_file(config);
@@ -414,6 +499,7 @@ int run(int argc, char** argv) {
   if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH)
     std::fprintf(stderr, "vswitchctl: warning: vswitchd (pid %d) is gone; these are its last figures\n", pid);
   if (command == "capture") return run_capture(topo.value(), stats.value().region().generation(), capture);
+  if (command == "link") return run_link(topo.value(), stats.value(), link_args[0], link_args[1] == "down");
   Ctl ctl{topo.value(), stats.value(), json};
   if (command == "ports") ctl.ports();
   else if (command == "fdb") ctl.fdb();

@@ -86,6 +86,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       events_("vswitch[" + config_.name + "]: ") {
   forwarder_.drops() = initial.drops;
   table_.restore_counters(initial.mac);
+  counters_.loop.link_down = 0;  // a gauge: this process starts up, and its first pass follows the slice's word
   const auto& eps = res_.topology->endpoints;
   vlans_.resize(eps.size());
   for (std::size_t i = 0; i < eps.size(); ++i) {
@@ -201,7 +202,9 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   const std::uint16_t vlan = header ? header.value()->num_buffers : 0;
   std::optional<Egress> tagged;  // the frame with its VLAN's tag, for a trunk
   DropReason refused = DropReason::kCount;
-  if (!header) {
+  if (link_down_) [[unlikely]] {
+    drop(DropReason::kLinkDown);  // nothing learned from it either
+  } else if (!header) {
     drop(DropReason::kBadNetHeader);
   } else if (frame.size() > untagged_limit_ &&
              exceeds_mtu(frame, header.value()->gso_type, header.value()->gso_size, header.value()->csum_start,
@@ -413,6 +416,10 @@ bool EndpointLoop::pump_frontend() {
     }
     if (rx.bytes < virtio::kNetHeaderBytes) {
       drop(DropReason::kBadNetHeader);
+      continue;
+    }
+    if (link_down_) [[unlikely]] {
+      drop(DropReason::kLinkDown);  // read all the same: a frontend never fills up with stale frames
       continue;
     }
     std::span<std::byte> read(buf.data(), rx.bytes);
@@ -627,6 +634,8 @@ bool EndpointLoop::poll_once() {
   now_ms_ = t / 1'000'000;
   // A capture asked for after this load starts with the next pass's frames.
   capture_directions_ = res_.capture != nullptr ? res_.capture->requested() : 0;
+  if (res_.stats != nullptr && res_.stats->admin_down() != link_down_) [[unlikely]]
+    follow_link();
   bool work = retry_held();
   work |= drain_inbound();
   work |= pump_frontend();
@@ -642,6 +651,17 @@ bool EndpointLoop::poll_once() {
     if (t - last_stats_ns_ >= kStatsPeriodNs) publish_stats();
   }
   return work;
+}
+
+void EndpointLoop::follow_link() {
+  link_down_ = !link_down_;
+  counters_.loop.link_down = link_down_ ? 1 : 0;
+  const std::string error = frontend_.set_link(!link_down_);
+  log(std::string(link_down_ ? "link set down (vswitchctl link): frames from and for this port are dropped as "
+                               "link_down"
+                             : "link set up (vswitchctl link)") +
+      (error.empty() ? "" : "; the frontend could not show it: " + error));
+  publish_stats();  // vswitchctl link waits for the gauge to follow
 }
 
 void EndpointLoop::sync_counters() {

@@ -109,6 +109,14 @@ class Frontend {
   // fence-and-recheck), including "room to deliver again" after a kRetryLater. Returns
   // false when work (or room) arrived meanwhile: do not sleep.
   virtual bool arm() noexcept { return true; }
+  // The port's administrative link state (vswitchctl link), when it changes, and once at
+  // start when it is down: the frontend shows it to its own side (a TAP's carrier, a VM's
+  // link) and, while down, takes nothing in (whatever it still hands over is dropped as
+  // link_down). An error for the log ("" when done or nothing to do).
+  virtual std::string set_link(bool up) noexcept {
+    (void)up;
+    return {};
+  }
 };
 
 struct EndpointResources {
@@ -197,6 +205,10 @@ class EndpointLoop {
   [[nodiscard]] std::optional<Egress> tag_for_trunk(const endpoints::virtio::CheckedNetHeader& header,
                                                     std::span<const std::byte> frame, std::uint16_t vlan,
                                                     DropReason& refused) noexcept;
+  // Takes the administrative link state asked for in the stats slice, once per pass:
+  // tells the frontend when it changed (and logs it). While down, every frame read from
+  // the frontend and every record for it is dropped as link_down.
+  void follow_link();
   // Retries every held frame; drops those whose hold ran out.
   bool retry_held();
   // Sends p's held frame if there is room now; true when nothing is held any more.
@@ -251,6 +263,7 @@ class EndpointLoop {
   std::uint64_t pass_ns_ = 0;   // the clock at the start of this pass
   std::uint64_t now_ms_ = 0;
   std::uint32_t capture_directions_ = 0;  // what a capture asked for at the start of this pass
+  bool link_down_ = false;  // the administrative link state the frontend was last told (follow_link)
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish

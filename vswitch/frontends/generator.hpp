@@ -49,6 +49,11 @@ class GeneratorFrontend final : public Frontend {
   [[nodiscard]] const GeneratorCounters& counters() const noexcept { return counters_; }
   // Sending stops (receive() has nothing) while paused; checking goes on.
   void set_paused(bool paused) noexcept { paused_ = paused; }
+  // A link down pauses sending (what arrives meanwhile is dropped before it gets here).
+  std::string set_link(bool up) noexcept override {
+    set_paused(!up);
+    return {};
+  }
   [[nodiscard]] std::uint64_t next_sequence() const noexcept { return sequence_; }
 
  private:

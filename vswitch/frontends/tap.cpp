@@ -22,6 +22,11 @@ Frontend::RxResult TapFrontend::receive(std::span<std::byte> buf, std::uint64_t)
   return {Rx::kFrame, r.value().bytes};
 }
 
+std::string TapFrontend::set_link(bool up) noexcept {
+  if (auto st = device_.set_carrier(up); !st) return st.error().message();
+  return {};
+}
+
 Frontend::Delivery TapFrontend::deliver(const virtio::CheckedNetHeader& header, std::span<const std::byte> frame, PortId,
                                        std::uint64_t&) noexcept {
   // The header we hand the kernel is the validated copy, re-encoded, never the bytes in

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "endpoints/tap/tap_device.hpp"
 #include "vswitch/dataplane/endpoint.hpp"
@@ -19,6 +20,8 @@ class TapFrontend final : public Frontend {
   RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
   Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
                    PortId from, std::uint64_t& resume) noexcept override;
+  // The TAP's carrier follows the port's link.
+  std::string set_link(bool up) noexcept override;
   [[nodiscard]] std::uint64_t read_errors() const noexcept { return read_errors_; }
   [[nodiscard]] std::uint64_t write_errors() const noexcept { return write_errors_; }
 

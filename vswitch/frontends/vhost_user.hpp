@@ -40,6 +40,11 @@ class VhostUserFrontend final : public Frontend {
     sys::store_block(device_->counters(), area);
   }
   bool arm() noexcept override { return device_->arm(); }
+  // Down: the front-end is disconnected and refused until up (see NetDevice::set_link).
+  std::string set_link(bool up) noexcept override {
+    device_->set_link(up);
+    return {};
+  }
   [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
 
   [[nodiscard]] Device& device() noexcept { return *device_; }

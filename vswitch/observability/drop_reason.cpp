@@ -22,6 +22,7 @@ std::string_view to_string(DropReason r) {
     case DropReason::kPeerFull: return "peer_full";
     case DropReason::kMtuExceeded: return "mtu_exceeded";
     case DropReason::kVlanNotAllowed: return "vlan_not_allowed";
+    case DropReason::kLinkDown: return "link_down";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -34,6 +34,8 @@ enum class DropReason : std::uint8_t {
   kVlanNotAllowed,     // a frame of a VLAN the port does not carry (a tag its trunk does not
                        // list, an untagged frame on a trunk without a vlan, a priority tag,
                        // or a peer's record of a VLAN this port is not in)
+  kLinkDown,           // the port's link is administratively down (vswitchctl link): a frame
+                       // its frontend still handed over, or one for it
   kCount,
 };
 std::string_view to_string(DropReason r);

@@ -48,15 +48,16 @@ struct ForwardingCounters {
   static constexpr sys::CounterName kNames[] = {VSWITCH_FORWARDING_COUNTERS(VSWITCH_COUNTER_NAME)};
 };
 
-#define VSWITCH_LOOP_COUNTERS(X)                                            \
+#define VSWITCH_LOOP_COUNTERS(X, G)                                         \
   X(loops, "run loop passes that did work")                                \
   X(sleeps, "times the run loop slept in epoll")                           \
   X(events_dropped, "event log messages lost to a full queue")             \
   X(captured, "frames copied to an attached capture (vswitchctl capture)") \
-  X(capture_dropped, "frames an attached capture missed for lack of room in its ring (forwarded all the same)")
+  X(capture_dropped, "frames an attached capture missed for lack of room in its ring (forwarded all the same)") \
+  G(link_down, "1 while the endpoint holds its link administratively down (vswitchctl link)")
 struct LoopCounters {
-  VSWITCH_LOOP_COUNTERS(VSWITCH_COUNTER_FIELD)
-  static constexpr sys::CounterName kNames[] = {VSWITCH_LOOP_COUNTERS(VSWITCH_COUNTER_NAME)};
+  VSWITCH_LOOP_COUNTERS(VSWITCH_COUNTER_FIELD, VSWITCH_COUNTER_FIELD)
+  static constexpr sys::CounterName kNames[] = {VSWITCH_LOOP_COUNTERS(VSWITCH_COUNTER_NAME, VSWITCH_GAUGE_NAME)};
 };
 
 #define VSWITCH_PEER_COUNTERS(X, G)                                \

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cinttypes>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -147,6 +148,14 @@ sys::Result<StatsSlice, std::string> StatsSlice::attach_sized(const std::string&
 }
 
 std::uint64_t* StatsSlice::counter_words() const noexcept { return words_of(region_) + kSliceHeaderWords; }
+
+bool StatsSlice::admin_down() const noexcept {
+  return load(words_of(region_) + offsetof(StatsSliceHeader, admin_link) / kWords) == kAdminLinkDown;
+}
+
+void StatsSlice::set_admin_down(bool down) noexcept {
+  store(words_of(region_) + offsetof(StatsSliceHeader, admin_link) / kWords, down ? kAdminLinkDown : kAdminLinkUp);
+}
 
 std::uint64_t* StatsSlice::fdb_words() const noexcept { return counter_words() + kCounterWords; }
 

@@ -76,17 +76,24 @@ struct StatsHeader {
 static_assert(sizeof(StatsHeader) % 8 == 0);
 
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
-inline constexpr std::uint64_t kStatsSliceVersion = 3;  // 2: the loop block counts captures; 3: 32 drop slots
+// 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down
+inline constexpr std::uint64_t kStatsSliceVersion = 4;
 
 // The start of an endpoint's slice. Written once by vswitchd before the slice is
 // published; validated by every reader that attaches (the endpoint could have changed it).
+// Except admin_link: the port's administrative link state, written by `vswitchctl link`
+// (root: the slice is vswitchd's, mode 0600) and read by the endpoint once per loop pass.
+// It lives as long as the slice, so a restarted endpoint finds it; vswitchd makes it 0 (up).
 struct StatsSliceHeader {
   std::uint64_t magic;         // kStatsSliceMagic
   std::uint64_t version;       // kStatsSliceVersion
   std::uint64_t endpoint;      // the endpoint's index in the topology
   std::uint64_t fdb_capacity;  // entries in the FDB snapshot after the counters
-  std::uint64_t reserved[4];
+  std::uint64_t admin_link;    // kAdminLinkUp or kAdminLinkDown
+  std::uint64_t reserved[3];
 };
+inline constexpr std::uint64_t kAdminLinkUp = 0;
+inline constexpr std::uint64_t kAdminLinkDown = 1;
 static_assert(sizeof(StatsSliceHeader) % 8 == 0);
 
 struct FdbView {
@@ -132,6 +139,13 @@ class StatsSlice {
   // Word-by-word relaxed copies in and out of shared memory.
   void write_counters(const EndpointCounters& c) noexcept;
   [[nodiscard]] EndpointCounters read_counters() const noexcept;
+
+  // The administrative link state (StatsSliceHeader::admin_link): true while asked to be
+  // down. The word carries nothing else, so relaxed loads and stores: a change is seen
+  // within a pass or two of the store, and the endpoint then acts on it alone. Whoever
+  // maps the slice writable can set it; the endpoint itself could (it is its own link).
+  [[nodiscard]] bool admin_down() const noexcept;
+  void set_admin_down(bool down) noexcept;
 
   // Replaces the FDB snapshot (seqlock writer; the endpoint is the one writer).
   void write_fdb(std::span<const MacEntry> entries, std::uint64_t table_size) noexcept;

@@ -729,6 +729,41 @@ TEST(VhostUserNetDevice, ASecondFrontEndIsRefusedNotSwappedIn) {
   EXPECT_EQ(s.device->counters().totals.connections_refused, 1u);
 }
 
+// The administrative link (vswitchctl link): down disconnects the front-end (QEMU then
+// shows its guest the link down) and closes every front-end that connects while it
+// stays down, counted, said once; up takes the next one as usual.
+TEST(VhostUserNetDevice, ALinkDownDisconnectsAndRefusesUntilUp) {
+  Session s;
+  auto g = std::make_unique<Guest>();
+  auto first = std::make_unique<FrontEnd>(s.path);
+  s.attach(*first, *g, kOfferedFeatures);
+  ASSERT_TRUE(s.device->connected());
+  s.device->set_link(false);
+  EXPECT_FALSE(s.device->connected());
+  EXPECT_TRUE(first->closed_by_peer()) << "the front-end was not disconnected";
+  for (int i = 0; i < 2; ++i) {
+    FrontEnd retry(s.path);
+    ASSERT_TRUE(retry.connected());
+    s.pass();
+    EXPECT_TRUE(retry.closed_by_peer()) << "a front-end was taken while the link is down";
+    EXPECT_FALSE(s.device->connected());
+  }
+  EXPECT_EQ(s.device->counters().totals.connections_refused, 2u);
+  EXPECT_EQ(std::count_if(s.log.begin(), s.log.end(),
+                          [](const std::string& m) { return m.find("the link is down") != std::string::npos; }),
+            1) << "said once per down";
+  s.device->set_link(true);
+  first.reset();
+  g.reset();
+  Guest g2;
+  FrontEnd back(s.path);
+  s.attach(back, g2, kOfferedFeatures);
+  EXPECT_TRUE(s.device->connected());
+  g2.transmit(virtio::NetHeader{}, plain_frame(60, 0x31));
+  EXPECT_EQ(s.pass().size(), 1u) << "the guest's frames flow again";
+  EXPECT_EQ(s.device->counters().totals.connections, 2u);
+}
+
 // The socket file gets the configured mode and owner (topology vhost_user.socket_mode,
 // socket_owner, socket_group); one that cannot be applied fails the device's creation.
 TEST(VhostUserNetDevice, TheSocketGetsTheConfiguredModeAndOwner) {

@@ -189,6 +189,8 @@ class TestSwitch {
     runners_[i].reset();
   }
   EndpointCounters counters(std::size_t i) const { return stats_->read_counters(i); }
+  // What `vswitchctl link` writes: endpoint i's link word.
+  void set_link_down(std::size_t i, bool down) { stats_->slice(i)->set_admin_down(down); }
   GeneratorCounters gen(std::size_t i) const { return sys::load_block<GeneratorCounters>(counters(i).frontend); }
   std::uint64_t drops(std::size_t i, DropReason r) const { return counters(i).drops[r]; }
   std::uint64_t total_drops(std::size_t i) const { return counters(i).drops.total(); }
@@ -869,6 +871,58 @@ TEST(EndpointVlan, ADoubleTagIsRefusedAtIngress) {
   EXPECT_EQ(sw.drops(0, DropReason::kVlanNotAllowed), 1u);
   EXPECT_EQ(vlan_tag(frame_of(trunk.received[0])), 10) << "the single-tagged frame, re-tagged for the trunk";
   EXPECT_EQ(frame_of(trunk.received[0]).size(), 104u);
+}
+
+// vswitchctl link: a port whose link word says down tells its frontend, drops what its
+// frontend hands over and every record for it as link_down (learning nothing), and shows
+// it in its link_down gauge; up again, it tells the frontend and forwards as before. The
+// other port never stops.
+TEST(EndpointLink, ADownPortDropsBothWaysAndComesBackUp) {
+  TestSwitch sw(2, kTinyRings);
+  ScriptedFrontend e0, e1;
+  EndpointLoop l0(sw.resources(0, -1, -1), e0);
+  EndpointLoop l1(sw.resources(1, -1, -1), e1);
+  auto run = [&](const std::function<bool()>& done) {
+    for (int pass = 0; pass < 2000; ++pass) {
+      if (done()) return true;
+      l0.poll_once();
+      l1.poll_once();
+    }
+    return done();
+  };
+  sw.set_link_down(1, true);
+  e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 200, false));
+  e1.to_send.push_back(vlan_record(sw.mac(0), sw.mac(1), std::nullopt, 300, false));
+  ASSERT_TRUE(run([&] { return sw.counters(1).drops[DropReason::kLinkDown] == 2; }))
+      << "link_down drops at e1: " << sw.counters(1).drops[DropReason::kLinkDown];
+  EXPECT_EQ(e1.links, std::vector<bool>{false}) << "the frontend is told once";
+  EXPECT_TRUE(e0.received.empty());
+  EXPECT_TRUE(e1.received.empty());
+  EXPECT_EQ(sw.counters(1).loop.link_down, 1u);
+  EXPECT_EQ(sw.counters(1).mac.learned, 0u) << "learned from a frame dropped for the link";
+  EXPECT_TRUE(e0.links.empty()) << "the other port was told something";
+
+  sw.set_link_down(1, false);
+  e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 400, false));
+  e1.to_send.push_back(vlan_record(sw.mac(0), sw.mac(1), std::nullopt, 500, false));
+  ASSERT_TRUE(run([&] { return e0.received.size() == 1 && e1.received.size() == 1; }));
+  EXPECT_EQ(e1.links, (std::vector<bool>{false, true}));
+  EXPECT_EQ(frame_of(e1.received[0]).size(), 400u);
+  EXPECT_EQ(frame_of(e0.received[0]).size(), 500u);
+  l1.publish_stats();
+  EXPECT_EQ(sw.counters(1).loop.link_down, 0u);
+  EXPECT_EQ(sw.counters(1).drops[DropReason::kLinkDown], 2u);
+}
+
+// A restarted endpoint finds the link word where its predecessor left it: down, it tells
+// its frontend on its first pass.
+TEST(EndpointLink, ARestartedEndpointStartsWithItsLinkDown) {
+  TestSwitch sw(2, kTinyRings);
+  sw.set_link_down(0, true);
+  ScriptedFrontend e0;
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return !e0.links.empty(); }));
+  EXPECT_EQ(e0.links, std::vector<bool>{false});
+  EXPECT_EQ(sw.counters(0).loop.link_down, 1u);
 }
 
 // A GSO frame is held to the MTU by its segments: gso_size past the headers.

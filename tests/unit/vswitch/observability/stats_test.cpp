@@ -151,13 +151,13 @@ struct Corruption {
   const char* what;
   std::size_t word;  // in the slice header
   std::uint64_t value;
-  const char* message;
+  std::string message;
 };
 
 TEST(Stats, ACorruptSliceIsRefusedAtAttachAndTheOthersStayReadable) {
   const Corruption cases[] = {
       {"magic", 0, 0x1234, "bad slice magic 0x1234"},
-      {"version", 1, 1, "unsupported slice version 1, expected 3"},
+      {"version", 1, 1, "unsupported slice version 1, expected " + std::to_string(kStatsSliceVersion)},
       {"endpoint", 2, 0, "made for endpoint #0, expected #1"},
       {"fdb", 3, 1u << 20, "FDB capacity 1048576, the switch's is 16"},
   };
