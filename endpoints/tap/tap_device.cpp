@@ -32,6 +32,16 @@ bool device_exists(const std::string& ifname) {
   return ::ioctl(s.get(), SIOCGIFINDEX, &ifr) == 0;
 }
 
+// SIOCSIFMTU on the device, from the namespace the caller is in (the device's).
+sys::Status<std::string> apply_mtu(const TapSpec& spec, std::uint32_t mtu) {
+  sys::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq m{};
+  std::memcpy(m.ifr_name, spec.ifname.data(), spec.ifname.size());
+  m.ifr_mtu = static_cast<int>(mtu);
+  if (!s.valid() || ::ioctl(s.get(), SIOCSIFMTU, &m) != 0) return sys::Unexpected(fail(spec, "SIOCSIFMTU", errno));
+  return {};
+}
+
 }  // namespace
 
 sys::Result<TapDevice, std::string> TapDevice::adopt(sys::Fd fd, const TapSpec& spec) {
@@ -95,16 +105,19 @@ sys::Result<TapDevice, std::string> TapDevice::open(const TapSpec& spec) {
     up.ifr_flags = static_cast<short>(up.ifr_flags | IFF_UP);
     if (::ioctl(s.get(), SIOCSIFFLAGS, &up) != 0) return sys::Unexpected(fail(spec, "SIOCSIFFLAGS (up)", errno));
   }
-  if (spec.mtu) {
-    // The port's MTU is the topology's, on a device it found as on one it made: the
-    // namespace's stack then never sends the switch a frame the port would drop.
-    sys::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    ifreq m{};
-    std::memcpy(m.ifr_name, spec.ifname.data(), spec.ifname.size());
-    m.ifr_mtu = static_cast<int>(*spec.mtu);
-    if (!s.valid() || ::ioctl(s.get(), SIOCSIFMTU, &m) != 0) return sys::Unexpected(fail(spec, "SIOCSIFMTU", errno));
-  }
+  // The port's MTU is the topology's, on a device it found as on one it made: the
+  // namespace's stack then never sends the switch a frame the port would drop.
+  if (spec.mtu)
+    if (auto st = apply_mtu(spec, *spec.mtu); !st) return sys::Unexpected(st.error());
   return TapDevice(std::move(fd), spec, !existed);
+}
+
+sys::Status<std::string> TapDevice::set_mtu(std::uint32_t mtu) {
+  auto scope = NetnsScope::enter(spec_.netns);
+  if (!scope) return sys::Unexpected(scope.error());
+  if (auto st = apply_mtu(spec_, mtu); !st) return st;
+  spec_.mtu = mtu;
+  return {};
 }
 
 sys::Result<TapRead, sys::SysError> TapDevice::read(std::span<std::byte> buf) noexcept {

@@ -86,6 +86,10 @@ class TapDevice {
   // its routes through the device go and the kernel sends nothing into it.
   [[nodiscard]] sys::Status<sys::SysError> set_carrier(bool on) noexcept;
 
+  // Sets the device's MTU (SIOCSIFMTU, in its namespace): a reload that changed the
+  // port's mtu. Needs CAP_NET_ADMIN (the daemon's, not an endpoint's).
+  [[nodiscard]] sys::Status<std::string> set_mtu(std::uint32_t mtu);
+
   // Makes the device non-persistent; it disappears when the last descriptor closes.
   [[nodiscard]] sys::Status<sys::SysError> remove_persistent() noexcept;
 

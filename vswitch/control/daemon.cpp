@@ -47,6 +47,7 @@
 #include "vswitch/observability/capture.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
+#include "vswitch/config/topology_diff.hpp"
 #include "vswitch/control/endpoint_process.hpp"
 #include "vswitch/control/metrics_server.hpp"
 #include "vswitch/observability/metrics.hpp"
@@ -109,89 +110,6 @@ class Notifier {
   std::string path_;
   bool failed_ = false;
 };
-
-// What differs between the running topology and the one re-read on SIGHUP, one line per
-// difference (line numbers and comments are not differences).
-template <typename T>
-std::string show(const T& v) {
-  if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
-  else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-  else if constexpr (std::is_same_v<T, MacAddress>) return v.str();
-  else if constexpr (std::is_same_v<T, std::vector<std::uint32_t>>) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
-    return out + "]";
-  } else return std::to_string(v);
-}
-template <typename T>
-std::string show(const std::optional<T>& v) {
-  return v ? show(*v) : std::string("(unset)");
-}
-template <typename T>
-void differ(std::vector<std::string>& out, const std::string& key, const T& was, const T& now) {
-  if (!(was == now)) out.push_back(key + ": " + show(was) + " -> " + show(now));
-}
-
-std::vector<std::string> topology_differences(const Topology& a, const Topology& b) {
-  std::vector<std::string> d;
-  differ(d, "switch.name", a.switch_config.name, b.switch_config.name);
-  differ(d, "switch.mac_table_size", a.switch_config.mac_table_size, b.switch_config.mac_table_size);
-  differ(d, "switch.aging_s", a.switch_config.aging_s, b.switch_config.aging_s);
-  differ(d, "switch.max_macs_per_port", a.switch_config.macs_per_port(), b.switch_config.macs_per_port());
-  differ(d, "switch.watchdog_ms", a.switch_config.watchdog_ms, b.switch_config.watchdog_ms);
-  differ(d, "switch.endpoint_uid_base", a.switch_config.endpoint_uid_base, b.switch_config.endpoint_uid_base);
-  differ(d, "switch.seccomp", a.switch_config.seccomp, b.switch_config.seccomp);
-  differ(d, "fabric.ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
-  differ(d, "fabric.max_frame", a.fabric.max_frame, b.fabric.max_frame);
-  differ(d, "fabric.stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
-  differ(d, "metrics.listen", a.metrics.listen, b.metrics.listen);
-  differ(d, "capture.ring_bytes", a.capture.ring_bytes, b.capture.ring_bytes);
-  const auto find = [](const Topology& t, const std::string& name) -> std::optional<std::size_t> {
-    for (std::size_t i = 0; i < t.endpoints.size(); ++i)
-      if (t.endpoints[i].name == name) return i;
-    return std::nullopt;
-  };
-  for (std::size_t i = 0; i < a.endpoints.size(); ++i) {
-    const auto& x = a.endpoints[i];
-    const auto j = find(b, x.name);
-    if (!j) {
-      d.push_back("endpoint " + x.name + ": removed");
-      continue;
-    }
-    const auto& y = b.endpoints[*j];
-    const std::string k = "endpoint " + x.name + ": ";
-    if (*j != i) d.push_back(k + "position (port number) " + std::to_string(i) + " -> " + std::to_string(*j));
-    if (x.frontend != y.frontend) {
-      d.push_back(k + "frontend: " + std::string(to_string(x.frontend)) + " -> " + std::string(to_string(y.frontend)));
-      continue;
-    }
-    differ(d, k + "core", x.core, y.core);
-    differ(d, k + "mac", x.mac, y.mac);
-    differ(d, k + "poll_us", x.poll_us, y.poll_us);
-    differ(d, k + "port_security", x.port_security, y.port_security);
-    if (const auto* t = std::get_if<TapOptions>(&x.options)) {
-      const auto& u = std::get<TapOptions>(y.options);
-      differ(d, k + "tap.ifname", t->ifname, u.ifname);
-      differ(d, k + "tap.netns", t->netns, u.netns);
-    } else if (const auto* v = std::get_if<VhostUserOptions>(&x.options)) {
-      const auto& w = std::get<VhostUserOptions>(y.options);
-      differ(d, k + "vhost_user.socket", v->socket, w.socket);
-      differ(d, k + "vhost_user.queue_size", v->queue_size, w.queue_size);
-      differ(d, k + "vhost_user.socket_owner", v->socket_owner, w.socket_owner);
-      differ(d, k + "vhost_user.socket_group", v->socket_group, w.socket_group);
-      differ(d, k + "vhost_user.socket_mode", v->socket_mode, w.socket_mode);
-      differ(d, k + "vhost_user.max_guest_memory_gib", v->max_guest_memory_gib, w.max_guest_memory_gib);
-    } else if (const auto* g = std::get_if<GeneratorOptions>(&x.options)) {
-      const auto& h = std::get<GeneratorOptions>(y.options);
-      differ(d, k + "generator.rate_fps", g->rate_fps, h.rate_fps);
-      differ(d, k + "generator.sizes", g->sizes, h.sizes);
-      differ(d, k + "generator.peer", g->peer, h.peer);
-    }
-  }
-  for (const auto& y : b.endpoints)
-    if (!find(a, y.name)) d.push_back("endpoint " + y.name + ": added (" + std::string(to_string(y.frontend)) + ")");
-  return d;
-}
 
 std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -408,6 +326,7 @@ struct Child {
   std::uint64_t heartbeat = 0;
   std::uint64_t moved_ms = 0;
   bool killed_hung = false;  // SIGKILLed by the watchdog; reap() says so
+  bool reconfigure = false;  // stopped by a reload: started again at once, not counted as a restart
   std::uint64_t hung = 0;
 };
 
@@ -429,6 +348,12 @@ class Daemon {
   Step listen_sockets();
   Step take_signals();
   Step hand_over_topology();  // the sealed topology and the executable the endpoints run
+  // A sealed memfd holding `text`, which every endpoint program reads its topology from.
+  static sys::Result<sys::Fd, std::string> sealed_topology(const std::string& text);
+  // A reload's changes applied: TAP MTUs set, the new topology in force, the endpoints
+  // whose settings changed stopped (reap() starts them again at once on it). Nothing is
+  // changed when it fails (the error says why).
+  Step apply(Topology next, const std::vector<TopologyChange>& changes, std::uint64_t& restarted);
   void spawn(std::size_t i);
   // In the new process fork() made: keeps only what endpoint i is handed, then execs the
   // endpoint program (vswitch/control/endpoint_process.hpp). Never returns.
@@ -478,6 +403,7 @@ class Daemon {
   std::optional<MetricsServer> metrics_;  // [metrics] listen, once bound
   std::uint64_t metrics_retry_ms_ = 0;     // when to try binding again (0: not waiting)
   std::uint64_t metrics_failures_ = 0;
+  std::uint64_t reloads_ = 0;
 };
 
 constexpr std::uint64_t kMetricsRetryMs = 5000;
@@ -590,13 +516,12 @@ Daemon::Step Daemon::create_shared_memory() {
   return {};
 }
 
-Daemon::Step Daemon::hand_over_topology() {
-  if (topo_.source.size() > kMaxTopologyBytes)
-    return sys::Unexpected(topo_.file + ": " + std::to_string(topo_.source.size()) + " bytes; a topology may have at most " +
+sys::Result<sys::Fd, std::string> Daemon::sealed_topology(const std::string& text) {
+  if (text.size() > kMaxTopologyBytes)
+    return sys::Unexpected(std::to_string(text.size()) + " bytes; a topology may have at most " +
                            std::to_string(kMaxTopologyBytes >> 20) + " MiB");
   sys::Fd fd(::memfd_create("vswitch-topology", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd.valid()) return sys::Unexpected(sys::SysError{"memfd_create", errno}.message());
-  const std::string& text = topo_.source;
   for (std::size_t done = 0; done < text.size();) {
     const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
@@ -606,7 +531,13 @@ Daemon::Step Daemon::hand_over_topology() {
   // Sealed: no endpoint (they all share this open file) can change what the others read.
   if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
     return sys::Unexpected(sys::SysError{"fcntl(F_ADD_SEALS) (topology memfd)", errno}.message());
-  topology_fd_ = std::move(fd);
+  return fd;
+}
+
+Daemon::Step Daemon::hand_over_topology() {
+  auto fd = sealed_topology(topo_.source);
+  if (!fd) return sys::Unexpected(topo_.file + ": " + fd.error());
+  topology_fd_ = std::move(fd.value());
   // O_PATH: an executable this user may run but not read is still run.
   exe_fd_ = sys::Fd(::open("/proc/self/exe", O_PATH | O_CLOEXEC));
   if (!exe_fd_.valid()) return sys::Unexpected(sys::SysError{"open /proc/self/exe", errno}.message());
@@ -869,14 +800,17 @@ std::string Daemon::status_line() const {
   return s;
 }
 
-// SIGHUP. Forwarding never stops: the endpoints keep running whatever the file says.
-// Changing a running topology is not supported (endpoints, channels and the stats objects
-// are sized and numbered from it), so a changed file is reported, difference by
-// difference, and takes effect at the next restart.
+// SIGHUP (and `vswitchctl reload`, which sends it). The file is read again and compared
+// with the topology in force (vswitch/config/topology_diff.hpp). All or nothing: an
+// invalid file, or one change that needs a restart of vswitchd, and nothing is applied,
+// each change said with its file and line. Otherwise every endpoint whose own settings
+// changed is restarted on the new topology (its TAP's MTU set first), and the others
+// never stop forwarding. The outcome goes to the log, to systemd (STATUS=) and to the
+// stats object (StatsRegion::publish_reload), where vswitchctl reload reads it.
 void Daemon::reload() {
   notifier_.send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(sys::monotonic_ns() / 1000) +
                  "\nSTATUS=reloading " + topo_.file);
-  say("SIGHUP: re-reading %s", topo_.file.c_str());
+  say("reload: re-reading %s", topo_.file.c_str());
   auto t = load_topology_file(topo_.file);
   TopologyErrors errors;
   if (!t) errors = t.error();
@@ -884,22 +818,82 @@ void Daemon::reload() {
     errors = check_cores(t.value(), machine_cpus());
     for (auto& err : check_endpoint_ids(t.value())) errors.push_back(std::move(err));
   }
+  ReloadReport report;
+  report.reloads = ++reloads_;
   std::string outcome;
   if (!errors.empty()) {
-    say("reload: %s is invalid; still running the topology loaded before:", topo_.file.c_str());
+    say("reload: %s is invalid; nothing applied, still running the topology loaded before:", topo_.file.c_str());
     std::fprintf(stderr, "%s\n", format_errors(errors).c_str());
+    report.outcome = ReloadOutcome::kInvalid;
+    report.changes = errors.size();
     outcome = "reload failed (invalid topology, " + std::to_string(errors.size()) + " error(s))";
-  } else if (const auto diffs = topology_differences(topo_, t.value()); diffs.empty()) {
+  } else if (const auto changes = topology_changes(topo_, t.value()); changes.empty()) {
     say("reload: %s unchanged", topo_.file.c_str());
+    report.outcome = ReloadOutcome::kUnchanged;
     outcome = "reload: unchanged";
   } else {
-    for (const auto& d : diffs) say("reload: changed: %s", d.c_str());
-    say("reload: %zu difference(s); applying a changed topology needs a restart of vswitchd (live "
-        "reconfiguration is not supported); still running the topology loaded before",
-        diffs.size());
-    outcome = "reload: " + std::to_string(diffs.size()) + " change(s) pending a restart";
+    report.changes = changes.size();
+    std::size_t needs_restart = 0;
+    for (const auto& c : changes) {
+      if (!c.endpoint) ++needs_restart;
+      say("reload: %s%s", c.describe(topo_.file).c_str(), c.endpoint ? "" : " (needs a restart of vswitchd)");
+    }
+    if (needs_restart != 0) {
+      say("reload refused: %zu of %zu change(s) need a restart of vswitchd (endpoints added or removed, or a "
+          "setting every endpoint reads or the shared memory is sized by); nothing applied, still running the "
+          "topology loaded before",
+          needs_restart, changes.size());
+      report.outcome = ReloadOutcome::kRefused;
+      outcome = "reload refused (" + std::to_string(needs_restart) + " change(s) need a restart)";
+    } else if (auto st = apply(std::move(t.value()), changes, report.restarted); !st) {
+      say("reload failed: %s; nothing applied, still running the topology loaded before", st.error().c_str());
+      report.outcome = ReloadOutcome::kFailed;
+      outcome = "reload failed (" + st.error() + ")";
+    } else {
+      std::string names;
+      for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
+        if ((report.restarted >> i) & 1) names += (names.empty() ? "" : ", ") + topo_.endpoints[i].name;
+      say("reload: applied %zu change(s); restarting on the new settings: %s", changes.size(), names.c_str());
+      report.outcome = ReloadOutcome::kApplied;
+      outcome = "reload: applied, restarted " + names;
+    }
   }
+  stats_->publish_reload(report);
   notifier_.send("READY=1\nSTATUS=" + status_line() + "; " + outcome);
+}
+
+Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& changes, std::uint64_t& restarted) {
+  auto fd = sealed_topology(next.source);
+  if (!fd) return sys::Unexpected(topo_.file + ": " + fd.error());
+  std::vector<bool> changed(topo_.endpoints.size(), false);
+  for (const auto& c : changes)
+    if (c.endpoint && *c.endpoint < changed.size()) changed[*c.endpoint] = true;
+  // TAP MTUs first: the only step that can fail; one that does puts back those set before.
+  std::vector<std::size_t> mtu_set;
+  for (std::size_t i = 0; i < changed.size(); ++i) {
+    const auto& now = next.endpoints[i].mtu;
+    if (!changed[i] || !taps_[i] || !now || now == topo_.endpoints[i].mtu) continue;
+    if (auto st = taps_[i]->set_mtu(*now); !st) {
+      for (const std::size_t k : mtu_set)
+        if (const auto& was = topo_.endpoints[k].mtu) (void)taps_[k]->set_mtu(*was);
+      return sys::Unexpected("endpoint " + topo_.endpoints[i].name + ": " + st.error());
+    }
+    mtu_set.push_back(i);
+  }
+  topo_ = std::move(next);
+  topology_fd_ = std::move(fd.value());
+  restarted = 0;
+  for (std::size_t i = 0; i < changed.size(); ++i) {
+    if (!changed[i]) continue;
+    restarted |= std::uint64_t{1} << i;
+    Child& c = children_[i];
+    if (c.pid > 0) {
+      c.reconfigure = true;
+      ::kill(c.pid, SIGTERM);  // reap() starts it again at once
+    }
+    // Not running (between restarts): its next start reads the new topology.
+  }
+  return {};
 }
 
 std::uint64_t Daemon::heartbeat(std::size_t i) const {
@@ -950,8 +944,18 @@ void Daemon::reap(bool shutting_down) {
       c.ready.reset();
       const bool hung = c.killed_hung;
       c.killed_hung = false;
+      const bool reconfigure = c.reconfigure;
+      c.reconfigure = false;
       if (shutting_down) {
         publish_state(i, EndpointState::kStopped);
+        break;
+      }
+      if (reconfigure) {
+        c.restart_at_ms = sys::monotonic_ms();
+        publish_state(i, EndpointState::kDown);
+        say("endpoint %s (pid %d) stopped for the reload (%s); starting it on the new settings",
+            topo_.endpoints[i].name.c_str(), pid, describe_exit(status).c_str());
+        notifier_.send("STATUS=" + status_line());
         break;
       }
       // Quick deaths back off (100 ms doubling to 5 s); one that ran 10 s starts fresh.

@@ -3,8 +3,8 @@
 // through read-only mappings (shm::Access::kReadOnly: a store would fault), so nothing it
 // does can change the switch's state; nothing is stopped or slowed. An endpoint's slice
 // that does not pass validation is left out, said on standard error, and the rest shown.
-// Two commands write, and say so: capture (the capture object's reader line) and link
-// (the endpoint's link word in its slice).
+// Three commands act, and say so: capture (writes the capture object's reader line),
+// link (writes the endpoint's link word in its slice) and reload (signals vswitchd).
 #include <signal.h>
 #include <time.h>
 
@@ -380,12 +380,65 @@ int run_link(const Topology& topo, const StatsRegion& stats, const std::string& 
   }
 }
 
+// `vswitchctl reload`: SIGHUP to vswitchd, then its report (StatsRegion::read_reload),
+// waited for 10 s at most. The changes themselves, each with its file and line, are in
+// vswitchd's log.
+int run_reload(const Topology& topo, const StatsRegion& stats) {
+  const auto daemon = static_cast<pid_t>(stats.daemon_pid());
+  const std::uint64_t before = stats.read_reload().reloads;
+  if (daemon <= 0 || ::kill(daemon, SIGHUP) != 0) {
+    std::fprintf(stderr, "vswitchctl: reload: cannot signal vswitchd (pid %d): %s\n", daemon, std::strerror(errno));
+    return 1;
+  }
+  const std::uint64_t deadline = sys::monotonic_ms() + 10'000;
+  ReloadReport r = stats.read_reload();
+  while (r.reloads == before) {
+    if (sys::monotonic_ms() > deadline) {
+      std::fprintf(stderr, "vswitchctl: reload: vswitchd (pid %d) has not reported within 10 s\n", daemon);
+      return 1;
+    }
+    const timespec pause{0, 10'000'000};  // polling a word another process sets: no event to wait on
+    ::nanosleep(&pause, nullptr);
+    r = stats.read_reload();
+  }
+  const char* file = topo.file.c_str();
+  switch (r.outcome) {
+    case ReloadOutcome::kUnchanged:
+      std::printf("reload: %s unchanged\n", file);
+      return 0;
+    case ReloadOutcome::kApplied: {
+      std::string names;
+      for (std::size_t i = 0; i < topo.endpoints.size() && i < 64; ++i)
+        if ((r.restarted >> i) & 1) names += (names.empty() ? "" : ", ") + topo.endpoints[i].name;
+      std::printf("reload: applied %" PRIu64 " change(s); restarted on the new settings: %s (each change in "
+                  "vswitchd's log)\n", r.changes, names.c_str());
+      return 0;
+    }
+    case ReloadOutcome::kInvalid:
+      std::fprintf(stderr, "vswitchctl: reload refused: %s is invalid (%" PRIu64 " error(s) in vswitchd's log); "
+                   "nothing applied\n", file, r.changes);
+      return 1;
+    case ReloadOutcome::kRefused:
+      std::fprintf(stderr, "vswitchctl: reload refused: a change in %s needs a restart of vswitchd (each change, "
+                   "with its line, in vswitchd's log); nothing applied\n", file);
+      return 1;
+    case ReloadOutcome::kFailed:
+      std::fprintf(stderr, "vswitchctl: reload failed (why in vswitchd's log); nothing applied\n");
+      return 1;
+    case ReloadOutcome::kNone:
+      break;
+  }
+  std::fprintf(stderr, "vswitchctl: reload: vswitchd's report could not be read\n");
+  return 1;
+}
+
 int usage(FILE* f) {
   std::fputs(
       "usage: vswitchctl --config FILE COMMAND [--json]\n"
       "       vswitchctl --config FILE capture ENDPOINT [--direction rx|tx|both] [--count N]\n"
       "                  [--snaplen BYTES] -w FILE|-\n"
       "       vswitchctl --config FILE link ENDPOINT up|down\n"
+      "       vswitchctl --config FILE reload\n"
       "       vswitchctl counters [--json]\n"
       "       vswitchctl --help\n"
       "\n"
@@ -410,6 +463,13 @@ int usage(FILE* f) {
       "            command that writes: it needs write access to the capture object\n"
       "            (/dev/shm/vswitch.NAME.capture.ENDPOINT, vswitchd's, mode 0600), and\n"
       "            one capture per endpoint runs at a time. Forwarding never waits for it.\n"
+      "  reload    has vswitchd read FILE again (as SIGHUP does) and says what came of it.\n"
+      "            An endpoint's own settings (core, poll_us, poll_max_us, port_security,\n"
+      "            mtu, generator.*, vhost_user.queue_size and max_guest_memory_gib) are\n"
+      "            applied by restarting that endpoint alone; any other change (endpoints\n"
+      "            added or removed, switch.*, fabric.*, mac, vlan, trunk, TAP, socket)\n"
+      "            needs a restart of vswitchd, and then nothing is applied. Each change,\n"
+      "            with its line, is in vswitchd's log. Sends a signal: root.\n"
       "  link      sets ENDPOINT's link administratively up or down and waits (5 s at\n"
       "            most) until the endpoint has taken it. Down: a TAP loses its carrier\n"
       "            (NO-CARRIER in its namespace); a vhost-user front-end is disconnected\n"
@@ -430,7 +490,8 @@ int usage(FILE* f) {
       "  1  no vswitchd runs FILE's switch, or it runs a different number of endpoints;\n"
       "     capture: it could not start (no capture object, another capture runs) or its\n"
       "     output failed (a reader that closed its pipe ends a capture with 0);\n"
-      "     link: the slice could not be written, or a running endpoint did not take it\n"
+      "     link: the slice could not be written, or a running endpoint did not take it;\n"
+      "     reload: refused or failed (nothing applied), or vswitchd did not report\n"
       "  2  usage error or an invalid FILE\n"
       "\n"
       "See also: vswitchd(8).\n",
@@ -452,7 +513,7 @@ int run(int argc, char** argv) {
     else if (command == "link") link_args.push_back(a);
     else if (a == "--json") json = true;
     else if (command.empty() && (a == "ports" || a == "fdb" || a == "stats" || a == "channels" ||
-                                    a == "counters" || a == "capture" || a == "link"))
+                                    a == "counters" || a == "capture" || a == "link" || a == "reload"))
       command = a;
     else {
       std::fprintf(stderr, "vswitchctl: unknown argument \"%s\"\n", argv[i]);
@@ -485,6 +546,12 @@ int run(int argc, char** argv) {
   std::vector<std::string> names;
   for (const auto& e : topo.value().endpoints) names.push_back(e.name);
   const auto stats = StatsRegion::attach(name, names, shm::Access::kReadOnly);
+  if (!stats && stats.error().running_endpoints != 0 && command == "reload") {
+    std::fprintf(stderr, "vswitchctl: reload refused: %s declares %zu endpoints, the running switch \"%s\" has %zu: "
+                 "adding or removing endpoints needs a restart of vswitchd; nothing sent\n",
+                 config.c_str(), topo.value().endpoints.size(), name.c_str(), stats.error().running_endpoints);
+    return 1;
+  }
   if (!stats && stats.error().running_endpoints != 0) {
     std::fprintf(stderr, "vswitchctl: the running switch \"%s\" has %zu endpoints, %s declares %zu: wrong file?\n",
                  name.c_str(), stats.error().running_endpoints, config.c_str(), topo.value().endpoints.size());
@@ -499,6 +566,7 @@ int run(int argc, char** argv) {
   if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH)
     std::fprintf(stderr, "vswitchctl: warning: vswitchd (pid %d) is gone; these are its last figures\n", pid);
   if (command == "capture") return run_capture(topo.value(), stats.value().region().generation(), capture);
+  if (command == "reload") return json ? usage(stderr) : run_reload(topo.value(), stats.value());
   if (command == "link") return run_link(topo.value(), stats.value(), link_args[0], link_args[1] == "down");
   Ctl ctl{topo.value(), stats.value(), json};
   if (command == "ports") ctl.ports();

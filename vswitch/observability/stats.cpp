@@ -344,6 +344,39 @@ const std::string& StatsRegion::slice_error(std::size_t endpoint) const noexcept
 std::uint64_t StatsRegion::daemon_pid() const noexcept { return load(header_words() + 2); }
 void StatsRegion::set_daemon_pid(std::uint64_t pid) noexcept { store(header_words() + 2, pid); }
 
+// A seqlock on StatsHeader::reloads, which holds 2 * reloads, odd while a report is
+// written (the same pairing as write_fdb / read_fdb):
+//   seq.store(odd, relaxed); fence(release)   [S1-RELOAD], pairs with the reader's fence(acquire)
+//   the report's words (relaxed)
+//   seq.store(even, release)                  [S2-RELOAD], pairs with the reader's seq.load(acquire)
+void StatsRegion::publish_reload(const ReloadReport& r) noexcept {
+  std::uint64_t* h = header_words();
+  std::atomic_ref<std::uint64_t> seq(h[3]);
+  seq.store(2 * r.reloads - 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);  // [S1-RELOAD]
+  store(h + 4, static_cast<std::uint64_t>(r.outcome));
+  store(h + 5, r.restarted);
+  store(h + 6, r.changes);
+  seq.store(2 * r.reloads, std::memory_order_release);  // [S2-RELOAD]
+}
+
+ReloadReport StatsRegion::read_reload() const noexcept {
+  const std::uint64_t* h = header_words();
+  std::atomic_ref<std::uint64_t> seq(*const_cast<std::uint64_t*>(h + 3));
+  // Bounded: a daemon that died while writing leaves the count odd for good.
+  for (int tries = 0; tries < 100000; ++tries) {
+    const std::uint64_t before = seq.load(std::memory_order_acquire);  // [S2-RELOAD]
+    ReloadReport r;
+    r.reloads = before / 2;
+    r.outcome = static_cast<ReloadOutcome>(load(h + 4));
+    r.restarted = load(h + 5);
+    r.changes = load(h + 6);
+    std::atomic_thread_fence(std::memory_order_acquire);  // [S1-RELOAD]: the words before the second look
+    if ((before & 1) == 0 && seq.load(std::memory_order_relaxed) == before) return r;
+  }
+  return ReloadReport{};  // outcome kNone: no report could be read
+}
+
 void StatsRegion::write_daemon(std::size_t endpoint, const DaemonState& d) noexcept {
   copy_out(daemon_words(endpoint), d);
 }

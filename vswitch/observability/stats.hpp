@@ -71,7 +71,26 @@ struct StatsHeader {
   std::uint64_t endpoints;
   std::uint64_t fdb_capacity;  // entries per FDB snapshot, the same in every slice
   std::uint64_t daemon_pid;
-  std::uint64_t reserved[5];
+  std::uint64_t reloads;            // reloads done (SIGHUP, vswitchctl reload), whatever came of them
+  std::uint64_t reload_outcome;     // ReloadOutcome of the last one
+  std::uint64_t reload_restarted;   // the last one's restarted endpoints, bit i: endpoint i
+  std::uint64_t reload_changes;     // the last one's changes (applied or refused)
+  std::uint64_t reserved[1];
+};
+
+enum class ReloadOutcome : std::uint64_t {
+  kNone = 0,       // no reload yet
+  kUnchanged = 1,  // the file says what runs
+  kApplied = 2,    // endpoint settings changed: those endpoints restarted on the new file
+  kInvalid = 3,    // the file does not load: nothing applied
+  kRefused = 4,    // a change needs a restart of vswitchd: nothing applied
+  kFailed = 5,     // applying failed (said in the log): nothing applied
+};
+struct ReloadReport {
+  std::uint64_t reloads = 0;
+  ReloadOutcome outcome = ReloadOutcome::kNone;
+  std::uint64_t restarted = 0;
+  std::uint64_t changes = 0;
 };
 static_assert(sizeof(StatsHeader) % 8 == 0);
 
@@ -211,6 +230,11 @@ class StatsRegion {
   [[nodiscard]] std::uint32_t fdb_capacity() const noexcept { return fdb_capacity_; }
   [[nodiscard]] std::uint64_t daemon_pid() const noexcept;
   void set_daemon_pid(std::uint64_t pid) noexcept;
+  // The last reload's report (StatsHeader), under a seqlock on its count (the daemon the
+  // one writer; ordering at publish_reload in stats.cpp). A report that cannot be read
+  // consistently (a daemon that died writing it) reads as outcome kNone.
+  void publish_reload(const ReloadReport& r) noexcept;
+  [[nodiscard]] ReloadReport read_reload() const noexcept;
 
   // Word-by-word relaxed copies in and out of shared memory: the daemon's state blocks,
   // and (through slice(endpoint)) the endpoint's counters.

@@ -1,0 +1,108 @@
+#include "vswitch/config/topology_diff.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace vswitch {
+namespace {
+
+// Two TAP endpoints and a generator; `a_extra` goes into a's table, `tail` at the end.
+std::string topology(const std::string& a_extra = "", const std::string& fabric = "ring_bytes = 1048576\n",
+                     const std::string& tail = "") {
+  return "[switch]\nname = \"diff\"\n\n[fabric]\n" + fabric +
+         "\n[[endpoint]]\nname = \"a\"\nmac = \"02:00:00:00:00:01\"\nfrontend = \"tap\"\n" + a_extra +
+         "[endpoint.tap]\nifname = \"ta\"\n"
+         "\n[[endpoint]]\nname = \"b\"\nfrontend = \"tap\"\n[endpoint.tap]\nifname = \"tb\"\n"
+         "\n[[endpoint]]\nname = \"g\"\nfrontend = \"generator\"\n[endpoint.generator]\nrate_fps = 10\n" + tail;
+}
+
+Topology load(const std::string& text) {
+  auto t = load_topology_string(text, "t.toml");
+  EXPECT_TRUE(t.has_value()) << (t ? "" : format_errors(t.error()));
+  return t ? t.value() : Topology{};
+}
+
+// The line of the first line of `text` that starts with `prefix` (1-based).
+std::uint32_t line_of(const std::string& text, const std::string& prefix) {
+  std::uint32_t line = 1;
+  for (std::size_t at = 0; at < text.size(); ++line) {
+    if (text.compare(at, prefix.size(), prefix) == 0) return line;
+    const auto nl = text.find('\n', at);
+    if (nl == std::string::npos) break;
+    at = nl + 1;
+  }
+  return 0;
+}
+
+TEST(TopologyChanges, NothingButCommentsAndSpacingIsNoChange) {
+  const std::string text = topology();
+  EXPECT_TRUE(topology_changes(load(text), load("# a comment\n\n" + text)).empty());
+}
+
+// An endpoint's own settings are its own (applied by restarting it), each named with its
+// key, both values and the line the key is on in the new file.
+TEST(TopologyChanges, AnEndpointsOwnSettingsAreLocalToItWithTheirLine) {
+  const Topology running = load(topology());
+  struct Case {
+    std::string extra, key, was, now;
+  };
+  const Case cases[] = {
+      {"mtu = 1400\n", "endpoint a: mtu", "(unset)", "1400"},
+      {"poll_us = 20\n", "endpoint a: poll_us", "0", "20"},
+      {"poll_max_us = 0\n", "endpoint a: poll_max_us", "50", "0"},
+      {"port_security = false\n", "endpoint a: port_security", "true", "false"},
+      {"core = 1\n", "endpoint a: core", "(unset)", "1"},
+  };
+  for (const auto& k : cases) {
+    const std::string next_text = topology(k.extra);
+    const auto changes = topology_changes(running, load(next_text));
+    ASSERT_EQ(changes.size(), 1u) << k.key;
+    EXPECT_EQ(changes[0].key, k.key);
+    EXPECT_EQ(changes[0].was, k.was);
+    EXPECT_EQ(changes[0].now, k.now);
+    EXPECT_EQ(changes[0].endpoint, std::optional<std::size_t>(0)) << k.key;
+    EXPECT_EQ(changes[0].line, line_of(next_text, k.extra.substr(0, k.extra.find(' ')))) << k.key;
+    EXPECT_EQ(changes[0].describe("t.toml"),
+              "t.toml:" + std::to_string(changes[0].line) + ": " + k.key + ": " + k.was + " -> " + k.now);
+  }
+  const std::string gen = topology("", "ring_bytes = 1048576\n", "sizes = [64, 1500]\n");
+  const auto g = topology_changes(running, load(gen));
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].key, "endpoint g: generator.sizes");
+  EXPECT_EQ(g[0].endpoint, std::optional<std::size_t>(2));
+  EXPECT_EQ(g[0].line, line_of(gen, "sizes"));
+}
+
+// What every endpoint reads, or what sizes the shared objects, needs a restart of
+// vswitchd: no endpoint is named.
+TEST(TopologyChanges, SharedSettingsAndEndpointsAddedOrRemovedNeedARestart) {
+  const Topology running = load(topology());
+  struct Case {
+    std::string text, key;
+  };
+  const Case cases[] = {
+      {topology("vlan = 10\n"), "endpoint a: vlan"},
+      {topology("trunk = [10]\n"), "endpoint a: trunk"},
+      {topology("", "ring_bytes = 2097152\n"), "fabric.ring_bytes"},
+      {topology("", "ring_bytes = 1048576\nstall_timeout_ms = 900\n"), "fabric.stall_timeout_ms"},
+      {topology("", "ring_bytes = 1048576\n", "\n[[endpoint]]\nname = \"c\"\nfrontend = \"generator\"\n"),
+       "endpoint c: added (generator)"},
+  };
+  for (const auto& k : cases) {
+    const auto changes = topology_changes(running, load(k.text));
+    ASSERT_EQ(changes.size(), 1u) << k.key;
+    EXPECT_EQ(changes[0].key, k.key);
+    EXPECT_FALSE(changes[0].endpoint.has_value()) << k.key;
+    EXPECT_NE(changes[0].line, 0u) << k.key;
+  }
+  std::string renamed = topology();
+  renamed.replace(renamed.find("mac = \"02:00:00:00:00:01\""), 25, "mac = \"02:00:00:00:00:09\"");
+  const auto mac = topology_changes(running, load(renamed));
+  ASSERT_EQ(mac.size(), 1u);
+  EXPECT_EQ(mac[0].key, "endpoint a: mac");
+  EXPECT_FALSE(mac[0].endpoint.has_value()) << "every port holds a declared mac as a static entry";
+}
+
+}  // namespace
+}  // namespace vswitch

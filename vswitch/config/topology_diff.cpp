@@ -1,0 +1,170 @@
+#include "vswitch/config/topology_diff.hpp"
+
+#include <toml++/toml.h>
+
+#include <type_traits>
+
+namespace vswitch {
+namespace {
+
+template <typename T>
+std::string show(const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
+  else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
+  else if constexpr (std::is_same_v<T, MacAddress>) return v.str();
+  else if constexpr (std::is_same_v<T, std::vector<std::uint32_t>> || std::is_same_v<T, std::vector<std::uint16_t>>) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
+    return out + "]";
+  } else return std::to_string(v);
+}
+template <typename T>
+std::string show(const std::optional<T>& v) {
+  return v ? show(*v) : std::string("(unset)");
+}
+
+// The lines of `next`'s keys, from its source (the loader keeps only some).
+class Lines {
+ public:
+  explicit Lines(const std::string& source) {
+    try {
+      doc_ = toml::parse(source);
+    } catch (const toml::parse_error&) {
+      // `next` was loaded from this text, so it parses; if not, no line is known.
+    }
+  }
+  // The line of `table.key` ([[endpoint]] number `endpoint` when given), else of its
+  // table, else 0.
+  [[nodiscard]] std::uint32_t of(const std::string& table, const std::string& key,
+                                 std::optional<std::size_t> endpoint = std::nullopt) const {
+    const toml::table* t = nullptr;
+    if (endpoint) {
+      const toml::array* eps = doc_["endpoint"].as_array();
+      if (eps == nullptr || *endpoint >= eps->size()) return 0;
+      t = (*eps)[*endpoint].as_table();
+      if (t != nullptr && !table.empty()) {
+        const toml::table* sub = (*t)[table].as_table();
+        if (sub == nullptr) return t->source().begin.line;
+        t = sub;
+      }
+    } else {
+      t = doc_[table].as_table();
+    }
+    if (t == nullptr) return 0;
+    if (const toml::node* n = t->get(key)) return n->source().begin.line;
+    return t->source().begin.line;
+  }
+
+ private:
+  toml::table doc_;
+};
+
+class Collector {
+ public:
+  Collector(std::vector<TopologyChange>& out, const Lines& lines) : out_(out), lines_(lines) {}
+  // A key of a top-level table (global).
+  template <typename T>
+  void global(const std::string& table, const std::string& key, const T& was, const T& now) {
+    if (was == now) return;
+    out_.push_back(TopologyChange{table + "." + key, show(was), show(now), lines_.of(table, key), std::nullopt});
+  }
+  // A key of endpoint `j` (its index in `next`), in its sub-table `table` ("" for the
+  // endpoint's own): `local` when only that endpoint reads it.
+  template <typename T>
+  void endpoint(const std::string& name, std::size_t j, const std::string& table, const std::string& key,
+                const T& was, const T& now, bool local) {
+    if (was == now) return;
+    out_.push_back(TopologyChange{"endpoint " + name + ": " + (table.empty() ? key : table + "." + key), show(was),
+                                  show(now), lines_.of(table, key, j),
+                                  local ? std::optional<std::size_t>(j) : std::nullopt});
+  }
+  void add(TopologyChange c) { out_.push_back(std::move(c)); }
+
+ private:
+  std::vector<TopologyChange>& out_;
+  const Lines& lines_;
+};
+
+std::optional<std::size_t> find(const Topology& t, const std::string& name) {
+  for (std::size_t i = 0; i < t.endpoints.size(); ++i)
+    if (t.endpoints[i].name == name) return i;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string TopologyChange::describe(const std::string& file) const {
+  return file + (line != 0 ? ":" + std::to_string(line) : "") + ": " + key + (was.empty() && now.empty() ? "" : ": " + was + " -> " + now);
+}
+
+std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& b) {
+  std::vector<TopologyChange> out;
+  const Lines lines(b.source);
+  Collector c(out, lines);
+  const auto& s = a.switch_config;
+  const auto& z = b.switch_config;
+  c.global("switch", "name", s.name, z.name);
+  c.global("switch", "mac_table_size", s.mac_table_size, z.mac_table_size);
+  c.global("switch", "aging_s", s.aging_s, z.aging_s);
+  c.global("switch", "max_macs_per_port", s.macs_per_port(), z.macs_per_port());
+  c.global("switch", "watchdog_ms", s.watchdog_ms, z.watchdog_ms);
+  c.global("switch", "endpoint_uid_base", s.endpoint_uid_base, z.endpoint_uid_base);
+  c.global("switch", "seccomp", s.seccomp, z.seccomp);
+  c.global("fabric", "ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
+  c.global("fabric", "max_frame", a.fabric.max_frame, b.fabric.max_frame);
+  c.global("fabric", "stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
+  c.global("metrics", "listen", a.metrics.listen, b.metrics.listen);
+  c.global("capture", "ring_bytes", a.capture.ring_bytes, b.capture.ring_bytes);
+  for (std::size_t i = 0; i < a.endpoints.size(); ++i) {
+    const auto& x = a.endpoints[i];
+    const auto j = find(b, x.name);
+    if (!j) {
+      c.add(TopologyChange{"endpoint " + x.name + ": removed", "", "", 0, std::nullopt});
+      continue;
+    }
+    const auto& y = b.endpoints[*j];
+    const std::string& n = x.name;
+    if (*j != i)
+      c.add(TopologyChange{"endpoint " + n + ": position (port number)", std::to_string(i), std::to_string(*j), y.line,
+                           std::nullopt});
+    if (x.frontend != y.frontend) {
+      c.add(TopologyChange{"endpoint " + n + ": frontend", "\"" + std::string(to_string(x.frontend)) + "\"",
+                           "\"" + std::string(to_string(y.frontend)) + "\"", lines.of("", "frontend", *j), std::nullopt});
+      continue;
+    }
+    c.endpoint(n, *j, "", "mac", x.mac, y.mac, false);
+    c.endpoint(n, *j, "", "vlan", x.vlan, y.vlan, false);
+    c.endpoint(n, *j, "", "trunk", x.trunk, y.trunk, false);
+    c.endpoint(n, *j, "", "core", x.core, y.core, true);
+    c.endpoint(n, *j, "", "poll_us", x.poll_us, y.poll_us, true);
+    c.endpoint(n, *j, "", "poll_max_us", x.poll_max_us, y.poll_max_us, true);
+    c.endpoint(n, *j, "", "port_security", x.port_security, y.port_security, true);
+    c.endpoint(n, *j, "", "mtu", x.mtu, y.mtu, true);
+    if (const auto* t = std::get_if<TapOptions>(&x.options)) {
+      const auto& u = std::get<TapOptions>(y.options);
+      c.endpoint(n, *j, "tap", "ifname", t->ifname, u.ifname, false);
+      c.endpoint(n, *j, "tap", "netns", t->netns, u.netns, false);
+    } else if (const auto* v = std::get_if<VhostUserOptions>(&x.options)) {
+      const auto& w = std::get<VhostUserOptions>(y.options);
+      c.endpoint(n, *j, "vhost_user", "socket", v->socket, w.socket, false);
+      c.endpoint(n, *j, "vhost_user", "socket_owner", v->socket_owner, w.socket_owner, false);
+      c.endpoint(n, *j, "vhost_user", "socket_group", v->socket_group, w.socket_group, false);
+      c.endpoint(n, *j, "vhost_user", "socket_mode", v->socket_mode, w.socket_mode, false);
+      c.endpoint(n, *j, "vhost_user", "queue_size", v->queue_size, w.queue_size, true);
+      c.endpoint(n, *j, "vhost_user", "max_guest_memory_gib", v->max_guest_memory_gib, w.max_guest_memory_gib, true);
+    } else if (const auto* g = std::get_if<GeneratorOptions>(&x.options)) {
+      const auto& h = std::get<GeneratorOptions>(y.options);
+      c.endpoint(n, *j, "generator", "rate_fps", g->rate_fps, h.rate_fps, true);
+      c.endpoint(n, *j, "generator", "sizes", g->sizes, h.sizes, true);
+      c.endpoint(n, *j, "generator", "peer", g->peer, h.peer, true);
+    }
+  }
+  for (std::size_t j = 0; j < b.endpoints.size(); ++j)
+    if (!find(a, b.endpoints[j].name))
+      c.add(TopologyChange{"endpoint " + b.endpoints[j].name + ": added (" +
+                               std::string(to_string(b.endpoints[j].frontend)) + ")",
+                           "", "", b.endpoints[j].line, std::nullopt});
+  return out;
+}
+
+}  // namespace vswitch

@@ -1,0 +1,41 @@
+// What differs between the topology a switch runs and the one its file holds now (a
+// reload: SIGHUP or `vswitchctl reload`), one change per key, and whether the change can
+// be applied to the running switch.
+//
+// An endpoint's own settings (core, poll_us, poll_max_us, port_security, mtu, the
+// generator's, a vhost-user port's queue_size and max_guest_memory_gib) are read only by
+// that endpoint's process (and its TAP's MTU is the daemon's to set): a change is applied
+// by restarting that one endpoint on the new topology. Everything else is read by every
+// endpoint or sizes the shared objects (switch.*, fabric.*, metrics, capture, an
+// endpoint's name, position, frontend, mac, vlan, trunk, TAP or socket) and needs a
+// restart of vswitchd; so do endpoints added or removed.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vswitch/config/topology.hpp"
+
+namespace vswitch {
+
+struct TopologyChange {
+  std::string key;  // "fabric.ring_bytes", "endpoint c: mtu", "endpoint d: added"
+  std::string was;  // as written in a topology ("(unset)" for a key not set)
+  std::string now;
+  std::uint32_t line = 0;  // in the new file: the key's line, else its table's (0: none)
+  // The endpoint (index in both topologies) whose own setting this is: applied by
+  // restarting it. None: needs a restart of vswitchd.
+  std::optional<std::size_t> endpoint;
+
+  // "FILE:LINE: KEY: WAS -> NOW" (the line left out when there is none).
+  [[nodiscard]] std::string describe(const std::string& file) const;
+};
+
+// Every change from `running` to `next`, in the order of the file (switch, fabric,
+// metrics, capture, then each endpoint); empty when nothing differs but comments,
+// spacing and line numbers.
+[[nodiscard]] std::vector<TopologyChange> topology_changes(const Topology& running, const Topology& next);
+
+}  // namespace vswitch
