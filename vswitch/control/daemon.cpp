@@ -387,6 +387,9 @@ class Daemon {
   sys::Fd exe_fd_;
   std::vector<shm::PipeDoorbell> doorbells_;
   std::vector<shm::Doorbell*> doorbell_ptrs_;
+  std::vector<sys::Fd> wake_ends_;  // the daemon's private write end of each doorbell pipe
+  // Rings every endpoint's doorbell (SIGUSR1: `vswitchctl link` changed a link word).
+  void wake_endpoints();
   std::vector<std::unique_ptr<endpoints::tap::TapDevice>> taps_;
   std::vector<sys::Fd> listeners_;  // per endpoint: a vhost-user endpoint's listening socket
   // What bind() made at each socket path (device, inode; 0, 0: nothing), so that only
@@ -432,6 +435,9 @@ Daemon::Step Daemon::setup() {
   // Before anything is made: a socket directory another user could write stops here.
   if (auto st = prepare_sockets(); !st) return st;
   remove_stale_objects(topo_.switch_config.name);
+  // Before the stats object names this process: from then on vswitchctl may signal it
+  // (SIGUSR1, SIGHUP), whose default actions would end it.
+  if (auto st = take_signals(); !st) return st;
   if (auto st = create_shared_memory(); !st) return st;
   if (auto st = create_doorbells(); !st) return st;
   // Metrics are not worth the data plane: an address that cannot be bound now (another
@@ -444,7 +450,6 @@ Daemon::Step Daemon::setup() {
     unlink_bound_sockets();
     return st;
   }
-  if (auto st = take_signals(); !st) return st;
   if (auto st = hand_over_topology(); !st) return st;
   children_.resize(n);
   return {};
@@ -551,7 +556,23 @@ Daemon::Step Daemon::create_doorbells() {
     doorbells_.push_back(std::move(bell.value()));
   }
   for (auto& b : doorbells_) doorbell_ptrs_.push_back(&b);
+  // The daemon's own way to ring (wake_endpoints): a second open of each pipe's write
+  // end. The endpoints hold the first open file, whose flags (O_NONBLOCK) any of them
+  // could change without a system call filter; this one is the daemon's alone, so a
+  // write into it never blocks.
+  for (const auto& b : doorbells_) {
+    sys::Fd w(::open(("/proc/self/fd/" + std::to_string(b.write_fd())).c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!w.valid()) return sys::Unexpected("doorbell: " + sys::SysError{"open (its private write end)", errno}.message());
+    wake_ends_.push_back(std::move(w));
+  }
   return {};
+}
+
+void Daemon::wake_endpoints() {
+  const char b = 1;
+  // A full pipe already has a wake-up pending (EAGAIN); any other failure only delays
+  // the change to the endpoint's next heartbeat.
+  for (const auto& w : wake_ends_) (void)!::write(w.get(), &b, 1);
 }
 
 // TAP devices are opened here and held by the daemon, so an endpoint that restarts
@@ -1093,8 +1114,7 @@ int Daemon::run() {
       if (si.ssi_signo == SIGUSR1) wake = true;
     }
     // A spurious ring costs an endpoint one pass: all of them, the signal names none.
-    if (wake)
-      for (auto& b : doorbells_) b.ring();
+    if (wake) wake_endpoints();
     reap(stop);  // children stopped by the same Ctrl-C are not restarted
     if (stop) {
       say("signal received: stopping");

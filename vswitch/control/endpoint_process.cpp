@@ -114,8 +114,9 @@ void EndpointProcess::enter() {
   // The name shows in ps and top; a failure only leaves the program's name there.
   (void)::prctl(PR_SET_NAME, ("vsw-" + e.name).substr(0, 15).c_str());
   // The daemon blocked these for its signalfd, and exec kept its mask: SIGTERM and SIGINT
-  // stay blocked and arrive through this endpoint's own signalfd; the others get back
-  // their default action.
+  // stay blocked and arrive through this endpoint's own signalfd; SIGCHLD and SIGHUP get
+  // back their default action; SIGUSR1 (the daemon's wake-up) stays blocked, so a stray
+  // one never ends an endpoint.
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);

@@ -336,6 +336,19 @@ void channels(const Topology& topo, bool json) {
   if (json) std::printf("\n]}\n");
 }
 
+// Whether `pid` is a running vswitchd, the only process vswitchctl signals: the stats
+// objects of a vswitchd that was killed outlive it, and its pid may be another
+// process's by now.
+bool is_vswitchd(pid_t pid) {
+  if (pid <= 0) return false;
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/comm").c_str(), "re");
+  if (f == nullptr) return false;
+  char comm[32] = {};
+  const bool got = std::fgets(comm, sizeof comm, f) != nullptr;
+  std::fclose(f);
+  return got && std::string_view(comm) == "vswitchd\n";
+}
+
 // `vswitchctl link ENDPOINT up|down`: writes the endpoint's link word (the one command
 // besides capture that writes), wakes the endpoints through vswitchd (SIGUSR1: every
 // doorbell rung) and waits up to 5 s for the endpoint's gauge to follow.
@@ -346,6 +359,11 @@ int run_link(const Topology& topo, const StatsRegion& stats, const std::string& 
     std::fprintf(stderr, "vswitchctl: link: no endpoint \"%s\" in %s\n", endpoint.c_str(), topo.file.c_str());
     return 2;
   }
+  const auto daemon = static_cast<pid_t>(stats.daemon_pid());
+  if (!is_vswitchd(daemon)) {
+    std::fprintf(stderr, "vswitchctl: link: vswitchd (pid %d) is not running; nothing changed\n", daemon);
+    return 1;
+  }
   auto slice = StatsSlice::attach(topo.switch_config.name, endpoint, i, stats.fdb_capacity(),
                                   stats.region().generation(), shm::Access::kReadWrite);
   if (!slice) {
@@ -354,8 +372,7 @@ int run_link(const Topology& topo, const StatsRegion& stats, const std::string& 
     return 1;
   }
   slice.value().set_admin_down(down);
-  const auto daemon = static_cast<pid_t>(stats.daemon_pid());
-  if (daemon <= 0 || ::kill(daemon, SIGUSR1) != 0)
+  if (::kill(daemon, SIGUSR1) != 0)
     std::fprintf(stderr, "vswitchctl: link: could not wake the endpoints through vswitchd (pid %d): %s; an idle "
                  "endpoint takes the change at its next heartbeat\n", daemon, std::strerror(errno));
   const char* state = down ? "down" : "up";
@@ -386,7 +403,11 @@ int run_link(const Topology& topo, const StatsRegion& stats, const std::string& 
 int run_reload(const Topology& topo, const StatsRegion& stats) {
   const auto daemon = static_cast<pid_t>(stats.daemon_pid());
   const std::uint64_t before = stats.read_reload().reloads;
-  if (daemon <= 0 || ::kill(daemon, SIGHUP) != 0) {
+  if (!is_vswitchd(daemon)) {
+    std::fprintf(stderr, "vswitchctl: reload: vswitchd (pid %d) is not running; nothing sent\n", daemon);
+    return 1;
+  }
+  if (::kill(daemon, SIGHUP) != 0) {
     std::fprintf(stderr, "vswitchctl: reload: cannot signal vswitchd (pid %d): %s\n", daemon, std::strerror(errno));
     return 1;
   }

@@ -86,7 +86,9 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       events_("vswitch[" + config_.name + "]: ") {
   forwarder_.drops() = initial.drops;
   table_.restore_counters(initial.mac);
-  counters_.loop.link_down = 0;  // a gauge: this process starts up, and its first pass follows the slice's word
+  // A gauge: this process follows the slice's word from its first pass (follow_link).
+  predecessor_link_down_ = initial.loop.link_down != 0;
+  counters_.loop.link_down = 0;
   const auto& eps = res_.topology->endpoints;
   vlans_.resize(eps.size());
   for (std::size_t i = 0; i < eps.size(); ++i) {
@@ -587,6 +589,12 @@ std::optional<EndpointLoop::Egress> EndpointLoop::untagged_copy(const endpoints:
   // this port (VLAN hopping by double tagging).
   refused = DropReason::kVlanNotAllowed;
   if (starts_with_tag(copy)) return std::nullopt;
+  // The MTU check before read the channel, where a tag (4 bytes of slack) may have been
+  // and is no more: the copy is held to it again.
+  refused = DropReason::kMtuExceeded;
+  if (copy.size() > untagged_limit_ &&
+      exceeds_mtu(copy, header->gso_type, header->gso_size, header->csum_start, frame_limit_))
+    return std::nullopt;
   return Egress{header, copy};  // the header: a private copy, checked against this length
 }
 
@@ -634,7 +642,7 @@ bool EndpointLoop::poll_once() {
   now_ms_ = t / 1'000'000;
   // A capture asked for after this load starts with the next pass's frames.
   capture_directions_ = res_.capture != nullptr ? res_.capture->requested() : 0;
-  if (res_.stats != nullptr && res_.stats->admin_down() != link_down_) [[unlikely]]
+  if (res_.stats != nullptr && (!link_known_ || res_.stats->admin_down() != link_down_)) [[unlikely]]
     follow_link();
   bool work = retry_held();
   work |= drain_inbound();
@@ -654,13 +662,26 @@ bool EndpointLoop::poll_once() {
 }
 
 void EndpointLoop::follow_link() {
-  link_down_ = !link_down_;
+  const bool first = !link_known_;
+  link_known_ = true;
+  link_down_ = res_.stats->admin_down();
   counters_.loop.link_down = link_down_ ? 1 : 0;
+  // Told on the first pass whatever the word says: what the frontend shows (a TAP's
+  // carrier, which belongs to the device vswitchd holds) may be what a predecessor left.
   const std::string error = frontend_.set_link(!link_down_);
-  log(std::string(link_down_ ? "link set down (vswitchctl link): frames from and for this port are dropped as "
-                               "link_down"
-                             : "link set up (vswitchctl link)") +
-      (error.empty() ? "" : "; the frontend could not show it: " + error));
+  if (link_down_) {
+    // Frames held for a full peer were read before the link went down: they go no further.
+    for (Peer& p : peers_)
+      if (p.held_bytes != 0) {
+        drop(DropReason::kLinkDown);
+        release_hold(p);
+      }
+  }
+  if (!first || link_down_ || predecessor_link_down_ || !error.empty())
+    log(std::string(link_down_ ? "link set down (vswitchctl link): frames from and for this port are dropped as "
+                                 "link_down"
+                               : "link set up (vswitchctl link)") +
+        (error.empty() ? "" : "; the frontend could not show it: " + error));
   publish_stats();  // vswitchctl link waits for the gauge to follow
 }
 

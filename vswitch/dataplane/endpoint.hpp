@@ -205,9 +205,9 @@ class EndpointLoop {
   [[nodiscard]] std::optional<Egress> tag_for_trunk(const endpoints::virtio::CheckedNetHeader& header,
                                                     std::span<const std::byte> frame, std::uint16_t vlan,
                                                     DropReason& refused) noexcept;
-  // Takes the administrative link state asked for in the stats slice, once per pass:
-  // tells the frontend when it changed (and logs it). While down, every frame read from
-  // the frontend and every record for it is dropped as link_down.
+  // Takes the administrative link state asked for in the stats slice: on the first pass,
+  // then whenever it changed; tells the frontend (and logs a change). While down, every
+  // frame read from the frontend, held for a peer, or for it is dropped as link_down.
   void follow_link();
   // Retries every held frame; drops those whose hold ran out.
   bool retry_held();
@@ -264,6 +264,8 @@ class EndpointLoop {
   std::uint64_t now_ms_ = 0;
   std::uint32_t capture_directions_ = 0;  // what a capture asked for at the start of this pass
   bool link_down_ = false;  // the administrative link state the frontend was last told (follow_link)
+  bool link_known_ = false;  // follow_link ran (on the first pass, whatever the word says)
+  bool predecessor_link_down_ = false;  // the restarted endpoint's predecessor had its link down
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish

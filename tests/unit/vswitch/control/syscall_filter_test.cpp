@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <linux/futex.h>
+#include <linux/if_tun.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -171,6 +172,29 @@ TEST_F(SyscallFilterTest, NothingCanBeMadeBlocking) {
         install(SyscallFilter::kEnforce);
         int off = 0;
         (void)::ioctl(bell, FIONBIO, &off);
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGSYS), refused(SYS_ioctl));
+}
+
+// The one ioctl a TAP endpoint makes (vswitchctl link): TUNSETCARRIER passes the filter
+// (on a descriptor that is no TAP the kernel answers ENOTTY); any other TUN command, e.g.
+// TUNSETIFF to attach another device, is refused.
+TEST_F(SyscallFilterTest, OnlyTheTapCarrierIoctlPasses) {
+  EXPECT_EXIT(
+      {
+        const int bell = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        install(SyscallFilter::kEnforce);
+        int on = 1;
+        ::_exit(::ioctl(bell, TUNSETCARRIER, &on) != 0 && errno == ENOTTY ? 0 : 20);
+      },
+      ::testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(
+      {
+        const int bell = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        install(SyscallFilter::kEnforce);
+        char ifr[40] = {};
+        (void)::ioctl(bell, TUNSETIFF, ifr);
         ::_exit(0);
       },
       ::testing::KilledBySignal(SIGSYS), refused(SYS_ioctl));

@@ -900,13 +900,14 @@ TEST(EndpointLink, ADownPortDropsBothWaysAndComesBackUp) {
   EXPECT_TRUE(e1.received.empty());
   EXPECT_EQ(sw.counters(1).loop.link_down, 1u);
   EXPECT_EQ(sw.counters(1).mac.learned, 0u) << "learned from a frame dropped for the link";
-  EXPECT_TRUE(e0.links.empty()) << "the other port was told something";
+  EXPECT_EQ(e0.links, std::vector<bool>{true}) << "the other port is told its link once, at start";
 
   sw.set_link_down(1, false);
   e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 400, false));
   e1.to_send.push_back(vlan_record(sw.mac(0), sw.mac(1), std::nullopt, 500, false));
   ASSERT_TRUE(run([&] { return e0.received.size() == 1 && e1.received.size() == 1; }));
   EXPECT_EQ(e1.links, (std::vector<bool>{false, true}));
+  EXPECT_EQ(e0.links, std::vector<bool>{true});
   EXPECT_EQ(frame_of(e1.received[0]).size(), 400u);
   EXPECT_EQ(frame_of(e0.received[0]).size(), 500u);
   l1.publish_stats();
@@ -914,15 +915,39 @@ TEST(EndpointLink, ADownPortDropsBothWaysAndComesBackUp) {
   EXPECT_EQ(sw.counters(1).drops[DropReason::kLinkDown], 2u);
 }
 
-// A restarted endpoint finds the link word where its predecessor left it: down, it tells
-// its frontend on its first pass.
-TEST(EndpointLink, ARestartedEndpointStartsWithItsLinkDown) {
+// A restarted endpoint finds the link word where its predecessor left it and tells its
+// frontend on its first pass, down or up: what the frontend shows (a TAP's carrier
+// belongs to the device, which outlives the process) may be what the predecessor left,
+// e.g. a link set up while the endpoint was restarting.
+TEST(EndpointLink, ARestartedEndpointTellsItsFrontendTheLinkOnItsFirstPass) {
   TestSwitch sw(2, kTinyRings);
   sw.set_link_down(0, true);
-  ScriptedFrontend e0;
+  ScriptedFrontend e0;  // the same frontend across the restarts, as a TAP device is
   ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return !e0.links.empty(); }));
   EXPECT_EQ(e0.links, std::vector<bool>{false});
   EXPECT_EQ(sw.counters(0).loop.link_down, 1u);
+  sw.set_link_down(0, false);  // while no loop runs
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return e0.links.size() == 2; }));
+  EXPECT_EQ(e0.links, (std::vector<bool>{false, true}));
+  EXPECT_EQ(sw.counters(0).loop.link_down, 0u);
+}
+
+// Frames held for a full peer when the link goes down go no further: dropped as link_down.
+TEST(EndpointLink, FramesHeldForAFullPeerAreDroppedWhenTheLinkGoesDown) {
+  TestSwitch sw(2, kTinyRings);  // 8 KiB channels; e1 never runs, so e0's channel to it fills
+  ScriptedFrontend e0;
+  for (int i = 0; i < 12; ++i) e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 1000, false));
+  EndpointLoop l0(sw.resources(0, -1, -1), e0);
+  for (int pass = 0; pass < 4; ++pass) l0.poll_once();
+  l0.publish_stats();
+  const EndpointCounters held = sw.counters(0);
+  ASSERT_LT(held.peers[1].out_frames, 12u) << "the channel never filled";
+  sw.set_link_down(0, true);
+  l0.poll_once();
+  l0.publish_stats();
+  const EndpointCounters after = sw.counters(0);
+  EXPECT_EQ(after.peers[1].out_frames, held.peers[1].out_frames) << "a held frame went out after the link went down";
+  EXPECT_GE(after.drops[DropReason::kLinkDown], 1u);
 }
 
 // A GSO frame is held to the MTU by its segments: gso_size past the headers.
