@@ -427,8 +427,16 @@ NetDevice::Delivery NetDevice::deliver_segmented(virtio::SplitQueue& q, const vi
   // A retry resumes after the segments this guest already has; a token of an earlier
   // epoch (the queues changed meanwhile) starts over.
   std::size_t i = resume.epoch == epoch_ ? resume.next_segment : 0;
+  // Each segment is a plain frame for this guest: held to its MTU like one (see deliver()).
+  // The first is the largest (every one but the last carries gso_size), so one too large
+  // is found before any segment goes out.
+  const std::uint32_t mtu = backend_.has(kFeatureMtu) ? backend_.mtu() : 0;
   for (; i < seg->segments(); ++i) {
     const std::size_t n = seg->build(i, segment_);
+    if (mtu != 0 && n > std::size_t{mtu} + kEthernetAndVlanBytes) {
+      resume = {};
+      return Delivery::kMtuExceeded;
+    }
     const Delivery d = deliver_one(q, virtio::NetHeader{}, std::span<const std::byte>(segment_.data(), n));
     if (d == Delivery::kWaitForBuffers) {
       resume = ResumeToken{epoch_, static_cast<std::uint32_t>(i)};  // i < kMaxSoftwareSegments

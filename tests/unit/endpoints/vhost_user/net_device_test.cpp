@@ -429,6 +429,30 @@ TEST(VhostUserNetDevice, TheGuestsMtuIsTakenUpToThePortsAndHeldToOnDelivery) {
   EXPECT_EQ(std::to_integer<int>(g.received(1)[1]), virtio::kGsoTcpV4) << "the GSO frame came next, not the one above the MTU";
 }
 
+// For a guest without GUEST_TSO the device cuts GSO frames itself: each segment it makes
+// is a plain frame for that guest, held to the MTU the guest took (a gso_size beyond it
+// is refused whole, before any segment goes out).
+TEST(VhostUserNetDevice, SegmentsCutForTheGuestAreHeldToItsMtu) {
+  Session s({}, {}, 9000);
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures & kNoGuestTso);
+  fe.send_value(Request::kSetProtocolFeatures, kProtocolReplyAck | kProtocolNetMtu);
+  const std::uint64_t mtu = 1500;
+  fe.send(Request::kNetSetMtu, std::as_bytes(std::span<const std::uint64_t>(&mtu, 1)), {}, /*need_reply=*/true);
+  s.pass();
+  ASSERT_EQ(fe.reply_u64(), 0u);
+  g.post_rx(16);
+  ResumeToken token;
+  const auto [big_h, big] = tso_frame(4000, 1, 3000);  // segments of 3054 bytes for a 1500 guest
+  EXPECT_EQ(s.device->deliver(checked(big_h, big), big, token), NetDevice::Delivery::kMtuExceeded);
+  const auto [h, tso] = tso_frame(4000, 1, 1448);
+  EXPECT_EQ(s.device->deliver(checked(h, tso), tso, token), NetDevice::Delivery::kDelivered);
+  s.pass();
+  EXPECT_EQ(s.device->counters().totals.segments_made, 3u) << "only the frame within the MTU was cut and delivered";
+  EXPECT_EQ(g.received(0).size(), virtio::kNetHeaderBytes + 54 + 1448);
+}
+
 TEST(VhostUserNetDevice, AFrameWaitsForBuffersAndArmAsksForTheKick) {
   Session s;
   Guest g;
