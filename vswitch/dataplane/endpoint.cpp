@@ -549,10 +549,13 @@ sys::Result<std::uint16_t, DropReason> EndpointLoop::ingress_vlan(std::span<std:
     if (untagged_vlan_ == 0) return sys::Unexpected(DropReason::kVlanNotAllowed);  // a trunk without a native VLAN
     return untagged_vlan_;
   }
-  // A priority tag (VID 0) is not taken for the untagged VLAN: refused, like any VID
-  // the port does not carry. A frame tagged with the port's untagged VLAN is taken (and
-  // leaves other ports of it as that VLAN's frames do).
-  if (*tag == 0 || !vlans_[res_.self].test(*tag)) return sys::Unexpected(DropReason::kVlanNotAllowed);
+  // A priority tag (VID 0) carries a priority only: IEEE 802.1Q classifies the frame as
+  // untagged, into the port's untagged VLAN (refused where there is none, as an untagged
+  // frame is). A frame tagged with the port's untagged VLAN is taken (and leaves other
+  // ports of it as that VLAN's frames do). Any other VID the port does not carry: refused.
+  // Either way the tag comes out (its priority is not kept).
+  const std::uint16_t vid = *tag == 0 ? untagged_vlan_ : *tag;
+  if (vid == 0 || !vlans_[res_.self].test(vid)) return sys::Unexpected(DropReason::kVlanNotAllowed);
   // In a channel the frame goes untagged: the tag comes out here, the header's offsets
   // move with the bytes after it. The record is this endpoint's to write (staging_, or a
   // reservation not yet committed); its header is checked as a receiver would first.
@@ -572,7 +575,7 @@ sys::Result<std::uint16_t, DropReason> EndpointLoop::ingress_vlan(std::span<std:
   // Another tag inside: it would be taken for its own VLAN wherever this frame leaves
   // untagged (VLAN hopping by double tagging). Refused.
   if (starts_with_tag(record.subspan(virtio::kNetHeaderBytes))) return sys::Unexpected(DropReason::kVlanNotAllowed);
-  return *tag;
+  return vid;
 }
 
 std::optional<EndpointLoop::Egress> EndpointLoop::untagged_copy(const endpoints::virtio::CheckedNetHeader& header,

@@ -32,8 +32,9 @@ enum class DropReason : std::uint8_t {
   kMtuExceeded,        // a frame that is not GSO, longer than the port's mtu + 18 (Ethernet
                        // header and a VLAN tag), from its frontend or on its way to it
   kVlanNotAllowed,     // a frame of a VLAN the port does not carry (a tag its trunk does not
-                       // list, an untagged frame on a trunk without a vlan, a priority tag,
-                       // or a peer's record of a VLAN this port is not in)
+                       // list, an untagged or priority-tagged frame on a trunk without a
+                       // vlan, a second tag inside, or a peer's record of a VLAN this
+                       // port is not in)
   kLinkDown,           // the port's link is administratively down (vswitchctl link): a frame
                        // its frontend still handed over, or one for it
   kCount,

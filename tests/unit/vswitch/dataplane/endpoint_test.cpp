@@ -727,7 +727,7 @@ TEST(EndpointVlan, AccessPortsReachTheirOwnVlanOnly) {
 // VLAN's tag on the way out, the GSO header's offsets moved with it; a tagged frame from
 // the trunk loses its tag on the way to an access port, offsets moved back; a VLAN the
 // trunk does not list, an untagged frame on a trunk without a vlan, and a priority tag
-// are dropped as vlan_not_allowed.
+// on that trunk (classified as untagged) are dropped as vlan_not_allowed.
 TEST(EndpointVlan, TrunksTagAndAccessPortsUntag) {
   TestSwitch sw(3, "ring_bytes = 262144\nmax_frame = 9000\nstall_timeout_ms = 5000\n", "",
                 {"vlan = 10\n", "trunk = [10, 20]\n", "vlan = 20\n"});
@@ -833,6 +833,23 @@ TEST(EndpointVlan, ThePeerCannotTagAFrameBetweenTheCheckAndTheDelivery) {
   ASSERT_EQ(e0.received.size(), 1u);
   EXPECT_FALSE(vlan_tag(e0.received[0])) << "the frame left with a tag the peer wrote after the check";
   EXPECT_EQ(std::memcmp(e0.received[0].data(), frame_of(r).data(), 100), 0);
+}
+
+// A priority-tagged frame (VID 0: a priority, no VLAN) is classified as untagged, into
+// the port's untagged VLAN (IEEE 802.1Q), and travels without its tag: an access port
+// and a trunk's native VLAN take it.
+TEST(EndpointVlan, APriorityTaggedFrameGoesToTheUntaggedVlan) {
+  TestSwitch sw(3, kTinyRings, "vlan = 10\n", {"", "vlan = 10\n", "vlan = 20\n"});
+  ScriptedFrontend access10, other10, access20;
+  auto prio = vlan_record(sw.mac(1), sw.mac(0), 0, 104, false);
+  prio[virtio::kNetHeaderBytes + 14] = std::byte{0xa0};  // PCP 5, VID 0
+  access10.to_send.push_back(prio);
+  ASSERT_TRUE(run_loops(sw, {{0, &access10}, {1, &other10}, {2, &access20}}, [&] { return other10.received.size() == 1; }));
+  EXPECT_FALSE(vlan_tag(frame_of(other10.received[0]))) << "left with its tag";
+  EXPECT_EQ(frame_of(other10.received[0]).size(), 100u);
+  EXPECT_EQ(std::memcmp(frame_of(other10.received[0]).data() + 12, frame_of(prio).data() + 16, 100 - 12), 0);
+  EXPECT_TRUE(access20.received.empty());
+  EXPECT_EQ(sw.drops(0, DropReason::kVlanNotAllowed), 0u);
 }
 
 // With more than one port to reach, a frame is never read into the channel of the port
