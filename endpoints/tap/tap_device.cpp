@@ -112,10 +112,34 @@ sys::Result<TapDevice, std::string> TapDevice::open(const TapSpec& spec) {
   return TapDevice(std::move(fd), spec, !existed);
 }
 
-sys::Status<std::string> TapDevice::set_mtu(std::uint32_t mtu) {
+sys::Result<std::string, std::string> TapDevice::current_name() const {
+  ifreq ifr{};
+  if (::ioctl(fd_.get(), TUNGETIFF, &ifr) != 0) return sys::Unexpected(fail(spec_, "TUNGETIFF", errno));
+  return std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+}
+
+sys::Result<std::uint32_t, std::string> TapDevice::mtu() const {
+  auto name = current_name();
+  if (!name) return sys::Unexpected(name.error());
   auto scope = NetnsScope::enter(spec_.netns);
   if (!scope) return sys::Unexpected(scope.error());
-  if (auto st = apply_mtu(spec_, mtu); !st) return st;
+  sys::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq m{};
+  std::memcpy(m.ifr_name, name.value().data(), name.value().size());
+  if (!s.valid() || ::ioctl(s.get(), SIOCGIFMTU, &m) != 0) return sys::Unexpected(fail(spec_, "SIOCGIFMTU", errno));
+  return static_cast<std::uint32_t>(m.ifr_mtu);
+}
+
+sys::Status<std::string> TapDevice::set_mtu(std::uint32_t mtu) {
+  // By the name the device has now (TUNGETIFF on the descriptor held): whoever is in its
+  // namespace may have renamed it, and another device may carry the old name.
+  auto name = current_name();
+  if (!name) return sys::Unexpected(name.error());
+  TapSpec now = spec_;
+  now.ifname = name.value();
+  auto scope = NetnsScope::enter(spec_.netns);
+  if (!scope) return sys::Unexpected(scope.error());
+  if (auto st = apply_mtu(now, mtu); !st) return st;
   spec_.mtu = mtu;
   return {};
 }

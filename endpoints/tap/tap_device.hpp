@@ -86,8 +86,10 @@ class TapDevice {
   // its routes through the device go and the kernel sends nothing into it.
   [[nodiscard]] sys::Status<sys::SysError> set_carrier(bool on) noexcept;
 
-  // Sets the device's MTU (SIOCSIFMTU, in its namespace): a reload that changed the
-  // port's mtu. Needs CAP_NET_ADMIN (the daemon's, not an endpoint's).
+  // The device's MTU now (SIOCGIFMTU), and setting it (SIOCSIFMTU), in its namespace, by
+  // the name the kernel gives the descriptor held (TUNGETIFF): a reload that changed the
+  // port's mtu. Setting needs CAP_NET_ADMIN (the daemon's, not an endpoint's).
+  [[nodiscard]] sys::Result<std::uint32_t, std::string> mtu() const;
   [[nodiscard]] sys::Status<std::string> set_mtu(std::uint32_t mtu);
 
   // Makes the device non-persistent; it disappears when the last descriptor closes.
@@ -99,6 +101,7 @@ class TapDevice {
 
  private:
   TapDevice(sys::Fd fd, TapSpec spec, bool created) : fd_(std::move(fd)), spec_(std::move(spec)), created_(created) {}
+  [[nodiscard]] sys::Result<std::string, std::string> current_name() const;
   sys::Fd fd_;
   TapSpec spec_;
   bool created_ = false;

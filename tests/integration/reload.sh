@@ -18,7 +18,7 @@ start_daemon "$WORK/live.toml"
 ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.3 >/dev/null || fail "ping a -> c before the reload"
 
 out=$(ctl reload) || fail "vswitchctl reload (unchanged) exited $?"
-[[ $out == "reload: $WORK/live.toml unchanged" ]] || fail "reload of an unchanged file said: $out"
+[[ $out == "reload: unchanged" ]] || fail "reload of an unchanged file said: $out"
 pass "an unchanged file: said so"
 
 pids() { echo "$(pid_of a) $(pid_of b)"; }
@@ -41,14 +41,15 @@ PY
 grep -q "^mtu = 1400$" "$WORK/live.toml" || fail "could not edit $WORK/live.toml"
 sleep 1  # a second of the stream before the reload (part of the scenario, not a wait for state)
 out=$(ctl reload) || fail "vswitchctl reload (c changed) exited $?: $out"
-[[ $out == "reload: applied 2 change(s); restarted on the new settings: c (each change in vswitchd's log)" ]] ||
+[[ $out == "reload: applied 2 change(s); restarted on the new settings and up: c (each change in vswitchd's log)" ]] ||
   fail "reload said: $out"
 wait "$client" || fail "iperf3 a -> b failed across the reload"
 mtu_line=$(grep -n '^mtu = 1400$' "$WORK/live.toml" | cut -d: -f1)
 grep -q "reload: $WORK/live.toml:$mtu_line: endpoint c: mtu: (unset) -> 1400" "$WORK/vswitchd.log" ||
   fail "the change is not logged with its line"
-wait_for 15 "c restarted on the new settings" bash -c "[[ \$('$BIN/vswitchctl' --config '$WORK/live.toml' ports --json | python3 -c 'import json,sys; print(next(p[\"pid\"] for p in json.load(sys.stdin)[\"ports\"] if p[\"name\"] == \"c\"))') != $c_before ]]"
-wait_for 15 "every endpoint up" all_up
+[[ $(pid_of c) != "$c_before" ]] && all_up || fail "reload said c is up again, but ports shows: $(ctl ports)"
+restarts=$(ctl ports --json | python3 -c 'import json, sys; print(next(p["restarts"] for p in json.load(sys.stdin)["ports"] if p["name"] == "c"))')
+[[ $restarts == 0 ]] || fail "a reload's restart counted as a restart (a death): $restarts"
 [[ $(pids) == "$before" ]] || fail "a or b was restarted by a change to c's settings"
 [[ $(ip netns exec vsit-c cat /sys/class/net/vsit-c/mtu) == 1400 ]] || fail "c's TAP did not get MTU 1400"
 stat_is a 'e["drops_total"]' -eq "$drops_a" && stat_is b 'e["drops_total"]' -eq "$drops_b" ||
@@ -81,7 +82,7 @@ all=$(echo "$(pids) $(pid_of c)")
 set +e
 out=$(ctl reload 2>&1); rc=$?
 set -e
-[[ $rc == 1 && $out == *"reload refused: a change in $WORK/live.toml needs a restart of vswitchd"* ]] ||
+[[ $rc == 1 && $out == *"reload refused: a change needs a restart of vswitchd"* ]] ||
   fail "a vlan change: exit $rc, said: $out"
 grep -q "reload: $WORK/live.toml:$vlan_line: endpoint a: vlan: (unset) -> 10 (needs a restart of vswitchd)" "$WORK/vswitchd.log" ||
   fail "the refused change is not logged with its file, line and key"

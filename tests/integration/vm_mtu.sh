@@ -9,17 +9,7 @@
 #   that MTU and does not start the device, and nothing of vm2 crosses the switch.
 source "$(dirname "$0")/lib.sh"
 require_root
-command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 missing (scripts/setup.sh installs it)"
-cd "$ROOT"
-scripts/vm-image.sh --arch x86_64 >/dev/null || fail "scripts/vm-image.sh"
-# shellcheck source=scripts/vm-lib.sh
-. scripts/vm-lib.sh
-QEMUS=()
-stop_guests() {
-  for p in "${QEMUS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${QEMUS[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap 'stop_guests; cleanup' EXIT
+source "$HERE/vm_env.sh"
 
 add_netns vsmtu-h vsmtu-h 02:00:00:00:0b:03 10.79.0.3
 cat >"$WORK/vm-mtu.toml" <<TOML

@@ -4,8 +4,11 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <initializer_list>
@@ -684,6 +687,16 @@ sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text
 
 sys::Result<Topology, TopologyErrors> load_topology_file(const std::string& path) {
   using sys::Unexpected;
+  // A regular file of a bounded size: a reload (SIGHUP) reads it in the running daemon,
+  // which a FIFO would stall and a huge file bloat.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return Unexpected{TopologyErrors{TopologyError{path, 0, "", std::string("cannot open the file: ") + std::strerror(errno)}}};
+  if (!S_ISREG(st.st_mode)) return Unexpected{TopologyErrors{TopologyError{path, 0, "", "not a regular file"}}};
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxTopologyBytes)
+    return Unexpected{TopologyErrors{TopologyError{path, 0, "",
+                                                   std::to_string(st.st_size) + " bytes; a topology may have at most " +
+                                                       std::to_string(kMaxTopologyBytes >> 20) + " MiB"}}};
   std::ifstream in(path, std::ios::binary);
   if (!in) return Unexpected{TopologyErrors{TopologyError{path, 0, "", "cannot open the file"}}};
   std::ostringstream ss;

@@ -226,6 +226,9 @@ struct Topology {
 
 using TopologyErrors = std::vector<TopologyError>;
 
+// The largest topology file (and sealed copy handed to the endpoints) taken.
+inline constexpr std::size_t kMaxTopologyBytes = std::size_t{16} << 20;
+
 // Parses and validates; on failure returns every problem found (at least one).
 [[nodiscard]] sys::Result<Topology, TopologyErrors> load_topology_file(const std::string& path);
 // Same, from text; `file` is the name used in messages.

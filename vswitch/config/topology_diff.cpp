@@ -97,6 +97,18 @@ std::string TopologyChange::describe(const std::string& file) const {
   return file + (line != 0 ? ":" + std::to_string(line) : "") + ": " + key + (was.empty() && now.empty() ? "" : ": " + was + " -> " + now);
 }
 
+// Every field is compared below. A field added to one of these structs must be compared
+// too (and classed: an endpoint's own, or needing a restart): these sizes (LP64,
+// libstdc++) stop the build until the new field is seen here and the size updated.
+#if defined(__GLIBCXX__) && __SIZEOF_POINTER__ == 8
+static_assert(sizeof(EndpointConfig) == 184, "EndpointConfig changed: compare the new field in topology_changes");
+static_assert(sizeof(SwitchConfig) == 88 && sizeof(FabricConfig) == 16 && sizeof(MetricsConfig) == 72 &&
+                  sizeof(CaptureConfig) == 8,
+              "a topology table changed: compare the new field in topology_changes");
+static_assert(sizeof(TapOptions) == 64 && sizeof(VhostUserOptions) == 64 && sizeof(GeneratorOptions) == 64,
+              "a frontend's options changed: compare the new field in topology_changes");
+#endif
+
 std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& b) {
   std::vector<TopologyChange> out;
   const Lines lines(b.source);
@@ -139,7 +151,11 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
     c.endpoint(n, *j, "", "poll_us", x.poll_us, y.poll_us, true);
     c.endpoint(n, *j, "", "poll_max_us", x.poll_max_us, y.poll_max_us, true);
     c.endpoint(n, *j, "", "port_security", x.port_security, y.port_security, true);
-    c.endpoint(n, *j, "", "mtu", x.mtu, y.mtu, true);
+    // A VM's MTU, ring size and memory are its VMM's, fixed when it started: a vhost-user
+    // port restarted with a smaller limit would refuse its VMM's reconnect (cutting the VM
+    // off), and a larger one changes nothing for the running guest.
+    const bool vm = x.frontend == FrontendKind::kVhostUser;
+    c.endpoint(n, *j, "", "mtu", x.mtu, y.mtu, !vm);
     if (const auto* t = std::get_if<TapOptions>(&x.options)) {
       const auto& u = std::get<TapOptions>(y.options);
       c.endpoint(n, *j, "tap", "ifname", t->ifname, u.ifname, false);
@@ -150,8 +166,8 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
       c.endpoint(n, *j, "vhost_user", "socket_owner", v->socket_owner, w.socket_owner, false);
       c.endpoint(n, *j, "vhost_user", "socket_group", v->socket_group, w.socket_group, false);
       c.endpoint(n, *j, "vhost_user", "socket_mode", v->socket_mode, w.socket_mode, false);
-      c.endpoint(n, *j, "vhost_user", "queue_size", v->queue_size, w.queue_size, true);
-      c.endpoint(n, *j, "vhost_user", "max_guest_memory_gib", v->max_guest_memory_gib, w.max_guest_memory_gib, true);
+      c.endpoint(n, *j, "vhost_user", "queue_size", v->queue_size, w.queue_size, false);
+      c.endpoint(n, *j, "vhost_user", "max_guest_memory_gib", v->max_guest_memory_gib, w.max_guest_memory_gib, false);
     } else if (const auto* g = std::get_if<GeneratorOptions>(&x.options)) {
       const auto& h = std::get<GeneratorOptions>(y.options);
       c.endpoint(n, *j, "generator", "rate_fps", g->rate_fps, h.rate_fps, true);

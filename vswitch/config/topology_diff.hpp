@@ -2,12 +2,13 @@
 // reload: SIGHUP or `vswitchctl reload`), one change per key, and whether the change can
 // be applied to the running switch.
 //
-// An endpoint's own settings (core, poll_us, poll_max_us, port_security, mtu, the
-// generator's, a vhost-user port's queue_size and max_guest_memory_gib) are read only by
-// that endpoint's process (and its TAP's MTU is the daemon's to set): a change is applied
-// by restarting that one endpoint on the new topology. Everything else is read by every
-// endpoint or sizes the shared objects (switch.*, fabric.*, metrics, capture, an
-// endpoint's name, position, frontend, mac, vlan, trunk, TAP or socket) and needs a
+// An endpoint's own settings (core, poll_us, poll_max_us, port_security, the generator's,
+// and a TAP or generator port's mtu) are read only by that endpoint's process (and its
+// TAP's MTU is the daemon's to set): a change is applied by restarting that one endpoint
+// on the new topology. Everything else is read by every endpoint, sizes the shared
+// objects, or is a VMM's to agree to (switch.*, fabric.*, metrics, capture, an endpoint's
+// name, position, frontend, mac, vlan, trunk, TAP or socket; a vhost-user port's mtu,
+// queue_size and max_guest_memory_gib, which its VMM fixed when it started) and needs a
 // restart of vswitchd; so do endpoints added or removed.
 #pragma once
 

@@ -327,6 +327,11 @@ struct Child {
   std::uint64_t moved_ms = 0;
   bool killed_hung = false;  // SIGKILLed by the watchdog; reap() says so
   bool reconfigure = false;  // stopped by a reload: started again at once, not counted as a restart
+  std::uint64_t reconfigure_kill_ms = 0;  // when a reload's SIGTERM is followed by SIGKILL
+  // Processes started after the first, for any reason (a crash, the watchdog, a reload):
+  // each has its own incarnation (a generator's stream id; a receiver joins its senders'
+  // streams midway), where `restarts` counts the deaths only.
+  std::uint64_t incarnations = 0;
   std::uint64_t hung = 0;
 };
 
@@ -725,7 +730,7 @@ void Daemon::exec_endpoint(std::size_t i, int ready_fd) {
   if (taps_[i]) a.frontend_fd = taps_[i]->fd();
   if (listeners_[i].valid()) a.frontend_fd = listeners_[i].get();
   a.generation = generation_;
-  a.restarts = children_[i].restarts;
+  a.restarts = children_[i].incarnations;
   a.daemon_pid = daemon_pid_;
   std::vector<int> keep{STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, a.topology_fd, a.ready_fd};
   keep.insert(keep.end(), a.doorbells.begin(), a.doorbells.end());
@@ -758,6 +763,8 @@ void Daemon::exec_endpoint(std::size_t i, int ready_fd) {
 
 void Daemon::spawn(std::size_t i) {
   Child& c = children_[i];
+  // Before the fork: the new process is told its incarnation (a failed try below skips one).
+  if (c.started_ms != 0) ++c.incarnations;
   std::fflush(stderr);
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) {
@@ -837,7 +844,8 @@ void Daemon::reload() {
   if (!t) errors = t.error();
   else {
     errors = check_cores(t.value(), machine_cpus());
-    for (auto& err : check_endpoint_ids(t.value())) errors.push_back(std::move(err));
+    if (::geteuid() == 0)  // as at start: only root gives endpoints their ids
+      for (auto& err : check_endpoint_ids(t.value())) errors.push_back(std::move(err));
   }
   ReloadReport report;
   report.reloads = ++reloads_;
@@ -889,17 +897,26 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
   std::vector<bool> changed(topo_.endpoints.size(), false);
   for (const auto& c : changes)
     if (c.endpoint && *c.endpoint < changed.size()) changed[*c.endpoint] = true;
-  // TAP MTUs first: the only step that can fail; one that does puts back those set before.
-  std::vector<std::size_t> mtu_set;
+  // TAP MTUs first: the only step that can fail; one that does puts back the MTUs the
+  // devices had (read before each is set), so nothing is left changed. An mtu taken out
+  // of the file leaves the device's as it is (unset: the namespace's own).
+  std::vector<std::pair<std::size_t, std::uint32_t>> mtu_was;
+  const auto undo = [&] {
+    for (const auto& [k, was] : mtu_was) (void)taps_[k]->set_mtu(was);
+  };
   for (std::size_t i = 0; i < changed.size(); ++i) {
     const auto& now = next.endpoints[i].mtu;
     if (!changed[i] || !taps_[i] || !now || now == topo_.endpoints[i].mtu) continue;
+    auto was = taps_[i]->mtu();
+    if (!was) {
+      undo();
+      return sys::Unexpected("endpoint " + topo_.endpoints[i].name + ": " + was.error());
+    }
     if (auto st = taps_[i]->set_mtu(*now); !st) {
-      for (const std::size_t k : mtu_set)
-        if (const auto& was = topo_.endpoints[k].mtu) (void)taps_[k]->set_mtu(*was);
+      undo();
       return sys::Unexpected("endpoint " + topo_.endpoints[i].name + ": " + st.error());
     }
-    mtu_set.push_back(i);
+    mtu_was.emplace_back(i, was.value());
   }
   topo_ = std::move(next);
   topology_fd_ = std::move(fd.value());
@@ -910,7 +927,10 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
     Child& c = children_[i];
     if (c.pid > 0) {
       c.reconfigure = true;
-      ::kill(c.pid, SIGTERM);  // reap() starts it again at once
+      // reap() starts it again at once; one that does not stop is killed after 3 s, as at
+      // shutdown (run() watches the deadline).
+      c.reconfigure_kill_ms = sys::monotonic_ms() + 3000;
+      ::kill(c.pid, SIGTERM);
     }
     // Not running (between restarts): its next start reads the new topology.
   }
@@ -965,8 +985,10 @@ void Daemon::reap(bool shutting_down) {
       c.ready.reset();
       const bool hung = c.killed_hung;
       c.killed_hung = false;
-      const bool reconfigure = c.reconfigure;
+      // A death the watchdog caused is said as such, whatever a reload asked meanwhile.
+      const bool reconfigure = c.reconfigure && !hung;
       c.reconfigure = false;
+      c.reconfigure_kill_ms = 0;
       if (shutting_down) {
         publish_state(i, EndpointState::kStopped);
         break;
@@ -1060,6 +1082,17 @@ int Daemon::run() {
     if (next_watch_ms != 0) timeout = static_cast<int>(next_watch_ms > now ? next_watch_ms - now : 0);
     for (std::size_t i = 0; i < children_.size(); ++i) {
       Child& c = children_[i];
+      if (c.pid > 0 && c.reconfigure && c.reconfigure_kill_ms != 0) {
+        if (c.reconfigure_kill_ms <= now) {
+          say("endpoint %s (pid %d) did not stop for the reload in 3 s: killing it", topo_.endpoints[i].name.c_str(),
+              c.pid);
+          ::kill(c.pid, SIGKILL);
+          c.reconfigure_kill_ms = 0;
+        } else {
+          const int left = static_cast<int>(c.reconfigure_kill_ms - now);
+          if (timeout < 0 || left < timeout) timeout = left;
+        }
+      }
       if (c.pid == 0 && c.restart_at_ms != 0) {
         if (c.restart_at_ms <= now) {
           spawn(i);

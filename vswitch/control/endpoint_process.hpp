@@ -21,8 +21,6 @@
 
 namespace vswitch {
 
-// The largest topology text vswitchd hands over (and so runs).
-inline constexpr std::size_t kMaxTopologyBytes = std::size_t{16} << 20;
 
 struct EndpointProcessArgs {
   std::size_t index = 0;
@@ -32,7 +30,7 @@ struct EndpointProcessArgs {
   std::vector<int> doorbells;
   int frontend_fd = -1;
   std::uint64_t generation = 0;
-  std::uint64_t restarts = 0;
+  std::uint64_t restarts = 0;  // processes of this endpoint started before this one (any cause, reloads too)
   long daemon_pid = 0;
 };
 

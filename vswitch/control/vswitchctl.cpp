@@ -398,11 +398,14 @@ int run_link(const Topology& topo, const StatsRegion& stats, const std::string& 
 }
 
 // `vswitchctl reload`: SIGHUP to vswitchd, then its report (StatsRegion::read_reload),
-// waited for 10 s at most. The changes themselves, each with its file and line, are in
-// vswitchd's log.
+// waited for 10 s at most, then (applied) each restarted endpoint back up, 15 s at most.
+// vswitchd re-reads the file it runs; the changes themselves, each with its file and line,
+// are in its log.
 int run_reload(const Topology& topo, const StatsRegion& stats) {
   const auto daemon = static_cast<pid_t>(stats.daemon_pid());
   const std::uint64_t before = stats.read_reload().reloads;
+  std::vector<std::uint64_t> pids;
+  for (std::size_t i = 0; i < topo.endpoints.size(); ++i) pids.push_back(stats.read_daemon(i).pid);
   if (!is_vswitchd(daemon)) {
     std::fprintf(stderr, "vswitchctl: reload: vswitchd (pid %d) is not running; nothing sent\n", daemon);
     return 1;
@@ -422,26 +425,44 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
     ::nanosleep(&pause, nullptr);
     r = stats.read_reload();
   }
-  const char* file = topo.file.c_str();
   switch (r.outcome) {
     case ReloadOutcome::kUnchanged:
-      std::printf("reload: %s unchanged\n", file);
+      std::printf("reload: unchanged\n");
       return 0;
     case ReloadOutcome::kApplied: {
-      std::string names;
-      for (std::size_t i = 0; i < topo.endpoints.size() && i < 64; ++i)
-        if ((r.restarted >> i) & 1) names += (names.empty() ? "" : ", ") + topo.endpoints[i].name;
-      std::printf("reload: applied %" PRIu64 " change(s); restarted on the new settings: %s (each change in "
-                  "vswitchd's log)\n", r.changes, names.c_str());
+      // Applied is said once every endpoint restarted for it is up again (a new process).
+      std::string names, down;
+      const std::uint64_t up_by = sys::monotonic_ms() + 15'000;
+      for (std::size_t i = 0; i < topo.endpoints.size() && i < 64; ++i) {
+        if (((r.restarted >> i) & 1) == 0) continue;
+        names += (names.empty() ? "" : ", ") + topo.endpoints[i].name;
+        for (;;) {
+          const DaemonState d = stats.read_daemon(i);
+          if (static_cast<EndpointState>(d.state) == EndpointState::kUp && d.pid != pids[i]) break;
+          if (sys::monotonic_ms() > up_by) {
+            down += (down.empty() ? "" : ", ") + topo.endpoints[i].name;
+            break;
+          }
+          const timespec pause{0, 10'000'000};  // polling a state another process sets
+          ::nanosleep(&pause, nullptr);
+        }
+      }
+      if (!down.empty()) {
+        std::fprintf(stderr, "vswitchctl: reload applied, but not back up within 15 s: %s (see vswitchd's log)\n",
+                     down.c_str());
+        return 1;
+      }
+      std::printf("reload: applied %" PRIu64 " change(s); restarted on the new settings and up: %s (each change "
+                  "in vswitchd's log)\n", r.changes, names.c_str());
       return 0;
     }
     case ReloadOutcome::kInvalid:
-      std::fprintf(stderr, "vswitchctl: reload refused: %s is invalid (%" PRIu64 " error(s) in vswitchd's log); "
-                   "nothing applied\n", file, r.changes);
+      std::fprintf(stderr, "vswitchctl: reload refused: vswitchd's file is invalid (%" PRIu64 " error(s) in its "
+                   "log); nothing applied\n", r.changes);
       return 1;
     case ReloadOutcome::kRefused:
-      std::fprintf(stderr, "vswitchctl: reload refused: a change in %s needs a restart of vswitchd (each change, "
-                   "with its line, in vswitchd's log); nothing applied\n", file);
+      std::fprintf(stderr, "vswitchctl: reload refused: a change needs a restart of vswitchd (each change, "
+                   "with its line, in vswitchd's log); nothing applied\n");
       return 1;
     case ReloadOutcome::kFailed:
       std::fprintf(stderr, "vswitchctl: reload failed (why in vswitchd's log); nothing applied\n");
@@ -484,13 +505,15 @@ int usage(FILE* f) {
       "            command that writes: it needs write access to the capture object\n"
       "            (/dev/shm/vswitch.NAME.capture.ENDPOINT, vswitchd's, mode 0600), and\n"
       "            one capture per endpoint runs at a time. Forwarding never waits for it.\n"
-      "  reload    has vswitchd read FILE again (as SIGHUP does) and says what came of it.\n"
+      "  reload    has vswitchd read its file again (the one it runs; FILE names the\n"
+      "            switch), as SIGHUP does, and says what came of it.\n"
       "            An endpoint's own settings (core, poll_us, poll_max_us, port_security,\n"
-      "            mtu, generator.*, vhost_user.queue_size and max_guest_memory_gib) are\n"
-      "            applied by restarting that endpoint alone; any other change (endpoints\n"
-      "            added or removed, switch.*, fabric.*, mac, vlan, trunk, TAP, socket)\n"
-      "            needs a restart of vswitchd, and then nothing is applied. Each change,\n"
-      "            with its line, is in vswitchd's log. Sends a signal: root.\n"
+      "            generator.*, a TAP's or generator's mtu) are applied by restarting that\n"
+      "            endpoint alone, and said once it is up again; any other change\n"
+      "            (endpoints added or removed, switch.*, fabric.*, mac, vlan, trunk, TAP,\n"
+      "            socket, a vhost-user port's mtu, queue_size, max_guest_memory_gib) needs\n"
+      "            a restart of vswitchd, and then nothing is applied. Each change, with\n"
+      "            its line, is in vswitchd's log. Sends a signal: root.\n"
       "  link      sets ENDPOINT's link administratively up or down and waits (5 s at\n"
       "            most) until the endpoint has taken it. Down: a TAP loses its carrier\n"
       "            (NO-CARRIER in its namespace); a vhost-user front-end is disconnected\n"
@@ -512,7 +535,8 @@ int usage(FILE* f) {
       "     capture: it could not start (no capture object, another capture runs) or its\n"
       "     output failed (a reader that closed its pipe ends a capture with 0);\n"
       "     link: the slice could not be written, or a running endpoint did not take it;\n"
-      "     reload: refused or failed (nothing applied), or vswitchd did not report\n"
+      "     reload: refused or failed (nothing applied), vswitchd did not report, or\n"
+      "     an endpoint restarted for it is not up again within 15 s\n"
       "  2  usage error or an invalid FILE\n"
       "\n"
       "See also: vswitchd(8).\n",

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <tuple>
+#include <vector>
 
 namespace vswitch {
 namespace {
@@ -102,6 +104,68 @@ TEST(TopologyChanges, SharedSettingsAndEndpointsAddedOrRemovedNeedARestart) {
   ASSERT_EQ(mac.size(), 1u);
   EXPECT_EQ(mac[0].key, "endpoint a: mac");
   EXPECT_FALSE(mac[0].endpoint.has_value()) << "every port holds a declared mac as a static entry";
+}
+
+// A VM's MTU, ring size and memory are its VMM's, fixed when it started: a vhost-user
+// port's are not changed live (a smaller limit would refuse the VMM's reconnect).
+TEST(TopologyChanges, AVhostUserPortsVmSettingsNeedARestart) {
+  const std::string vm =
+      "[switch]\nname = \"d\"\n[[endpoint]]\nname = \"vm\"\nfrontend = \"vhost-user\"\n{MTU}"
+      "[endpoint.vhost_user]\nsocket = \"/run/vswitch/vm.sock\"\n{VU}"
+      "[[endpoint]]\nname = \"t\"\nfrontend = \"tap\"\n[endpoint.tap]\nifname = \"tt\"\n";
+  const auto make = [&](const std::string& mtu, const std::string& vu) {
+    std::string s = vm;
+    s.replace(s.find("{MTU}"), 5, mtu);
+    s.replace(s.find("{VU}"), 4, vu);
+    return load(s);
+  };
+  const Topology running = make("", "");
+  for (const auto& [mtu, vu, key] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"mtu = 1400\n", "", "endpoint vm: mtu"},
+           {"", "queue_size = 256\n", "endpoint vm: vhost_user.queue_size"},
+           {"", "max_guest_memory_gib = 2\n", "endpoint vm: vhost_user.max_guest_memory_gib"},
+           {"", "socket_mode = \"0660\"\n", "endpoint vm: vhost_user.socket_mode"},
+       }) {
+    const auto changes = topology_changes(running, make(mtu, vu));
+    ASSERT_EQ(changes.size(), 1u) << key;
+    EXPECT_EQ(changes[0].key, key);
+    EXPECT_FALSE(changes[0].endpoint.has_value()) << key;
+  }
+}
+
+// The switch's own tables, and endpoints removed, moved or of another kind.
+TEST(TopologyChanges, EndpointsRemovedMovedOrReplacedAndSwitchTablesNeedARestart) {
+  const Topology running = load(topology());
+  std::string text = topology();
+  text.replace(text.find("name = \"diff\""), 13, "name = \"diff\"\nwatchdog_ms = 500");
+  auto changes = topology_changes(running, load(text));
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].key, "switch.watchdog_ms");
+  EXPECT_EQ(changes[0].line, 3u);
+  EXPECT_FALSE(changes[0].endpoint.has_value());
+
+  changes = topology_changes(running, load(topology("", "ring_bytes = 1048576\n", "\n[capture]\nring_bytes = 0\n")));
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].key, "capture.ring_bytes");
+
+  // b removed: g moves from port 2 to 1, and b is gone.
+  std::string no_b = topology();
+  const auto b_at = no_b.find("[[endpoint]]\nname = \"b\"");
+  no_b.erase(b_at, no_b.find("[[endpoint]]\nname = \"g\"") - b_at);
+  changes = topology_changes(running, load(no_b));
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].key, "endpoint b: removed");
+  EXPECT_EQ(changes[1].key, "endpoint g: position (port number)");
+  EXPECT_EQ(changes[1].was, "2");
+  EXPECT_EQ(changes[1].now, "1");
+
+  std::string kind = topology();
+  const std::string tap_b = "name = \"b\"\nfrontend = \"tap\"\n[endpoint.tap]\nifname = \"tb\"\n";
+  kind.replace(kind.find(tap_b), tap_b.size(), "name = \"b\"\nfrontend = \"generator\"\n");
+  changes = topology_changes(running, load(kind));
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].key, "endpoint b: frontend");
+  EXPECT_FALSE(changes[0].endpoint.has_value());
 }
 
 }  // namespace

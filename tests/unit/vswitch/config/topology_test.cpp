@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -88,6 +90,30 @@ TEST(Topology, MissingFileIsNamed) {
   auto t = load_topology_file("/nonexistent/x.toml");
   ASSERT_FALSE(t.has_value());
   EXPECT_NE(format_errors(t.error()).find("/nonexistent/x.toml: cannot open"), std::string::npos);
+}
+
+// Only a regular file is read (a reload reads it in the running daemon: a FIFO would
+// stall it, a device or a huge file bloat it).
+TEST(Topology, AFifoOrAHugeFileIsRefusedUnread) {
+  const auto dir = std::filesystem::temp_directory_path() / ("topo-fifo-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string fifo = (dir / "t.toml").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto t = load_topology_file(fifo);  // would block in open() if it were opened
+  ASSERT_FALSE(t.has_value());
+  EXPECT_NE(format_errors(t.error()).find(fifo + ": not a regular file"), std::string::npos) << format_errors(t.error());
+  const std::string big = (dir / "big.toml").string();
+  std::filesystem::remove(fifo);
+  {
+    std::FILE* f = std::fopen(big.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(::ftruncate(::fileno(f), static_cast<off_t>(kMaxTopologyBytes + 1)), 0);
+    std::fclose(f);
+  }
+  t = load_topology_file(big);
+  ASSERT_FALSE(t.has_value());
+  EXPECT_NE(format_errors(t.error()).find("a topology may have at most 16 MiB"), std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Topology, DuplicateEndpointName) {

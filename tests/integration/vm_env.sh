@@ -1,0 +1,15 @@
+# Sourced after lib.sh by the tests that boot QEMU guests (TCG, the x86_64 image of
+# scripts/vm-image.sh, scripts/vm-lib.sh's vm_boot): checks QEMU, builds the image if
+# needed, moves to the repository root, and stops every guest whose pid the test added
+# to QEMUS before lib.sh's cleanup runs.
+command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 missing (scripts/setup.sh installs it)"
+cd "$ROOT"
+scripts/vm-image.sh --arch x86_64 >/dev/null || fail "scripts/vm-image.sh"
+# shellcheck source=scripts/vm-lib.sh
+. scripts/vm-lib.sh
+QEMUS=()
+stop_guests() {
+  for p in "${QEMUS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${QEMUS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap 'stop_guests; cleanup' EXIT
