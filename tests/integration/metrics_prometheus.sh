@@ -106,4 +106,8 @@ peer=$(query 'vswitch_peer_out_frames_total{endpoint="a",peer="b"}')
 kill -9 "$(pid_of c)"
 restarted() { [[ $(query 'vswitch_endpoint_restarts_total{endpoint="c"}') == 1 ]]; }
 wait_for 30 "vswitch_endpoint_restarts_total{endpoint=\"c\"} to reach 1 in Prometheus" restarted
-pass "Prometheus scrapes /metrics (target up, promtool clean), rate() = $rate/s for a 500/s flood, counters equal vswitchctl's, a restart shows"
+# A reload (nothing changed) shows as vswitch_reloads_total{outcome="unchanged"}.
+[[ $(ctl reload) == "reload: unchanged" ]] || fail "vswitchctl reload"
+reloaded() { [[ $(query 'vswitch_reloads_total{outcome="unchanged"}') == 1 ]]; }
+wait_for 30 "vswitch_reloads_total{outcome=\"unchanged\"} to reach 1 in Prometheus" reloaded
+pass "Prometheus scrapes /metrics (target up, promtool clean), rate() = $rate/s for a 500/s flood, counters equal vswitchctl's, a restart and a reload show"

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -412,6 +413,7 @@ class Daemon {
   std::uint64_t metrics_retry_ms_ = 0;     // when to try binding again (0: not waiting)
   std::uint64_t metrics_failures_ = 0;
   std::uint64_t reloads_ = 0;
+  std::array<std::uint64_t, 8> reload_outcomes_{};  // reloads ended, by ReloadOutcome
 };
 
 constexpr std::uint64_t kMetricsRetryMs = 5000;
@@ -492,7 +494,12 @@ std::string Daemon::metrics_text() const {
       server.closed.emplace_back(std::string(MetricsServer::to_string(c)), metrics_->closed(c));
     }
   }
-  return render_metrics(eps, chans, metrics_ ? &server : nullptr);
+  DaemonMetrics daemon;
+  for (const auto& [outcome, name] : {std::pair{ReloadOutcome::kUnchanged, "unchanged"}, std::pair{ReloadOutcome::kApplied, "applied"},
+                                      std::pair{ReloadOutcome::kInvalid, "invalid"}, std::pair{ReloadOutcome::kRefused, "refused"},
+                                      std::pair{ReloadOutcome::kFailed, "failed"}})
+    daemon.reloads.emplace_back(name, reload_outcomes_[static_cast<std::size_t>(outcome)]);
+  return render_metrics(eps, chans, metrics_ ? &server : nullptr, &daemon);
 }
 
 Daemon::Step Daemon::prepare_sockets() const {
@@ -849,6 +856,9 @@ void Daemon::reload() {
   }
   ReloadReport report;
   report.reloads = ++reloads_;
+  // Begun: a vswitchctl reload that reads the count now waits for the next one (its own
+  // SIGHUP's), not for this one, which may have read the file before its edit.
+  stats_->publish_reload(ReloadReport{report.reloads, ReloadOutcome::kRunning, 0, 0});
   std::string outcome;
   if (!errors.empty()) {
     say("reload: %s is invalid; nothing applied, still running the topology loaded before:", topo_.file.c_str());
@@ -888,6 +898,7 @@ void Daemon::reload() {
     }
   }
   stats_->publish_reload(report);
+  ++reload_outcomes_[static_cast<std::size_t>(report.outcome)];
   notifier_.send("READY=1\nSTATUS=" + status_line() + "; " + outcome);
 }
 

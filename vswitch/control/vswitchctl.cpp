@@ -403,7 +403,10 @@ int run_link(const Topology& topo, const StatsRegion& stats, const std::string& 
 // are in its log.
 int run_reload(const Topology& topo, const StatsRegion& stats) {
   const auto daemon = static_cast<pid_t>(stats.daemon_pid());
-  const std::uint64_t before = stats.read_reload().reloads;
+  // Ours is the reload after the last one begun (one running now read the file before
+  // any edit this command follows). Two SIGHUPs sent while none has begun make one reload:
+  // the second vswitchctl then waits in vain and says so.
+  const std::uint64_t ours = stats.read_reload().reloads + 1;
   std::vector<std::uint64_t> pids;
   for (std::size_t i = 0; i < topo.endpoints.size(); ++i) pids.push_back(stats.read_daemon(i).pid);
   if (!is_vswitchd(daemon)) {
@@ -416,7 +419,7 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
   }
   const std::uint64_t deadline = sys::monotonic_ms() + 10'000;
   ReloadReport r = stats.read_reload();
-  while (r.reloads == before) {
+  while (r.reloads < ours || r.outcome == ReloadOutcome::kRunning) {
     if (sys::monotonic_ms() > deadline) {
       std::fprintf(stderr, "vswitchctl: reload: vswitchd (pid %d) has not reported within 10 s\n", daemon);
       return 1;
@@ -468,6 +471,7 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
       std::fprintf(stderr, "vswitchctl: reload failed (why in vswitchd's log); nothing applied\n");
       return 1;
     case ReloadOutcome::kNone:
+    case ReloadOutcome::kRunning:
       break;
   }
   std::fprintf(stderr, "vswitchctl: reload: vswitchd's report could not be read\n");

@@ -93,7 +93,7 @@ std::string PrometheusText::str() const {
 }
 
 std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const std::vector<ChannelMetrics>& channels,
-                           const ServerMetrics* server) {
+                           const ServerMetrics* server, const DaemonMetrics* daemon) {
   using T = PrometheusText::Type;
   PrometheusText p;
   constexpr EndpointState kStates[] = {EndpointState::kDown, EndpointState::kStarting, EndpointState::kUp,
@@ -149,6 +149,12 @@ std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const 
     p.add("vswitch_channel_capacity_bytes", T::kGauge, "the channel's ring capacity in bytes",
           {{"from", c.from}, {"to", c.to}}, c.capacity_bytes);
   }
+  if (daemon != nullptr)
+    for (const auto& [outcome, n] : daemon->reloads)
+      p.add("vswitch_reloads_total", T::kCounter,
+            "reloads of the topology file ended (SIGHUP, vswitchctl reload), by outcome: unchanged, applied, "
+            "invalid, refused (a change needs a restart), failed",
+            {{"outcome", outcome}}, n);
   if (server != nullptr) {
     p.add("vswitch_metrics_scrapes_total", T::kCounter, "GET /metrics requests answered", {}, server->scrapes);
     for (const auto& [reason, n] : server->closed)

@@ -12,7 +12,8 @@
 // and the gauges: vswitch_endpoint_up, vswitch_endpoint_state (one series per state,
 // 1 for the current one), vswitch_mac_entries, vswitch_peer_stalled, the channels'
 // occupancy (vswitch_channel_used_bytes{from,to}, vswitch_channel_capacity_bytes) and each
-// endpoint process's CPU time (vswitch_endpoint_cpu_seconds_total, from /proc).
+// endpoint process's CPU time (vswitch_endpoint_cpu_seconds_total, from /proc); the
+// daemon's reloads by outcome (vswitch_reloads_total{outcome}).
 //
 // The format's rules that matter here: all samples of one name form one block after its
 // HELP and TYPE lines; label values escape \ " and newline, HELP text \ and newline; lines
@@ -87,10 +88,16 @@ struct ServerMetrics {
   std::vector<std::pair<std::string, std::uint64_t>> closed;  // reason, count
 };
 
+// The daemon's own figures: reloads (SIGHUP, vswitchctl reload) ended, by outcome.
+struct DaemonMetrics {
+  std::vector<std::pair<std::string, std::uint64_t>> reloads;  // outcome, count
+};
+
 // The whole exposition. `peers` of endpoint i are the other endpoints, by index.
 [[nodiscard]] std::string render_metrics(const std::vector<EndpointMetrics>& endpoints,
                                          const std::vector<ChannelMetrics>& channels,
-                                         const ServerMetrics* server = nullptr);
+                                         const ServerMetrics* server = nullptr,
+                                         const DaemonMetrics* daemon = nullptr);
 
 // CPU time (user + system) of a process from /proc/PID/stat, in seconds; none when the
 // process is gone or the file is not as expected.

@@ -71,8 +71,8 @@ struct StatsHeader {
   std::uint64_t endpoints;
   std::uint64_t fdb_capacity;  // entries per FDB snapshot, the same in every slice
   std::uint64_t daemon_pid;
-  std::uint64_t reloads;            // reloads done (SIGHUP, vswitchctl reload), whatever came of them
-  std::uint64_t reload_outcome;     // ReloadOutcome of the last one
+  std::uint64_t reloads;            // reloads begun (SIGHUP, vswitchctl reload), whatever came of them
+  std::uint64_t reload_outcome;     // ReloadOutcome of the last one (kRunning until it ends)
   std::uint64_t reload_restarted;   // the last one's restarted endpoints, bit i: endpoint i
   std::uint64_t reload_changes;     // the last one's changes (applied or refused)
   std::uint64_t reserved[1];
@@ -85,6 +85,7 @@ enum class ReloadOutcome : std::uint64_t {
   kInvalid = 3,    // the file does not load: nothing applied
   kRefused = 4,    // a change needs a restart of vswitchd: nothing applied
   kFailed = 5,     // applying failed (said in the log): nothing applied
+  kRunning = 6,    // begun, not ended: the words of its outcome come with the same count
 };
 struct ReloadReport {
   std::uint64_t reloads = 0;

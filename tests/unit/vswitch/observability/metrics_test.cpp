@@ -151,6 +151,18 @@ TEST(Metrics, TheServersOwnFigures) {
   EXPECT_NE(s.find("vswitch_metrics_connections_closed_total{reason=\"bad_request\"} 0\n"), std::string::npos);
 }
 
+// The daemon's reloads, one series per outcome, each a counter.
+TEST(Metrics, ReloadsByOutcome) {
+  DaemonMetrics daemon;
+  daemon.reloads = {{"applied", 2}, {"refused", 1}};
+  const std::string s = render_metrics(two_endpoints(), {}, nullptr, &daemon);
+  expect_well_formed(s);
+  EXPECT_NE(s.find("# TYPE vswitch_reloads_total counter\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("vswitch_reloads_total{outcome=\"applied\"} 2\nvswitch_reloads_total{outcome=\"refused\"} 1\n"),
+            std::string::npos)
+      << s;
+}
+
 TEST(Metrics, ProcessCpuSecondsReadsThisProcess) {
   const auto s = process_cpu_seconds(static_cast<std::uint64_t>(::getpid()));
   ASSERT_TRUE(s.has_value());
