@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a small guest for the VM tests from Debian packages only: the distribution kernel,
-# a busybox-static initramfs with the virtio-net modules and iperf3 (with the libraries it
+# a busybox-static initramfs with the virtio-net (and 802.1Q) modules and iperf3 (with the libraries it
 # needs). Output: OUTDIR/vmlinuz and OUTDIR/initrd.img.
 #   x86_64 (default): the host's packages (linux-image-amd64, busybox-static, iperf3),
 #     installed with apt-get if missing; OUTDIR defaults to build/vm.
@@ -92,7 +92,8 @@ else
   done < <(arm64_fetch_libs "$apt_dir" "$sysroot" "$sysroot/usr/bin/iperf3")
 fi
 
-# virtio_net, virtio_pci and what they depend on, in load order (built-in ones are skipped).
+# virtio_net, virtio_pci and what they depend on, in load order (built-in ones are skipped);
+# 8021q (VLAN devices, for the VLAN tests) where the kernel has it as a module.
 order=()
 while read -r kind path _; do
   [[ $kind == insmod ]] || continue
@@ -103,7 +104,8 @@ while read -r kind path _; do
     *) cp "$path" "$root/modules/$name" ;;
   esac
   [[ " ${order[*]} " == *" $name "* ]] || order+=("$name")
-done < <(for m in virtio_pci virtio_net; do modprobe ${sysroot:+-d "$sysroot"} -S "$kver" --show-depends "$m"; done)
+done < <(for m in virtio_pci virtio_net; do modprobe ${sysroot:+-d "$sysroot"} -S "$kver" --show-depends "$m"; done
+         modprobe ${sysroot:+-d "$sysroot"} -S "$kver" --show-depends 8021q 2>/dev/null || true)
 [[ " ${order[*]} " == *" virtio_net.ko "* ]] || { echo "vm-image: no virtio_net module for $kver" >&2; exit 1; }
 printf '%s\n' "${order[@]}" >"$root/modules/order"
 
