@@ -4,7 +4,9 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -688,20 +690,36 @@ sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text
 sys::Result<Topology, TopologyErrors> load_topology_file(const std::string& path) {
   using sys::Unexpected;
   // A regular file of a bounded size: a reload (SIGHUP) reads it in the running daemon,
-  // which a FIFO would stall and a huge file bloat.
+  // which a FIFO would stall and a huge file bloat. Opened without blocking (a FIFO's
+  // open waits for a writer), then judged by what was opened, then read at most 1 byte
+  // past the limit (a file that grows meanwhile is refused, not read on and on).
+  const auto error = [&](const std::string& what) { return Unexpected{TopologyErrors{TopologyError{path, 0, "", what}}}; };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return error(std::string("cannot open the file: ") + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0)
-    return Unexpected{TopologyErrors{TopologyError{path, 0, "", std::string("cannot open the file: ") + std::strerror(errno)}}};
-  if (!S_ISREG(st.st_mode)) return Unexpected{TopologyErrors{TopologyError{path, 0, "", "not a regular file"}}};
-  if (static_cast<std::uint64_t>(st.st_size) > kMaxTopologyBytes)
-    return Unexpected{TopologyErrors{TopologyError{path, 0, "",
-                                                   std::to_string(st.st_size) + " bytes; a topology may have at most " +
-                                                       std::to_string(kMaxTopologyBytes >> 20) + " MiB"}}};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Unexpected{TopologyErrors{TopologyError{path, 0, "", "cannot open the file"}}};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return load_topology_string(ss.str(), path);
+  if (::fstat(fd, &st) != 0) return error(std::string("cannot open the file: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return error("not a regular file");
+  const auto too_big = [&](std::uint64_t bytes) {
+    return error(std::to_string(bytes) + " bytes; a topology may have at most " + std::to_string(kMaxTopologyBytes >> 20) +
+                 " MiB");
+  };
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxTopologyBytes) return too_big(static_cast<std::uint64_t>(st.st_size));
+  std::string text(kMaxTopologyBytes + 1, '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return error(std::string("cannot read the file: ") + std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got > kMaxTopologyBytes) return too_big(got);
+  text.resize(got);
+  return load_topology_string(text, path);
 }
 
 TopologyErrors check_cores(const Topology& t, unsigned cpus) {

@@ -846,6 +846,12 @@ void Daemon::reload() {
   notifier_.send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(sys::monotonic_ns() / 1000) +
                  "\nSTATUS=reloading " + topo_.file);
   say("reload: re-reading %s", topo_.file.c_str());
+  ReloadReport report;
+  report.reloads = ++reloads_;
+  // Begun, before the file is read: a vswitchctl reload that reads the count from now on
+  // waits for the next one (its own SIGHUP's), not this one, which may read the file
+  // before its edit.
+  stats_->publish_reload(ReloadReport{report.reloads, ReloadOutcome::kRunning, 0, 0});
   auto t = load_topology_file(topo_.file);
   TopologyErrors errors;
   if (!t) errors = t.error();
@@ -854,11 +860,6 @@ void Daemon::reload() {
     if (::geteuid() == 0)  // as at start: only root gives endpoints their ids
       for (auto& err : check_endpoint_ids(t.value())) errors.push_back(std::move(err));
   }
-  ReloadReport report;
-  report.reloads = ++reloads_;
-  // Begun: a vswitchctl reload that reads the count now waits for the next one (its own
-  // SIGHUP's), not for this one, which may have read the file before its edit.
-  stats_->publish_reload(ReloadReport{report.reloads, ReloadOutcome::kRunning, 0, 0});
   std::string outcome;
   if (!errors.empty()) {
     say("reload: %s is invalid; nothing applied, still running the topology loaded before:", topo_.file.c_str());
@@ -939,8 +940,9 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
     if (c.pid > 0) {
       c.reconfigure = true;
       // reap() starts it again at once; one that does not stop is killed after 3 s, as at
-      // shutdown (run() watches the deadline).
-      c.reconfigure_kill_ms = sys::monotonic_ms() + 3000;
+      // shutdown (run() watches the deadline). A reload that finds it stopping already
+      // keeps the first deadline.
+      if (c.reconfigure_kill_ms == 0) c.reconfigure_kill_ms = sys::monotonic_ms() + 3000;
       ::kill(c.pid, SIGTERM);
     }
     // Not running (between restarts): its next start reads the new topology.

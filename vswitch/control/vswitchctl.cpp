@@ -403,9 +403,9 @@ int run_link(const Topology& topo, const StatsRegion& stats, const std::string& 
 // are in its log.
 int run_reload(const Topology& topo, const StatsRegion& stats) {
   const auto daemon = static_cast<pid_t>(stats.daemon_pid());
-  // Ours is the reload after the last one begun (one running now read the file before
-  // any edit this command follows). Two SIGHUPs sent while none has begun make one reload:
-  // the second vswitchctl then waits in vain and says so.
+  // Ours is the reload after the last one begun (one running now may have read the file
+  // before the edit this command follows). A later one (another SIGHUP meanwhile) is
+  // taken as ours too: it read the file after ours was sent.
   const std::uint64_t ours = stats.read_reload().reloads + 1;
   std::vector<std::uint64_t> pids;
   for (std::size_t i = 0; i < topo.endpoints.size(); ++i) pids.push_back(stats.read_daemon(i).pid);

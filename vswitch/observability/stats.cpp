@@ -344,30 +344,34 @@ const std::string& StatsRegion::slice_error(std::size_t endpoint) const noexcept
 std::uint64_t StatsRegion::daemon_pid() const noexcept { return load(header_words() + 2); }
 void StatsRegion::set_daemon_pid(std::uint64_t pid) noexcept { store(header_words() + 2, pid); }
 
-// A seqlock on StatsHeader::reloads, which holds 2 * reloads, odd while a report is
-// written (the same pairing as write_fdb / read_fdb):
+// A seqlock over the report's four words (StatsHeader reloads .. reload_changes) on its
+// own sequence word, which only grows: odd while a report is written (a reload publishes
+// twice, begun and ended; the daemon is the one writer). The same pairing as write_fdb /
+// read_fdb:
 //   seq.store(odd, relaxed); fence(release)   [S1-RELOAD], pairs with the reader's fence(acquire)
 //   the report's words (relaxed)
 //   seq.store(even, release)                  [S2-RELOAD], pairs with the reader's seq.load(acquire)
 void StatsRegion::publish_reload(const ReloadReport& r) noexcept {
   std::uint64_t* h = header_words();
-  std::atomic_ref<std::uint64_t> seq(h[3]);
-  seq.store(2 * r.reloads - 1, std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t> seq(h[7]);
+  const std::uint64_t s = seq.load(std::memory_order_relaxed);
+  seq.store(s + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);  // [S1-RELOAD]
+  store(h + 3, r.reloads);
   store(h + 4, static_cast<std::uint64_t>(r.outcome));
   store(h + 5, r.restarted);
   store(h + 6, r.changes);
-  seq.store(2 * r.reloads, std::memory_order_release);  // [S2-RELOAD]
+  seq.store(s + 2, std::memory_order_release);  // [S2-RELOAD]
 }
 
 ReloadReport StatsRegion::read_reload() const noexcept {
   const std::uint64_t* h = header_words();
-  std::atomic_ref<std::uint64_t> seq(*const_cast<std::uint64_t*>(h + 3));
-  // Bounded: a daemon that died while writing leaves the count odd for good.
+  std::atomic_ref<std::uint64_t> seq(*const_cast<std::uint64_t*>(h + 7));
+  // Bounded: a daemon that died while writing leaves the sequence odd for good.
   for (int tries = 0; tries < 100000; ++tries) {
     const std::uint64_t before = seq.load(std::memory_order_acquire);  // [S2-RELOAD]
     ReloadReport r;
-    r.reloads = before / 2;
+    r.reloads = load(h + 3);
     r.outcome = static_cast<ReloadOutcome>(load(h + 4));
     r.restarted = load(h + 5);
     r.changes = load(h + 6);

@@ -75,7 +75,7 @@ struct StatsHeader {
   std::uint64_t reload_outcome;     // ReloadOutcome of the last one (kRunning until it ends)
   std::uint64_t reload_restarted;   // the last one's restarted endpoints, bit i: endpoint i
   std::uint64_t reload_changes;     // the last one's changes (applied or refused)
-  std::uint64_t reserved[1];
+  std::uint64_t reload_seq;         // the seqlock over the four words above (see publish_reload)
 };
 
 enum class ReloadOutcome : std::uint64_t {
@@ -231,8 +231,8 @@ class StatsRegion {
   [[nodiscard]] std::uint32_t fdb_capacity() const noexcept { return fdb_capacity_; }
   [[nodiscard]] std::uint64_t daemon_pid() const noexcept;
   void set_daemon_pid(std::uint64_t pid) noexcept;
-  // The last reload's report (StatsHeader), under a seqlock on its count (the daemon the
-  // one writer; ordering at publish_reload in stats.cpp). A report that cannot be read
+  // The last reload's report (StatsHeader), under a seqlock on its own sequence word
+  // (the daemon the one writer; ordering at publish_reload in stats.cpp). A report that cannot be read
   // consistently (a daemon that died writing it) reads as outcome kNone.
   void publish_reload(const ReloadReport& r) noexcept;
   [[nodiscard]] ReloadReport read_reload() const noexcept;

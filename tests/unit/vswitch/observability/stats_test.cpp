@@ -6,6 +6,8 @@
 #include "tests/support/proc_maps.hpp"
 
 #include <gtest/gtest.h>
+
+#include <cstddef>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -130,6 +132,31 @@ TEST(Stats, ReadOnlyAttachSeesWhatEachWriterWrote) {
     EXPECT_TRUE(v.slice(i)->region().read_only());
     EXPECT_EQ(permissions_at(v.slice(i)->region().payload().data()), "r--s");
   }
+}
+
+// The reload report: a reader sees the last report whole, the running one as it begins
+// and the ended one after (the same reload published twice), through a read-only mapping;
+// a sequence left odd (a daemon that died writing) reads as no report, without a hang.
+TEST(Stats, TheReloadReportIsReadWholeAndNeverHangs) {
+  const auto sw = unique_switch("reload");
+  StatsRegion s = make(sw);
+  auto ro = StatsRegion::attach(sw, kNames, shm::Access::kReadOnly);
+  ASSERT_TRUE(ro.has_value());
+  EXPECT_EQ(ro.value().read_reload().outcome, ReloadOutcome::kNone);
+  s.publish_reload(ReloadReport{1, ReloadOutcome::kRunning, 0, 0});
+  ReloadReport r = ro.value().read_reload();
+  EXPECT_EQ(r.reloads, 1u);
+  EXPECT_EQ(r.outcome, ReloadOutcome::kRunning);
+  s.publish_reload(ReloadReport{1, ReloadOutcome::kApplied, 0b101, 2});
+  r = ro.value().read_reload();
+  EXPECT_EQ(r.reloads, 1u);
+  EXPECT_EQ(r.outcome, ReloadOutcome::kApplied);
+  EXPECT_EQ(r.restarted, 0b101u);
+  EXPECT_EQ(r.changes, 2u);
+  // The sequence word is the daemon object's header word 7 (StatsHeader::reload_seq).
+  auto* header = reinterpret_cast<std::uint64_t*>(s.region().payload().data());
+  header[offsetof(StatsHeader, reload_seq) / sizeof(std::uint64_t)] |= 1;
+  EXPECT_EQ(ro.value().read_reload().outcome, ReloadOutcome::kNone);
 }
 
 TEST(Stats, AttachNamesTheRunningEndpointCountWhenItDiffers) {
