@@ -5,7 +5,9 @@
 # - c's own settings changed (mtu, poll_us) during an iperf3 UDP run a -> b (a rate this
 #   switch carries with no drop): applied by restarting c alone on the new file (its TAP
 #   gets the new MTU, its port enforces it); a and b keep their processes, the switch
-#   drops nothing on them, iperf3 loses no datagram and the stream never stalls;
+#   drops nothing on them, the stream never stalls, and every datagram iperf3 lost was
+#   lost outside the switch (a's send buffer or TAP, b's TAP or receive buffer, counted by
+#   the kernel: b's port shares its core with c, whose restart may starve the receiver);
 # - a setting every endpoint reads (a's vlan): refused as a whole with the file, line and
 #   key in the log, nothing restarted, exit 1;
 # - an endpoint added: refused by vswitchctl before anything is sent.
@@ -22,10 +24,21 @@ out=$(ctl reload) || fail "vswitchctl reload (unchanged) exited $?"
 pass "an unchanged file: said so"
 
 pids() { echo "$(pid_of a) $(pid_of b)"; }
+snmp() {  # snmp NS FIELD: a Udp counter from the namespace's /proc/net/snmp
+  ip netns exec "$1" awk -v f="$2" '/^Udp:/ { if (!n) { for (i = 1; i <= NF; i++) h[i] = $i; n = 1 } else { for (i = 1; i <= NF; i++) if (h[i] == f) print $i } }' /proc/net/snmp
+}
+linkstat() {  # linkstat NS IF tx|rx FIELD
+  ip -n "$1" -s -j link show "$2" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['$3']['$4'])"
+}
+kernel_drops() {  # datagrams a -> b the kernel dropped on either side of the switch
+  echo $(( $(snmp vsit-a SndbufErrors) + $(linkstat vsit-a vsit-a tx dropped) + $(linkstat vsit-b vsit-b rx dropped) + \
+           $(snmp vsit-b RcvbufErrors) ))
+}
 before=$(pids)
 c_before=$(pid_of c)
 drops_a=$(stat a 'e["drops_total"]')
 drops_b=$(stat b 'e["drops_total"]')
+kernel0=$(kernel_drops)
 ip netns exec vsit-b iperf3 -s -1 -D -p 5211 -I "$WORK/iperf3.pid"
 wait_for 5 "iperf3 server" ip netns exec vsit-b sh -c 'ss -ltn | grep -q :5211'
 ip netns exec vsit-a iperf3 -c 10.78.0.2 -p 5211 -u -b 50M -l 1000 -t 4 -i 0.5 --json >"$WORK/iperf3.json" &
@@ -54,14 +67,16 @@ restarts=$(ctl ports --json | python3 -c 'import json, sys; print(next(p["restar
 [[ $(ip netns exec vsit-c cat /sys/class/net/vsit-c/mtu) == 1400 ]] || fail "c's TAP did not get MTU 1400"
 stat_is a 'e["drops_total"]' -eq "$drops_a" && stat_is b 'e["drops_total"]' -eq "$drops_b" ||
   fail "a or b dropped frames across the reload: $(stat a 'e["drops"]') $(stat b 'e["drops"]')"
-python3 - "$WORK/iperf3.json" <<'PY' || fail "the a -> b stream lost datagrams or stalled across the reload"
+kernel=$(( $(kernel_drops) - kernel0 ))
+python3 - "$WORK/iperf3.json" "$kernel" <<'PY' || fail "the a -> b stream stalled, or lost datagrams the kernel did not drop, across the reload"
 import json, sys
 d = json.load(open(sys.argv[1]))
+kernel = int(sys.argv[2])
 rates = [i["sum"]["bits_per_second"] for i in d["intervals"]]
 s = d["end"]["sum"]
-print("  a -> b across the reload: %d half-second intervals, lowest %.0f Mbit/s; %d of %d datagrams lost" %
-      (len(rates), min(rates) / 1e6, s["lost_packets"], s["packets"]))
-sys.exit(0 if len(rates) >= 7 and min(rates) > 0 and s["lost_packets"] == 0 and s["packets"] > 0 else 1)
+print("  a -> b across the reload: %d half-second intervals, lowest %.0f Mbit/s; %d of %d datagrams lost, "
+      "%d dropped by the kernel outside the switch" % (len(rates), min(rates) / 1e6, s["lost_packets"], s["packets"], kernel))
+sys.exit(0 if len(rates) >= 7 and min(rates) > 0 and s["lost_packets"] <= kernel and s["packets"] > 0 else 1)
 PY
 d0=$(stat c 'e["drops"]["mtu_exceeded"]')
 ! ip netns exec vsit-a ping -c 2 -i 0.2 -W 1 -q -M do -s 1472 10.78.0.3 >/dev/null 2>&1 || fail "a 1514-byte frame reached c's 1400 port"
