@@ -12,12 +12,6 @@ setup_three
 start_daemon "$HERE/three-ns.toml"
 ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.2 >/dev/null || fail "ping a -> b"
 
-snmp() {  # snmp NS FIELD: a Udp counter from the namespace's /proc/net/snmp
-  ip netns exec "$1" awk -v f="$2" '/^Udp:/ { if (!n) { for (i = 1; i <= NF; i++) h[i] = $i; n = 1 } else { for (i = 1; i <= NF; i++) if (h[i] == f) print $i } }' /proc/net/snmp
-}
-linkstat() {  # linkstat NS IF tx|rx FIELD
-  ip -n "$1" -s -j link show "$2" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['$3']['$4'])"
-}
 qdisc_drops() {  # a TAP is usually noqueue (no qdisc, empty output): then 0
   ip netns exec "$1" tc -s -j qdisc show dev "$2" | python3 -c "
 import json, sys

@@ -111,3 +111,11 @@ print(next(p['pid'] for p in json.load(sys.stdin)['ports'] if p['name'] == '$1')
 # stat_is ENDPOINT EXPR OP VALUE: compares a stat with test(1)'s OP, reading it afresh each
 # call (for wait_for: `wait_for 5 what stat_is a 'e["flooded"]' -gt 3`).
 stat_is() { local v; v=$(stat "$1" "$2") || return 1; [ "$v" "$3" "$4" ]; }
+
+# Kernel counters for accounting a loss outside the switch.
+snmp() {  # snmp NS FIELD: a Udp counter from the namespace's /proc/net/snmp
+  ip netns exec "$1" awk -v f="$2" '/^Udp:/ { if (!n) { for (i = 1; i <= NF; i++) h[i] = $i; n = 1 } else { for (i = 1; i <= NF; i++) if (h[i] == f) print $i } }' /proc/net/snmp
+}
+linkstat() {  # linkstat NS IF tx|rx FIELD
+  ip -n "$1" -s -j link show "$2" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['$3']['$4'])"
+}

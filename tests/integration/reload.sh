@@ -24,12 +24,6 @@ out=$(ctl reload) || fail "vswitchctl reload (unchanged) exited $?"
 pass "an unchanged file: said so"
 
 pids() { echo "$(pid_of a) $(pid_of b)"; }
-snmp() {  # snmp NS FIELD: a Udp counter from the namespace's /proc/net/snmp
-  ip netns exec "$1" awk -v f="$2" '/^Udp:/ { if (!n) { for (i = 1; i <= NF; i++) h[i] = $i; n = 1 } else { for (i = 1; i <= NF; i++) if (h[i] == f) print $i } }' /proc/net/snmp
-}
-linkstat() {  # linkstat NS IF tx|rx FIELD
-  ip -n "$1" -s -j link show "$2" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['$3']['$4'])"
-}
 kernel_drops() {  # datagrams a -> b the kernel dropped on either side of the switch
   echo $(( $(snmp vsit-a SndbufErrors) + $(linkstat vsit-a vsit-a tx dropped) + $(linkstat vsit-b vsit-b rx dropped) + \
            $(snmp vsit-b RcvbufErrors) ))
