@@ -8,23 +8,28 @@
 # Paths run interleaved (order rotates every round) and each figure is the median over
 # rounds; ratios are vswitch / other from the same run. Needs root.
 # A path "vswitch-pollN" is vswitch with every endpoint's poll_max_us = N (the adaptive poll
-# window's ceiling; "vswitch" is the product default), e.g. --paths "vswitch vswitch-poll0 bridge".
+# window's ceiling; "vswitch" is the product default), e.g. --paths "vswitch vswitch-poll0 bridge";
+# "vswitch-coalesceN" is vswitch with every endpoint's coalesce_us = N (wake-up coalescing).
 # A path "vswitch-capture" is vswitch with `vswitchctl capture v1 -w /dev/null` attached (both
 # directions of the sender's port copied and written as pcapng): its CPU counts the capture's
 # process too, and what the capture could not copy is logged.
-#   scripts/bench-netns.sh [--rounds N] [--seconds S] [--paths "vswitch bridge ovs vde"] [--json]
+# Besides TCP and unpaced UDP, a paced UDP flow: 64-byte datagrams at --paced-kpps (default 100)
+# thousand per second, sent evenly (iperf3 --pacing-timer 10 us), with the forwarder's CPU.
+#   scripts/bench-netns.sh [--rounds N] [--seconds S] [--paths "vswitch bridge ovs vde"] [--paced-kpps K] [--json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 secs=10 json=0 paths="vswitch bridge ovs vde"
+rounds=3 secs=10 json=0 paths="vswitch bridge ovs vde" paced_kpps=100
 while (($#)); do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --seconds) secs=$2; shift 2 ;;
     --paths) paths=$2; shift 2 ;;
+    --paced-kpps) paced_kpps=$2; shift 2 ;;
     --json) json=1; shift ;;
-    *) echo "usage: $0 [--rounds N] [--seconds S] [--paths LIST] [--json]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--rounds N] [--seconds S] [--paths LIST] [--paced-kpps K] [--json]" >&2; exit 2 ;;
   esac
 done
+[[ $paced_kpps =~ ^[1-9][0-9]*$ ]] || { echo "bench-netns: --paced-kpps takes a positive integer (got '$paced_kpps')" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "bench-netns: needs root (namespaces, TAPs, bridges)" >&2; exit 1; }
 
 scripts/setup.sh >/dev/null
@@ -71,9 +76,8 @@ vswitch_up() {  # every endpoint of the benchmark switch reports "up"
   out=$("$bin/vswitchctl" --config "$work/vswitch.toml" ports 2>/dev/null) || return 1
   [[ $(tail -n +2 <<<"$out" | awk '$4 == "up"' | wc -l) -eq 2 ]]
 }
-setup_vswitch() {  # setup_vswitch [POLL_MAX_US]
-  local poll=""
-  [[ -n "${1:-}" ]] && poll="poll_max_us = $1"
+setup_vswitch() {  # setup_vswitch [TOML LINE FOR EVERY ENDPOINT]
+  local poll=${1:-}
   cat >"$work/vswitch.toml" <<TOML
 [switch]
 name = "benchns"
@@ -122,10 +126,11 @@ teardown_vswitch() {
   fi
   kill -INT "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true
 }
-base_of() { case $1 in vswitch-poll[0-9]* | vswitch-capture) echo vswitch ;; *) echo "$1" ;; esac; }
+base_of() { case $1 in vswitch-poll[0-9]* | vswitch-coalesce[0-9]* | vswitch-capture) echo vswitch ;; *) echo "$1" ;; esac; }
 setup_path() {
   case $1 in
-    vswitch-poll[0-9]*) setup_vswitch "${1#vswitch-poll}" ;;
+    vswitch-poll[0-9]*) setup_vswitch "poll_max_us = ${1#vswitch-poll}" ;;
+    vswitch-coalesce[0-9]*) setup_vswitch "coalesce_us = ${1#vswitch-coalesce}" ;;
     vswitch-capture) setup_capture ;;
     *) "setup_$1" ;;
   esac
@@ -233,6 +238,8 @@ if t:
   run_iperf tcp4 -P 4
   run_iperf udp1400 -u -b 0 -l 1400
   run_iperf udp64 -u -b 0 -l 64
+  # 64 B of payload per datagram: K thousand datagrams/s is K * 512 kbit/s.
+  run_iperf udppaced -u -b "$((paced_kpps * 512))k" -l 64 --pacing-timer 10
   python3 - "$work" "$path" "$r" >>"$rows" <<'PY'
 import json, sys
 work, path, r = sys.argv[1:4]
@@ -244,7 +251,7 @@ def load(n):
 for n in ("tcp1", "tcp4"):
     e = load(n)
     if e: print(f"{path}\t{r}\t{n}_gbps\t{e['sum_received']['bits_per_second'] / 1e9:.3f}")
-for n, size in (("udp1400", 1400), ("udp64", 64)):
+for n, size in (("udp1400", 1400), ("udp64", 64), ("udppaced", 64)):
     e = load(n)
     if not e: continue
     s = e["sum"]
@@ -291,7 +298,7 @@ for line in open(rows_file):
         pass
 metrics = ["tcp1_gbps", "tcp4_gbps", "udp1400_gbps", "udp1400_loss_pct", "udp64_kpps", "udp64_loss_pct",
            "ping_avg_ms", "ping_max_ms", "ping_p50_ms", "ping_p99_ms", "cpu_idle_pct", "cpu_tcp1_pct", "cpu_tcp4_pct", "cpu_udp1400_pct",
-           "cpu_udp64_pct"]
+           "cpu_udp64_pct", "udppaced_kpps", "udppaced_loss_pct", "cpu_udppaced_pct"]
 others = ["bridge", "ovs", "vde"]
 variants = sorted({p for v in vals.values() for p in v if p.startswith("vswitch-")})
 out = []

@@ -16,6 +16,7 @@
 //
 //   vswitch-bench ring [--json] [--seconds S] [--reps R] [--idle-seconds S]
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -36,6 +37,9 @@
 
 #include "shm/channel.hpp"
 #include "shm/doorbell.hpp"
+#include "shm/sys/clock.hpp"
+#include "vswitch/dataplane/endpoint.hpp"  // kCoalesceTimerSlackNs
+#include "vswitch/dataplane/wake_coalescing.hpp"
 
 namespace {
 
@@ -114,6 +118,8 @@ struct Result {
   std::uint64_t consumer_sleeps = 0;
   std::uint64_t producer_sleeps = 0;
   std::uint64_t errors = 0;
+  std::uint64_t consumer_timed_sleeps = 0;
+  double latency_p50_us = 0, latency_p99_us = 0, latency_max_us = 0;  // paced runs
   double fps() const { return seconds > 0 ? static_cast<double>(frames) / seconds : 0; }
 };
 
@@ -125,6 +131,8 @@ struct Report {
   std::atomic<double> end_time{0};
   std::atomic<double> cpu{0};
   std::atomic<int> ready{0};
+  std::atomic<std::uint64_t> timed_sleeps{0};
+  std::atomic<double> latency_p50_us{0}, latency_p99_us{0}, latency_max_us{0};
 };
 
 std::uint64_t ring_bytes_for(std::uint32_t size) {
@@ -154,9 +162,22 @@ inline void copy_frame(std::byte* dst, const std::byte* src) noexcept {
   }
 }
 
+// A paced frame carries its sequence number, then the CLOCK_MONOTONIC time it was written.
+constexpr std::uint32_t kStampOffset = 8;
+
+double percentile_us(std::vector<std::uint64_t>& ns, double q) {
+  if (ns.empty()) return 0;
+  const std::size_t k = std::min(ns.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ns.size())));
+  std::nth_element(ns.begin(), ns.begin() + static_cast<std::ptrdiff_t>(k), ns.end());
+  return static_cast<double>(ns[k]) / 1e3;
+}
+
+// `coalesce_ns` > 0: the consumer sleeps as an endpoint with coalesce_us does
+// (vswitch/dataplane/wake_coalescing.hpp): while frames come within that period of each
+// other, it sleeps the period on a timer without arming its wake request.
 template <std::uint32_t N>
 void consumer_main(const std::string& name, Mode mode, EventFdDoorbell& my_bell,
-                   EventFdDoorbell& producer_bell, Report* rep) {
+                   EventFdDoorbell& producer_bell, Report* rep, std::uint64_t coalesce_ns) {
   constexpr std::uint32_t size = N;
   pin(1);
   auto ch = Channel::attach(name);
@@ -165,8 +186,14 @@ void consumer_main(const std::string& name, Mode mode, EventFdDoorbell& my_bell,
   // Polling sides declare it (no doorbell): the ring then skips the sleep handshake.
   FrameConsumer c = ch->consumer(sleeping ? &producer_bell : nullptr);
   std::vector<std::byte> out(size > kStopLength ? size : kStopLength);
-  std::uint64_t expect = 0, errors = 0, sleeps = 0;
+  std::uint64_t expect = 0, errors = 0, sleeps = 0, timed_sleeps = 0;
   bool stop = false;
+  const bool paced = mode == Mode::kPaced;
+  std::vector<std::uint64_t> latency_ns;
+  if (paced) latency_ns.reserve(1 << 20);
+  vswitch::WakeCoalescing coalescing(coalesce_ns);
+  if (coalesce_ns != 0) (void)::prctl(PR_SET_TIMERSLACK, vswitch::kCoalesceTimerSlackNs, 0, 0, 0);
+  std::uint64_t ran_out = 0;
   // Bursts of up to 48 KiB (and at most a quarter of the ring): big enough to keep index
   // traffic low, small enough that the producer gets space back while the data is still
   // in the consumer's L1/L2.
@@ -179,6 +206,11 @@ void consumer_main(const std::string& name, Mode mode, EventFdDoorbell& my_bell,
     if (payload.size() == N) {
       copy_frame<N>(out.data(), payload.data());  // copy out once
       std::memcpy(&seq, out.data(), 8);
+      if (paced) {
+        std::uint64_t stamp = 0;
+        std::memcpy(&stamp, out.data() + kStampOffset, 8);
+        latency_ns.push_back(vswitch::sys::monotonic_ns() - stamp);
+      }
       if (seq != expect) ++errors;
       expect = seq + 1;
       return;
@@ -188,10 +220,27 @@ void consumer_main(const std::string& name, Mode mode, EventFdDoorbell& my_bell,
   };
   while (!stop) {
     // Like boost's consume_all: everything published, one release at the end.
-    if (c.consume_burst(burst, handle) > 0) continue;
+    if (c.consume_burst(burst, handle) > 0) {
+      if (coalesce_ns != 0 && ran_out != 0) {
+        coalescing.worked(vswitch::sys::monotonic_ns() - ran_out);
+        ran_out = 0;
+      }
+      continue;
+    }
     if (!sleeping) {
       cpu_relax();
       continue;
+    }
+    if (coalesce_ns != 0) {
+      if (ran_out == 0) ran_out = vswitch::sys::monotonic_ns();
+      if (coalescing.timed()) {
+        coalescing.slept_timed();
+        (void)my_bell.wait(std::chrono::nanoseconds(coalesce_ns));  // nothing armed: the timer ends it
+        ++sleeps;
+        ++timed_sleeps;
+        rep->sleeps.store(sleeps, std::memory_order_relaxed);
+        continue;
+      }
     }
     PopResult r = c.peek_or_arm();
     if (r.status == Pop::kEmpty) {
@@ -208,11 +257,17 @@ void consumer_main(const std::string& name, Mode mode, EventFdDoorbell& my_bell,
   rep->frames.store(expect);
   rep->errors.store(errors);
   rep->sleeps.store(sleeps);
+  rep->timed_sleeps.store(timed_sleeps);
+  if (paced) {
+    rep->latency_p50_us.store(percentile_us(latency_ns, 0.50));
+    rep->latency_p99_us.store(percentile_us(latency_ns, 0.99));
+    rep->latency_max_us.store(percentile_us(latency_ns, 1.0));
+  }
   _exit(0);
 }
 
 template <std::uint32_t N>
-Result run_ours(Mode mode, double seconds, double paced_fps = 0) {
+Result run_ours(Mode mode, double seconds, double paced_fps = 0, std::uint64_t coalesce_ns = 0) {
   constexpr std::uint32_t size = N;
   static int counter = 0;
   const std::string name = "/vswitch-bench." + std::to_string(getpid()) + "." + std::to_string(counter++);
@@ -223,7 +278,7 @@ Result run_ours(Mode mode, double seconds, double paced_fps = 0) {
   void* mem = mmap(nullptr, sizeof(Report), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   auto* rep = new (mem) Report();
   const pid_t child = fork();
-  if (child == 0) consumer_main<N>(name, mode, *consumer_bell, *producer_bell, rep);
+  if (child == 0) consumer_main<N>(name, mode, *consumer_bell, *producer_bell, rep, coalesce_ns);
   pin(0);
   while (rep->ready.load() == 0) std::this_thread::yield();
 
@@ -268,6 +323,8 @@ Result run_ours(Mode mode, double seconds, double paced_fps = 0) {
     while (next - t0 < seconds) {
       while (now_s() < next) cpu_relax();
       std::memcpy(frame.data(), &seq, 8);
+      const std::uint64_t stamp = vswitch::sys::monotonic_ns();
+      std::memcpy(frame.data() + kStampOffset, &stamp, 8);
       push(frame);
       p.publish();  // each frame alone: the worst case for wakeups
       ++seq;
@@ -322,6 +379,10 @@ Result run_ours(Mode mode, double seconds, double paced_fps = 0) {
   res.seconds = rep->end_time.load() - t0;
   res.consumer_cpu = mode == Mode::kIdle ? idle_cpu : rep->cpu.load() / res.seconds;
   res.consumer_sleeps = mode == Mode::kIdle ? idle_wakeups : rep->sleeps.load();
+  res.consumer_timed_sleeps = rep->timed_sleeps.load();
+  res.latency_p50_us = rep->latency_p50_us.load();
+  res.latency_p99_us = rep->latency_p99_us.load();
+  res.latency_max_us = rep->latency_max_us.load();
   res.errors = rep->errors.load() + (res.frames != seq ? 1 : 0) + (WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1);
   munmap(mem, sizeof(Report));
   return res;
@@ -453,6 +514,8 @@ struct Options {
   int reps = 3;
   double idle_seconds = 10;
   double paced_seconds = 2;
+  int paced_rounds = 3;
+  double coalesce_us = 50;
   std::vector<std::uint32_t> sizes{64, 1500, 9000, 65536};
 };
 
@@ -460,6 +523,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: vswitch-bench ring [--json] [--seconds S per case, default 0.4] [--reps R, default 3]\n"
                "                          [--idle-seconds S, default 10] [--paced-seconds S, default 2]\n"
+               "                          [--paced-rounds R, default 3] [--coalesce-us U, default 50]\n"
                "                          [--sizes 64,1500,9000,65536 (any of these)]\n");
 }
 
@@ -495,11 +559,34 @@ int bench_ring(const Options& o) {
       }
     }
   }
-  const Result paced = run_ours<1500>(Mode::kPaced, o.paced_seconds, 100000);
+  // Paced 100k frames/s: woken for each frame, against coalescing, interleaved.
+  struct PacedSeries {
+    std::vector<double> cpu, sleeps, timed, p50, p99, max, fps;
+    void add(const Result& r) {
+      cpu.push_back(r.consumer_cpu);
+      sleeps.push_back(static_cast<double>(r.consumer_sleeps));
+      timed.push_back(static_cast<double>(r.consumer_timed_sleeps));
+      p50.push_back(r.latency_p50_us);
+      p99.push_back(r.latency_p99_us);
+      max.push_back(r.latency_max_us);
+      fps.push_back(r.fps());
+    }
+  } woken, coalesced;
+  std::vector<double> paced_cpu_ratio;
+  std::uint64_t paced_errors = 0;
+  const auto coalesce_ns = static_cast<std::uint64_t>(o.coalesce_us * 1000);
+  for (int r = 0; r < o.paced_rounds; ++r) {
+    const Result a = run_ours<1500>(Mode::kPaced, o.paced_seconds, 100000);
+    const Result b = run_ours<1500>(Mode::kPaced, o.paced_seconds, 100000, coalesce_ns);
+    woken.add(a);
+    coalesced.add(b);
+    paced_errors += a.errors + b.errors;
+    if (a.consumer_cpu > 0) paced_cpu_ratio.push_back(b.consumer_cpu / a.consumer_cpu);
+  }
   const Result idle = run_ours<64>(Mode::kIdle, o.idle_seconds);
   const double probe_after = probe_rtt_ns();
 
-  std::uint64_t total_errors = paced.errors + idle.errors;
+  std::uint64_t total_errors = paced_errors + idle.errors;
   for (auto& s : series) total_errors += s.errors;
   if (o.json) {
     auto line = [](const char* impl, std::uint32_t size, const char* mode, double fps, double ratio, double cpu,
@@ -522,10 +609,19 @@ int bench_ring(const Options& o) {
                     "\"frames_per_s\":%.0f,\"gbytes_per_s\":%.3f,\"vswitch_poll_fraction\":%.3f}\n",
                     sizes[i], median(s.memcpy_gbs) * 1e9 / sizes[i], median(s.memcpy_gbs), median(s.poll_vs_memcpy));
     }
-    std::printf("{\"bench\":\"ring\",\"impl\":\"vswitch\",\"frame_size\":1500,\"mode\":\"paced\",\"frames_per_s\":%.0f,"
-                "\"gbytes_per_s\":%.3f,\"consumer_cpu\":%.3f,\"consumer_sleeps\":%llu}\n",
-                paced.fps(), paced.fps() * 1500 / 1e9, paced.consumer_cpu,
-                static_cast<unsigned long long>(paced.consumer_sleeps));
+    auto paced_line = [&](const char* mode, const PacedSeries& p, double coalesce) {
+      std::printf("{\"bench\":\"ring\",\"impl\":\"vswitch\",\"frame_size\":1500,\"mode\":\"%s\",\"frames_per_s\":%.0f,"
+                  "\"gbytes_per_s\":%.3f,\"consumer_cpu\":%.3f,\"consumer_sleeps\":%.0f,\"timed_sleeps\":%.0f,"
+                  "\"coalesce_us\":%.0f,\"latency_p50_us\":%.1f,\"latency_p99_us\":%.1f,\"latency_max_us\":%.1f,"
+                  "\"rounds\":%d}\n",
+                  mode, median(p.fps), median(p.fps) * 1500 / 1e9, median(p.cpu), median(p.sleeps), median(p.timed),
+                  coalesce, median(p.p50), median(p.p99), median(p.max), o.paced_rounds);
+    };
+    paced_line("paced", woken, 0);
+    paced_line("paced_coalesced", coalesced, o.coalesce_us);
+    std::printf("{\"bench\":\"ring\",\"impl\":\"vswitch\",\"frame_size\":1500,\"mode\":\"paced_ratio\","
+                "\"cpu_coalesced_over_woken\":%.3f}\n",
+                median(paced_cpu_ratio));
     std::printf("{\"bench\":\"ring\",\"impl\":\"vswitch\",\"frame_size\":64,\"mode\":\"idle\",\"frames_per_s\":0,"
                 "\"gbytes_per_s\":0,\"seconds\":%.1f,\"consumer_cpu\":%.4f,\"wakeups\":%llu}\n",
                 o.idle_seconds, idle.consumer_cpu, static_cast<unsigned long long>(idle.consumer_sleeps));
@@ -551,8 +647,17 @@ int bench_ring(const Options& o) {
         std::printf("%-6u %-6s %14s %9.2f   poll = %.0f%% of single-core memcpy\n", sizes[i], "memcpy", "",
                     median(s.memcpy_gbs), 100 * median(s.poll_vs_memcpy));
     }
-    std::printf("\npaced 100k frames/s of 1500 B, sleeping: %.0f frames/s delivered, consumer CPU %.1f%%, %llu sleeps\n",
-                paced.fps(), 100 * paced.consumer_cpu, static_cast<unsigned long long>(paced.consumer_sleeps));
+    std::printf("\npaced 100k frames/s of 1500 B, sleeping, %d interleaved rounds of %.1f s (medians; latency: written to read)\n",
+                o.paced_rounds, o.paced_seconds);
+    std::printf("%-22s %10s %9s %9s %9s %9s %9s %9s\n", "consumer", "frames/s", "cons.CPU", "sleeps", "timed",
+                "p50 us", "p99 us", "max us");
+    auto paced_row = [&](const std::string& label, const PacedSeries& p) {
+      std::printf("%-22s %10.0f %8.1f%% %9.0f %9.0f %9.1f %9.1f %9.1f\n", label.c_str(), median(p.fps),
+                  100 * median(p.cpu), median(p.sleeps), median(p.timed), median(p.p50), median(p.p99), median(p.max));
+    };
+    paced_row("woken for each frame", woken);
+    paced_row("coalesce_us = " + std::to_string(static_cast<int>(o.coalesce_us)), coalesced);
+    std::printf("consumer CPU, coalesced / woken: %.2f (median of per-round ratios)\n", median(paced_cpu_ratio));
     std::printf("idle %.0f s, sleeping: consumer CPU %.2f%%, %llu wakeups\n", o.idle_seconds, 100 * idle.consumer_cpu,
                 static_cast<unsigned long long>(idle.consumer_sleeps));
     std::printf("errors (lost, reordered or corrupt frames): %llu\n", static_cast<unsigned long long>(total_errors));
@@ -598,6 +703,8 @@ int main(int argc, char** argv) {
     else if (a == "--reps") o.reps = static_cast<int>(value());
     else if (a == "--idle-seconds") o.idle_seconds = value();
     else if (a == "--paced-seconds") o.paced_seconds = value();
+    else if (a == "--paced-rounds") o.paced_rounds = std::max(1, static_cast<int>(value()));
+    else if (a == "--coalesce-us") o.coalesce_us = value();
     else if (a == "--sizes") {
       if (i + 1 >= argc) { usage(); return 2; }
       o.sizes.clear();

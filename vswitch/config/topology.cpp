@@ -537,7 +537,7 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
   const std::string p = "endpoint[" + std::to_string(index) + "]";
   EndpointConfig ep;
   ep.line = line_of(e);
-  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "poll_max_us", "port_security", "mtu", "vlan",
+  r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "poll_max_us", "coalesce_us", "port_security", "mtu", "vlan",
                     "trunk", "tap", "vhost_user", "generator"});
   read_endpoint_name(r, e, p, t, ep);
   if (const toml::node* n = e.get("core")) {
@@ -547,6 +547,7 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
   read_endpoint_mac(r, e, p, t, ep);
   assign(r.integer(e, p, "poll_us", 0, 1000000), ep.poll_us);
   assign(r.integer(e, p, "poll_max_us", 0, 1000000), ep.poll_max_us);
+  assign(r.integer(e, p, "coalesce_us", 0, kMaxCoalesceUs), ep.coalesce_us);
   // The poll spins without publishing its heartbeat: a spin as long as half the
   // watchdog's timeout would get a live endpoint killed as hung.
   for (const auto& [key, us] : {std::pair<const char*, std::uint32_t>{"poll_us", ep.poll_us}, {"poll_max_us", ep.poll_max_us}})

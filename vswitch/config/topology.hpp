@@ -33,7 +33,9 @@
 //              endpoint whose pages are used only while a capture runs
 //   [[endpoint]] name (required, [A-Za-z0-9_-]), frontend (required: "tap" | "vhost-user" |
 //              "generator"), core, mac, poll_us = 0, poll_max_us = 50 (the adaptive
-//              poll window's ceiling; 0: off),
+//              poll window's ceiling; 0: off), coalesce_us = 0 (0..10000: while frames
+//              come this close, sleep this long on a timer rather than be woken for each;
+//              0: off),
 //              port_security = true if mac is set, else false (true needs mac; a port
 //              with a mac but other sources behind it says port_security = false),
 //              mtu (68..fabric.max_frame - 18; default: none): set on the endpoint's TAP,
@@ -159,6 +161,10 @@ struct GeneratorOptions {
 // 2-vCPU VMs crosses in 100-300 us with a wake-up per hop; within 50 us come the frames of
 // a flow and the replies of the local stack.
 inline constexpr std::uint32_t kDefaultPollMaxUs = 50;
+// Wake-up coalescing's ceiling: a frame of a dense flow may wait this long for its
+// endpoint's timer; longer would only add delay (10 ms is a TCP stream's whole window on
+// a fast link).
+inline constexpr std::int64_t kMaxCoalesceUs = 10000;
 
 // An MTU's bounds: IPv4's smallest (RFC 791: "Every internet module must be able to
 // forward a datagram of 68 octets without further fragmentation"), and a 16-bit length.
@@ -179,6 +185,10 @@ struct EndpointConfig {
   // The adaptive poll window's ceiling (vswitch/dataplane/poll_window.hpp): the loop
   // spins up to this long after work while its recent sleeps were this short. 0: off.
   std::uint32_t poll_max_us = kDefaultPollMaxUs;
+  // Wake-up coalescing (vswitch/dataplane/wake_coalescing.hpp): while frames come within
+  // this long of each other, the loop sleeps this long on a timer instead of being woken
+  // for each. 0: off.
+  std::uint32_t coalesce_us = 0;
   // Drop frames from the frontend whose source is not `mac`. The loader turns it on for
   // every endpoint with a mac unless the file says port_security = false.
   bool port_security = false;

@@ -175,6 +175,7 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
     c.endpoint(n, *j, "", "core", x.core, y.core, true);
     c.endpoint(n, *j, "", "poll_us", x.poll_us, y.poll_us, true);
     c.endpoint(n, *j, "", "poll_max_us", x.poll_max_us, y.poll_max_us, true);
+    c.endpoint(n, *j, "", "coalesce_us", x.coalesce_us, y.coalesce_us, true);
     c.endpoint(n, *j, "", "port_security", x.port_security, y.port_security, true);
     // A VM's MTU, ring size and memory are its VMM's, fixed when it started: a vhost-user
     // port restarted with a smaller limit would refuse its VMM's reconnect (cutting the VM

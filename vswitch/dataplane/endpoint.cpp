@@ -5,6 +5,7 @@
 
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -80,6 +81,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
       counters_(initial),
       hold_ns_(std::min(kHoldNs, stall_timeout_ns_)),
       poll_(std::uint64_t{config_.poll_us} * 1000, std::uint64_t{config_.poll_max_us} * 1000),
+      coalescing_(std::uint64_t{config_.coalesce_us} * 1000),
       events_dropped_base_(initial.loop.events_dropped),
       captured_base_(initial.loop.captured),
       capture_dropped_base_(initial.loop.capture_dropped),
@@ -136,6 +138,11 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
   add(res_.doorbell_fd, EPOLLIN);
   add(res_.stop_fd, EPOLLIN);
   add(frontend_.fd(), EPOLLIN);
+  // A timer's expiry may be put off by the thread's timer slack (50 us by default) so the
+  // kernel can batch wake-ups; with coalescing that would add up to 50 us to every timed
+  // sleep. The loop runs on the thread that builds it (vswitchd's endpoint process builds
+  // it before its syscall filter, which does not allow prctl, is installed).
+  if (coalescing_.coalesce_ns() != 0) (void)::prctl(PR_SET_TIMERSLACK, kCoalesceTimerSlackNs, 0, 0, 0);
 }
 
 std::uint64_t EndpointLoop::now_ns() const noexcept { return sys::monotonic_ns(); }
@@ -716,7 +723,7 @@ void EndpointLoop::publish_stats(bool force_fdb) {
 }
 
 // Returns false when stop_fd fired.
-bool EndpointLoop::sleep() {
+bool EndpointLoop::sleep(bool timed) {
   // Arm, then re-check: peek_or_arm() and reserve_or_arm() fence after setting their flag
   // and look once more, so a record or room that arrived just before the flag was seen
   // by the peer (or is seen here) and the sleep below cannot miss it.
@@ -725,8 +732,10 @@ bool EndpointLoop::sleep() {
   // While the frontend has no room (and its wait has not run out), inbound records are
   // not work: arming the channels would wake us for frames we cannot deliver. The
   // frontend's arm() wakes us for room; the timeout below for the end of the wait.
+  // A timed sleep arms nothing for frames: the timer wakes us for whatever comes, and a
+  // record that came since the last pass waits for it, which is the point.
   const bool waiting = delivery_waiting(now);
-  if (!waiting)
+  if (!waiting && !timed)
     for (Peer& p : peers_)
       if (p.in.peek_or_arm().status != shm::Pop::kEmpty) ready = true;
   // Free-send for every held frame: the peer rings our doorbell when it frees room.
@@ -737,7 +746,11 @@ bool EndpointLoop::sleep() {
       shm::Reservation r = p.out.reserve_or_arm(static_cast<std::uint32_t>(p.held_bytes));
       if (r.status != shm::Reserve::kFull) ready = true;  // not committed: retry_held() copies it
     }
-  if (!ready && !frontend_.arm()) ready = true;
+  // Free-send above is armed whatever the kind of sleep: room for a held frame is not a
+  // frame to batch, and a hold has its own deadline. The frontend's arm() (a guest's
+  // kicks, room in its RX ring) is left alone by a timed sleep: a guest whose kicks stay
+  // suppressed has its frames taken on the timer too.
+  if (!ready && !timed && !frontend_.arm()) ready = true;
   if (ready) {
     for (Peer& p : peers_) p.in.disarm();
     return true;
@@ -752,6 +765,11 @@ bool EndpointLoop::sleep() {
     for (const Peer& p : peers_)
       if (p.held_bytes != 0) due_by(p.held_since_ns + hold_ns_);
   if (waiting) due_by(deferred_since_ns_ + stall_timeout_ns_);
+  if (timed) {
+    due_by(now + coalescing_.coalesce_ns());
+    coalescing_.slept_timed();
+    ++counters_.loop.timed_sleeps;
+  }
   publish_stats();
   ++counters_.loop.sleeps;
   epoll_event events[4];
@@ -768,9 +786,24 @@ bool EndpointLoop::sleep() {
   int n;
   const std::uint64_t slept_from = now_ns();
   do {
-    n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
+    if (timed && precise_timeouts_) {
+      // A timed sleep is tens of microseconds: epoll_wait's milliseconds would make it 1 ms.
+      const timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
+                        static_cast<long>(timeout_ns % 1'000'000'000)};
+      n = ::epoll_pwait2(epoll_.get(), events, 4, &ts, nullptr);
+      // A kernel before 5.11: sleep on milliseconds from now on (coalescing still
+      // batches, over a millisecond).
+      if (n < 0 && errno == ENOSYS) {
+        precise_timeouts_ = false;
+        n = -1;
+        errno = EINTR;
+      }
+    } else {
+      n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
+    }
   } while (n < 0 && errno == EINTR);
-  poll_.slept(now_ns() - slept_from);
+  // A timed sleep's length says nothing about how soon a wake-up would have come.
+  if (!timed) poll_.slept(now_ns() - slept_from);
   // A failing epoll_wait would fail again at once: stop rather than spin.
   if (n < 0) fatal_ = sys::SysError{"epoll_wait", errno}.message();
   bool stop = !fatal_.empty();
@@ -791,13 +824,18 @@ bool EndpointLoop::sleep() {
 }
 
 sys::Status<std::string> EndpointLoop::run() {
-  std::uint64_t idle_since = 0;
+  std::uint64_t idle_since = 0;  // when the current spin began
+  std::uint64_t ran_out = 0;     // when the loop last ran out of work (spins and sleeps since)
   std::uint64_t last_stop_check = 0;
   if (!fatal_.empty()) return sys::Unexpected(fatal_);  // the constructor could not set up
   publish_stats(true);
   for (;;) {
     if (poll_once()) {
       idle_since = 0;
+      if (ran_out != 0) {
+        coalescing_.worked(now_ns() - ran_out);
+        ran_out = 0;
+      }
       // A loop that never runs out of work (a generator at full rate) never sleeps in
       // epoll: look at the stop descriptor every 10 ms instead.
       if (const std::uint64_t t = now_ns(); t - last_stop_check >= kStatsPeriodNs) {
@@ -807,13 +845,16 @@ sys::Status<std::string> EndpointLoop::run() {
       }
       continue;
     }
-    if (const std::uint64_t poll_ns = poll_.window_ns(); poll_ns != 0) {  // stay awake a little after the last work
+    if (ran_out == 0 && coalescing_.coalesce_ns() != 0) ran_out = now_ns();
+    // A dense flow: take the next batch on the timer, without spinning for it.
+    const bool timed = coalescing_.timed();
+    if (const std::uint64_t poll_ns = poll_.window_ns(); poll_ns != 0 && !timed) {  // stay awake a little after the last work
       const std::uint64_t t = now_ns();
       if (idle_since == 0) idle_since = t;
       if (t - idle_since < poll_ns) continue;
     }
     idle_since = 0;
-    if (!sleep()) break;
+    if (!sleep(timed)) break;
   }
   for (Peer& p : peers_) {  // read from the frontend, never delivered: say so
     if (p.held_bytes == 0) continue;

@@ -27,7 +27,9 @@
 //      (peek_or_arm re-checks after its fence) and the channel of every held frame
 //      (reserve_or_arm, free-send), and sleep in epoll on the doorbell, the frontend's
 //      descriptor and the stop descriptor, with a timeout only when something is due
-//      (generator pacing, a hold running out, the end of a frontend's wait).
+//      (generator pacing, a hold running out, the end of a frontend's wait). While a
+//      flow is dense and coalesce_us is set, the loop instead sleeps coalesce_us on a
+//      timer without spinning or arming for frames (vswitch/dataplane/wake_coalescing.hpp).
 // An idle endpoint therefore makes no system calls at all.
 //
 // Every frame read from the frontend (rx) and delivered to it (tx) is also copied to the
@@ -53,6 +55,7 @@
 #include "vswitch/dataplane/forwarding.hpp"
 #include "vswitch/dataplane/mac_table.hpp"
 #include "vswitch/dataplane/poll_window.hpp"
+#include "vswitch/dataplane/wake_coalescing.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
 
@@ -132,6 +135,8 @@ struct EndpointResources {
 
 inline constexpr std::size_t kInboundBudget = 64;    // records per peer per pass
 inline constexpr std::size_t kFrontendBudget = 64;   // frontend frames per pass
+// The timer slack of a loop that coalesces wake-ups (prctl PR_SET_TIMERSLACK).
+inline constexpr unsigned long kCoalesceTimerSlackNs = 1'000;
 
 class EndpointLoop {
  public:
@@ -151,6 +156,7 @@ class EndpointLoop {
   [[nodiscard]] const MacTable& mac_table() const noexcept { return table_; }
   [[nodiscard]] EventLog& events() noexcept { return events_; }
   [[nodiscard]] const PollWindow& poll_window() const noexcept { return poll_; }
+  [[nodiscard]] const WakeCoalescing& wake_coalescing() const noexcept { return coalescing_; }
   // Copies counters (and the FDB when it changed) to its stats slice, if any.
   void publish_stats(bool force_fdb = false);
 
@@ -229,7 +235,9 @@ class EndpointLoop {
   Peer* peer_for(PortId port) noexcept;
   [[nodiscard]] std::uint64_t now_ns() const noexcept;
   void sync_counters();
-  bool sleep();
+  // Sleeps until woken (every inbound channel and the frontend armed) or, `timed`, for
+  // the coalescing period without asking anyone to wake it for frames.
+  bool sleep(bool timed);
   void log(const std::string& message);
 
   EndpointResources res_;
@@ -286,6 +294,8 @@ class EndpointLoop {
     return delivery_deferred_ && now - deferred_since_ns_ < stall_timeout_ns_;
   }
   PollWindow poll_;
+  WakeCoalescing coalescing_;
+  bool precise_timeouts_ = true;  // epoll_pwait2 (Linux 5.11) works here
   std::uint64_t events_dropped_base_;  // event log messages lost by earlier incarnations
   std::uint64_t captured_base_;        // frames earlier incarnations copied to a capture
   std::uint64_t capture_dropped_base_;

@@ -51,6 +51,7 @@ struct ForwardingCounters {
 #define VSWITCH_LOOP_COUNTERS(X, G)                                         \
   X(loops, "run loop passes that did work")                                \
   X(sleeps, "times the run loop slept in epoll")                           \
+  X(timed_sleeps, "sleeps on the coalescing timer (coalesce_us) rather than until woken") \
   X(events_dropped, "event log messages lost to a full queue")             \
   X(captured, "frames copied to an attached capture (vswitchctl capture)") \
   X(capture_dropped, "frames an attached capture missed for lack of room in its ring (forwarded all the same)") \

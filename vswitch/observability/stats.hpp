@@ -96,8 +96,8 @@ struct ReloadReport {
 static_assert(sizeof(StatsHeader) % 8 == 0);
 
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
-// 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down
-inline constexpr std::uint64_t kStatsSliceVersion = 4;
+// 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down; 5: timed_sleeps
+inline constexpr std::uint64_t kStatsSliceVersion = 5;
 
 // The start of an endpoint's slice. Written once by vswitchd before the slice is
 // published; validated by every reader that attaches (the endpoint could have changed it).

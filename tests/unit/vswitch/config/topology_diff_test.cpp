@@ -53,6 +53,7 @@ TEST(TopologyChanges, AnEndpointsOwnSettingsAreLocalToItWithTheirLine) {
       {"mtu = 1400\n", "endpoint a: mtu", "(unset)", "1400"},
       {"poll_us = 20\n", "endpoint a: poll_us", "0", "20"},
       {"poll_max_us = 0\n", "endpoint a: poll_max_us", "50", "0"},
+      {"coalesce_us = 100\n", "endpoint a: coalesce_us", "0", "100"},
       {"port_security = false\n", "endpoint a: port_security", "true", "false"},
       {"core = 1\n", "endpoint a: core", "(unset)", "1"},
   };

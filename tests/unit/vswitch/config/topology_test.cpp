@@ -519,6 +519,22 @@ TEST(Topology, TheAdaptivePollWindowIsOnByDefaultAndCanBeTurnedOff) {
   EXPECT_EQ(o->endpoints[1].poll_max_us, kDefaultPollMaxUs);
 }
 
+TEST(Topology, WakeCoalescingIsOffByDefaultAndBounded) {
+  auto t = load_topology_string(kTwoEndpoints, "test.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(t->endpoints[0].coalesce_us, 0u);
+  std::string on = kTwoEndpoints;
+  on.insert(on.find("frontend = \"generator\""), "coalesce_us = 50\n");
+  auto o = load_topology_string(on, "test.toml");
+  ASSERT_TRUE(o.has_value()) << format_errors(o.error());
+  EXPECT_EQ(o->endpoints[0].coalesce_us, 50u);
+  EXPECT_EQ(o->endpoints[1].coalesce_us, 0u);
+  std::string big = kTwoEndpoints;
+  big.insert(big.find("frontend = \"generator\""), "coalesce_us = 10001\n");
+  auto e = only_error(big, "endpoint[0].coalesce_us");
+  EXPECT_NE(e.problem.find("10000"), std::string::npos) << e.problem;
+}
+
 TEST(Topology, EndpointsRunUnderTheirOwnIdsAndASyscallFilterByDefault) {
   auto t = load_topology_string(kTwoEndpoints, "test.toml");
   ASSERT_TRUE(t.has_value()) << format_errors(t.error());

@@ -534,6 +534,58 @@ shm::Reserve push_record(shm::FrameProducer& out, const TestSwitch& sw, std::siz
   return out.try_push(record);
 }
 
+// Wake-up coalescing (coalesce_us): frames published one at a time, 200 us apart, reach a
+// receiver that coalesces over 2 ms in batches taken on its timer: it sleeps far fewer
+// times than it gets frames (without coalescing, and with no poll window, it is woken for
+// every frame), loses none and keeps their order. Once the flow stops it goes back to
+// sleeping until woken: an idle endpoint runs no timer.
+TEST(EndpointCoalescing, ADenseFlowIsTakenInBatchesOnTheTimerAndIdleRunsNoTimer) {
+  namespace virtio = endpoints::virtio;
+  for (const bool coalesce : {false, true}) {
+    SCOPED_TRACE(coalesce ? "coalesce_us = 2000" : "coalesce_us = 0");
+    TestSwitch sw(2, kTinyRings, "", {"", coalesce ? "poll_max_us = 0\ncoalesce_us = 2000\n" : "poll_max_us = 0\n"});
+    sw.start(1, sw.receiver(1));
+    shm::FrameProducer out = sw.producer(0, 1);  // e0 never runs: the test sends for it
+    const std::uint64_t sleeps_before = sw.counters(1).loop.sleeps;
+    constexpr std::uint64_t kFrames = 300;
+    for (std::uint64_t i = 0; i < kFrames; ++i) {
+      ASSERT_EQ(push_record(out, sw, 0, 1, virtio::NetHeader{}, i), shm::Reserve::kReserved);
+      out.publish();
+      std::this_thread::sleep_for(200us);  // the flow's shape: one frame every 200 us
+    }
+    ASSERT_TRUE(eventually([&] { return sw.gen(1).received == kFrames; }));
+    EXPECT_EQ(sw.gen(1).lost, 0u);
+    EXPECT_EQ(sw.gen(1).out_of_order, 0u);
+    EXPECT_EQ(sw.total_drops(1), 0u);
+    const EndpointCounters c = sw.counters(1);
+    const std::uint64_t sleeps = c.loop.sleeps - sleeps_before;
+    if (coalesce) {
+      EXPECT_GT(c.loop.timed_sleeps, 0u);
+      // ~10 frames per 2 ms timer; a slow machine only batches more.
+      EXPECT_LT(sleeps, kFrames / 3) << "sleeps per frame with coalescing";
+    } else {
+      EXPECT_EQ(c.loop.timed_sleeps, 0u);
+      // The reference this test's bound means something against: woken for most frames.
+      EXPECT_GT(sleeps, kFrames / 3) << "sleeps per frame without coalescing";
+    }
+    // Idle after the flow: at most the one timed sleep that found nothing, then none.
+    ASSERT_TRUE(eventually([&] {
+      const auto s = sw.counters(1).loop.sleeps;
+      std::this_thread::sleep_for(50ms);
+      return sw.counters(1).loop.sleeps == s;
+    }));
+    const auto idle = sw.counters(1).loop;
+    std::this_thread::sleep_for(200ms);  // the observation window, not synchronisation
+    EXPECT_EQ(sw.counters(1).loop.sleeps, idle.sleeps) << "an idle endpoint must not wake up";
+    // A frame after the quiet spell wakes it (it asked to be woken again).
+    ASSERT_EQ(push_record(out, sw, 0, 1, virtio::NetHeader{}, kFrames), shm::Reserve::kReserved);
+    out.publish();
+    ASSERT_TRUE(eventually([&] { return sw.gen(1).received == kFrames + 1; }));
+    EXPECT_EQ(sw.counters(1).loop.timed_sleeps, idle.timed_sleeps);
+    sw.stop(1);
+  }
+}
+
 // Takes every frame and keeps the flags of each header it was handed.
 class FlagRecordingFrontend final : public Frontend {
  public:
