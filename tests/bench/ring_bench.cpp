@@ -515,7 +515,7 @@ struct Options {
   double idle_seconds = 10;
   double paced_seconds = 2;
   int paced_rounds = 3;
-  double coalesce_us = 50;
+  double coalesce_us = 200;
   std::vector<std::uint32_t> sizes{64, 1500, 9000, 65536};
 };
 
@@ -523,7 +523,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: vswitch-bench ring [--json] [--seconds S per case, default 0.4] [--reps R, default 3]\n"
                "                          [--idle-seconds S, default 10] [--paced-seconds S, default 2]\n"
-               "                          [--paced-rounds R, default 3] [--coalesce-us U, default 50]\n"
+               "                          [--paced-rounds R, default 3] [--coalesce-us U, default 200]\n"
                "                          [--sizes 64,1500,9000,65536 (any of these)]\n");
 }
 

@@ -2,7 +2,7 @@
 // reload: SIGHUP or `vswitchctl reload`), one change per key, and whether the change can
 // be applied to the running switch.
 //
-// An endpoint's own settings (core, poll_us, poll_max_us, port_security, the generator's,
+// An endpoint's own settings (core, poll_us, poll_max_us, coalesce_us, port_security, the generator's,
 // and a TAP or generator port's mtu) are read only by that endpoint's process (and its
 // TAP's MTU is the daemon's to set): a change is applied by restarting that one endpoint
 // on the new topology. Everything else is read by every endpoint, sizes the shared
