@@ -228,6 +228,9 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   } else if (vlan != 0 && !(tagged = vlan == untagged_vlan_ ? untagged_copy(header.value(), frame, refused)
                                                             : tag_for_trunk(header.value(), frame, vlan, refused))) {
     drop(refused);
+  } else if (vlan == 0 && mtu_depends_on_tag(header.value(), frame.size()) &&
+             !(tagged = mtu_checked_copy(header.value(), frame, refused))) [[unlikely]] {
+    drop(refused);
   } else {
     // The peer is trusted with no claim about its frame: DATA_VALID (checksum verified) and
     // RSC_INFO (coalesced) never reach the frontend from a channel, or a sender could have
@@ -605,6 +608,31 @@ std::optional<EndpointLoop::Egress> EndpointLoop::untagged_copy(const endpoints:
   if (copy.size() > untagged_limit_ &&
       exceeds_mtu(copy, header->gso_type, header->gso_size, header->csum_start, frame_limit_))
     return std::nullopt;
+  return Egress{header, copy};  // the header: a private copy, checked against this length
+}
+
+bool EndpointLoop::mtu_depends_on_tag(const endpoints::virtio::CheckedNetHeader& header,
+                                     std::size_t frame_bytes) const noexcept {
+  // Without an mtu both limits are max_frame's: the tag decides nothing.
+  const std::uint64_t size = endpoints::virtio::is_gso(header->gso_type)
+                                 ? std::uint64_t{header->gso_size} + header->csum_start + 20  // a segment, as exceeds_mtu
+                                 : frame_bytes;
+  return size > untagged_limit_ && size <= frame_limit_;
+}
+
+std::optional<EndpointLoop::Egress> EndpointLoop::mtu_checked_copy(const endpoints::virtio::CheckedNetHeader& header,
+                                                                   std::span<const std::byte> frame,
+                                                                   DropReason& refused) noexcept {
+  // A VLAN-unaware port's frame passes as it is, and the MTU check let it through because
+  // of a tag in the channel's bytes (a tagged frame may be 4 bytes longer). The peer can
+  // take the tag out before the frontend reads them: the frame is read once, into
+  // egress_, and checked and delivered from there.
+  refused = DropReason::kFrameTooLarge;
+  if (frame.size() > egress_.size()) return std::nullopt;
+  std::memcpy(egress_.data(), frame.data(), frame.size());
+  const std::span<const std::byte> copy(egress_.data(), frame.size());
+  refused = DropReason::kMtuExceeded;
+  if (exceeds_mtu(copy, header->gso_type, header->gso_size, header->csum_start, frame_limit_)) return std::nullopt;
   return Egress{header, copy};  // the header: a private copy, checked against this length
 }
 

@@ -841,11 +841,13 @@ TEST(EndpointVlan, APeersRecordIsHeldToBothPortsVlans) {
 }
 
 // Plays a hostile peer that writes its channel while the receiver delivers: on each
-// delivery it first turns the Ethernet type of the frames it finds in `channel` into an
-// 802.1Q tag, then keeps the frame as delivered.
+// delivery it first turns the Ethernet type of the frames it finds in `channel` into
+// `type` (by default an 802.1Q tag), then keeps the frame as delivered.
 class TagFlippingFrontend final : public Frontend {
  public:
-  explicit TagFlippingFrontend(std::span<std::byte> channel, const MacAddress& source) : channel_(channel) {
+  explicit TagFlippingFrontend(std::span<std::byte> channel, const MacAddress& source,
+                               std::array<std::byte, 2> type = {std::byte{0x81}, std::byte{0x00}})
+      : channel_(channel), type_(type) {
     std::memcpy(source_.data(), source.bytes.data(), source_.size());
   }
   [[nodiscard]] int fd() const noexcept override { return -1; }
@@ -856,8 +858,8 @@ class TagFlippingFrontend final : public Frontend {
                                      channel_.end();
          ++at) {
       if (channel_.end() - at < 8) break;
-      at[6] = std::byte{0x81};
-      at[7] = std::byte{0x00};
+      at[6] = type_[0];
+      at[7] = type_[1];
     }
     received.emplace_back(frame.begin(), frame.end());
     return Delivery::kDelivered;
@@ -866,6 +868,7 @@ class TagFlippingFrontend final : public Frontend {
 
  private:
   std::span<std::byte> channel_;
+  std::array<std::byte, 2> type_;
   std::array<std::byte, 6> source_{};
 };
 
@@ -885,6 +888,34 @@ TEST(EndpointVlan, ThePeerCannotTagAFrameBetweenTheCheckAndTheDelivery) {
   ASSERT_EQ(e0.received.size(), 1u);
   EXPECT_FALSE(vlan_tag(e0.received[0])) << "the frame left with a tag the peer wrote after the check";
   EXPECT_EQ(std::memcmp(e0.received[0].data(), frame_of(r).data(), 100), 0);
+}
+
+// A VLAN-unaware port with an MTU lets a tagged frame be 4 bytes longer than an untagged
+// one. The frame the frontend is given is the one that check saw: the peer cannot take
+// the tag out afterwards and pass an untagged frame 4 bytes over the MTU. Both a frame of
+// the tagged limit and a GSO frame whose segments are at it.
+TEST(EndpointMtu, ThePeerCannotUntagAFrameBetweenTheMtuCheckAndTheDelivery) {
+  for (const bool gso : {false, true}) {
+    SCOPED_TRACE(gso ? "GSO" : "one frame");
+    TestSwitch sw(2, "ring_bytes = 65536\nmax_frame = 1500\nstall_timeout_ms = 5000\n", "mtu = 1000\n");
+    shm::FrameProducer from1 = sw.producer(1, 0);  // e1 never runs: the test writes its records
+    // mtu + 18: the longest tagged frame; with GSO, segments of 500 + 38 + 20... at 1018.
+    auto r = vlan_record(sw.mac(0), sw.mac(1), 5, gso ? 1400 : 1018, gso);
+    if (gso) {
+      virtio::NetHeader h = header_of(r);
+      h.gso_size = static_cast<std::uint16_t>(1018 - h.csum_start - 20);
+      virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(r.data(), virtio::kNetHeaderBytes));
+    }
+    r[virtio::kNetHeaderBytes - 2] = std::byte{0};  // VLAN-unaware ports: 0 in num_buffers
+    r[virtio::kNetHeaderBytes - 1] = std::byte{0};
+    ASSERT_EQ(from1.try_push(r), shm::Reserve::kReserved);
+    from1.publish();
+    TagFlippingFrontend e0(sw.channel_data(1, 0), sw.mac(1), {std::byte{0x08}, std::byte{0x00}});
+    ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return sw.counters(0).peers[1].in_frames == 1; }));
+    ASSERT_EQ(e0.received.size(), 1u) << "dropped as " << sw.total_drops(0);
+    EXPECT_TRUE(vlan_tag(e0.received[0])) << "the frame left without the tag its length was allowed for";
+    EXPECT_EQ(e0.received[0].size(), frame_of(r).size());
+  }
 }
 
 // A priority-tagged frame (VID 0: a priority, no VLAN) is classified as untagged, into
