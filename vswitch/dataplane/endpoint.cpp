@@ -225,11 +225,10 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
     drop(DropReason::kVlanNotAllowed);
   } else if (forwarder_.from_peer(frame, p.port, now_ms_, vlan)) {
     // dropped: counted by the forwarder
-  } else if (vlan != 0 && !(tagged = vlan == untagged_vlan_ ? untagged_copy(header.value(), frame, refused)
-                                                            : tag_for_trunk(header.value(), frame, vlan, refused))) {
-    drop(refused);
-  } else if (vlan == 0 && mtu_depends_on_tag(header.value(), frame.size()) &&
-             !(tagged = mtu_checked_copy(header.value(), frame, refused))) [[unlikely]] {
+  } else if (vlan != 0 ? !(tagged = vlan == untagged_vlan_ ? untagged_copy(header.value(), frame, refused)
+                                                            : tag_for_trunk(header.value(), frame, vlan, refused))
+                       : mtu_depends_on_tag(header.value(), frame.size()) &&
+                             !(tagged = mtu_checked_copy(header.value(), frame, refused))) {
     drop(refused);
   } else {
     // The peer is trusted with no claim about its frame: DATA_VALID (checksum verified) and
