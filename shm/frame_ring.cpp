@@ -105,6 +105,7 @@ sys::Result<RingArea, RingAttachError> RingArea::adopt(std::span<std::byte> area
   a.head_ = reinterpret_cast<std::uint64_t*>(base + kRingHeadOffset);
   a.tail_ = reinterpret_cast<std::uint64_t*>(base + kRingTailOffset);
   a.consumer_waiting_ = reinterpret_cast<std::uint32_t*>(base + kRingConsumerWaitingOffset);
+  a.wake_on_full_ = reinterpret_cast<std::uint32_t*>(base + kRingWakeOnFullOffset);
   a.producer_wants_ = reinterpret_cast<std::uint64_t*>(base + kRingProducerWantsOffset);
   a.data_ = base + kRingDataOffset;
   a.capacity_ = capacity;
@@ -239,6 +240,17 @@ void FrameProducer::publish() noexcept {
   }
 }
 
+bool FrameProducer::ring_if_consumer_wakes_on_full() noexcept {
+  // relaxed: the word is the consumer's standing request, not a handshake. A stale read
+  // either rings once for nothing or leaves the consumer to its timer; the records it
+  // wakes for were published before (the caller's publish(), [R1]), and the doorbell's
+  // write is a system call the consumer's wake-up follows.
+  if (consumer_doorbell_ == nullptr || area_.wake_on_full().load(std::memory_order_relaxed) == 0) return false;
+  ++counters_.wakes_sent;
+  consumer_doorbell_->ring();
+  return true;
+}
+
 Reserve FrameProducer::try_push(std::span<const std::byte> payload) noexcept {
   if (payload.size() > area_.max_payload_) return Reserve::kTooLarge;
   const auto len = static_cast<std::uint32_t>(payload.size());
@@ -355,6 +367,12 @@ void FrameConsumer::disarm() noexcept {
   // way and causes one spurious wakeup at most.
   area_.consumer_waiting().store(0, std::memory_order_relaxed);
   armed_ = false;
+}
+
+void FrameConsumer::set_wake_on_full(bool on) noexcept {
+  // relaxed: a standing request the producer reads when it finds the ring full; nothing
+  // is ordered by it (see FrameProducer::ring_if_consumer_wakes_on_full).
+  area_.wake_on_full().store(on ? 1 : 0, std::memory_order_relaxed);
 }
 
 void FrameConsumer::release() noexcept {

@@ -9,6 +9,9 @@
 //   128  head               written by the producer only (free-running byte index)
 //   256  tail               written by the consumer only (free-running byte index)
 //   384  consumer_waiting   set by the consumer before it sleeps, cleared by either side
+//   388  wake_on_full       set by the consumer: it may sleep on a timer without asking to
+//                           be woken, so a producer that finds the ring full rings it
+//                           (advisory: a missed ring costs a wait for that timer, no more)
 //   512  producer_wants     bytes the producer waits for, set by it before it sleeps
 //   640  data[capacity]     records
 //
@@ -82,6 +85,7 @@ static_assert(sizeof(RingHeader) == 64);
 inline constexpr std::uint32_t kRingHeadOffset = 128;
 inline constexpr std::uint32_t kRingTailOffset = 256;
 inline constexpr std::uint32_t kRingConsumerWaitingOffset = 384;
+inline constexpr std::uint32_t kRingWakeOnFullOffset = 388;
 inline constexpr std::uint32_t kRingProducerWantsOffset = 512;
 inline constexpr std::uint32_t kRingDataOffset = 640;
 inline constexpr std::uint64_t kMinRingCapacity = 64;
@@ -179,11 +183,13 @@ class RingArea {
   std::atomic_ref<std::uint64_t> producer_wants() const noexcept {
     return std::atomic_ref(*producer_wants_);
   }
+  std::atomic_ref<std::uint32_t> wake_on_full() const noexcept { return std::atomic_ref(*wake_on_full_); }
 
   std::byte* data_ = nullptr;
   std::uint64_t* head_ = nullptr;
   std::uint64_t* tail_ = nullptr;
   std::uint32_t* consumer_waiting_ = nullptr;
+  std::uint32_t* wake_on_full_ = nullptr;
   std::uint64_t* producer_wants_ = nullptr;
   std::uint64_t capacity_ = 0;
   std::uint32_t max_payload_ = 0;
@@ -239,6 +245,11 @@ class FrameProducer {
   // Convenience: copies `payload` in as one record (reserve, copy, commit). No publish.
   [[nodiscard]] Reserve try_push(std::span<const std::byte> payload) noexcept;
 
+  // The ring was found full: rings the consumer when it asked for that (wake_on_full),
+  // whether or not it armed its wake request. Call after publish(), so that what it
+  // wakes for is visible. Returns whether it rang.
+  bool ring_if_consumer_wakes_on_full() noexcept;
+
   [[nodiscard]] const RingCounters& counters() const noexcept { return counters_; }
   [[nodiscard]] std::uint64_t free_bytes() const noexcept { return area_.capacity_ - (head_ - cached_tail_); }
   // Whether at least `bytes` are free now: re-reads tail ([A2]) only when the last one
@@ -292,6 +303,9 @@ class FrameConsumer {
   [[nodiscard]] PopResult peek_or_arm() noexcept;
   // Withdraws a wake request (e.g. after waking, or when giving up on waiting).
   void disarm() noexcept;
+  // Asks producers that find the ring full to ring this consumer even while it has not
+  // armed its wake request (a consumer that sleeps on a timer to batch its wake-ups).
+  void set_wake_on_full(bool on) noexcept;
   // Consumes the record returned by the last peek (its bytes may be overwritten after the
   // next release(), which happens by itself once an eighth of the ring is consumed).
   inline void consume() noexcept;

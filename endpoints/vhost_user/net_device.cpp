@@ -490,6 +490,12 @@ bool NetDevice::arm() noexcept {
   return !guest_memory_lost() && idle;  // lost: disconnected, and the next pass sees no guest
 }
 
+void NetDevice::quiet() noexcept {
+  // Only the flag (VRING_USED_F_NO_NOTIFY) needs setting: with EVENT_IDX the guest kicks
+  // once after the avail_event arm() last wrote, and not again until arm() moves it.
+  if (auto* tx = backend_.queue(kTxQueue); tx != nullptr) tx->disable_notification();
+}
+
 bool NetDevice::arm_queues() noexcept {
   // [VF2] inside enable_notification: a chain added meanwhile keeps us awake.
   if (auto* tx = backend_.queue(kTxQueue); tx != nullptr && tx->enable_notification()) return false;

@@ -128,6 +128,9 @@ class NetDevice {
   // Just before the caller sleeps on fd(): ask the guest to kick for new TX chains (and
   // for RX buffers while a frame waits). False when work arrived meanwhile: do not sleep.
   [[nodiscard]] bool arm() noexcept;
+  // Instead of arm(), before the caller sleeps on a timer: the guest need not kick for
+  // new TX chains (they are taken when the timer ends). arm() asks for kicks again.
+  void quiet() noexcept;
 
   // The port's administrative link state. Down: the front-end is disconnected, and every
   // front-end that connects until it is up again is closed at once (counted in

@@ -704,7 +704,7 @@ int main(int argc, char** argv) {
     else if (a == "--idle-seconds") o.idle_seconds = value();
     else if (a == "--paced-seconds") o.paced_seconds = value();
     else if (a == "--paced-rounds") o.paced_rounds = std::max(1, static_cast<int>(value()));
-    else if (a == "--coalesce-us") o.coalesce_us = value();
+    else if (a == "--coalesce-us") o.coalesce_us = std::max(0.0, value());
     else if (a == "--sizes") {
       if (i + 1 >= argc) { usage(); return 2; }
       o.sizes.clear();

@@ -123,6 +123,8 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
     // The producer rings the peer's doorbell when it sleeps on our data; the consumer
     // rings the peer's doorbell when it waits for room we free.
     peers_.push_back(Peer{static_cast<PortId>(i), out->producer(res_.doorbells[i]), in->consumer(res_.doorbells[i])});
+    // Set either way: a predecessor (before a reload) may have coalesced.
+    peers_.back().in.set_wake_on_full(coalescing_.coalesce_ns() != 0);
   }
   for (auto& p : peers_) counters_.peers[p.port].stalled = 0;
   epoll_ = sys::Fd(::epoll_create1(EPOLL_CLOEXEC));
@@ -366,6 +368,7 @@ void EndpointLoop::hold(Peer& p, std::span<const std::byte> record) {
   p.held_since_ns = pass_ns_;
   ++held_count_;
   ++counters_.forwarding.backpressure_waits;
+  p.found_full = true;
 }
 
 // Held frames: send those that fit now; drop those whose hold ran out (counted as
@@ -529,7 +532,10 @@ void EndpointLoop::flood(std::span<const std::byte> record, const Target& target
       continue;
     }
     // A held unicast frame goes first; a copy that finds no room is dropped, never held.
-    if (!flush_held(p) || !send_copy(p, record)) drop(DropReason::kFloodPeerFull);
+    if (!flush_held(p) || !send_copy(p, record)) {
+      drop(DropReason::kFloodPeerFull);
+      p.found_full = true;
+    }
   }
   // The record lies in this reservation: the other copies came from it first. A
   // reservation in a port of another VLAN is simply not committed.
@@ -685,7 +691,17 @@ bool EndpointLoop::poll_once() {
   work |= drain_inbound();
   work |= pump_frontend();
   frontend_.flush();
-  for (Peer& p : peers_) p.out.publish();  // one index store per channel per pass
+  for (Peer& p : peers_) {
+    p.out.publish();  // one index store per channel per pass
+    // A full channel ends its receiver's coalescing sleep: it frees the room a held frame
+    // waits for well within the hold, and a channel smaller than what a flow brings in
+    // one coalescing period does not cap the flow. After publish(): the receiver wakes to
+    // the records that filled it.
+    if (p.found_full) [[unlikely]] {
+      p.found_full = false;
+      (void)p.out.ring_if_consumer_wakes_on_full();
+    }
+  }
   if (res_.capture != nullptr) res_.capture->publish();  // nothing unless this pass copied a frame
   if (now_ms_ - last_sweep_ms_ >= kSweepPeriodMs) {
     last_sweep_ms_ = now_ms_;
@@ -774,10 +790,11 @@ bool EndpointLoop::sleep(bool timed) {
       if (r.status != shm::Reserve::kFull) ready = true;  // not committed: retry_held() copies it
     }
   // Free-send above is armed whatever the kind of sleep: room for a held frame is not a
-  // frame to batch, and a hold has its own deadline. The frontend's arm() (a guest's
-  // kicks, room in its RX ring) is left alone by a timed sleep: a guest whose kicks stay
-  // suppressed has its frames taken on the timer too.
+  // frame to batch, and a hold has its own deadline. A timed sleep does not call the
+  // frontend's arm() (a guest's kicks, room in its RX ring) but quiet(): the guest is
+  // asked not to kick, and its frames are taken on the timer too.
   if (!ready && !timed && !frontend_.arm()) ready = true;
+  if (!ready && timed) frontend_.quiet();
   if (ready) {
     for (Peer& p : peers_) p.in.disarm();
     return true;
@@ -818,9 +835,10 @@ bool EndpointLoop::sleep(bool timed) {
       const timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
                         static_cast<long>(timeout_ns % 1'000'000'000)};
       n = ::epoll_pwait2(epoll_.get(), events, 4, &ts, nullptr);
-      // A kernel before 5.11: sleep on milliseconds from now on (coalescing still
-      // batches, over a millisecond).
-      if (n < 0 && errno == ENOSYS) {
+      // A kernel before 5.11 (ENOSYS), or a container's filter that refuses the call
+      // (EPERM): sleep on milliseconds from now on (coalescing still batches, over a
+      // millisecond at least).
+      if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
         precise_timeouts_ = false;
         n = -1;
         errno = EINTR;
@@ -832,7 +850,7 @@ bool EndpointLoop::sleep(bool timed) {
   // A timed sleep's length says nothing about how soon a wake-up would have come.
   if (!timed) poll_.slept(now_ns() - slept_from);
   // A failing epoll_wait would fail again at once: stop rather than spin.
-  if (n < 0) fatal_ = sys::SysError{"epoll_wait", errno}.message();
+  if (n < 0) fatal_ = sys::SysError{timed && precise_timeouts_ ? "epoll_pwait2" : "epoll_wait", errno}.message();
   bool stop = !fatal_.empty();
   for (int i = 0; i < n; ++i) {
     if (events[i].data.fd == res_.doorbell_fd) {

@@ -112,6 +112,11 @@ class Frontend {
   // fence-and-recheck), including "room to deliver again" after a kRetryLater. Returns
   // false when work (or room) arrived meanwhile: do not sleep.
   virtual bool arm() noexcept { return true; }
+  // Just before the loop sleeps on its coalescing timer instead (arm() is not called):
+  // ask the other side not to notify for new frames, where it notifies unless told not
+  // to (a guest without VIRTIO_F_EVENT_IDX kicks for every batch until told otherwise);
+  // the next arm() asks again.
+  virtual void quiet() noexcept {}
   // The port's administrative link state (vswitchctl link), when it changes, and once at
   // start when it is down: the frontend shows it to its own side (a TAP's carrier, a VM's
   // link) and, while down, takes nothing in (whatever it still hands over is dropped as
@@ -173,6 +178,9 @@ class EndpointLoop {
     std::uint64_t held_since_ns = 0;
     // When `out` was first found full with nothing committed to it since (0: not full).
     std::uint64_t full_since_ns = 0;
+    // `out` was found full this pass: after publishing, ring the peer if it sleeps on a
+    // coalescing timer (it asked for that in the ring: wake_on_full).
+    bool found_full = false;
   };
 
   // Where pump_frontend() read a frame: into a reservation in `peer`'s channel (the peer

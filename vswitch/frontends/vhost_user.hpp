@@ -40,6 +40,7 @@ class VhostUserFrontend final : public Frontend {
     sys::store_block(device_->counters(), area);
   }
   bool arm() noexcept override { return device_->arm(); }
+  void quiet() noexcept override { device_->quiet(); }
   // Down: the front-end is disconnected and refused until up (see NetDevice::set_link).
   std::string set_link(bool up) noexcept override {
     device_->set_link(up);

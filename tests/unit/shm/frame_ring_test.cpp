@@ -255,6 +255,31 @@ TEST(FrameRing, ConsumerArmsOnlyWhenEmptyAndProducerRingsOnce) {
   EXPECT_EQ(ring.consumer_waiting_word(), 0u);
 }
 
+// A consumer that sleeps on a timer without arming asks to be rung when the ring is full:
+// the producer rings it then (and only when it asked), armed or not.
+TEST(FrameRing, AProducerRingsAConsumerThatAskedForFullRings) {
+  HeapRing ring(1024, 256);
+  CountingDoorbell consumer_bell;
+  FrameProducer p(ring.area(), &consumer_bell);
+  FrameConsumer c(ring.area(), nullptr);
+  while (p.try_push(bytes_of(100, 1)) == Reserve::kReserved) {
+  }
+  p.publish();
+  EXPECT_EQ(consumer_bell.rings, 0) << "nobody armed";
+  EXPECT_FALSE(p.ring_if_consumer_wakes_on_full()) << "the consumer did not ask";
+  EXPECT_EQ(consumer_bell.rings, 0);
+  c.set_wake_on_full(true);
+  EXPECT_TRUE(p.ring_if_consumer_wakes_on_full());
+  EXPECT_EQ(consumer_bell.rings, 1);
+  c.set_wake_on_full(false);
+  EXPECT_FALSE(p.ring_if_consumer_wakes_on_full());
+  EXPECT_EQ(consumer_bell.rings, 1);
+  // A polling consumer (no doorbell) is never rung.
+  c.set_wake_on_full(true);
+  FrameProducer polling(ring.area(), nullptr);
+  EXPECT_FALSE(polling.ring_if_consumer_wakes_on_full());
+}
+
 TEST(FrameRing, PeekOrArmWithDataDoesNotArm) {
   HeapRing ring(1024, 256);
   FrameProducer p(ring.area(), nullptr);

@@ -483,6 +483,24 @@ TEST(VhostUserNetDevice, AFrameWaitsForBuffersAndArmAsksForTheKick) {
   EXPECT_EQ(s.device->counters().totals.rx_no_buffers, 2u);
 }
 
+// A caller that sleeps on a timer (wake-up coalescing) asks the guest not to kick for TX:
+// a guest without EVENT_IDX (this one) sees VRING_USED_F_NO_NOTIFY until the next arm(),
+// which clears it again (virtio 1.2, 2.7.10: the driver "SHOULD NOT send a notification"
+// while the flag is set).
+TEST(VhostUserNetDevice, QuietAsksTheGuestNotToKickUntilTheNextArm) {
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures & ~kFeatureEventIdx);
+  s.pass();
+  ASSERT_TRUE(s.device->arm());
+  EXPECT_EQ(g.tx.used_flags() & virtio::kUsedFlagNoNotify, 0) << "armed: kicks wanted";
+  s.device->quiet();
+  EXPECT_EQ(g.tx.used_flags() & virtio::kUsedFlagNoNotify, virtio::kUsedFlagNoNotify);
+  ASSERT_TRUE(s.device->arm());
+  EXPECT_EQ(g.tx.used_flags() & virtio::kUsedFlagNoNotify, 0);
+}
+
 // Two GSO frames wait at once for a guest without GUEST_TSO: each resumes with its own
 // token after the segments the guest already has. Every segment arrives exactly once,
 // in order (a device that remembered one frame's progress would send one twice).
