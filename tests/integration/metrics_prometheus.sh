@@ -5,7 +5,8 @@
 # during a ping flood between two namespaces a PromQL rate() over the scraped counters
 # matches the flood's rate; afterwards the counters Prometheus holds equal what
 # `vswitchctl stats` reads, and a killed endpoint's restart shows in
-# vswitch_endpoint_restarts_total.
+# vswitch_endpoint_restarts_total. A reload that moves metrics.listen moves the listener
+# and restarts no endpoint.
 source "$(dirname "$0")/lib.sh"
 source "$HERE/three_ns_env.sh"
 require_root
@@ -111,3 +112,19 @@ wait_for 30 "vswitch_endpoint_restarts_total{endpoint=\"c\"} to reach 1 in Prome
 reloaded() { [[ $(query 'vswitch_reloads_total{outcome="unchanged"}') == 1 ]]; }
 wait_for 30 "vswitch_reloads_total{outcome=\"unchanged\"} to reach 1 in Prometheus" reloaded
 pass "Prometheus scrapes /metrics (target up, promtool clean), rate() = $rate/s for a 500/s flood, counters equal vswitchctl's, a restart and a reload show"
+
+# The metrics address moved by a reload: vswitchd's own setting, applied without
+# restarting an endpoint; the new address serves, the old one is closed.
+nport=$(free_port)
+pids_before=$(ctl ports --json | python3 -c 'import json, sys; print(" ".join(str(p["pid"]) for p in json.load(sys.stdin)["ports"]))')
+sed -i "s/^listen = \"127.0.0.1:$dport\"$/listen = \"127.0.0.1:$nport\"/" "$cfg"
+grep -q "^listen = \"127.0.0.1:$nport\"$" "$cfg" || fail "could not edit $cfg"
+out=$(ctl reload) || fail "vswitchctl reload (metrics.listen moved) exited $?: $out"
+[[ $out == "reload: applied 1 change(s); no endpoint restarted (each change in vswitchd's log)" ]] || fail "reload said: $out"
+curl -sf -o /dev/null "http://127.0.0.1:$nport/metrics" || fail "nothing serves /metrics at the new address :$nport"
+! curl -s -o /dev/null "http://127.0.0.1:$dport/metrics" || fail "the old address :$dport still serves /metrics"
+pids_after=$(ctl ports --json | python3 -c 'import json, sys; print(" ".join(str(p["pid"]) for p in json.load(sys.stdin)["ports"]))')
+[[ $pids_after == "$pids_before" ]] || fail "an endpoint was restarted for metrics.listen: $pids_before -> $pids_after"
+grep -q "reload: $cfg:[0-9]*: metrics.listen: \"127.0.0.1:$dport\" -> \"127.0.0.1:$nport\"" "$WORK/vswitchd.log" ||
+  fail "the change is not logged with its line"
+pass "metrics.listen moved by reload: served at :$nport, :$dport closed, no endpoint restarted"

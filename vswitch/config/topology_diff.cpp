@@ -79,6 +79,14 @@ class Collector {
     if (was == now) return;
     out_.push_back(TopologyChange{table + "." + key, show(was), show(now), lines_.of(table, key), std::nullopt});
   }
+  // A key only vswitchd reads: it applies the change itself.
+  template <typename T>
+  void daemon(const std::string& table, const std::string& key, const T& was, const T& now) {
+    if (was == now) return;
+    TopologyChange c{table + "." + key, show(was), show(now), lines_.of(table, key), std::nullopt};
+    c.daemon = true;
+    out_.push_back(std::move(c));
+  }
   // A key of endpoint `j` (its index in `next`), in its sub-table `table` ("" for the
   // endpoint's own): `local` when only that endpoint reads it.
   template <typename T>
@@ -150,7 +158,10 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
   c.global("fabric", "ring_bytes", a.fabric.ring_bytes, b.fabric.ring_bytes);
   c.global("fabric", "max_frame", a.fabric.max_frame, b.fabric.max_frame);
   c.global("fabric", "stall_timeout_ms", a.fabric.stall_timeout_ms, b.fabric.stall_timeout_ms);
-  c.global("metrics", "listen", a.metrics.listen, b.metrics.listen);
+  const auto listen = [](const MetricsConfig& m) {  // "" is off: said as unset
+    return m.enabled() ? std::optional<std::string>(m.listen) : std::nullopt;
+  };
+  c.daemon("metrics", "listen", listen(a.metrics), listen(b.metrics));
   c.global("capture", "ring_bytes", a.capture.ring_bytes, b.capture.ring_bytes);
   for (std::size_t i = 0; i < a.endpoints.size(); ++i) {
     const auto& x = a.endpoints[i];

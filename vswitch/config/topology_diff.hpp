@@ -5,8 +5,9 @@
 // An endpoint's own settings (core, poll_us, poll_max_us, coalesce_us, port_security, the generator's,
 // and a TAP or generator port's mtu) are read only by that endpoint's process (and its
 // TAP's MTU is the daemon's to set): a change is applied by restarting that one endpoint
-// on the new topology. Everything else is read by every endpoint, sizes the shared
-// objects, or is a VMM's to agree to (switch.*, fabric.*, metrics, capture, an endpoint's
+// on the new topology. metrics.listen is vswitchd's own: it moves its listener. Everything
+// else is read by every endpoint, sizes the shared objects, or is a VMM's to agree to
+// (switch.*, fabric.*, capture, an endpoint's
 // name, position, frontend, mac, vlan, trunk, TAP or socket; a vhost-user port's mtu,
 // queue_size and max_guest_memory_gib, which its VMM fixed when it started) and needs a
 // restart of vswitchd; so do endpoints added or removed.
@@ -27,8 +28,13 @@ struct TopologyChange {
   std::string now;
   std::uint32_t line = 0;  // in the new file: the key's line, else its table's (0: none)
   // The endpoint (index in both topologies) whose own setting this is: applied by
-  // restarting it. None: needs a restart of vswitchd.
+  // restarting it. None: needs a restart of vswitchd, unless `daemon`.
   std::optional<std::size_t> endpoint;
+  // A setting only vswitchd itself reads (metrics.listen): applied by vswitchd, no
+  // endpoint restarted.
+  bool daemon = false;
+
+  [[nodiscard]] bool applicable() const noexcept { return endpoint.has_value() || daemon; }
 
   // "FILE:LINE: KEY: WAS -> NOW" (the line left out when there is none).
   [[nodiscard]] std::string describe(const std::string& file) const;

@@ -875,8 +875,8 @@ void Daemon::reload() {
     report.changes = changes.size();
     std::size_t needs_restart = 0;
     for (const auto& c : changes) {
-      if (!c.endpoint) ++needs_restart;
-      say("reload: %s%s", c.describe(topo_.file).c_str(), c.endpoint ? "" : " (needs a restart of vswitchd)");
+      if (!c.applicable()) ++needs_restart;
+      say("reload: %s%s", c.describe(topo_.file).c_str(), c.applicable() ? "" : " (needs a restart of vswitchd)");
     }
     if (needs_restart != 0) {
       say("reload refused: %zu of %zu change(s) need a restart of vswitchd (endpoints added or removed, or a "
@@ -893,9 +893,10 @@ void Daemon::reload() {
       std::string names;
       for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
         if ((report.restarted >> i) & 1) names += (names.empty() ? "" : ", ") + topo_.endpoints[i].name;
-      say("reload: applied %zu change(s); restarting on the new settings: %s", changes.size(), names.c_str());
+      say("reload: applied %zu change(s); restarting on the new settings: %s", changes.size(),
+          names.empty() ? "none" : names.c_str());
       report.outcome = ReloadOutcome::kApplied;
-      outcome = "reload: applied, restarted " + names;
+      outcome = names.empty() ? std::string("reload: applied") : "reload: applied, restarted " + names;
     }
   }
   stats_->publish_reload(report);
@@ -930,8 +931,19 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
     }
     mtu_was.emplace_back(i, was.value());
   }
+  const bool metrics_moved = topo_.metrics.listen != next.metrics.listen;
   topo_ = std::move(next);
   topology_fd_ = std::move(fd.value());
+  if (metrics_moved) {
+    // The old listener closes (a scrape in progress on it is cut, as at shutdown); the
+    // new address is bound as at start: one that cannot be bound now is said, and tried
+    // again every kMetricsRetryMs while forwarding goes on.
+    metrics_.reset();
+    metrics_failures_ = 0;
+    metrics_retry_ms_ = 0;
+    if (topo_.metrics.enabled()) try_metrics(sys::monotonic_ms());
+    else say("metrics: off (no [metrics] listen)");
+  }
   restarted = 0;
   for (std::size_t i = 0; i < changed.size(); ++i) {
     if (!changed[i]) continue;

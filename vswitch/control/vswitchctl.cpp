@@ -455,8 +455,12 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
                      down.c_str());
         return 1;
       }
-      std::printf("reload: applied %" PRIu64 " change(s); restarted on the new settings and up: %s (each change "
-                  "in vswitchd's log)\n", r.changes, names.c_str());
+      if (names.empty())  // only vswitchd's own settings (metrics.listen)
+        std::printf("reload: applied %" PRIu64 " change(s); no endpoint restarted (each change in vswitchd's log)\n",
+                    r.changes);
+      else
+        std::printf("reload: applied %" PRIu64 " change(s); restarted on the new settings and up: %s (each change "
+                    "in vswitchd's log)\n", r.changes, names.c_str());
       return 0;
     }
     case ReloadOutcome::kInvalid:
@@ -513,9 +517,10 @@ int usage(FILE* f) {
       "            switch), as SIGHUP does, and says what came of it.\n"
       "            An endpoint's own settings (core, poll_us, poll_max_us, coalesce_us,\n"
       "            port_security, generator.*, a TAP's or generator's mtu) are applied by\n"
-      "            restarting that endpoint alone, and said once it is up again; any other\n"
-      "            change\n"
-      "            (endpoints added or removed, switch.*, fabric.*, mac, vlan, trunk, TAP,\n"
+      "            restarting that endpoint alone, and said once it is up again;\n"
+      "            metrics.listen by vswitchd itself (no endpoint restarted); any other\n"
+      "            change (endpoints added or removed, switch.*, fabric.*, capture, mac,\n"
+      "            vlan, trunk, TAP,\n"
       "            socket, a vhost-user port's mtu, queue_size, max_guest_memory_gib) needs\n"
       "            a restart of vswitchd, and then nothing is applied. Each change, with\n"
       "            its line, is in vswitchd's log. Sends a signal: root.\n"

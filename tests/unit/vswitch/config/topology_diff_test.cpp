@@ -97,6 +97,7 @@ TEST(TopologyChanges, SharedSettingsAndEndpointsAddedOrRemovedNeedARestart) {
     ASSERT_EQ(changes.size(), 1u) << k.key;
     EXPECT_EQ(changes[0].key, k.key);
     EXPECT_FALSE(changes[0].endpoint.has_value()) << k.key;
+    EXPECT_FALSE(changes[0].applicable()) << k.key;
     EXPECT_NE(changes[0].line, 0u) << k.key;
   }
   std::string renamed = topology();
@@ -105,6 +106,25 @@ TEST(TopologyChanges, SharedSettingsAndEndpointsAddedOrRemovedNeedARestart) {
   ASSERT_EQ(mac.size(), 1u);
   EXPECT_EQ(mac[0].key, "endpoint a: mac");
   EXPECT_FALSE(mac[0].endpoint.has_value()) << "every port holds a declared mac as a static entry";
+}
+
+// The metrics address is vswitchd's alone: applied by vswitchd (its listener moves), no
+// endpoint restarted. Turning metrics on or off is a change of it too.
+TEST(TopologyChanges, TheMetricsAddressIsAppliedByVswitchdItself) {
+  const std::string on = topology("", "ring_bytes = 1048576\n", "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+  const std::string moved = topology("", "ring_bytes = 1048576\n", "\n[metrics]\nlisten = \"127.0.0.1:9465\"\n");
+  for (const auto& [from, to, was, now] :
+       {std::tuple{on, moved, "\"127.0.0.1:9464\"", "\"127.0.0.1:9465\""}, std::tuple{topology(), on, "(unset)", "\"127.0.0.1:9464\""},
+        std::tuple{on, topology(), "\"127.0.0.1:9464\"", "(unset)"}}) {
+    const auto changes = topology_changes(load(from), load(to));
+    ASSERT_EQ(changes.size(), 1u) << to;
+    EXPECT_EQ(changes[0].key, "metrics.listen");
+    EXPECT_EQ(changes[0].was, was);
+    EXPECT_EQ(changes[0].now, now);
+    EXPECT_TRUE(changes[0].daemon);
+    EXPECT_FALSE(changes[0].endpoint.has_value());
+    EXPECT_TRUE(changes[0].applicable());
+  }
 }
 
 // A VM's MTU, ring size and memory are its VMM's, fixed when it started: a vhost-user
