@@ -229,7 +229,7 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
     // dropped: counted by the forwarder
   } else if (vlan != 0 ? !(tagged = vlan == untagged_vlan_ ? untagged_copy(header.value(), frame, refused)
                                                             : tag_for_trunk(header.value(), frame, vlan, refused))
-                       : mtu_depends_on_tag(header.value(), frame.size()) &&
+                       : frame.size() > untagged_limit_ && mtu_depends_on_tag(header.value(), frame.size()) &&
                              !(tagged = mtu_checked_copy(header.value(), frame, refused))) {
     drop(refused);
   } else {
@@ -666,6 +666,12 @@ std::optional<EndpointLoop::Egress> EndpointLoop::tag_for_trunk(const endpoints:
   virtio::write(h, std::span<std::byte, virtio::kNetHeaderBytes>(out, virtio::kNetHeaderBytes));
   std::byte* f = out + virtio::kNetHeaderBytes;
   std::memcpy(f, frame.data(), frame.size());  // the peer's bytes, read once
+  // A frame of a VLAN travels untagged between ports (ingress takes its tag out): one
+  // with a tag inside would leave with two, taken for the inner tag's VLAN where the
+  // outer one comes off (VLAN hopping), and 4 bytes over the MTU the check before allowed
+  // for one tag.
+  refused = DropReason::kVlanNotAllowed;
+  if (starts_with_tag(std::span<const std::byte>(f, frame.size()))) return std::nullopt;
   std::memmove(f + 12 + kVlanTagBytes, f + 12, frame.size() - 12);
   // IEEE 802.1Q tag: TPID 0x8100, then PCP 0, DEI 0 and the 12-bit VID.
   f[12] = std::byte{0x81};
@@ -676,7 +682,15 @@ std::optional<EndpointLoop::Egress> EndpointLoop::tag_for_trunk(const endpoints:
   auto checked = virtio::parse(record);  // the moved offsets, checked against the new frame
   refused = DropReason::kBadNetHeader;
   if (!checked) return std::nullopt;
-  return Egress{checked.value(), record.subspan(virtio::kNetHeaderBytes)};
+  // The MTU check before read the channel, where a tag (4 bytes of slack) may have been
+  // and is no more: the tagged copy is held to it again.
+  const auto tagged = record.subspan(virtio::kNetHeaderBytes);
+  refused = DropReason::kMtuExceeded;
+  if (tagged.size() > untagged_limit_ &&
+      exceeds_mtu(tagged, checked.value()->gso_type, checked.value()->gso_size, checked.value()->csum_start,
+                  frame_limit_))
+    return std::nullopt;
+  return Egress{checked.value(), tagged};
 }
 
 bool EndpointLoop::poll_once() {

@@ -544,6 +544,7 @@ shm::Reserve push_record(shm::FrameProducer& out, const TestSwitch& sw, std::siz
 TEST(EndpointCoalescing, ADenseFlowIsTakenInBatchesOnTheTimerAndIdleRunsNoTimer) {
   namespace virtio = endpoints::virtio;
   std::uint64_t coalesced_sleeps = 0;
+  bool sender_late = false;  // the schedule slipped: the flow came in bursts, not evenly
   for (const bool coalesce : {true, false}) {
     SCOPED_TRACE(coalesce ? "coalesce_us = 2000" : "coalesce_us = 0");
     // A ring that holds the whole flow: a receiver descheduled for a while loses nothing.
@@ -558,6 +559,7 @@ TEST(EndpointCoalescing, ADenseFlowIsTakenInBatchesOnTheTimerAndIdleRunsNoTimer)
       // The flow's shape: one frame every 200 us on a fixed schedule (a late wake-up of
       // this thread sends the frames that are due at once: more batching, never less).
       std::this_thread::sleep_until(start + i * 200us);
+      if (std::chrono::steady_clock::now() - (start + i * 200us) > 1ms) sender_late = true;
       ASSERT_EQ(push_record(out, sw, 0, 1, virtio::NetHeader{}, i), shm::Reserve::kReserved);
       out.publish();
     }
@@ -574,8 +576,11 @@ TEST(EndpointCoalescing, ADenseFlowIsTakenInBatchesOnTheTimerAndIdleRunsNoTimer)
       coalesced_sleeps = sleeps;
     } else {
       EXPECT_EQ(c.loop.timed_sleeps, 0u);
-      // The reference: woken for (nearly) every frame.
-      EXPECT_GT(sleeps, coalesced_sleeps) << "coalescing saved no wake-up";
+      // The reference: woken for (nearly) every frame, when the frames came evenly (a
+      // loaded machine that ran this thread late sent bursts, which batch by themselves).
+      if (!sender_late) {
+        EXPECT_GT(sleeps, coalesced_sleeps) << "coalescing saved no wake-up";
+      }
     }
     // Idle after the flow: at most the one timed sleep that found nothing, then none.
     ASSERT_TRUE(eventually([&] {
@@ -1006,6 +1011,29 @@ TEST(EndpointVlan, ADoubleTagIsRefusedAtIngress) {
   EXPECT_EQ(sw.drops(0, DropReason::kVlanNotAllowed), 1u);
   EXPECT_EQ(vlan_tag(frame_of(trunk.received[0])), 10) << "the single-tagged frame, re-tagged for the trunk";
   EXPECT_EQ(frame_of(trunk.received[0]).size(), 104u);
+}
+
+// A hostile peer's record of VLAN 10 with a tag inside (ingress never makes one) does not
+// leave a trunk with two tags: refused as vlan_not_allowed (the inner tag would be taken
+// for its VLAN where the outer one comes off, and the frame is 4 bytes over what the
+// port's MTU allowed for one tag). A record without one is tagged and delivered.
+TEST(EndpointVlan, APeersRecordWithATagInsideDoesNotLeaveATrunkWithTwo) {
+  TestSwitch sw(2, kTinyRings, "trunk = [10]\nmtu = 1000\n", {"", "vlan = 10\n"});
+  shm::FrameProducer from1 = sw.producer(1, 0);  // e1 never runs: the test writes its records
+  auto inner = vlan_record(sw.mac(0), sw.mac(1), 20, 1018, false);  // [8100 20]: a tagged frame at the limit
+  auto plain = vlan_record(sw.mac(0), sw.mac(1), std::nullopt, 1014, false);
+  for (auto* r : {&inner, &plain}) {
+    (*r)[virtio::kNetHeaderBytes - 2] = std::byte{10};  // the VLAN the sending port classified, in num_buffers
+    (*r)[virtio::kNetHeaderBytes - 1] = std::byte{0};
+    ASSERT_EQ(from1.try_push(*r), shm::Reserve::kReserved);
+  }
+  from1.publish();
+  ScriptedFrontend e0;
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return sw.counters(0).peers[1].in_frames == 2; }));
+  EXPECT_EQ(sw.drops(0, DropReason::kVlanNotAllowed), 1u);
+  ASSERT_EQ(e0.received.size(), 1u);
+  EXPECT_EQ(vlan_tag(frame_of(e0.received[0])), 10);
+  EXPECT_EQ(frame_of(e0.received[0]).size(), 1018u) << "the plain frame, tagged: mtu + 18";
 }
 
 // vswitchctl link: a port whose link word says down tells its frontend, drops what its
