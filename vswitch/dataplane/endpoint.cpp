@@ -597,23 +597,16 @@ std::optional<EndpointLoop::Egress> EndpointLoop::untagged_copy(const endpoints:
                                                                  std::span<const std::byte> frame,
                                                                  DropReason& refused) noexcept {
   // The peer can write its channel at any time: the bytes checked here must be the bytes
-  // delivered, so the frame is read once, into egress_, and checked and delivered from
-  // there. (A check on the channel's bytes would pass a frame the peer gives a tag after.)
-  refused = DropReason::kFrameTooLarge;
-  if (frame.size() > egress_.size()) return std::nullopt;
-  std::memcpy(egress_.data(), frame.data(), frame.size());
-  const std::span<const std::byte> copy(egress_.data(), frame.size());
+  // delivered, so the frame is read once (with the MTU check made again on the copy) and
+  // checked and delivered from there. (A check on the channel's bytes would pass a frame
+  // the peer gives a tag after.)
+  auto copy = mtu_checked_copy(header, frame, refused);
+  if (!copy) return std::nullopt;
   // Another tag inside a frame that leaves untagged: taken for that tag's VLAN beyond
   // this port (VLAN hopping by double tagging).
   refused = DropReason::kVlanNotAllowed;
-  if (starts_with_tag(copy)) return std::nullopt;
-  // The MTU check before read the channel, where a tag (4 bytes of slack) may have been
-  // and is no more: the copy is held to it again.
-  refused = DropReason::kMtuExceeded;
-  if (copy.size() > untagged_limit_ &&
-      exceeds_mtu(copy, header->gso_type, header->gso_size, header->csum_start, frame_limit_))
-    return std::nullopt;
-  return Egress{header, copy};  // the header: a private copy, checked against this length
+  if (starts_with_tag(copy->frame)) return std::nullopt;
+  return copy;
 }
 
 bool EndpointLoop::mtu_depends_on_tag(const endpoints::virtio::CheckedNetHeader& header,
@@ -628,16 +621,17 @@ bool EndpointLoop::mtu_depends_on_tag(const endpoints::virtio::CheckedNetHeader&
 std::optional<EndpointLoop::Egress> EndpointLoop::mtu_checked_copy(const endpoints::virtio::CheckedNetHeader& header,
                                                                    std::span<const std::byte> frame,
                                                                    DropReason& refused) noexcept {
-  // A VLAN-unaware port's frame passes as it is, and the MTU check let it through because
-  // of a tag in the channel's bytes (a tagged frame may be 4 bytes longer). The peer can
-  // take the tag out before the frontend reads them: the frame is read once, into
-  // egress_, and checked and delivered from there.
+  // The MTU check before read the channel, where a tag (4 bytes of slack) may have been
+  // and the peer may take out before the frontend reads the bytes: the frame is read
+  // once, into egress_, held to the MTU again there, and delivered from there.
   refused = DropReason::kFrameTooLarge;
   if (frame.size() > egress_.size()) return std::nullopt;
   std::memcpy(egress_.data(), frame.data(), frame.size());
   const std::span<const std::byte> copy(egress_.data(), frame.size());
   refused = DropReason::kMtuExceeded;
-  if (exceeds_mtu(copy, header->gso_type, header->gso_size, header->csum_start, frame_limit_)) return std::nullopt;
+  if (copy.size() > untagged_limit_ &&
+      exceeds_mtu(copy, header->gso_type, header->gso_size, header->csum_start, frame_limit_))
+    return std::nullopt;
   return Egress{header, copy};  // the header: a private copy, checked against this length
 }
 

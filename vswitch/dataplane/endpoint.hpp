@@ -213,7 +213,8 @@ class EndpointLoop {
     std::span<const std::byte> frame;
   };
   // A peer's frame of this port's untagged VLAN (VLAN-aware ports only), copied into
-  // egress_ and checked there for a tag inside. Nothing (`refused` says why) when it has one.
+  // egress_ (mtu_checked_copy) and checked there for a tag inside. Nothing (`refused`
+  // says why) when it has one or breaks the MTU.
   [[nodiscard]] std::optional<Egress> untagged_copy(const endpoints::virtio::CheckedNetHeader& header,
                                                     std::span<const std::byte> frame, DropReason& refused) noexcept;
   // Whether this port's MTU check on a VLAN-unaware frame turned on the tag in it (the
@@ -221,8 +222,8 @@ class EndpointLoop {
   // tagged one): the check must then be made again on a private copy.
   [[nodiscard]] bool mtu_depends_on_tag(const endpoints::virtio::CheckedNetHeader& header,
                                         std::size_t frame_bytes) const noexcept;
-  // A VLAN-unaware frame copied into egress_, held to the MTU there, and delivered from
-  // the copy. Nothing (`refused` says why) when the copy breaks the MTU.
+  // A frame copied into egress_, held to the MTU there, and delivered from the copy.
+  // Nothing (`refused` says why) when the copy breaks the MTU.
   [[nodiscard]] std::optional<Egress> mtu_checked_copy(const endpoints::virtio::CheckedNetHeader& header,
                                                        std::span<const std::byte> frame, DropReason& refused) noexcept;
   [[nodiscard]] std::optional<Egress> tag_for_trunk(const endpoints::virtio::CheckedNetHeader& header,
