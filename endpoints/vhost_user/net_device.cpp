@@ -336,8 +336,9 @@ std::optional<std::size_t> NetDevice::receive(std::span<std::byte> buf) noexcept
 }
 
 NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, std::span<const std::byte> frame,
-                                       ResumeToken& resume) noexcept {
+                                       ResumeToken& resume, std::span<const std::byte> head) noexcept {
   const virtio::NetHeader& header = checked.get();
+  head = head.first(std::min(head.size(), frame.size()));
   if (!serviced_) service();
   auto* q = backend_.queue(kRxQueue);
   if (q == nullptr) {  // no guest (yet), or its RX queue is not running: nothing to wait for
@@ -368,10 +369,11 @@ NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, 
                       (ecn_ok && ((gso == virtio::kGsoTcpV4 && backend_.has(kFeatureGuestTso4)) ||
                                   (gso == virtio::kGsoTcpV6 && backend_.has(kFeatureGuestTso6))));
   const bool csum_ok = (header.flags & virtio::kNetHdrFlagNeedsCsum) == 0 || backend_.has(kFeatureGuestCsum);
-  if (!gso_ok) return deliver_segmented(*q, header, frame, resume);
+  if (!gso_ok) return deliver_segmented(*q, header, frame, resume, head);
   resume = {};
   if (!csum_ok) {
     std::memcpy(private_.data(), frame.data(), frame.size());  // frame.size() <= private_.size()
+    if (!head.empty()) std::memcpy(private_.data(), head.data(), head.size());
     const std::span<std::byte> copy(private_.data(), frame.size());
     virtio::complete_checksum(header, copy);
     const virtio::NetHeader plain;  // checksum done: nothing left for the guest to do
@@ -379,12 +381,12 @@ NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, 
     if (d == Delivery::kDelivered) ++totals_.csum_completed;
     return d;
   }
-  return deliver_one(*q, virtio::header_for_driver(header, backend_.has(kFeatureGuestCsum)), frame);
+  return deliver_one(*q, virtio::header_for_driver(header, backend_.has(kFeatureGuestCsum)), frame, head);
 }
 
 NetDevice::Delivery NetDevice::deliver_one(virtio::SplitQueue& q, const virtio::NetHeader& header,
-                                           std::span<const std::byte> frame) noexcept {
-  const virtio::RxQueue::Status status = rx_.deliver(q, header, frame, net_);
+                                           std::span<const std::byte> frame, std::span<const std::byte> head) noexcept {
+  const virtio::RxQueue::Status status = rx_.deliver(q, header, frame, net_, head);
   // Written into memory the guest no longer has (or into buffers read from its zeros):
   // dropped, not delivered; `q` went with the connection.
   if (guest_memory_lost()) return Delivery::kNoGuest;
@@ -416,8 +418,10 @@ NetDevice::Delivery NetDevice::deliver_one(virtio::SplitQueue& q, const virtio::
 }
 
 NetDevice::Delivery NetDevice::deliver_segmented(virtio::SplitQueue& q, const virtio::NetHeader& header,
-                                                 std::span<const std::byte> frame, ResumeToken& resume) noexcept {
+                                                 std::span<const std::byte> frame, ResumeToken& resume,
+                                                 std::span<const std::byte> head) noexcept {
   std::memcpy(private_.data(), frame.data(), frame.size());  // frame.size() <= private_.size()
+  if (!head.empty()) std::memcpy(private_.data(), head.data(), head.size());  // every segment's header comes from here
   auto seg = virtio::TcpSegmenter::parse(header, std::span<const std::byte>(private_.data(), frame.size()),
                                          kMaxSoftwareSegments);
   if (!seg) {

@@ -118,9 +118,11 @@ class NetDevice {
   static constexpr std::size_t kEthernetAndVlanBytes = 18;
   // Delivers a frame with the header parse() validated for it; `frame` may lie in memory
   // another party writes: it is read once. `resume`: see ResumeToken; reset to zero unless
-  // the answer is kWaitForBuffers.
+  // the answer is kWaitForBuffers. `head`, when given, is what the guest gets in place of
+  // the frame's first head.size() bytes (the caller's checked copy of its addresses), in
+  // the frame and in every segment cut from it.
   Delivery deliver(const virtio::CheckedNetHeader& checked, std::span<const std::byte> frame,
-                   ResumeToken& resume) noexcept;
+                   ResumeToken& resume, std::span<const std::byte> head = {}) noexcept;
 
   // Once per pass, after receiving and delivering: publish used elements and interrupt
   // the guest where it asked to be.
@@ -183,9 +185,10 @@ class NetDevice {
     if (++epoch_ == 0) epoch_ = 1;  // 0 is the token of a frame not tried before
   }
   Delivery deliver_one(virtio::SplitQueue& q, const virtio::NetHeader& header,
-                       std::span<const std::byte> frame) noexcept;
+                       std::span<const std::byte> frame, std::span<const std::byte> head = {}) noexcept;
   Delivery deliver_segmented(virtio::SplitQueue& q, const virtio::NetHeader& header,
-                             std::span<const std::byte> frame, ResumeToken& resume) noexcept;
+                             std::span<const std::byte> frame, ResumeToken& resume,
+                             std::span<const std::byte> head) noexcept;
   void say(const std::string& m) noexcept;
 
   sys::Fd listen_;

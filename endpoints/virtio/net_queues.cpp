@@ -138,7 +138,8 @@ bool RxQueue::fill_pool(SplitQueue& q, std::uint64_t need, NetQueueCounters& cou
 }
 
 RxQueue::Status RxQueue::deliver(SplitQueue& q, const NetHeader& header, std::span<const std::byte> frame,
-                                 NetQueueCounters& counters) {
+                                 NetQueueCounters& counters, std::span<const std::byte> head) {
+  head = head.first(std::min(head.size(), frame.size()));
   const std::uint64_t need = kNetHeaderBytes + frame.size();
   if (!fill_pool(q, need, counters)) {
     if (pool_.size() >= q.size()) {  // every buffer the queue can hold is pooled: never enough
@@ -161,16 +162,17 @@ RxQueue::Status RxQueue::deliver(SplitQueue& q, const NetHeader& header, std::sp
   std::array<std::byte, kNetHeaderBytes> hdr{};
   write(h, std::span<std::byte, kNetHeaderBytes>(hdr));
 
-  // Copy header then frame across the chains' buffers, in order.
-  const std::span<const std::byte> parts[2] = {std::span<const std::byte>(hdr), frame};
+  // Copy header, then the frame (its first bytes from `head`) across the chains' buffers,
+  // in order.
+  const std::span<const std::byte> parts[3] = {std::span<const std::byte>(hdr), head, frame.subspan(head.size())};
   std::size_t part = 0, off = 0;
   for (std::size_t k = 0; k < chains; ++k) {
     std::uint32_t written = 0;
     for (const GuestBuffer& b : pool_[k].buffers) {
       std::size_t room = b.bytes.size(), at = 0;
-      while (room != 0 && part < 2) {
+      while (room != 0 && part < 3) {
         const std::size_t n = std::min(room, parts[part].size() - off);
-        std::memcpy(b.bytes.data() + at, parts[part].data() + off, n);
+        if (n != 0) std::memcpy(b.bytes.data() + at, parts[part].data() + off, n);  // an empty part has no data()
         at += n;
         room -= n;
         off += n;

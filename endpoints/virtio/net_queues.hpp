@@ -98,9 +98,10 @@ class RxQueue {
 
   enum class Status : std::uint8_t { kDelivered, kNoBuffers, kDropped, kBroken };
   // Writes header (num_buffers set) + frame into guest buffers and stages their used
-  // elements; the caller publishes and notifies.
+  // elements; the caller publishes and notifies. `head`, when given, is written in place of
+  // the frame's first head.size() bytes (a private copy of bytes the caller checked).
   Status deliver(SplitQueue& q, const NetHeader& header, std::span<const std::byte> frame,
-                 NetQueueCounters& counters);
+                 NetQueueCounters& counters, std::span<const std::byte> head = {});
   // Returns every pooled chain unused (length 0), e.g. before the queue stops.
   void release_pool(SplitQueue& q);
   // Drops the pool without touching the queue (it is gone with the guest's memory).

@@ -34,7 +34,7 @@ class AlternatingFrontend final : public Frontend {
   [[nodiscard]] std::optional<std::uint64_t> next_due_ns() const noexcept override {
     return (next_is_a_ ? a_ : b_).next_due_ns();
   }
-  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, PortId,
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, FrameAddresses, PortId,
                    std::uint64_t&) noexcept override {
     return Delivery::kDelivered;
   }
@@ -52,7 +52,7 @@ class WithholdingFrontend final : public Frontend {
   [[nodiscard]] int fd() const noexcept override { return -1; }
   RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
   [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
-  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, PortId,
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, FrameAddresses, PortId,
                    std::uint64_t&) noexcept override {
     // `take` is a switch flipped by the test thread; relaxed: nothing else is published with it.
     if (!take.load(std::memory_order_relaxed)) return Delivery::kRetryLater;
@@ -74,12 +74,15 @@ class ScriptedFrontend final : public Frontend {
     std::copy(r.begin(), r.end(), buf.begin());
     return {Rx::kFrame, r.size()};
   }
-  Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame, PortId,
-                   std::uint64_t&) noexcept override {
+  // Keeps the frame as a real frontend delivers it: the loop's checked addresses, then
+  // the rest of the frame.
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
+                   FrameAddresses addresses, PortId, std::uint64_t&) noexcept override {
     std::vector<std::byte> r(endpoints::virtio::kNetHeaderBytes + frame.size());
     endpoints::virtio::write(header.get(), std::span<std::byte, endpoints::virtio::kNetHeaderBytes>(
                                                r.data(), endpoints::virtio::kNetHeaderBytes));
     std::copy(frame.begin(), frame.end(), r.begin() + endpoints::virtio::kNetHeaderBytes);
+    std::copy(addresses.begin(), addresses.end(), r.begin() + endpoints::virtio::kNetHeaderBytes);
     received.push_back(std::move(r));
     return Delivery::kDelivered;
   }

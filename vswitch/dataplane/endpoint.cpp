@@ -205,7 +205,22 @@ bool EndpointLoop::send_copy(Peer& p, std::span<const std::byte> record) {
   return false;
 }
 
+namespace {
+// The frame's first kEthernetHeaderBytes copied into `head`, or the frame itself when it
+// is shorter (a runt: refused on its length, nothing delivered).
+std::span<const std::byte> head_copy(std::span<const std::byte> frame,
+                                     std::array<std::byte, kEthernetHeaderBytes>& head) noexcept {
+  if (frame.size() < head.size()) return frame;
+  std::memcpy(head.data(), frame.data(), head.size());
+  return head;
+}
+}  // namespace
+
 bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
+  // The frame's addresses and type, read once: the source is checked on this copy and
+  // the frontend delivers these addresses, whatever the peer writes into its channel later
+  // (else a peer could pass the check and then give the frame another port's static MAC).
+  std::array<std::byte, kEthernetHeaderBytes> head{};
   bool shed = false;  // refused past the wait: dropped, and the frontend still counts as full
   auto header = virtio::parse(record);  // copies the 12 bytes once, validates against the frame
   const auto frame = record.subspan(std::min(record.size(), virtio::kNetHeaderBytes));
@@ -225,7 +240,7 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
     // A VLAN this port does not carry, or one the sending port is not in: the sender's
     // word is not taken (nothing is learned from the frame either).
     drop(DropReason::kVlanNotAllowed);
-  } else if (forwarder_.from_peer(frame, p.port, now_ms_, vlan)) {
+  } else if (forwarder_.from_peer(head_copy(frame, head), p.port, now_ms_, vlan)) {
     // dropped: counted by the forwarder
   } else if (vlan != 0 ? !(tagged = vlan == untagged_vlan_ ? untagged_copy(header.value(), frame, refused)
                                                             : tag_for_trunk(header.value(), frame, vlan, refused))
@@ -239,7 +254,7 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
     // its other offload metadata are still good.
     const virtio::CheckedNetHeader checked = (tagged ? tagged->header : header.value()).without_receive_only_flags();
     const std::span<const std::byte> delivered = tagged ? tagged->frame : frame;
-    switch (frontend_.deliver(checked, delivered, p.port, p.resume)) {
+    switch (frontend_.deliver(checked, delivered, FrameAddresses(head.data(), 12), p.port, p.resume)) {
       case Frontend::Delivery::kRetryLater:
         if (!delivery_deferred_) {
           delivery_deferred_ = true;

@@ -61,6 +61,9 @@
 
 namespace vswitch {
 
+// A frame's first 12 bytes, its destination and source addresses, in a private copy.
+using FrameAddresses = std::span<const std::byte, 12>;
+
 // What the run loop needs from a frontend (TAP, vhost-user VM, generator).
 class Frontend {
  public:
@@ -93,12 +96,15 @@ class Frontend {
                   // VIRTIO_NET_F_MTU), and not GSO
   };
   // Delivers a frame from peer `from` with its validated header; `frame` lies in shared
-  // memory and may change under us: read it once. `resume` is the frontend's own note of
+  // memory and may change under us: read it once. `addresses` are its first 12 bytes
+  // (destination, source) as the loop read and checked them (a source refused for a port
+  // is refused on these): the frontend delivers these in their place, never the
+  // channel's, which the peer may have rewritten since. `resume` is the frontend's own note of
   // how far it got with this frame: 0 before the first try; the loop keeps it with the
   // record while the record waits (kRetryLater) and hands it back on every retry, so a
   // frontend that delivers a frame in parts never repeats one.
   virtual Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
-                           PortId from, std::uint64_t& resume) noexcept = 0;
+                           FrameAddresses addresses, PortId from, std::uint64_t& resume) noexcept = 0;
   // Whether deliver() may answer kRetryLater (the loop then peeks before it consumes).
   [[nodiscard]] virtual bool may_defer_delivery() const noexcept { return false; }
   // Once per loop pass, after receiving and delivering: publish batched completions and

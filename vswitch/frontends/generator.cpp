@@ -46,8 +46,11 @@ Frontend::RxResult GeneratorFrontend::receive(std::span<std::byte> buf, std::uin
   return {Rx::kFrame, virtio::kNetHeaderBytes + size};
 }
 
+// The generator checks test frames and counts: it reads the frame once, addresses and
+// all, from the channel (a peer that rewrites them after the loop's check fools only
+// these counters, which a switch's user does not forward on).
 Frontend::Delivery GeneratorFrontend::deliver(const virtio::CheckedNetHeader&, std::span<const std::byte> frame,
-                                             PortId from, std::uint64_t&) noexcept {
+                                             FrameAddresses, PortId from, std::uint64_t&) noexcept {
   auto id = gen::check_test_frame(frame);  // reads the frame once, into its own copy
   if (!id) {
     if (id.error() == gen::FrameError::kNotATestFrame || id.error() == gen::FrameError::kTooShort)

@@ -43,7 +43,7 @@ class GeneratorFrontend final : public Frontend {
   RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
   [[nodiscard]] std::optional<std::uint64_t> next_due_ns() const noexcept override;
   Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
-                   PortId from, std::uint64_t& resume) noexcept override;
+                   FrameAddresses addresses, PortId from, std::uint64_t& resume) noexcept override;
 
   void store_counters(FrontendCounterArea& area) const noexcept override { sys::store_block(counters_, area); }
   [[nodiscard]] const GeneratorCounters& counters() const noexcept { return counters_; }

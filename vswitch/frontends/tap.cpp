@@ -27,15 +27,19 @@ std::string TapFrontend::set_link(bool up) noexcept {
   return {};
 }
 
-Frontend::Delivery TapFrontend::deliver(const virtio::CheckedNetHeader& header, std::span<const std::byte> frame, PortId,
-                                       std::uint64_t&) noexcept {
+Frontend::Delivery TapFrontend::deliver(const virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
+                                       FrameAddresses addresses, PortId, std::uint64_t&) noexcept {
   // The header we hand the kernel is the validated copy, re-encoded, never the bytes in
-  // shared memory; the frame goes from shared memory to the kernel in one copy.
+  // shared memory, and so are the addresses (the loop's checked copy); the rest of the
+  // frame goes from shared memory to the kernel in one copy.
   std::array<std::byte, virtio::kNetHeaderBytes> h{};
   virtio::NetHeader out = header.get();
   out.num_buffers = 0;
   virtio::write(out, std::span<std::byte, virtio::kNetHeaderBytes>(h));
-  const iovec parts[2] = {{h.data(), h.size()}, {const_cast<std::byte*>(frame.data()), frame.size()}};
+  const std::span<const std::byte> rest = frame.subspan(std::min(frame.size(), addresses.size()));
+  const iovec parts[3] = {{h.data(), h.size()},
+                          {const_cast<std::byte*>(addresses.data()), addresses.size()},
+                          {const_cast<std::byte*>(rest.data()), rest.size()}};
   if (auto s = device_.write(parts); !s) {
     ++write_errors_;
     last_write_errno_ = s.error().err;

@@ -19,7 +19,7 @@ class TapFrontend final : public Frontend {
   [[nodiscard]] int fd() const noexcept override { return device_.fd(); }
   RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
   Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
-                   PortId from, std::uint64_t& resume) noexcept override;
+                   FrameAddresses addresses, PortId from, std::uint64_t& resume) noexcept override;
   // The TAP's carrier follows the port's link.
   std::string set_link(bool up) noexcept override;
   [[nodiscard]] std::uint64_t read_errors() const noexcept { return read_errors_; }

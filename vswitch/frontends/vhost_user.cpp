@@ -9,10 +9,10 @@ Frontend::RxResult VhostUserFrontend::receive(std::span<std::byte> buf, std::uin
 }
 
 Frontend::Delivery VhostUserFrontend::deliver(const endpoints::virtio::CheckedNetHeader& header,
-                                             std::span<const std::byte> frame, PortId,
-                                             std::uint64_t& resume) noexcept {
+                                             std::span<const std::byte> frame, FrameAddresses addresses,
+                                             PortId, std::uint64_t& resume) noexcept {
   auto token = endpoints::vhost_user::ResumeToken::unpack(resume);
-  const Device::Delivery d = device_->deliver(header, frame, token);
+  const Device::Delivery d = device_->deliver(header, frame, token, addresses);
   resume = token.pack();
   switch (d) {
     case Device::Delivery::kDelivered:

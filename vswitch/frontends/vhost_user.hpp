@@ -34,7 +34,7 @@ class VhostUserFrontend final : public Frontend {
   [[nodiscard]] int fd() const noexcept override { return device_->fd(); }
   RxResult receive(std::span<std::byte> buf, std::uint64_t now_ns) noexcept override;
   Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
-                   PortId from, std::uint64_t& resume) noexcept override;
+                   FrameAddresses addresses, PortId from, std::uint64_t& resume) noexcept override;
   void flush() noexcept override { device_->flush(); }
   void store_counters(FrontendCounterArea& area) const noexcept override {
     sys::store_block(device_->counters(), area);

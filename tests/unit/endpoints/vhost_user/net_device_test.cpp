@@ -534,6 +534,43 @@ TEST(VhostUserNetDevice, SegmentationResumesByTokenWithoutRepeatingASegment) {
   EXPECT_EQ(s.device->counters().totals.segments_made, 5u);
 }
 
+// The caller's checked copy of a frame's addresses (`head`) is what the guest gets, not
+// the frame's own first bytes (which lie in memory another party writes): in a plain
+// frame, and in every segment cut from a TSO frame for a guest without TSO.
+TEST(VhostUserNetDevice, TheCallersAddressesReplaceTheFramesOwn) {
+  Bytes head(12);
+  for (std::size_t i = 0; i < head.size(); ++i) head[i] = static_cast<std::byte>(0xa0 + i);
+  {
+    Session s;
+    Guest g;
+    FrontEnd fe(s.path);
+    s.attach(fe, g, kOfferedFeatures);
+    g.post_rx(1);
+    const Bytes in = plain_frame(200, 0x33);
+    ResumeToken token;
+    ASSERT_EQ(s.device->deliver(checked(virtio::NetHeader{}, in), in, token, head), NetDevice::Delivery::kDelivered);
+    s.pass();
+    const Bytes r = g.received(0);
+    ASSERT_EQ(r.size(), virtio::kNetHeaderBytes + in.size());
+    EXPECT_TRUE(std::equal(head.begin(), head.end(), r.begin() + virtio::kNetHeaderBytes));
+    EXPECT_TRUE(std::equal(in.begin() + 12, in.end(), r.begin() + virtio::kNetHeaderBytes + 12));
+  }
+  Session s;
+  Guest g;
+  FrontEnd fe(s.path);
+  s.attach(fe, g, kOfferedFeatures & kNoGuestTso);
+  const auto [h, f] = tso_frame(300, 1000, 100);  // 3 segments
+  g.post_rx(3);
+  ResumeToken token;
+  ASSERT_EQ(s.device->deliver(checked(h, f), f, token, head), NetDevice::Delivery::kDelivered);
+  s.pass();
+  ASSERT_EQ(g.rx.used_idx(), 3);
+  for (std::uint16_t i = 0; i < 3; ++i) {
+    const Bytes r = g.received(i);
+    EXPECT_TRUE(std::equal(head.begin(), head.end(), r.begin() + virtio::kNetHeaderBytes)) << "segment " << i;
+  }
+}
+
 // A token from an earlier connection starts the frame over: the device cannot know what
 // the guest that came back kept, and a repeated segment is better than a missing one.
 TEST(VhostUserNetDevice, ATokenOfAnEarlierConnectionStartsOver) {

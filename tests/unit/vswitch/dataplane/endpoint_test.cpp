@@ -387,8 +387,8 @@ class ChoosyFrontend final : public Frontend {
   [[nodiscard]] int fd() const noexcept override { return -1; }
   RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
   [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
-  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte> frame, PortId from,
-                   std::uint64_t& resume) noexcept override {
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte> frame, FrameAddresses,
+                   PortId from, std::uint64_t& resume) noexcept override {
     const auto id = endpoints::generator::check_test_frame(frame);
     if (!id) {
       ++wrong_notes;
@@ -631,8 +631,8 @@ class FlagRecordingFrontend final : public Frontend {
  public:
   [[nodiscard]] int fd() const noexcept override { return -1; }
   RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
-  Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte>, PortId,
-                   std::uint64_t&) noexcept override {
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte>, FrameAddresses,
+                   PortId, std::uint64_t&) noexcept override {
     flags.push_back(header->flags);
     return Delivery::kDelivered;
   }
@@ -892,8 +892,8 @@ class TagFlippingFrontend final : public Frontend {
   }
   [[nodiscard]] int fd() const noexcept override { return -1; }
   RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
-  Delivery deliver(const virtio::CheckedNetHeader&, std::span<const std::byte> frame, PortId,
-                   std::uint64_t&) noexcept override {
+  Delivery deliver(const virtio::CheckedNetHeader&, std::span<const std::byte> frame, FrameAddresses addresses,
+                   PortId, std::uint64_t&) noexcept override {
     for (auto at = channel_.begin(); (at = std::search(at, channel_.end(), source_.begin(), source_.end())) !=
                                      channel_.end();
          ++at) {
@@ -901,7 +901,9 @@ class TagFlippingFrontend final : public Frontend {
       at[6] = type_[0];
       at[7] = type_[1];
     }
+    // As a real frontend delivers it: the checked addresses, then the rest of the frame.
     received.emplace_back(frame.begin(), frame.end());
+    std::copy(addresses.begin(), addresses.end(), received.back().begin());
     return Delivery::kDelivered;
   }
   std::vector<std::vector<std::byte>> received;
@@ -911,6 +913,50 @@ class TagFlippingFrontend final : public Frontend {
   std::array<std::byte, 2> type_;
   std::array<std::byte, 6> source_{};
 };
+
+// Plays a hostile peer that, while the receiver delivers its frame, rewrites the frame's
+// source address in the channel to `forged`; keeps the frame as a real frontend delivers
+// it (the loop's addresses, then the rest, read after the rewrite).
+class SourceForgingFrontend final : public Frontend {
+ public:
+  SourceForgingFrontend(std::span<std::byte> channel, const MacAddress& source, const MacAddress& forged)
+      : channel_(channel), source_(source), forged_(forged) {}
+  [[nodiscard]] int fd() const noexcept override { return -1; }
+  RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
+  Delivery deliver(const virtio::CheckedNetHeader&, std::span<const std::byte> frame, FrameAddresses addresses,
+                   PortId, std::uint64_t&) noexcept override {
+    for (auto at = channel_.begin();
+         (at = std::search(at, channel_.end(), reinterpret_cast<const std::byte*>(source_.bytes.data()),
+                           reinterpret_cast<const std::byte*>(source_.bytes.data()) + 6)) != channel_.end();
+         ++at)
+      std::memcpy(&*at, forged_.bytes.data(), 6);
+    std::vector<std::byte> f(frame.begin(), frame.end());  // read after the rewrite
+    std::copy(addresses.begin(), addresses.end(), f.begin());
+    received.push_back(std::move(f));
+    return Delivery::kDelivered;
+  }
+  std::vector<std::vector<std::byte>> received;
+
+ private:
+  std::span<std::byte> channel_;
+  MacAddress source_, forged_;
+};
+
+// The receiver refuses a peer's frame whose source is another port's static MAC. The
+// check is made on the loop's own copy of the addresses, and that copy is what the
+// frontend delivers: a peer that rewrites the source in its channel after the check
+// cannot pass a frame "from" another port's station.
+TEST(EndpointLoop, APeerCannotForgeAStaticSourceAfterTheCheck) {
+  TestSwitch sw(3, kTinyRings);
+  shm::FrameProducer from1 = sw.producer(1, 0);  // e1 never runs: the test writes its records
+  ASSERT_EQ(push_record(from1, sw, 1, 0, virtio::NetHeader{}, 0), shm::Reserve::kReserved);
+  from1.publish();
+  SourceForgingFrontend e0(sw.channel_data(1, 0), sw.mac(1), sw.mac(2));  // e2's static MAC
+  ASSERT_TRUE(run_loops(sw, {{0, &e0}}, [&] { return sw.counters(0).peers[1].in_frames == 1; }));
+  ASSERT_EQ(e0.received.size(), 1u);
+  EXPECT_EQ(std::memcmp(e0.received[0].data() + 6, sw.mac(1).bytes.data(), 6), 0)
+      << "the frame left with a source the peer wrote after the check";
+}
 
 // A frame that leaves a VLAN-aware port untagged is checked for a tag inside, and what
 // the frontend is given is what was checked: the peer, which writes its channel at any
