@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "endpoints/virtio/net_offload.hpp"
+#include "shm/sys/clock.hpp"
 #include "shm/sys/error.hpp"
 #include "shm/sys/eventfd.hpp"
 
@@ -341,11 +342,21 @@ NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, 
   head = head.first(std::min(head.size(), frame.size()));
   if (!serviced_) service();
   auto* q = backend_.queue(kRxQueue);
-  if (q == nullptr) {  // no guest (yet), or its RX queue is not running: nothing to wait for
+  if (q == nullptr) {  // no guest (yet), or its RX queue is not running
     rx_waiting_ = false;
     resume = {};
+    // The predecessor's front-end on its way back (await_reconnect): the frame waits in
+    // its channel. The loop sleeps on fd(), which the front-end's connect and its control
+    // messages make readable; nothing else is armed for it.
+    if (reconnect_deadline_ns_ != 0) {
+      if (sys::monotonic_ns() < reconnect_deadline_ns_) return Delivery::kWaitForBuffers;
+      reconnect_deadline_ns_ = 0;
+      say("the predecessor's vhost-user front-end did not come back: frames for the guest are dropped until one "
+          "connects");
+    }
     return Delivery::kNoGuest;
   }
+  reconnect_deadline_ns_ = 0;  // a guest's RX queue runs: the wait, if any, is over
   if (frame.size() > private_.size()) {
     resume = {};
     return Delivery::kTooLarge;
@@ -472,9 +483,15 @@ void NetDevice::notify(std::uint32_t index) noexcept {
   }
 }
 
+void NetDevice::await_reconnect(std::uint64_t deadline_ns) noexcept {
+  reconnect_deadline_ns_ = deadline_ns == 0 ? 1 : deadline_ns;
+  ++totals_.reconnect_waits;
+}
+
 NetDeviceCounters NetDevice::counters() const noexcept {
   NetDeviceCounters c;
   c.totals = totals_;
+  c.totals.attached = conn_ ? 1 : 0;
   c.totals.bad_chains = net_.bad_chains;
   for (std::size_t i = 0; i < net_.chain_errors.size(); ++i) c.chain_errors.by_reason[i] = net_.chain_errors[i];
   for (std::size_t i = 0; i < net_.tx_errors.size(); ++i) c.tx_errors.by_reason[i] = net_.tx_errors[i];

@@ -143,6 +143,16 @@ class NetDevice {
   void set_link(bool up) noexcept;
   [[nodiscard]] bool link_up() const noexcept { return link_up_; }
 
+  // For an endpoint that starts where a predecessor left off (a crash, the watchdog, a
+  // reload): the predecessor had a front-end attached (its `attached` gauge), and that
+  // front-end comes back (QEMU reconnect=N tries every N seconds). Until its RX queue
+  // runs, or until `deadline_ns` (monotonic), a frame for the guest waits with its caller
+  // (kWaitForBuffers: it stays in its channel, as for a guest short of buffers) instead of
+  // being dropped as kNoGuest, so a restart of the endpoint loses none of its frames.
+  // Counted in reconnect_waits.
+  void await_reconnect(std::uint64_t deadline_ns) noexcept;
+  [[nodiscard]] bool awaiting_reconnect() const noexcept { return reconnect_deadline_ns_ != 0; }
+
   [[nodiscard]] bool connected() const noexcept { return conn_.has_value(); }
   [[nodiscard]] std::uint64_t features() const noexcept { return backend_.features(); }
   // Totals, continued from the `initial` block the device was made with.
@@ -208,6 +218,7 @@ class NetDevice {
   bool link_up_ = true;      // set_link
   bool refusal_said_ = false;  // a front-end was refused for the link since it went down
   bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
+  std::uint64_t reconnect_deadline_ns_ = 0;  // await_reconnect() (0: not waiting)
   int watched_rx_kick_ = -1;
   std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;
   std::uint64_t repairs_seen_ = 0;  // sigbus_repairs() when the device last looked

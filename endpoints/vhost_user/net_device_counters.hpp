@@ -10,7 +10,7 @@
 
 namespace vswitch::endpoints::vhost_user {
 
-#define VSWITCH_VHOST_USER_COUNTERS(X)                                                       \
+#define VSWITCH_VHOST_USER_COUNTERS(X, G)                                                    \
   X(connections, "front-ends that connected")                                               \
   X(protocol_errors, "connections closed for a protocol violation")                         \
   X(bad_chains, "descriptor chains returned with length 0, every reason (below)")           \
@@ -19,10 +19,12 @@ namespace vswitch::endpoints::vhost_user {
   X(segments_made, "TCP segments cut in software for a guest without GUEST_TSO")            \
   X(csum_completed, "checksums filled in for a guest without GUEST_CSUM")                   \
   X(connections_refused, "connections closed at once: another front-end was connected, or the link was down") \
-  X(guest_memory_lost, "connections closed: guest memory truncated under the mapping (SIGBUS)")
+  X(guest_memory_lost, "connections closed: guest memory truncated under the mapping (SIGBUS)") \
+  X(reconnect_waits, "restarts that found a front-end attached to the predecessor, whose frames waited for it") \
+  G(attached, "1 while a front-end is connected (a successor reads its predecessor's: see NetDevice::await_reconnect)")
 struct NetDeviceTotals {
-  VSWITCH_VHOST_USER_COUNTERS(VSWITCH_COUNTER_FIELD)
-  static constexpr sys::CounterName kNames[] = {VSWITCH_VHOST_USER_COUNTERS(VSWITCH_COUNTER_NAME)};
+  VSWITCH_VHOST_USER_COUNTERS(VSWITCH_COUNTER_FIELD, VSWITCH_COUNTER_FIELD)
+  static constexpr sys::CounterName kNames[] = {VSWITCH_VHOST_USER_COUNTERS(VSWITCH_COUNTER_NAME, VSWITCH_GAUGE_NAME)};
 };
 
 // Totals, and the reasons behind bad_chains (and RX chains given back unused), with room

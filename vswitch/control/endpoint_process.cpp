@@ -25,6 +25,7 @@
 #include "shm/doorbell.hpp"
 #include "shm/fabric.hpp"
 #include "shm/frame_ring.hpp"
+#include "shm/sys/clock.hpp"
 #include "vswitch/config/topology.hpp"
 #include "vswitch/control/process_limits.hpp"
 #include "vswitch/control/syscall_filter.hpp"
@@ -247,11 +248,20 @@ std::unique_ptr<Frontend> EndpointProcess::make_frontend(const EndpointCounters&
       return std::make_unique<TapFrontend>(*tap_);
     case FrontendKind::kVhostUser: {
       const auto& o = std::get<VhostUserOptions>(e.options);
+      const auto counters = sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend);
       auto d = endpoints::vhost_user::NetDevice::create_on(
-          std::move(listener_), static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes,
-          sys::load_block<endpoints::vhost_user::NetDeviceCounters>(initial.frontend),
+          std::move(listener_), static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes, counters,
           std::uint64_t{o.max_guest_memory_gib} << 30, guest_mtu_limit(e, topo_.fabric));
       if (!d) fail("vhost-user socket " + o.socket + ": " + d.error());
+      // The predecessor's front-end reconnects (QEMU: reconnect=N): its frames wait in
+      // their channels for it, as long as the loop lets a frame wait for a guest (the
+      // stall timeout), rather than being dropped as guest_not_ready meanwhile.
+      if (counters.totals.attached != 0) {
+        const std::uint64_t wait_ns = std::uint64_t{topo_.fabric.stall_timeout_ms} * 1'000'000;
+        d.value()->await_reconnect(sys::monotonic_ns() + wait_ns);
+        std::fprintf(stderr, "vswitch[%s]: the predecessor had a vhost-user front-end attached: frames for it wait up to %u ms for it to reconnect\n",
+                     e.name.c_str(), topo_.fabric.stall_timeout_ms);
+      }
       return std::make_unique<VhostUserFrontend>(std::move(d.value()));
     }
     case FrontendKind::kGenerator: {

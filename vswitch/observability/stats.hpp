@@ -96,8 +96,9 @@ struct ReloadReport {
 static_assert(sizeof(StatsHeader) % 8 == 0);
 
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
-// 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down; 5: timed_sleeps
-inline constexpr std::uint64_t kStatsSliceVersion = 5;
+// 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down; 5: timed_sleeps;
+// 6: the vhost-user block's reconnect_waits and attached
+inline constexpr std::uint64_t kStatsSliceVersion = 6;
 
 // The start of an endpoint's slice. Written once by vswitchd before the slice is
 // published; validated by every reader that attaches (the endpoint could have changed it).

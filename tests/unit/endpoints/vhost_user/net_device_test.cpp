@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "shm/sys/clock.hpp"
 #include "tests/support/bytes.hpp"
 #include "tests/support/guest_driver.hpp"
 #include "vswitch/control/syscall_filter.hpp"
@@ -1142,6 +1143,46 @@ TEST(VhostUserNetDeviceDeathTest, UnderTheSystemCallFilter) {
         ::_exit(0);
       },
       ::testing::KilledBySignal(SIGBUS), "");
+}
+
+// A restarted endpoint whose predecessor had a front-end attached (the `attached` gauge
+// it left in the counters) waits for that front-end: until its RX queue runs, a frame for
+// the guest waits with the caller (kWaitForBuffers), and the guest gets it once back.
+// Only until the deadline; and a device whose predecessor had no front-end drops at once.
+TEST(VhostUserNetDevice, ARestartWaitsForThePredecessorsFrontEndToReconnect) {
+  NetDeviceCounters initial;
+  initial.totals.connections = 1;
+  initial.totals.attached = 1;
+  Session s(initial);
+  EXPECT_EQ(s.device->counters().totals.attached, 0u) << "the successor has no front-end yet";
+  s.device->await_reconnect(sys::monotonic_ns() + 60'000'000'000);
+  EXPECT_TRUE(s.device->awaiting_reconnect());
+  const Bytes in = plain_frame(80, 0x5a);
+  ResumeToken t;
+  EXPECT_EQ(s.device->deliver(checked({}, in), in, t), NetDevice::Delivery::kWaitForBuffers);
+  EXPECT_TRUE(s.device->arm()) << "nothing to arm: the connect itself makes fd() readable";
+  s.pass();
+  Guest g;
+  FrontEnd fe(s.path);
+  EXPECT_TRUE(readable(s.device->fd())) << "a front-end connecting wakes the caller";
+  s.attach(fe, g, kOfferedFeatures);
+  EXPECT_EQ(s.device->counters().totals.attached, 1u);
+  g.post_rx(2);
+  EXPECT_EQ(s.device->deliver(checked({}, in), in, t), NetDevice::Delivery::kDelivered);
+  s.pass();
+  ASSERT_EQ(g.rx.used_idx(), 1);
+  EXPECT_EQ(std::memcmp(g.received(0).data() + virtio::kNetHeaderBytes, in.data(), in.size()), 0);
+  EXPECT_FALSE(s.device->awaiting_reconnect()) << "over once the guest's RX queue runs";
+  const NetDeviceCounters c = s.device->counters();
+  EXPECT_EQ(c.totals.reconnect_waits, 1u);
+  EXPECT_EQ(c.totals.connections, 2u);
+
+  // A front-end that does not come back by the deadline: dropped from then on, and said.
+  Session late(initial);
+  late.device->await_reconnect(sys::monotonic_ns() - 1);
+  EXPECT_EQ(late.device->deliver(checked({}, in), in, t), NetDevice::Delivery::kNoGuest);
+  EXPECT_FALSE(late.device->awaiting_reconnect());
+  EXPECT_TRUE(late.said("did not come back"));
 }
 
 TEST(VhostUserNetDevice, NoGuestMeansDropNotWait) {
