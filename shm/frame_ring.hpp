@@ -132,13 +132,14 @@ struct RingCounters {
   std::array<std::uint64_t, static_cast<std::size_t>(RingError::kCount)> errors{};
 };
 
-// The four control words at one moment (each loaded on its own, relaxed): for diagnostics
+// The five control words at one moment (each loaded on its own, relaxed): for diagnostics
 // (vswitchctl channels), never for decisions.
 struct RingSnapshot {
   std::uint64_t head;
   std::uint64_t tail;
   std::uint32_t consumer_waiting;
   std::uint64_t producer_wants;
+  std::uint32_t wake_on_full;  // the consumer sleeps on a coalescing timer (FrameConsumer::set_wake_on_full)
 };
 
 // A validated view of a ring area. Only init() and attach() can build one.
@@ -146,7 +147,8 @@ class RingArea {
  public:
   [[nodiscard]] RingSnapshot snapshot() const noexcept {
     return {head().load(std::memory_order_relaxed), tail().load(std::memory_order_relaxed),
-            consumer_waiting().load(std::memory_order_relaxed), producer_wants().load(std::memory_order_relaxed)};
+            consumer_waiting().load(std::memory_order_relaxed), producer_wants().load(std::memory_order_relaxed),
+            wake_on_full().load(std::memory_order_relaxed)};
   }
   [[nodiscard]] static constexpr std::uint64_t bytes_for(std::uint64_t capacity) noexcept {
     return kRingDataOffset + capacity;

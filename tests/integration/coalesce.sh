@@ -5,8 +5,10 @@
 #   timer (timed sleeps), the switch drops nothing, and every datagram iperf3 lost was
 #   dropped by the kernel outside the switch;
 # - once the flow stops b runs no timer: its timed sleeps stop, the endpoints idle at ~0%;
+# - vswitchctl channels shows wake_on_full set on the channels into b, not out of it;
 # - coalesce_us = 0 by `vswitchctl reload`: b restarted alone, the same flow again takes
-#   no timed sleep, and costs b more sleeps (wake-ups) than it did with coalescing.
+#   no timed sleep, and costs b more sleeps (wake-ups) than it did with coalescing;
+#   wake_on_full is cleared.
 source "$(dirname "$0")/lib.sh"
 source "$HERE/three_ns_env.sh"
 require_root
@@ -72,12 +74,23 @@ sleep 2  # the idle interval being observed, not a wait for an event
 [[ $(stat b 'e["timed_sleeps"]') == "$t_idle" ]] || fail "b kept sleeping on its timer while idle"
 pass "idle after the flow: no timed sleep"
 
+# The channels into b ask senders that find them full to ring b (wake_on_full, shown by
+# vswitchctl channels); those out of b do not.
+wake_on_full() {  # wake_on_full FROM TO
+  ctl channels --json | python3 -c "
+import json, sys
+print(next(c['wake_on_full'] for c in json.load(sys.stdin)['channels'] if c['from'] == '$1' and c['to'] == '$2'))"
+}
+[[ $(wake_on_full a b) == 1 && $(wake_on_full b a) == 0 ]] ||
+  fail "wake_on_full: a -> b $(wake_on_full a b), b -> a $(wake_on_full b a); expected 1 and 0"
+
 # Off by reload: b restarted alone on coalesce_us = 0.
 sed -i 's/^coalesce_us = 200$/coalesce_us = 0/' "$WORK/coalesce.toml"
 a_pid=$(pid_of a)
 out=$(ctl reload) || fail "vswitchctl reload exited $?: $out"
 [[ $out == *"restarted on the new settings and up: b"* ]] || fail "reload said: $out"
 [[ $(pid_of a) == "$a_pid" ]] || fail "a was restarted by a change to b's settings"
+[[ $(wake_on_full a b) == 0 ]] || fail "b, restarted without coalescing, still asks for rings on full channels"
 read -r sleeps timed packets < <(paced_flow uncoalesced)
 echo "  b: $sleeps sleeps, $timed of them timed, for $packets datagrams"
 ((timed == 0)) || fail "b slept on a timer with coalesce_us = 0"

@@ -304,12 +304,14 @@ struct Ctl {
 
 // Every channel's control words, read from the running switch (only read, through a mapping of
 // each channel). A channel whose `used` stays non-zero while its consumer is waiting is a
-// lost wakeup; one that stays full is a stalled consumer.
+// lost wakeup; one that stays full is a stalled consumer. WAKE_FULL: the consumer
+// coalesces its wake-ups (coalesce_us) and asks senders that find the channel full to
+// ring it anyway.
 void channels(const Topology& topo, bool json) {
   const shm::FabricSpec spec = topo.fabric_spec();
   if (json) std::printf("{\"switch\": %s, \"channels\": [", json_string(spec.name).c_str());
-  else std::printf("%-24s %12s %14s %14s %9s %14s\n", "CHANNEL", "CAPACITY", "HEAD", "TAIL", "C_WAITING",
-                   "P_WANTS");
+  else std::printf("%-24s %12s %14s %14s %9s %14s %9s\n", "CHANNEL", "CAPACITY", "HEAD", "TAIL", "C_WAITING",
+                   "P_WANTS", "WAKE_FULL");
   bool first = true;
   for (std::size_t a = 0; a < spec.endpoints.size(); ++a)
     for (std::size_t b = 0; b < spec.endpoints.size(); ++b) {
@@ -324,12 +326,14 @@ void channels(const Topology& topo, bool json) {
       const std::uint64_t cap = ch.value().area().capacity();
       if (json) {
         std::printf("%s\n  {\"from\": %s, \"to\": %s, \"capacity\": %" PRIu64 ", \"head\": %" PRIu64
-                    ", \"tail\": %" PRIu64 ", \"used\": %" PRIu64 ", \"consumer_waiting\": %u, \"producer_wants\": %" PRIu64 "}",
+                    ", \"tail\": %" PRIu64 ", \"used\": %" PRIu64 ", \"consumer_waiting\": %u, \"producer_wants\": %" PRIu64
+                    ", \"wake_on_full\": %u}",
                     first ? "" : ",", json_string(spec.endpoints[a]).c_str(), json_string(spec.endpoints[b]).c_str(),
-                    cap, s.head, s.tail, s.head - s.tail, s.consumer_waiting, s.producer_wants);
+                    cap, s.head, s.tail, s.head - s.tail, s.consumer_waiting, s.producer_wants, s.wake_on_full);
       } else {
-        std::printf("%-24s %12" PRIu64 " %14" PRIu64 " %14" PRIu64 " %9u %14" PRIu64 "   used %" PRIu64 "\n",
-                    label.c_str(), cap, s.head, s.tail, s.consumer_waiting, s.producer_wants, s.head - s.tail);
+        std::printf("%-24s %12" PRIu64 " %14" PRIu64 " %14" PRIu64 " %9u %14" PRIu64 " %9u   used %" PRIu64 "\n",
+                    label.c_str(), cap, s.head, s.tail, s.consumer_waiting, s.producer_wants, s.wake_on_full,
+                    s.head - s.tail);
       }
       first = false;
     }
