@@ -316,7 +316,7 @@ PopResult FrameConsumer::peek_slow() noexcept {
     if (tail_ == cached_head_) {
       if (!refresh_head()) return {Pop::kCorrupt, {}, last_head_error_};
       if (tail_ == cached_head_) {
-        release();  // hand back pads and consumed records before reporting empty
+        if (!defer_release_) release();  // hand back pads and consumed records before reporting empty
         return {Pop::kEmpty, {}};
       }
     }
@@ -341,6 +341,17 @@ PopResult FrameConsumer::peek_slow() noexcept {
     return {Pop::kRecord,
             std::span<const std::byte>(area_.data_ + pos + kRecordHeaderBytes, h.length)};
   }
+}
+
+bool FrameConsumer::skip_to(std::uint64_t tail) noexcept {
+  if ((tail & 7) != 0 || tail < tail_) return false;
+  if (tail != tail_) {
+    if (!refresh_head() || tail - tail_ > cached_head_ - tail_) return false;  // beyond what was published
+    tail_ = tail;
+    current_bytes_ = 0;
+  }
+  release();  // [R2] inside
+  return true;
 }
 
 PopResult FrameConsumer::peek_or_arm() noexcept {

@@ -315,6 +315,24 @@ class FrameConsumer {
   // producer waiting for space if enough is now free.
   void release() noexcept;
 
+  // For a consumer whose release is a commit that must come after something of its own
+  // (an endpoint that first makes a guest see what it delivered: see EndpointLoop's
+  // delivery journal): consumed records are then released only by release(), never by
+  // consume() or by a peek() that finds the ring empty. release_due() says when an
+  // eighth of the ring waits to be released, where consume() would have released it.
+  void set_defer_release(bool on) noexcept { defer_release_ = on; }
+  [[nodiscard]] bool release_due() const noexcept { return tail_ - released_tail_ >= batch_limit_; }
+  // Where consumption stands (local, not yet released) and what the producer last had
+  // released to it.
+  [[nodiscard]] std::uint64_t consumed_to() const noexcept { return tail_; }
+  [[nodiscard]] std::uint64_t released_to() const noexcept { return released_tail_; }
+  // A successor consumer taking over from one that died after handing records on but
+  // before releasing them: skips to `tail` and releases it. Only forward, only to an
+  // 8-byte-aligned position no further than the producer's published head (read here);
+  // returns false, changing nothing, for any other `tail`. The skipped bytes are not
+  // looked at: `tail` must be a record boundary the predecessor reached by consuming.
+  bool skip_to(std::uint64_t tail) noexcept;
+
   // Burst: hands up to `max` records to f(std::span<const std::byte> payload) (which must
   // copy what it needs: the bytes are released when this returns), then releases them
   // with one index store, like boost's consume_all. Stops early when the ring is empty or
@@ -342,6 +360,7 @@ class FrameConsumer {
   std::uint64_t batch_limit_;    // unreleased bytes that trigger a release from consume()
   std::uint32_t current_payload_ = 0;
   bool armed_ = false;
+  bool defer_release_ = false;
   RingError last_head_error_ = RingError::kCount;
   unsigned bad_head_reads_ = 0;  // consecutive invalid head reads
   RingCounters counters_;
@@ -400,7 +419,7 @@ inline void FrameConsumer::consume() noexcept {
   current_bytes_ = 0;
   ++counters_.records;
   counters_.bytes += current_payload_;
-  if (tail_ - released_tail_ >= batch_limit_) release();
+  if (tail_ - released_tail_ >= batch_limit_ && !defer_release_) release();
 }
 
 template <typename Fill>

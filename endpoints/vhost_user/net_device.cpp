@@ -483,6 +483,21 @@ void NetDevice::notify(std::uint32_t index) noexcept {
   }
 }
 
+std::optional<std::uint16_t> NetDevice::rx_mark() noexcept {
+  auto* q = backend_.queue(kRxQueue);
+  if (q == nullptr) return std::nullopt;
+  return q->next_used();
+}
+
+std::optional<std::uint16_t> NetDevice::take_rx_start() noexcept {
+  auto* q = backend_.queue(kRxQueue);
+  // Every new connection and every queue change starts an epoch (a change of the TX
+  // queue alone reports the receive queue as it stands: a start where it already was).
+  if (q == nullptr || rx_start_epoch_ == epoch_) return std::nullopt;
+  rx_start_epoch_ = epoch_;
+  return q->next_used();
+}
+
 void NetDevice::await_reconnect(std::uint64_t deadline_ns) noexcept {
   reconnect_deadline_ns_ = deadline_ns == 0 ? 1 : deadline_ns;
   ++totals_.reconnect_waits;

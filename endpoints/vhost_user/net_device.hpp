@@ -127,6 +127,22 @@ class NetDevice {
   // Once per pass, after receiving and delivering: publish used elements and interrupt
   // the guest where it asked to be.
   void flush() noexcept;
+  // At the start of a pass: control messages and kicks, which are otherwise looked at on
+  // the pass's first receive() or deliver().
+  void begin_pass() noexcept {
+    if (!serviced_) service();
+  }
+  // The receive queue's used index as the next publish makes it (the frames delivered so
+  // far included), or nothing while no receive queue runs.
+  [[nodiscard]] std::optional<std::uint16_t> rx_mark() noexcept;
+  // Publishes the receive queue's used elements and interrupts the guest if it asked,
+  // the first half of flush().
+  void flush_rx() noexcept { notify(kRxQueue); }
+  // Once after each (re)start of the receive queue (a front-end's connection or queue
+  // set-up, seen by a pass's first look at control messages): the used index it starts
+  // at, which its front-end restarts from (QEMU restores the queue to the used index the
+  // ring holds). Nothing otherwise.
+  [[nodiscard]] std::optional<std::uint16_t> take_rx_start() noexcept;
   // Just before the caller sleeps on fd(): ask the guest to kick for new TX chains (and
   // for RX buffers while a frame waits). False when work arrived meanwhile: do not sleep.
   [[nodiscard]] bool arm() noexcept;
@@ -219,6 +235,7 @@ class NetDevice {
   bool refusal_said_ = false;  // a front-end was refused for the link since it went down
   bool rx_waiting_ = false;  // a frame waits for the guest to post RX buffers
   std::uint64_t reconnect_deadline_ns_ = 0;  // await_reconnect() (0: not waiting)
+  std::uint32_t rx_start_epoch_ = 0;  // the epoch take_rx_start() last reported a start in
   int watched_rx_kick_ = -1;
   std::uint16_t tx_used_seen_ = 0, rx_used_seen_ = 0;
   std::uint64_t repairs_seen_ = 0;  // sigbus_repairs() when the device last looked

@@ -127,6 +127,14 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
     peers_.back().in.set_wake_on_full(coalescing_.coalesce_ns() != 0);
   }
   for (auto& p : peers_) counters_.peers[p.port].stalled = 0;
+  // Deliveries the frontend journals: channel space goes back only at a commit, after
+  // the guest can see what came out of it (commit_deliveries); what the predecessor
+  // committed last waits for the guest's receive queue to start (settle_deliveries).
+  if (frontend_.journals_deliveries() && res_.stats != nullptr) {
+    journal_.emplace(res_.stats->journal_words());
+    predecessor_mark_ = journal_->read();
+    for (auto& p : peers_) p.in.set_defer_release(true);
+  }
   epoll_ = sys::Fd(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_.valid()) fatal_ = sys::SysError{"epoll_create1", errno}.message();
   auto add = [&](int fd, std::uint32_t events) {
@@ -332,8 +340,14 @@ bool EndpointLoop::drain_inbound() {
         }
         p.in.consume();
         ++got;
+        if (journal_) {
+          uncommitted_ = true;
+          // Where the ring would have given an eighth of itself back on its own: the
+          // sender waits for that room, so commit now rather than at the end of the pass.
+          if (p.in.release_due()) commit_deliveries();
+        }
       }
-      p.in.release();
+      if (!journal_) p.in.release();
     }
     if (got != 0) work = true;
     if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
@@ -710,9 +724,12 @@ bool EndpointLoop::poll_once() {
   capture_directions_ = res_.capture != nullptr ? res_.capture->requested() : 0;
   if (res_.stats != nullptr && (!link_known_ || res_.stats->admin_down() != link_down_)) [[unlikely]]
     follow_link();
+  frontend_.begin_pass();
+  if (predecessor_mark_) [[unlikely]] settle_deliveries();
   bool work = retry_held();
   work |= drain_inbound();
   work |= pump_frontend();
+  if (journal_) commit_deliveries();  // before flush(), which would publish the mark unjournaled
   frontend_.flush();
   for (Peer& p : peers_) {
     p.out.publish();  // one index store per channel per pass
@@ -735,6 +752,44 @@ bool EndpointLoop::poll_once() {
     if (t - last_stats_ns_ >= kStatsPeriodNs) publish_stats();
   }
   return work;
+}
+
+void EndpointLoop::commit_deliveries() {
+  if (!uncommitted_) return;
+  uncommitted_ = false;
+  journal_->begin(frontend_.delivery_mark());  // 1: the mark and the consumed tails
+  for (const Peer& p : peers_) journal_->tail(p.port, p.in.consumed_to());
+  journal_->end();
+  frontend_.commit_deliveries();  // 2: the guest sees them ([VR], a release store)
+  for (Peer& p : peers_) p.in.release();  // 3: the senders get the space back ([R2])
+}
+
+void EndpointLoop::settle_deliveries() {
+  const std::optional<std::uint16_t> start = frontend_.take_delivery_restart();
+  if (!start) return;  // no guest queue yet: the channels wait (or drop) as for any guest
+  const DeliveryMark mark = *predecessor_mark_;
+  predecessor_mark_.reset();
+  // Started anywhere but at the mark: the predecessor's last commit never reached the
+  // guest, whose queue restarts before those deliveries; they are made again from the
+  // released tails, where the channels stand.
+  if (mark.used != start) return;
+  std::uint64_t channels = 0;
+  for (Peer& p : peers_) {
+    const std::uint64_t to = mark.tails[p.port];
+    if (to <= p.in.consumed_to()) continue;  // released already (or taken since)
+    if (p.in.skip_to(to)) {
+      ++channels;
+      ++counters_.loop.restart_skips;
+    } else {
+      log("delivery journal: the channel from " + res_.topology->endpoints[p.port].name +
+          " cannot be moved to where the predecessor left it (" + std::to_string(to) +
+          "); its records from " + std::to_string(p.in.consumed_to()) + " on are delivered");
+    }
+  }
+  if (channels != 0)
+    log("the predecessor had delivered records from " + std::to_string(channels) +
+        " channel(s) the guest has (its receive queue restarts past them) without releasing them: skipped, "
+        "not delivered twice");
 }
 
 void EndpointLoop::follow_link() {

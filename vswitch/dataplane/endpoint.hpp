@@ -52,6 +52,7 @@
 #include "shm/sys/fd.hpp"
 #include "vswitch/observability/capture.hpp"
 #include "vswitch/observability/event_log.hpp"
+#include "vswitch/dataplane/delivery_journal.hpp"
 #include "vswitch/dataplane/forwarding.hpp"
 #include "vswitch/dataplane/mac_table.hpp"
 #include "vswitch/dataplane/poll_window.hpp"
@@ -123,6 +124,24 @@ class Frontend {
   // to (a guest without VIRTIO_F_EVENT_IDX kicks for every batch until told otherwise);
   // the next arm() asks again.
   virtual void quiet() noexcept {}
+  // Once at the start of every loop pass, before anything else touches the frontend: a
+  // frontend that looks at its control side once per pass does it here (a vhost-user
+  // device: its front-end's messages and kicks), so that what it learns there (a guest's
+  // queue starting) never happens in the middle of a pass.
+  virtual void begin_pass() noexcept {}
+  // Deliveries a crash must neither lose nor repeat (vswitch/dataplane/delivery_journal.hpp).
+  // Whether deliver() stages frames behind a commit point the frontend publishes (a
+  // guest's used index, which its front-end restarts from after a reconnect); if so, the
+  // loop keeps its channels' space until that point is published.
+  [[nodiscard]] virtual bool journals_deliveries() const noexcept { return false; }
+  // The commit point as the next commit_deliveries() will publish it (nothing while no
+  // guest queue runs).
+  [[nodiscard]] virtual std::optional<std::uint16_t> delivery_mark() noexcept { return std::nullopt; }
+  // Publishes what deliver() has staged (the first thing flush() does), nothing else.
+  virtual void commit_deliveries() noexcept {}
+  // Once after each (re)start of the guest's receive queue, in the pass that begins after
+  // it: the commit point it starts from.
+  virtual std::optional<std::uint16_t> take_delivery_restart() noexcept { return std::nullopt; }
   // The port's administrative link state (vswitchctl link), when it changes, and once at
   // start when it is down: the frontend shows it to its own side (a TAP's carrier, a VM's
   // link) and, while down, takes nothing in (whatever it still hands over is dropped as
@@ -197,6 +216,13 @@ class EndpointLoop {
   };
   bool drain_inbound();
   bool pump_frontend();
+  // The delivery journal (journal_ set: the frontend journals its deliveries). Commit:
+  // journal the mark and every channel's consumed tail, have the frontend publish the
+  // mark, release the channels (delivery_journal.hpp, steps 1-3).
+  void commit_deliveries();
+  // At the start of a pass: the guest's receive queue (re)started; if it starts where the
+  // predecessor's last journaled commit put it, the channels skip to that commit's tails.
+  void settle_deliveries();
   // Sends a frontend record to one peer; a full channel holds it or drops it (counted).
   void unicast(PortId port, std::span<const std::byte> record, const Target& target, std::uint16_t vlan);
   // Copies a frontend record to every peer; a full channel drops its copy (counted).
@@ -317,6 +343,9 @@ class EndpointLoop {
   [[nodiscard]] bool delivery_waiting(std::uint64_t now) const noexcept {
     return delivery_deferred_ && now - deferred_since_ns_ < stall_timeout_ns_;
   }
+  std::optional<DeliveryJournal> journal_;        // in the stats slice; only for a journaling frontend
+  std::optional<DeliveryMark> predecessor_mark_;  // the last commit the predecessor journaled, until settled
+  bool uncommitted_ = false;                      // records consumed since the last commit
   PollWindow poll_;
   WakeCoalescing coalescing_;
   bool precise_timeouts_ = true;  // epoll_pwait2 (Linux 5.11) works here

@@ -36,6 +36,12 @@ class VhostUserFrontend final : public Frontend {
   Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
                    FrameAddresses addresses, PortId from, std::uint64_t& resume) noexcept override;
   void flush() noexcept override { device_->flush(); }
+  void begin_pass() noexcept override { device_->begin_pass(); }
+  // A guest's used index is the commit point QEMU restarts its receive queue from.
+  [[nodiscard]] bool journals_deliveries() const noexcept override { return true; }
+  [[nodiscard]] std::optional<std::uint16_t> delivery_mark() noexcept override { return device_->rx_mark(); }
+  void commit_deliveries() noexcept override { device_->flush_rx(); }
+  std::optional<std::uint16_t> take_delivery_restart() noexcept override { return device_->take_rx_start(); }
   void store_counters(FrontendCounterArea& area) const noexcept override {
     sys::store_block(device_->counters(), area);
   }

@@ -55,6 +55,7 @@ struct ForwardingCounters {
   X(events_dropped, "event log messages lost to a full queue")             \
   X(captured, "frames copied to an attached capture (vswitchctl capture)") \
   X(capture_dropped, "frames an attached capture missed for lack of room in its ring (forwarded all the same)") \
+  X(restart_skips, "channels a restarted endpoint moved past records its killed predecessor had delivered (delivery journal)") \
   G(link_down, "1 while the endpoint holds its link administratively down (vswitchctl link)")
 struct LoopCounters {
   VSWITCH_LOOP_COUNTERS(VSWITCH_COUNTER_FIELD, VSWITCH_COUNTER_FIELD)

@@ -71,7 +71,8 @@ std::string StatsSlice::object_name(const std::string& switch_name, const std::s
 }
 
 std::uint64_t StatsSlice::bytes_for(std::uint32_t fdb_capacity) {
-  return sizeof(StatsSliceHeader) + sizeof(EndpointCounters) + fdb_words_for(fdb_capacity) * kWords;
+  return sizeof(StatsSliceHeader) + sizeof(EndpointCounters) + fdb_words_for(fdb_capacity) * kWords +
+         kDeliveryJournalWords * kWords;
 }
 
 StatsSlice::StatsSlice(shm::Region region, std::size_t endpoint, std::uint32_t fdb_capacity)
@@ -158,6 +159,11 @@ void StatsSlice::set_admin_down(bool down) noexcept {
 }
 
 std::uint64_t* StatsSlice::fdb_words() const noexcept { return counter_words() + kCounterWords; }
+
+std::span<std::uint64_t, kDeliveryJournalWords> StatsSlice::journal_words() const noexcept {
+  return std::span<std::uint64_t, kDeliveryJournalWords>(fdb_words() + fdb_words_for(fdb_capacity_),
+                                                         kDeliveryJournalWords);
+}
 
 void StatsSlice::write_counters(const EndpointCounters& c) noexcept { copy_out(counter_words(), c); }
 

@@ -97,8 +97,13 @@ static_assert(sizeof(StatsHeader) % 8 == 0);
 
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
 // 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down; 5: timed_sleeps;
-// 6: the vhost-user block's reconnect_waits and attached
-inline constexpr std::uint64_t kStatsSliceVersion = 6;
+// 6: the vhost-user block's reconnect_waits and attached; 7: the delivery journal
+inline constexpr std::uint64_t kStatsSliceVersion = 7;
+
+// Words at the end of each slice that the endpoint keeps its delivery journal in
+// (vswitch/dataplane/delivery_journal.hpp): two slots of a sequence word, a mark word and
+// one word per possible peer.
+inline constexpr std::size_t kDeliveryJournalWords = 2 * (2 + kMaxEndpoints);
 
 // The start of an endpoint's slice. Written once by vswitchd before the slice is
 // published; validated by every reader that attaches (the endpoint could have changed it).
@@ -172,6 +177,11 @@ class StatsSlice {
   void write_fdb(std::span<const MacEntry> entries, std::uint64_t table_size) noexcept;
   // A consistent copy, or nullopt when the writer kept changing it (retries a while first).
   [[nodiscard]] std::optional<FdbView> read_fdb() const;
+
+  // The words of the endpoint's delivery journal (kDeliveryJournalWords), which outlive
+  // the endpoint process with the slice: only the endpoint writes them, and its successor
+  // reads what it left.
+  [[nodiscard]] std::span<std::uint64_t, kDeliveryJournalWords> journal_words() const noexcept;
 
   // This object will never unlink the name (see shm::Region::disown).
   void disown() noexcept { region_.disown(); }

@@ -351,6 +351,45 @@ TEST(FrameRing, RestartedConsumerResumesAtSharedTail) {
   EXPECT_EQ(pop_copy(again), bytes_of(10, 2));
 }
 
+// A consumer whose release is a commit of its own (set_defer_release): consume() and an
+// empty peek() release nothing, release_due() says where consume() would have; the
+// producer gets the room back at release().
+TEST(FrameRing, ADeferringConsumerReleasesOnlyWhenTold) {
+  HeapRing ring(1024, 256);
+  FrameProducer p(ring.area(), nullptr);
+  FrameConsumer c(ring.area(), nullptr);
+  c.set_defer_release(true);
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(p.try_push(bytes_of(24, static_cast<unsigned char>(i))), Reserve::kReserved);
+  p.publish();
+  for (int i = 0; i < 8; ++i) pop_copy(c);
+  EXPECT_EQ(c.peek().status, Pop::kEmpty);
+  EXPECT_EQ(ring.tail_word(), 0u) << "nothing released yet";
+  EXPECT_TRUE(c.release_due()) << "8 records of 32 bytes: more than an eighth of 1024";
+  EXPECT_EQ(c.consumed_to(), 256u);
+  c.release();
+  EXPECT_EQ(ring.tail_word(), 256u);
+  EXPECT_EQ(c.released_to(), 256u);
+  EXPECT_FALSE(c.release_due());
+}
+
+// A successor consumer skips what its predecessor handed on but never released: forward
+// only, to a record boundary at or below the published head; anything else changes nothing.
+TEST(FrameRing, ASuccessorSkipsToWhereItsPredecessorGot) {
+  HeapRing ring(1024, 256);
+  FrameProducer p(ring.area(), nullptr);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(p.try_push(bytes_of(24, static_cast<unsigned char>(i))), Reserve::kReserved);
+  p.publish();  // records of 32 bytes at 0, 32, 64, 96; head 128
+  FrameConsumer c(ring.area(), nullptr);
+  EXPECT_FALSE(c.skip_to(36)) << "not a record boundary";
+  EXPECT_FALSE(c.skip_to(160)) << "beyond the published head";
+  EXPECT_EQ(c.consumed_to(), 0u);
+  EXPECT_TRUE(c.skip_to(64));
+  EXPECT_EQ(ring.tail_word(), 64u) << "released at once";
+  EXPECT_FALSE(c.skip_to(32)) << "never backwards";
+  EXPECT_TRUE(c.skip_to(64)) << "where it stands: nothing to do";
+  EXPECT_EQ(pop_copy(c), bytes_of(24, 2));
+}
+
 TEST(FrameRing, RestartedProducerResumesAtSharedHead) {
   HeapRing ring(1024, 256);
   FrameConsumer c(ring.area(), nullptr);

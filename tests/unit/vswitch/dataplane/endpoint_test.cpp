@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -534,6 +536,107 @@ shm::Reserve push_record(shm::FrameProducer& out, const TestSwitch& sw, std::siz
       {static_cast<std::uint32_t>(from), sequence});
   EXPECT_TRUE(written);
   return out.try_push(record);
+}
+
+// What a guest's receive queue shows, in memory a forked predecessor and its successor
+// share (MAP_SHARED): the used index as published and the sequence number of every frame
+// behind it, in order.
+struct SharedGuest {
+  std::uint16_t used = 0;
+  std::uint32_t frames = 0;
+  std::array<std::uint64_t, 512> sequence{};
+};
+
+// A vhost-user guest as the delivery journal sees it: deliver() stages a frame behind the
+// next used index; commit_deliveries() (and flush()) publish them into SharedGuest. With
+// `kill_at_commit` = n, the n-th commit that has frames to publish ends the process
+// (_exit, as kill -9 would, nothing unwound) before publishing (kBeforePublish) or just
+// after (kAfterPublish). take_delivery_restart() reports the guest's used index once, as
+// QEMU restarts the queue there after a reconnect.
+class JournalingGuest final : public Frontend {
+ public:
+  enum class Kill : std::uint8_t { kNever, kBeforePublish, kAfterPublish };
+  JournalingGuest(SharedGuest& guest, Kill kill, int kill_at_commit)
+      : guest_(guest), kill_(kill), kill_at_(kill_at_commit), next_used_(guest.used) {}
+  [[nodiscard]] int fd() const noexcept override { return -1; }
+  RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
+  [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte> frame, FrameAddresses,
+                   PortId, std::uint64_t&) noexcept override {
+    const auto id = endpoints::generator::check_test_frame(frame);
+    staged_.push_back(id ? id.value().sequence : ~std::uint64_t{0});
+    ++next_used_;
+    return Delivery::kDelivered;
+  }
+  [[nodiscard]] bool journals_deliveries() const noexcept override { return true; }
+  [[nodiscard]] std::optional<std::uint16_t> delivery_mark() noexcept override { return next_used_; }
+  void commit_deliveries() noexcept override {
+    if (staged_.empty()) return;
+    const bool kill = kill_ != Kill::kNever && ++commits_ == kill_at_;
+    if (kill && kill_ == Kill::kBeforePublish) ::_exit(0);
+    for (const std::uint64_t q : staged_) guest_.sequence.at(guest_.frames++) = q;
+    guest_.used = next_used_;
+    staged_.clear();
+    if (kill) ::_exit(0);
+  }
+  void flush() noexcept override { commit_deliveries(); }
+  std::optional<std::uint16_t> take_delivery_restart() noexcept override {
+    if (restart_taken_) return std::nullopt;
+    restart_taken_ = true;
+    return guest_.used;
+  }
+
+ private:
+  SharedGuest& guest_;
+  Kill kill_;
+  int kill_at_;
+  int commits_ = 0;
+  std::uint16_t next_used_;
+  std::vector<std::uint64_t> staged_;
+  bool restart_taken_ = false;
+};
+
+// kill -9 of a vhost-user endpoint at each step of a commit (delivery_journal.hpp): after
+// the journal, before the guest's used index shows the frames; and after it shows them,
+// before the channel's space is released. Its successor, once the guest's receive queue
+// restarts where the used index stands, delivers every record of the channel exactly once:
+// the guest ends up with 0, 1, ..., n-1, nothing missing, nothing twice.
+TEST(EndpointDeliveryJournal, AKillAtAnyStepOfACommitLosesAndRepeatsNothing) {
+  namespace virtio = endpoints::virtio;
+  for (const auto kill : {JournalingGuest::Kill::kBeforePublish, JournalingGuest::Kill::kAfterPublish}) {
+    SCOPED_TRACE(kill == JournalingGuest::Kill::kBeforePublish ? "killed before the used index"
+                                                                : "killed after the used index");
+    TestSwitch sw(2, "ring_bytes = 1048576\n");
+    void* mem = ::mmap(nullptr, sizeof(SharedGuest), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(mem, MAP_FAILED);
+    auto* guest = new (mem) SharedGuest();
+    shm::FrameProducer out = sw.producer(0, 1);  // e0 never runs: the test sends for it
+    constexpr std::uint64_t kFrames = 200;  // kInboundBudget a pass: several commits
+    for (std::uint64_t i = 0; i < kFrames; ++i)
+      ASSERT_EQ(push_record(out, sw, 0, 1, virtio::NetHeader{}, i), shm::Reserve::kReserved);
+    out.publish();
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      // The predecessor: killed at its second commit with frames, mid-stream.
+      JournalingGuest g(*guest, kill, 2);
+      EndpointLoop loop(sw.resources(1, -1, -1), g);
+      for (int i = 0; i < 1000; ++i) loop.poll_once();
+      ::_exit(3);  // never killed: the test fails below
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the predecessor was not killed at its commit";
+    ASSERT_GT(guest->frames, 0u);
+    ASSERT_LT(guest->frames, kFrames) << "killed after the last frame: nothing to recover";
+    // The successor: the same channel and slice, the guest's queue restarting at its used index.
+    JournalingGuest g(*guest, JournalingGuest::Kill::kNever, 0);
+    ASSERT_TRUE(sw.poll_until(1, g, [&] { return guest->frames >= kFrames; }, 5s));
+    EXPECT_EQ(guest->frames, kFrames);
+    for (std::uint32_t i = 0; i < guest->frames; ++i) EXPECT_EQ(guest->sequence.at(i), i) << "frame " << i;
+    EXPECT_EQ(sw.counters(1).loop.restart_skips, kill == JournalingGuest::Kill::kAfterPublish ? 1u : 0u);
+    ::munmap(mem, sizeof(SharedGuest));
+  }
 }
 
 // Wake-up coalescing (coalesce_us): frames published one at a time, 200 us apart, reach a
