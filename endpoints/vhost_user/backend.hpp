@@ -86,6 +86,9 @@ class Backend {
 
   // The queue, if it is running.
   [[nodiscard]] virtio::SplitQueue* queue(std::uint32_t index) noexcept;
+  [[nodiscard]] bool running(std::uint32_t index) const noexcept {
+    return index < kMaxQueues && vrings_[index].queue.has_value();
+  }
   [[nodiscard]] int kick_fd(std::uint32_t index) const noexcept { return vrings_[index].kick.get(); }
   [[nodiscard]] int call_fd(std::uint32_t index) const noexcept { return vrings_[index].call.get(); }
   [[nodiscard]] std::uint64_t features() const noexcept { return features_; }

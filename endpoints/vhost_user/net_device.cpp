@@ -256,7 +256,10 @@ void NetDevice::read_control() noexcept {
       // A (re)started ring may already hold chains whose kick came before it started (or
       // never comes): this pass's pops look at it without waiting for one. Interrupts
       // count from where it stands now.
-      if (auto* rxq = backend_.queue(kRxQueue)) rx_used_seen_ = rxq->next_used();
+      if (auto* rxq = backend_.queue(kRxQueue)) {
+        rx_used_seen_ = rxq->next_used();
+        reconnect_deadline_ns_ = 0;  // the guest's receive queue runs again: the wait is over
+      }
       if (auto* txq = backend_.queue(kTxQueue)) tx_used_seen_ = txq->next_used();
     }
   }
@@ -351,12 +354,11 @@ NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, 
     if (reconnect_deadline_ns_ != 0) {
       if (sys::monotonic_ns() < reconnect_deadline_ns_) return Delivery::kWaitForBuffers;
       reconnect_deadline_ns_ = 0;
-      say("the predecessor's vhost-user front-end did not come back: frames for the guest are dropped until one "
-          "connects");
+      say("no guest receive queue ran within the wait after the restart: frames for the guest are dropped until "
+          "one runs");
     }
     return Delivery::kNoGuest;
   }
-  reconnect_deadline_ns_ = 0;  // a guest's RX queue runs: the wait, if any, is over
   if (frame.size() > private_.size()) {
     resume = {};
     return Delivery::kTooLarge;
@@ -503,10 +505,15 @@ void NetDevice::await_reconnect(std::uint64_t deadline_ns) noexcept {
   ++totals_.reconnect_waits;
 }
 
+std::optional<std::uint64_t> NetDevice::reconnect_deadline() const noexcept {
+  if (reconnect_deadline_ns_ == 0 || sys::monotonic_ns() >= reconnect_deadline_ns_) return std::nullopt;
+  return reconnect_deadline_ns_;
+}
+
 NetDeviceCounters NetDevice::counters() const noexcept {
   NetDeviceCounters c;
   c.totals = totals_;
-  c.totals.attached = conn_ ? 1 : 0;
+  c.totals.attached = backend_.running(kRxQueue) || awaiting_reconnect() ? 1 : 0;
   c.totals.bad_chains = net_.bad_chains;
   for (std::size_t i = 0; i < net_.chain_errors.size(); ++i) c.chain_errors.by_reason[i] = net_.chain_errors[i];
   for (std::size_t i = 0; i < net_.tx_errors.size(); ++i) c.tx_errors.by_reason[i] = net_.tx_errors[i];

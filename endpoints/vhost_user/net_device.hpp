@@ -160,18 +160,22 @@ class NetDevice {
   [[nodiscard]] bool link_up() const noexcept { return link_up_; }
 
   // For an endpoint that starts where a predecessor left off (a crash, the watchdog, a
-  // reload): the predecessor had a front-end attached (its `attached` gauge), and that
-  // front-end comes back (QEMU reconnect=N tries every N seconds). Until its RX queue
-  // runs, or until `deadline_ns` (monotonic), a frame for the guest waits with its caller
-  // (kWaitForBuffers: it stays in its channel, as for a guest short of buffers) instead of
-  // being dropped as kNoGuest, so a restart of the endpoint loses none of its frames.
-  // Counted in reconnect_waits.
+  // reload): the predecessor had a guest (its `attached` gauge: a receive queue running,
+  // or itself waiting for one), whose front-end comes back (QEMU reconnect=N tries every
+  // N seconds). Until the guest's receive queue runs, or until `deadline_ns` (monotonic),
+  // a frame for the guest waits with its caller (kWaitForBuffers: it stays in its
+  // channel, as for a guest short of buffers) instead of being dropped as kNoGuest, so the
+  // frames that come while the endpoint restarts are not dropped for it. Meanwhile
+  // `attached` stays 1 (a successor of this one waits too). Counted in reconnect_waits.
   void await_reconnect(std::uint64_t deadline_ns) noexcept;
-  [[nodiscard]] bool awaiting_reconnect() const noexcept { return reconnect_deadline_ns_ != 0; }
+  // The wait's end, while it lasts.
+  [[nodiscard]] std::optional<std::uint64_t> reconnect_deadline() const noexcept;
+  [[nodiscard]] bool awaiting_reconnect() const noexcept { return reconnect_deadline().has_value(); }
 
   [[nodiscard]] bool connected() const noexcept { return conn_.has_value(); }
   [[nodiscard]] std::uint64_t features() const noexcept { return backend_.features(); }
-  // Totals, continued from the `initial` block the device was made with.
+  // Totals, continued from the `initial` block the device was made with (the `attached`
+  // gauge is this device's own).
   [[nodiscard]] NetDeviceCounters counters() const noexcept;
 
  private:

@@ -20,8 +20,8 @@ namespace vswitch::endpoints::vhost_user {
   X(csum_completed, "checksums filled in for a guest without GUEST_CSUM")                   \
   X(connections_refused, "connections closed at once: another front-end was connected, or the link was down") \
   X(guest_memory_lost, "connections closed: guest memory truncated under the mapping (SIGBUS)") \
-  X(reconnect_waits, "restarts that found a front-end attached to the predecessor, whose frames waited for it") \
-  G(attached, "1 while a front-end is connected (a successor reads its predecessor's: see NetDevice::await_reconnect)")
+  X(reconnect_waits, "restarts that began by waiting for the predecessor's guest to come back (its frames kept in their channels meanwhile)") \
+  G(attached, "1 while a guest's receive queue runs, or while a restarted endpoint waits for its predecessor's guest to come back")
 struct NetDeviceTotals {
   VSWITCH_VHOST_USER_COUNTERS(VSWITCH_COUNTER_FIELD, VSWITCH_COUNTER_FIELD)
   static constexpr sys::CounterName kNames[] = {VSWITCH_VHOST_USER_COUNTERS(VSWITCH_COUNTER_NAME, VSWITCH_GAUGE_NAME)};

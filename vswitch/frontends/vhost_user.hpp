@@ -36,6 +36,11 @@ class VhostUserFrontend final : public Frontend {
   Delivery deliver(const endpoints::virtio::CheckedNetHeader& header, std::span<const std::byte> frame,
                    FrameAddresses addresses, PortId from, std::uint64_t& resume) noexcept override;
   void flush() noexcept override { device_->flush(); }
+  // While a restarted device waits for its guest (NetDevice::await_reconnect), the loop
+  // wakes when the wait ends, to drop what still waits for a guest that did not come.
+  [[nodiscard]] std::optional<std::uint64_t> next_due_ns() const noexcept override {
+    return device_->reconnect_deadline();
+  }
   void begin_pass() noexcept override { device_->begin_pass(); }
   // A guest's used index is the commit point QEMU restarts its receive queue from.
   [[nodiscard]] bool journals_deliveries() const noexcept override { return true; }

@@ -73,7 +73,7 @@ struct PeerCounters {
   static constexpr sys::CounterName kNames[] = {VSWITCH_PEER_COUNTERS(VSWITCH_COUNTER_NAME, VSWITCH_GAUGE_NAME)};
 };
 
-// Words for the frontend's block (the largest today, vhost-user's, takes 41).
+// Words for the frontend's block (the largest today, vhost-user's, takes 43).
 inline constexpr std::size_t kFrontendCounterWords = 64;
 using FrontendCounterArea = std::array<std::uint64_t, kFrontendCounterWords>;
 

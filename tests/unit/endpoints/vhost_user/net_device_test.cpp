@@ -28,6 +28,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -1154,9 +1155,12 @@ TEST(VhostUserNetDevice, ARestartWaitsForThePredecessorsFrontEndToReconnect) {
   initial.totals.connections = 1;
   initial.totals.attached = 1;
   Session s(initial);
-  EXPECT_EQ(s.device->counters().totals.attached, 0u) << "the successor has no front-end yet";
-  s.device->await_reconnect(sys::monotonic_ns() + 60'000'000'000);
+  EXPECT_EQ(s.device->counters().totals.attached, 0u) << "the successor has no guest yet";
+  const std::uint64_t deadline = sys::monotonic_ns() + 60'000'000'000;
+  s.device->await_reconnect(deadline);
   EXPECT_TRUE(s.device->awaiting_reconnect());
+  EXPECT_EQ(s.device->reconnect_deadline(), std::optional<std::uint64_t>(deadline)) << "the loop wakes then";
+  EXPECT_EQ(s.device->counters().totals.attached, 1u) << "waiting: a successor of this one waits too";
   const Bytes in = plain_frame(80, 0x5a);
   ResumeToken t;
   EXPECT_EQ(s.device->deliver(checked({}, in), in, t), NetDevice::Delivery::kWaitForBuffers);
@@ -1166,23 +1170,30 @@ TEST(VhostUserNetDevice, ARestartWaitsForThePredecessorsFrontEndToReconnect) {
   FrontEnd fe(s.path);
   EXPECT_TRUE(readable(s.device->fd())) << "a front-end connecting wakes the caller";
   s.attach(fe, g, kOfferedFeatures);
+  EXPECT_FALSE(s.device->awaiting_reconnect()) << "over once the guest's receive queue runs";
   EXPECT_EQ(s.device->counters().totals.attached, 1u);
   g.post_rx(2);
   EXPECT_EQ(s.device->deliver(checked({}, in), in, t), NetDevice::Delivery::kDelivered);
   s.pass();
   ASSERT_EQ(g.rx.used_idx(), 1);
   EXPECT_EQ(std::memcmp(g.received(0).data() + virtio::kNetHeaderBytes, in.data(), in.size()), 0);
-  EXPECT_FALSE(s.device->awaiting_reconnect()) << "over once the guest's RX queue runs";
   const NetDeviceCounters c = s.device->counters();
   EXPECT_EQ(c.totals.reconnect_waits, 1u);
   EXPECT_EQ(c.totals.connections, 2u);
 
-  // A front-end that does not come back by the deadline: dropped from then on, and said.
+  // A guest whose receive queue does not run by the deadline (its front-end connected,
+  // say, but its driver is not up): dropped from then on, and said; no longer attached.
   Session late(initial);
-  late.device->await_reconnect(sys::monotonic_ns() - 1);
+  late.device->await_reconnect(sys::monotonic_ns() + 50'000'000);
+  Guest g2;
+  FrontEnd fe2(late.path);
+  late.pass();  // accepted, nothing set up
+  EXPECT_EQ(late.device->deliver(checked({}, in), in, t), NetDevice::Delivery::kWaitForBuffers);
+  while (late.device->awaiting_reconnect()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_FALSE(late.device->reconnect_deadline().has_value());
   EXPECT_EQ(late.device->deliver(checked({}, in), in, t), NetDevice::Delivery::kNoGuest);
-  EXPECT_FALSE(late.device->awaiting_reconnect());
-  EXPECT_TRUE(late.said("did not come back"));
+  EXPECT_TRUE(late.said("no guest receive queue ran"));
+  EXPECT_EQ(late.device->counters().totals.attached, 0u);
 }
 
 TEST(VhostUserNetDevice, NoGuestMeansDropNotWait) {
