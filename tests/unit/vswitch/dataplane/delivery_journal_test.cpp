@@ -42,7 +42,7 @@ TEST(DeliveryJournal, ACommitKilledMidwayLeavesThePreviousOne) {
     DeliveryJournal j(words);
     for (std::uint16_t k = 1; k <= 3; ++k) {
       j.begin(k);
-      j.tail(2, 100u * k);
+      j.tail(2, std::uint64_t{100} * k);
       j.end();
     }
     j.begin(std::uint16_t{4});
