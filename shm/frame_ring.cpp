@@ -279,7 +279,7 @@ PopResult FrameConsumer::corrupt(RingError e, std::uint64_t resync_to) noexcept 
   tail_ = resync_to & ~std::uint64_t{7};
   cached_head_ = tail_;
   current_bytes_ = 0;
-  release();
+  if (!defer_release_) release();  // deferring: with the caller's next commit, like any consumed byte
   return {Pop::kCorrupt, {}, e};
 }
 

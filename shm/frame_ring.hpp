@@ -318,7 +318,8 @@ class FrameConsumer {
   // For a consumer whose release is a commit that must come after something of its own
   // (an endpoint that first makes a guest see what it delivered: see EndpointLoop's
   // delivery journal): consumed records are then released only by release(), never by
-  // consume() or by a peek() that finds the ring empty. release_due() says when an
+  // consume(), by a peek() that finds the ring empty or by a resynchronisation after
+  // corruption (what it skips is released likewise, later). release_due() says when an
   // eighth of the ring waits to be released, where consume() would have released it.
   void set_defer_release(bool on) noexcept { defer_release_ = on; }
   [[nodiscard]] bool release_due() const noexcept { return tail_ - released_tail_ >= batch_limit_; }

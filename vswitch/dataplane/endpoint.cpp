@@ -351,6 +351,7 @@ bool EndpointLoop::drain_inbound() {
     }
     if (got != 0) work = true;
     if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
+      if (journal_) uncommitted_ = true;  // the skipped bytes go back with the next commit
       drop(DropReason::kRingCorrupt, bad);  // at least one record lost per resync
       counters_.forwarding.ring_errors += bad;
       log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");

@@ -99,6 +99,29 @@ TEST(FrameRingCorruption, RecordKindInvalid) {
   });
 }
 
+// A consumer that defers its releases (set_defer_release) skips a corrupt stretch like
+// any other, but gives the bytes back only with its own release(), after whatever it
+// commits first: what it consumed before the corruption is not released early.
+TEST(FrameRingCorruption, ADeferringConsumerReleasesAResyncOnlyWhenTold) {
+  HeapRing ring(1024, 512);
+  FrameProducer p(ring.area(), nullptr);
+  FrameConsumer c(ring.area(), nullptr);
+  c.set_defer_release(true);
+  ASSERT_EQ(p.try_push(bytes_of(100, 1)), Reserve::kReserved);
+  ASSERT_EQ(p.try_push(bytes_of(100, 2)), Reserve::kReserved);
+  p.publish();
+  ASSERT_EQ(c.peek().status, Pop::kRecord);
+  c.consume();
+  RawRecordHeader h = header_at(ring, 112);  // the second record, after 8 + 100 + 4 of padding
+  h.kind = 0x77;
+  set_header_at(ring, 112, h);
+  EXPECT_EQ(c.peek().status, Pop::kCorrupt);
+  EXPECT_EQ(ring.tail_word(), 0u) << "nothing released before the consumer says so";
+  EXPECT_EQ(c.consumed_to(), 224u);
+  c.release();
+  EXPECT_EQ(ring.tail_word(), 224u);
+}
+
 TEST(FrameRingCorruption, RecordLengthAboveMaxPayload) {
   expect_recovery(RingError::kRecordTooLarge, true, [](HeapRing& r) {
     auto h = header_at(r, 0);
