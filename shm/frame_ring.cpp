@@ -346,7 +346,30 @@ PopResult FrameConsumer::peek_slow() noexcept {
 bool FrameConsumer::skip_to(std::uint64_t tail) noexcept {
   if ((tail & 7) != 0 || tail < tail_) return false;
   if (tail != tail_) {
-    if (!refresh_head() || tail - tail_ > cached_head_ - tail_) return false;  // beyond what was published
+    // [A1] as in refresh_head(): every record below head is fully written. Read here
+    // without refresh_head()'s counting and resynchronising: a refusal changes nothing.
+    const std::uint64_t head = area_.head().load(std::memory_order_acquire);
+    if ((head & 7) != 0 || head - tail_ > area_.capacity_ || tail - tail_ > head - tail_) return false;
+    // Only to a record boundary: the headers from tail_ on, each read once as peek() reads
+    // them, must add up to `tail` exactly (a position inside a record would have the
+    // next peek() take a frame's bytes for records).
+    std::uint64_t pos = tail_;
+    while (pos < tail) {
+      const std::uint64_t at = pos & mask_;
+      const std::uint64_t to_end = area_.capacity_ - at;
+      const RecordHeader h = read_record_header(area_.data_ + at);
+      std::uint64_t step = 0;
+      if (h.kind == kKindPad && std::uint64_t{h.length} + kRecordHeaderBytes == to_end) {
+        step = to_end;
+      } else if (h.kind == kKindData && h.length <= area_.max_payload_ && record_bytes(h.length) <= to_end) {
+        step = record_bytes(h.length);
+      } else {
+        return false;
+      }
+      pos += step;
+    }
+    if (pos != tail) return false;
+    cached_head_ = head;
     tail_ = tail;
     current_bytes_ = 0;
   }

@@ -328,10 +328,10 @@ class FrameConsumer {
   [[nodiscard]] std::uint64_t consumed_to() const noexcept { return tail_; }
   [[nodiscard]] std::uint64_t released_to() const noexcept { return released_tail_; }
   // A successor consumer taking over from one that died after handing records on but
-  // before releasing them: skips to `tail` and releases it. Only forward, only to an
-  // 8-byte-aligned position no further than the producer's published head (read here);
-  // returns false, changing nothing, for any other `tail`. The skipped bytes are not
-  // looked at: `tail` must be a record boundary the predecessor reached by consuming.
+  // before releasing them: skips to `tail` and releases it. Only forward, only to a
+  // record boundary (the record headers in between are walked) no further than the
+  // producer's published head (read here); returns false, changing nothing, for any
+  // other `tail`.
   bool skip_to(std::uint64_t tail) noexcept;
 
   // Burst: hands up to `max` records to f(std::span<const std::byte> payload) (which must

@@ -135,9 +135,11 @@ class NetDevice {
   // The receive queue's used index as the next publish makes it (the frames delivered so
   // far included), or nothing while no receive queue runs.
   [[nodiscard]] std::optional<std::uint16_t> rx_mark() noexcept;
-  // Publishes the receive queue's used elements and interrupts the guest if it asked,
-  // the first half of flush().
-  void flush_rx() noexcept { notify(kRxQueue); }
+  // Publishes the receive queue's used elements ([VR]); whether the guest is interrupted
+  // for them is flush()'s to decide, once per pass.
+  void publish_rx() noexcept {
+    if (auto* q = backend_.queue(kRxQueue)) q->publish_used();
+  }
   // Once after each (re)start of the receive queue (a front-end's connection or queue
   // set-up, seen by a pass's first look at control messages): the used index it starts
   // at, which its front-end restarts from (QEMU restores the queue to the used index the

@@ -57,7 +57,7 @@ class DeliveryJournal {
   explicit DeliveryJournal(std::span<std::uint64_t, kDeliveryJournalWords> words) noexcept : words_(words) {
     for (std::size_t slot = 0; slot < 2; ++slot) {
       const std::uint64_t seq = load(slot * kSlotWords);
-      if (seq % 2 == 0 && seq > seq_) seq_ = seq;
+      if (valid(seq) && seq > seq_) seq_ = seq;
     }
   }
 
@@ -85,7 +85,7 @@ class DeliveryJournal {
     for (std::size_t slot = 0; slot < 2; ++slot) {
       const std::size_t at = slot * kSlotWords;
       const std::uint64_t seq = load(at);
-      if (seq == 0 || seq % 2 != 0 || seq <= best) continue;
+      if (!valid(seq) || seq <= best) continue;
       best = seq;
       m.emplace();
       const std::uint64_t mark = load(at + 1);
@@ -97,6 +97,12 @@ class DeliveryJournal {
 
  private:
   static constexpr std::uint64_t kHasUsed = std::uint64_t{1} << 16;
+  // Complete (even, not 0) and below 2^62: no endpoint commits that often, and a slot a
+  // broken predecessor left near 2^64 would otherwise outrank every commit after it
+  // (the next sequence wrapping to 0).
+  static constexpr bool valid(std::uint64_t seq) noexcept {
+    return seq != 0 && seq % 2 == 0 && seq < (std::uint64_t{1} << 62);
+  }
   [[nodiscard]] std::uint64_t load(std::size_t i) const noexcept {
     return std::atomic_ref<std::uint64_t>(words_[i]).load(std::memory_order_relaxed);
   }

@@ -130,7 +130,7 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
   // Deliveries the frontend journals: channel space goes back only at a commit, after
   // the guest can see what came out of it (commit_deliveries); what the predecessor
   // committed last waits for the guest's receive queue to start (settle_deliveries).
-  if (frontend_.journals_deliveries() && res_.stats != nullptr) {
+  if (frontend_.journals_deliveries() && frontend_.may_defer_delivery() && res_.stats != nullptr) {
     journal_.emplace(res_.stats->journal_words());
     predecessor_mark_ = journal_->read();
     for (auto& p : peers_) p.in.set_defer_release(true);
@@ -340,18 +340,14 @@ bool EndpointLoop::drain_inbound() {
         }
         p.in.consume();
         ++got;
-        if (journal_) {
-          uncommitted_ = true;
-          // Where the ring would have given an eighth of itself back on its own: the
-          // sender waits for that room, so commit now rather than at the end of the pass.
-          if (p.in.release_due()) commit_deliveries();
-        }
+        // Where the ring would have given an eighth of itself back on its own: the sender
+        // waits for that room, so commit now rather than at the end of the pass.
+        if (journal_ && p.in.release_due()) commit_deliveries();
       }
       if (!journal_) p.in.release();
     }
     if (got != 0) work = true;
     if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
-      if (journal_) uncommitted_ = true;  // the skipped bytes go back with the next commit
       drop(DropReason::kRingCorrupt, bad);  // at least one record lost per resync
       counters_.forwarding.ring_errors += bad;
       log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");
@@ -755,13 +751,25 @@ bool EndpointLoop::poll_once() {
   return work;
 }
 
+bool EndpointLoop::unreleased() const noexcept {
+  // Consumed records, pads and resynchronised stretches alike: whatever moved a tail.
+  for (const Peer& p : peers_)
+    if (p.in.consumed_to() != p.in.released_to()) return true;
+  return false;
+}
+
 void EndpointLoop::commit_deliveries() {
-  if (!uncommitted_) return;
-  uncommitted_ = false;
-  journal_->begin(frontend_.delivery_mark());  // 1: the mark and the consumed tails
-  for (const Peer& p : peers_) journal_->tail(p.port, p.in.consumed_to());
-  journal_->end();
-  frontend_.commit_deliveries();  // 2: the guest sees them ([VR], a release store)
+  if (!unreleased()) return;
+  // The predecessor's last commit is still the journal's until the guest's receive queue
+  // runs (settle_deliveries): no guest, nothing delivered, so nothing to journal; the
+  // space goes straight back (records a guest had are skipped at settling, those taken
+  // since are past the mark's tails already).
+  if (!predecessor_mark_) {
+    journal_->begin(frontend_.delivery_mark());  // 1: the mark and the consumed tails
+    for (const Peer& p : peers_) journal_->tail(p.port, p.in.consumed_to());
+    journal_->end();
+    frontend_.commit_deliveries();  // 2: the guest sees them ([VR], a release store)
+  }
   for (Peer& p : peers_) p.in.release();  // 3: the senders get the space back ([R2])
 }
 
@@ -773,7 +781,7 @@ void EndpointLoop::settle_deliveries() {
   // Started anywhere but at the mark: the predecessor's last commit never reached the
   // guest, whose queue restarts before those deliveries; they are made again from the
   // released tails, where the channels stand.
-  if (mark.used != start) return;
+  if (mark.used != start) return journal_settled(*start);
   std::uint64_t channels = 0;
   for (Peer& p : peers_) {
     const std::uint64_t to = mark.tails[p.port];
@@ -791,6 +799,17 @@ void EndpointLoop::settle_deliveries() {
     log("the predecessor had delivered records from " + std::to_string(channels) +
         " channel(s) the guest has (its receive queue restarts past them) without releasing them: skipped, "
         "not delivered twice");
+  journal_settled(*start);
+}
+
+void EndpointLoop::journal_settled(std::uint16_t start) {
+  // The journal's own from here on: where the queue starts and the channels stand (all
+  // released), before anything this process publishes outside a commit (the guest's
+  // empty chains given back, segments of a frame cut in software) can move the index onto
+  // a mark the predecessor journaled and never published.
+  journal_->begin(start);
+  for (const Peer& p : peers_) journal_->tail(p.port, p.in.released_to());
+  journal_->end();
 }
 
 void EndpointLoop::follow_link() {
@@ -860,6 +879,9 @@ bool EndpointLoop::sleep(bool timed) {
   if (!waiting && !timed)
     for (Peer& p : peers_)
       if (p.in.peek_or_arm().status != shm::Pop::kEmpty) ready = true;
+  // A journaling endpoint releases only at a commit: a pad or a corrupt stretch the
+  // arming peeks just skipped would keep its space from the sender while we sleep.
+  if (journal_ && !ready && unreleased()) ready = true;
   // Free-send for every held frame: the peer rings our doorbell when it frees room.
   if (held_count_ != 0)
     for (Peer& p : peers_) {

@@ -137,7 +137,7 @@ class Frontend {
   // The commit point as the next commit_deliveries() will publish it (nothing while no
   // guest queue runs).
   [[nodiscard]] virtual std::optional<std::uint16_t> delivery_mark() noexcept { return std::nullopt; }
-  // Publishes what deliver() has staged (the first thing flush() does), nothing else.
+  // Publishes what deliver() has staged, nothing else (flush() still notifies).
   virtual void commit_deliveries() noexcept {}
   // Once after each (re)start of the guest's receive queue, in the pass that begins after
   // it: the commit point it starts from.
@@ -223,6 +223,9 @@ class EndpointLoop {
   // At the start of a pass: the guest's receive queue (re)started; if it starts where the
   // predecessor's last journaled commit put it, the channels skip to that commit's tails.
   void settle_deliveries();
+  void journal_settled(std::uint16_t start);
+  // Some channel's tail moved (records, pads, a resync) and was not released yet.
+  [[nodiscard]] bool unreleased() const noexcept;
   // Sends a frontend record to one peer; a full channel holds it or drops it (counted).
   void unicast(PortId port, std::span<const std::byte> record, const Target& target, std::uint16_t vlan);
   // Copies a frontend record to every peer; a full channel drops its copy (counted).
@@ -345,7 +348,6 @@ class EndpointLoop {
   }
   std::optional<DeliveryJournal> journal_;        // in the stats slice; only for a journaling frontend
   std::optional<DeliveryMark> predecessor_mark_;  // the last commit the predecessor journaled, until settled
-  bool uncommitted_ = false;                      // records consumed since the last commit
   PollWindow poll_;
   WakeCoalescing coalescing_;
   bool precise_timeouts_ = true;  // epoll_pwait2 (Linux 5.11) works here

@@ -45,7 +45,7 @@ class VhostUserFrontend final : public Frontend {
   // A guest's used index is the commit point QEMU restarts its receive queue from.
   [[nodiscard]] bool journals_deliveries() const noexcept override { return true; }
   [[nodiscard]] std::optional<std::uint16_t> delivery_mark() noexcept override { return device_->rx_mark(); }
-  void commit_deliveries() noexcept override { device_->flush_rx(); }
+  void commit_deliveries() noexcept override { device_->publish_rx(); }
   std::optional<std::uint16_t> take_delivery_restart() noexcept override { return device_->take_rx_start(); }
   void store_counters(FrontendCounterArea& area) const noexcept override {
     sys::store_block(device_->counters(), area);

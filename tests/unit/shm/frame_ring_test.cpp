@@ -380,7 +380,8 @@ TEST(FrameRing, ASuccessorSkipsToWhereItsPredecessorGot) {
   for (int i = 0; i < 4; ++i) ASSERT_EQ(p.try_push(bytes_of(24, static_cast<unsigned char>(i))), Reserve::kReserved);
   p.publish();  // records of 32 bytes at 0, 32, 64, 96; head 128
   FrameConsumer c(ring.area(), nullptr);
-  EXPECT_FALSE(c.skip_to(36)) << "not a record boundary";
+  EXPECT_FALSE(c.skip_to(36)) << "not aligned";
+  EXPECT_FALSE(c.skip_to(48)) << "aligned, but inside the second record";
   EXPECT_FALSE(c.skip_to(160)) << "beyond the published head";
   EXPECT_EQ(c.consumed_to(), 0u);
   EXPECT_TRUE(c.skip_to(64));

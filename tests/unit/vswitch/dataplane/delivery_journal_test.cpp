@@ -64,5 +64,20 @@ TEST(DeliveryJournal, ACommitKilledMidwayLeavesThePreviousOne) {
   EXPECT_EQ(m->tails[2], 500u);
 }
 
+// A slot whose sequence word a broken predecessor left near 2^64 is never taken for a
+// commit, and does not outrank the commits written after it.
+TEST(DeliveryJournal, AnImplausibleSequenceIsIgnored) {
+  std::array<std::uint64_t, kDeliveryJournalWords> words{};
+  words[0] = ~std::uint64_t{0} - 1;  // even, huge
+  words[1] = (std::uint64_t{1} << 16) | 5;
+  EXPECT_FALSE(DeliveryJournal(words).read().has_value());
+  DeliveryJournal j(words);
+  j.begin(std::uint16_t{6});
+  j.end();
+  const auto m = DeliveryJournal(words).read();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->used, std::optional<std::uint16_t>(6));
+}
+
 }  // namespace
 }  // namespace vswitch
