@@ -352,7 +352,7 @@ NetDevice::Delivery NetDevice::deliver(const virtio::CheckedNetHeader& checked, 
     // its channel. The loop sleeps on fd(), which the front-end's connect and its control
     // messages make readable; nothing else is armed for it.
     if (reconnect_deadline_ns_ != 0) {
-      if (sys::monotonic_ns() < reconnect_deadline_ns_) return Delivery::kWaitForBuffers;
+      if (reconnect_deadline()) return Delivery::kWaitForBuffers;
       reconnect_deadline_ns_ = 0;
       say("no guest receive queue ran within the wait after the restart: frames for the guest are dropped until "
           "one runs");

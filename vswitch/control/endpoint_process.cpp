@@ -253,13 +253,13 @@ std::unique_ptr<Frontend> EndpointProcess::make_frontend(const EndpointCounters&
           std::move(listener_), static_cast<std::uint16_t>(o.queue_size), shm::kMaxFrameBytes, counters,
           std::uint64_t{o.max_guest_memory_gib} << 30, guest_mtu_limit(e, topo_.fabric));
       if (!d) fail("vhost-user socket " + o.socket + ": " + d.error());
-      // The predecessor's front-end reconnects (QEMU: reconnect=N): its frames wait in
-      // their channels for it, as long as the loop lets a frame wait for a guest (the
-      // stall timeout), rather than being dropped as guest_not_ready meanwhile.
+      // The predecessor's guest comes back (QEMU: reconnect=N): its frames wait in their
+      // channels for it, as long as the loop lets a frame wait for a guest (the stall
+      // timeout), rather than being dropped as guest_not_ready meanwhile.
       if (counters.totals.attached != 0) {
         const std::uint64_t wait_ns = std::uint64_t{topo_.fabric.stall_timeout_ms} * 1'000'000;
         d.value()->await_reconnect(sys::monotonic_ns() + wait_ns);
-        std::fprintf(stderr, "vswitch[%s]: the predecessor had a vhost-user front-end attached: frames for it wait up to %u ms for it to reconnect\n",
+        std::fprintf(stderr, "vswitch[%s]: the predecessor had a guest: frames for it wait up to %u ms for its receive queue to run again\n",
                      e.name.c_str(), topo_.fabric.stall_timeout_ms);
       }
       return std::make_unique<VhostUserFrontend>(std::move(d.value()));
