@@ -56,10 +56,10 @@ add_netns() {
 ctl() { "$BIN/vswitchctl" --config "$CONFIG" "$@"; }
 
 all_up() { all_up_of "$CONFIG"; }
-all_up_of() {  # all_up_of CONFIG: every endpoint of that switch up
+all_up_of() {  # all_up_of CONFIG: every endpoint of that switch up (or disabled: enabled = false)
   local out
   out=$("$BIN/vswitchctl" --config "$1" ports) || return 1
-  ! tail -n +2 <<<"$out" | awk '{print $4}' | grep -qv '^up$'
+  ! tail -n +2 <<<"$out" | awk '{print $4}' | grep -qvE '^(up|disabled)$'
 }
 
 start_daemon() {

@@ -151,7 +151,7 @@ kill -HUP "$DAEMON_PID"
 wait_for 10 "the reload applied" log_has "reload: applied 2 change(s); restarting on the new settings: gen1, gen2"
 both_new() { [[ $(pid_of gen1) != "$old1" && $(pid_of gen2) != "$old2" ]] && all_up; }
 wait_for 15 "gen1 and gen2 restarted and up" both_new
-has "reload: applied, restarted gen1, gen2" || fail "no STATUS for the applied reload"
+has "reload: applied; restarting on the new settings: gen1, gen2" || fail "no STATUS for the applied reload"
 r1=$(stat gen1 'e["gen_received"]') r2=$(stat gen2 'e["gen_received"]')
 wait_for 30 "both generators receiving again" bash -c "[[ \$('$BIN/vswitchctl' --config '$CONFIG' stats --json | python3 -c '
 import json, sys

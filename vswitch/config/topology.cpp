@@ -538,7 +538,7 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
   EndpointConfig ep;
   ep.line = line_of(e);
   r.only_keys(e, p, {"name", "frontend", "core", "mac", "poll_us", "poll_max_us", "coalesce_us", "port_security", "mtu", "vlan",
-                    "trunk", "tap", "vhost_user", "generator"});
+                    "trunk", "enabled", "tap", "vhost_user", "generator"});
   read_endpoint_name(r, e, p, t, ep);
   if (const toml::node* n = e.get("core")) {
     ep.core_line = line_of(*n);
@@ -565,6 +565,7 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
       r.error(line_of(*e.get("port_security")), p + ".port_security",
               "needs the endpoint's own mac (port security drops every source but that one)");
   }
+  if (auto en = r.boolean(e, p, "enabled")) ep.enabled = *en;
   read_endpoint_mtu(r, e, p, t, ep);
   read_endpoint_vlans(r, e, p, ep);
   if (const auto kind = read_frontend_kind(r, e, p, ep)) {

@@ -45,6 +45,9 @@
 //              vlan (1..4094: the VLAN of the port's untagged frames), trunk (a list of
 //              VLANs 1..4094 the port carries tagged; not vlan), neither: VLAN-unaware
 //              (its frames pass as they are, to and from VLAN-unaware ports only),
+//              enabled = true (false: the port is declared but not running: no process,
+//              no TAP or socket, the other ports send it nothing; a reload that changes
+//              it adds or removes the port while the others forward on),
 //              and one table named after the frontend:
 //     [endpoint.tap]         ifname (required), netns
 //     [endpoint.vhost_user]  socket (required), queue_size = 32768 (power of two, <= 32768:
@@ -192,6 +195,10 @@ struct EndpointConfig {
   // Drop frames from the frontend whose source is not `mac`. The loader turns it on for
   // every endpoint with a mac unless the file says port_security = false.
   bool port_security = false;
+  // false: declared but not running (no process, no TAP or socket; the other ports send it
+  // nothing); a reload that turns it on or off starts or stops the port alone. Its
+  // channels and stats slice exist either way: the shared memory is sized at start.
+  bool enabled = true;
   // The port's MTU (68..max_frame - 18): applied to its TAP, the most a VMM may set for
   // its guest (VIRTIO_NET_F_MTU), and enforced on both directions (see frame_limit()).
   // None: the kernel's or the guest's own, and only max_frame enforced.

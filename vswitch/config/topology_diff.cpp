@@ -188,23 +188,29 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
     c.endpoint(n, *j, "", "poll_max_us", x.poll_max_us, y.poll_max_us, true);
     c.endpoint(n, *j, "", "coalesce_us", x.coalesce_us, y.coalesce_us, true);
     c.endpoint(n, *j, "", "port_security", x.port_security, y.port_security, true);
+    // Turning a port on or off starts or stops it alone (the others follow the daemon's
+    // word in their slices, not their copy of the file).
+    c.endpoint(n, *j, "", "enabled", x.enabled, y.enabled, true);
+    // A port disabled in the running topology holds no TAP, socket or VMM: what only its
+    // TAP, its socket or its VMM's start depend on is free to change before it runs.
+    const bool idle = !x.enabled;
     // A VM's MTU, ring size and memory are its VMM's, fixed when it started: a vhost-user
     // port restarted with a smaller limit would refuse its VMM's reconnect (cutting the VM
     // off), and a larger one changes nothing for the running guest.
     const bool vm = x.frontend == FrontendKind::kVhostUser;
-    c.endpoint(n, *j, "", "mtu", x.mtu, y.mtu, !vm);
+    c.endpoint(n, *j, "", "mtu", x.mtu, y.mtu, !vm || idle);
     if (const auto* t = std::get_if<TapOptions>(&x.options)) {
       const auto& u = std::get<TapOptions>(y.options);
-      c.endpoint(n, *j, "tap", "ifname", t->ifname, u.ifname, false);
-      c.endpoint(n, *j, "tap", "netns", t->netns, u.netns, false);
+      c.endpoint(n, *j, "tap", "ifname", t->ifname, u.ifname, idle);
+      c.endpoint(n, *j, "tap", "netns", t->netns, u.netns, idle);
     } else if (const auto* v = std::get_if<VhostUserOptions>(&x.options)) {
       const auto& w = std::get<VhostUserOptions>(y.options);
-      c.endpoint(n, *j, "vhost_user", "socket", v->socket, w.socket, false);
-      c.endpoint(n, *j, "vhost_user", "socket_owner", v->socket_owner, w.socket_owner, false);
-      c.endpoint(n, *j, "vhost_user", "socket_group", v->socket_group, w.socket_group, false);
-      c.endpoint(n, *j, "vhost_user", "socket_mode", v->socket_mode, w.socket_mode, false);
-      c.endpoint(n, *j, "vhost_user", "queue_size", v->queue_size, w.queue_size, false);
-      c.endpoint(n, *j, "vhost_user", "max_guest_memory_gib", v->max_guest_memory_gib, w.max_guest_memory_gib, false);
+      c.endpoint(n, *j, "vhost_user", "socket", v->socket, w.socket, idle);
+      c.endpoint(n, *j, "vhost_user", "socket_owner", v->socket_owner, w.socket_owner, idle);
+      c.endpoint(n, *j, "vhost_user", "socket_group", v->socket_group, w.socket_group, idle);
+      c.endpoint(n, *j, "vhost_user", "socket_mode", v->socket_mode, w.socket_mode, idle);
+      c.endpoint(n, *j, "vhost_user", "queue_size", v->queue_size, w.queue_size, idle);
+      c.endpoint(n, *j, "vhost_user", "max_guest_memory_gib", v->max_guest_memory_gib, w.max_guest_memory_gib, idle);
     } else if (const auto* g = std::get_if<GeneratorOptions>(&x.options)) {
       const auto& h = std::get<GeneratorOptions>(y.options);
       c.endpoint(n, *j, "generator", "rate_fps", g->rate_fps, h.rate_fps, true);

@@ -10,7 +10,10 @@
 // (switch.*, fabric.*, capture, an endpoint's
 // name, position, frontend, mac, vlan, trunk, TAP or socket; a vhost-user port's mtu,
 // queue_size and max_guest_memory_gib, which its VMM fixed when it started) and needs a
-// restart of vswitchd; so do endpoints added or removed.
+// restart of vswitchd; so do endpoints added or removed. An endpoint's `enabled` is its
+// own too: vswitchd starts or stops that port alone. While a port is disabled in the
+// running topology it holds no TAP, socket or VMM, so its TAP's and socket's settings and
+// a vhost-user port's mtu, queue_size and max_guest_memory_gib may change with it.
 #pragma once
 
 #include <cstdint>

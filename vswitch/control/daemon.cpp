@@ -328,6 +328,8 @@ struct Child {
   std::uint64_t moved_ms = 0;
   bool killed_hung = false;  // SIGKILLed by the watchdog; reap() says so
   bool reconfigure = false;  // stopped by a reload: started again at once, not counted as a restart
+  bool disabling = false;    // stopped because a reload turned it off: not started again
+  bool fresh = false;        // its next start follows a time disabled (EndpointProcessArgs::fresh)
   std::uint64_t reconfigure_kill_ms = 0;  // when a reload's SIGTERM is followed by SIGKILL
   // Processes started after the first, for any reason (a crash, the watchdog, a reload):
   // each has its own incarnation (a generator's stream id; a receiver joins its senders'
@@ -352,6 +354,14 @@ class Daemon {
   Step create_doorbells();
   Step open_taps();
   Step listen_sockets();
+  // One endpoint's TAP or listening socket (nothing for a generator), as at start; a
+  // failure leaves nothing made. release_frontend gives it up again (a port turned off).
+  Step open_frontend(std::size_t i, const EndpointConfig& e);
+  void release_frontend(std::size_t i);
+  // Ports turned off (enabled = false): bit i, endpoint i.
+  [[nodiscard]] std::uint64_t disabled_mask() const noexcept { return disabled_; }
+  // Writes the disabled ports' mask into every slice and rings every endpoint.
+  void publish_disabled(std::uint64_t mask);
   Step take_signals();
   Step hand_over_topology();  // the sealed topology and the executable the endpoints run
   // A sealed memfd holding `text`, which every endpoint program reads its topology from.
@@ -401,8 +411,14 @@ class Daemon {
   // What bind() made at each socket path (device, inode; 0, 0: nothing), so that only
   // that file is ever unlinked, whoever it was given to (socket_owner) and whatever lies
   // at the path later.
-  std::vector<std::pair<dev_t, ino_t>> bound_;
+  struct BoundSocket {
+    std::string path;  // "" : nothing bound
+    dev_t dev = 0;
+    ino_t ino = 0;
+  };
+  std::vector<BoundSocket> bound_;
   void unlink_bound_sockets();
+  void unlink_bound_socket(std::size_t i);
   std::vector<Child> children_;
   sys::Fd signals_;
   sigset_t blocked_{};
@@ -414,6 +430,11 @@ class Daemon {
   std::uint64_t metrics_failures_ = 0;
   std::uint64_t reloads_ = 0;
   std::array<std::uint64_t, 8> reload_outcomes_{};  // reloads ended, by ReloadOutcome
+  // What every slice's peers_disabled says: a port turned off gets its bit before its
+  // process is stopped, and loses it only once its new process is up (endpoint_ready),
+  // so its peers send it nothing that its start (which drops what waits in its channels)
+  // could take for stale.
+  std::uint64_t disabled_ = 0;
 };
 
 constexpr std::uint64_t kMetricsRetryMs = 5000;
@@ -447,6 +468,11 @@ Daemon::Step Daemon::setup() {
   if (auto st = take_signals(); !st) return st;
   if (auto st = create_shared_memory(); !st) return st;
   if (auto st = create_doorbells(); !st) return st;
+  // Ports declared off: every slice says so before any endpoint reads it.
+  std::uint64_t off = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    if (!topo_.endpoints[i].enabled) off |= std::uint64_t{1} << i;
+  publish_disabled(off);
   // Metrics are not worth the data plane: an address that cannot be bound now (another
   // process holds the port, the address is not up yet) is a warning, and the loop tries
   // again every kMetricsRetryMs.
@@ -591,24 +617,9 @@ void Daemon::wake_endpoints() {
 // inherits the same device (frames queued in it wait; its addresses stay).
 Daemon::Step Daemon::open_taps() {
   taps_.resize(topo_.endpoints.size());
-  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
-    const auto& e = topo_.endpoints[i];
-    if (e.frontend != FrontendKind::kTap) continue;
-    const auto& o = std::get<TapOptions>(e.options);
-    endpoints::tap::TapSpec ts;
-    ts.ifname = o.ifname;
-    ts.netns = o.netns;
-    if (e.mac) ts.mac = e.mac->bytes;
-    ts.max_frame = topo_.fabric.max_frame;
-    ts.mtu = e.mtu;
-    auto tap = endpoints::tap::TapDevice::open(ts);
-    if (!tap) return sys::Unexpected("endpoint " + e.name + ": " + tap.error());
-    taps_[i] = std::make_unique<endpoints::tap::TapDevice>(std::move(tap.value()));
-    const std::string mtu = e.mtu ? ", mtu " + std::to_string(*e.mtu) : "";
-    say("endpoint %s: tap %s%s%s %s%s%s", e.name.c_str(), o.ifname.c_str(), o.netns.empty() ? "" : " in netns ",
-        o.netns.c_str(), taps_[i]->created() ? "created" : "attached", mtu.c_str(),
-        taps_[i]->tso() ? "" : " (no TSO: fabric.max_frame is below a 64 KiB segment)");
-  }
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
+    if (topo_.endpoints[i].frontend == FrontendKind::kTap && topo_.endpoints[i].enabled)
+      if (auto st = open_frontend(i, topo_.endpoints[i]); !st) return st;
   return {};
 }
 
@@ -620,36 +631,78 @@ Daemon::Step Daemon::open_taps() {
 Daemon::Step Daemon::listen_sockets() {
   listeners_.resize(topo_.endpoints.size());
   bound_.assign(topo_.endpoints.size(), {});
-  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
-    const auto* o = std::get_if<VhostUserOptions>(&topo_.endpoints[i].options);
-    if (o == nullptr) continue;
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
+    if (topo_.endpoints[i].frontend == FrontendKind::kVhostUser && topo_.endpoints[i].enabled)
+      if (auto st = open_frontend(i, topo_.endpoints[i]); !st) {
+        unlink_bound_sockets();  // the ones bound for earlier endpoints
+        return st;
+      }
+  return {};
+}
+
+Daemon::Step Daemon::open_frontend(std::size_t i, const EndpointConfig& e) {
+  if (const auto* o = std::get_if<TapOptions>(&e.options)) {
+    endpoints::tap::TapSpec ts;
+    ts.ifname = o->ifname;
+    ts.netns = o->netns;
+    if (e.mac) ts.mac = e.mac->bytes;
+    ts.max_frame = topo_.fabric.max_frame;
+    ts.mtu = e.mtu;
+    auto tap = endpoints::tap::TapDevice::open(ts);
+    if (!tap) return sys::Unexpected("endpoint " + e.name + ": " + tap.error());
+    taps_[i] = std::make_unique<endpoints::tap::TapDevice>(std::move(tap.value()));
+    const std::string mtu = e.mtu ? ", mtu " + std::to_string(*e.mtu) : "";
+    say("endpoint %s: tap %s%s%s %s%s%s", e.name.c_str(), o->ifname.c_str(), o->netns.empty() ? "" : " in netns ",
+        o->netns.c_str(), taps_[i]->created() ? "created" : "attached", mtu.c_str(),
+        taps_[i]->tso() ? "" : " (no TSO: fabric.max_frame is below a 64 KiB segment)");
+  } else if (const auto* v = std::get_if<VhostUserOptions>(&e.options)) {
+    if (auto st = prepare_socket_dir(e.name, v->socket); !st) return st;
     auto l = endpoints::vhost_user::listen_unix(
-        o->socket, endpoints::vhost_user::SocketAccess{o->socket_owner, o->socket_group, o->socket_mode});
-    if (!l) {
-      unlink_bound_sockets();  // the ones bound for earlier endpoints
-      return sys::Unexpected("endpoint " + topo_.endpoints[i].name + ": vhost-user socket: " + l.error());
-    }
+        v->socket, endpoints::vhost_user::SocketAccess{v->socket_owner, v->socket_group, v->socket_mode});
+    if (!l) return sys::Unexpected("endpoint " + e.name + ": vhost-user socket: " + l.error());
     listeners_[i] = std::move(l.value());
     struct stat st {};
-    if (::lstat(o->socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) bound_[i] = {st.st_dev, st.st_ino};
+    if (::lstat(v->socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) bound_[i] = {v->socket, st.st_dev, st.st_ino};
   }
   return {};
 }
 
-void Daemon::unlink_bound_sockets() {
-  for (std::size_t i = 0; i < bound_.size(); ++i) {
-    const auto* o = std::get_if<VhostUserOptions>(&topo_.endpoints[i].options);
-    if (o == nullptr || bound_[i] == std::pair<dev_t, ino_t>{}) continue;
-    const std::pair<dev_t, ino_t> made = bound_[i];
-    bound_[i] = {};
-    struct stat st {};
-    if (::lstat(o->socket.c_str(), &st) != 0) continue;  // already gone
-    if (S_ISSOCK(st.st_mode) && std::pair<dev_t, ino_t>{st.st_dev, st.st_ino} == made)
-      ::unlink(o->socket.c_str());
-    else
-      say("endpoint %s: left %s in place: not the socket this switch made", topo_.endpoints[i].name.c_str(),
-          o->socket.c_str());
+void Daemon::release_frontend(std::size_t i) {
+  if (auto& t = taps_[i]) {
+    // A device this switch created goes (its namespace loses the interface); one it found
+    // stays, without this switch behind it.
+    if (t->created())
+      if (auto st = t->remove_persistent(); !st) say("tap %s: %s", t->spec().ifname.c_str(), st.error().message().c_str());
+    t.reset();
   }
+  if (listeners_[i].valid()) {
+    unlink_bound_socket(i);
+    listeners_[i].reset();  // a VMM connected or connecting is cut off; QEMU tries again
+  }
+}
+
+void Daemon::publish_disabled(std::uint64_t mask) {
+  disabled_ = mask;
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
+    if (StatsSlice* s = stats_->slice(i)) s->set_peers_disabled(mask);
+  wake_endpoints();  // a sleeping endpoint takes it now (it would at its next pass anyway)
+}
+
+void Daemon::unlink_bound_sockets() {
+  for (std::size_t i = 0; i < bound_.size(); ++i) unlink_bound_socket(i);
+}
+
+void Daemon::unlink_bound_socket(std::size_t i) {
+  if (i >= bound_.size() || bound_[i].path.empty()) return;
+  const BoundSocket made = bound_[i];
+  bound_[i] = {};
+  struct stat st {};
+  if (::lstat(made.path.c_str(), &st) != 0) return;  // already gone
+  if (S_ISSOCK(st.st_mode) && st.st_dev == made.dev && st.st_ino == made.ino)
+    ::unlink(made.path.c_str());
+  else
+    say("endpoint %s: left %s in place: not the socket this switch made", topo_.endpoints[i].name.c_str(),
+        made.path.c_str());
 }
 
 // Signals arrive through a descriptor; the endpoints inherit the mask and make their own.
@@ -738,6 +791,7 @@ void Daemon::exec_endpoint(std::size_t i, int ready_fd) {
   if (listeners_[i].valid()) a.frontend_fd = listeners_[i].get();
   a.generation = generation_;
   a.restarts = children_[i].incarnations;
+  a.fresh = children_[i].fresh;
   a.daemon_pid = daemon_pid_;
   std::vector<int> keep{STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, a.topology_fd, a.ready_fd};
   keep.insert(keep.end(), a.doorbells.begin(), a.doorbells.end());
@@ -809,12 +863,23 @@ void Daemon::endpoint_ready(std::size_t i) {
   c.up = true;
   c.heartbeat = heartbeat(i);
   c.moved_ms = sys::monotonic_ms();
+  // A port just turned on: up, and what waited in its channels dropped as stale; from now
+  // on its peers send to it (before the state says up, which vswitchctl reload waits for).
+  if (((disabled_ >> i) & 1) != 0 && topo_.endpoints[i].enabled) {
+    publish_disabled(disabled_ & ~(std::uint64_t{1} << i));
+    c.fresh = false;
+    say("endpoint %s enabled: up, and its peers forward to it", topo_.endpoints[i].name.c_str());
+  }
   publish_state(i, EndpointState::kUp);
-  for (const auto& x : children_)
-    if (!x.up) return;
+  std::size_t enabled = 0;
+  for (std::size_t k = 0; k < children_.size(); ++k) {
+    if (!topo_.endpoints[k].enabled) continue;
+    if (!children_[k].up) return;
+    ++enabled;
+  }
   if (!ready_sent_) {
     ready_sent_ = true;
-    say("ready: all %zu endpoints up", children_.size());
+    say("ready: all %zu enabled endpoints up", enabled);
     notifier_.send("READY=1\nSTATUS=" + status_line());
   } else {
     notifier_.send("STATUS=" + status_line());
@@ -823,15 +888,23 @@ void Daemon::endpoint_ready(std::size_t i) {
 
 std::string Daemon::status_line() const {
   std::size_t up = 0;
-  for (const auto& c : children_) up += c.up ? 1 : 0;
-  std::string s = "topology \"" + topo_.switch_config.name + "\": " + std::to_string(up) + " of " +
-                  std::to_string(children_.size()) + " endpoints up";
-  const char* sep = "; not up: ";
-  for (std::size_t i = 0; i < children_.size(); ++i)
-    if (!children_[i].up) {
-      s += sep + topo_.endpoints[i].name;
-      sep = ", ";
+  std::size_t enabled = 0;
+  std::string down;
+  std::string off;
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    const std::string& name = topo_.endpoints[i].name;
+    if (!topo_.endpoints[i].enabled) {
+      off += (off.empty() ? "" : ", ") + name;
+      continue;
     }
+    ++enabled;
+    if (children_[i].up) ++up;
+    else down += (down.empty() ? "" : ", ") + name;
+  }
+  std::string s = "topology \"" + topo_.switch_config.name + "\": " + std::to_string(up) + " of " +
+                  std::to_string(enabled) + " endpoints up";
+  if (!down.empty()) s += "; not up: " + down;
+  if (!off.empty()) s += "; disabled: " + off;
   return s;
 }
 
@@ -873,6 +946,8 @@ void Daemon::reload() {
     outcome = "reload: unchanged";
   } else {
     report.changes = changes.size();
+    std::vector<bool> was_on;
+    for (const auto& e : topo_.endpoints) was_on.push_back(e.enabled);
     std::size_t needs_restart = 0;
     for (const auto& c : changes) {
       if (!c.applicable()) ++needs_restart;
@@ -890,13 +965,21 @@ void Daemon::reload() {
       report.outcome = ReloadOutcome::kFailed;
       outcome = "reload failed (" + st.error() + ")";
     } else {
-      std::string names;
-      for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
-        if ((report.restarted >> i) & 1) names += (names.empty() ? "" : ", ") + topo_.endpoints[i].name;
-      say("reload: applied %zu change(s); restarting on the new settings: %s", changes.size(),
-          names.empty() ? "none" : names.c_str());
+      std::string names, on, off;
+      for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
+        const std::string& name = topo_.endpoints[i].name;
+        std::string* list = nullptr;
+        if (was_on[i] && !topo_.endpoints[i].enabled) list = &off;
+        else if ((report.restarted >> i) & 1) list = was_on[i] ? &names : &on;
+        if (list != nullptr) *list += (list->empty() ? "" : ", ") + name;
+      }
+      std::string done;
+      if (!names.empty()) done += "; restarting on the new settings: " + names;
+      if (!on.empty()) done += "; turning on: " + on;
+      if (!off.empty()) done += "; turning off: " + off;
+      say("reload: applied %zu change(s)%s", changes.size(), done.empty() ? "; no endpoint restarted" : done.c_str());
       report.outcome = ReloadOutcome::kApplied;
-      outcome = names.empty() ? std::string("reload: applied") : "reload: applied, restarted " + names;
+      outcome = done.empty() ? std::string("reload: applied") : "reload: applied" + done;
     }
   }
   stats_->publish_reload(report);
@@ -907,19 +990,35 @@ void Daemon::reload() {
 Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& changes, std::uint64_t& restarted) {
   auto fd = sealed_topology(next.source);
   if (!fd) return sys::Unexpected(topo_.file + ": " + fd.error());
-  std::vector<bool> changed(topo_.endpoints.size(), false);
+  const std::size_t n = topo_.endpoints.size();
+  std::vector<bool> changed(n, false);
   for (const auto& c : changes)
     if (c.endpoint && *c.endpoint < changed.size()) changed[*c.endpoint] = true;
-  // TAP MTUs first: the only step that can fail; one that does puts back the MTUs the
-  // devices had (read before each is set), so nothing is left changed. An mtu taken out
-  // of the file leaves the device's as it is (unset: the namespace's own).
+  std::vector<bool> turn_on(n, false);
+  std::vector<bool> turn_off(n, false);
+  for (std::size_t i = 0; i < n; ++i) {
+    turn_on[i] = next.endpoints[i].enabled && !topo_.endpoints[i].enabled;
+    turn_off[i] = !next.endpoints[i].enabled && topo_.endpoints[i].enabled;
+    // Its process, turned off by an earlier reload, has not exited yet: it still holds
+    // its TAP or its VMM's connection, and a new one cannot take them over yet.
+    if (turn_on[i] && children_[i].pid > 0)
+      return sys::Unexpected("endpoint " + topo_.endpoints[i].name +
+                             " is still stopping since it was turned off; reload again once `vswitchctl ports` "
+                             "shows it disabled");
+  }
+  // TAP MTUs first, then the TAPs and sockets of ports turned on: the only steps that can
+  // fail; one that does undoes those before it (the MTUs the devices had, read before each
+  // is set; what was opened, closed and removed), so nothing is left changed. An mtu taken
+  // out of the file leaves the device's as it is (unset: the namespace's own).
   std::vector<std::pair<std::size_t, std::uint32_t>> mtu_was;
+  std::vector<std::size_t> opened;
   const auto undo = [&] {
     for (const auto& [k, was] : mtu_was) (void)taps_[k]->set_mtu(was);
+    for (const std::size_t k : opened) release_frontend(k);
   };
-  for (std::size_t i = 0; i < changed.size(); ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     const auto& now = next.endpoints[i].mtu;
-    if (!changed[i] || !taps_[i] || !now || now == topo_.endpoints[i].mtu) continue;
+    if (!changed[i] || turn_on[i] || turn_off[i] || !taps_[i] || !now || now == topo_.endpoints[i].mtu) continue;
     auto was = taps_[i]->mtu();
     if (!was) {
       undo();
@@ -930,6 +1029,14 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
       return sys::Unexpected("endpoint " + topo_.endpoints[i].name + ": " + st.error());
     }
     mtu_was.emplace_back(i, was.value());
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!turn_on[i]) continue;
+    if (auto st = open_frontend(i, next.endpoints[i]); !st) {
+      undo();
+      return st;
+    }
+    opened.push_back(i);
   }
   const bool metrics_moved = topo_.metrics.listen != next.metrics.listen;
   topo_ = std::move(next);
@@ -944,9 +1051,42 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
     if (topo_.metrics.enabled()) try_metrics(sys::monotonic_ms());
     else say("metrics: off (no [metrics] listen)");
   }
+  // Ports turned off: every peer is told first (it sends nothing more to the port, drops
+  // what it still gets from it, forgets the addresses behind it), then the port's TAP or
+  // socket goes (a namespace loses its interface, a VMM its back-end) and its process is
+  // stopped, not to be started again.
+  std::uint64_t off = disabled_;
+  for (std::size_t i = 0; i < n; ++i)
+    if (turn_off[i]) off |= std::uint64_t{1} << i;
+  if (off != disabled_) publish_disabled(off);
+  const std::uint64_t now_ms = sys::monotonic_ms();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!turn_off[i]) continue;
+    release_frontend(i);
+    Child& c = children_[i];
+    c.restart_at_ms = 0;
+    c.reconfigure = false;
+    if (c.pid > 0) {
+      c.disabling = true;
+      // As for a reload's restart: SIGKILL after 3 s (run() watches the deadline).
+      if (c.reconfigure_kill_ms == 0) c.reconfigure_kill_ms = now_ms + 3000;
+      ::kill(c.pid, SIGTERM);
+    } else {
+      publish_state(i, EndpointState::kDisabled);  // between restarts: nothing to stop
+    }
+  }
   restarted = 0;
-  for (std::size_t i = 0; i < changed.size(); ++i) {
-    if (!changed[i]) continue;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (turn_on[i]) {
+      // Started now; its peers are told once it is up (endpoint_ready).
+      Child& c = children_[i];
+      c.fresh = true;
+      c.backoff_ms = 0;
+      c.restart_at_ms = now_ms;  // run() starts it on its next round
+      restarted |= std::uint64_t{1} << i;
+      continue;
+    }
+    if (!changed[i] || turn_off[i] || !topo_.endpoints[i].enabled) continue;  // a port off starts on the new file
     restarted |= std::uint64_t{1} << i;
     Child& c = children_[i];
     if (c.pid > 0) {
@@ -954,7 +1094,7 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
       // reap() starts it again at once; one that does not stop is killed after 3 s, as at
       // shutdown (run() watches the deadline). A reload that finds it stopping already
       // keeps the first deadline.
-      if (c.reconfigure_kill_ms == 0) c.reconfigure_kill_ms = sys::monotonic_ms() + 3000;
+      if (c.reconfigure_kill_ms == 0) c.reconfigure_kill_ms = now_ms + 3000;
       ::kill(c.pid, SIGTERM);
     }
     // Not running (between restarts): its next start reads the new topology.
@@ -1012,10 +1152,20 @@ void Daemon::reap(bool shutting_down) {
       c.killed_hung = false;
       // A death the watchdog caused is said as such, whatever a reload asked meanwhile.
       const bool reconfigure = c.reconfigure && !hung;
+      const bool disabled = c.disabling;
       c.reconfigure = false;
+      c.disabling = false;
       c.reconfigure_kill_ms = 0;
       if (shutting_down) {
         publish_state(i, EndpointState::kStopped);
+        break;
+      }
+      if (disabled || !topo_.endpoints[i].enabled) {
+        c.restart_at_ms = 0;
+        publish_state(i, EndpointState::kDisabled);
+        say("endpoint %s (pid %d) stopped: turned off by the reload (%s); not started again until enabled",
+            topo_.endpoints[i].name.c_str(), pid, describe_exit(status).c_str());
+        notifier_.send("STATUS=" + status_line());
         break;
       }
       if (reconfigure) {
@@ -1095,10 +1245,21 @@ int Daemon::run() {
         seen_cores[*e.core] = e.name;
     }
   say_endpoint_limits();
-  for (std::size_t i = 0; i < children_.size(); ++i) spawn(i);
-  say("running topology \"%s\" (%s): %zu endpoints, %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
-      topo_.endpoints.size(), "Ctrl-C or SIGTERM stops, SIGHUP re-reads the file");
-  notifier_.send("STATUS=starting " + std::to_string(children_.size()) + " endpoints");
+  std::size_t starting = 0;
+  std::string off;
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    if (!topo_.endpoints[i].enabled) {
+      publish_state(i, EndpointState::kDisabled);
+      off += (off.empty() ? "" : ", ") + topo_.endpoints[i].name;
+      continue;
+    }
+    spawn(i);
+    ++starting;
+  }
+  say("running topology \"%s\" (%s): %zu endpoints%s%s%s; %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
+      topo_.endpoints.size(), off.empty() ? "" : " (disabled: ", off.c_str(), off.empty() ? "" : ")",
+      "Ctrl-C or SIGTERM stops, SIGHUP re-reads the file");
+  notifier_.send("STATUS=starting " + std::to_string(starting) + " endpoints");
   std::uint64_t next_watch_ms = 0;
   for (;;) {
     int timeout = -1;
@@ -1107,7 +1268,7 @@ int Daemon::run() {
     if (next_watch_ms != 0) timeout = static_cast<int>(next_watch_ms > now ? next_watch_ms - now : 0);
     for (std::size_t i = 0; i < children_.size(); ++i) {
       Child& c = children_[i];
-      if (c.pid > 0 && c.reconfigure && c.reconfigure_kill_ms != 0) {
+      if (c.pid > 0 && (c.reconfigure || c.disabling) && c.reconfigure_kill_ms != 0) {
         if (c.reconfigure_kill_ms <= now) {
           say("endpoint %s (pid %d) did not stop for the reload in 3 s: killing it", topo_.endpoints[i].name.c_str(),
               c.pid);
@@ -1120,9 +1281,13 @@ int Daemon::run() {
       }
       if (c.pid == 0 && c.restart_at_ms != 0) {
         if (c.restart_at_ms <= now) {
+          const bool first = c.started_ms == 0;
           spawn(i);
-          say("endpoint %s restarted (restart %llu, pid %d)", topo_.endpoints[i].name.c_str(),
-              static_cast<unsigned long long>(c.restarts), c.pid);
+          if (c.fresh)
+            say("endpoint %s turned on: started (pid %d)", topo_.endpoints[i].name.c_str(), c.pid);
+          else if (!first)
+            say("endpoint %s restarted (restart %llu, pid %d)", topo_.endpoints[i].name.c_str(),
+                static_cast<unsigned long long>(c.restarts), c.pid);
         } else {
           const int left = static_cast<int>(c.restart_at_ms - now);
           if (timeout < 0 || left < timeout) timeout = left;

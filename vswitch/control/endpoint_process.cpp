@@ -256,7 +256,8 @@ std::unique_ptr<Frontend> EndpointProcess::make_frontend(const EndpointCounters&
       // The predecessor's guest comes back (QEMU: reconnect=N): its frames wait in their
       // channels for it, as long as the loop lets a frame wait for a guest (the stall
       // timeout), rather than being dropped as guest_not_ready meanwhile.
-      if (counters.totals.attached != 0) {
+      // Not after being disabled: that predecessor's guest was cut off on purpose.
+      if (counters.totals.attached != 0 && !a_.fresh) {
         const std::uint64_t wait_ns = std::uint64_t{topo_.fabric.stall_timeout_ms} * 1'000'000;
         d.value()->await_reconnect(sys::monotonic_ns() + wait_ns);
         std::fprintf(stderr, "vswitch[%s]: the predecessor had a guest: frames for it wait up to %u ms for its receive queue to run again\n",
@@ -298,6 +299,7 @@ void EndpointProcess::run() {
   res.stats = &*stats_;
   res.capture = capture_ ? &*capture_ : nullptr;
   res.stop_fd = stop_fd_.get();
+  res.fresh = a_.fresh;
   int status = 0;
   {
     // Scoped: the loop (and its event log's writer thread, which flushes pending messages)
@@ -322,6 +324,14 @@ void EndpointProcess::run() {
     if (!st) {
       std::fprintf(stderr, "vswitch[%s]: %s\n", e.name.c_str(), st.error().c_str());
       status = 1;
+    } else if (((stats_->peers_disabled() >> a_.index) & 1) != 0) {
+      // Stopped because a reload turned this port off: what its peers sent it before they
+      // saw that goes nowhere now, and is counted as it goes (its successor, if the port
+      // comes back, drops what arrived after this).
+      if (const std::uint64_t n = loop.discard_inbound(); n != 0)
+        std::fprintf(stderr, "vswitch[%s]: disabled: dropped %llu frame(s) still on their way to it (port_disabled)\n",
+                     e.name.c_str(), static_cast<unsigned long long>(n));
+      loop.publish_stats();
     }
   }
   std::fflush(stderr);
@@ -357,7 +367,9 @@ std::vector<std::string> endpoint_process_argv(const EndpointProcessArgs& a) {
           "--restarts",
           std::to_string(a.restarts),
           "--daemon-pid",
-          std::to_string(a.daemon_pid)};
+          std::to_string(a.daemon_pid),
+          "--fresh",
+          a.fresh ? "1" : "0"};
 }
 
 bool parse_endpoint_process_args(int argc, char** argv, EndpointProcessArgs& out, std::string& error) {
@@ -367,9 +379,9 @@ bool parse_endpoint_process_args(int argc, char** argv, EndpointProcessArgs& out
   bool seen_ready = false;
   bool seen_generation = false;
   bool seen_pid = false;
-  static constexpr std::array<std::string_view, 9> kKeys{"--index", "--config", "--topology-fd", "--ready-fd",
-                                                          "--doorbells", "--frontend-fd", "--generation", "--restarts",
-                                                          "--daemon-pid"};
+  static constexpr std::array<std::string_view, 10> kKeys{"--index", "--config", "--topology-fd", "--ready-fd",
+                                                           "--doorbells", "--frontend-fd", "--generation", "--restarts",
+                                                           "--daemon-pid", "--fresh"};
   std::vector<std::string_view> seen;
   for (int i = 0; i < argc; ++i) {
     const std::string_view k = argv[i];
@@ -422,6 +434,9 @@ bool parse_endpoint_process_args(int argc, char** argv, EndpointProcessArgs& out
       ok = parse_u64(v, n) && n >= 1 && n < (1U << 31);  // 1: vswitchd as a container's init
       a.daemon_pid = static_cast<long>(n);
       seen_pid = true;
+    } else if (k == "--fresh") {
+      ok = v == "0" || v == "1";
+      a.fresh = v == "1";
     } else {
       error = "unknown argument \"" + std::string(k) + "\"";
       return false;

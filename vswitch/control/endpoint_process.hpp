@@ -10,7 +10,7 @@
 //   --frontend-fd  its TAP device or its vhost-user listening socket (-1: a generator)
 // and the numbers it needs to attach to its own shared memory and no other
 // (--generation, which the daemon's objects carry) and to continue its predecessor
-// (--restarts). It attaches its 2(N-1) channels and its own stats slice by name while it
+// (--restarts; --fresh 1 when a reload has just turned the port on, so there is none). It attaches its 2(N-1) channels and its own stats slice by name while it
 // still runs as root, then gives up everything (its own uid, no capability, NoNewPrivs,
 // the system call filter) before it touches a frame.
 #pragma once
@@ -32,6 +32,8 @@ struct EndpointProcessArgs {
   std::uint64_t generation = 0;
   std::uint64_t restarts = 0;  // processes of this endpoint started before this one (any cause, reloads too)
   long daemon_pid = 0;
+  // The port was disabled until now (a reload turned it on): no predecessor to continue.
+  bool fresh = false;
 };
 
 // The command line vswitchd execs for an endpoint (argv[0] included).

@@ -412,7 +412,12 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
   // taken as ours too: it read the file after ours was sent.
   const std::uint64_t ours = stats.read_reload().reloads + 1;
   std::vector<std::uint64_t> pids;
-  for (std::size_t i = 0; i < topo.endpoints.size(); ++i) pids.push_back(stats.read_daemon(i).pid);
+  std::vector<bool> was_off;  // disabled before this reload
+  for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
+    const DaemonState d = stats.read_daemon(i);
+    pids.push_back(d.pid);
+    was_off.push_back(static_cast<EndpointState>(d.state) == EndpointState::kDisabled);
+  }
   if (!is_vswitchd(daemon)) {
     std::fprintf(stderr, "vswitchctl: reload: vswitchd (pid %d) is not running; nothing sent\n", daemon);
     return 1;
@@ -437,34 +442,47 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
       std::printf("reload: unchanged\n");
       return 0;
     case ReloadOutcome::kApplied: {
-      // Applied is said once every endpoint restarted for it is up again (a new process).
-      std::string names, down;
+      // Applied is said once every endpoint restarted or turned on for it is up (a new
+      // process), and every one turned off has stopped (the file is the one vswitchd read:
+      // ours or a later one).
+      std::string names, on, off, late;
       const std::uint64_t up_by = sys::monotonic_ms() + 15'000;
-      for (std::size_t i = 0; i < topo.endpoints.size() && i < 64; ++i) {
-        if (((r.restarted >> i) & 1) == 0) continue;
-        names += (names.empty() ? "" : ", ") + topo.endpoints[i].name;
+      const auto wait_for = [&](std::size_t i, auto done) {
         for (;;) {
-          const DaemonState d = stats.read_daemon(i);
-          if (static_cast<EndpointState>(d.state) == EndpointState::kUp && d.pid != pids[i]) break;
+          if (done(stats.read_daemon(i))) return;
           if (sys::monotonic_ms() > up_by) {
-            down += (down.empty() ? "" : ", ") + topo.endpoints[i].name;
-            break;
+            late += (late.empty() ? "" : ", ") + topo.endpoints[i].name;
+            return;
           }
           const timespec pause{0, 10'000'000};  // polling a state another process sets
           ::nanosleep(&pause, nullptr);
         }
+      };
+      for (std::size_t i = 0; i < topo.endpoints.size() && i < 64; ++i) {
+        const std::string& name = topo.endpoints[i].name;
+        if (!topo.endpoints[i].enabled && !was_off[i]) {
+          off += (off.empty() ? "" : ", ") + name;
+          wait_for(i, [](const DaemonState& d) { return static_cast<EndpointState>(d.state) == EndpointState::kDisabled; });
+          continue;
+        }
+        if (((r.restarted >> i) & 1) == 0) continue;
+        std::string& list = was_off[i] ? on : names;
+        list += (list.empty() ? "" : ", ") + name;
+        wait_for(i, [&](const DaemonState& d) {
+          return static_cast<EndpointState>(d.state) == EndpointState::kUp && d.pid != pids[i];
+        });
       }
-      if (!down.empty()) {
-        std::fprintf(stderr, "vswitchctl: reload applied, but not back up within 15 s: %s (see vswitchd's log)\n",
-                     down.c_str());
+      if (!late.empty()) {
+        std::fprintf(stderr, "vswitchctl: reload applied, but not up (or, turned off, not stopped) within 15 s: %s "
+                     "(see vswitchd's log)\n", late.c_str());
         return 1;
       }
-      if (names.empty())  // only vswitchd's own settings (metrics.listen)
-        std::printf("reload: applied %" PRIu64 " change(s); no endpoint restarted (each change in vswitchd's log)\n",
-                    r.changes);
-      else
-        std::printf("reload: applied %" PRIu64 " change(s); restarted on the new settings and up: %s (each change "
-                    "in vswitchd's log)\n", r.changes, names.c_str());
+      std::string done;
+      if (!names.empty()) done += "; restarted on the new settings and up: " + names;
+      if (!on.empty()) done += "; turned on and up: " + on;
+      if (!off.empty()) done += "; turned off and stopped: " + off;
+      if (done.empty()) done = "; no endpoint restarted";  // only vswitchd's own settings (metrics.listen)
+      std::printf("reload: applied %" PRIu64 " change(s)%s (each change in vswitchd's log)\n", r.changes, done.c_str());
       return 0;
     }
     case ReloadOutcome::kInvalid:
@@ -522,6 +540,8 @@ int usage(FILE* f) {
       "            An endpoint's own settings (core, poll_us, poll_max_us, coalesce_us,\n"
       "            port_security, generator.*, a TAP's or generator's mtu) are applied by\n"
       "            restarting that endpoint alone, and said once it is up again;\n"
+      "            an endpoint's enabled turns that port on or off alone (said once it\n"
+      "            is up, or stopped);\n"
       "            metrics.listen by vswitchd itself (no endpoint restarted); any other\n"
       "            change (endpoints added or removed, switch.*, fabric.*, capture, mac,\n"
       "            vlan, trunk, TAP,\n"

@@ -127,12 +127,19 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
     peers_.back().in.set_wake_on_full(coalescing_.coalesce_ns() != 0);
   }
   for (auto& p : peers_) counters_.peers[p.port].stalled = 0;
+  // Turned on by a reload: its channels hold what peers sent before they saw it go off.
+  if (res_.fresh) {
+    if (const std::uint64_t n = discard_inbound(); n != 0)
+      log("enabled: dropped " + std::to_string(n) +
+          " frame(s) sent to this port while it was disabled (port_disabled)");
+  }
   // Deliveries the frontend journals: channel space goes back only at a commit, after
   // the guest can see what came out of it (commit_deliveries); what the predecessor
   // committed last waits for the guest's receive queue to start (settle_deliveries).
   if (frontend_.journals_deliveries() && frontend_.may_defer_delivery() && res_.stats != nullptr) {
     journal_.emplace(res_.stats->journal_words());
-    predecessor_mark_ = journal_->read();
+    // A fresh start has no predecessor: the journal is what an earlier, stopped run left.
+    if (!res_.fresh) predecessor_mark_ = journal_->read();
     for (auto& p : peers_) p.in.set_defer_release(true);
   }
   epoll_ = sys::Fd(::epoll_create1(EPOLL_CLOEXEC));
@@ -238,6 +245,10 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   DropReason refused = DropReason::kCount;
   if (link_down_) [[unlikely]] {
     drop(DropReason::kLinkDown);  // nothing learned from it either
+  } else if (port_disabled(p.port)) [[unlikely]] {
+    // Sent before that port saw itself turned off: neither delivered nor learned (an
+    // address learned behind a port that is gone would keep its frames from flooding).
+    drop(DropReason::kPortDisabled);
   } else if (!header) {
     drop(DropReason::kBadNetHeader);
   } else if (frame.size() > untagged_limit_ &&
@@ -521,6 +532,11 @@ void EndpointLoop::unicast(PortId port, std::span<const std::byte> record, const
     drop(DropReason::kVlanNotAllowed);
     return;
   }
+  // Only a static address can still lead here (follow_peers forgot the learned ones).
+  if (port_disabled(port)) [[unlikely]] {
+    drop(DropReason::kPortDisabled);
+    return;
+  }
   if (p == target.peer && target.reserved) {  // never a stalled peer or one with a held frame
     p->out.commit(static_cast<std::uint32_t>(record.size()));
     committed(*p, record.size());
@@ -549,6 +565,7 @@ void EndpointLoop::flood(std::span<const std::byte> record, const Target& target
   bool target_in_vlan = false;
   for (Peer& p : peers_) {
     if (!vlans_[p.port].test(vlan)) continue;  // a flood stays in its VLAN
+    if (port_disabled(p.port)) [[unlikely]] continue;  // and goes to running ports only
     if (&p == target.peer && target.reserved) {
       target_in_vlan = true;
       continue;  // committed last, below
@@ -719,8 +736,14 @@ bool EndpointLoop::poll_once() {
   now_ms_ = t / 1'000'000;
   // A capture asked for after this load starts with the next pass's frames.
   capture_directions_ = res_.capture != nullptr ? res_.capture->requested() : 0;
-  if (res_.stats != nullptr && (!link_known_ || res_.stats->admin_down() != link_down_)) [[unlikely]]
-    follow_link();
+  if (res_.stats != nullptr) {
+    if (!link_known_ || res_.stats->admin_down() != link_down_) [[unlikely]]
+      follow_link();
+    // This port's own bit says it is being turned off: it still forwards until stopped.
+    const std::uint64_t disabled = res_.stats->peers_disabled() & ~(std::uint64_t{1} << res_.self);
+    if (disabled != peers_disabled_) [[unlikely]]
+      follow_peers(disabled);
+  }
   frontend_.begin_pass();
   if (predecessor_mark_) [[unlikely]] settle_deliveries();
   bool work = retry_held();
@@ -810,6 +833,58 @@ void EndpointLoop::journal_settled(std::uint16_t start) {
   journal_->begin(start);
   for (const Peer& p : peers_) journal_->tail(p.port, p.in.released_to());
   journal_->end();
+}
+
+void EndpointLoop::follow_peers(std::uint64_t disabled) {
+  const std::uint64_t changed = disabled ^ peers_disabled_;
+  peers_disabled_ = disabled;
+  const auto& eps = res_.topology->endpoints;
+  for (std::size_t i = 0; i < eps.size() && i < 64; ++i) {
+    if (((changed >> i) & 1) == 0 || i == res_.self) continue;
+    const auto port = static_cast<PortId>(i);
+    if (!port_disabled(port)) {
+      log("peer " + eps[i].name + " enabled: forwarding to it");
+      continue;
+    }
+    const std::size_t forgot = table_.forget_port(port);
+    if (Peer* p = peer_for(port)) {
+      if (p->held_bytes != 0) {
+        drop(DropReason::kPortDisabled);
+        release_hold(*p);
+      }
+      // Whatever it was when it went off, it starts afresh when it comes back.
+      p->stalled = false;
+      p->full_since_ns = 0;
+      counters_.peers[port].stalled = 0;
+      if (last_unicast_ == p) last_unicast_ = nullptr;
+    }
+    log("peer " + eps[i].name + " disabled: sending it nothing (forgot " + std::to_string(forgot) +
+        " address(es) learned behind it)");
+  }
+}
+
+std::uint64_t EndpointLoop::discard_inbound() {
+  std::uint64_t n = 0;
+  for (Peer& p : peers_) {
+    // Bounded by what the channel can hold now: a producer that keeps adding (one that has
+    // not seen this port go off) cannot keep this loop going.
+    const std::uint64_t resyncs = p.in.counters().resyncs;
+    const std::uint64_t most = p.in.area().capacity() / shm::kRecordHeaderBytes;
+    for (std::uint64_t k = 0; k < most; ++k) {
+      const shm::PopResult r = p.in.peek();
+      if (r.status != shm::Pop::kRecord) break;  // empty, or corrupt: resynchronised to the head
+      p.in.consume();
+      ++n;
+    }
+    p.resume = 0;
+    p.in.release();
+    if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
+      drop(DropReason::kRingCorrupt, bad);
+      counters_.forwarding.ring_errors += bad;
+    }
+  }
+  drop(DropReason::kPortDisabled, n);
+  return n;
 }
 
 void EndpointLoop::follow_link() {

@@ -161,6 +161,10 @@ struct EndpointResources {
   StatsSlice* stats = nullptr;                // optional: this endpoint's own stats slice
   CaptureWriter* capture = nullptr;           // optional: its capture object ([capture] off: none)
   int stop_fd = -1;                           // readable: leave run() (e.g. a signalfd)
+  // The port was disabled until this start (a reload set enabled = true): what its
+  // channels hold was sent to it while it was off (dropped as port_disabled), and there
+  // is no predecessor to continue (no delivery journal to settle).
+  bool fresh = false;
 };
 
 inline constexpr std::size_t kInboundBudget = 64;    // records per peer per pass
@@ -189,6 +193,10 @@ class EndpointLoop {
   [[nodiscard]] const WakeCoalescing& wake_coalescing() const noexcept { return coalescing_; }
   // Copies counters (and the FDB when it changed) to its stats slice, if any.
   void publish_stats(bool force_fdb = false);
+  // Drops (as port_disabled) every record waiting in the inbound channels now, and gives
+  // the space back: a port turned off (its own bit in peers_disabled) does this as it
+  // stops, and again when it is turned on (EndpointResources::fresh). Returns how many.
+  std::uint64_t discard_inbound();
 
  private:
   struct Peer {
@@ -268,6 +276,12 @@ class EndpointLoop {
   // then whenever it changed; tells the frontend (and logs a change). While down, every
   // frame read from the frontend, held for a peer, or for it is dropped as link_down.
   void follow_link();
+  // Takes the disabled ports (StatsSliceHeader::peers_disabled) when they changed: a port
+  // turned off gets nothing from here on (no flood copy; unicast to it, a frame held for
+  // it, and what it still sends are dropped as port_disabled), and what was learned
+  // behind it is forgotten; one turned on is a peer again.
+  void follow_peers(std::uint64_t disabled);
+  [[nodiscard]] bool port_disabled(PortId port) const noexcept { return ((peers_disabled_ >> port) & 1) != 0; }
   // Retries every held frame; drops those whose hold ran out.
   bool retry_held();
   // Sends p's held frame if there is room now; true when nothing is held any more.
@@ -327,6 +341,7 @@ class EndpointLoop {
   bool link_down_ = false;  // the administrative link state the frontend was last told (follow_link)
   bool link_known_ = false;  // follow_link ran (on the first pass, whatever the word says)
   bool predecessor_link_down_ = false;  // the restarted endpoint's predecessor had its link down
+  std::uint64_t peers_disabled_ = 0;  // bit i: port i is disabled (follow_peers); never this port's own bit
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish

@@ -180,6 +180,19 @@ std::size_t MacTable::sweep(std::uint64_t now_ms) {
   return removed;
 }
 
+std::size_t MacTable::forget_port(PortId port) {
+  std::size_t removed = 0;
+  for (std::size_t i = 0; i < slots_.size();) {
+    if (slots_[i].used && !slots_[i].entry.is_static && slots_[i].entry.port == port) {
+      erase_at(i);  // may shift a later entry into i: look at i again
+      ++removed;
+      continue;
+    }
+    ++i;
+  }
+  return removed;
+}
+
 std::vector<MacEntry> MacTable::entries(std::uint64_t now_ms) const {
   std::vector<MacEntry> out;
   out.reserve(size_);

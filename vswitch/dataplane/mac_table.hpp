@@ -69,6 +69,10 @@ class MacTable {
   // periodically (lookups already ignore aged entries; a full table sweeps itself at most
   // once a second).
   std::size_t sweep(std::uint64_t now_ms);
+  // Removes every learned (dynamic) entry behind `port`, in every VLAN; returns how many.
+  // Static entries stay: a port that is turned off keeps its declared addresses, which no
+  // other port may then claim. O(slots), off the per-frame path (a port disabled).
+  std::size_t forget_port(PortId port);
 
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }

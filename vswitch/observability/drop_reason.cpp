@@ -23,6 +23,7 @@ std::string_view to_string(DropReason r) {
     case DropReason::kMtuExceeded: return "mtu_exceeded";
     case DropReason::kVlanNotAllowed: return "vlan_not_allowed";
     case DropReason::kLinkDown: return "link_down";
+    case DropReason::kPortDisabled: return "port_disabled";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -37,6 +37,10 @@ enum class DropReason : std::uint8_t {
                        // port is not in)
   kLinkDown,           // the port's link is administratively down (vswitchctl link): a frame
                        // its frontend still handed over, or one for it
+  kPortDisabled,       // to or from a port that is disabled (enabled = false, applied by a
+                       // reload): sent to it after it was turned off (found in its
+                       // channels when it stops or starts again), held for it then, or
+                       // sent by it before its peers saw it go
   kCount,
 };
 std::string_view to_string(DropReason r);

@@ -97,7 +97,7 @@ std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const 
   using T = PrometheusText::Type;
   PrometheusText p;
   constexpr EndpointState kStates[] = {EndpointState::kDown, EndpointState::kStarting, EndpointState::kUp,
-                                       EndpointState::kStopped};
+                                       EndpointState::kStopped, EndpointState::kDisabled};
   for (const EndpointMetrics& e : endpoints) {
     const std::string_view ep = e.name;
     const std::string_view fe = to_string(e.frontend);
@@ -105,7 +105,7 @@ std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const 
           {{"endpoint", ep}, {"frontend", fe}},
           std::uint64_t{static_cast<EndpointState>(e.state.state) == EndpointState::kUp});
     for (const EndpointState s : kStates)
-      p.add("vswitch_endpoint_state", T::kGauge, "1 for the endpoint's current state (down, starting, up, stopped)",
+      p.add("vswitch_endpoint_state", T::kGauge, "1 for the endpoint's current state (down, starting, up, stopped, disabled)",
             {{"endpoint", ep}, {"state", to_string(s)}}, std::uint64_t{static_cast<EndpointState>(e.state.state) == s});
     p.add("vswitch_endpoint_restarts_total", T::kCounter, "times the endpoint was started again after its process ended",
           {{"endpoint", ep}}, e.state.restarts);

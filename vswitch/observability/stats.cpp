@@ -60,6 +60,7 @@ std::string_view to_string(EndpointState s) {
     case EndpointState::kStarting: return "starting";
     case EndpointState::kUp: return "up";
     case EndpointState::kStopped: return "stopped";
+    case EndpointState::kDisabled: return "disabled";
   }
   return "unknown";
 }
@@ -156,6 +157,14 @@ bool StatsSlice::admin_down() const noexcept {
 
 void StatsSlice::set_admin_down(bool down) noexcept {
   store(words_of(region_) + offsetof(StatsSliceHeader, admin_link) / kWords, down ? kAdminLinkDown : kAdminLinkUp);
+}
+
+std::uint64_t StatsSlice::peers_disabled() const noexcept {
+  return load(words_of(region_) + offsetof(StatsSliceHeader, peers_disabled) / kWords);
+}
+
+void StatsSlice::set_peers_disabled(std::uint64_t mask) noexcept {
+  store(words_of(region_) + offsetof(StatsSliceHeader, peers_disabled) / kWords, mask);
 }
 
 std::uint64_t* StatsSlice::fdb_words() const noexcept { return counter_words() + kCounterWords; }

@@ -50,7 +50,9 @@ namespace vswitch {
 // first entries and the true size).
 inline constexpr std::uint32_t kMaxFdbSnapshot = 65536;
 
-enum class EndpointState : std::uint64_t { kDown = 0, kStarting = 1, kUp = 2, kStopped = 3 };
+// kDisabled: the topology says enabled = false: no process, no TAP or socket, and the
+// other ports send it nothing (StatsSliceHeader::peers_disabled).
+enum class EndpointState : std::uint64_t { kDown = 0, kStarting = 1, kUp = 2, kStopped = 3, kDisabled = 4 };
 std::string_view to_string(EndpointState s);
 
 // Written by vswitchd.
@@ -97,8 +99,8 @@ static_assert(sizeof(StatsHeader) % 8 == 0);
 
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
 // 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down; 5: timed_sleeps;
-// 6: the vhost-user block's reconnect_waits and attached; 7: the delivery journal
-inline constexpr std::uint64_t kStatsSliceVersion = 7;
+// 6: the vhost-user block's reconnect_waits and attached; 7: the delivery journal; 8: peers_disabled
+inline constexpr std::uint64_t kStatsSliceVersion = 8;
 
 // Words at the end of each slice that the endpoint keeps its delivery journal in
 // (vswitch/dataplane/delivery_journal.hpp): two slots of a sequence word, a mark word and
@@ -110,14 +112,19 @@ inline constexpr std::size_t kDeliveryJournalWords = 2 * (2 + kMaxEndpoints);
 // Except admin_link: the port's administrative link state, written by `vswitchctl link`
 // (root: the slice is vswitchd's, mode 0600) and read by the endpoint once per loop pass.
 // It lives as long as the slice, so a restarted endpoint finds it; vswitchd makes it 0 (up).
+// And peers_disabled: bit i set while endpoint i is disabled (enabled = false, applied by
+// a reload), written by vswitchd into every slice before it starts or after it stops
+// anything, read by the endpoint once per loop pass: it sends a disabled port nothing.
 struct StatsSliceHeader {
-  std::uint64_t magic;         // kStatsSliceMagic
-  std::uint64_t version;       // kStatsSliceVersion
-  std::uint64_t endpoint;      // the endpoint's index in the topology
-  std::uint64_t fdb_capacity;  // entries in the FDB snapshot after the counters
-  std::uint64_t admin_link;    // kAdminLinkUp or kAdminLinkDown
-  std::uint64_t reserved[3];
+  std::uint64_t magic;           // kStatsSliceMagic
+  std::uint64_t version;         // kStatsSliceVersion
+  std::uint64_t endpoint;        // the endpoint's index in the topology
+  std::uint64_t fdb_capacity;    // entries in the FDB snapshot after the counters
+  std::uint64_t admin_link;      // kAdminLinkUp or kAdminLinkDown
+  std::uint64_t peers_disabled;  // bit i: endpoint i is disabled (kMaxEndpoints <= 64)
+  std::uint64_t reserved[2];
 };
+static_assert(kMaxEndpoints <= 64, "peers_disabled holds one bit per endpoint");
 inline constexpr std::uint64_t kAdminLinkUp = 0;
 inline constexpr std::uint64_t kAdminLinkDown = 1;
 static_assert(sizeof(StatsSliceHeader) % 8 == 0);
@@ -172,6 +179,13 @@ class StatsSlice {
   // maps the slice writable can set it; the endpoint itself could (it is its own link).
   [[nodiscard]] bool admin_down() const noexcept;
   void set_admin_down(bool down) noexcept;
+
+  // The disabled ports (StatsSliceHeader::peers_disabled): bit i, endpoint i. One word
+  // that carries nothing else, relaxed as admin_link: the endpoint acts on a change alone
+  // at the start of a pass. Whoever maps the slice writable can set it; the endpoint
+  // itself could, and would only stop sending to ports it could already refuse to serve.
+  [[nodiscard]] std::uint64_t peers_disabled() const noexcept;
+  void set_peers_disabled(std::uint64_t mask) noexcept;
 
   // Replaces the FDB snapshot (seqlock writer; the endpoint is the one writer).
   void write_fdb(std::span<const MacEntry> entries, std::uint64_t table_size) noexcept;

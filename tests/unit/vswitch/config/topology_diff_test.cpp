@@ -77,6 +77,42 @@ TEST(TopologyChanges, AnEndpointsOwnSettingsAreLocalToItWithTheirLine) {
   EXPECT_EQ(g[0].line, line_of(gen, "sizes"));
 }
 
+// `enabled` is the port's own: vswitchd turns that port on or off alone. While it is off in
+// the running topology, what only its TAP or socket depends on may change with it; while
+// it runs, not.
+TEST(TopologyChanges, TurningAPortOnOrOffIsItsOwnAndAnIdlePortsTapMayChange) {
+  const Topology running = load(topology());
+  const std::string off_text = topology("enabled = false\n");
+  const Topology off = load(off_text);
+  EXPECT_FALSE(off.endpoints[0].enabled);
+  EXPECT_TRUE(running.endpoints[0].enabled);
+  auto changes = topology_changes(running, off);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].key, "endpoint a: enabled");
+  EXPECT_EQ(changes[0].was, "true");
+  EXPECT_EQ(changes[0].now, "false");
+  EXPECT_EQ(changes[0].endpoint, std::optional<std::size_t>(0));
+  EXPECT_EQ(changes[0].line, line_of(off_text, "enabled"));
+  EXPECT_TRUE(changes[0].applicable());
+  // Off in the running topology: its TAP's name may change as it is turned on.
+  std::string renamed = topology();
+  renamed.replace(renamed.find("ifname = \"ta\""), 13, "ifname = \"tz\"");
+  changes = topology_changes(off, load(renamed));
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].key, "endpoint a: enabled");
+  EXPECT_EQ(changes[1].key, "endpoint a: tap.ifname");
+  EXPECT_TRUE(changes[1].applicable());
+  // Running: the same rename needs a restart of vswitchd.
+  changes = topology_changes(running, load(renamed));
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_FALSE(changes[0].applicable());
+  // What every port reads stays refused either way.
+  changes = topology_changes(off, load(topology("enabled = false\nvlan = 5\n")));
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].key, "endpoint a: vlan");
+  EXPECT_FALSE(changes[0].applicable());
+}
+
 // What every endpoint reads, or what sizes the shared objects, needs a restart of
 // vswitchd: no endpoint is named.
 TEST(TopologyChanges, SharedSettingsAndEndpointsAddedOrRemovedNeedARestart) {

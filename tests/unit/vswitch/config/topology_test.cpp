@@ -588,6 +588,22 @@ TEST(Topology, PortSecurityNeedsAMac) {
   EXPECT_NE(e.problem.find("mac"), std::string::npos);
 }
 
+TEST(Topology, EnabledIsABooleanAndOnByDefault) {
+  std::string text = kTwoEndpoints;
+  auto t = load_topology_string(text, "t.toml");
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(t.value().endpoints[0].enabled);
+  text.insert(text.find("frontend = \"generator\""), "enabled = false\n");
+  t = load_topology_string(text, "t.toml");
+  ASSERT_TRUE(t.has_value());
+  EXPECT_FALSE(t.value().endpoints[0].enabled);
+  EXPECT_TRUE(t.value().endpoints[1].enabled);
+  text = kTwoEndpoints;
+  text.insert(text.find("frontend = \"generator\""), "enabled = \"no\"\n");
+  auto e = only_error(text, "endpoint[0].enabled");
+  EXPECT_NE(e.problem.find("true or false"), std::string::npos);
+}
+
 TEST(Topology, PortSecurityMustBeABoolean) {
   std::string text = kTwoEndpoints;
   text.insert(text.find("frontend = \"generator\""), "port_security = 1\n");

@@ -195,6 +195,10 @@ class TestSwitch {
   std::uint64_t doorbell_rings(std::size_t i) const { return bells_[i].rings(); }
   // What `vswitchctl link` writes: endpoint i's link word.
   void set_link_down(std::size_t i, bool down) { stats_->slice(i)->set_admin_down(down); }
+  // What vswitchd writes into every slice when a reload turns ports off or on.
+  void set_disabled(std::uint64_t mask) {
+    for (std::size_t i = 0; i < runners_.size(); ++i) stats_->slice(i)->set_peers_disabled(mask);
+  }
   GeneratorCounters gen(std::size_t i) const { return sys::load_block<GeneratorCounters>(counters(i).frontend); }
   std::uint64_t drops(std::size_t i, DropReason r) const { return counters(i).drops[r]; }
   std::uint64_t total_drops(std::size_t i) const { return counters(i).drops.total(); }
@@ -1440,6 +1444,116 @@ TEST(EndpointCapture, BothEndsOfAUnicastFlowSeeTheSameFrames) {
   EXPECT_EQ(sw.counters(1).loop.captured, kFrames);
   EXPECT_EQ(sw.counters(0).loop.capture_dropped, 0u);
   EXPECT_EQ(sender.value()->report().captured, kFrames);
+}
+
+// A port turned off (its bit in peers_disabled, as vswitchd writes it on a reload): its
+// peers send it nothing (no flood copy; unicast to its static address dropped as
+// port_disabled), forget what they learned behind it (frames to such an address flood to
+// the running ports instead), and drop what it still sends before it stops, learning
+// nothing from it. Turned on again, it is a peer like any other.
+TEST(EndpointPorts, ADisabledPortGetsNothingAndComesBack) {
+  TestSwitch sw(3, kTinyRings, "", {"", "", "port_security = false\n"});
+  ScriptedFrontend e0, e1, e2;
+  EndpointLoop l0(sw.resources(0, -1, -1), e0);
+  EndpointLoop l1(sw.resources(1, -1, -1), e1);
+  EndpointLoop l2(sw.resources(2, -1, -1), e2);
+  auto run = [&](const std::function<bool()>& done) {
+    for (int pass = 0; pass < 2000; ++pass) {
+      if (done()) return true;
+      l0.poll_once();
+      l1.poll_once();
+      l2.poll_once();
+      for (EndpointLoop* l : {&l0, &l1, &l2}) l->publish_stats();
+    }
+    return done();
+  };
+  const MacAddress behind2{{0x02, 0x00, 0x00, 0x00, 0x00, 0x42}};  // a station behind e2, learned
+  const MacAddress bcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+  e2.to_send.push_back(vlan_record(sw.mac(0), behind2, std::nullopt, 100, false));
+  ASSERT_TRUE(run([&] { return e0.received.size() == 1; }));
+  l0.publish_stats(true);
+  ASSERT_EQ(sw.counters(0).mac.learned, 1u) << "e0 did not learn the station behind e2";
+
+  sw.set_disabled(std::uint64_t{1} << 2);
+  e0.to_send.push_back(vlan_record(bcast, sw.mac(0), std::nullopt, 200, false));    // flooded: e1 only
+  e0.to_send.push_back(vlan_record(behind2, sw.mac(0), std::nullopt, 300, false));  // forgotten: flooded, e1 only
+  e0.to_send.push_back(vlan_record(sw.mac(2), sw.mac(0), std::nullopt, 400, false));  // static: dropped
+  e2.to_send.push_back(vlan_record(sw.mac(0), behind2, std::nullopt, 500, false));  // e2 still runs: dropped at e0
+  ASSERT_TRUE(run([&] {
+    return e1.received.size() == 2 && sw.drops(0, DropReason::kPortDisabled) == 2;
+  })) << "e1 got " << e1.received.size() << ", port_disabled at e0: " << sw.drops(0, DropReason::kPortDisabled);
+  for (int pass = 0; pass < 10; ++pass) run([] { return false; });  // nothing more arrives anywhere
+  l0.publish_stats(true);
+  EXPECT_EQ(e0.received.size(), 1u) << "e0 took a frame from a disabled port";
+  EXPECT_EQ(e1.received.size(), 2u);
+  EXPECT_TRUE(e2.received.empty()) << "a disabled port got a frame";
+  EXPECT_EQ(frame_of(e1.received[0]).size(), 200u);
+  EXPECT_EQ(frame_of(e1.received[1]).size(), 300u);
+  EXPECT_EQ(sw.counters(0).mac.entries, 3u) << "the station learned behind e2 is forgotten (the 3 static entries stay)";
+  EXPECT_EQ(sw.counters(0).peers[2].out_frames, 0u);
+  EXPECT_EQ(sw.total_drops(0), 2u);
+  EXPECT_EQ(sw.total_drops(1), 0u);
+
+  sw.set_disabled(0);
+  e0.to_send.push_back(vlan_record(sw.mac(2), sw.mac(0), std::nullopt, 600, false));
+  e2.to_send.push_back(vlan_record(sw.mac(0), behind2, std::nullopt, 700, false));
+  ASSERT_TRUE(run([&] { return e2.received.size() == 1 && e0.received.size() == 2; }));
+  EXPECT_EQ(frame_of(e2.received[0]).size(), 600u);
+  EXPECT_EQ(frame_of(e0.received[1]).size(), 700u);
+  l0.publish_stats(true);
+  EXPECT_EQ(sw.counters(0).mac.entries, 4u) << "the station behind e2 is learned again";
+  EXPECT_EQ(sw.total_drops(0), 2u);
+}
+
+// A frame held for a full peer when that peer is turned off goes no further: dropped as
+// port_disabled, and nothing more is sent into its channel.
+TEST(EndpointPorts, AFrameHeldForAPortTurnedOffIsDropped) {
+  TestSwitch sw(2, kTinyRings);  // 8 KiB channels; e1 never runs, so e0's channel to it fills
+  ScriptedFrontend e0;
+  for (int i = 0; i < 12; ++i) e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 1000, false));
+  EndpointLoop l0(sw.resources(0, -1, -1), e0);
+  for (int pass = 0; pass < 4; ++pass) l0.poll_once();
+  l0.publish_stats();
+  const EndpointCounters held = sw.counters(0);
+  ASSERT_LT(held.peers[1].out_frames, 12u) << "the channel never filled";
+  sw.set_disabled(std::uint64_t{1} << 1);
+  for (int pass = 0; pass < 4; ++pass) l0.poll_once();
+  l0.publish_stats();
+  const EndpointCounters after = sw.counters(0);
+  EXPECT_EQ(after.peers[1].out_frames, held.peers[1].out_frames) << "a frame went into a disabled port's channel";
+  EXPECT_EQ(after.drops[DropReason::kPortDisabled], 1u) << "the held frame is a port_disabled drop";
+  EXPECT_EQ(after.drops.total(), 1u + held.drops.total());
+}
+
+// A port turned on starts with what waited in its channels dropped (port_disabled): those
+// frames were sent to it before its peers saw it go off, perhaps long ago. Then it
+// forwards as usual. discard_inbound, which a port turned off also runs as it stops,
+// counts every record it takes.
+TEST(EndpointPorts, APortTurnedOnDropsWhatWaitedForItThenForwards) {
+  TestSwitch sw(2, kTinyRings);
+  shm::FrameProducer out = sw.producer(1, 0);  // e1 never runs: the test sends for it
+  for (std::uint64_t i = 0; i < 5; ++i) ASSERT_EQ(push_record(out, sw, 1, 0, {}, i), shm::Reserve::kReserved);
+  out.publish();
+  ScriptedFrontend e0;
+  EndpointResources res = sw.resources(0, -1, -1);
+  res.fresh = true;
+  EndpointLoop loop(res, e0);
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats();
+  EXPECT_TRUE(e0.received.empty()) << "a port turned on delivered what waited from before";
+  EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 5u);
+  ASSERT_EQ(push_record(out, sw, 1, 0, {}, 5), shm::Reserve::kReserved);
+  out.publish();
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  EXPECT_EQ(e0.received.size(), 1u);
+  for (std::uint64_t i = 6; i < 9; ++i) ASSERT_EQ(push_record(out, sw, 1, 0, {}, i), shm::Reserve::kReserved);
+  out.publish();
+  EXPECT_EQ(loop.discard_inbound(), 3u);  // as when it is turned off again
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats();
+  EXPECT_EQ(e0.received.size(), 1u);
+  EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 8u);
+  EXPECT_EQ(sw.total_drops(0), 8u);
 }
 
 }  // namespace

@@ -52,6 +52,28 @@ TEST(MacTable, EachVlanLearnsOnItsOwn) {
   EXPECT_EQ(std::count_if(entries.begin(), entries.end(), [](const MacEntry& e) { return e.vlan == 20; }), 2);
 }
 
+// A port turned off: everything learned behind it goes, in every VLAN, and its share of
+// the table with it (its addresses can be learned elsewhere at once, undamped); its static
+// entries and every other port's stay.
+TEST(MacTable, ForgetsWhatWasLearnedBehindOnePort) {
+  MacTable::Config c = config(64);
+  c.max_per_port = 8;
+  MacTable t(c);
+  for (std::uint32_t i = 0; i < 8; ++i) ASSERT_EQ(t.learn(mac(i), 3, 10, static_cast<std::uint16_t>(i % 2)), Learn::kLearned);
+  for (std::uint32_t i = 8; i < 12; ++i) ASSERT_EQ(t.learn(mac(i), 4, 10), Learn::kLearned);
+  ASSERT_TRUE(t.add_static(mac(100), 3));
+  EXPECT_EQ(t.learn(mac(50), 3, 10), Learn::kRefusedPortLimit);
+  EXPECT_EQ(t.forget_port(3), 8u);
+  EXPECT_EQ(t.size(), 5u);
+  EXPECT_EQ(t.learned_on(3), 0u);
+  for (std::uint32_t i = 0; i < 8; ++i) EXPECT_FALSE(t.lookup(mac(i), 11, static_cast<std::uint16_t>(i % 2)).has_value());
+  for (std::uint32_t i = 8; i < 12; ++i) EXPECT_EQ(t.lookup(mac(i), 11), PortId{4});
+  EXPECT_EQ(t.lookup(mac(100), 11), PortId{3}) << "a static entry is the topology's, not learned";
+  EXPECT_EQ(t.learn(mac(1), 5, 11, 1), Learn::kLearned) << "learned anew elsewhere, not a damped move";
+  EXPECT_EQ(t.learn(mac(50), 3, 11), Learn::kLearned) << "its share is free again";
+  EXPECT_EQ(t.forget_port(7), 0u);
+}
+
 TEST(MacTable, NeverLearnsGroupOrZeroSources) {
   MacTable t(config());
   EXPECT_EQ(t.learn(*MacAddress::parse("ff:ff:ff:ff:ff:ff"), 1, 0), Learn::kRefusedMulticast);

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Ports turned on and off while the switch runs (enabled = false in the topology, then
+# vswitchctl reload), during an iperf3 UDP stream between two other ports:
+# - declared off: no process, no TAP, no vhost-user socket; `ports` says disabled;
+# - turned on: vswitchd creates its TAP in its namespace (binds its socket) and starts it
+#   alone; pings reach it from both other ports;
+# - turned off: its process stops, the TAP it created leaves the namespace and its socket
+#   file goes; its peers send it nothing (a ping to its address is dropped at the sender as
+#   port_disabled, never put in its channel) and forget what they learned behind it;
+# - turned on again: it forwards again;
+# - the stream a -> b never stops: a and b keep their processes, drop nothing, and every
+#   datagram iperf3 lost was lost outside the switch (counted by the kernel).
+source "$(dirname "$0")/lib.sh"
+require_root
+add_netns vspe-a vspe-a 02:00:00:00:0b:01 10.79.0.1
+add_netns vspe-b vspe-b 02:00:00:00:0b:02 10.79.0.2
+ip netns del vspe-c 2>/dev/null || true
+ip netns add vspe-c  # no TAP: the switch makes it when c is turned on
+NAMESPACES+=(vspe-c)
+ip -n vspe-c link set lo up
+SOCK=$WORK/sock/v.sock
+mkdir -m 0700 "$WORK/sock"
+cat >"$WORK/live.toml" <<TOML
+[switch]
+name = "itpe"
+
+[fabric]
+ring_bytes = 1048576
+
+[[endpoint]]
+name = "a"
+core = 0
+mac = "02:00:00:00:0b:01"
+frontend = "tap"
+[endpoint.tap]
+ifname = "vspe-a"
+netns = "vspe-a"
+
+[[endpoint]]
+name = "b"
+core = 1
+mac = "02:00:00:00:0b:02"
+frontend = "tap"
+[endpoint.tap]
+ifname = "vspe-b"
+netns = "vspe-b"
+
+[[endpoint]]
+name = "c"
+core = 1
+mac = "02:00:00:00:0b:03"
+enabled = false
+frontend = "tap"
+[endpoint.tap]
+ifname = "vspe-c"
+netns = "vspe-c"
+
+[[endpoint]]
+name = "v"
+core = 0
+enabled = false
+frontend = "vhost-user"
+[endpoint.vhost_user]
+socket = "$SOCK"
+TOML
+set_enabled() {  # set_enabled NAME true|false
+  python3 - "$WORK/live.toml" "$1" "$2" <<'PY'
+import re, sys
+p, name, value = sys.argv[1:]
+s = open(p).read()
+s2 = re.sub(r'(name = "%s"\n(?:(?!\[\[endpoint\]\]).)*?enabled = )(true|false)' % name, r'\g<1>' + value, s, count=1, flags=re.S)
+assert s2 != s or ('enabled = ' + value) in s, "no enabled line for " + name
+open(p, "w").write(s2)
+PY
+}
+state_of() { ctl ports --json | python3 -c "
+import json, sys
+print(next(p['state'] for p in json.load(sys.stdin)['ports'] if p['name'] == '$1'))"; }
+c_tap() { ip -n vspe-c link show vspe-c >/dev/null 2>&1; }
+c_address() {  # the namespace's side of c's new TAP: the address the test pings
+  ip -n vspe-c link set vspe-c address 02:00:00:00:0b:03 up
+  ip -n vspe-c addr add 10.79.0.3/24 dev vspe-c
+}
+
+start_daemon "$WORK/live.toml"
+[[ $(state_of c) == disabled && $(state_of v) == disabled ]] || fail "c and v are not disabled: $(ctl ports)"
+[[ $(pid_of c) == 0 ]] || fail "a disabled port has a process: $(pid_of c)"
+! c_tap || fail "a disabled port's TAP exists"
+[[ ! -e $SOCK ]] || fail "a disabled port's socket exists"
+grep -q 'disabled: c, v' "$WORK/vswitchd.log" || fail "the log does not say which ports are disabled"
+ip netns exec vspe-a ping -c 1 -W 2 -q 10.79.0.2 >/dev/null || fail "ping a -> b"
+pass "declared off: no process, no TAP, no socket; ports says disabled"
+
+pids() { echo "$(pid_of a) $(pid_of b)"; }
+kernel_drops() {  # datagrams a -> b the kernel dropped on either side of the switch
+  echo $(( $(snmp vspe-a SndbufErrors) + $(linkstat vspe-a vspe-a tx dropped) + $(linkstat vspe-b vspe-b rx dropped) + \
+           $(snmp vspe-b RcvbufErrors) ))
+}
+before=$(pids)
+kernel0=$(kernel_drops)
+ip netns exec vspe-b iperf3 -s -1 -D -p 5212 -I "$WORK/iperf3.pid"
+wait_for 5 "iperf3 server" ip netns exec vspe-b sh -c 'ss -ltn | grep -q :5212'
+ip netns exec vspe-a iperf3 -c 10.79.0.2 -p 5212 -u -b 50M -l 1000 -t 8 -i 0.5 --json >"$WORK/iperf3.json" &
+client=$!
+
+set_enabled c true
+set_enabled v true
+out=$(ctl reload) || fail "vswitchctl reload (c, v on) exited $?: $out"
+[[ $out == "reload: applied 2 change(s); turned on and up: c, v (each change in vswitchd's log)" ]] || fail "reload said: $out"
+c_tap || fail "c's TAP was not made in its namespace"
+[[ -S $SOCK ]] || fail "v's socket was not bound"
+c_address
+ip netns exec vspe-a ping -c 2 -i 0.2 -W 2 -q 10.79.0.3 >/dev/null || fail "ping a -> c after c was turned on"
+ip netns exec vspe-b ping -c 2 -i 0.2 -W 2 -q 10.79.0.3 >/dev/null || fail "ping b -> c after c was turned on"
+c_pid=$(pid_of c)
+pass "turned on: c's TAP made and c forwarding, v's socket bound"
+
+set_enabled c false
+set_enabled v false
+out=$(ctl reload) || fail "vswitchctl reload (c, v off) exited $?: $out"
+[[ $out == "reload: applied 2 change(s); turned off and stopped: c, v (each change in vswitchd's log)" ]] || fail "reload said: $out"
+[[ $(state_of c) == disabled && $(pid_of c) == 0 ]] || fail "c is not disabled: $(ctl ports)"
+! kill -0 "$c_pid" 2>/dev/null || fail "c's process $c_pid still runs"
+! c_tap || fail "the TAP the switch made for c is still in its namespace"
+[[ ! -e $SOCK ]] || fail "v's socket file is still there"
+wait "$client" || fail "iperf3 a -> b failed across the reloads"
+[[ $(pids) == "$before" ]] || fail "a or b was restarted: $before -> $(pids)"
+stat_is a 'e["drops_total"]' -eq 0 && stat_is b 'e["drops_total"]' -eq 0 ||
+  fail "a or b dropped frames across the reloads: $(stat a 'e["drops"]') $(stat b 'e["drops"]')"
+kernel=$(( $(kernel_drops) - kernel0 ))
+python3 - "$WORK/iperf3.json" "$kernel" <<'PY' || fail "the a -> b stream stalled, or lost datagrams the kernel did not drop, across the reloads"
+import json, sys
+d = json.load(open(sys.argv[1]))
+kernel = int(sys.argv[2])
+rates = [i["sum"]["bits_per_second"] for i in d["intervals"]]
+s = d["end"]["sum"]
+print("  a -> b across two reloads: %d half-second intervals, lowest %.0f Mbit/s; %d of %d datagrams lost, "
+      "%d dropped by the kernel outside the switch" % (len(rates), min(rates) / 1e6, s["lost_packets"], s["packets"], kernel))
+sys.exit(0 if len(rates) >= 15 and min(rates) > 0 and s["lost_packets"] <= kernel and s["packets"] > 0 else 1)
+PY
+pass "turned off: c stopped, its TAP and v's socket gone; a -> b dropped nothing and never stalled"
+
+out_c=$(stat a 'e["peers"]["c"]["out_frames"]')
+d0=$(stat a 'e["drops"]["port_disabled"]')
+! ip netns exec vspe-a ping -c 3 -i 0.2 -W 1 -q 10.79.0.3 >/dev/null 2>&1 || fail "a ping reached c while it was off"
+wait_for 5 "a dropping its pings to c as port_disabled" stat_is a 'e["drops"]["port_disabled"]' -ge $((d0 + 3))
+stat_is a 'e["peers"]["c"]["out_frames"]' -eq "$out_c" || fail "a sent frames into a disabled port's channel"
+pass "a disabled port gets nothing: a's frames to it are port_disabled drops"
+
+set_enabled c true
+out=$(ctl reload) || fail "vswitchctl reload (c on again) exited $?: $out"
+[[ $out == "reload: applied 1 change(s); turned on and up: c (each change in vswitchd's log)" ]] || fail "reload said: $out"
+c_tap || fail "c's TAP was not made again"
+c_address
+ip netns exec vspe-a ping -c 2 -i 0.2 -W 2 -q 10.79.0.3 >/dev/null || fail "ping a -> c after c was turned on again"
+[[ $(state_of v) == disabled ]] || fail "v is not disabled: $(ctl ports)"
+grep -q "endpoint c: enabled: false -> true" "$WORK/vswitchd.log" || fail "the change is not in the log"
+pass "turned on again: c forwards"
