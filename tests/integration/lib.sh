@@ -119,3 +119,19 @@ snmp() {  # snmp NS FIELD: a Udp counter from the namespace's /proc/net/snmp
 linkstat() {  # linkstat NS IF tx|rx FIELD
   ip -n "$1" -s -j link show "$2" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['$3']['$4'])"
 }
+
+# udp_stream_ok JSON KERNEL_DROPS MIN_INTERVALS WHAT: an iperf3 --json UDP run (reported
+# every 0.5 s) that never stalled (at least MIN_INTERVALS intervals, none at 0) and lost no
+# datagram the kernel did not count dropping outside the switch (KERNEL_DROPS).
+udp_stream_ok() {
+  python3 - "$1" "$2" "$3" "$4" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+kernel, least, what = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rates = [i["sum"]["bits_per_second"] for i in d["intervals"]]
+s = d["end"]["sum"]
+print("  %s: %d half-second intervals, lowest %.0f Mbit/s; %d of %d datagrams lost, "
+      "%d dropped by the kernel outside the switch" % (what, len(rates), min(rates) / 1e6, s["lost_packets"], s["packets"], kernel))
+sys.exit(0 if len(rates) >= least and min(rates) > 0 and s["lost_packets"] <= kernel and s["packets"] > 0 else 1)
+PY
+}
