@@ -88,27 +88,33 @@ sys::Result<TapDevice, std::string> TapDevice::open(const TapSpec& spec) {
   unsigned offloads = TUN_F_CSUM;
   if (spec.max_frame >= kTsoFrameBytes) offloads |= TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
   if (::ioctl(fd.get(), TUNSETOFFLOAD, offloads) != 0) return sys::Unexpected(fail(spec, "TUNSETOFFLOAD", errno));
+  // A device made persistent here and then not used goes again with the descriptor (no
+  // failed start or refused reload leaves one behind).
+  const auto failed = [&](const std::string& why) {
+    if (!existed) (void)::ioctl(fd.get(), TUNSETPERSIST, 0);
+    return sys::Unexpected(why);
+  };
   if (!existed) {
     if (::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) return sys::Unexpected(fail(spec, "TUNSETPERSIST", errno));
     // A device we created is ours to bring up; an existing one keeps the state its owner gave it.
     sys::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     ifreq up{};
     std::memcpy(up.ifr_name, spec.ifname.data(), spec.ifname.size());
-    if (!s.valid() || ::ioctl(s.get(), SIOCGIFFLAGS, &up) != 0) return sys::Unexpected(fail(spec, "SIOCGIFFLAGS", errno));
+    if (!s.valid() || ::ioctl(s.get(), SIOCGIFFLAGS, &up) != 0) return failed(fail(spec, "SIOCGIFFLAGS", errno));
     if (spec.mac) {
       ifreq hw{};
       std::memcpy(hw.ifr_name, spec.ifname.data(), spec.ifname.size());
       hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
       std::memcpy(hw.ifr_hwaddr.sa_data, spec.mac->data(), 6);
-      if (::ioctl(s.get(), SIOCSIFHWADDR, &hw) != 0) return sys::Unexpected(fail(spec, "SIOCSIFHWADDR", errno));
+      if (::ioctl(s.get(), SIOCSIFHWADDR, &hw) != 0) return failed(fail(spec, "SIOCSIFHWADDR", errno));
     }
     up.ifr_flags = static_cast<short>(up.ifr_flags | IFF_UP);
-    if (::ioctl(s.get(), SIOCSIFFLAGS, &up) != 0) return sys::Unexpected(fail(spec, "SIOCSIFFLAGS (up)", errno));
+    if (::ioctl(s.get(), SIOCSIFFLAGS, &up) != 0) return failed(fail(spec, "SIOCSIFFLAGS (up)", errno));
   }
   // The port's MTU is the topology's, on a device it found as on one it made: the
   // namespace's stack then never sends the switch a frame the port would drop.
   if (spec.mtu)
-    if (auto st = apply_mtu(spec, *spec.mtu); !st) return sys::Unexpected(st.error());
+    if (auto st = apply_mtu(spec, *spec.mtu); !st) return failed(st.error());
   return TapDevice(std::move(fd), spec, !existed);
 }
 

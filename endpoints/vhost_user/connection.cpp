@@ -26,13 +26,18 @@ sys::Result<sys::Fd, std::string> listen_unix(const std::string& path, const Soc
   }
   if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     return sys::Unexpected("bind " + path + ": " + std::strerror(errno));
-  if (::chmod(path.c_str(), static_cast<mode_t>(access.mode)) != 0)
-    return sys::Unexpected("chmod " + path + ": " + std::strerror(errno));
+  // From here on the file is the one bind() made: a step that fails removes it again.
+  const auto failed = [&](const char* what) {
+    const std::string why = std::string(what) + " " + path + ": " + std::strerror(errno);
+    ::unlink(path.c_str());
+    return sys::Unexpected(why);
+  };
+  if (::chmod(path.c_str(), static_cast<mode_t>(access.mode)) != 0) return failed("chmod");
   if ((access.owner || access.group) &&
       ::chown(path.c_str(), access.owner ? static_cast<uid_t>(*access.owner) : static_cast<uid_t>(-1),
               access.group ? static_cast<gid_t>(*access.group) : static_cast<gid_t>(-1)) != 0)
-    return sys::Unexpected("chown " + path + ": " + std::strerror(errno));
-  if (::listen(s.get(), 1) != 0) return sys::Unexpected("listen " + path + ": " + std::strerror(errno));
+    return failed("chown");
+  if (::listen(s.get(), 1) != 0) return failed("listen");
   return s;
 }
 

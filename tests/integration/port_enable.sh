@@ -8,6 +8,8 @@
 #   file goes; its peers send it nothing (a ping to its address is dropped at the sender as
 #   port_disabled, never put in its channel) and forget what they learned behind it;
 # - turned on again: it forwards again;
+# - a reload that turns on a port that cannot be (its socket path taken by a file) is
+#   refused as a whole: the TAP made for another port turned on with it is removed;
 # - the stream a -> b never stops: a and b keep their processes, drop nothing, and every
 #   datagram iperf3 lost was lost outside the switch (counted by the kernel).
 source "$(dirname "$0")/lib.sh"
@@ -62,6 +64,13 @@ enabled = false
 frontend = "vhost-user"
 [endpoint.vhost_user]
 socket = "$SOCK"
+
+[[endpoint]]
+name = "w"
+enabled = false
+frontend = "vhost-user"
+[endpoint.vhost_user]
+socket = "$WORK/sock/w.sock"
 TOML
 set_enabled() {  # set_enabled NAME true|false
   python3 - "$WORK/live.toml" "$1" "$2" <<'PY'
@@ -83,13 +92,33 @@ c_address() {  # the namespace's side of c's new TAP: the address the test pings
 }
 
 start_daemon "$WORK/live.toml"
-[[ $(state_of c) == disabled && $(state_of v) == disabled ]] || fail "c and v are not disabled: $(ctl ports)"
+[[ $(state_of c) == disabled && $(state_of v) == disabled && $(state_of w) == disabled ]] || fail "c, v, w are not disabled: $(ctl ports)"
 [[ $(pid_of c) == 0 ]] || fail "a disabled port has a process: $(pid_of c)"
 ! c_tap || fail "a disabled port's TAP exists"
 [[ ! -e $SOCK ]] || fail "a disabled port's socket exists"
-grep -q 'disabled: c, v' "$WORK/vswitchd.log" || fail "the log does not say which ports are disabled"
+grep -q '(disabled: c, v, w)' "$WORK/vswitchd.log" || fail "the log does not say which ports are disabled"
 ip netns exec vspe-a ping -c 1 -W 2 -q 10.79.0.2 >/dev/null || fail "ping a -> b"
 pass "declared off: no process, no TAP, no socket; ports says disabled"
+
+# Turning on fails for w (a plain file where its socket goes): the reload is refused as a
+# whole, and c, turned on in the same reload, is left as it was: no TAP, no process.
+touch "$WORK/sock/w.sock"
+set_enabled c true
+set_enabled w true
+set +e
+out=$(ctl reload 2>&1); rc=$?
+set -e
+[[ $rc == 1 && $out == *"reload failed"* ]] || fail "a port that cannot be turned on: exit $rc, said: $out"
+grep -q "is not a socket: not removing it; nothing applied" "$WORK/vswitchd.log" || fail "the failure is not in the log"
+[[ $(state_of c) == disabled && $(state_of w) == disabled && $(pid_of c) == 0 ]] || fail "c or w changed: $(ctl ports)"
+! c_tap || fail "the TAP made for c in the refused reload is still there"
+[[ -f $WORK/sock/w.sock && ! -S $WORK/sock/w.sock ]] || fail "the file at w's socket path was touched"
+rm "$WORK/sock/w.sock"
+set_enabled c false
+set_enabled w false
+out=$(ctl reload) || fail "vswitchctl reload (back as it runs) exited $?: $out"
+[[ $out == "reload: unchanged" ]] || fail "reload said: $out"
+pass "a port that cannot be turned on refuses the reload: nothing made for the other port turned on with it"
 
 pids() { echo "$(pid_of a) $(pid_of b)"; }
 kernel_drops() {  # datagrams a -> b the kernel dropped on either side of the switch
@@ -144,6 +173,6 @@ out=$(ctl reload) || fail "vswitchctl reload (c on again) exited $?: $out"
 c_tap || fail "c's TAP was not made again"
 c_address
 ip netns exec vspe-a ping -c 2 -i 0.2 -W 2 -q 10.79.0.3 >/dev/null || fail "ping a -> c after c was turned on again"
-[[ $(state_of v) == disabled ]] || fail "v is not disabled: $(ctl ports)"
+[[ $(state_of v) == disabled && $(state_of w) == disabled ]] || fail "v or w is not disabled: $(ctl ports)"
 grep -q "endpoint c: enabled: false -> true" "$WORK/vswitchd.log" || fail "the change is not in the log"
 pass "turned on again: c forwards"

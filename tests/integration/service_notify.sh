@@ -68,6 +68,21 @@ has "READY=1" && fail "READY=1 sent by a vswitchd that could not start: $(cat "$
 pass "no READY=1 and a STATUS=failed naming the cause when an endpoint cannot be set up"
 : >"$WORK/notify.log"
 
+# 1b. Every port declared off (enabled = false, to be turned on by a reload): nothing will
+#     report up, and READY=1 comes at once.
+CONFIG="$WORK/off.toml"
+sed -e "s/^name = \"gen\"$/name = \"${name}o\"/" -e 's/^frontend = "generator"$/frontend = "generator"\nenabled = false/' \
+  "$ROOT/configs/generator.toml" >"$CONFIG"
+[[ $(grep -c "^enabled = false$" "$CONFIG") == 2 ]] || fail "could not turn both ports off in $CONFIG"
+"$BIN/vswitchd" --config "$CONFIG" 2>"$WORK/vswitchd.log" &
+DAEMON_PID=$!
+wait_for 15 "READY=1 with every port off" has "READY=1"
+has "STATUS=topology \"${name}o\": 0 of 0 endpoints up; disabled: gen1, gen2" ||
+  fail "no STATUS saying both ports are disabled: $(cat "$WORK/notify.log")"
+stop_daemon
+pass "every port off: READY=1 at once, the STATUS names them"
+: >"$WORK/notify.log"
+
 # 2. The generator topology: READY=1 only once every endpoint is up.
 # The daemon runs LIVE, which the reloads below edit; vswitchctl reads an unchanged copy.
 LIVE="$WORK/gen.toml"
@@ -151,7 +166,7 @@ kill -HUP "$DAEMON_PID"
 wait_for 10 "the reload applied" log_has "reload: applied 2 change(s); restarting on the new settings: gen1, gen2"
 both_new() { [[ $(pid_of gen1) != "$old1" && $(pid_of gen2) != "$old2" ]] && all_up; }
 wait_for 15 "gen1 and gen2 restarted and up" both_new
-has "reload: applied; restarting on the new settings: gen1, gen2" || fail "no STATUS for the applied reload"
+has "reload: applied, restarted gen1, gen2" || fail "no STATUS for the applied reload"
 r1=$(stat gen1 'e["gen_received"]') r2=$(stat gen2 'e["gen_received"]')
 wait_for 30 "both generators receiving again" bash -c "[[ \$('$BIN/vswitchctl' --config '$CONFIG' stats --json | python3 -c '
 import json, sys

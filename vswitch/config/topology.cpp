@@ -671,6 +671,24 @@ sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text
         r.error(t.endpoints[i].line, "endpoint[" + std::to_string(i) + "].generator.peer",
                 "\"" + g->peer + "\" is not another endpoint of this topology");
     }
+    // One device per TAP name in a namespace, one endpoint per socket path: two ports on
+    // one would share a VM or a namespace (and a reload that turns one on must not take
+    // the other's socket from under its VMM).
+    for (std::size_t i = 0; i < t.endpoints.size(); ++i)
+      for (std::size_t j = 0; j < i; ++j) {
+        const auto& a = t.endpoints[j].options;
+        const auto& b = t.endpoints[i].options;
+        const std::string p = "endpoint[" + std::to_string(i) + "]";
+        if (const auto* x = std::get_if<TapOptions>(&a), *y = std::get_if<TapOptions>(&b);
+            x != nullptr && y != nullptr && x->ifname == y->ifname && x->netns == y->netns)
+          r.error(t.endpoints[i].line, p + ".tap.ifname",
+                  "\"" + y->ifname + "\" is already endpoint \"" + t.endpoints[j].name + "\"'s TAP" +
+                      (y->netns.empty() ? std::string() : " in netns \"" + y->netns + "\""));
+        if (const auto* x = std::get_if<VhostUserOptions>(&a), *y = std::get_if<VhostUserOptions>(&b);
+            x != nullptr && y != nullptr && x->socket == y->socket)
+          r.error(t.endpoints[i].line, p + ".vhost_user.socket",
+                  "\"" + y->socket + "\" is already endpoint \"" + t.endpoints[j].name + "\"'s socket");
+      }
     // Each declared mac is a static entry in every MAC table, once per VLAN of its port:
     // the table must hold them all.
     std::uint64_t statics = 0;

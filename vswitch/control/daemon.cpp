@@ -330,6 +330,7 @@ struct Child {
   bool reconfigure = false;  // stopped by a reload: started again at once, not counted as a restart
   bool disabling = false;    // stopped because a reload turned it off: not started again
   bool fresh = false;        // its next start follows a time disabled (EndpointProcessArgs::fresh)
+  bool turning_on = false;   // its next start is the one a reload turned it on with (said so)
   std::uint64_t reconfigure_kill_ms = 0;  // when a reload's SIGTERM is followed by SIGKILL
   // Processes started after the first, for any reason (a crash, the watchdog, a reload):
   // each has its own incarnation (a generator's stream id; a receiver joins its senders'
@@ -380,6 +381,9 @@ class Daemon {
   std::uint64_t watch(std::uint64_t now_ms);
   [[nodiscard]] std::uint64_t heartbeat(std::size_t i) const;
   void endpoint_ready(std::size_t i);
+  // Every enabled endpoint up: READY=1 the first time (so also when every port is
+  // disabled, right at start), STATUS= after; otherwise nothing (false).
+  bool notify_if_all_up();
   void reload();
   [[nodiscard]] std::string status_line() const;
   void publish_state(std::size_t i, EndpointState s);
@@ -860,6 +864,8 @@ void Daemon::endpoint_ready(std::size_t i) {
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
   c.ready.reset();
   if (n != 1 || c.pid == 0) return;  // died before it was up: reap() reports it
+  // Turned off meanwhile: it is stopping, and reap() says so; it is never shown up.
+  if (!topo_.endpoints[i].enabled || c.disabling) return;
   c.up = true;
   c.heartbeat = heartbeat(i);
   c.moved_ms = sys::monotonic_ms();
@@ -871,19 +877,25 @@ void Daemon::endpoint_ready(std::size_t i) {
     say("endpoint %s enabled: up, and its peers forward to it", topo_.endpoints[i].name.c_str());
   }
   publish_state(i, EndpointState::kUp);
+  (void)notify_if_all_up();
+}
+
+bool Daemon::notify_if_all_up() {
   std::size_t enabled = 0;
   for (std::size_t k = 0; k < children_.size(); ++k) {
     if (!topo_.endpoints[k].enabled) continue;
-    if (!children_[k].up) return;
+    if (!children_[k].up) return false;
     ++enabled;
   }
   if (!ready_sent_) {
     ready_sent_ = true;
-    say("ready: all %zu enabled endpoints up", enabled);
+    if (enabled == children_.size()) say("ready: all %zu endpoints up", enabled);
+    else say("ready: all %zu enabled endpoints up (%zu disabled)", enabled, children_.size() - enabled);
     notifier_.send("READY=1\nSTATUS=" + status_line());
   } else {
     notifier_.send("STATUS=" + status_line());
   }
+  return true;
 }
 
 std::string Daemon::status_line() const {
@@ -969,17 +981,26 @@ void Daemon::reload() {
       for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
         const std::string& name = topo_.endpoints[i].name;
         std::string* list = nullptr;
-        if (was_on[i] && !topo_.endpoints[i].enabled) list = &off;
-        else if ((report.restarted >> i) & 1) list = was_on[i] ? &names : &on;
+        const std::uint64_t bit = std::uint64_t{1} << i;
+        if (was_on[i] && !topo_.endpoints[i].enabled) {
+          list = &off;
+          report.turned_off |= bit;
+        } else if ((report.restarted & bit) != 0) {
+          list = was_on[i] ? &names : &on;
+          if (!was_on[i]) report.turned_on |= bit;
+        }
         if (list != nullptr) *list += (list->empty() ? "" : ", ") + name;
       }
-      std::string done;
-      if (!names.empty()) done += "; restarting on the new settings: " + names;
-      if (!on.empty()) done += "; turning on: " + on;
-      if (!off.empty()) done += "; turning off: " + off;
-      say("reload: applied %zu change(s)%s", changes.size(), done.empty() ? "; no endpoint restarted" : done.c_str());
+      // Worded as before ports could be turned on and off, when none is.
+      std::string more;
+      if (!on.empty()) more += "; turning on: " + on;
+      if (!off.empty()) more += "; turning off: " + off;
+      say("reload: applied %zu change(s); restarting on the new settings: %s%s", changes.size(),
+          names.empty() ? "none" : names.c_str(), more.c_str());
       report.outcome = ReloadOutcome::kApplied;
-      outcome = done.empty() ? std::string("reload: applied") : "reload: applied" + done;
+      outcome = names.empty() ? std::string("reload: applied") : "reload: applied, restarted " + names;
+      if (!on.empty()) outcome += ", turned on " + on;
+      if (!off.empty()) outcome += ", turned off " + off;
     }
   }
   stats_->publish_reload(report);
@@ -1066,6 +1087,7 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
     Child& c = children_[i];
     c.restart_at_ms = 0;
     c.reconfigure = false;
+    c.turning_on = false;
     if (c.pid > 0) {
       c.disabling = true;
       // As for a reload's restart: SIGKILL after 3 s (run() watches the deadline).
@@ -1081,6 +1103,7 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
       // Started now; its peers are told once it is up (endpoint_ready).
       Child& c = children_[i];
       c.fresh = true;
+      c.turning_on = true;
       c.backoff_ms = 0;
       c.restart_at_ms = now_ms;  // run() starts it on its next round
       restarted |= std::uint64_t{1} << i;
@@ -1165,7 +1188,8 @@ void Daemon::reap(bool shutting_down) {
         publish_state(i, EndpointState::kDisabled);
         say("endpoint %s (pid %d) stopped: turned off by the reload (%s); not started again until enabled",
             topo_.endpoints[i].name.c_str(), pid, describe_exit(status).c_str());
-        notifier_.send("STATUS=" + status_line());
+        // The ports still on may all be up now (READY=1 if it was never sent).
+        if (!notify_if_all_up()) notifier_.send("STATUS=" + status_line());
         break;
       }
       if (reconfigure) {
@@ -1260,6 +1284,7 @@ int Daemon::run() {
       topo_.endpoints.size(), off.empty() ? "" : " (disabled: ", off.c_str(), off.empty() ? "" : ")",
       "Ctrl-C or SIGTERM stops, SIGHUP re-reads the file");
   notifier_.send("STATUS=starting " + std::to_string(starting) + " endpoints");
+  if (starting == 0) (void)notify_if_all_up();  // every port disabled: nothing will report up
   std::uint64_t next_watch_ms = 0;
   for (;;) {
     int timeout = -1;
@@ -1282,8 +1307,10 @@ int Daemon::run() {
       if (c.pid == 0 && c.restart_at_ms != 0) {
         if (c.restart_at_ms <= now) {
           const bool first = c.started_ms == 0;
+          const bool turning_on = c.turning_on;
+          c.turning_on = false;
           spawn(i);
-          if (c.fresh)
+          if (turning_on)
             say("endpoint %s turned on: started (pid %d)", topo_.endpoints[i].name.c_str(), c.pid);
           else if (!first)
             say("endpoint %s restarted (restart %llu, pid %d)", topo_.endpoints[i].name.c_str(),

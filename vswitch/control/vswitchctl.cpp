@@ -412,12 +412,7 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
   // taken as ours too: it read the file after ours was sent.
   const std::uint64_t ours = stats.read_reload().reloads + 1;
   std::vector<std::uint64_t> pids;
-  std::vector<bool> was_off;  // disabled before this reload
-  for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
-    const DaemonState d = stats.read_daemon(i);
-    pids.push_back(d.pid);
-    was_off.push_back(static_cast<EndpointState>(d.state) == EndpointState::kDisabled);
-  }
+  for (std::size_t i = 0; i < topo.endpoints.size(); ++i) pids.push_back(stats.read_daemon(i).pid);
   if (!is_vswitchd(daemon)) {
     std::fprintf(stderr, "vswitchctl: reload: vswitchd (pid %d) is not running; nothing sent\n", daemon);
     return 1;
@@ -443,8 +438,7 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
       return 0;
     case ReloadOutcome::kApplied: {
       // Applied is said once every endpoint restarted or turned on for it is up (a new
-      // process), and every one turned off has stopped (the file is the one vswitchd read:
-      // ours or a later one).
+      // process), and every one it turned off has stopped, as vswitchd's report says.
       std::string names, on, off, late;
       const std::uint64_t up_by = sys::monotonic_ms() + 15'000;
       const auto wait_for = [&](std::size_t i, auto done) {
@@ -460,13 +454,14 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
       };
       for (std::size_t i = 0; i < topo.endpoints.size() && i < 64; ++i) {
         const std::string& name = topo.endpoints[i].name;
-        if (!topo.endpoints[i].enabled && !was_off[i]) {
+        const std::uint64_t bit = std::uint64_t{1} << i;
+        if ((r.turned_off & bit) != 0) {
           off += (off.empty() ? "" : ", ") + name;
           wait_for(i, [](const DaemonState& d) { return static_cast<EndpointState>(d.state) == EndpointState::kDisabled; });
           continue;
         }
-        if (((r.restarted >> i) & 1) == 0) continue;
-        std::string& list = was_off[i] ? on : names;
+        if ((r.restarted & bit) == 0) continue;
+        std::string& list = (r.turned_on & bit) != 0 ? on : names;
         list += (list.empty() ? "" : ", ") + name;
         wait_for(i, [&](const DaemonState& d) {
           return static_cast<EndpointState>(d.state) == EndpointState::kUp && d.pid != pids[i];
@@ -545,8 +540,9 @@ int usage(FILE* f) {
       "            metrics.listen by vswitchd itself (no endpoint restarted); any other\n"
       "            change (endpoints added or removed, switch.*, fabric.*, capture, mac,\n"
       "            vlan, trunk, TAP,\n"
-      "            socket, a vhost-user port's mtu, queue_size, max_guest_memory_gib) needs\n"
-      "            a restart of vswitchd, and then nothing is applied. Each change, with\n"
+      "            socket, a vhost-user port's mtu, queue_size, max_guest_memory_gib; the\n"
+      "            last four may change while the port is off) needs a restart of\n"
+      "            vswitchd, and then nothing is applied. Each change, with\n"
       "            its line, is in vswitchd's log. Sends a signal: root.\n"
       "  link      sets ENDPOINT's link administratively up or down and waits (5 s at\n"
       "            most) until the endpoint has taken it. Down: a TAP loses its carrier\n"

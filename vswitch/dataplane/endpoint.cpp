@@ -741,7 +741,7 @@ bool EndpointLoop::poll_once() {
       follow_link();
     // This port's own bit says it is being turned off: it still forwards until stopped.
     const std::uint64_t disabled = res_.stats->peers_disabled() & ~(std::uint64_t{1} << res_.self);
-    if (disabled != peers_disabled_) [[unlikely]]
+    if (disabled != peers_disabled_ || !peers_known_) [[unlikely]]
       follow_peers(disabled);
   }
   frontend_.begin_pass();
@@ -836,6 +836,8 @@ void EndpointLoop::journal_settled(std::uint16_t start) {
 }
 
 void EndpointLoop::follow_peers(std::uint64_t disabled) {
+  const bool first = !peers_known_;
+  peers_known_ = true;
   const std::uint64_t changed = disabled ^ peers_disabled_;
   peers_disabled_ = disabled;
   const auto& eps = res_.topology->endpoints;
@@ -847,6 +849,7 @@ void EndpointLoop::follow_peers(std::uint64_t disabled) {
       continue;
     }
     const std::size_t forgot = table_.forget_port(port);
+    std::uint64_t discarded = 0;
     if (Peer* p = peer_for(port)) {
       if (p->held_bytes != 0) {
         drop(DropReason::kPortDisabled);
@@ -857,31 +860,45 @@ void EndpointLoop::follow_peers(std::uint64_t disabled) {
       p->full_since_ns = 0;
       counters_.peers[port].stalled = 0;
       if (last_unicast_ == p) last_unicast_ = nullptr;
+      // What it sent and this port has not taken goes now: were this port itself stopped
+      // or waiting for its guest until the port came back, those frames would otherwise
+      // arrive after the port's next start, from a run that is over.
+      discarded = discard_from(*p);
     }
+    // The ports declared off are said once in vswitchd's log, not by every endpoint at start.
+    if (first) continue;
     log("peer " + eps[i].name + " disabled: sending it nothing (forgot " + std::to_string(forgot) +
-        " address(es) learned behind it)");
+        " address(es) learned behind it, dropped " + std::to_string(discarded) + " frame(s) it had sent)");
   }
 }
 
 std::uint64_t EndpointLoop::discard_inbound() {
   std::uint64_t n = 0;
-  for (Peer& p : peers_) {
-    // Bounded by what the channel can hold now: a producer that keeps adding (one that has
-    // not seen this port go off) cannot keep this loop going.
-    const std::uint64_t resyncs = p.in.counters().resyncs;
-    const std::uint64_t most = p.in.area().capacity() / shm::kRecordHeaderBytes;
-    for (std::uint64_t k = 0; k < most; ++k) {
-      const shm::PopResult r = p.in.peek();
-      if (r.status != shm::Pop::kRecord) break;  // empty, or corrupt: resynchronised to the head
-      p.in.consume();
-      ++n;
-    }
-    p.resume = 0;
-    p.in.release();
-    if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
-      drop(DropReason::kRingCorrupt, bad);
-      counters_.forwarding.ring_errors += bad;
-    }
+  for (Peer& p : peers_) n += discard_from(p);
+  return n;
+}
+
+std::uint64_t EndpointLoop::discard_from(Peer& p) {
+  std::uint64_t n = 0;
+  const std::uint64_t resyncs = p.in.counters().resyncs;
+  // Bounded by what the channel held when this began: a producer that keeps adding (one
+  // that has not seen the change yet) cannot keep this loop going.
+  const std::uint64_t most = p.in.area().capacity() / shm::record_bytes(0);
+  for (std::uint64_t k = 0; k < most; ++k) {
+    const shm::PopResult r = p.in.peek();
+    if (r.status != shm::Pop::kRecord) break;  // empty, or corrupt: resynchronised to the head
+    // Counted in as every record taken from a channel is, so the sender's out and this
+    // port's in still agree; and dropped.
+    ++counters_.peers[p.port].in_frames;
+    counters_.peers[p.port].in_bytes += r.payload.size();
+    p.in.consume();
+    ++n;
+  }
+  p.resume = 0;
+  p.in.release();
+  if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
+    drop(DropReason::kRingCorrupt, bad);
+    counters_.forwarding.ring_errors += bad;
   }
   drop(DropReason::kPortDisabled, n);
   return n;

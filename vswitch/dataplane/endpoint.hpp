@@ -282,6 +282,8 @@ class EndpointLoop {
   // behind it is forgotten; one turned on is a peer again.
   void follow_peers(std::uint64_t disabled);
   [[nodiscard]] bool port_disabled(PortId port) const noexcept { return ((peers_disabled_ >> port) & 1) != 0; }
+  // discard_inbound for one channel: every record in it now, dropped as port_disabled.
+  std::uint64_t discard_from(Peer& p);
   // Retries every held frame; drops those whose hold ran out.
   bool retry_held();
   // Sends p's held frame if there is room now; true when nothing is held any more.
@@ -342,6 +344,7 @@ class EndpointLoop {
   bool link_known_ = false;  // follow_link ran (on the first pass, whatever the word says)
   bool predecessor_link_down_ = false;  // the restarted endpoint's predecessor had its link down
   std::uint64_t peers_disabled_ = 0;  // bit i: port i is disabled (follow_peers); never this port's own bit
+  bool peers_known_ = false;          // follow_peers ran (on the first pass)
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish

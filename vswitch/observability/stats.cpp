@@ -359,7 +359,8 @@ const std::string& StatsRegion::slice_error(std::size_t endpoint) const noexcept
 std::uint64_t StatsRegion::daemon_pid() const noexcept { return load(header_words() + 2); }
 void StatsRegion::set_daemon_pid(std::uint64_t pid) noexcept { store(header_words() + 2, pid); }
 
-// A seqlock over the report's four words (StatsHeader reloads .. reload_changes) on its
+// A seqlock over the report's six words (StatsHeader reloads .. reload_changes, and
+// reload_turned_on, reload_turned_off after the sequence word) on its
 // own sequence word, which only grows: odd while a report is written (a reload publishes
 // twice, begun and ended; the daemon is the one writer). The same pairing as write_fdb /
 // read_fdb:
@@ -376,6 +377,8 @@ void StatsRegion::publish_reload(const ReloadReport& r) noexcept {
   store(h + 4, static_cast<std::uint64_t>(r.outcome));
   store(h + 5, r.restarted);
   store(h + 6, r.changes);
+  store(h + 8, r.turned_on);
+  store(h + 9, r.turned_off);
   seq.store(s + 2, std::memory_order_release);  // [S2-RELOAD]
 }
 
@@ -390,6 +393,8 @@ ReloadReport StatsRegion::read_reload() const noexcept {
     r.outcome = static_cast<ReloadOutcome>(load(h + 4));
     r.restarted = load(h + 5);
     r.changes = load(h + 6);
+    r.turned_on = load(h + 8);
+    r.turned_off = load(h + 9);
     std::atomic_thread_fence(std::memory_order_acquire);  // [S1-RELOAD]: the words before the second look
     if ((before & 1) == 0 && seq.load(std::memory_order_relaxed) == before) return r;
   }

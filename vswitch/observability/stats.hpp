@@ -77,7 +77,9 @@ struct StatsHeader {
   std::uint64_t reload_outcome;     // ReloadOutcome of the last one (kRunning until it ends)
   std::uint64_t reload_restarted;   // the last one's restarted endpoints, bit i: endpoint i
   std::uint64_t reload_changes;     // the last one's changes (applied or refused)
-  std::uint64_t reload_seq;         // the seqlock over the four words above (see publish_reload)
+  std::uint64_t reload_seq;         // the seqlock over the report's words (see publish_reload)
+  std::uint64_t reload_turned_on;   // the last one's ports turned on (enabled), bit i: endpoint i
+  std::uint64_t reload_turned_off;  // ... and turned off
 };
 
 enum class ReloadOutcome : std::uint64_t {
@@ -92,8 +94,10 @@ enum class ReloadOutcome : std::uint64_t {
 struct ReloadReport {
   std::uint64_t reloads = 0;
   ReloadOutcome outcome = ReloadOutcome::kNone;
-  std::uint64_t restarted = 0;
+  std::uint64_t restarted = 0;   // endpoints restarted on new settings or turned on, bit i: endpoint i
   std::uint64_t changes = 0;
+  std::uint64_t turned_on = 0;   // of `restarted`: the ports it turned on
+  std::uint64_t turned_off = 0;  // the ports it turned off (stopped, not restarted)
 };
 static_assert(sizeof(StatsHeader) % 8 == 0);
 

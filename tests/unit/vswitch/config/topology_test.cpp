@@ -604,6 +604,24 @@ TEST(Topology, EnabledIsABooleanAndOnByDefault) {
   EXPECT_NE(e.problem.find("true or false"), std::string::npos);
 }
 
+TEST(Topology, TwoPortsCannotShareATapOrASocket) {
+  const std::string head = "[[endpoint]]\nname = \"a\"\nfrontend = \"tap\"\n[endpoint.tap]\nifname = \"t0\"\n";
+  auto e = only_error(head + "[[endpoint]]\nname = \"b\"\nfrontend = \"tap\"\n[endpoint.tap]\nifname = \"t0\"\n",
+                      "endpoint[1].tap.ifname");
+  EXPECT_EQ(e.line, 6u);
+  EXPECT_NE(e.problem.find("already endpoint \"a\"'s TAP"), std::string::npos) << e.problem;
+  EXPECT_TRUE(load_topology_string(head + "[[endpoint]]\nname = \"b\"\nfrontend = \"tap\"\n[endpoint.tap]\nifname = "
+                                          "\"t0\"\nnetns = \"other\"\n",
+                                   "t.toml")
+                  .has_value())
+      << "the same name in another namespace is another device";
+  const std::string vu = "[[endpoint]]\nname = \"v\"\nfrontend = \"vhost-user\"\n[endpoint.vhost_user]\nsocket = \"/run/v.sock\"\n";
+  e = only_error(head + vu + "[[endpoint]]\nname = \"w\"\nfrontend = \"vhost-user\"\nenabled = false\n"
+                              "[endpoint.vhost_user]\nsocket = \"/run/v.sock\"\n",
+                 "endpoint[2].vhost_user.socket");
+  EXPECT_NE(e.problem.find("already endpoint \"v\"'s socket"), std::string::npos) << e.problem;
+}
+
 TEST(Topology, PortSecurityMustBeABoolean) {
   std::string text = kTwoEndpoints;
   text.insert(text.find("frontend = \"generator\""), "port_security = 1\n");

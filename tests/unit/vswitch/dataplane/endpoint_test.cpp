@@ -1556,5 +1556,26 @@ TEST(EndpointPorts, APortTurnedOnDropsWhatWaitedForItThenForwards) {
   EXPECT_EQ(sw.total_drops(0), 8u);
 }
 
+// What a port had sent and a peer had not taken when the port is turned off is dropped
+// by that peer at once (port_disabled), counted in as every record taken: it must not
+// reach the peer after the port comes back from a run that is over.
+TEST(EndpointPorts, WhatAPortTurnedOffHadSentIsDroppedAtOnce) {
+  TestSwitch sw(2, kTinyRings);
+  shm::FrameProducer out = sw.producer(1, 0);  // e1 never runs: the test sends for it
+  ScriptedFrontend e0;
+  EndpointLoop loop(sw.resources(0, -1, -1), e0);
+  loop.poll_once();  // running, e1 on: nothing waits yet
+  for (std::uint64_t i = 0; i < 4; ++i) ASSERT_EQ(push_record(out, sw, 1, 0, {}, i), shm::Reserve::kReserved);
+  out.publish();
+  sw.set_disabled(std::uint64_t{1} << 1);
+  loop.poll_once();
+  sw.set_disabled(0);  // and on again before e0 ever drained the channel
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats();
+  EXPECT_TRUE(e0.received.empty()) << "frames of a port's earlier run were delivered after it came back";
+  EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 4u);
+  EXPECT_EQ(sw.counters(0).peers[1].in_frames, 4u) << "taken from the channel: counted in";
+}
+
 }  // namespace
 }  // namespace vswitch
