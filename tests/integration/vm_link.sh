@@ -5,7 +5,11 @@
 #   sees eth0's carrier go to 0; QEMU's reconnects are refused while the link stays down
 #   (counted, said once); nothing of the guest crosses the switch;
 # - up: QEMU's next reconnect is taken, the guest sees its carrier come back and reaches
-#   the namespace again: the same boot (no guest reboot), the same guest command.
+#   the namespace again: the same boot (no guest reboot), the same guest command;
+# - the port turned off by a reload (enabled = false): its socket file goes, the guest sees
+#   its carrier go to 0; turned on again: the socket is bound anew, QEMU reconnects, and
+#   the guest sees its carrier and reaches the namespace (a VM detached from the switch and
+#   attached again without a restart of vswitchd or of the VM).
 source "$(dirname "$0")/lib.sh"
 require_root
 source "$HERE/vm_env.sh"
@@ -18,6 +22,7 @@ name = "itvmlink"
 [[endpoint]]
 name = "vm1"
 mac = "52:54:00:00:0c:01"
+enabled = true
 frontend = "vhost-user"
 [endpoint.vhost_user]
 socket = "$WORK/vm1.sock"
@@ -45,6 +50,12 @@ echo VMTEST-CARRIER-DOWN
 sh -c '$wait_carrier' _ 1 || exit 13
 echo VMTEST-CARRIER-UP
 sh -c '$reach' _ 10.80.0.3 || exit 14
+echo VMTEST-REACHED-AGAIN
+sh -c '$wait_carrier' _ 0 || exit 15
+echo VMTEST-PORT-OFF
+sh -c '$wait_carrier' _ 1 || exit 16
+echo VMTEST-PORT-ON
+sh -c '$reach' _ 10.80.0.3 || exit 17
 exit 0" "$(vhost_netdev "$WORK/vm1.sock")" 2>"$WORK/vm1.qemu"
 QEMUS+=("$VM_PID")
 
@@ -77,8 +88,27 @@ pass "while down QEMU's reconnects are refused (counted, said once) and nothing 
 
 [[ $(ctl link vm1 up) == "vm1: link up" ]] || fail "vswitchctl link vm1 up"
 console_has "VMTEST-CARRIER-UP" 30
-rc=$(vm_rc "$WORK" vm1 120) || fail "the guest did not finish within 120 s"
-[[ $rc == 0 ]] || { tail -20 "$WORK/vm1.console" >&2; fail "the guest's command failed after the link came up (rc $rc)"; }
+console_has "VMTEST-REACHED-AGAIN" 120
 stat_is vm1 'e["vu_connections"]' -eq $((c0 + 1)) || fail "expected one new vhost-user connection, got $(( $(connections) - c0 ))"
-[[ $(grep -a -c "Linux version" "$WORK/vm1.console") -le 1 ]] || fail "the guest rebooted"
+# A reboot ends QEMU (-no-reboot) or, had it not, runs the guest's script twice.
+kill -0 "${QEMUS[0]}" 2>/dev/null && [[ $(grep -a -c "VMTEST-REACHED carrier" "$WORK/vm1.console") == 1 ]] ||
+  fail "the guest rebooted"
 pass "link up: QEMU's reconnect is taken, the guest sees its carrier and reaches the namespace again, no reboot"
+
+sed -i 's/^enabled = true$/enabled = false/' "$WORK/vm-link.toml"
+out=$(ctl reload) || fail "vswitchctl reload (vm1 off) exited $?: $out"
+[[ $out == "reload: applied 1 change(s); turned off and stopped: vm1 (each change in vswitchd's log)" ]] || fail "reload said: $out"
+[[ ! -e $WORK/vm1.sock ]] || fail "vm1's socket file is still there"
+console_has "VMTEST-PORT-OFF" 30
+! ip netns exec vslink-h ping -c 2 -i 0.2 -W 1 -q 10.80.0.1 >/dev/null 2>&1 || fail "the namespace reached a guest whose port is off"
+pass "port turned off: its socket goes, the guest sees its carrier go to 0"
+
+sed -i 's/^enabled = false$/enabled = true/' "$WORK/vm-link.toml"
+out=$(ctl reload) || fail "vswitchctl reload (vm1 on) exited $?: $out"
+[[ $out == "reload: applied 1 change(s); turned on and up: vm1 (each change in vswitchd's log)" ]] || fail "reload said: $out"
+console_has "VMTEST-PORT-ON" 60
+rc=$(vm_rc "$WORK" vm1 120) || fail "the guest did not finish within 120 s"
+[[ $rc == 0 ]] || { tail -20 "$WORK/vm1.console" >&2; fail "the guest did not reach the namespace after its port came back (rc $rc)"; }
+# Its command done, the guest powers off: a reboot would have run the command twice.
+[[ $(grep -a -c "VMTEST-REACHED carrier" "$WORK/vm1.console") == 1 ]] || fail "the guest rebooted"
+pass "port turned on again: QEMU reconnects, the guest sees its carrier and reaches the namespace, no reboot"

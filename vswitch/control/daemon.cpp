@@ -367,9 +367,12 @@ class Daemon {
   Step hand_over_topology();  // the sealed topology and the executable the endpoints run
   // A sealed memfd holding `text`, which every endpoint program reads its topology from.
   static sys::Result<sys::Fd, std::string> sealed_topology(const std::string& text);
-  // A reload's changes applied: TAP MTUs set, the new topology in force, the endpoints
-  // whose settings changed stopped (reap() starts them again at once on it). Nothing is
-  // changed when it fails (the error says why).
+  // A reload's changes applied: TAP MTUs set, the TAPs and sockets of ports turned on
+  // made, the new topology in force, the endpoints whose settings changed stopped (reap()
+  // starts them again at once on it), ports turned off stopped and ports turned on
+  // started. When it fails (the error says why) the topology in force is unchanged, the
+  // MTUs are put back and what it made is removed; a TAP it found keeps the offloads and
+  // MTU TapDevice::open gave it.
   Step apply(Topology next, const std::vector<TopologyChange>& changes, std::uint64_t& restarted);
   void spawn(std::size_t i);
   // In the new process fork() made: keeps only what endpoint i is handed, then execs the
@@ -483,11 +486,21 @@ Daemon::Step Daemon::setup() {
   if (topo_.metrics.enabled()) try_metrics(sys::monotonic_ms());
   // Sockets before TAPs: a refused socket path then leaves no persistent TAP behind.
   if (auto st = listen_sockets(); !st) return st;
-  if (auto st = open_taps(); !st) {
+  // A failure from here on gives up every TAP and socket made so far (a TAP vswitchd
+  // created leaves its namespace).
+  const auto give_up = [&] {
+    for (std::size_t i = 0; i < n; ++i)
+      if (i < taps_.size()) release_frontend(i);
     unlink_bound_sockets();
+  };
+  if (auto st = open_taps(); !st) {
+    give_up();
     return st;
   }
-  if (auto st = hand_over_topology(); !st) return st;
+  if (auto st = hand_over_topology(); !st) {
+    give_up();
+    return st;
+  }
   children_.resize(n);
   return {};
 }
@@ -661,6 +674,13 @@ Daemon::Step Daemon::open_frontend(std::size_t i, const EndpointConfig& e) {
         taps_[i]->tso() ? "" : " (no TSO: fabric.max_frame is below a 64 KiB segment)");
   } else if (const auto* v = std::get_if<VhostUserOptions>(&e.options)) {
     if (auto st = prepare_socket_dir(e.name, v->socket); !st) return st;
+    // Never another port's socket under another spelling of its path (the loader compares
+    // the strings): binding would remove it from under that port's VMM.
+    if (struct stat there {}; ::lstat(v->socket.c_str(), &there) == 0)
+      for (std::size_t j = 0; j < bound_.size(); ++j)
+        if (j != i && !bound_[j].path.empty() && bound_[j].dev == there.st_dev && bound_[j].ino == there.st_ino)
+          return sys::Unexpected("endpoint " + e.name + ": vhost-user socket " + v->socket + " is endpoint " +
+                                 topo_.endpoints[j].name + "'s (" + bound_[j].path + ")");
     auto l = endpoints::vhost_user::listen_unix(
         v->socket, endpoints::vhost_user::SocketAccess{v->socket_owner, v->socket_group, v->socket_mode});
     if (!l) return sys::Unexpected("endpoint " + e.name + ": vhost-user socket: " + l.error());
@@ -928,8 +948,11 @@ std::string Daemon::status_line() const {
 // never stop forwarding. The outcome goes to the log, to systemd (STATUS=) and to the
 // stats object (StatsRegion::publish_reload), where vswitchctl reload reads it.
 void Daemon::reload() {
-  notifier_.send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(sys::monotonic_ns() / 1000) +
-                 "\nSTATUS=reloading " + topo_.file);
+  // Before the first READY=1 the service is still starting: a reload then says nothing to
+  // the service manager but its STATUS (READY=1 stays for when every port is up).
+  const std::string reloading = ready_sent_ ? "RELOADING=1\nMONOTONIC_USEC=" + std::to_string(sys::monotonic_ns() / 1000) + "\n"
+                                            : std::string();
+  notifier_.send(reloading + "STATUS=reloading " + topo_.file);
   say("reload: re-reading %s", topo_.file.c_str());
   ReloadReport report;
   report.reloads = ++reloads_;
@@ -1005,7 +1028,9 @@ void Daemon::reload() {
   }
   stats_->publish_reload(report);
   ++reload_outcomes_[static_cast<std::size_t>(report.outcome)];
-  notifier_.send("READY=1\nSTATUS=" + status_line() + "; " + outcome);
+  notifier_.send(std::string(ready_sent_ ? "READY=1\n" : "") + "STATUS=" + status_line() + "; " + outcome);
+  // A reload that turned off the last port that was not up makes the rest ready.
+  if (!ready_sent_) (void)notify_if_all_up();
 }
 
 Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& changes, std::uint64_t& restarted) {
@@ -1029,7 +1054,8 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
   }
   // TAP MTUs first, then the TAPs and sockets of ports turned on: the only steps that can
   // fail; one that does undoes those before it (the MTUs the devices had, read before each
-  // is set; what was opened, closed and removed), so nothing is left changed. An mtu taken
+  // is set; what was opened, closed and removed; a TAP found, not made, keeps the offloads
+  // and MTU its open set), so the running topology is left as it was. An mtu taken
   // out of the file leaves the device's as it is (unset: the namespace's own).
   std::vector<std::pair<std::size_t, std::uint32_t>> mtu_was;
   std::vector<std::size_t> opened;
@@ -1100,6 +1126,14 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
   restarted = 0;
   for (std::size_t i = 0; i < n; ++i) {
     if (turn_on[i]) {
+      // Its earlier run is over (its process gone: checked above), so each of its channels
+      // ends where that run left it: a peer drops what it finds before that position
+      // (StatsSlice::stale_to), once the mask that turns the port on tells it ([R-OFF]).
+      for (std::size_t x = 0; x < n; ++x) {
+        const shm::Channel* ch = x == i ? nullptr : fabric_->channel(i, x);
+        if (ch != nullptr && stats_->slice(x) != nullptr)
+          stats_->slice(x)->set_stale_to(i, ch->area().snapshot().head);
+      }
       // Started now; its peers are told once it is up (endpoint_ready).
       Child& c = children_[i];
       c.fresh = true;
@@ -1280,7 +1314,7 @@ int Daemon::run() {
     spawn(i);
     ++starting;
   }
-  say("running topology \"%s\" (%s): %zu endpoints%s%s%s; %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
+  say("running topology \"%s\" (%s): %zu endpoints%s%s%s, %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
       topo_.endpoints.size(), off.empty() ? "" : " (disabled: ", off.c_str(), off.empty() ? "" : ")",
       "Ctrl-C or SIGTERM stops, SIGHUP re-reads the file");
   notifier_.send("STATUS=starting " + std::to_string(starting) + " endpoints");

@@ -746,6 +746,8 @@ bool EndpointLoop::poll_once() {
   }
   frontend_.begin_pass();
   if (predecessor_mark_) [[unlikely]] settle_deliveries();
+  // After the guest's queue settled (the journal skips what the guest has first).
+  if ((peers_to_discard_ | peers_to_fence_) != 0 && !predecessor_mark_) [[unlikely]] settle_peers();
   bool work = retry_held();
   work |= drain_inbound();
   work |= pump_frontend();
@@ -838,18 +840,22 @@ void EndpointLoop::journal_settled(std::uint16_t start) {
 void EndpointLoop::follow_peers(std::uint64_t disabled) {
   const bool first = !peers_known_;
   peers_known_ = true;
-  const std::uint64_t changed = disabled ^ peers_disabled_;
+  // The first pass looks at every peer: a restarted endpoint may have missed changes.
+  const std::uint64_t changed = first ? ~std::uint64_t{0} : disabled ^ peers_disabled_;
   peers_disabled_ = disabled;
   const auto& eps = res_.topology->endpoints;
   for (std::size_t i = 0; i < eps.size() && i < 64; ++i) {
     if (((changed >> i) & 1) == 0 || i == res_.self) continue;
     const auto port = static_cast<PortId>(i);
+    const std::uint64_t bit = std::uint64_t{1} << i;
     if (!port_disabled(port)) {
-      log("peer " + eps[i].name + " enabled: forwarding to it");
+      // What its earlier run left in its channel goes before its new run's (settle_peers).
+      peers_to_fence_ |= bit;
+      peers_to_discard_ &= ~bit;
+      if (!first) log("peer " + eps[i].name + " enabled: forwarding to it");
       continue;
     }
     const std::size_t forgot = table_.forget_port(port);
-    std::uint64_t discarded = 0;
     if (Peer* p = peer_for(port)) {
       if (p->held_bytes != 0) {
         drop(DropReason::kPortDisabled);
@@ -860,31 +866,55 @@ void EndpointLoop::follow_peers(std::uint64_t disabled) {
       p->full_since_ns = 0;
       counters_.peers[port].stalled = 0;
       if (last_unicast_ == p) last_unicast_ = nullptr;
-      // What it sent and this port has not taken goes now: were this port itself stopped
-      // or waiting for its guest until the port came back, those frames would otherwise
-      // arrive after the port's next start, from a run that is over.
-      discarded = discard_from(*p);
     }
+    // What it sent and this port has not taken goes too (settle_peers).
+    peers_to_discard_ |= bit;
+    peers_to_fence_ &= ~bit;
     // The ports declared off are said once in vswitchd's log, not by every endpoint at start.
-    if (first) continue;
-    log("peer " + eps[i].name + " disabled: sending it nothing (forgot " + std::to_string(forgot) +
-        " address(es) learned behind it, dropped " + std::to_string(discarded) + " frame(s) it had sent)");
+    if (!first)
+      log("peer " + eps[i].name + " disabled: sending it nothing (forgot " + std::to_string(forgot) +
+          " address(es) learned behind it)");
   }
+}
+
+void EndpointLoop::settle_peers() {
+  const auto& eps = res_.topology->endpoints;
+  for (std::size_t i = 0; i < eps.size() && i < 64; ++i) {
+    const std::uint64_t bit = std::uint64_t{1} << i;
+    if (((peers_to_discard_ | peers_to_fence_) & bit) == 0) continue;
+    Peer* p = peer_for(static_cast<PortId>(i));
+    if (p == nullptr) continue;
+    // Turned off: everything it sent and this port has not taken, from a run that is over
+    // (were this port stopped, or waiting for its guest, until the peer came back, those
+    // frames would otherwise arrive after the peer's next start). Turned on (or found on
+    // by a restarted endpoint): what is left of its earlier run, up to where vswitchd saw
+    // that run's channel end; its new run's frames stay.
+    const bool off = (peers_to_discard_ & bit) != 0;
+    const std::uint64_t n = discard_from(*p, off ? ~std::uint64_t{0} : res_.stats->stale_to(i));
+    if (n != 0)
+      log("dropped " + std::to_string(n) + " frame(s) " + eps[i].name + " had sent before it was " +
+          (off ? "turned off" : "turned off and on again") + " (port_disabled)");
+  }
+  peers_to_discard_ = 0;
+  peers_to_fence_ = 0;
 }
 
 std::uint64_t EndpointLoop::discard_inbound() {
   std::uint64_t n = 0;
-  for (Peer& p : peers_) n += discard_from(p);
+  for (Peer& p : peers_) n += discard_from(p, ~std::uint64_t{0});
+  // Outside a pass (a port stopping): the channels' space goes back now, through a commit
+  // for a journaling frontend (delivery_journal.hpp: the tails journaled first).
+  if (journal_) commit_deliveries();
   return n;
 }
 
-std::uint64_t EndpointLoop::discard_from(Peer& p) {
+std::uint64_t EndpointLoop::discard_from(Peer& p, std::uint64_t up_to) {
   std::uint64_t n = 0;
   const std::uint64_t resyncs = p.in.counters().resyncs;
-  // Bounded by what the channel held when this began: a producer that keeps adding (one
-  // that has not seen the change yet) cannot keep this loop going.
+  // Bounded by what the channel can hold: a producer that keeps adding (one that has not
+  // seen the change yet) cannot keep this loop going.
   const std::uint64_t most = p.in.area().capacity() / shm::record_bytes(0);
-  for (std::uint64_t k = 0; k < most; ++k) {
+  for (std::uint64_t k = 0; k < most && p.in.consumed_to() < up_to; ++k) {
     const shm::PopResult r = p.in.peek();
     if (r.status != shm::Pop::kRecord) break;  // empty, or corrupt: resynchronised to the head
     // Counted in as every record taken from a channel is, so the sender's out and this
@@ -895,7 +925,9 @@ std::uint64_t EndpointLoop::discard_from(Peer& p) {
     ++n;
   }
   p.resume = 0;
-  p.in.release();
+  // A journaling frontend's channels give space back only at a commit, which journals
+  // these tails with the rest (this pass's, or discard_inbound's).
+  if (!journal_) p.in.release();
   if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
     drop(DropReason::kRingCorrupt, bad);
     counters_.forwarding.ring_errors += bad;

@@ -282,8 +282,13 @@ class EndpointLoop {
   // behind it is forgotten; one turned on is a peer again.
   void follow_peers(std::uint64_t disabled);
   [[nodiscard]] bool port_disabled(PortId port) const noexcept { return ((peers_disabled_ >> port) & 1) != 0; }
-  // discard_inbound for one channel: every record in it now, dropped as port_disabled.
-  std::uint64_t discard_from(Peer& p);
+  // Drops (port_disabled) the records of p's channel from its tail up to position
+  // `up_to` (~0: every record in it now); returns how many.
+  std::uint64_t discard_from(Peer& p, std::uint64_t up_to);
+  // The channels of peers follow_peers saw turned off or on: what they hold from a run
+  // that is over is dropped (discard_from). At the start of a pass, once the delivery
+  // journal has settled.
+  void settle_peers();
   // Retries every held frame; drops those whose hold ran out.
   bool retry_held();
   // Sends p's held frame if there is room now; true when nothing is held any more.
@@ -345,6 +350,8 @@ class EndpointLoop {
   bool predecessor_link_down_ = false;  // the restarted endpoint's predecessor had its link down
   std::uint64_t peers_disabled_ = 0;  // bit i: port i is disabled (follow_peers); never this port's own bit
   bool peers_known_ = false;          // follow_peers ran (on the first pass)
+  std::uint64_t peers_to_discard_ = 0;  // settle_peers: turned off, drop everything of theirs
+  std::uint64_t peers_to_fence_ = 0;    // settle_peers: on, drop what precedes their stale_to
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish

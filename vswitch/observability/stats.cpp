@@ -73,7 +73,7 @@ std::string StatsSlice::object_name(const std::string& switch_name, const std::s
 
 std::uint64_t StatsSlice::bytes_for(std::uint32_t fdb_capacity) {
   return sizeof(StatsSliceHeader) + sizeof(EndpointCounters) + fdb_words_for(fdb_capacity) * kWords +
-         kDeliveryJournalWords * kWords;
+         kDeliveryJournalWords * kWords + kMaxEndpoints * kWords;
 }
 
 StatsSlice::StatsSlice(shm::Region region, std::size_t endpoint, std::uint32_t fdb_capacity)
@@ -159,15 +159,29 @@ void StatsSlice::set_admin_down(bool down) noexcept {
   store(words_of(region_) + offsetof(StatsSliceHeader, admin_link) / kWords, down ? kAdminLinkDown : kAdminLinkUp);
 }
 
+// [R-OFF]: vswitchd stores a peer's stale_to, then the mask that turns the peer on with a
+// release store; the endpoint's acquire load of the mask pairs with it, so an endpoint
+// that sees the peer on reads the stale_to written before (and never an older one, which
+// would let frames of the peer's earlier run through).
 std::uint64_t StatsSlice::peers_disabled() const noexcept {
-  return load(words_of(region_) + offsetof(StatsSliceHeader, peers_disabled) / kWords);
+  return std::atomic_ref<std::uint64_t>(words_of(region_)[offsetof(StatsSliceHeader, peers_disabled) / kWords])
+      .load(std::memory_order_acquire);  // [R-OFF]
 }
 
 void StatsSlice::set_peers_disabled(std::uint64_t mask) noexcept {
-  store(words_of(region_) + offsetof(StatsSliceHeader, peers_disabled) / kWords, mask);
+  std::atomic_ref<std::uint64_t>(words_of(region_)[offsetof(StatsSliceHeader, peers_disabled) / kWords])
+      .store(mask, std::memory_order_release);  // [R-OFF]
 }
 
 std::uint64_t* StatsSlice::fdb_words() const noexcept { return counter_words() + kCounterWords; }
+
+std::uint64_t StatsSlice::stale_to(std::size_t peer) const noexcept {
+  return peer < kMaxEndpoints ? load(journal_words().data() + kDeliveryJournalWords + peer) : 0;
+}
+
+void StatsSlice::set_stale_to(std::size_t peer, std::uint64_t position) noexcept {
+  if (peer < kMaxEndpoints) store(journal_words().data() + kDeliveryJournalWords + peer, position);
+}
 
 std::span<std::uint64_t, kDeliveryJournalWords> StatsSlice::journal_words() const noexcept {
   return std::span<std::uint64_t, kDeliveryJournalWords>(fdb_words() + fdb_words_for(fdb_capacity_),

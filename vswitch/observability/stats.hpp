@@ -103,7 +103,7 @@ static_assert(sizeof(StatsHeader) % 8 == 0);
 
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
 // 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down; 5: timed_sleeps;
-// 6: the vhost-user block's reconnect_waits and attached; 7: the delivery journal; 8: peers_disabled
+// 6: the vhost-user block's reconnect_waits and attached; 7: the delivery journal; 8: peers_disabled, stale_to
 inline constexpr std::uint64_t kStatsSliceVersion = 8;
 
 // Words at the end of each slice that the endpoint keeps its delivery journal in
@@ -184,12 +184,23 @@ class StatsSlice {
   [[nodiscard]] bool admin_down() const noexcept;
   void set_admin_down(bool down) noexcept;
 
-  // The disabled ports (StatsSliceHeader::peers_disabled): bit i, endpoint i. One word
-  // that carries nothing else, relaxed as admin_link: the endpoint acts on a change alone
-  // at the start of a pass. Whoever maps the slice writable can set it; the endpoint
+  // The disabled ports (StatsSliceHeader::peers_disabled): bit i, endpoint i. The
+  // endpoint acts on a change alone at the start of a pass. A release store and an
+  // acquire load (ordering at [R-OFF] in stats.cpp): the stale_to words are published by
+  // the mask that turns their peer on. Whoever maps the slice writable can set it; the endpoint
   // itself could, and would only stop sending to ports it could already refuse to serve.
   [[nodiscard]] std::uint64_t peers_disabled() const noexcept;
   void set_peers_disabled(std::uint64_t mask) noexcept;
+  // Where the channel from `peer` to this endpoint stood when that peer's last run ended
+  // (turned off): its records before this position are from that run, and this endpoint
+  // drops them (port_disabled) rather than deliver them after the peer is turned on
+  // again. Written by vswitchd before it turns the peer on, read by the endpoint when it
+  // sees the peer come back (and on its first pass); one word per possible peer after the
+  // delivery journal; relaxed, ordered by the peers_disabled word that turns the peer on
+  // ([R-OFF] in stats.cpp). The receiver walks the records up to it and stops at whatever
+  // is there, so a position a hostile writer chose drops at most what the channel holds.
+  [[nodiscard]] std::uint64_t stale_to(std::size_t peer) const noexcept;
+  void set_stale_to(std::size_t peer, std::uint64_t position) noexcept;
 
   // Replaces the FDB snapshot (seqlock writer; the endpoint is the one writer).
   void write_fdb(std::span<const MacEntry> entries, std::uint64_t table_size) noexcept;

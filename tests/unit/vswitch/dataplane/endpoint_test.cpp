@@ -199,6 +199,12 @@ class TestSwitch {
   void set_disabled(std::uint64_t mask) {
     for (std::size_t i = 0; i < runners_.size(); ++i) stats_->slice(i)->set_peers_disabled(mask);
   }
+  // What vswitchd writes before it turns `port` on: where its channel to each endpoint
+  // ended with its earlier run.
+  void fence(std::size_t port) {
+    for (std::size_t i = 0; i < runners_.size(); ++i)
+      if (i != port) stats_->slice(i)->set_stale_to(port, fabric_->channel(port, i)->area().snapshot().head);
+  }
   GeneratorCounters gen(std::size_t i) const { return sys::load_block<GeneratorCounters>(counters(i).frontend); }
   std::uint64_t drops(std::size_t i, DropReason r) const { return counters(i).drops[r]; }
   std::uint64_t total_drops(std::size_t i) const { return counters(i).drops.total(); }
@@ -1575,6 +1581,29 @@ TEST(EndpointPorts, WhatAPortTurnedOffHadSentIsDroppedAtOnce) {
   EXPECT_TRUE(e0.received.empty()) << "frames of a port's earlier run were delivered after it came back";
   EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 4u);
   EXPECT_EQ(sw.counters(0).peers[1].in_frames, 4u) << "taken from the channel: counted in";
+}
+
+// A port turned off and on again while a peer never ran in between (restarting, or
+// waiting for its guest): the peer, when it sees the port on, drops what the port's
+// earlier run left in its channel, up to where vswitchd saw that run end, and delivers
+// the new run's frames after it.
+TEST(EndpointPorts, APeerThatMissedTheWholeCycleDropsOnlyTheEarlierRun) {
+  TestSwitch sw(2, kTinyRings);
+  shm::FrameProducer out = sw.producer(1, 0);  // e1's runs: the test sends for them
+  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_EQ(push_record(out, sw, 1, 0, {}, i), shm::Reserve::kReserved);
+  out.publish();
+  sw.set_disabled(std::uint64_t{1} << 1);  // e1 turned off; e0 is not running to see it
+  sw.fence(1);                             // turned on again: its earlier run ended here
+  for (std::uint64_t i = 3; i < 5; ++i) ASSERT_EQ(push_record(out, sw, 1, 0, {}, i), shm::Reserve::kReserved);
+  out.publish();
+  sw.set_disabled(0);
+  ScriptedFrontend e0;
+  EndpointLoop loop(sw.resources(0, -1, -1), e0);  // e0 starts again only now
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats();
+  EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 3u);
+  ASSERT_EQ(e0.received.size(), 2u) << "the new run's frames were not delivered";
+  EXPECT_EQ(sw.counters(0).peers[1].in_frames, 5u);
 }
 
 }  // namespace
