@@ -707,6 +707,8 @@ void Daemon::release_frontend(std::size_t i) {
 
 void Daemon::publish_disabled(std::uint64_t mask) {
   disabled_ = mask;
+  // A release store ([R-OFF] in stats.cpp): it publishes the stale_to words apply() wrote
+  // before it turned a port on.
   for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
     if (StatsSlice* s = stats_->slice(i)) s->set_peers_disabled(mask);
   wake_endpoints();  // a sleeping endpoint takes it now (it would at its next pass anyway)
@@ -1129,10 +1131,18 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
       // Its earlier run is over (its process gone: checked above), so each of its channels
       // ends where that run left it: a peer drops what it finds before that position
       // (StatsSlice::stale_to), once the mask that turns the port on tells it ([R-OFF]).
+      // The position is where the new run's producer will start: the head word as it
+      // reads it, an invalid one (scribbled by either side) replaced by the tail
+      // (FrameProducer's constructor does the same).
       for (std::size_t x = 0; x < n; ++x) {
         const shm::Channel* ch = x == i ? nullptr : fabric_->channel(i, x);
-        if (ch != nullptr && stats_->slice(x) != nullptr)
-          stats_->slice(x)->set_stale_to(i, ch->area().snapshot().head);
+        StatsSlice* slice = stats_->slice(x);
+        if (ch == nullptr || slice == nullptr) continue;
+        const shm::RingSnapshot snap = ch->area().snapshot();
+        const bool valid = snap.head - snap.tail <= ch->area().capacity() && (snap.head & 7) == 0;
+        slice->set_stale_to(i, valid ? snap.head : shm::align8(snap.tail));
+        // [R-FENCE] (stats.cpp): after the stale_to word; [R-OFF] publishes it again later.
+        slice->bump_fence_seq();
       }
       // Started now; its peers are told once it is up (endpoint_ready).
       Child& c = children_[i];

@@ -740,9 +740,17 @@ bool EndpointLoop::poll_once() {
     if (!link_known_ || res_.stats->admin_down() != link_down_) [[unlikely]]
       follow_link();
     // This port's own bit says it is being turned off: it still forwards until stopped.
+    // Acquire loads ([R-OFF], [R-FENCE] in stats.cpp): the stale_to words settle_peers
+    // reads below are the ones vswitchd wrote before it changed these.
     const std::uint64_t disabled = res_.stats->peers_disabled() & ~(std::uint64_t{1} << res_.self);
     if (disabled != peers_disabled_ || !peers_known_) [[unlikely]]
       follow_peers(disabled);
+    if (const std::uint64_t fence = res_.stats->fence_seq(); fence != fence_seq_) [[unlikely]] {
+      fence_seq_ = fence;
+      // Every running peer's stale_to, whatever the mask did meanwhile.
+      for (const Peer& p : peers_)
+        if (!port_disabled(p.port)) peers_to_fence_ |= std::uint64_t{1} << p.port;
+    }
   }
   frontend_.begin_pass();
   if (predecessor_mark_) [[unlikely]] settle_deliveries();
@@ -890,6 +898,7 @@ void EndpointLoop::settle_peers() {
     // by a restarted endpoint): what is left of its earlier run, up to where vswitchd saw
     // that run's channel end; its new run's frames stay.
     const bool off = (peers_to_discard_ & bit) != 0;
+    // stale_to: published by the acquire loads in poll_once ([R-OFF], [R-FENCE]).
     const std::uint64_t n = discard_from(*p, off ? ~std::uint64_t{0} : res_.stats->stale_to(i));
     if (n != 0)
       log("dropped " + std::to_string(n) + " frame(s) " + eps[i].name + " had sent before it was " +
@@ -917,6 +926,9 @@ std::uint64_t EndpointLoop::discard_from(Peer& p, std::uint64_t up_to) {
   for (std::uint64_t k = 0; k < most && p.in.consumed_to() < up_to; ++k) {
     const shm::PopResult r = p.in.peek();
     if (r.status != shm::Pop::kRecord) break;  // empty, or corrupt: resynchronised to the head
+    // peek() skips a pad by itself: the record it found may start at or past `up_to` (the
+    // earlier run ended on a pad and the new run's first record follows it).
+    if (p.in.consumed_to() >= up_to) break;
     // Counted in as every record taken from a channel is, so the sender's out and this
     // port's in still agree; and dropped.
     ++counters_.peers[p.port].in_frames;

@@ -352,6 +352,7 @@ class EndpointLoop {
   bool peers_known_ = false;          // follow_peers ran (on the first pass)
   std::uint64_t peers_to_discard_ = 0;  // settle_peers: turned off, drop everything of theirs
   std::uint64_t peers_to_fence_ = 0;    // settle_peers: on, drop what precedes their stale_to
+  std::uint64_t fence_seq_ = 0;         // the slice's fence_seq when last seen
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish

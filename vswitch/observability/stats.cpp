@@ -159,10 +159,12 @@ void StatsSlice::set_admin_down(bool down) noexcept {
   store(words_of(region_) + offsetof(StatsSliceHeader, admin_link) / kWords, down ? kAdminLinkDown : kAdminLinkUp);
 }
 
-// [R-OFF]: vswitchd stores a peer's stale_to, then the mask that turns the peer on with a
-// release store; the endpoint's acquire load of the mask pairs with it, so an endpoint
-// that sees the peer on reads the stale_to written before (and never an older one, which
-// would let frames of the peer's earlier run through).
+// [R-OFF]: vswitchd stores a peer's stale_to (Daemon::apply), later the mask that turns
+// the peer on with a release store (Daemon::publish_disabled); the endpoint's acquire load
+// of the mask (EndpointLoop::poll_once) pairs with it, so an endpoint that sees the peer on
+// reads the stale_to written before (and never an older one, which would let frames of
+// the peer's earlier run through). [R-FENCE] publishes the same words to an endpoint that
+// never saw the mask change.
 std::uint64_t StatsSlice::peers_disabled() const noexcept {
   return std::atomic_ref<std::uint64_t>(words_of(region_)[offsetof(StatsSliceHeader, peers_disabled) / kWords])
       .load(std::memory_order_acquire);  // [R-OFF]
@@ -174,6 +176,19 @@ void StatsSlice::set_peers_disabled(std::uint64_t mask) noexcept {
 }
 
 std::uint64_t* StatsSlice::fdb_words() const noexcept { return counter_words() + kCounterWords; }
+
+// [R-FENCE]: vswitchd stores stale_to words (relaxed), then bumps fence_seq with a
+// release store; the endpoint's acquire load of fence_seq (EndpointLoop::poll_once) pairs
+// with it, so the stale_to words settle_peers reads after it are the ones written before.
+std::uint64_t StatsSlice::fence_seq() const noexcept {
+  return std::atomic_ref<std::uint64_t>(words_of(region_)[offsetof(StatsSliceHeader, fence_seq) / kWords])
+      .load(std::memory_order_acquire);  // [R-FENCE]
+}
+
+void StatsSlice::bump_fence_seq() noexcept {
+  std::atomic_ref<std::uint64_t> seq(words_of(region_)[offsetof(StatsSliceHeader, fence_seq) / kWords]);
+  seq.store(seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);  // [R-FENCE]
+}
 
 std::uint64_t StatsSlice::stale_to(std::size_t peer) const noexcept {
   return peer < kMaxEndpoints ? load(journal_words().data() + kDeliveryJournalWords + peer) : 0;

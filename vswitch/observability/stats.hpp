@@ -126,7 +126,8 @@ struct StatsSliceHeader {
   std::uint64_t fdb_capacity;    // entries in the FDB snapshot after the counters
   std::uint64_t admin_link;      // kAdminLinkUp or kAdminLinkDown
   std::uint64_t peers_disabled;  // bit i: endpoint i is disabled (kMaxEndpoints <= 64)
-  std::uint64_t reserved[2];
+  std::uint64_t fence_seq;       // bumped by vswitchd after it wrote stale_to words (StatsSlice::stale_to)
+  std::uint64_t reserved[1];
 };
 static_assert(kMaxEndpoints <= 64, "peers_disabled holds one bit per endpoint");
 inline constexpr std::uint64_t kAdminLinkUp = 0;
@@ -201,6 +202,13 @@ class StatsSlice {
   // is there, so a position a hostile writer chose drops at most what the channel holds.
   [[nodiscard]] std::uint64_t stale_to(std::size_t peer) const noexcept;
   void set_stale_to(std::size_t peer, std::uint64_t position) noexcept;
+  // A count vswitchd bumps after it wrote stale_to words into this slice (release; the
+  // endpoint's acquire load of it pairs: [R-FENCE] in stats.cpp). An endpoint that sees it
+  // change applies every running peer's stale_to, so a fence reaches it even when the
+  // peers_disabled word it last saw is the same again (it did no pass while a port went
+  // off and came back).
+  [[nodiscard]] std::uint64_t fence_seq() const noexcept;
+  void bump_fence_seq() noexcept;
 
   // Replaces the FDB snapshot (seqlock writer; the endpoint is the one writer).
   void write_fdb(std::span<const MacEntry> entries, std::uint64_t table_size) noexcept;

@@ -203,7 +203,13 @@ class TestSwitch {
   // ended with its earlier run.
   void fence(std::size_t port) {
     for (std::size_t i = 0; i < runners_.size(); ++i)
-      if (i != port) stats_->slice(i)->set_stale_to(port, fabric_->channel(port, i)->area().snapshot().head);
+      if (i != port) {
+        stats_->slice(i)->set_stale_to(port, channel_head(port, i));
+        stats_->slice(i)->bump_fence_seq();
+      }
+  }
+  std::uint64_t channel_head(std::size_t from, std::size_t to) const {
+    return fabric_->channel(from, to)->area().snapshot().head;
   }
   GeneratorCounters gen(std::size_t i) const { return sys::load_block<GeneratorCounters>(counters(i).frontend); }
   std::uint64_t drops(std::size_t i, DropReason r) const { return counters(i).drops[r]; }
@@ -1604,6 +1610,62 @@ TEST(EndpointPorts, APeerThatMissedTheWholeCycleDropsOnlyTheEarlierRun) {
   EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 3u);
   ASSERT_EQ(e0.received.size(), 2u) << "the new run's frames were not delivered";
   EXPECT_EQ(sw.counters(0).peers[1].in_frames, 5u);
+}
+
+// The earlier run ended on a pad (its last record did not fit before the ring's end, and
+// the ring was full): its channel ends after the pad, where the new run's first record
+// starts. A peer fencing it skips the pad and keeps that record.
+TEST(EndpointPorts, AFenceAfterAPadKeepsTheNewRunsFirstFrame) {
+  TestSwitch sw(2, kTinyRings);  // 8 KiB channels; 60-byte frames: 80-byte records
+  {
+    shm::FrameProducer old_run = sw.producer(1, 0);
+    std::uint64_t i = 0;
+    while (push_record(old_run, sw, 1, 0, {}, i) == shm::Reserve::kReserved) ++i;
+    old_run.publish();
+    ASSERT_EQ(i, 102u) << "the channel holds another number of records: the pad is not where this test puts it";
+    ASSERT_EQ(sw.channel_head(1, 0), 8192u) << "the full ring's pad was not published";
+  }
+  {
+    shm::FrameConsumer taken = sw.consumer(1, 0);  // the earlier run's records, taken
+    for (int k = 0; k < 102; ++k) {
+      ASSERT_EQ(taken.peek().status, shm::Pop::kRecord);
+      taken.consume();
+    }
+    taken.release();  // the tail stays before the pad
+  }
+  sw.set_disabled(std::uint64_t{1} << 1);
+  sw.fence(1);  // at 8192, after the pad
+  sw.set_disabled(0);
+  shm::FrameProducer new_run = sw.producer(1, 0);
+  ASSERT_EQ(push_record(new_run, sw, 1, 0, {}, 1000), shm::Reserve::kReserved);
+  new_run.publish();
+  ScriptedFrontend e0;
+  EndpointLoop loop(sw.resources(0, -1, -1), e0);
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats();
+  EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 0u) << "the new run's first frame was taken for the earlier run's";
+  EXPECT_EQ(e0.received.size(), 1u);
+}
+
+// A peer that did no pass while a port went off and came back sees the same mask as
+// before; the fence still reaches it (fence_seq), and what the earlier run left goes.
+TEST(EndpointPorts, AFenceReachesAPeerThatSawTheMaskUnchanged) {
+  TestSwitch sw(2, kTinyRings);
+  ScriptedFrontend e0;
+  EndpointLoop loop(sw.resources(0, -1, -1), e0);
+  loop.poll_once();  // the mask as it will be again
+  shm::FrameProducer out = sw.producer(1, 0);
+  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_EQ(push_record(out, sw, 1, 0, {}, i), shm::Reserve::kReserved);
+  out.publish();
+  sw.set_disabled(std::uint64_t{1} << 1);  // e0 does no pass now
+  sw.fence(1);
+  sw.set_disabled(0);
+  ASSERT_EQ(push_record(out, sw, 1, 0, {}, 3), shm::Reserve::kReserved);
+  out.publish();
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats();
+  EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 3u);
+  EXPECT_EQ(e0.received.size(), 1u);
 }
 
 }  // namespace
