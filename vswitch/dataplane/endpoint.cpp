@@ -936,7 +936,9 @@ std::uint64_t EndpointLoop::discard_from(Peer& p, std::uint64_t up_to) {
     p.in.consume();
     ++n;
   }
-  p.resume = 0;
+  // The frontend's note is about the record at the head: kept unless that record is gone
+  // (a frame delivered in parts must not start again).
+  if (n != 0 || p.in.counters().resyncs != resyncs) p.resume = 0;
   // A journaling frontend's channels give space back only at a commit, which journals
   // these tails with the rest (this pass's, or discard_inbound's).
   if (!journal_) p.in.release();

@@ -208,6 +208,7 @@ class TestSwitch {
         stats_->slice(i)->bump_fence_seq();
       }
   }
+  void bump_fence(std::size_t i) { stats_->slice(i)->bump_fence_seq(); }
   std::uint64_t channel_head(std::size_t from, std::size_t to) const {
     return fabric_->channel(from, to)->area().snapshot().head;
   }
@@ -1666,6 +1667,39 @@ TEST(EndpointPorts, AFenceReachesAPeerThatSawTheMaskUnchanged) {
   loop.publish_stats();
   EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 3u);
   EXPECT_EQ(e0.received.size(), 1u);
+}
+
+// A fence that drops nothing leaves the frontend's note on the record waiting at the head
+// of the channel: a frame delivered in parts (segments cut in software) goes on where it
+// stopped, never starts again.
+TEST(EndpointPorts, AFenceThatDropsNothingKeepsTheFrontendsNote) {
+  class PartialFrontend final : public Frontend {
+   public:
+    [[nodiscard]] int fd() const noexcept override { return -1; }
+    RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
+    [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
+    Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, FrameAddresses, PortId,
+                     std::uint64_t& resume) noexcept override {
+      notes.push_back(resume);
+      resume = 7;  // "got this far": the loop hands it back with the same record
+      return Delivery::kRetryLater;
+    }
+    std::vector<std::uint64_t> notes;
+  };
+  TestSwitch sw(2, kTinyRings);
+  sw.fence(1);  // e1's earlier run ended before anything below
+  shm::FrameProducer out = sw.producer(1, 0);
+  ASSERT_EQ(push_record(out, sw, 1, 0, {}, 0), shm::Reserve::kReserved);
+  out.publish();
+  PartialFrontend e0;
+  EndpointLoop loop(sw.resources(0, -1, -1), e0);
+  loop.poll_once();
+  sw.bump_fence(0);  // vswitchd fenced again (another port, say): the same stale_to for e1
+  loop.poll_once();
+  ASSERT_EQ(e0.notes.size(), 2u);
+  EXPECT_EQ(e0.notes[0], 0u);
+  EXPECT_EQ(e0.notes[1], 7u) << "the frontend's note was lost to a fence that dropped nothing";
+  EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 0u);
 }
 
 }  // namespace
