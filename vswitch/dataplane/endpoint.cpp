@@ -739,17 +739,21 @@ bool EndpointLoop::poll_once() {
   if (res_.stats != nullptr) {
     if (!link_known_ || res_.stats->admin_down() != link_down_) [[unlikely]]
       follow_link();
-    // This port's own bit says it is being turned off: it still forwards until stopped.
-    // Acquire loads ([R-OFF], [R-FENCE] in stats.cpp): the stale_to words settle_peers
-    // reads below are the ones vswitchd wrote before it changed these.
-    const std::uint64_t disabled = res_.stats->peers_disabled() & ~(std::uint64_t{1} << res_.self);
-    if (disabled != peers_disabled_ || !peers_known_) [[unlikely]]
-      follow_peers(disabled);
-    if (const std::uint64_t fence = res_.stats->fence_seq(); fence != fence_seq_) [[unlikely]] {
+    // One acquire load per pass ([R-FENCE] in stats.cpp): vswitchd bumps fence_seq after
+    // every store of the mask and of stale_to words, so while it stands still neither moved.
+    if (const std::uint64_t fence = res_.stats->fence_seq(); fence != fence_seq_ || !peers_known_) [[unlikely]] {
+      const bool first = !peers_known_;
       fence_seq_ = fence;
-      // Every running peer's stale_to, whatever the mask did meanwhile.
-      for (const Peer& p : peers_)
-        if (!port_disabled(p.port)) peers_to_fence_ |= std::uint64_t{1} << p.port;
+      // This port's own bit says it is being turned off: it still forwards until stopped.
+      // An acquire load too ([R-OFF]): a mask newer than the count just seen brings the
+      // stale_to words written before it.
+      const std::uint64_t disabled = res_.stats->peers_disabled() & ~(std::uint64_t{1} << res_.self);
+      if (disabled != peers_disabled_ || first) follow_peers(disabled);
+      // Every running peer's stale_to, whatever the mask did meanwhile (follow_peers on the
+      // first pass has marked them all already).
+      if (!first)
+        for (const Peer& p : peers_)
+          if (!port_disabled(p.port)) peers_to_fence_ |= std::uint64_t{1} << p.port;
     }
   }
   frontend_.begin_pass();

@@ -164,7 +164,8 @@ void StatsSlice::set_admin_down(bool down) noexcept {
 // of the mask (EndpointLoop::poll_once) pairs with it, so an endpoint that sees the peer on
 // reads the stale_to written before (and never an older one, which would let frames of
 // the peer's earlier run through). [R-FENCE] publishes the same words to an endpoint that
-// never saw the mask change.
+// never saw the mask change. The endpoint loads the mask only after it saw fence_seq move,
+// which every mask store is followed by (set_peers_disabled): one acquire load per pass.
 std::uint64_t StatsSlice::peers_disabled() const noexcept {
   return std::atomic_ref<std::uint64_t>(words_of(region_)[offsetof(StatsSliceHeader, peers_disabled) / kWords])
       .load(std::memory_order_acquire);  // [R-OFF]
@@ -173,13 +174,17 @@ std::uint64_t StatsSlice::peers_disabled() const noexcept {
 void StatsSlice::set_peers_disabled(std::uint64_t mask) noexcept {
   std::atomic_ref<std::uint64_t>(words_of(region_)[offsetof(StatsSliceHeader, peers_disabled) / kWords])
       .store(mask, std::memory_order_release);  // [R-OFF]
+  // Then the count the endpoint watches each pass: it reloads the mask once it sees the
+  // count move ([R-FENCE], the same release/acquire pair).
+  bump_fence_seq();
 }
 
 std::uint64_t* StatsSlice::fdb_words() const noexcept { return counter_words() + kCounterWords; }
 
-// [R-FENCE]: vswitchd stores stale_to words (relaxed), then bumps fence_seq with a
-// release store; the endpoint's acquire load of fence_seq (EndpointLoop::poll_once) pairs
-// with it, so the stale_to words settle_peers reads after it are the ones written before.
+// [R-FENCE]: vswitchd stores stale_to words (relaxed) or the mask (set_peers_disabled),
+// then bumps fence_seq with a release store; the endpoint's acquire load of fence_seq
+// (EndpointLoop::poll_once) pairs with it, so the mask it loads next and the stale_to words
+// settle_peers reads after it are at least the ones written before.
 std::uint64_t StatsSlice::fence_seq() const noexcept {
   return std::atomic_ref<std::uint64_t>(words_of(region_)[offsetof(StatsSliceHeader, fence_seq) / kWords])
       .load(std::memory_order_acquire);  // [R-FENCE]

@@ -190,6 +190,8 @@ class StatsSlice {
   // acquire load (ordering at [R-OFF] in stats.cpp): the stale_to words are published by
   // the mask that turns their peer on. Whoever maps the slice writable can set it; the endpoint
   // itself could, and would only stop sending to ports it could already refuse to serve.
+  // Setting it bumps fence_seq after it (below): the endpoint loads the mask only when
+  // that count moved.
   [[nodiscard]] std::uint64_t peers_disabled() const noexcept;
   void set_peers_disabled(std::uint64_t mask) noexcept;
   // Where the channel from `peer` to this endpoint stood when that peer's last run ended
@@ -202,9 +204,10 @@ class StatsSlice {
   // is there, so a position a hostile writer chose drops at most what the channel holds.
   [[nodiscard]] std::uint64_t stale_to(std::size_t peer) const noexcept;
   void set_stale_to(std::size_t peer, std::uint64_t position) noexcept;
-  // A count vswitchd bumps after it wrote stale_to words into this slice (release; the
-  // endpoint's acquire load of it pairs: [R-FENCE] in stats.cpp). An endpoint that sees it
-  // change applies every running peer's stale_to, so a fence reaches it even when the
+  // A count vswitchd bumps after it wrote stale_to words or the mask into this slice
+  // (release; the endpoint's acquire load of it pairs: [R-FENCE] in stats.cpp), the one
+  // word an endpoint loads each pass. An endpoint that sees it change reloads the mask and
+  // applies every running peer's stale_to, so a fence reaches it even when the
   // peers_disabled word it last saw is the same again (it did no pass while a port went
   // off and came back).
   [[nodiscard]] std::uint64_t fence_seq() const noexcept;
