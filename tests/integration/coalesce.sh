@@ -27,20 +27,16 @@ ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.2 >/dev/null || fail "ping a -> b
 ip netns exec vsit-b iperf3 -s -D -p 5212 -I "$WORK/iperf3.pid"
 wait_for 5 "iperf3 server" ip netns exec vsit-b sh -c 'ss -ltn | grep -q :5212'
 
-kernel_drops() {  # datagrams a -> b the kernel dropped on either side of the switch
-  echo $(( $(snmp vsit-a SndbufErrors) + $(linkstat vsit-a vsit-a tx dropped) + $(linkstat vsit-b vsit-b rx dropped) + \
-           $(snmp vsit-b RcvbufErrors) ))
-}
 # paced_flow NAME: 3 s of 64-byte datagrams, 20k per second, one every 50 us (iperf3's
 # pacing timer at 10 us); prints "SLEEPS TIMED DATAGRAMS" for b over the flow.
 paced_flow() {
   local s0 t0 d0 k0 kernel
   s0=$(stat b 'e["sleeps"]'); t0=$(stat b 'e["timed_sleeps"]')
   d0=$(( $(stat a 'e["drops_total"]') + $(stat b 'e["drops_total"]') ))
-  k0=$(kernel_drops)
+  k0=$(kernel_udp_drops vsit-a vsit-b)
   ip netns exec vsit-a iperf3 -c 10.78.0.2 -p 5212 -u -b 10240k -l 64 --pacing-timer 10 -t 3 --json \
     >"$WORK/$1.json" || fail "$1: iperf3 failed"
-  kernel=$(( $(kernel_drops) - k0 ))
+  kernel=$(( $(kernel_udp_drops vsit-a vsit-b) - k0 ))
   local d1=$(( $(stat a 'e["drops_total"]') + $(stat b 'e["drops_total"]') ))
   ((d1 == d0)) || fail "$1: the switch dropped $((d1 - d0)) frames: $(stat a 'e["drops"]') $(stat b 'e["drops"]')"
   python3 - "$WORK/$1.json" "$kernel" "$1" <<'PY' || fail "$1: iperf3 lost datagrams the kernel did not drop"

@@ -119,6 +119,13 @@ snmp() {  # snmp NS FIELD: a Udp counter from the namespace's /proc/net/snmp
 linkstat() {  # linkstat NS IF tx|rx FIELD
   ip -n "$1" -s -j link show "$2" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['$3']['$4'])"
 }
+# kernel_udp_drops FROM TO: UDP datagrams FROM -> TO the kernel dropped on either side of
+# the switch (each namespace's TAP is named as the namespace): the sender's socket buffer,
+# its TAP's tx queue, the receiver's TAP and its socket buffer.
+kernel_udp_drops() {
+  echo $(( $(snmp "$1" SndbufErrors) + $(linkstat "$1" "$1" tx dropped) + $(linkstat "$2" "$2" rx dropped) + \
+           $(snmp "$2" RcvbufErrors) ))
+}
 
 # udp_stream_ok JSON KERNEL_DROPS MIN_INTERVALS WHAT: an iperf3 --json UDP run (reported
 # every 0.5 s) that never stalled (at least MIN_INTERVALS intervals, none at 0) and lost no

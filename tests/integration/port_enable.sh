@@ -121,12 +121,8 @@ out=$(ctl reload) || fail "vswitchctl reload (back as it runs) exited $?: $out"
 pass "a port that cannot be turned on refuses the reload: nothing made for the other port turned on with it"
 
 pids() { echo "$(pid_of a) $(pid_of b)"; }
-kernel_drops() {  # datagrams a -> b the kernel dropped on either side of the switch
-  echo $(( $(snmp vspe-a SndbufErrors) + $(linkstat vspe-a vspe-a tx dropped) + $(linkstat vspe-b vspe-b rx dropped) + \
-           $(snmp vspe-b RcvbufErrors) ))
-}
 before=$(pids)
-kernel0=$(kernel_drops)
+kernel0=$(kernel_udp_drops vspe-a vspe-b)
 ip netns exec vspe-b iperf3 -s -1 -D -p 5212 -I "$WORK/iperf3.pid"
 wait_for 5 "iperf3 server" ip netns exec vspe-b sh -c 'ss -ltn | grep -q :5212'
 ip netns exec vspe-a iperf3 -c 10.79.0.2 -p 5212 -u -b 50M -l 1000 -t 8 -i 0.5 --json >"$WORK/iperf3.json" &
@@ -156,7 +152,7 @@ wait "$client" || fail "iperf3 a -> b failed across the reloads"
 [[ $(pids) == "$before" ]] || fail "a or b was restarted: $before -> $(pids)"
 stat_is a 'e["drops_total"]' -eq 0 && stat_is b 'e["drops_total"]' -eq 0 ||
   fail "a or b dropped frames across the reloads: $(stat a 'e["drops"]') $(stat b 'e["drops"]')"
-kernel=$(( $(kernel_drops) - kernel0 ))
+kernel=$(( $(kernel_udp_drops vspe-a vspe-b) - kernel0 ))
 udp_stream_ok "$WORK/iperf3.json" "$kernel" 15 "a -> b across two reloads" || fail "the a -> b stream stalled, or lost datagrams the kernel did not drop, across the reloads"
 pass "turned off: c stopped, its TAP and v's socket gone; a -> b dropped nothing and never stalled"
 

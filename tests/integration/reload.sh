@@ -24,15 +24,11 @@ out=$(ctl reload) || fail "vswitchctl reload (unchanged) exited $?"
 pass "an unchanged file: said so"
 
 pids() { echo "$(pid_of a) $(pid_of b)"; }
-kernel_drops() {  # datagrams a -> b the kernel dropped on either side of the switch
-  echo $(( $(snmp vsit-a SndbufErrors) + $(linkstat vsit-a vsit-a tx dropped) + $(linkstat vsit-b vsit-b rx dropped) + \
-           $(snmp vsit-b RcvbufErrors) ))
-}
 before=$(pids)
 c_before=$(pid_of c)
 drops_a=$(stat a 'e["drops_total"]')
 drops_b=$(stat b 'e["drops_total"]')
-kernel0=$(kernel_drops)
+kernel0=$(kernel_udp_drops vsit-a vsit-b)
 ip netns exec vsit-b iperf3 -s -1 -D -p 5211 -I "$WORK/iperf3.pid"
 wait_for 5 "iperf3 server" ip netns exec vsit-b sh -c 'ss -ltn | grep -q :5211'
 ip netns exec vsit-a iperf3 -c 10.78.0.2 -p 5211 -u -b 50M -l 1000 -t 4 -i 0.5 --json >"$WORK/iperf3.json" &
@@ -61,7 +57,7 @@ restarts=$(ctl ports --json | python3 -c 'import json, sys; print(next(p["restar
 [[ $(ip netns exec vsit-c cat /sys/class/net/vsit-c/mtu) == 1400 ]] || fail "c's TAP did not get MTU 1400"
 stat_is a 'e["drops_total"]' -eq "$drops_a" && stat_is b 'e["drops_total"]' -eq "$drops_b" ||
   fail "a or b dropped frames across the reload: $(stat a 'e["drops"]') $(stat b 'e["drops"]')"
-kernel=$(( $(kernel_drops) - kernel0 ))
+kernel=$(( $(kernel_udp_drops vsit-a vsit-b) - kernel0 ))
 udp_stream_ok "$WORK/iperf3.json" "$kernel" 7 "a -> b across the reload" || fail "the a -> b stream stalled, or lost datagrams the kernel did not drop, across the reload"
 d0=$(stat c 'e["drops"]["mtu_exceeded"]')
 ! ip netns exec vsit-a ping -c 2 -i 0.2 -W 1 -q -M do -s 1472 10.78.0.3 >/dev/null 2>&1 || fail "a 1514-byte frame reached c's 1400 port"

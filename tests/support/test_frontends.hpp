@@ -46,21 +46,30 @@ class AlternatingFrontend final : public Frontend {
 };
 
 // A receiver whose guest posts no receive buffer while `take` is false: every delivery
-// waits (kRetryLater); with `take` true it takes and counts every frame.
+// waits (kRetryLater); with `take` true it takes and counts every frame. A refusal keeps
+// the resume note the loop handed over (`handed_note`) and, when `leave_note` is not 0,
+// leaves that note instead, as a frontend that delivered part of a frame does.
 class WithholdingFrontend final : public Frontend {
  public:
   [[nodiscard]] int fd() const noexcept override { return -1; }
   RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
   [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
   Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, FrameAddresses, PortId,
-                   std::uint64_t&) noexcept override {
-    // `take` is a switch flipped by the test thread; relaxed: nothing else is published with it.
-    if (!take.load(std::memory_order_relaxed)) return Delivery::kRetryLater;
+                   std::uint64_t& resume) noexcept override {
+    // `take` is a switch flipped by the test thread; relaxed: nothing else is published
+    // with it (nor with the note, read by the test once the loop's thread is done).
+    if (!take.load(std::memory_order_relaxed)) {
+      handed_note.store(resume, std::memory_order_relaxed);
+      if (leave_note != 0) resume = leave_note;
+      return Delivery::kRetryLater;
+    }
     delivered.fetch_add(1, std::memory_order_relaxed);
     return Delivery::kDelivered;
   }
   std::atomic<bool> take{false};
   std::atomic<std::uint64_t> delivered{0};
+  std::uint64_t leave_note = 0;  // set before the loop runs
+  std::atomic<std::uint64_t> handed_note{0};
 };
 
 // Sends the records it is given (virtio-net header, then frame), one per receive(), and

@@ -359,8 +359,6 @@ class Daemon {
   // failure leaves nothing made. release_frontend gives it up again (a port turned off).
   Step open_frontend(std::size_t i, const EndpointConfig& e);
   void release_frontend(std::size_t i);
-  // Ports turned off (enabled = false): bit i, endpoint i.
-  [[nodiscard]] std::uint64_t disabled_mask() const noexcept { return disabled_; }
   // Writes the disabled ports' mask into every slice and rings every endpoint.
   void publish_disabled(std::uint64_t mask);
   Step take_signals();

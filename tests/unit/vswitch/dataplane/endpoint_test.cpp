@@ -1309,14 +1309,21 @@ TEST(EndpointLink, ARestartedEndpointTellsItsFrontendTheLinkOnItsFirstPass) {
 }
 
 // Frames held for a full peer when the link goes down go no further: dropped as link_down.
-TEST(EndpointLink, FramesHeldForAFullPeerAreDroppedWhenTheLinkGoesDown) {
-  TestSwitch sw(2, kTinyRings);  // 8 KiB channels; e1 never runs, so e0's channel to it fills
-  ScriptedFrontend e0;
+// e0 (through l0) sends twelve 1000-byte frames to e1, which never runs: e0's 8 KiB
+// channel to it (kTinyRings) fills, and e0 holds the frame that did not fit. Returns e0's
+// counters then.
+EndpointCounters hold_a_frame_for_e1(TestSwitch& sw, ScriptedFrontend& e0, EndpointLoop& l0) {
   for (int i = 0; i < 12; ++i) e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 1000, false));
-  EndpointLoop l0(sw.resources(0, -1, -1), e0);
   for (int pass = 0; pass < 4; ++pass) l0.poll_once();
   l0.publish_stats();
-  const EndpointCounters held = sw.counters(0);
+  return sw.counters(0);
+}
+
+TEST(EndpointLink, FramesHeldForAFullPeerAreDroppedWhenTheLinkGoesDown) {
+  TestSwitch sw(2, kTinyRings);
+  ScriptedFrontend e0;
+  EndpointLoop l0(sw.resources(0, -1, -1), e0);
+  const EndpointCounters held = hold_a_frame_for_e1(sw, e0, l0);
   ASSERT_LT(held.peers[1].out_frames, 12u) << "the channel never filled";
   sw.set_link_down(0, true);
   l0.poll_once();
@@ -1521,13 +1528,10 @@ TEST(EndpointPorts, ADisabledPortGetsNothingAndComesBack) {
 // A frame held for a full peer when that peer is turned off goes no further: dropped as
 // port_disabled, and nothing more is sent into its channel.
 TEST(EndpointPorts, AFrameHeldForAPortTurnedOffIsDropped) {
-  TestSwitch sw(2, kTinyRings);  // 8 KiB channels; e1 never runs, so e0's channel to it fills
+  TestSwitch sw(2, kTinyRings);
   ScriptedFrontend e0;
-  for (int i = 0; i < 12; ++i) e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 1000, false));
   EndpointLoop l0(sw.resources(0, -1, -1), e0);
-  for (int pass = 0; pass < 4; ++pass) l0.poll_once();
-  l0.publish_stats();
-  const EndpointCounters held = sw.counters(0);
+  const EndpointCounters held = hold_a_frame_for_e1(sw, e0, l0);
   ASSERT_LT(held.peers[1].out_frames, 12u) << "the channel never filled";
   sw.set_disabled(std::uint64_t{1} << 1);
   for (int pass = 0; pass < 4; ++pass) l0.poll_once();
@@ -1673,32 +1677,19 @@ TEST(EndpointPorts, AFenceReachesAPeerThatSawTheMaskUnchanged) {
 // of the channel: a frame delivered in parts (segments cut in software) goes on where it
 // stopped, never starts again.
 TEST(EndpointPorts, AFenceThatDropsNothingKeepsTheFrontendsNote) {
-  class PartialFrontend final : public Frontend {
-   public:
-    [[nodiscard]] int fd() const noexcept override { return -1; }
-    RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
-    [[nodiscard]] bool may_defer_delivery() const noexcept override { return true; }
-    Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, FrameAddresses, PortId,
-                     std::uint64_t& resume) noexcept override {
-      notes.push_back(resume);
-      resume = 7;  // "got this far": the loop hands it back with the same record
-      return Delivery::kRetryLater;
-    }
-    std::vector<std::uint64_t> notes;
-  };
   TestSwitch sw(2, kTinyRings);
   sw.fence(1);  // e1's earlier run ended before anything below
   shm::FrameProducer out = sw.producer(1, 0);
   ASSERT_EQ(push_record(out, sw, 1, 0, {}, 0), shm::Reserve::kReserved);
   out.publish();
-  PartialFrontend e0;
+  WithholdingFrontend e0;
+  e0.leave_note = 7;  // "got this far": the loop hands it back with the same record
   EndpointLoop loop(sw.resources(0, -1, -1), e0);
   loop.poll_once();
+  EXPECT_EQ(e0.handed_note.load(), 0u);
   sw.bump_fence(0);  // vswitchd fenced again (another port, say): the same stale_to for e1
   loop.poll_once();
-  ASSERT_EQ(e0.notes.size(), 2u);
-  EXPECT_EQ(e0.notes[0], 0u);
-  EXPECT_EQ(e0.notes[1], 7u) << "the frontend's note was lost to a fence that dropped nothing";
+  EXPECT_EQ(e0.handed_note.load(), 7u) << "the frontend's note was lost to a fence that dropped nothing";
   EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 0u);
 }
 
