@@ -3,6 +3,8 @@
 #include <atomic>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -112,6 +114,18 @@ Region::~Region() {
 
 bool Region::remove(const std::string& name) {
   return bip::shared_memory_object::remove(name.c_str());
+}
+
+sys::Status<std::string> Region::rename_to(const std::string& name) {
+  if (!owner_ || name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos)
+    return sys::Unexpected{"shm region " + name_ + ": cannot be renamed to " + name};
+  // glibc's shm_open opens /dev/shm/<name without its slash>; Boost.Interprocess uses it.
+  const std::string from = "/dev/shm" + name_;
+  const std::string to = "/dev/shm" + name;
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    return sys::Unexpected{"shm region " + name_ + ": rename to " + name + ": " + std::strerror(errno)};
+  name_ = name;
+  return {};
 }
 
 sys::Result<Region, RegionCreateError> Region::create(const std::string& name, RegionKind kind,

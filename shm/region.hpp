@@ -26,7 +26,7 @@ inline constexpr std::uint32_t kRegionLayoutVersion = 1;
 // can never be mistaken for a channel, nor the daemon's stats object for an endpoint's
 // slice. 2 was the stats region before it was split into the daemon's object and one
 // slice per endpoint: never reused, so an object of that layout is refused by kind.
-enum class RegionKind : std::uint32_t { kChannel = 1, kStats = 3, kStatsSlice = 4, kCapture = 5 };
+enum class RegionKind : std::uint32_t { kChannel = 1, kStats = 3, kStatsSlice = 4, kCapture = 5, kTopology = 6 };
 
 // Bit-for-bit the first 64 bytes of every region. Written once by the creator, magic
 // last ([R0]); read once by attach() into a local copy ([A0]) that is then validated.
@@ -101,6 +101,11 @@ class Region {
                                                                      std::uint64_t generation);
   // Removes a name left behind (e.g. by a crashed creator). Returns whether one existed.
   static bool remove(const std::string& name);
+  // Only for the creator: gives the object the name `name` (which must start with '/'),
+  // replacing in one step an object that had it (rename(2) in /dev/shm, where Linux keeps
+  // POSIX shared memory): a reader opens either the old object or this one, never neither.
+  // This object owns the new name from then on. Mappings of either object stay valid.
+  [[nodiscard]] sys::Status<std::string> rename_to(const std::string& name);
 
   Region(Region&&) noexcept;
   Region& operator=(Region&&) noexcept;

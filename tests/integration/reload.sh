@@ -10,7 +10,11 @@
 #   the kernel: b's port shares its core with c, whose restart may starve the receiver);
 # - a setting every endpoint reads (a's vlan): refused as a whole with the file, line and
 #   key in the log, nothing restarted, exit 1;
-# - an endpoint added: refused by vswitchctl before anything is sent.
+# - an endpoint added: refused by vswitchctl before anything is sent;
+# - vswitchctl goes by what runs, not the file: with a fourth endpoint, another capture
+#   ring size and another MTU for c in the file (none applied), `ports` still shows the
+#   three running ports and c's MTU in force, notes that the file differs, and `capture`
+#   attaches with the running ring's size.
 source "$(dirname "$0")/lib.sh"
 source "$HERE/three_ns_env.sh"
 require_root
@@ -97,3 +101,29 @@ out=$(ctl reload 2>&1); rc=$?
 set -e
 [[ $rc == 1 && $out == *"adding or removing endpoints needs a restart of vswitchd"* ]] || fail "an added endpoint: exit $rc, said: $out"
 pass "an added endpoint: refused by vswitchctl"
+
+python3 - "$WORK/live.toml" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+s = s.replace("mtu = 1400\n", "mtu = 1300\n", 1)
+s += "\n[capture]\nring_bytes = 8388608\n"
+open(p, "w").write(s)
+PY
+grep -q "^mtu = 1300$" "$WORK/live.toml" || fail "could not edit $WORK/live.toml"
+ports=$(ctl ports --json 2>"$WORK/ports.err") || fail "vswitchctl ports with an edited file: $(cat "$WORK/ports.err")"
+python3 - "$ports" <<'PY' || fail "vswitchctl ports did not show what runs"
+import json, sys
+ports = {p["name"]: p for p in json.loads(sys.argv[1])["ports"]}
+assert sorted(ports) == ["a", "b", "c"], sorted(ports)
+assert ports["c"]["mtu"] == 1400, ports["c"]["mtu"]
+PY
+grep -q "has changed since vswitchd loaded it" "$WORK/ports.err" || fail "no note that the file differs: $(cat "$WORK/ports.err")"
+ip netns exec vsit-a ping -c 30 -i 0.1 -q 10.78.0.3 >/dev/null 2>&1 &
+pinger=$!
+timeout 20 "$BIN/vswitchctl" --config "$CONFIG" capture c --count 2 -w "$WORK/c.pcapng" 2>"$WORK/capture.err" ||
+  fail "capture with an edited file's ring size: $(cat "$WORK/capture.err")"
+kill "$pinger" 2>/dev/null || true
+wait "$pinger" 2>/dev/null || true
+grep -q "2 frames written" "$WORK/capture.err" || fail "capture: $(cat "$WORK/capture.err")"
+pass "vswitchctl shows and attaches to the topology vswitchd runs, not the edited file"

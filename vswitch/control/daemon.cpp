@@ -46,6 +46,7 @@
 #include "vswitch/frontends/tap.hpp"
 #include "vswitch/frontends/vhost_user.hpp"
 #include "vswitch/observability/capture.hpp"
+#include "vswitch/observability/running_topology.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
 #include "vswitch/config/topology_diff.hpp"
@@ -363,6 +364,8 @@ class Daemon {
   void publish_disabled(std::uint64_t mask);
   Step take_signals();
   Step hand_over_topology();  // the sealed topology and the executable the endpoints run
+  // topo_.source as vswitchctl reads it (running_topology.hpp), replacing what it read before.
+  Step publish_topology();
   // A sealed memfd holding `text`, which every endpoint program reads its topology from.
   static sys::Result<sys::Fd, std::string> sealed_topology(const std::string& text);
   // A reload's changes applied: TAP MTUs set, the TAPs and sockets of ports turned on
@@ -399,6 +402,7 @@ class Daemon {
   std::optional<shm::Fabric> fabric_;
   std::optional<StatsRegion> stats_;
   std::vector<shm::Region> captures_;  // one per endpoint, unless [capture] ring_bytes = 0
+  std::optional<shm::Region> running_topology_;  // topo_.source, for vswitchctl (running_topology.hpp)
   std::uint64_t generation_ = 0;  // the shared objects' generation (endpoints attach with it)
   // The topology text, sealed (F_SEAL_WRITE and the rest), which every endpoint program
   // reads: the daemon's copy is the one in force even if the file has changed since.
@@ -592,10 +596,20 @@ sys::Result<sys::Fd, std::string> Daemon::sealed_topology(const std::string& tex
   return fd;
 }
 
+Daemon::Step Daemon::publish_topology() {
+  auto r = publish_running_topology(topo_.switch_config.name, topo_.source, generation_);
+  if (!r) return sys::Unexpected(r.error());
+  // The new object has the name now: the old one must not remove it as it goes.
+  if (running_topology_) running_topology_->disown();
+  running_topology_.emplace(std::move(r.value()));
+  return {};
+}
+
 Daemon::Step Daemon::hand_over_topology() {
   auto fd = sealed_topology(topo_.source);
   if (!fd) return sys::Unexpected(topo_.file + ": " + fd.error());
   topology_fd_ = std::move(fd.value());
+  if (auto st = publish_topology(); !st) return st;
   // O_PATH: an executable this user may run but not read is still run.
   exe_fd_ = sys::Fd(::open("/proc/self/exe", O_PATH | O_CLOEXEC));
   if (!exe_fd_.valid()) return sys::Unexpected(sys::SysError{"open /proc/self/exe", errno}.message());
@@ -1088,6 +1102,10 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
   const bool metrics_moved = topo_.metrics.listen != next.metrics.listen;
   topo_ = std::move(next);
   topology_fd_ = std::move(fd.value());
+  // What vswitchctl shows from now on. Applied either way: a failure only leaves it the
+  // text from before (said here; vswitchctl's figures are still the running ones).
+  if (auto st = publish_topology(); !st)
+    say("reload: vswitchctl will still see the topology from before this reload: %s", st.error().c_str());
   if (metrics_moved) {
     // The old listener closes (a scrape in progress on it is cut, as at shutdown); the
     // new address is bound as at start: one that cannot be bound now is said, and tried

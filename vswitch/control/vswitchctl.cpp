@@ -5,6 +5,8 @@
 // that does not pass validation is left out, said on standard error, and the rest shown.
 // Three commands act, and say so: capture (writes the capture object's reader line),
 // link (writes the endpoint's link word in its slice) and reload (signals vswitchd).
+// FILE names the switch; the topology every command but reload goes by is the one vswitchd
+// runs (running_topology.hpp), which an edited file does not change until it is reloaded.
 #include <signal.h>
 #include <time.h>
 
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,6 +27,7 @@
 #include "vswitch/control/capture_command.hpp"
 #include "vswitch/observability/counter_report.hpp"
 #include "vswitch/observability/frontend_counters.hpp"
+#include "vswitch/observability/running_topology.hpp"
 #include "vswitch/observability/stats.hpp"
 #include "vswitch/config/topology.hpp"
 
@@ -612,24 +616,50 @@ int run(int argc, char** argv) {
     return usage(stderr);
   }
   if (config.empty() || command.empty()) return usage(stderr);
-  auto topo = load_topology_file(config);
-  if (!topo) {
-    std::fprintf(stderr, "%s\n", format_errors(topo.error()).c_str());
+  auto file = load_topology_file(config);
+  if (!file) {
+    std::fprintf(stderr, "%s\n", format_errors(file.error()).c_str());
     return 2;
   }
-  const std::string& name = topo.value().switch_config.name;
+  // The file names the switch; what runs is vswitchd's copy (running_topology.hpp): the
+  // file may hold edits not applied, or not applicable without a restart (ring and
+  // capture sizes, endpoints added), which every command but reload must not go by.
+  const std::string name = file.value().switch_config.name;
+  std::optional<std::uint64_t> running_generation;
+  std::optional<Topology> running;
+  if (auto text = read_running_topology(name)) {
+    auto t = load_topology_string(text.value().text, config + " (as vswitchd runs it)");
+    if (!t) {
+      std::fprintf(stderr, "vswitchctl: the topology vswitchd runs cannot be read back:\n%s\n",
+                   format_errors(t.error()).c_str());
+      return 1;
+    }
+    running_generation = text.value().generation;
+    if (t.value().source != file.value().source && command != "reload")
+      std::fprintf(stderr, "vswitchctl: note: %s has changed since vswitchd loaded it; shown: what runs "
+                   "(`vswitchctl reload` applies the file)\n", config.c_str());
+    running.emplace(std::move(t.value()));
+  }
+  // No running copy (no vswitchd, or one from before it published it): the file.
+  const Topology& topo_in_force = running ? *running : file.value();
   std::vector<std::string> names;
-  for (const auto& e : topo.value().endpoints) names.push_back(e.name);
+  for (const auto& e : topo_in_force.endpoints) names.push_back(e.name);
   const auto stats = StatsRegion::attach(name, names, shm::Access::kReadOnly);
-  if (!stats && stats.error().running_endpoints != 0 && command == "reload") {
+  const std::size_t running_count = stats ? stats.value().endpoints() : stats.error().running_endpoints;
+  if (command == "reload" && running_count != 0 && running_count != file.value().endpoints.size()) {
     std::fprintf(stderr, "vswitchctl: reload refused: %s declares %zu endpoints, the running switch \"%s\" has %zu: "
                  "adding or removing endpoints needs a restart of vswitchd; nothing sent\n",
-                 config.c_str(), topo.value().endpoints.size(), name.c_str(), stats.error().running_endpoints);
+                 config.c_str(), file.value().endpoints.size(), name.c_str(), running_count);
+    return 1;
+  }
+  if (stats && running_generation && *running_generation != stats.value().region().generation()) {
+    std::fprintf(stderr, "vswitchctl: vswitchd for \"%s\" restarted while vswitchctl read it; try again\n",
+                 name.c_str());
     return 1;
   }
   if (!stats && stats.error().running_endpoints != 0) {
     std::fprintf(stderr, "vswitchctl: the running switch \"%s\" has %zu endpoints, %s declares %zu: wrong file?\n",
-                 name.c_str(), stats.error().running_endpoints, config.c_str(), topo.value().endpoints.size());
+                 name.c_str(), stats.error().running_endpoints, config.c_str(), topo_in_force.endpoints.size());
     return 1;
   }
   if (!stats) {
@@ -640,13 +670,13 @@ int run(int argc, char** argv) {
   const auto pid = static_cast<pid_t>(stats.value().daemon_pid());
   if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH)
     std::fprintf(stderr, "vswitchctl: warning: vswitchd (pid %d) is gone; these are its last figures\n", pid);
-  if (command == "capture") return run_capture(topo.value(), stats.value().region().generation(), capture);
-  if (command == "reload") return json ? usage(stderr) : run_reload(topo.value(), stats.value());
-  if (command == "link") return run_link(topo.value(), stats.value(), link_args[0], link_args[1] == "down");
-  Ctl ctl{topo.value(), stats.value(), json};
+  if (command == "capture") return run_capture(topo_in_force, stats.value().region().generation(), capture);
+  if (command == "reload") return json ? usage(stderr) : run_reload(topo_in_force, stats.value());
+  if (command == "link") return run_link(topo_in_force, stats.value(), link_args[0], link_args[1] == "down");
+  Ctl ctl{topo_in_force, stats.value(), json};
   if (command == "ports") ctl.ports();
   else if (command == "fdb") ctl.fdb();
-  else if (command == "channels") channels(topo.value(), json);
+  else if (command == "channels") channels(topo_in_force, json);
   else ctl.stats_cmd();
   return 0;
 }

@@ -43,6 +43,30 @@ TEST(Region, CreateThenAttachSeesTheSamePayload) {
   EXPECT_EQ(attached->generation(), 7u);
 }
 
+// rename_to replaces an object of the new name in one step; the renamed region owns the
+// new name (its destructor removes it) and the old name is free.
+TEST(Region, RenameReplacesTheObjectOfThatName) {
+  const auto from = unique_name("rename-from");
+  const auto to = unique_name("rename-to");
+  auto old = Region::create(to, RegionKind::kStats, 64, 1);
+  ASSERT_TRUE(old.has_value()) << old.error().detail;
+  old->publish_ready();
+  old->disown();  // replaced below: it must not remove the name afterwards
+  {
+    auto r = Region::create(from, RegionKind::kStats, 128, 2);
+    ASSERT_TRUE(r.has_value()) << r.error().detail;
+    r->publish_ready();
+    auto st = r->rename_to(to);
+    ASSERT_TRUE(st.has_value()) << st.error();
+    EXPECT_EQ(r->name(), to);
+    auto attached = Region::attach(to, RegionKind::kStats);
+    ASSERT_TRUE(attached.has_value()) << attached.error().detail;
+    EXPECT_EQ(attached->generation(), 2u);
+    EXPECT_FALSE(Region::attach(from, RegionKind::kStats).has_value());
+  }
+  EXPECT_FALSE(Region::remove(to)) << "the renamed region did not remove its new name";
+}
+
 // A test process may map an object twice (creator and attach): only the range matters.
 using test_support::permissions_at;
 
