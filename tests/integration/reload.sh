@@ -8,8 +8,11 @@
 #   drops nothing on them, the stream never stalls, and every datagram iperf3 lost was
 #   lost outside the switch (a's send buffer or TAP, b's TAP or receive buffer, counted by
 #   the kernel: b's port shares its core with c, whose restart may starve the receiver);
-# - a setting every endpoint reads (a's vlan): refused as a whole with the file, line and
-#   key in the log, nothing restarted, exit 1;
+# - c's VLAN (vlan = 10, then none again): applied by restarting c alone; a and b, not
+#   restarted, follow it from their slices: with c in VLAN 10 the VLAN-unaware a no longer
+#   reaches it (its frames to c's address flood in a's VLAN only), back out of it a does;
+# - a setting every endpoint reads as it starts (a's mac): refused as a whole with the
+#   file, line and key in the log, nothing restarted, exit 1;
 # - an endpoint added: refused by vswitchctl before anything is sent;
 # - vswitchctl goes by what runs, not the file: with a fourth endpoint, another capture
 #   ring size and another MTU for c in the file (none applied), `ports` still shows the
@@ -69,28 +72,60 @@ wait_for 5 "c dropping frames above its new mtu" stat_is c 'e["drops"]["mtu_exce
 ip netns exec vsit-a ping -c 2 -i 0.2 -W 2 -q -M do -s 1372 10.78.0.3 >/dev/null || fail "full 1400-MTU datagrams a -> c"
 pass "c's mtu and poll_us applied by restarting c alone; a -> b dropped nothing and never stalled"
 
+# set_c_vlan LINE: c's vlan line as LINE ("" removes it), then a reload that restarts c alone.
+set_c_vlan() {
+  python3 - "$WORK/live.toml" "$1" <<'PY'
+import re, sys
+p, line = sys.argv[1], sys.argv[2]
+s = open(p).read()
+s = re.sub(r'(name = "c"\ncore = 1\n)(vlan = \d+\n)?', lambda m: m.group(1) + (line + "\n" if line else ""), s, count=1)
+open(p, "w").write(s)
+PY
+  local c_was out
+  c_was=$(pid_of c)
+  out=$(ctl reload) || fail "vswitchctl reload (c's vlan: ${1:-none}) exited $?: $out"
+  [[ $out == "reload: applied 1 change(s); restarted on the new settings and up: c (each change in vswitchd's log)" ]] ||
+    fail "reload (c's vlan: ${1:-none}) said: $out"
+  [[ $(pid_of c) != "$c_was" && $(pids) == "$before" ]] || fail "c's vlan: not c alone restarted"
+}
+before=$(pids)
+followed() { grep -c "vswitch\[$1\]: peer c's VLANs changed" "$WORK/vswitchd.log" || true; }
+set_c_vlan "vlan = 10"
+wait_for 5 "a and b to follow c's VLANs" test "$(followed a)" -eq 1 -a "$(followed b)" -eq 1
+flood0=$(stat a 'e["flooded"]')
+out_c=$(stat a 'e["peers"]["c"]["out_frames"]')
+! ip netns exec vsit-a ping -c 2 -i 0.2 -W 1 -q 10.78.0.3 >/dev/null 2>&1 || fail "a (VLAN-unaware) reached c in VLAN 10"
+# The same snapshot of a's counters has its floods and what it sent c.
+wait_for 5 "a's frames for c to flood in a's own VLAN" stat_is a 'e["flooded"]' -ge $((flood0 + 2))
+stat_is a 'e["peers"]["c"]["out_frames"]' -eq "$out_c" || fail "a still sends to c, now in VLAN 10"
+ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.2 >/dev/null || fail "a -> b with c in VLAN 10"
+set_c_vlan ""
+wait_for 5 "a and b to follow c's VLANs again" test "$(followed a)" -eq 2 -a "$(followed b)" -eq 2
+ip netns exec vsit-a ping -c 2 -i 0.2 -W 2 -q 10.78.0.3 >/dev/null || fail "a -> c out of VLAN 10 again"
+pass "c's vlan applied by restarting c alone; a and b followed it from their slices, not restarted"
+
 python3 - "$WORK/live.toml" <<'PY'
 import sys
 p = sys.argv[1]
 s = open(p).read()
-s = s.replace('name = "a"\ncore = 0\n', 'name = "a"\ncore = 0\nvlan = 10\n', 1)
+s = s.replace('mac = "02:00:00:00:0a:01"\n', 'mac = "02:00:00:00:0a:09"\n', 1)
 open(p, "w").write(s)
 PY
-vlan_line=$(grep -n '^vlan = 10$' "$WORK/live.toml" | cut -d: -f1)
-[[ -n $vlan_line ]] || fail "could not edit $WORK/live.toml"
+mac_line=$(grep -n '^mac = "02:00:00:00:0a:09"$' "$WORK/live.toml" | cut -d: -f1)
+[[ -n $mac_line ]] || fail "could not edit $WORK/live.toml"
 all=$(echo "$(pids) $(pid_of c)")
 set +e
 out=$(ctl reload 2>&1); rc=$?
 set -e
 [[ $rc == 1 && $out == *"reload refused: a change needs a restart of vswitchd"* ]] ||
-  fail "a vlan change: exit $rc, said: $out"
-grep -q "reload: $WORK/live.toml:$vlan_line: endpoint a: vlan: (unset) -> 10 (needs a restart of vswitchd)" "$WORK/vswitchd.log" ||
+  fail "a mac change: exit $rc, said: $out"
+grep -q "reload: $WORK/live.toml:$mac_line: endpoint a: mac: 02:00:00:00:0a:01 -> 02:00:00:00:0a:09 (needs a restart of vswitchd)" "$WORK/vswitchd.log" ||
   fail "the refused change is not logged with its file, line and key"
 [[ "$(pids) $(pid_of c)" == "$all" ]] || fail "a refused reload restarted an endpoint"
 ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.2 >/dev/null || fail "a -> b after a refused reload"
-pass "a vlan change needs a restart: refused as a whole, logged with file:line: key, nothing restarted"
+pass "a mac change needs a restart: refused as a whole, logged with file:line: key, nothing restarted"
 
-sed -i 's/^vlan = 10$//' "$WORK/live.toml"
+sed -i 's/^mac = "02:00:00:00:0a:09"$/mac = "02:00:00:00:0a:01"/' "$WORK/live.toml"
 cat >>"$WORK/live.toml" <<'TOML'
 [[endpoint]]
 name = "d"

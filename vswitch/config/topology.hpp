@@ -63,6 +63,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bitset>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -227,6 +228,20 @@ struct EndpointConfig {
     return (vlan && *vlan == vid) || std::find(trunk.begin(), trunk.end(), vid) != trunk.end();
   }
 };
+
+// The VLANs a port carries, one bit per VID: its `vlan` and its `trunk`, or bit 0 alone
+// for a VLAN-unaware port (the unaware ports' own domain). What every endpoint holds for
+// every port, and what vswitchd tells them when a reload changes a port's (StatsSlice::
+// write_port_vlans).
+inline constexpr std::size_t kVlanIdCount = 4096;
+using VlanSet = std::bitset<kVlanIdCount>;
+[[nodiscard]] inline VlanSet vlan_set(const EndpointConfig& e) {
+  VlanSet s;
+  if (!e.vlan_aware()) s.set(0);
+  if (e.vlan) s.set(*e.vlan);
+  for (const std::uint16_t v : e.trunk) s.set(v);
+  return s;
+}
 
 struct Topology {
   std::string file;

@@ -181,8 +181,11 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
       continue;
     }
     c.endpoint(n, *j, "", "mac", x.mac, y.mac, false);
-    c.endpoint(n, *j, "", "vlan", x.vlan, y.vlan, false);
-    c.endpoint(n, *j, "", "trunk", x.trunk, y.trunk, false);
+    // A port's VLANs: its own process is restarted on them, and every other endpoint is
+    // told by vswitchd through its slice (StatsSlice::write_port_vlans), not its copy of
+    // the file.
+    c.endpoint(n, *j, "", "vlan", x.vlan, y.vlan, true);
+    c.endpoint(n, *j, "", "trunk", x.trunk, y.trunk, true);
     c.endpoint(n, *j, "", "core", x.core, y.core, true);
     c.endpoint(n, *j, "", "poll_us", x.poll_us, y.poll_us, true);
     c.endpoint(n, *j, "", "poll_max_us", x.poll_max_us, y.poll_max_us, true);

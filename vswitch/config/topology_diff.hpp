@@ -5,10 +5,12 @@
 // An endpoint's own settings (core, poll_us, poll_max_us, coalesce_us, port_security, the generator's,
 // and a TAP or generator port's mtu) are read only by that endpoint's process (and its
 // TAP's MTU is the daemon's to set): a change is applied by restarting that one endpoint
-// on the new topology. metrics.listen is vswitchd's own: it moves its listener. Everything
+// on the new topology. An endpoint's vlan and trunk are applied the same way, and
+// vswitchd tells every other endpoint the port's new VLANs through its stats slice.
+// metrics.listen is vswitchd's own: it moves its listener. Everything
 // else is read by every endpoint, sizes the shared objects, or is a VMM's to agree to
 // (switch.*, fabric.*, capture, an endpoint's
-// name, position, frontend, mac, vlan, trunk, TAP or socket; a vhost-user port's mtu,
+// name, position, frontend, mac, TAP or socket; a vhost-user port's mtu,
 // queue_size and max_guest_memory_gib, which its VMM fixed when it started) and needs a
 // restart of vswitchd; so do endpoints added or removed. An endpoint's `enabled` is its
 // own too: vswitchd starts or stops that port alone. While a port is disabled in the

@@ -362,6 +362,9 @@ class Daemon {
   void release_frontend(std::size_t i);
   // Writes the disabled ports' mask into every slice and rings every endpoint.
   void publish_disabled(std::uint64_t mask);
+  // Writes every port's VLANs (topo_'s) into every slice, then bumps each slice's
+  // fence_seq, which has its endpoint read them ([R-FENCE]); rings every endpoint.
+  void publish_vlans();
   Step take_signals();
   Step hand_over_topology();  // the sealed topology and the executable the endpoints run
   // topo_.source as vswitchctl reads it (running_topology.hpp), replacing what it read before.
@@ -575,6 +578,12 @@ Daemon::Step Daemon::create_shared_memory() {
   if (!stats) return sys::Unexpected(stats.error());
   stats_.emplace(std::move(stats.value()));
   stats_->set_daemon_pid(static_cast<std::uint64_t>(daemon_pid_));
+  // What each endpoint also finds in its topology; written so that a reload that changes
+  // a port's VLANs has a table to rewrite (an endpoint ignores one never written).
+  std::vector<VlanSet> sets;
+  for (const auto& e : topo_.endpoints) sets.push_back(vlan_set(e));
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
+    if (StatsSlice* s = stats_->slice(i)) s->write_port_vlans(sets);
   return {};
 }
 
@@ -723,6 +732,17 @@ void Daemon::publish_disabled(std::uint64_t mask) {
   // before it turned a port on.
   for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
     if (StatsSlice* s = stats_->slice(i)) s->set_peers_disabled(mask);
+  wake_endpoints();  // a sleeping endpoint takes it now (it would at its next pass anyway)
+}
+
+void Daemon::publish_vlans() {
+  std::vector<VlanSet> sets;
+  for (const auto& e : topo_.endpoints) sets.push_back(vlan_set(e));
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
+    if (StatsSlice* s = stats_->slice(i)) {
+      s->write_port_vlans(sets);
+      s->bump_fence_seq();  // [R-FENCE] (stats.cpp): after the table's seqlock has closed
+    }
   wake_endpoints();  // a sleeping endpoint takes it now (it would at its next pass anyway)
 }
 
@@ -1100,12 +1120,17 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
     opened.push_back(i);
   }
   const bool metrics_moved = topo_.metrics.listen != next.metrics.listen;
+  bool vlans_moved = false;
+  for (std::size_t i = 0; i < n; ++i) vlans_moved |= vlan_set(topo_.endpoints[i]) != vlan_set(next.endpoints[i]);
   topo_ = std::move(next);
   topology_fd_ = std::move(fd.value());
   // What vswitchctl shows from now on. Applied either way: a failure only leaves it the
   // text from before (said here; vswitchctl's figures are still the running ones).
   if (auto st = publish_topology(); !st)
     say("reload: vswitchctl will still see the topology from before this reload: %s", st.error().c_str());
+  // A port's VLANs: the port itself is restarted on them below (its own settings); every
+  // other endpoint takes them from its slice now, without a restart.
+  if (vlans_moved) publish_vlans();
   if (metrics_moved) {
     // The old listener closes (a scrape in progress on it is cut, as at shutdown); the
     // new address is bound as at start: one that cannot be bound now is said, and tried

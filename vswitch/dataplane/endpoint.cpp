@@ -93,19 +93,8 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
   counters_.loop.link_down = 0;
   const auto& eps = res_.topology->endpoints;
   vlans_.resize(eps.size());
-  for (std::size_t i = 0; i < eps.size(); ++i) {
-    if (!eps[i].vlan_aware()) vlans_[i].set(0);
-    if (eps[i].vlan) vlans_[i].set(*eps[i].vlan);
-    for (const std::uint16_t v : eps[i].trunk) vlans_[i].set(v);
-  }
-  // A frame read into a reservation in a peer's channel lies in memory that peer reads
-  // and writes, committed or not: only where no other peer could be its destination (a
-  // frame for another port would show it, and the peer could change it before it is
-  // copied on).
-  std::size_t reachable = 0;
-  for (std::size_t i = 0; i < eps.size(); ++i)
-    if (i != res_.self && (vlans_[i] & vlans_[res_.self]).any()) ++reachable;
-  read_into_channel_ = reachable <= 1;
+  for (std::size_t i = 0; i < eps.size(); ++i) vlans_[i] = vlan_set(eps[i]);
+  choose_read_into_channel();
   // Every MAC declared in the topology is static, in each VLAN its port carries: learning
   // can never move it.
   for (std::size_t i = 0; i < eps.size(); ++i)
@@ -743,7 +732,10 @@ bool EndpointLoop::poll_once() {
     // every store of the mask and of stale_to words, so while it stands still neither moved.
     if (const std::uint64_t fence = res_.stats->fence_seq(); fence != fence_seq_ || !peers_known_) [[unlikely]] {
       const bool first = !peers_known_;
-      fence_seq_ = fence;
+      // A VLAN table caught being rewritten: the count is taken again next pass (the
+      // writer bumps it once more when it is done, and whatever else it announced is
+      // idempotent: the mask compares, the fences drop nothing twice).
+      if (follow_vlans()) fence_seq_ = fence;
       // This port's own bit says it is being turned off: it still forwards until stopped.
       // An acquire load too ([R-OFF]): a mask newer than the count just seen brings the
       // stale_to words written before it.
@@ -887,6 +879,50 @@ void EndpointLoop::follow_peers(std::uint64_t disabled) {
       log("peer " + eps[i].name + " disabled: sending it nothing (forgot " + std::to_string(forgot) +
           " address(es) learned behind it)");
   }
+}
+
+bool EndpointLoop::follow_vlans() {
+  const auto& eps = res_.topology->endpoints;
+  std::vector<VlanSet> now;
+  // Acquire (the table's seqlock, ordering at write_port_vlans in stats.cpp).
+  switch (res_.stats->read_port_vlans(now, eps.size())) {
+    case PortVlansRead::kNone: return true;  // never written (a test's slice): the topology's stand
+    case PortVlansRead::kTorn: return false;
+    case PortVlansRead::kRead: break;
+  }
+  bool changed = false;
+  for (std::size_t i = 0; i < eps.size() && i < now.size(); ++i) {
+    // This port's own VLANs are its topology's: a reload that changes them restarts it.
+    if (i == res_.self || now[i] == vlans_[i]) continue;
+    const auto port = static_cast<PortId>(i);
+    // Its declared address is static in each VLAN it carries, and in those alone.
+    if (eps[i].mac)
+      for (std::size_t v = 0; v < kVlanIds; ++v) {
+        if (vlans_[i].test(v) && !now[i].test(v)) (void)table_.remove_static(*eps[i].mac, static_cast<std::uint16_t>(v));
+        if (now[i].test(v) && !vlans_[i].test(v))
+          (void)table_.add_static(*eps[i].mac, port, static_cast<std::uint16_t>(v));
+      }
+    // Addresses learned behind it in a VLAN it has left must not draw frames to it; all go
+    // (those in the VLANs it kept are learned again from its next frames).
+    const std::size_t forgot = table_.forget_port(port);
+    vlans_[i] = now[i];
+    changed = true;
+    log("peer " + eps[i].name + "'s VLANs changed: following them (forgot " + std::to_string(forgot) +
+        " address(es) learned behind it)");
+  }
+  if (changed) choose_read_into_channel();
+  return true;
+}
+
+void EndpointLoop::choose_read_into_channel() {
+  // A frame read into a reservation in a peer's channel lies in memory that peer reads
+  // and writes, committed or not: only where no other peer could be its destination (a
+  // frame for another port would show it, and the peer could change it before it is
+  // copied on). Chosen between passes: no reservation is outstanding then.
+  std::size_t reachable = 0;
+  for (std::size_t i = 0; i < vlans_.size(); ++i)
+    if (i != res_.self && (vlans_[i] & vlans_[res_.self]).any()) ++reachable;
+  read_into_channel_ = reachable <= 1;
 }
 
 void EndpointLoop::settle_peers() {

@@ -281,6 +281,15 @@ class EndpointLoop {
   // it, and what it still sends are dropped as port_disabled), and what was learned
   // behind it is forgotten; one turned on is a peer again.
   void follow_peers(std::uint64_t disabled);
+  // Takes the VLANs each peer carries from the slice (StatsSlice::read_port_vlans), which
+  // vswitchd rewrites when a reload changes a port's vlan or trunk: a peer's new VLANs
+  // decide from then on what is sent to it and taken from it; what was learned behind it
+  // is forgotten and its static address moves to its new VLANs. False when the table was
+  // being rewritten as it was read (nothing taken: the caller tries again next pass).
+  [[nodiscard]] bool follow_vlans();
+  // Whether frontend frames may be read straight into a peer's reservation: only while
+  // this port can reach one peer at most (vlans_).
+  void choose_read_into_channel();
   [[nodiscard]] bool port_disabled(PortId port) const noexcept { return ((peers_disabled_ >> port) & 1) != 0; }
   // Drops (port_disabled) the records of p's channel from its tail up to position
   // `up_to` (~0: every record in it now); returns how many.
@@ -329,10 +338,10 @@ class EndpointLoop {
   // VLANs. In a channel a frame of a VLAN is untagged, its VID in the record header's
   // num_buffers field (which only a device writes, on its way to a driver); VLAN 0 is the
   // VLAN-unaware ports' domain, whose frames pass as they are.
-  static constexpr std::size_t kVlanIds = 4096;
+  static constexpr std::size_t kVlanIds = kVlanIdCount;
   bool vlan_aware_;
-  std::uint16_t untagged_vlan_;               // 0: none (a trunk without a native VLAN)
-  std::vector<std::bitset<kVlanIds>> vlans_;  // by port: the VLANs it carries (bit 0: unaware)
+  std::uint16_t untagged_vlan_;  // 0: none (a trunk without a native VLAN)
+  std::vector<VlanSet> vlans_;   // by port: the VLANs it carries (bit 0: unaware; vlan_set)
   std::vector<std::byte> egress_;             // a peer's frame with its VLAN's tag put in
   bool read_into_channel_ = false;  // frontend frames may be read into a peer's reservation (pump_frontend)
   EndpointCounters counters_{};  // traffic, forwarding, loop, peers kept here; the rest copied in

@@ -87,6 +87,13 @@ bool MacTable::add_static(const MacAddress& mac, PortId port, std::uint16_t vlan
   return true;
 }
 
+bool MacTable::remove_static(const MacAddress& mac, std::uint16_t vlan) {
+  const auto i = find(mac, vlan);
+  if (!i || !slots_[*i].entry.is_static) return false;
+  erase_at(*i);
+  return true;
+}
+
 Learn MacTable::learn(const MacAddress& mac, PortId port, std::uint64_t now_ms, std::uint16_t vlan) {
   if (mac.is_multicast() || mac.is_zero()) {
     ++counters_.refused_multicast;

@@ -61,6 +61,9 @@ class MacTable {
   // Adds or replaces a static entry. Fails (false) when the table is full or the address
   // is a group/zero address.
   bool add_static(const MacAddress& mac, PortId port, std::uint16_t vlan = 0);
+  // Removes the static entry of `mac` in `vlan` (its port left that VLAN); false when there
+  // is none there (a learned entry of the address stays).
+  bool remove_static(const MacAddress& mac, std::uint16_t vlan);
   // Learns `mac` (a frame's source address) in `vlan` behind `port`.
   Learn learn(const MacAddress& mac, PortId port, std::uint64_t now_ms, std::uint16_t vlan = 0);
   // The port behind `mac` in `vlan`, if known and not aged.

@@ -3,6 +3,7 @@
 #include "shm/fabric.hpp"
 
 #include <atomic>
+#include <bit>
 #include <cinttypes>
 #include <cstddef>
 #include <cstdio>
@@ -73,7 +74,7 @@ std::string StatsSlice::object_name(const std::string& switch_name, const std::s
 
 std::uint64_t StatsSlice::bytes_for(std::uint32_t fdb_capacity) {
   return sizeof(StatsSliceHeader) + sizeof(EndpointCounters) + fdb_words_for(fdb_capacity) * kWords +
-         kDeliveryJournalWords * kWords + kMaxEndpoints * kWords;
+         kDeliveryJournalWords * kWords + kMaxEndpoints * kWords + kPortVlanWords * kWords;
 }
 
 StatsSlice::StatsSlice(shm::Region region, std::size_t endpoint, std::uint32_t fdb_capacity)
@@ -201,6 +202,45 @@ std::uint64_t StatsSlice::stale_to(std::size_t peer) const noexcept {
 
 void StatsSlice::set_stale_to(std::size_t peer, std::uint64_t position) noexcept {
   if (peer < kMaxEndpoints) store(journal_words().data() + kDeliveryJournalWords + peer, position);
+}
+
+// The same seqlock as write_fdb / read_fdb ([S1], [S2] below), over the port VLAN words
+// after the stale_to words. vswitchd then bumps fence_seq ([R-FENCE]), which is what
+// tells the endpoint to read them.
+void StatsSlice::write_port_vlans(std::span<const VlanSet> ports) noexcept {
+  std::uint64_t* w = journal_words().data() + kDeliveryJournalWords + kMaxEndpoints;
+  std::atomic_ref<std::uint64_t> seq(w[0]);
+  const std::uint64_t s = seq.load(std::memory_order_relaxed);
+  seq.store(s | 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);  // [S1] release side
+  for (std::size_t p = 0; p < kMaxEndpoints; ++p)
+    for (std::size_t k = 0; k < kVlanWords; ++k) {
+      std::uint64_t word = 0;
+      if (p < ports.size())
+        for (std::size_t b = 0; b < 64; ++b)
+          if (ports[p].test(k * 64 + b)) word |= std::uint64_t{1} << b;
+      store(w + 1 + p * kVlanWords + k, word);
+    }
+  seq.store((s | 1) + 1, std::memory_order_release);  // [S2] release: the words before the even value
+}
+
+PortVlansRead StatsSlice::read_port_vlans(std::vector<VlanSet>& out, std::size_t ports) const {
+  const std::uint64_t* w = journal_words().data() + kDeliveryJournalWords + kMaxEndpoints;
+  std::atomic_ref<std::uint64_t> seq(*const_cast<std::uint64_t*>(w));
+  const std::uint64_t s1 = seq.load(std::memory_order_acquire);  // [S2] acquire
+  if (s1 == 0) return PortVlansRead::kNone;
+  if ((s1 & 1) != 0) return PortVlansRead::kTorn;
+  if (ports > kMaxEndpoints) ports = kMaxEndpoints;
+  std::array<std::uint64_t, kMaxEndpoints * kVlanWords> copy{};
+  for (std::size_t i = 0; i < ports * kVlanWords; ++i) copy[i] = load(w + 1 + i);
+  std::atomic_thread_fence(std::memory_order_acquire);  // [S1] acquire side
+  if (seq.load(std::memory_order_relaxed) != s1) return PortVlansRead::kTorn;
+  out.assign(ports, VlanSet{});
+  for (std::size_t p = 0; p < ports; ++p)
+    for (std::size_t k = 0; k < kVlanWords; ++k)
+      for (std::uint64_t word = copy[p * kVlanWords + k]; word != 0; word &= word - 1)
+        out[p].set(k * 64 + static_cast<std::size_t>(std::countr_zero(word)));
+  return PortVlansRead::kRead;
 }
 
 std::span<std::uint64_t, kDeliveryJournalWords> StatsSlice::journal_words() const noexcept {

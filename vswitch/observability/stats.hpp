@@ -41,6 +41,7 @@
 
 #include "shm/region.hpp"
 #include "shm/sys/result.hpp"
+#include "vswitch/config/topology.hpp"
 #include "vswitch/observability/endpoint_counters.hpp"
 #include "vswitch/observability/mac_table_counters.hpp"
 
@@ -103,8 +104,20 @@ static_assert(sizeof(StatsHeader) % 8 == 0);
 
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
 // 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down; 5: timed_sleeps;
-// 6: the vhost-user block's reconnect_waits and attached; 7: the delivery journal; 8: peers_disabled, stale_to
-inline constexpr std::uint64_t kStatsSliceVersion = 8;
+// 6: the vhost-user block's reconnect_waits and attached; 7: the delivery journal; 8: peers_disabled, stale_to;
+// 9: the ports' VLANs
+inline constexpr std::uint64_t kStatsSliceVersion = 9;
+
+// The ports' VLANs in a slice, after the stale_to words: a seqlock word, then for each
+// possible port its VlanSet as kVlanWords words (bit v of word v / 64: VID v).
+inline constexpr std::size_t kVlanWords = kVlanIdCount / 64;
+inline constexpr std::size_t kPortVlanWords = 1 + kMaxEndpoints * kVlanWords;
+
+enum class PortVlansRead : std::uint8_t {
+  kNone,  // vswitchd never wrote the table (only a test's slice): the topology's VLANs stand
+  kTorn,  // a write overlapped the read: nothing taken
+  kRead,
+};
 
 // Words at the end of each slice that the endpoint keeps its delivery journal in
 // (vswitch/dataplane/delivery_journal.hpp): two slots of a sequence word, a mark word and
@@ -212,6 +225,15 @@ class StatsSlice {
   // off and came back).
   [[nodiscard]] std::uint64_t fence_seq() const noexcept;
   void bump_fence_seq() noexcept;
+  // The VLANs each port carries (vlan_set of its topology entry), written by vswitchd at
+  // start and again when a reload changes a port's vlan or trunk, before it bumps
+  // fence_seq; read by the endpoint when it sees fence_seq move. A seqlock (vswitchd the
+  // one writer; ordering at write_port_vlans in stats.cpp); the reader takes one try and
+  // fills `out` with `ports` entries only on kRead. Whoever maps the slice writable can
+  // write it: the endpoint could, and would only change which VLANs it believes its peers
+  // are in, which its own frames' VLAN already lets it choose.
+  void write_port_vlans(std::span<const VlanSet> ports) noexcept;
+  [[nodiscard]] PortVlansRead read_port_vlans(std::vector<VlanSet>& out, std::size_t ports) const;
 
   // Replaces the FDB snapshot (seqlock writer; the endpoint is the one writer).
   void write_fdb(std::span<const MacEntry> entries, std::uint64_t table_size) noexcept;

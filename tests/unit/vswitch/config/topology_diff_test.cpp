@@ -106,11 +106,34 @@ TEST(TopologyChanges, TurningAPortOnOrOffIsItsOwnAndAnIdlePortsTapMayChange) {
   changes = topology_changes(running, load(renamed));
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_FALSE(changes[0].applicable());
-  // What every port reads stays refused either way.
-  changes = topology_changes(off, load(topology("enabled = false\nvlan = 5\n")));
+  // What every port reads as it starts stays refused either way.
+  std::string remac = topology("enabled = false\n");
+  remac.replace(remac.find("mac = \"02:00:00:00:00:01\""), 25, "mac = \"02:00:00:00:00:09\"");
+  changes = topology_changes(off, load(remac));
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0].key, "endpoint a: vlan");
+  EXPECT_EQ(changes[0].key, "endpoint a: mac");
   EXPECT_FALSE(changes[0].applicable());
+}
+
+// A port's VLANs are its own to restart on; the other endpoints take them from their
+// slices (StatsSlice::write_port_vlans), so no restart of vswitchd.
+TEST(TopologyChanges, APortsVlansAreItsOwn) {
+  const Topology running = load(topology());
+  struct Case {
+    std::string text, key;
+  };
+  const Case cases[] = {
+      {topology("vlan = 10\n"), "endpoint a: vlan"},
+      {topology("trunk = [10]\n"), "endpoint a: trunk"},
+  };
+  for (const auto& k : cases) {
+    const auto changes = topology_changes(running, load(k.text));
+    ASSERT_EQ(changes.size(), 1u) << k.key;
+    EXPECT_EQ(changes[0].key, k.key);
+    ASSERT_TRUE(changes[0].endpoint.has_value()) << k.key;
+    EXPECT_EQ(*changes[0].endpoint, 0u) << k.key;
+    EXPECT_TRUE(changes[0].applicable()) << k.key;
+  }
 }
 
 // What every endpoint reads, or what sizes the shared objects, needs a restart of
@@ -121,8 +144,6 @@ TEST(TopologyChanges, SharedSettingsAndEndpointsAddedOrRemovedNeedARestart) {
     std::string text, key;
   };
   const Case cases[] = {
-      {topology("vlan = 10\n"), "endpoint a: vlan"},
-      {topology("trunk = [10]\n"), "endpoint a: trunk"},
       {topology("", "ring_bytes = 2097152\n"), "fabric.ring_bytes"},
       {topology("", "ring_bytes = 1048576\nstall_timeout_ms = 900\n"), "fabric.stall_timeout_ms"},
       {topology("", "ring_bytes = 1048576\n", "\n[[endpoint]]\nname = \"c\"\nfrontend = \"generator\"\n"),

@@ -209,6 +209,16 @@ class TestSwitch {
       }
   }
   void bump_fence(std::size_t i) { stats_->slice(i)->bump_fence_seq(); }
+  // What vswitchd writes into every slice when a reload changes a port's VLANs: each
+  // port's `vlan` (none: VLAN-unaware), then the count that has the endpoints read them.
+  void set_port_vlans(const std::vector<std::optional<std::uint16_t>>& access) {
+    std::vector<VlanSet> sets(access.size());
+    for (std::size_t p = 0; p < access.size(); ++p) sets[p].set(access[p].value_or(0));
+    for (std::size_t i = 0; i < runners_.size(); ++i) {
+      stats_->slice(i)->write_port_vlans(sets);
+      stats_->slice(i)->bump_fence_seq();
+    }
+  }
   std::uint64_t channel_head(std::size_t from, std::size_t to) const {
     return fabric_->channel(from, to)->area().snapshot().head;
   }
@@ -980,6 +990,50 @@ TEST(EndpointVlan, AccessPortsReachTheirOwnVlanOnly) {
     EXPECT_EQ(header_of(r).num_buffers, 0) << "the VLAN field is not handed to the frontend";
   }
   EXPECT_EQ(frame_of(e2.received[1]).size(), 200u);
+}
+
+// A reload that moves a peer to another VLAN reaches a running endpoint through its
+// slice, without a restart: floods and unicast follow the peer's new VLANs (its static
+// address moves with it), and what it sends in its new VLAN is taken, in its old one
+// refused.
+TEST(EndpointVlan, APeerMovedToAnotherVlanIsFollowedWithoutARestart) {
+  TestSwitch sw(3, kTinyRings, "vlan = 10\n", {"", "vlan = 10\n", "vlan = 20\n"});
+  const MacAddress bcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+  auto from_peer = [&](std::size_t from, std::uint16_t vid) {
+    auto r = vlan_record(sw.mac(0), sw.mac(from), std::nullopt, 100, false);
+    r[virtio::kNetHeaderBytes - 2] = static_cast<std::byte>(vid & 0xff);
+    r[virtio::kNetHeaderBytes - 1] = static_cast<std::byte>(vid >> 8);
+    return r;
+  };
+  ScriptedFrontend e0;
+  EndpointLoop loop(sw.resources(0, -1, -1), e0);
+  shm::FrameProducer from2 = sw.producer(2, 0);  // e1 and e2 never run: the test plays e2
+  auto step = [&](std::uint16_t e2_vid) {
+    e0.to_send.push_back(vlan_record(bcast, sw.mac(0), std::nullopt, 100, false));
+    e0.to_send.push_back(vlan_record(sw.mac(2), sw.mac(0), std::nullopt, 100, false));
+    ASSERT_EQ(from2.try_push(from_peer(2, e2_vid)), shm::Reserve::kReserved);
+    from2.publish();
+    for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+    loop.publish_stats(true);
+  };
+  step(20);  // e2 in VLAN 20: nothing of e0's reaches it, and its frame is refused
+  EndpointCounters c = sw.counters(0);
+  EXPECT_EQ(c.peers[1].out_frames, 2u) << "the broadcast and the frame for e2 (unknown in 10) flood to e1";
+  EXPECT_EQ(c.peers[2].out_frames, 0u);
+  EXPECT_EQ(c.drops[DropReason::kVlanNotAllowed], 1u);
+  EXPECT_TRUE(e0.received.empty());
+
+  sw.set_port_vlans({10, 20, 10});  // the reload: e1 to VLAN 20, e2 to VLAN 10
+  step(10);
+  c = sw.counters(0);
+  EXPECT_EQ(c.peers[1].out_frames, 2u) << "e1 has left VLAN 10";
+  EXPECT_EQ(c.peers[2].out_frames, 2u) << "the broadcast, and the frame for e2 by its static address in 10";
+  EXPECT_EQ(c.forwarding.flooded, 3u) << "e2's address was not static in its new VLAN";
+  EXPECT_EQ(c.drops[DropReason::kVlanNotAllowed], 1u);
+  ASSERT_EQ(e0.received.size(), 1u) << "e2's frame in its new VLAN";
+
+  step(20);  // a frame still in e2's old VLAN: refused
+  EXPECT_EQ(sw.counters(0).drops[DropReason::kVlanNotAllowed], 2u);
 }
 
 // A trunk (trunk = [...]) carries its VLANs tagged: a frame from an access port gets its

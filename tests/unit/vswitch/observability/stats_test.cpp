@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "shm/region.hpp"
@@ -157,6 +159,63 @@ TEST(Stats, TheReloadReportIsReadWholeAndNeverHangs) {
   auto* header = reinterpret_cast<std::uint64_t*>(s.region().payload().data());
   header[offsetof(StatsHeader, reload_seq) / sizeof(std::uint64_t)] |= 1;
   EXPECT_EQ(ro.value().read_reload().outcome, ReloadOutcome::kNone);
+}
+
+// The ports' VLANs in a slice: nothing until vswitchd writes them, then what it wrote.
+TEST(Stats, PortVlansAreReadAsWritten) {
+  const auto sw = unique_switch("vlans");
+  StatsRegion s = make(sw);
+  StatsSlice& slice = *s.slice(1);
+  std::vector<VlanSet> got;
+  EXPECT_EQ(slice.read_port_vlans(got, 3), PortVlansRead::kNone);
+  std::vector<VlanSet> sets(3);
+  sets[0].set(0);
+  sets[1].set(10).set(4094);
+  sets[2].set(1).set(63).set(64).set(4095);
+  slice.write_port_vlans(sets);
+  ASSERT_EQ(slice.read_port_vlans(got, 3), PortVlansRead::kRead);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got, sets);
+  // Asked for more ports than a slice holds: bounded, never past the table.
+  ASSERT_EQ(slice.read_port_vlans(got, kMaxEndpoints + 5), PortVlansRead::kRead);
+  EXPECT_EQ(got.size(), kMaxEndpoints);
+}
+
+// A reader never takes a table half rewritten: vswitchd rewrites it (each time every port
+// in one VLAN, a different one) while an endpoint reads; every read it takes has all
+// ports in the same VLAN. (Under TSan this is also the seqlock's race check.)
+TEST(Stats, APortVlanReadNeverMixesTwoWrites) {
+  const auto sw = unique_switch("vlanrace");
+  StatsRegion s = make(sw);
+  StatsSlice& slice = *s.slice(0);
+  std::vector<VlanSet> first(kMaxEndpoints);
+  for (auto& v : first) v.set(4094);
+  slice.write_port_vlans(first);
+  std::atomic<std::uint64_t> writes{0};
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::vector<VlanSet> sets(kMaxEndpoints);
+    for (std::size_t k = 1; !stop.load(std::memory_order_relaxed); k = k % 4093 + 1) {
+      for (auto& v : sets) v.reset().set(k);
+      slice.write_port_vlans(sets);
+      writes.fetch_add(1, std::memory_order_relaxed);
+      std::this_thread::yield();  // room for whole reads between writes too, not only torn ones
+    }
+  });
+  // Until 100 reads were taken while the writer wrote at least 20 times (or 20 s).
+  std::size_t taken = 0;
+  std::vector<VlanSet> got;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while ((taken < 100 || writes.load(std::memory_order_relaxed) < 20) && std::chrono::steady_clock::now() < deadline) {
+    if (slice.read_port_vlans(got, kMaxEndpoints) != PortVlansRead::kRead) continue;  // torn: nothing taken
+    ++taken;
+    for (const auto& v : got) ASSERT_EQ(v, got[0]) << "a read mixed two writes";
+    ASSERT_EQ(got[0].count(), 1u);
+  }
+  stop = true;
+  writer.join();
+  EXPECT_GE(taken, 100u);
+  EXPECT_GE(writes.load(), 20u);
 }
 
 TEST(Stats, AttachNamesTheRunningEndpointCountWhenItDiffers) {
