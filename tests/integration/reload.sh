@@ -90,8 +90,9 @@ PY
 }
 before=$(pids)
 followed() { grep -c "vswitch\[$1\]: peer c's VLANs changed" "$WORK/vswitchd.log" || true; }
+followed_both() { [[ $(followed a) -eq $1 && $(followed b) -eq $1 ]]; }  # each log read afresh
 set_c_vlan "vlan = 10"
-wait_for 5 "a and b to follow c's VLANs" test "$(followed a)" -eq 1 -a "$(followed b)" -eq 1
+wait_for 5 "a and b to follow c's VLANs" followed_both 1
 flood0=$(stat a 'e["flooded"]')
 out_c=$(stat a 'e["peers"]["c"]["out_frames"]')
 ! ip netns exec vsit-a ping -c 2 -i 0.2 -W 1 -q 10.78.0.3 >/dev/null 2>&1 || fail "a (VLAN-unaware) reached c in VLAN 10"
@@ -100,7 +101,7 @@ wait_for 5 "a's frames for c to flood in a's own VLAN" stat_is a 'e["flooded"]' 
 stat_is a 'e["peers"]["c"]["out_frames"]' -eq "$out_c" || fail "a still sends to c, now in VLAN 10"
 ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.2 >/dev/null || fail "a -> b with c in VLAN 10"
 set_c_vlan ""
-wait_for 5 "a and b to follow c's VLANs again" test "$(followed a)" -eq 2 -a "$(followed b)" -eq 2
+wait_for 5 "a and b to follow c's VLANs again" followed_both 2
 ip netns exec vsit-a ping -c 2 -i 0.2 -W 2 -q 10.78.0.3 >/dev/null || fail "a -> c out of VLAN 10 again"
 pass "c's vlan applied by restarting c alone; a and b followed it from their slices, not restarted"
 
@@ -154,6 +155,9 @@ assert sorted(ports) == ["a", "b", "c"], sorted(ports)
 assert ports["c"]["mtu"] == 1400, ports["c"]["mtu"]
 PY
 grep -q "has changed since vswitchd loaded it" "$WORK/ports.err" || fail "no note that the file differs: $(cat "$WORK/ports.err")"
+ctl topology 2>/dev/null >"$WORK/running.toml" || fail "vswitchctl topology exited $?"
+grep -q "^mtu = 1400$" "$WORK/running.toml" && ! grep -q "^mtu = 1300$" "$WORK/running.toml" &&
+  ! grep -q "^ring_bytes = 8388608$" "$WORK/running.toml" || fail "vswitchctl topology did not print what runs"
 ip netns exec vsit-a ping -c 30 -i 0.1 -q 10.78.0.3 >/dev/null 2>&1 &
 pinger=$!
 timeout 20 "$BIN/vswitchctl" --config "$CONFIG" capture c --count 2 -w "$WORK/c.pcapng" 2>"$WORK/capture.err" ||

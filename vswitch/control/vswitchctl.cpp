@@ -515,8 +515,10 @@ int usage(FILE* f) {
       "\n"
       "Reads the state of the vswitchd running topology FILE from its stats objects\n"
       "(/dev/shm/vswitch.NAME.stats and /dev/shm/vswitch.NAME.stats.ENDPOINT, NAME being\n"
-      "FILE's switch.name), only read: nothing is stopped or slowed. FILE must be the file\n"
-      "vswitchd runs (the same endpoints).\n"
+      "FILE's switch.name), only read: nothing is stopped or slowed. FILE names the switch;\n"
+      "the rest is taken from the topology vswitchd runs (/dev/shm/vswitch.NAME.topology:\n"
+      "what it loaded at start or at the last reload it applied), which an edited FILE\n"
+      "does not change until it is reloaded (a note on standard error says it differs).\n"
       "\n"
       "commands:\n"
       "  ports     endpoints: frontend, core, state (starting, up, down, stopped), pid,\n"
@@ -525,6 +527,7 @@ int usage(FILE* f) {
       "  fdb       every endpoint's MAC table (static / learned, age)\n"
       "  stats     all counters, every drop reason, per-peer traffic\n"
       "  channels  every channel's head, tail and wake flags (diagnosing a stall)\n"
+      "  topology  the topology text vswitchd runs, as it loaded it\n"
       "  counters  what every counter of stats means (FILE not needed)\n"
       "  capture   copies ENDPOINT's frames as pcapng to FILE, or to standard output with\n"
       "            -w - (| tshark -r -): rx = what the port sent into the switch, tx = what\n"
@@ -537,14 +540,15 @@ int usage(FILE* f) {
       "  reload    has vswitchd read its file again (the one it runs; FILE names the\n"
       "            switch), as SIGHUP does, and says what came of it.\n"
       "            An endpoint's own settings (core, poll_us, poll_max_us, coalesce_us,\n"
-      "            port_security, generator.*, a TAP's or generator's mtu) are applied by\n"
-      "            restarting that endpoint alone, and said once it is up again;\n"
+      "            port_security, generator.*, a TAP's or generator's mtu, vlan, trunk)\n"
+      "            are applied by restarting that endpoint alone (the others follow a\n"
+      "            port's new VLANs without a restart), and said once it is up again;\n"
       "            an endpoint's enabled turns that port on or off alone (said once it\n"
       "            is up, or stopped), and while a port is off its TAP, socket and a\n"
       "            vhost-user port's mtu, queue_size, max_guest_memory_gib may change;\n"
       "            metrics.listen by vswitchd itself (no endpoint restarted); any other\n"
       "            change (endpoints added or removed, switch.*, fabric.*, capture, mac,\n"
-      "            vlan, trunk, a running port's TAP, socket, a vhost-user port's mtu,\n"
+      "            a running port's TAP, socket, a vhost-user port's mtu,\n"
       "            queue_size, max_guest_memory_gib) needs\n"
       "            a restart of vswitchd, and then nothing is applied. Each change, with\n"
       "            its line, is in vswitchd's log. Sends a signal: root.\n"
@@ -565,7 +569,8 @@ int usage(FILE* f) {
       "exit status:\n"
       "  0  printed (a warning on standard error when vswitchd is gone: its last figures,\n"
       "     or when an endpoint's stats slice is invalid: its counters and MAC table left out)\n"
-      "  1  no vswitchd runs FILE's switch, or it runs a different number of endpoints;\n"
+      "  1  no vswitchd runs FILE's switch (topology: or it publishes no topology), the\n"
+      "     topology it publishes cannot be read, or it restarted while vswitchctl read it;\n"
       "     capture: it could not start (no capture object, another capture runs) or its\n"
       "     output failed (a reader that closed its pipe ends a capture with 0);\n"
       "     link: the slice could not be written, or a running endpoint did not take it;\n"
@@ -592,7 +597,8 @@ int run(int argc, char** argv) {
     else if (command == "link") link_args.push_back(a);
     else if (a == "--json") json = true;
     else if (command.empty() && (a == "ports" || a == "fdb" || a == "stats" || a == "channels" ||
-                                    a == "counters" || a == "capture" || a == "link" || a == "reload"))
+                                    a == "counters" || a == "capture" || a == "link" || a == "reload" ||
+                                    a == "topology"))
       command = a;
     else {
       std::fprintf(stderr, "vswitchctl: unknown argument \"%s\"\n", argv[i]);
@@ -627,20 +633,28 @@ int run(int argc, char** argv) {
   const std::string name = file.value().switch_config.name;
   std::optional<std::uint64_t> running_generation;
   std::optional<Topology> running;
-  if (auto text = read_running_topology(name)) {
+  auto text = read_running_topology(name);
+  if (!text && !text.error().absent && command != "reload") {
+    std::fprintf(stderr, "vswitchctl: the topology vswitchd runs cannot be read: %s\n", text.error().detail.c_str());
+    return 1;
+  }
+  if (text) {
     auto t = load_topology_string(text.value().text, config + " (as vswitchd runs it)");
-    if (!t) {
+    if (!t && command != "reload") {
       std::fprintf(stderr, "vswitchctl: the topology vswitchd runs cannot be read back:\n%s\n",
                    format_errors(t.error()).c_str());
       return 1;
     }
-    running_generation = text.value().generation;
-    if (t.value().source != file.value().source && command != "reload")
-      std::fprintf(stderr, "vswitchctl: note: %s has changed since vswitchd loaded it; shown: what runs "
-                   "(`vswitchctl reload` applies the file)\n", config.c_str());
-    running.emplace(std::move(t.value()));
+    if (t) {
+      running_generation = text.value().generation;
+      if (t.value().source != file.value().source && command != "reload")
+        std::fprintf(stderr, "vswitchctl: note: %s has changed since vswitchd loaded it; shown: what runs "
+                     "(`vswitchctl reload` applies the file)\n", config.c_str());
+      running.emplace(std::move(t.value()));
+    }
   }
-  // No running copy (no vswitchd, or one from before it published it): the file.
+  // No running copy (no vswitchd, or one from before it published it; for reload, also
+  // one that cannot be read: reload goes by the file): the file.
   const Topology& topo_in_force = running ? *running : file.value();
   std::vector<std::string> names;
   for (const auto& e : topo_in_force.endpoints) names.push_back(e.name);
@@ -670,6 +684,16 @@ int run(int argc, char** argv) {
   const auto pid = static_cast<pid_t>(stats.value().daemon_pid());
   if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH)
     std::fprintf(stderr, "vswitchctl: warning: vswitchd (pid %d) is gone; these are its last figures\n", pid);
+  if (command == "topology") {
+    if (json || !running) {
+      std::fprintf(stderr, "vswitchctl: topology: %s\n",
+                   json ? "--json does not apply (the output is the topology's text)"
+                        : "vswitchd publishes no topology (one older than this vswitchctl)");
+      return json ? usage(stderr) : 1;
+    }
+    std::fwrite(running->source.data(), 1, running->source.size(), stdout);
+    return std::fflush(stdout) == 0 && std::ferror(stdout) == 0 ? 0 : 1;
+  }
   if (command == "capture") return run_capture(topo_in_force, stats.value().region().generation(), capture);
   if (command == "reload") return json ? usage(stderr) : run_reload(topo_in_force, stats.value());
   if (command == "link") return run_link(topo_in_force, stats.value(), link_args[0], link_args[1] == "down");

@@ -895,16 +895,34 @@ bool EndpointLoop::follow_vlans() {
     // This port's own VLANs are its topology's: a reload that changes them restarts it.
     if (i == res_.self || now[i] == vlans_[i]) continue;
     const auto port = static_cast<PortId>(i);
-    // Its declared address is static in each VLAN it carries, and in those alone.
+    // Addresses learned behind it in a VLAN it has left must not draw frames to it; all go
+    // (those in the VLANs it kept are learned again from its next frames). First: room in
+    // the table for its static address in its new VLANs.
+    const std::size_t forgot = table_.forget_port(port);
+    // Its declared address is static in each VLAN it carries, and in those alone
+    // (add_static makes room by evicting a learned entry when the table is full).
     if (eps[i].mac)
       for (std::size_t v = 0; v < kVlanIds; ++v) {
         if (vlans_[i].test(v) && !now[i].test(v)) (void)table_.remove_static(*eps[i].mac, static_cast<std::uint16_t>(v));
-        if (now[i].test(v) && !vlans_[i].test(v))
-          (void)table_.add_static(*eps[i].mac, port, static_cast<std::uint16_t>(v));
+        if (now[i].test(v) && !vlans_[i].test(v) &&
+            !table_.add_static(*eps[i].mac, port, static_cast<std::uint16_t>(v)))
+          log("peer " + eps[i].name + "'s address " + eps[i].mac->str() + " could not be made static in VLAN " +
+              std::to_string(v));
       }
-    // Addresses learned behind it in a VLAN it has left must not draw frames to it; all go
-    // (those in the VLANs it kept are learned again from its next frames).
-    const std::size_t forgot = table_.forget_port(port);
+    if (Peer* p = peer_for(port)) {
+      // A frame held for it in a VLAN it has left is not handed to it (its receiver would
+      // drop it, but its process would have seen it).
+      if (p->held_bytes != 0) {
+        const auto header = virtio::parse(std::span<const std::byte>(p->held.data(), p->held_bytes));
+        if (!header || !now[i].test(header.value()->num_buffers)) {
+          drop(DropReason::kVlanNotAllowed);
+          release_hold(*p);
+        }
+      }
+      // Nor are frontend frames read into its channel any more on the strength of a
+      // unicast that went to it while it shared a VLAN with this port (pump_frontend).
+      if (last_unicast_ == p) last_unicast_ = nullptr;
+    }
     vlans_[i] = now[i];
     changed = true;
     log("peer " + eps[i].name + "'s VLANs changed: following them (forgot " + std::to_string(forgot) +

@@ -82,7 +82,15 @@ bool MacTable::add_static(const MacAddress& mac, PortId port, std::uint16_t vlan
     slots_[*i].entry = MacEntry{mac, port, vlan, true, 0};
     return true;
   }
-  if (size_ >= capacity_) return false;
+  if (size_ >= capacity_) {
+    // O(slots), only when the table is full: a static entry added while the switch runs
+    // (a port moved to another VLAN) must not be left out for lack of room.
+    std::size_t victim = slots_.size();
+    for (std::size_t i = 0; i < slots_.size() && victim == slots_.size(); ++i)
+      if (slots_[i].used && !slots_[i].entry.is_static) victim = i;
+    if (victim == slots_.size()) return false;
+    erase_at(victim);  // learned again from its next frame, if its port still holds it
+  }
   insert(MacEntry{mac, port, vlan, true, 0});
   return true;
 }

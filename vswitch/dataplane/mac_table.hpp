@@ -58,8 +58,9 @@ class MacTable {
   };
   explicit MacTable(const Config& config);
 
-  // Adds or replaces a static entry. Fails (false) when the table is full or the address
-  // is a group/zero address.
+  // Adds or replaces a static entry. A full table makes room by evicting a learned entry
+  // (learning gives way to what the topology declares). Fails (false) when the address is
+  // a group/zero address, or the table is full of static entries.
   bool add_static(const MacAddress& mac, PortId port, std::uint16_t vlan = 0);
   // Removes the static entry of `mac` in `vlan` (its port left that VLAN); false when there
   // is none there (a learned entry of the address stays).

@@ -35,8 +35,14 @@ struct RunningTopologyText {
                                                                            std::string_view text,
                                                                            std::uint64_t generation);
 
-// vswitchctl: the running topology's text and generation; an error when there is none
-// (no vswitchd, or one from before this object existed) or it is invalid.
-[[nodiscard]] sys::Result<RunningTopologyText, std::string> read_running_topology(const std::string& switch_name);
+struct RunningTopologyError {
+  bool absent = false;  // no such object: no vswitchd, or one from before this object existed
+  std::string detail;
+};
+
+// vswitchctl: the running topology's text and generation; an error when there is none or
+// it is invalid (corrupt, of another kind, not readable).
+[[nodiscard]] sys::Result<RunningTopologyText, RunningTopologyError> read_running_topology(
+    const std::string& switch_name);
 
 }  // namespace vswitch

@@ -973,6 +973,16 @@ bool run_loops(TestSwitch& sw, std::vector<std::pair<std::size_t, Frontend*>> ep
   return ok;
 }
 
+// e0 (through l0) sends twelve 1000-byte frames to e1, which never runs: e0's 8 KiB
+// channel to it (kTinyRings) fills, and e0 holds the frame that did not fit. Returns e0's
+// counters then.
+EndpointCounters hold_a_frame_for_e1(TestSwitch& sw, ScriptedFrontend& e0, EndpointLoop& l0) {
+  for (int i = 0; i < 12; ++i) e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 1000, false));
+  for (int pass = 0; pass < 4; ++pass) l0.poll_once();
+  l0.publish_stats();
+  return sw.counters(0);
+}
+
 // Access ports (vlan = N): frames reach the ports of their VLAN only, floods included,
 // and leave untagged; each VLAN learns its own addresses.
 TEST(EndpointVlan, AccessPortsReachTheirOwnVlanOnly) {
@@ -1009,8 +1019,11 @@ TEST(EndpointVlan, APeerMovedToAnotherVlanIsFollowedWithoutARestart) {
   EndpointLoop loop(sw.resources(0, -1, -1), e0);
   shm::FrameProducer from2 = sw.producer(2, 0);  // e1 and e2 never run: the test plays e2
   auto step = [&](std::uint16_t e2_vid) {
+    // e0's frames first: what it does with e2's address is decided by the static entry
+    // alone, before e2's own frame could teach it.
     e0.to_send.push_back(vlan_record(bcast, sw.mac(0), std::nullopt, 100, false));
     e0.to_send.push_back(vlan_record(sw.mac(2), sw.mac(0), std::nullopt, 100, false));
+    for (int pass = 0; pass < 4; ++pass) loop.poll_once();
     ASSERT_EQ(from2.try_push(from_peer(2, e2_vid)), shm::Reserve::kReserved);
     from2.publish();
     for (int pass = 0; pass < 4; ++pass) loop.poll_once();
@@ -1034,6 +1047,52 @@ TEST(EndpointVlan, APeerMovedToAnotherVlanIsFollowedWithoutARestart) {
 
   step(20);  // a frame still in e2's old VLAN: refused
   EXPECT_EQ(sw.counters(0).drops[DropReason::kVlanNotAllowed], 2u);
+}
+
+// A unicast flow to e1 lets e0 read frontend frames straight into e1's channel while e1
+// is the one peer e0 can reach. Once e1 has left e0's VLAN, no frame of e0's VLAN may be
+// read into e1's channel any more (e1's process maps it): not even a reservation that is
+// never committed.
+TEST(EndpointVlan, NoFrameIsReadIntoTheChannelOfAPeerThatLeftTheVlan) {
+  TestSwitch sw(3, kTinyRings, "vlan = 10\n", {"", "vlan = 10\n", "vlan = 20\n"});
+  ScriptedFrontend e0;
+  EndpointLoop loop(sw.resources(0, -1, -1), e0);
+  e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 100, false));
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats(true);
+  ASSERT_EQ(sw.counters(0).peers[1].out_frames, 1u);
+  sw.set_port_vlans({10, 20, 10});  // e1 leaves VLAN 10, e2 joins it: still one peer to reach
+  auto secret = vlan_record(sw.mac(2), sw.mac(0), std::nullopt, 600, false);
+  for (std::size_t i = virtio::kNetHeaderBytes + 14; i < secret.size(); ++i) secret[i] = std::byte{0xA5};
+  e0.to_send.push_back(secret);
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats(true);
+  EXPECT_EQ(sw.counters(0).peers[2].out_frames, 1u);
+  EXPECT_EQ(sw.counters(0).peers[1].out_frames, 1u);
+  // e1's channel memory: no run of the frame's bytes anywhere in it.
+  const std::span<std::byte> e1_channel = sw.channel_data(0, 1);
+  const std::vector<std::byte> run(64, std::byte{0xA5});
+  EXPECT_EQ(std::search(e1_channel.begin(), e1_channel.end(), run.begin(), run.end()), e1_channel.end())
+      << "a frame of VLAN 10 was read into the channel of a port now in VLAN 20";
+}
+
+// A frame held for a peer whose channel is full is not handed to it once the peer has
+// left the frame's VLAN: it is dropped as vlan_not_allowed.
+TEST(EndpointVlan, AFrameHeldForAPeerThatLeftTheVlanIsDropped) {
+  TestSwitch sw(2, kTinyRings, "vlan = 10\n", {"", "vlan = 10\n"});
+  ScriptedFrontend e0;
+  EndpointLoop l0(sw.resources(0, -1, -1), e0);
+  const EndpointCounters held = hold_a_frame_for_e1(sw, e0, l0);
+  ASSERT_LT(held.peers[1].out_frames, 12u) << "the channel never filled";
+  sw.set_port_vlans({10, 20});
+  shm::FrameConsumer drain = sw.consumer(0, 1);  // room in e1's channel from now on
+  while (drain.peek().status == shm::Pop::kRecord) drain.consume();
+  drain.release();
+  for (int pass = 0; pass < 4; ++pass) l0.poll_once();
+  l0.publish_stats(true);
+  const EndpointCounters after = sw.counters(0);
+  EXPECT_EQ(after.peers[1].out_frames, held.peers[1].out_frames) << "the held frame went to a port out of its VLAN";
+  EXPECT_EQ(after.drops[DropReason::kVlanNotAllowed], 1u);
 }
 
 // A trunk (trunk = [...]) carries its VLANs tagged: a frame from an access port gets its
@@ -1363,16 +1422,6 @@ TEST(EndpointLink, ARestartedEndpointTellsItsFrontendTheLinkOnItsFirstPass) {
 }
 
 // Frames held for a full peer when the link goes down go no further: dropped as link_down.
-// e0 (through l0) sends twelve 1000-byte frames to e1, which never runs: e0's 8 KiB
-// channel to it (kTinyRings) fills, and e0 holds the frame that did not fit. Returns e0's
-// counters then.
-EndpointCounters hold_a_frame_for_e1(TestSwitch& sw, ScriptedFrontend& e0, EndpointLoop& l0) {
-  for (int i = 0; i < 12; ++i) e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 1000, false));
-  for (int pass = 0; pass < 4; ++pass) l0.poll_once();
-  l0.publish_stats();
-  return sw.counters(0);
-}
-
 TEST(EndpointLink, FramesHeldForAFullPeerAreDroppedWhenTheLinkGoesDown) {
   TestSwitch sw(2, kTinyRings);
   ScriptedFrontend e0;

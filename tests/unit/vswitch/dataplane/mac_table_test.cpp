@@ -141,6 +141,34 @@ TEST(MacTable, FullTableRefusesNewAddressesAndKeepsTheKnownOnes) {
   EXPECT_EQ(t.lookup(mac(100), 2000), PortId{9});
 }
 
+// A static entry added to a full table (a port moved into a VLAN while the switch runs)
+// takes the place of a learned one; one that can be removed again goes without touching
+// a learned entry of the same address in another VLAN. A table full of static entries
+// refuses.
+TEST(MacTable, AStaticEntryTakesALearnedOnesPlaceAndCanBeRemoved) {
+  MacTable::Config c = config(8);
+  c.max_per_port = 8;
+  MacTable t(c);
+  for (std::uint32_t i = 0; i < 8; ++i) ASSERT_EQ(t.learn(mac(i), 1, 0, 10), Learn::kLearned);
+  ASSERT_EQ(t.size(), 8u);
+  ASSERT_TRUE(t.add_static(mac(100), 9, 20));
+  EXPECT_EQ(t.size(), 8u);
+  EXPECT_EQ(t.lookup(mac(100), 1, 20), PortId{9});
+  std::size_t kept = 0;
+  for (std::uint32_t i = 0; i < 8; ++i) kept += t.lookup(mac(i), 1, 10).has_value() ? 1u : 0u;
+  EXPECT_EQ(kept, 7u) << "exactly one learned entry gives way";
+  EXPECT_EQ(t.learn(mac(100), 3, 2, 20), Learn::kRefusedStatic);
+  EXPECT_EQ(t.learn(mac(100), 3, 2, 30), Learn::kRefusedFull) << "in another VLAN the address is not static";
+  EXPECT_TRUE(t.remove_static(mac(100), 20));
+  EXPECT_FALSE(t.remove_static(mac(100), 20));
+  EXPECT_FALSE(t.remove_static(mac(1), 10)) << "a learned entry is not removed as a static one";
+  EXPECT_EQ(t.lookup(mac(100), 3, 20), std::nullopt);
+  MacTable full(config(2));
+  ASSERT_TRUE(full.add_static(mac(1), 1));
+  ASSERT_TRUE(full.add_static(mac(2), 2));
+  EXPECT_FALSE(full.add_static(mac(3), 3));
+}
+
 // One port flooding random source addresses fills its own share, not the table: the
 // other ports still learn, the refusals are counted, and what the flooding port already
 // had stays.
