@@ -727,11 +727,19 @@ void Daemon::release_frontend(std::size_t i) {
 }
 
 void Daemon::publish_disabled(std::uint64_t mask) {
+  // The slices of the ports this turns on come last: such a port takes frames from its
+  // frontend only once its own slice shows it on (EndpointLoop::poll_once), and by then
+  // every other slice does too (these stores, each a release ([R-OFF] in stats.cpp), in
+  // this order; the port's acquire load of its own word, its head store and a peer's
+  // head load carry that order to the peer, whose second look at its word before it
+  // drops a frame from a port it had seen off then finds the port on:
+  // EndpointLoop::drain_from_disabled).
+  const std::uint64_t turned_on = disabled_ & ~mask;
   disabled_ = mask;
-  // A release store ([R-OFF] in stats.cpp): it publishes the stale_to words apply() wrote
-  // before it turned a port on.
-  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
-    if (StatsSlice* s = stats_->slice(i)) s->set_peers_disabled(mask);
+  for (const bool last : {false, true})
+    for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
+      if (((turned_on >> i) & 1) == static_cast<std::uint64_t>(last))
+        if (StatsSlice* s = stats_->slice(i)) s->set_peers_disabled(mask);
   wake_endpoints();  // a sleeping endpoint takes it now (it would at its next pass anyway)
 }
 

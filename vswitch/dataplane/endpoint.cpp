@@ -116,7 +116,10 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
     peers_.back().in.set_wake_on_full(coalescing_.coalesce_ns() != 0);
   }
   for (auto& p : peers_) counters_.peers[p.port].stalled = 0;
-  // Turned on by a reload: its channels hold what peers sent before they saw it go off.
+  // Turned on by a reload: its frontend waits for its peers to be told (poll_once).
+  announced_ = !res_.fresh || res_.stats == nullptr;
+  started_ns_ = now_ns();
+  // And its channels hold what peers sent before they saw it go off.
   if (res_.fresh) {
     if (const std::uint64_t n = discard_inbound(); n != 0)
       log("enabled: dropped " + std::to_string(n) +
@@ -322,6 +325,10 @@ bool EndpointLoop::drain_inbound() {
   bool waiting = false;
   for (std::size_t k = 0; k < n; ++k) {
     Peer& p = peers_[(next_inbound_ + k) % n];
+    if (port_disabled(p.port)) [[unlikely]] {
+      work |= drain_from_disabled(p);
+      continue;
+    }
     const std::uint64_t resyncs = p.in.counters().resyncs;
     std::size_t got = 0;
     if (!may_defer) {
@@ -736,10 +743,15 @@ bool EndpointLoop::poll_once() {
       // writer bumps it once more when it is done, and whatever else it announced is
       // idempotent: the mask compares, the fences drop nothing twice).
       if (follow_vlans()) fence_seq_ = fence;
-      // This port's own bit says it is being turned off: it still forwards until stopped.
       // An acquire load too ([R-OFF]): a mask newer than the count just seen brings the
       // stale_to words written before it.
-      const std::uint64_t disabled = res_.stats->peers_disabled() & ~(std::uint64_t{1} << res_.self);
+      const std::uint64_t mask = res_.stats->peers_disabled();
+      const std::uint64_t self_bit = std::uint64_t{1} << res_.self;
+      // This port's own bit: on a port just turned on, that its peers are not all told
+      // yet (vswitchd clears it in this slice last: Daemon::publish_disabled); on a
+      // running one, that it is being turned off (it still forwards until stopped).
+      if ((mask & self_bit) == 0) announced_ = true;
+      const std::uint64_t disabled = mask & ~self_bit;
       if (disabled != peers_disabled_ || first) follow_peers(disabled);
       // Every running peer's stale_to, whatever the mask did meanwhile (follow_peers on the
       // first pass has marked them all already).
@@ -754,7 +766,14 @@ bool EndpointLoop::poll_once() {
   if ((peers_to_discard_ | peers_to_fence_) != 0 && !predecessor_mark_) [[unlikely]] settle_peers();
   bool work = retry_held();
   work |= drain_inbound();
-  work |= pump_frontend();
+  // A port just turned on reads nothing from its frontend until every peer has been told
+  // it is on (frames it sent sooner would be dropped as port_disabled by peers that had
+  // not looked yet); its frontend's frames wait where they are (a TAP's queue, a guest's
+  // ring). Bounded: were vswitchd never to say so, it forwards after kAnnounceWaitNs.
+  if (announced_ || t - started_ns_ >= kAnnounceWaitNs) [[likely]]
+    work |= pump_frontend();
+  else
+    work = true;  // looked at again next pass, without sleeping on a frontend left unread
   if (journal_) commit_deliveries();  // before flush(), which would publish the mark unjournaled
   frontend_.flush();
   for (Peer& p : peers_) {
@@ -973,6 +992,39 @@ std::uint64_t EndpointLoop::discard_inbound() {
   // for a journaling frontend (delivery_journal.hpp: the tails journaled first).
   if (journal_) commit_deliveries();
   return n;
+}
+
+bool EndpointLoop::drain_from_disabled(Peer& p) {
+  bool work = false;
+  std::uint64_t n = 0;
+  const std::uint64_t resyncs = p.in.counters().resyncs;
+  for (std::size_t k = 0; k < kInboundBudget; ++k) {
+    const shm::PopResult r = p.in.peek();  // the head: an acquire load ([A1] in frame_ring.hpp)
+    if (r.status != shm::Pop::kRecord) break;
+    work = true;
+    // The port may have been turned on since this pass began, and this be its new run's
+    // first frame. Acquire ([R-FENCE] in stats.cpp), after the head's: if vswitchd had
+    // told this slice before the port sent it (it tells the port last), the count has
+    // moved. Then the record stays for the next pass, which takes the change first
+    // (follow_peers, and settle_peers' fence drops what precedes the new run).
+    if (res_.stats != nullptr && res_.stats->fence_seq() != fence_seq_) break;
+    // Sent before that port saw itself turned off: neither delivered nor learned (an
+    // address learned behind a port that is gone would keep its frames from flooding).
+    ++counters_.peers[p.port].in_frames;
+    counters_.peers[p.port].in_bytes += r.payload.size();
+    p.in.consume();
+    ++n;
+  }
+  if (n != 0 || p.in.counters().resyncs != resyncs) p.resume = 0;  // the note's record is gone
+  // A journaling frontend's channels give space back only at a commit (this pass's).
+  if (!journal_) p.in.release();
+  if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
+    drop(DropReason::kRingCorrupt, bad);
+    counters_.forwarding.ring_errors += bad;
+    work = true;
+  }
+  drop(DropReason::kPortDisabled, n);
+  return work;
 }
 
 std::uint64_t EndpointLoop::discard_from(Peer& p, std::uint64_t up_to) {

@@ -291,6 +291,11 @@ class EndpointLoop {
   // this port can reach one peer at most (vlans_).
   void choose_read_into_channel();
   [[nodiscard]] bool port_disabled(PortId port) const noexcept { return ((peers_disabled_ >> port) & 1) != 0; }
+  // What a port this endpoint believes off still has in its channel: dropped
+  // (port_disabled), but for a record that may be the first of the port's new run (the
+  // port was turned on since this pass began), which waits for the next pass. True when
+  // the channel held anything.
+  bool drain_from_disabled(Peer& p);
   // Drops (port_disabled) the records of p's channel from its tail up to position
   // `up_to` (~0: every record in it now); returns how many.
   std::uint64_t discard_from(Peer& p, std::uint64_t up_to);
@@ -362,6 +367,11 @@ class EndpointLoop {
   std::uint64_t peers_to_discard_ = 0;  // settle_peers: turned off, drop everything of theirs
   std::uint64_t peers_to_fence_ = 0;    // settle_peers: on, drop what precedes their stale_to
   std::uint64_t fence_seq_ = 0;         // the slice's fence_seq when last seen
+  // A port turned on (EndpointResources::fresh) reads its frontend once its own bit is
+  // clear in its slice (every peer told), or after kAnnounceWaitNs whatever the bit says.
+  static constexpr std::uint64_t kAnnounceWaitNs = 200'000'000;
+  bool announced_ = true;
+  std::uint64_t started_ns_ = 0;
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "endpoints/generator/test_frame.hpp"
@@ -1794,6 +1795,91 @@ TEST(EndpointPorts, AFenceThatDropsNothingKeepsTheFrontendsNote) {
   loop.poll_once();
   EXPECT_EQ(e0.handed_note.load(), 7u) << "the frontend's note was lost to a fence that dropped nothing";
   EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 0u);
+}
+
+// A port turned on reads nothing from its frontend while its own bit is still set in its
+// slice (vswitchd clears it there after every peer's): its first frames are not sent to
+// peers that would drop them as port_disabled. Then it forwards them, none lost.
+TEST(EndpointPorts, APortTurnedOnReadsItsFrontendOnceItsPeersAreTold) {
+  TestSwitch sw(2, kTinyRings);
+  sw.set_disabled(std::uint64_t{1} << 0);  // e0 is being turned on: its peers not told yet
+  ScriptedFrontend e0;
+  for (int i = 0; i < 3; ++i) e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 100, false));
+  EndpointResources res = sw.resources(0, -1, -1);
+  res.fresh = true;
+  EndpointLoop loop(res, e0);
+  for (int pass = 0; pass < 4; ++pass) EXPECT_TRUE(loop.poll_once()) << "a waiting port must not sleep";
+  loop.publish_stats(true);
+  EXPECT_EQ(sw.counters(0).traffic.rx_frames, 0u) << "read from the frontend before the peers were told";
+  sw.set_disabled(0);  // vswitchd, once e0 reported up
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats(true);
+  EXPECT_EQ(sw.counters(0).peers[1].out_frames, 3u);
+}
+
+// Were vswitchd never to clear the bit, the port forwards anyway after a bounded wait.
+TEST(EndpointPorts, APortTurnedOnWaitsForItsPeersBoundedly) {
+  TestSwitch sw(2, kTinyRings);
+  sw.set_disabled(std::uint64_t{1} << 0);
+  ScriptedFrontend e0;
+  e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 100, false));
+  EndpointResources res = sw.resources(0, -1, -1);
+  res.fresh = true;
+  EndpointLoop loop(res, e0);
+  const auto start = std::chrono::steady_clock::now();
+  const bool sent = eventually([&] {
+    loop.poll_once();
+    loop.publish_stats(true);
+    return sw.counters(0).peers[1].out_frames == 1;
+  }, 10s);
+  EXPECT_TRUE(sent);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms) << "did not wait for its peers at all";
+}
+
+// Plays the peer of a port that vswitchd turns on in the middle of this endpoint's pass:
+// at the start of the pass (after the loop has looked at its slice), the hook runs.
+class HookedFrontend final : public Frontend {
+ public:
+  [[nodiscard]] int fd() const noexcept override { return -1; }
+  RxResult receive(std::span<std::byte>, std::uint64_t) noexcept override { return {Rx::kNone}; }
+  Delivery deliver(const endpoints::virtio::CheckedNetHeader&, std::span<const std::byte>, FrameAddresses, PortId,
+                   std::uint64_t&) noexcept override {
+    ++delivered;
+    return Delivery::kDelivered;
+  }
+  void begin_pass() noexcept override {
+    if (hook) std::exchange(hook, nullptr)();
+  }
+  std::function<void()> hook;
+  std::size_t delivered = 0;
+};
+
+// A port turned on while a peer's pass runs can send its first frame before that peer
+// looks at its slice again: the peer, finding a frame from a port it believes off, looks
+// once more and, the port being on, keeps the frame for its next pass (which takes the
+// change and its fence first) rather than drop it. A frame from the port's earlier run
+// that was still in the channel is dropped by the fence.
+TEST(EndpointPorts, AFrameFromAPortTurnedOnDuringAPassIsNotDropped) {
+  TestSwitch sw(2, kTinyRings);
+  sw.set_disabled(std::uint64_t{1} << 1);
+  HookedFrontend e0;
+  EndpointLoop loop(sw.resources(0, -1, -1), e0);
+  loop.poll_once();  // e0 has seen e1 off
+  shm::FrameProducer out = sw.producer(1, 0);
+  ASSERT_EQ(push_record(out, sw, 1, 0, {}, 0), shm::Reserve::kReserved);  // e1's earlier run, late
+  out.publish();
+  e0.hook = [&] {
+    // vswitchd turns e1 on (its channel's head is where the earlier run ended), then e1's
+    // new run sends its first frame; all while e0's pass has already read its slice.
+    sw.fence(1);
+    sw.set_disabled(0);
+    ASSERT_EQ(push_record(out, sw, 1, 0, {}, 1), shm::Reserve::kReserved);
+    out.publish();
+  };
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+  loop.publish_stats(true);
+  EXPECT_EQ(e0.delivered, 1u) << "the new run's first frame was dropped";
+  EXPECT_EQ(sw.drops(0, DropReason::kPortDisabled), 1u) << "the earlier run's frame is dropped";
 }
 
 }  // namespace
