@@ -93,6 +93,7 @@ followed() { grep -c "vswitch\[$1\]: peer c's VLANs changed" "$WORK/vswitchd.log
 followed_both() { [[ $(followed a) -eq $1 && $(followed b) -eq $1 ]]; }  # each log read afresh
 set_c_vlan "vlan = 10"
 wait_for 5 "a and b to follow c's VLANs" followed_both 1
+ctl ports | awk '$1 == "c" && $9 == "10" {f = 1} END {exit !f}' || fail "vswitchctl ports does not show c in VLAN 10: $(ctl ports)"
 flood0=$(stat a 'e["flooded"]')
 out_c=$(stat a 'e["peers"]["c"]["out_frames"]')
 ! ip netns exec vsit-a ping -c 2 -i 0.2 -W 1 -q 10.78.0.3 >/dev/null 2>&1 || fail "a (VLAN-unaware) reached c in VLAN 10"

@@ -141,6 +141,23 @@ struct Ctl {
     return p < topo.endpoints.size() ? topo.endpoints[p].name : "port" + std::to_string(p);
   }
 
+  // A port's VLANs as `ports` shows them: "-" (VLAN-unaware), "10" (access), "trunk:10,20",
+  // or "10+trunk:20,30" (a trunk with a native VLAN).
+  static std::string vlans_text(const EndpointConfig& e) {
+    if (!e.vlan_aware()) return "-";
+    std::string t = e.vlan ? std::to_string(*e.vlan) : "";
+    if (!e.trunk.empty()) {
+      t += e.vlan ? "+trunk:" : "trunk:";
+      for (std::size_t k = 0; k < e.trunk.size(); ++k) t += (k ? "," : "") + std::to_string(e.trunk[k]);
+    }
+    return t;
+  }
+  static std::string trunk_json(const EndpointConfig& e) {
+    std::string t = "[";
+    for (std::size_t k = 0; k < e.trunk.size(); ++k) t += (k ? ", " : "") + std::to_string(e.trunk[k]);
+    return t + "]";
+  }
+
   void ports() const {
     if (json) {
       std::printf("{\"switch\": %s, \"ports\": [", json_string(topo.switch_config.name).c_str());
@@ -150,19 +167,20 @@ struct Ctl {
         const LinkView link = link_of(stats.slice(i));
         std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"core\": %s, \"state\": %s, \"pid\": %" PRIu64
                     ", \"restarts\": %" PRIu64 ", \"hung\": %" PRIu64 ", \"mtu\": %s, \"link\": %s, "
-                    "\"link_pending\": %s, \"attachment\": %s}",
+                    "\"link_pending\": %s, \"vlan\": %s, \"trunk\": %s, \"attachment\": %s}",
                     i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
                     d.core == ~std::uint64_t{0} ? "null" : std::to_string(d.core).c_str(),
                     json_string(std::string(to_string(static_cast<EndpointState>(d.state)))).c_str(), d.pid,
                     d.restarts, d.hung, e.mtu ? std::to_string(*e.mtu).c_str() : "null",
                     link.known ? (link.down ? "\"down\"" : "\"up\"") : "null", link.pending ? "true" : "false",
+                    e.vlan ? std::to_string(*e.vlan).c_str() : "null", trunk_json(e).c_str(),
                     json_string(attachment(e)).c_str());
       }
       std::printf("\n]}\n");
       return;
     }
-    std::printf("%-16s %-10s %-5s %-8s %-8s %-8s %-6s %-5s %s\n", "ENDPOINT", "FRONTEND", "CORE", "STATE", "PID",
-                "RESTARTS", "MTU", "LINK", "ATTACHMENT");
+    std::printf("%-16s %-10s %-5s %-8s %-8s %-8s %-6s %-5s %-12s %s\n", "ENDPOINT", "FRONTEND", "CORE", "STATE", "PID",
+                "RESTARTS", "MTU", "LINK", "VLAN", "ATTACHMENT");
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
       const auto& e = topo.endpoints[i];
       const DaemonState d = stats.read_daemon(i);
@@ -177,10 +195,10 @@ struct Ctl {
       }
       // MTU: the topology's for the port, "-" where it sets none.
       const std::string mtu = e.mtu ? std::to_string(*e.mtu) : "-";
-      std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8s %-6s %-5s %s\n", e.name.c_str(),
+      std::printf("%-16s %-10s %-5s %-8s %-8" PRIu64 " %-8s %-6s %-5s %-12s %s\n", e.name.c_str(),
                   std::string(to_string(e.frontend)).c_str(), core_text(d).c_str(),
                   std::string(to_string(static_cast<EndpointState>(d.state))).c_str(), d.pid, restarts.c_str(),
-                  mtu.c_str(), link_of(stats.slice(i)).text().c_str(), attachment(e).c_str());
+                  mtu.c_str(), link_of(stats.slice(i)).text().c_str(), vlans_text(e).c_str(), attachment(e).c_str());
     }
   }
 
@@ -523,6 +541,7 @@ int usage(FILE* f) {
       "commands:\n"
       "  ports     endpoints: frontend, core, state (starting, up, down, stopped), pid,\n"
       "            restarts, MTU, link (up or down; \"down*\": asked for, not taken yet),\n"
+      "            VLANs (\"-\": VLAN-unaware; \"10\", \"trunk:10,20\", \"10+trunk:20\"),\n"
       "            attachment (TAP, socket or generator)\n"
       "  fdb       every endpoint's MAC table (static / learned, age)\n"
       "  stats     all counters, every drop reason, per-peer traffic\n"
