@@ -235,12 +235,9 @@ bool EndpointLoop::deliver_record(Peer& p, std::span<const std::byte> record) {
   const std::uint16_t vlan = header ? header.value()->num_buffers : 0;
   std::optional<Egress> tagged;  // the frame with its VLAN's tag, for a trunk
   DropReason refused = DropReason::kCount;
+  // (A port this endpoint believes off never gets here: drain_from_disabled.)
   if (link_down_) [[unlikely]] {
     drop(DropReason::kLinkDown);  // nothing learned from it either
-  } else if (port_disabled(p.port)) [[unlikely]] {
-    // Sent before that port saw itself turned off: neither delivered nor learned (an
-    // address learned behind a port that is gone would keep its frames from flooding).
-    drop(DropReason::kPortDisabled);
   } else if (!header) {
     drop(DropReason::kBadNetHeader);
   } else if (frame.size() > untagged_limit_ &&
@@ -751,6 +748,7 @@ bool EndpointLoop::poll_once() {
       // yet (vswitchd clears it in this slice last: Daemon::publish_disabled); on a
       // running one, that it is being turned off (it still forwards until stopped).
       if ((mask & self_bit) == 0) announced_ = true;
+      mask_fence_ = fence;  // the count this mask is at least as new as (drain_from_disabled)
       const std::uint64_t disabled = mask & ~self_bit;
       if (disabled != peers_disabled_ || first) follow_peers(disabled);
       // Every running peer's stale_to, whatever the mask did meanwhile (follow_peers on the
@@ -769,11 +767,9 @@ bool EndpointLoop::poll_once() {
   // A port just turned on reads nothing from its frontend until every peer has been told
   // it is on (frames it sent sooner would be dropped as port_disabled by peers that had
   // not looked yet); its frontend's frames wait where they are (a TAP's queue, a guest's
-  // ring). Bounded: were vswitchd never to say so, it forwards after kAnnounceWaitNs.
-  if (announced_ || t - started_ns_ >= kAnnounceWaitNs) [[likely]]
-    work |= pump_frontend();
-  else
-    work = true;  // looked at again next pass, without sleeping on a frontend left unread
+  // ring), and run() sleeps on its doorbell meanwhile (wait_until_announced). Bounded:
+  // were vswitchd never to say so, it forwards after kAnnounceWaitNs.
+  if (announced_ || t - started_ns_ >= kAnnounceWaitNs) [[likely]] work |= pump_frontend();
   if (journal_) commit_deliveries();  // before flush(), which would publish the mark unjournaled
   frontend_.flush();
   for (Peer& p : peers_) {
@@ -933,7 +929,8 @@ bool EndpointLoop::follow_vlans() {
       // drop it, but its process would have seen it).
       if (p->held_bytes != 0) {
         const auto header = virtio::parse(std::span<const std::byte>(p->held.data(), p->held_bytes));
-        if (!header || !now[i].test(header.value()->num_buffers)) {
+        const std::uint16_t vid = header ? header.value()->num_buffers : 0;
+        if (!header || vid >= kVlanIds || !now[i].test(vid)) {
           drop(DropReason::kVlanNotAllowed);
           release_hold(*p);
         }
@@ -1007,7 +1004,7 @@ bool EndpointLoop::drain_from_disabled(Peer& p) {
     // told this slice before the port sent it (it tells the port last), the count has
     // moved. Then the record stays for the next pass, which takes the change first
     // (follow_peers, and settle_peers' fence drops what precedes the new run).
-    if (res_.stats != nullptr && res_.stats->fence_seq() != fence_seq_) break;
+    if (res_.stats != nullptr && res_.stats->fence_seq() != mask_fence_) break;
     // Sent before that port saw itself turned off: neither delivered nor learned (an
     // address learned behind a port that is gone would keep its frames from flooding).
     ++counters_.peers[p.port].in_frames;
@@ -1021,10 +1018,42 @@ bool EndpointLoop::drain_from_disabled(Peer& p) {
   if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
     drop(DropReason::kRingCorrupt, bad);
     counters_.forwarding.ring_errors += bad;
+    log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");
     work = true;
   }
   drop(DropReason::kPortDisabled, n);
   return work;
+}
+
+bool EndpointLoop::wait_until_announced() {
+  while (!announced_) {
+    const bool work = poll_once();  // all but the frontend: the slice, the channels, held frames
+    if (announced_ || !fatal_.empty()) break;
+    const std::uint64_t now = now_ns();
+    if (now - started_ns_ >= kAnnounceWaitNs) {
+      log("turned on: vswitchd did not say within " + std::to_string(kAnnounceWaitNs / 1'000'000) +
+          " ms that every peer knows; forwarding anyway");
+      break;
+    }
+    if (work) continue;  // more of it first (bounded too: nothing sends to a port believed off)
+    // Not on the frontend, which stays readable while it is left unread: on the doorbell,
+    // which vswitchd rings once it has told every peer (Daemon::publish_disabled), and on
+    // the stop descriptor; at most until the bound.
+    const auto left_ms = static_cast<int>((started_ns_ + kAnnounceWaitNs - now + 999'999) / 1'000'000);
+    pollfd fds[2] = {{res_.doorbell_fd, static_cast<short>(POLLIN), 0}, {res_.stop_fd, static_cast<short>(POLLIN), 0}};
+    const int n = ::poll(fds, 2, left_ms);
+    if (n < 0 && errno != EINTR) {
+      fatal_ = sys::SysError{"poll (waiting to be announced)", errno}.message();
+      return false;
+    }
+    if (n > 0 && (fds[1].revents & POLLIN) != 0) return false;
+    if (n > 0 && (fds[0].revents & POLLIN) != 0)
+      if (auto d = shm::drain_doorbell(res_.doorbell_fd); !d) {
+        fatal_ = "doorbell: " + d.error().message();
+        return false;
+      }
+  }
+  return fatal_.empty();
 }
 
 std::uint64_t EndpointLoop::discard_from(Peer& p, std::uint64_t up_to) {
@@ -1223,7 +1252,8 @@ sys::Status<std::string> EndpointLoop::run() {
   std::uint64_t last_stop_check = 0;
   if (!fatal_.empty()) return sys::Unexpected(fatal_);  // the constructor could not set up
   publish_stats(true);
-  for (;;) {
+  bool stopped = !wait_until_announced();
+  for (; !stopped;) {
     if (poll_once()) {
       idle_since = 0;
       if (ran_out != 0) {

@@ -296,6 +296,11 @@ class EndpointLoop {
   // port was turned on since this pass began), which waits for the next pass. True when
   // the channel held anything.
   bool drain_from_disabled(Peer& p);
+  // A port turned on (EndpointResources::fresh), before run()'s loop: passes that read no
+  // frontend, sleeping on the doorbell and the stop descriptor in between, until its own
+  // bit is clear in its slice (announced_) or kAnnounceWaitNs has passed. False: stopped
+  // (or failed: fatal_) meanwhile.
+  bool wait_until_announced();
   // Drops (port_disabled) the records of p's channel from its tail up to position
   // `up_to` (~0: every record in it now); returns how many.
   std::uint64_t discard_from(Peer& p, std::uint64_t up_to);
@@ -372,6 +377,7 @@ class EndpointLoop {
   static constexpr std::uint64_t kAnnounceWaitNs = 200'000'000;
   bool announced_ = true;
   std::uint64_t started_ns_ = 0;
+  std::uint64_t mask_fence_ = 0;  // the fence_seq the peers_disabled_ in force was loaded after
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
   std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish

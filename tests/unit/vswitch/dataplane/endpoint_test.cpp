@@ -4,6 +4,8 @@
 #include "vswitch/dataplane/endpoint.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -1083,8 +1085,13 @@ TEST(EndpointVlan, AFrameHeldForAPeerThatLeftTheVlanIsDropped) {
   TestSwitch sw(2, kTinyRings, "vlan = 10\n", {"", "vlan = 10\n"});
   ScriptedFrontend e0;
   EndpointLoop l0(sw.resources(0, -1, -1), e0);
-  const EndpointCounters held = hold_a_frame_for_e1(sw, e0, l0);
+  // One pass fills e1's channel and holds a frame (more passes could outlast the hold).
+  for (int i = 0; i < 12; ++i) e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 1000, false));
+  l0.poll_once();
+  l0.publish_stats(true);
+  const EndpointCounters held = sw.counters(0);
   ASSERT_LT(held.peers[1].out_frames, 12u) << "the channel never filled";
+  ASSERT_EQ(held.forwarding.backpressure_waits, 1u) << "no frame held";
   sw.set_port_vlans({10, 20});
   shm::FrameConsumer drain = sw.consumer(0, 1);  // room in e1's channel from now on
   while (drain.peek().status == shm::Pop::kRecord) drain.consume();
@@ -1808,7 +1815,7 @@ TEST(EndpointPorts, APortTurnedOnReadsItsFrontendOnceItsPeersAreTold) {
   EndpointResources res = sw.resources(0, -1, -1);
   res.fresh = true;
   EndpointLoop loop(res, e0);
-  for (int pass = 0; pass < 4; ++pass) EXPECT_TRUE(loop.poll_once()) << "a waiting port must not sleep";
+  for (int pass = 0; pass < 4; ++pass) loop.poll_once();
   loop.publish_stats(true);
   EXPECT_EQ(sw.counters(0).traffic.rx_frames, 0u) << "read from the frontend before the peers were told";
   sw.set_disabled(0);  // vswitchd, once e0 reported up
@@ -1833,7 +1840,49 @@ TEST(EndpointPorts, APortTurnedOnWaitsForItsPeersBoundedly) {
     return sw.counters(0).peers[1].out_frames == 1;
   }, 10s);
   EXPECT_TRUE(sent);
-  EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms) << "did not wait for its peers at all";
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, 150ms) << "did not wait for its peers at all";
+  EXPECT_LT(waited, 5s) << "waited past its bound";
+}
+
+// The CPU time thread `t` has used so far.
+double thread_cpu_seconds(std::thread& t) {
+  clockid_t id{};
+  timespec ts{};
+  if (pthread_getcpuclockid(t.native_handle(), &id) != 0 || clock_gettime(id, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// run() of a port turned on sleeps while it waits for its peers to be told (a TAP with
+// frames queued stays readable: a loop that slept on it would spin), and is woken by its
+// doorbell, which vswitchd rings once it has cleared the bit.
+TEST(EndpointPorts, APortTurnedOnSleepsOnItsDoorbellUntilItsPeersAreTold) {
+  TestSwitch sw(2, kTinyRings);
+  sw.set_disabled(std::uint64_t{1} << 0);
+  GeneratorFrontend::Config c = sw.generator(0, 1, 5);
+  auto stop = std::move(sys::EventFd::create().value());
+  auto bell = std::move(shm::EventFdDoorbell::create().value());
+  GeneratorFrontend gen(c);
+  EndpointResources res = sw.resources(0, bell.fd(), stop.fd());
+  res.fresh = true;
+  std::atomic<bool> done{false};
+  sys::Status<std::string> result;
+  std::thread t([&] {
+    EndpointLoop loop(res, gen);
+    result = loop.run();
+    done = true;
+  });
+  std::this_thread::sleep_for(20ms);  // the scenario: the port waits a while (not a synchronisation)
+  const double cpu_before = thread_cpu_seconds(t);
+  std::this_thread::sleep_for(100ms);  // within its 200 ms bound
+  EXPECT_LT(thread_cpu_seconds(t) - cpu_before, 0.015) << "spun while waiting";
+  EXPECT_EQ(sw.counters(0).traffic.rx_frames, 0u) << "read its frontend before its peers were told";
+  sw.set_disabled(0);
+  bell.ring();  // what vswitchd's wake_endpoints does
+  EXPECT_TRUE(eventually([&] { return sw.counters(0).peers[1].out_frames == 5; }, 5s));
+  stop.signal();
+  t.join();
+  EXPECT_TRUE(result.has_value());
 }
 
 // Plays the peer of a port that vswitchd turns on in the middle of this endpoint's pass:
