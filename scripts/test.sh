@@ -9,7 +9,8 @@
 #   2. the concurrency tests again on a ThreadSanitizer build (clang);
 #   3. the unit tests and fuzz corpora on an AddressSanitizer + UBSan build (clang), then
 #      each libFuzzer target for FUZZ_SECONDS (default 30);
-#   4. the GenMC models of the handshakes, virtqueue notification and stats seqlock under IMM
+#   4. the GenMC models of the handshakes, virtqueue notification, stats seqlock and a port
+#      turned on during a peer's pass under IMM
 #      (ARMv8-class) and RC11, each mutant rejected (skipped, saying so, without GenMC);
 #   5. the libraries and unit tests built for aarch64 and run under qemu-user.
 # Every stage runs; the script fails at the end if any stage failed.
@@ -82,7 +83,7 @@ else
   failed+=("asan-build")
 fi
 
-stage "GenMC: ring handshakes, virtqueue notification, stats seqlock under IMM and RC11, with mutants"
+stage "GenMC: ring handshakes, virtqueue notification, stats seqlock, port turn-on under IMM and RC11, with mutants"
 (cd build && ctest --output-on-failure -L genmc | tee genmc-ctest.log) || failed+=("genmc")
 if grep -q "Skipped" build/genmc-ctest.log; then
   echo "GenMC stage SKIPPED: GenMC not found (no build-genmc/, no tarball, no genmc on PATH)"

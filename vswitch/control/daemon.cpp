@@ -733,7 +733,8 @@ void Daemon::publish_disabled(std::uint64_t mask) {
   // this order; the port's acquire load of its own word, its head store and a peer's
   // head load carry that order to the peer, whose second look at its word before it
   // drops a frame from a port it had seen off then finds the port on:
-  // EndpointLoop::drain_from_disabled).
+  // EndpointLoop::drain_from_disabled; checked with its mutants under IMM and RC11 in
+  // tests/model/genmc/port_turn_on.c).
   const std::uint64_t turned_on = disabled_ & ~mask;
   disabled_ = mask;
   for (const bool last : {false, true})

@@ -204,8 +204,9 @@ void StatsSlice::set_stale_to(std::size_t peer, std::uint64_t position) noexcept
   if (peer < kMaxEndpoints) store(journal_words().data() + kDeliveryJournalWords + peer, position);
 }
 
-// The same seqlock as write_fdb / read_fdb ([S1], [S2] below), over the port VLAN words
-// after the stale_to words. vswitchd then bumps fence_seq ([R-FENCE]), which is what
+// The same seqlock as write_fdb / read_fdb ([S1], [S2] below; that pattern is checked with
+// its mutants in tests/model/genmc/stats_seqlock.c), over the port VLAN words after the
+// stale_to words. vswitchd then bumps fence_seq ([R-FENCE]), which is what
 // tells the endpoint to read them.
 void StatsSlice::write_port_vlans(std::span<const VlanSet> ports) noexcept {
   std::uint64_t* w = journal_words().data() + kDeliveryJournalWords + kMaxEndpoints;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks one GenMC model of tests/model/genmc/ under IMM (the hardware model covering
 # ARMv8 and POWER) and RC11 (the C11 model), the correct code and every mutant.
-#   check.sh MODEL [WORKDIR]      MODEL: ring_handshake | virtqueue_notify | stats_seqlock
+#   check.sh MODEL [WORKDIR]      MODEL: ring_handshake | virtqueue_notify | stats_seqlock | port_turn_on
 # The correct model (and each of its modes) must pass under both; each mutant must be
 # rejected under IMM, and under RC11 as the table below expects (a release/acquire pair
 # whose loss only shows as load buffering is allowed by IMM, forbidden by RC11), and on its
@@ -121,6 +121,15 @@ case "$model" in
       "s2_reader_relaxed|-DMUTANT_S2_READER_RELAXED|fail|fail|torn or mixed"
       "no_odd_check|-DMUTANT_NO_ODD_CHECK|fail|fail|torn or mixed"
       "no_seq_recheck|-DMUTANT_NO_SEQ_RECHECK|fail|fail|torn or mixed"
+    ) ;;
+  port_turn_on)
+    variants=(
+      "correct||pass|pass"
+      "own_slice_first|-DMUTANT_OWN_SLICE_FIRST|fail|fail|dropped the new run"
+      "no_second_look|-DMUTANT_NO_SECOND_LOOK|fail|fail|dropped the new run"
+      "p_acq_relaxed|-DMUTANT_P_ACQ_RELAXED|fail|fail|dropped the new run"
+      "r1_relaxed|-DMUTANT_R1_RELAXED|fail|fail|before its bytes"
+      "a1_relaxed|-DMUTANT_A1_RELAXED|fail|fail|before its bytes"
     ) ;;
   *) echo "unknown model $model" >&2; exit 2 ;;
 esac
