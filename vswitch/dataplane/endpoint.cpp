@@ -768,8 +768,8 @@ bool EndpointLoop::poll_once() {
   // it is on (frames it sent sooner would be dropped as port_disabled by peers that had
   // not looked yet); its frontend's frames wait where they are (a TAP's queue, a guest's
   // ring), and run() sleeps on its doorbell meanwhile (wait_until_announced). Bounded:
-  // were vswitchd never to say so, it forwards after kAnnounceWaitNs.
-  if (announced_ || t - started_ns_ >= kAnnounceWaitNs) [[likely]] work |= pump_frontend();
+  // were vswitchd never to say so, it forwards after announce_wait_ns.
+  if (announced_ || t - started_ns_ >= res_.announce_wait_ns) [[likely]] work |= pump_frontend();
   if (journal_) commit_deliveries();  // before flush(), which would publish the mark unjournaled
   frontend_.flush();
   for (Peer& p : peers_) {
@@ -1030,8 +1030,8 @@ bool EndpointLoop::wait_until_announced() {
     const bool work = poll_once();  // all but the frontend: the slice, the channels, held frames
     if (announced_ || !fatal_.empty()) break;
     const std::uint64_t now = now_ns();
-    if (now - started_ns_ >= kAnnounceWaitNs) {
-      log("turned on: vswitchd did not say within " + std::to_string(kAnnounceWaitNs / 1'000'000) +
+    if (now - started_ns_ >= res_.announce_wait_ns) {
+      log("turned on: vswitchd did not say within " + std::to_string(res_.announce_wait_ns / 1'000'000) +
           " ms that every peer knows; forwarding anyway");
       break;
     }
@@ -1039,15 +1039,17 @@ bool EndpointLoop::wait_until_announced() {
     // Not on the frontend, which stays readable while it is left unread: on the doorbell,
     // which vswitchd rings once it has told every peer (Daemon::publish_disabled), and on
     // the stop descriptor; at most until the bound.
-    const auto left_ms = static_cast<int>((started_ns_ + kAnnounceWaitNs - now + 999'999) / 1'000'000);
+    const auto left_ms = static_cast<int>((started_ns_ + res_.announce_wait_ns - now + 999'999) / 1'000'000);
     pollfd fds[2] = {{res_.doorbell_fd, static_cast<short>(POLLIN), 0}, {res_.stop_fd, static_cast<short>(POLLIN), 0}};
     const int n = ::poll(fds, 2, left_ms);
     if (n < 0 && errno != EINTR) {
       fatal_ = sys::SysError{"poll (waiting to be announced)", errno}.message();
       return false;
     }
-    if (n > 0 && (fds[1].revents & POLLIN) != 0) return false;
-    if (n > 0 && (fds[0].revents & POLLIN) != 0)
+    // Any event counts, as in sleep(): the stop descriptor's stops; the doorbell's is read
+    // (a doorbell that hung up is then fatal, not a wait until the bound).
+    if (n > 0 && fds[1].revents != 0) return false;
+    if (n > 0 && fds[0].revents != 0)
       if (auto d = shm::drain_doorbell(res_.doorbell_fd); !d) {
         fatal_ = "doorbell: " + d.error().message();
         return false;

@@ -165,6 +165,9 @@ struct EndpointResources {
   // channels hold was sent to it while it was off (dropped as port_disabled), and there
   // is no predecessor to continue (no delivery journal to settle).
   bool fresh = false;
+  // How long a fresh port waits, at most, for vswitchd to say every peer knows it is on
+  // before it reads its frontend anyway (EndpointLoop::wait_until_announced).
+  std::uint64_t announce_wait_ns = 200'000'000;
 };
 
 inline constexpr std::size_t kInboundBudget = 64;    // records per peer per pass
@@ -298,7 +301,7 @@ class EndpointLoop {
   bool drain_from_disabled(Peer& p);
   // A port turned on (EndpointResources::fresh), before run()'s loop: passes that read no
   // frontend, sleeping on the doorbell and the stop descriptor in between, until its own
-  // bit is clear in its slice (announced_) or kAnnounceWaitNs has passed. False: stopped
+  // bit is clear in its slice (announced_) or announce_wait_ns has passed. False: stopped
   // (or failed: fatal_) meanwhile.
   bool wait_until_announced();
   // Drops (port_disabled) the records of p's channel from its tail up to position
@@ -373,8 +376,7 @@ class EndpointLoop {
   std::uint64_t peers_to_fence_ = 0;    // settle_peers: on, drop what precedes their stale_to
   std::uint64_t fence_seq_ = 0;         // the slice's fence_seq when last seen
   // A port turned on (EndpointResources::fresh) reads its frontend once its own bit is
-  // clear in its slice (every peer told), or after kAnnounceWaitNs whatever the bit says.
-  static constexpr std::uint64_t kAnnounceWaitNs = 200'000'000;
+  // clear in its slice (every peer told), or after announce_wait_ns whatever the bit says.
   bool announced_ = true;
   std::uint64_t started_ns_ = 0;
   std::uint64_t mask_fence_ = 0;  // the fence_seq the peers_disabled_ in force was loaded after

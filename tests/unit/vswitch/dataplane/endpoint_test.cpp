@@ -1824,7 +1824,8 @@ TEST(EndpointPorts, APortTurnedOnReadsItsFrontendOnceItsPeersAreTold) {
   EXPECT_EQ(sw.counters(0).peers[1].out_frames, 3u);
 }
 
-// Were vswitchd never to clear the bit, the port forwards anyway after a bounded wait.
+// Were vswitchd never to clear the bit, the port forwards anyway after a bounded wait
+// (announce_wait_ns; 200 ms in vswitchd, 100 ms here).
 TEST(EndpointPorts, APortTurnedOnWaitsForItsPeersBoundedly) {
   TestSwitch sw(2, kTinyRings);
   sw.set_disabled(std::uint64_t{1} << 0);
@@ -1832,8 +1833,9 @@ TEST(EndpointPorts, APortTurnedOnWaitsForItsPeersBoundedly) {
   e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 100, false));
   EndpointResources res = sw.resources(0, -1, -1);
   res.fresh = true;
-  EndpointLoop loop(res, e0);
+  res.announce_wait_ns = 100'000'000;
   const auto start = std::chrono::steady_clock::now();
+  EndpointLoop loop(res, e0);
   const bool sent = eventually([&] {
     loop.poll_once();
     loop.publish_stats(true);
@@ -1841,7 +1843,7 @@ TEST(EndpointPorts, APortTurnedOnWaitsForItsPeersBoundedly) {
   }, 10s);
   EXPECT_TRUE(sent);
   const auto waited = std::chrono::steady_clock::now() - start;
-  EXPECT_GE(waited, 150ms) << "did not wait for its peers at all";
+  EXPECT_GE(waited, 100ms) << "did not wait for its peers at all";
   EXPECT_LT(waited, 5s) << "waited past its bound";
 }
 
@@ -1865,16 +1867,19 @@ TEST(EndpointPorts, APortTurnedOnSleepsOnItsDoorbellUntilItsPeersAreTold) {
   GeneratorFrontend gen(c);
   EndpointResources res = sw.resources(0, bell.fd(), stop.fd());
   res.fresh = true;
-  std::atomic<bool> done{false};
+  res.announce_wait_ns = 60'000'000'000;  // far beyond this test: only the doorbell ends the wait
+  std::atomic<bool> running{false};
   sys::Status<std::string> result;
   std::thread t([&] {
     EndpointLoop loop(res, gen);
+    running = true;
     result = loop.run();
-    done = true;
   });
+  ASSERT_TRUE(eventually([&] { return running.load(); }, 10s));
   std::this_thread::sleep_for(20ms);  // the scenario: the port waits a while (not a synchronisation)
   const double cpu_before = thread_cpu_seconds(t);
-  std::this_thread::sleep_for(100ms);  // within its 200 ms bound
+  ASSERT_GT(cpu_before, 0.0) << "the thread's CPU clock could not be read";
+  std::this_thread::sleep_for(100ms);
   EXPECT_LT(thread_cpu_seconds(t) - cpu_before, 0.015) << "spun while waiting";
   EXPECT_EQ(sw.counters(0).traffic.rx_frames, 0u) << "read its frontend before its peers were told";
   sw.set_disabled(0);
