@@ -730,11 +730,11 @@ void Daemon::publish_disabled(std::uint64_t mask) {
   // The slices of the ports this turns on come last: such a port takes frames from its
   // frontend only once its own slice shows it on (EndpointLoop::poll_once), and by then
   // every other slice does too (these stores, each a release ([R-OFF] in stats.cpp), in
-  // this order; the port's acquire load of its own word, its head store and a peer's
-  // head load carry that order to the peer, whose second look at its word before it
-  // drops a frame from a port it had seen off then finds the port on:
-  // EndpointLoop::drain_from_disabled; checked with its mutants under IMM and RC11 in
-  // tests/model/genmc/port_turn_on.c).
+  // this order, each followed by its fence_seq bump; the port's acquire load of its own
+  // word, its head store and a peer's head load carry that order to the peer, whose
+  // second look at its fence_seq before it drops a frame from a port it had seen off
+  // then finds the count moved: EndpointLoop::drain_from_disabled; checked with its
+  // mutants under IMM and RC11 in tests/model/genmc/port_turn_on.c).
   const std::uint64_t turned_on = disabled_ & ~mask;
   disabled_ = mask;
   for (const bool last : {false, true})
