@@ -25,6 +25,9 @@ ip netns del vsvl-w 2>/dev/null || true
 ip netns add vsvl-w
 NAMESPACES+=(vsvl-w)
 ip -n vsvl-w link set lo up
+# No IPv6 on the wire: the kernel's own untagged router solicitations (sent on and on, with
+# backoff) would reach the trunks as vlan_not_allowed drops the last check counts exactly.
+ip netns exec vsvl-w sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n vsvl-w link add wire type bridge
 for t in vsvl-t1 vsvl-t2; do
   ip -n vsvl-w tuntap add dev "$t" mode tap
