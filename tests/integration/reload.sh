@@ -13,7 +13,8 @@
 #   reaches it (its frames to c's address flood in a's VLAN only), back out of it a does;
 # - a setting every endpoint reads as it starts (a's mac): refused as a whole with the
 #   file, line and key in the log, nothing restarted, exit 1;
-# - an endpoint added: refused by vswitchctl before anything is sent;
+# - an endpoint added without fabric.spare_ports: refused by vswitchctl before anything is
+#   sent (port_add_remove.sh adds and removes them with spare ports);
 # - vswitchctl goes by what runs, not the file: with a fourth endpoint, another capture
 #   ring size and another MTU for c in the file (none applied), `ports` still shows the
 #   three running ports and c's MTU in force, notes that the file differs, and `capture`
@@ -89,7 +90,7 @@ PY
   [[ $(pid_of c) != "$c_was" && $(pids) == "$before" ]] || fail "c's vlan: not c alone restarted"
 }
 before=$(pids)
-followed() { grep -c "vswitch\[$1\]: peer c's VLANs changed" "$WORK/vswitchd.log" || true; }
+followed() { grep -c "vswitch\[$1\]: peer c changed (VLANs or address)" "$WORK/vswitchd.log" || true; }
 followed_both() { [[ $(followed a) -eq $1 && $(followed b) -eq $1 ]]; }  # each log read afresh
 set_c_vlan "vlan = 10"
 wait_for 5 "a and b to follow c's VLANs" followed_both 1

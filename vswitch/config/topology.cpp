@@ -208,7 +208,9 @@ void read_switch(Reader& r, const toml::table& root, Topology& t) {
 void read_fabric(Reader& r, const toml::table& root, Topology& t) {
   const toml::table* f = r.table(root, "", "fabric");
   if (f == nullptr) return;
-  r.only_keys(*f, "fabric", {"ring_bytes", "max_frame", "stall_timeout_ms"});
+  r.only_keys(*f, "fabric", {"ring_bytes", "max_frame", "stall_timeout_ms", "spare_ports"});
+  assign(r.integer(*f, "fabric", "spare_ports", 0, static_cast<std::int64_t>(kMaxPorts)), t.fabric.spare_ports);
+  if (const toml::node* n = f->get("spare_ports")) t.fabric.spare_ports_line = line_of(*n);
   assign(r.integer(*f, "fabric", "max_frame", 64, shm::kMaxFrameBytes), t.fabric.max_frame);
   assign(r.integer(*f, "fabric", "stall_timeout_ms", 1, std::int64_t{3600} * 1000), t.fabric.stall_timeout_ms);
   if (auto ring = r.integer(*f, "fabric", "ring_bytes", 1,
@@ -583,7 +585,90 @@ void read_endpoint(Reader& r, const toml::table& e, std::size_t index, Topology&
         r.error(line_of(*e.get("mtu")), p + ".generator.sizes[" + std::to_string(i) + "]",
                 std::to_string(g->sizes[i]) + " bytes is above mtu " + std::to_string(*ep.mtu) +
                     " + 18 (an Ethernet header and a VLAN tag): every such frame would be dropped");
+  ep.key = ep.name;
   t.endpoints.push_back(std::move(ep));
+}
+
+// A spare port (EndpointConfig::spare): disabled, nameless, in no VLAN.
+EndpointConfig spare_port(std::string key) {
+  EndpointConfig e;
+  e.key = std::move(key);
+  e.spare = true;
+  e.enabled = false;
+  e.frontend = FrontendKind::kGenerator;
+  e.options = GeneratorOptions{};
+  return e;
+}
+
+// fabric.spare_ports after the file's endpoints, keyed "spare-N" ('_' put in front while
+// an endpoint has that name), as many as fit in kMaxPorts: a file a reload reads may hold
+// endpoints that took spare ports (place_in_slots lays it out on the ports that run, and
+// checks the sum only at start).
+void add_spare_ports(Topology& t) {
+  for (std::uint32_t i = 0; i < t.fabric.spare_ports && t.endpoints.size() < kMaxPorts; ++i) {
+    std::string key = "spare-";  // appended: GCC 12 -O3 warns -Wrestrict on literal + temporary
+    key += std::to_string(i);
+    while (std::any_of(t.endpoints.begin(), t.endpoints.end(), [&](const EndpointConfig& e) { return e.key == key; }))
+      key.insert(key.begin(), '_');
+    t.endpoints.push_back(spare_port(std::move(key)));
+  }
+}
+
+// vswitchd's [slots] table (place_in_slots): `keys`, one per port, name its objects;
+// `names` says which endpoint holds each port ("": a spare one). Every endpoint of the
+// text holds exactly one port.
+void read_slots(Reader& r, const toml::node& node, Topology& t) {
+  const toml::table* tb = node.as_table();
+  if (tb == nullptr) return r.error(line_of(node), "slots", "must be a table");
+  r.only_keys(*tb, "slots", {"keys", "names"});
+  const auto strings = [&](std::string_view key) -> std::optional<std::vector<std::string>> {
+    const toml::array* a = tb->get_as<toml::array>(key);
+    if (a == nullptr) {
+      r.error(line_of(*tb), "slots." + std::string(key), "missing, or not an array of strings");
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (const auto& v : *a) {
+      const auto* str = v.as_string();
+      if (str == nullptr) {
+        r.error(line_of(v), "slots." + std::string(key), "holds something other than a string");
+        return std::nullopt;
+      }
+      out.push_back(str->get());
+    }
+    return out;
+  };
+  const auto keys = strings("keys");
+  const auto names = strings("names");
+  if (!keys || !names) return;
+  const std::uint32_t line = line_of(*tb);
+  if (keys->size() != names->size() || keys->size() < t.endpoints.size() || keys->size() > kMaxPorts)
+    return r.error(line, "slots", std::to_string(keys->size()) + " keys and " + std::to_string(names->size()) +
+                                      " names for " + std::to_string(t.endpoints.size()) + " endpoints");
+  std::vector<EndpointConfig> ports;
+  std::vector<bool> placed(t.endpoints.size(), false);
+  for (std::size_t s = 0; s < keys->size(); ++s) {
+    const std::string& key = (*keys)[s];
+    const std::string& name = (*names)[s];
+    if (!shm::valid_name_component(key) ||
+        std::find(keys->begin(), keys->begin() + static_cast<std::ptrdiff_t>(s), key) != keys->begin() + static_cast<std::ptrdiff_t>(s))
+      return r.error(line, "slots.keys", "\"" + key + "\" is not a valid key, or is there twice");
+    if (name.empty()) {
+      ports.push_back(spare_port(key));
+      continue;
+    }
+    std::size_t i = 0;
+    while (i < t.endpoints.size() && t.endpoints[i].name != name) ++i;
+    if (i == t.endpoints.size() || placed[i])
+      return r.error(line, "slots.names", "\"" + name + "\" is not an endpoint of the text, or is there twice");
+    placed[i] = true;
+    ports.push_back(t.endpoints[i]);
+    ports.back().key = key;
+  }
+  for (std::size_t i = 0; i < placed.size(); ++i)
+    if (!placed[i]) return r.error(line, "slots.names", "endpoint \"" + t.endpoints[i].name + "\" holds no port");
+  t.endpoints = std::move(ports);
+  t.slotted = true;
 }
 
 // Debian's toml++ 3.3 reaches TOML_UNREACHABLE (undefined behaviour) when its lexer asks
@@ -623,7 +708,8 @@ BadCodePoint find_code_point_toml_mishandles(std::string_view text) {
 
 }  // namespace
 
-sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text, const std::string& file) {
+sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text, const std::string& file,
+                                                           bool running) {
   using sys::Unexpected;
   Reader r(file);
   if (const BadCodePoint bad = find_code_point_toml_mishandles(text); bad.line != 0) {
@@ -644,7 +730,7 @@ sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text
   Topology t;
   t.file = file;
   t.source = std::string(text);
-  r.only_keys(root, "", {"switch", "fabric", "metrics", "capture", "endpoint"});
+  r.only_keys(root, "", {"switch", "fabric", "metrics", "capture", "endpoint", "slots"});
   read_switch(r, root, t);
   read_fabric(r, root, t);
   read_metrics(r, root, t);
@@ -703,8 +789,90 @@ sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text
                   " static entries of the declared macs (one in each VLAN of its port)");
     }
   }
+  const toml::node* slots = root.get("slots");
+  if (slots != nullptr && !running)
+    r.error(line_of(*slots), "slots",
+            "is vswitchd's own table (the port each endpoint holds, which it appends to what it runs); a topology "
+            "file may not set it");
+  // The ports, laid out once the endpoints are valid.
+  if (r.errors().empty()) {
+    if (t.endpoints.size() > kMaxPorts)
+      r.error(line_of(*eps), "endpoint", std::to_string(t.endpoints.size()) + " endpoints: a switch has at most " +
+                                             std::to_string(kMaxPorts) + " ports");
+    else if (slots != nullptr) read_slots(r, *slots, t);
+    else add_spare_ports(t);
+  }
   if (!r.errors().empty()) return Unexpected{r.errors()};
   return t;
+}
+
+sys::Result<Topology, TopologyErrors> place_in_slots(const Topology* running, const Topology& file,
+                                                     std::uint64_t busy) {
+  const std::uint32_t spares = file.fabric.spare_ports;
+  if (spares == 0 || (running != nullptr && running->fabric.spare_ports != spares)) return file;
+  std::vector<std::string> keys;
+  std::vector<std::string> names;
+  if (running == nullptr) {
+    const auto declared = static_cast<std::size_t>(
+        std::count_if(file.endpoints.begin(), file.endpoints.end(), [](const EndpointConfig& e) { return !e.spare; }));
+    if (declared + spares > kMaxPorts) {
+      std::string problem = std::to_string(declared);
+      problem += " endpoints and ";
+      problem += std::to_string(spares);
+      problem += " spare ports: a switch has at most ";
+      problem += std::to_string(kMaxPorts);
+      problem += " ports";
+      return sys::Unexpected{TopologyErrors{TopologyError{file.file, file.fabric.spare_ports_line, "fabric.spare_ports",
+                                                          std::move(problem)}}};
+    }
+    for (const auto& e : file.endpoints) {
+      keys.push_back(e.key);
+      names.push_back(e.name);
+    }
+  } else {
+    for (const auto& e : running->endpoints) {
+      keys.push_back(e.key);
+      names.push_back(!e.spare && file.find(e.name) ? e.name : std::string());
+    }
+    TopologyErrors errors;
+    for (const auto& e : file.endpoints) {
+      if (e.spare || std::find(names.begin(), names.end(), e.name) != names.end()) continue;
+      // A port its endpoint leaves in this same reload is not free yet: that endpoint
+      // still runs until the reload stops it; nor is one whose last endpoint is still
+      // stopping (`busy`).
+      std::size_t s = 0;
+      while (s < names.size() &&
+             !(running->endpoints[s].spare && names[s].empty() && (s >= 64 || ((busy >> s) & 1) == 0)))
+        ++s;
+      if (s == names.size()) {
+        std::string problem = "added, but every spare port is taken (fabric.spare_ports = ";
+        problem += std::to_string(spares);
+        problem += "); adding it needs a restart of vswitchd";
+        errors.push_back(TopologyError{file.file, e.line, "endpoint " + e.name, std::move(problem)});
+        continue;
+      }
+      names[s] = e.name;
+    }
+    if (!errors.empty()) return sys::Unexpected{std::move(errors)};
+  }
+  std::string text(file.file_text());
+  text += kSlotsIntro;
+  const auto list = [&](const std::vector<std::string>& v) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (i != 0) out += ", ";
+      out += '"';
+      out += v[i];  // [A-Za-z0-9_-]: nothing to escape
+      out += '"';
+    }
+    out += "]\n";
+    return out;
+  };
+  text += "[slots]\nkeys = ";
+  text += list(keys);
+  text += "names = ";
+  text += list(names);
+  return load_topology_string(text, file.file, true);
 }
 
 sys::Result<Topology, TopologyErrors> load_topology_file(const std::string& path) {
@@ -774,8 +942,8 @@ TopologyErrors check_endpoint_ids(const Topology& t) {
       taken += '"';
     }
     if (taken.empty()) continue;
-    std::string problem = "endpoint ";
-    problem += t.endpoints[i].name;
+    std::string problem = t.endpoints[i].spare ? "spare port " : "endpoint ";
+    problem += t.endpoints[i].spare ? t.endpoints[i].key : t.endpoints[i].name;
     problem += " would run as id ";
     problem += std::to_string(id);
     problem += ", which ";
@@ -788,10 +956,22 @@ TopologyErrors check_endpoint_ids(const Topology& t) {
   return errs;
 }
 
+std::string_view Topology::file_text() const noexcept {
+  const std::string_view all(source);
+  const std::size_t at = slotted ? all.rfind(kSlotsIntro) : std::string_view::npos;
+  return at == std::string_view::npos ? all : all.substr(0, at);
+}
+
+std::optional<std::size_t> Topology::find(std::string_view name) const noexcept {
+  for (std::size_t i = 0; i < endpoints.size(); ++i)
+    if (!endpoints[i].spare && endpoints[i].name == name) return i;
+  return std::nullopt;
+}
+
 shm::FabricSpec Topology::fabric_spec(std::uint64_t generation) const {
   shm::FabricSpec spec;
   spec.name = switch_config.name;
-  for (const auto& e : endpoints) spec.endpoints.push_back(e.name);
+  for (const auto& e : endpoints) spec.endpoints.push_back(e.key);
   spec.ring_bytes = fabric.ring_bytes;
   spec.max_payload = fabric.max_payload();
   spec.generation = generation;

@@ -22,7 +22,11 @@
 //              the kernel log it
 //   [fabric]   ring_bytes = 1048576 (power of two, >= one max frame record),
 //              max_frame = 65536 (bytes, 64..65536; TAPs get TSO only at 65536, and a
-//              longer frame read from a TAP is dropped as frame_too_large), stall_timeout_ms = 2000
+//              longer frame read from a TAP is dropped as frame_too_large), stall_timeout_ms = 2000,
+//              spare_ports = 0 (0..64 - endpoints): room made at start for this many more
+//              ports, so that a reload can add endpoints to the running switch (an
+//              endpoint added takes a spare port's channels and stats; one removed gives
+//              its port back); with 0, adding or removing an endpoint needs a restart
 //   [metrics]  listen = "ADDR:PORT" (off when absent): vswitchd serves Prometheus text at
 //              http://ADDR:PORT/metrics; ADDR is a numeric IPv4 address or a bracketed
 //              IPv6 one ("127.0.0.1:9464", "[::1]:9464"); anyone who can connect reads
@@ -111,6 +115,9 @@ struct FabricConfig {
   std::uint64_t ring_bytes = 1 << 20;
   std::uint32_t max_frame = 65536;
   std::uint32_t stall_timeout_ms = 2000;
+  // Ports made at start beyond the file's endpoints, for endpoints a reload adds.
+  std::uint32_t spare_ports = 0;
+  std::uint32_t spare_ports_line = 0;  // where the file sets it (0: not set)
 
   // A channel record's payload: the virtio-net header, then the frame. Between ports the
   // header's num_buffers field (a device's to fill in, on its way to a driver) carries
@@ -176,6 +183,10 @@ inline constexpr std::int64_t kMinMtu = 68;
 inline constexpr std::int64_t kMaxMtu = 65535;
 // What a frame of a full MTU adds: an Ethernet header (14 bytes) and one 802.1Q tag (4).
 inline constexpr std::uint32_t kMtuOverheadBytes = 18;
+// The most ports a switch has: the file's endpoints and its spare ports (a 64-bit mask
+// carries one bit per port).
+inline constexpr std::size_t kMaxPorts = 64;
+
 // 802.1Q VIDs a port may name: 0 (priority tag only) and 4095 are reserved.
 inline constexpr std::int64_t kMinVlan = 1;
 inline constexpr std::int64_t kMaxVlan = 4094;
@@ -200,6 +211,13 @@ struct EndpointConfig {
   // nothing); a reload that turns it on or off starts or stops the port alone. Its
   // channels and stats slice exist either way: the shared memory is sized at start.
   bool enabled = true;
+  // What names the port's shared-memory objects (its channels, stats slice and capture
+  // ring): its own name, unless it took a spare port's (fabric.spare_ports), whose objects
+  // keep the key they were made with.
+  std::string key;
+  // A spare port: no endpoint holds it (its name is empty; its key names its objects). It
+  // is disabled and in no VLAN at all, so no frame reaches it or comes from it.
+  bool spare = false;
   // The port's MTU (68..max_frame - 18): applied to its TAP, the most a VMM may set for
   // its guest (VIRTIO_NET_F_MTU), and enforced on both directions (see frame_limit()).
   // None: the kernel's or the guest's own, and only max_frame enforced.
@@ -224,6 +242,7 @@ struct EndpointConfig {
   [[nodiscard]] bool vlan_aware() const noexcept { return vlan.has_value() || !trunk.empty(); }
   // Whether the port's frames may be in VLAN `vid` (0: the VLAN-unaware ports' domain).
   [[nodiscard]] bool member(std::uint16_t vid) const noexcept {
+    if (spare) return false;
     if (vid == 0) return !vlan_aware();
     return (vlan && *vlan == vid) || std::find(trunk.begin(), trunk.end(), vid) != trunk.end();
   }
@@ -232,16 +251,27 @@ struct EndpointConfig {
 // The VLANs a port carries, one bit per VID: its `vlan` and its `trunk`, or bit 0 alone
 // for a VLAN-unaware port (the unaware ports' own domain). What every endpoint holds for
 // every port, and what vswitchd tells them when a reload changes a port's (StatsSlice::
-// write_port_vlans).
+// write_port_table).
 inline constexpr std::size_t kVlanIdCount = 4096;
 using VlanSet = std::bitset<kVlanIdCount>;
 [[nodiscard]] inline VlanSet vlan_set(const EndpointConfig& e) {
   VlanSet s;
+  if (e.spare) return s;
   if (!e.vlan_aware()) s.set(0);
   if (e.vlan) s.set(*e.vlan);
   for (const std::uint16_t v : e.trunk) s.set(v);
   return s;
 }
+
+// What every endpoint holds for every port and vswitchd tells them when a reload changes
+// it (StatsSlice::write_port_table): the port's VLANs and its declared address (static in
+// every MAC table, in each of those VLANs).
+struct PortInfo {
+  VlanSet vlans;
+  std::optional<MacAddress> mac;
+  friend bool operator==(const PortInfo&, const PortInfo&) = default;
+};
+[[nodiscard]] inline PortInfo port_info(const EndpointConfig& e) { return PortInfo{vlan_set(e), e.mac}; }
 
 struct Topology {
   std::string file;
@@ -250,11 +280,24 @@ struct Topology {
   FabricConfig fabric;
   MetricsConfig metrics;
   CaptureConfig capture;
+  // One per port, in port order: the file's endpoints, and with fabric.spare_ports the
+  // spare ports (EndpointConfig::spare) too. vswitchd keeps each endpoint on its port
+  // across reloads: the port layout it runs is a [slots] table it appends to the text it
+  // hands on (place_in_slots), which a file of the user's may not hold.
   std::vector<EndpointConfig> endpoints;
+  bool slotted = false;  // `source` ends with vswitchd's [slots] table
 
   // The channels this topology asks for (vswitchd creates them, vswitchctl reads them).
   [[nodiscard]] shm::FabricSpec fabric_spec(std::uint64_t generation = 0) const;
+  // The text as the file held it: `source` without vswitchd's [slots] table.
+  [[nodiscard]] std::string_view file_text() const noexcept;
+  // The port of the endpoint named `name` (never a spare port's), if any.
+  [[nodiscard]] std::optional<std::size_t> find(std::string_view name) const noexcept;
 };
+
+// What begins the [slots] table vswitchd appends (place_in_slots).
+inline constexpr std::string_view kSlotsIntro =
+    "\n# Appended by vswitchd: the port each endpoint holds (fabric.spare_ports); not part of the file.\n";
 
 using TopologyErrors = std::vector<TopologyError>;
 
@@ -263,9 +306,22 @@ inline constexpr std::size_t kMaxTopologyBytes = std::size_t{16} << 20;
 
 // Parses and validates; on failure returns every problem found (at least one).
 [[nodiscard]] sys::Result<Topology, TopologyErrors> load_topology_file(const std::string& path);
-// Same, from text; `file` is the name used in messages.
+// Same, from text; `file` is the name used in messages. `running`: a text vswitchd
+// handed on, whose [slots] table (its own) is read; in any other text it is an error.
 [[nodiscard]] sys::Result<Topology, TopologyErrors> load_topology_string(std::string_view text,
-                                                                         const std::string& file);
+                                                                         const std::string& file,
+                                                                         bool running = false);
+// The topology vswitchd runs `file` as: without fabric.spare_ports in either, `file` as it
+// is. Otherwise each endpoint keeps the port it holds in `running` (none at start: the
+// file's order, then the spare ports), an endpoint new to the file takes the first spare
+// port `running` has free, and a port whose endpoint left the file becomes spare; the
+// layout is appended to the text as a [slots] table, and the result loaded from that text.
+// Fails (naming the endpoint's line) when no spare port is left for an endpoint added
+// (`busy`: bit i, spare port i is not free yet: its last endpoint is still stopping), and
+// at start when the endpoints and spare ports are more than kMaxPorts. When the two differ
+// in fabric.spare_ports, `file` as it is (that change needs a restart).
+[[nodiscard]] sys::Result<Topology, TopologyErrors> place_in_slots(const Topology* running, const Topology& file,
+                                                                   std::uint64_t busy = 0);
 // Checks endpoint cores against the machine (cpus = number of CPUs it has).
 [[nodiscard]] TopologyErrors check_cores(const Topology& t, unsigned cpus);
 // Checks that no user and no group of this system has an id endpoints would run as

@@ -44,15 +44,17 @@ class Lines {
       // `next` was loaded from this text, so it parses; if not, no line is known.
     }
   }
-  // The line of `table.key` ([[endpoint]] number `endpoint` when given), else of its
-  // table, else 0.
+  // The line of `table.key` (in the [[endpoint]] that begins at line `endpoint` when
+  // given), else of its table, else 0.
   [[nodiscard]] std::uint32_t of(const std::string& table, const std::string& key,
-                                 std::optional<std::size_t> endpoint = std::nullopt) const {
+                                 std::optional<std::uint32_t> endpoint = std::nullopt) const {
     const toml::table* t = nullptr;
     if (endpoint) {
       const toml::array* eps = doc_["endpoint"].as_array();
-      if (eps == nullptr || *endpoint >= eps->size()) return 0;
-      t = (*eps)[*endpoint].as_table();
+      if (eps == nullptr) return 0;
+      for (const auto& e : *eps)
+        if (e.is_table() && e.source().begin.line == *endpoint) t = e.as_table();
+      if (t == nullptr) return 0;
       if (t != nullptr && !table.empty()) {
         const toml::table* sub = (*t)[table].as_table();
         if (sub == nullptr) return t->source().begin.line;
@@ -90,11 +92,11 @@ class Collector {
   // A key of endpoint `j` (its index in `next`), in its sub-table `table` ("" for the
   // endpoint's own): `local` when only that endpoint reads it.
   template <typename T>
-  void endpoint(const std::string& name, std::size_t j, const std::string& table, const std::string& key,
-                const T& was, const T& now, bool local) {
+  void endpoint(const std::string& name, std::size_t j, std::uint32_t line, const std::string& table,
+                const std::string& key, const T& was, const T& now, bool local) {
     if (was == now) return;
     out_.push_back(TopologyChange{"endpoint " + name + ": " + (table.empty() ? key : table + "." + key), show(was),
-                                  show(now), lines_.of(table, key, j),
+                                  show(now), lines_.of(table, key, line),
                                   local ? std::optional<std::size_t>(j) : std::nullopt});
   }
   void add(TopologyChange c) { out_.push_back(std::move(c)); }
@@ -104,11 +106,6 @@ class Collector {
   const Lines& lines_;
 };
 
-std::optional<std::size_t> find(const Topology& t, const std::string& name) {
-  for (std::size_t i = 0; i < t.endpoints.size(); ++i)
-    if (t.endpoints[i].name == name) return i;
-  return std::nullopt;
-}
 
 }  // namespace
 
@@ -134,8 +131,8 @@ std::string TopologyChange::describe(const std::string& file) const {
 // too (and classed: an endpoint's own, or needing a restart): these sizes (LP64,
 // libstdc++) stop the build until the new field is seen here and the size updated.
 #if defined(__GLIBCXX__) && __SIZEOF_POINTER__ == 8
-static_assert(sizeof(EndpointConfig) == 184, "EndpointConfig changed: compare the new field in topology_changes");
-static_assert(sizeof(SwitchConfig) == 88 && sizeof(FabricConfig) == 16 && sizeof(MetricsConfig) == 72 &&
+static_assert(sizeof(EndpointConfig) == 224, "EndpointConfig changed: compare the new field in topology_changes");
+static_assert(sizeof(SwitchConfig) == 88 && sizeof(FabricConfig) == 24 && sizeof(MetricsConfig) == 72 &&
                   sizeof(CaptureConfig) == 8,
               "a topology table changed: compare the new field in topology_changes");
 static_assert(sizeof(TapOptions) == 64 && sizeof(VhostUserOptions) == 64 && sizeof(GeneratorOptions) == 64,
@@ -163,11 +160,24 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
   };
   c.daemon("metrics", "listen", listen(a.metrics), listen(b.metrics));
   c.global("capture", "ring_bytes", a.capture.ring_bytes, b.capture.ring_bytes);
+  c.global("fabric", "spare_ports", a.fabric.spare_ports, b.fabric.spare_ports);
+  // Both laid out on the same ports (place_in_slots): an endpoint keeps its port, one added
+  // takes a spare port and one removed gives its port back, each applied by starting or
+  // stopping that port alone. Otherwise the ports are the endpoints, made at start.
+  const bool slots = a.slotted && b.slotted && a.endpoints.size() == b.endpoints.size();
   for (std::size_t i = 0; i < a.endpoints.size(); ++i) {
     const auto& x = a.endpoints[i];
-    const auto j = find(b, x.name);
+    if (x.spare) {
+      if (slots && !b.endpoints[i].spare)
+        c.add(TopologyChange{"endpoint " + b.endpoints[i].name + ": added (" +
+                                 std::string(to_string(b.endpoints[i].frontend)) + ", port " + std::to_string(i) + ")",
+                             "", "", b.endpoints[i].line, i});
+      continue;
+    }
+    const auto j = slots ? (b.endpoints[i].spare ? std::nullopt : std::optional<std::size_t>(i)) : b.find(x.name);
     if (!j) {
-      c.add(TopologyChange{"endpoint " + x.name + ": removed", "", "", 0, std::nullopt});
+      c.add(TopologyChange{"endpoint " + x.name + ": removed", "", "", 0,
+                           slots ? std::optional<std::size_t>(i) : std::nullopt});
       continue;
     }
     const auto& y = b.endpoints[*j];
@@ -177,23 +187,27 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
                            std::nullopt});
     if (x.frontend != y.frontend) {
       c.add(TopologyChange{"endpoint " + n + ": frontend", quoted(to_string(x.frontend)), quoted(to_string(y.frontend)),
-                           lines.of("", "frontend", *j), std::nullopt});
+                           lines.of("", "frontend", y.line), std::nullopt});
       continue;
     }
-    c.endpoint(n, *j, "", "mac", x.mac, y.mac, false);
+    // A port's address: static in every MAC table, which vswitchd rewrites through the
+    // slices (StatsSlice::write_port_table). But a running TAP's device, a running guest
+    // and any generator aimed at the port were given it when they started: only a port
+    // that is off may change it without a restart of vswitchd.
+    c.endpoint(n, *j, y.line, "", "mac", x.mac, y.mac, !x.enabled);
     // A port's VLANs: its own process is restarted on them, and every other endpoint is
-    // told by vswitchd through its slice (StatsSlice::write_port_vlans), not its copy of
+    // told by vswitchd through its slice (StatsSlice::write_port_table), not its copy of
     // the file.
-    c.endpoint(n, *j, "", "vlan", x.vlan, y.vlan, true);
-    c.endpoint(n, *j, "", "trunk", x.trunk, y.trunk, true);
-    c.endpoint(n, *j, "", "core", x.core, y.core, true);
-    c.endpoint(n, *j, "", "poll_us", x.poll_us, y.poll_us, true);
-    c.endpoint(n, *j, "", "poll_max_us", x.poll_max_us, y.poll_max_us, true);
-    c.endpoint(n, *j, "", "coalesce_us", x.coalesce_us, y.coalesce_us, true);
-    c.endpoint(n, *j, "", "port_security", x.port_security, y.port_security, true);
+    c.endpoint(n, *j, y.line, "", "vlan", x.vlan, y.vlan, true);
+    c.endpoint(n, *j, y.line, "", "trunk", x.trunk, y.trunk, true);
+    c.endpoint(n, *j, y.line, "", "core", x.core, y.core, true);
+    c.endpoint(n, *j, y.line, "", "poll_us", x.poll_us, y.poll_us, true);
+    c.endpoint(n, *j, y.line, "", "poll_max_us", x.poll_max_us, y.poll_max_us, true);
+    c.endpoint(n, *j, y.line, "", "coalesce_us", x.coalesce_us, y.coalesce_us, true);
+    c.endpoint(n, *j, y.line, "", "port_security", x.port_security, y.port_security, true);
     // Turning a port on or off starts or stops it alone (the others follow the daemon's
     // word in their slices, not their copy of the file).
-    c.endpoint(n, *j, "", "enabled", x.enabled, y.enabled, true);
+    c.endpoint(n, *j, y.line, "", "enabled", x.enabled, y.enabled, true);
     // A port disabled in the running topology holds no TAP, socket or VMM: what only its
     // TAP, its socket or its VMM's start depend on is free to change before it runs.
     const bool idle = !x.enabled;
@@ -201,28 +215,28 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
     // port restarted with a smaller limit would refuse its VMM's reconnect (cutting the VM
     // off), and a larger one changes nothing for the running guest.
     const bool vm = x.frontend == FrontendKind::kVhostUser;
-    c.endpoint(n, *j, "", "mtu", x.mtu, y.mtu, !vm || idle);
+    c.endpoint(n, *j, y.line, "", "mtu", x.mtu, y.mtu, !vm || idle);
     if (const auto* t = std::get_if<TapOptions>(&x.options)) {
       const auto& u = std::get<TapOptions>(y.options);
-      c.endpoint(n, *j, "tap", "ifname", t->ifname, u.ifname, idle);
-      c.endpoint(n, *j, "tap", "netns", t->netns, u.netns, idle);
+      c.endpoint(n, *j, y.line, "tap", "ifname", t->ifname, u.ifname, idle);
+      c.endpoint(n, *j, y.line, "tap", "netns", t->netns, u.netns, idle);
     } else if (const auto* v = std::get_if<VhostUserOptions>(&x.options)) {
       const auto& w = std::get<VhostUserOptions>(y.options);
-      c.endpoint(n, *j, "vhost_user", "socket", v->socket, w.socket, idle);
-      c.endpoint(n, *j, "vhost_user", "socket_owner", v->socket_owner, w.socket_owner, idle);
-      c.endpoint(n, *j, "vhost_user", "socket_group", v->socket_group, w.socket_group, idle);
-      c.endpoint(n, *j, "vhost_user", "socket_mode", v->socket_mode, w.socket_mode, idle);
-      c.endpoint(n, *j, "vhost_user", "queue_size", v->queue_size, w.queue_size, idle);
-      c.endpoint(n, *j, "vhost_user", "max_guest_memory_gib", v->max_guest_memory_gib, w.max_guest_memory_gib, idle);
+      c.endpoint(n, *j, y.line, "vhost_user", "socket", v->socket, w.socket, idle);
+      c.endpoint(n, *j, y.line, "vhost_user", "socket_owner", v->socket_owner, w.socket_owner, idle);
+      c.endpoint(n, *j, y.line, "vhost_user", "socket_group", v->socket_group, w.socket_group, idle);
+      c.endpoint(n, *j, y.line, "vhost_user", "socket_mode", v->socket_mode, w.socket_mode, idle);
+      c.endpoint(n, *j, y.line, "vhost_user", "queue_size", v->queue_size, w.queue_size, idle);
+      c.endpoint(n, *j, y.line, "vhost_user", "max_guest_memory_gib", v->max_guest_memory_gib, w.max_guest_memory_gib, idle);
     } else if (const auto* g = std::get_if<GeneratorOptions>(&x.options)) {
       const auto& h = std::get<GeneratorOptions>(y.options);
-      c.endpoint(n, *j, "generator", "rate_fps", g->rate_fps, h.rate_fps, true);
-      c.endpoint(n, *j, "generator", "sizes", g->sizes, h.sizes, true);
-      c.endpoint(n, *j, "generator", "peer", g->peer, h.peer, true);
+      c.endpoint(n, *j, y.line, "generator", "rate_fps", g->rate_fps, h.rate_fps, true);
+      c.endpoint(n, *j, y.line, "generator", "sizes", g->sizes, h.sizes, true);
+      c.endpoint(n, *j, y.line, "generator", "peer", g->peer, h.peer, true);
     }
   }
   for (std::size_t j = 0; j < b.endpoints.size(); ++j)
-    if (!find(a, b.endpoints[j].name))
+    if (!slots && !b.endpoints[j].spare && !a.find(b.endpoints[j].name))
       c.add(TopologyChange{"endpoint " + b.endpoints[j].name + ": added (" +
                                std::string(to_string(b.endpoints[j].frontend)) + ")",
                            "", "", b.endpoints[j].line, std::nullopt});

@@ -7,15 +7,21 @@
 // TAP's MTU is the daemon's to set): a change is applied by restarting that one endpoint
 // on the new topology. An endpoint's vlan and trunk are applied the same way, and
 // vswitchd tells every other endpoint the port's new VLANs through its stats slice.
-// metrics.listen is vswitchd's own: it moves its listener. Everything
-// else is read by every endpoint, sizes the shared objects, or is a VMM's to agree to
-// (switch.*, fabric.*, capture, an endpoint's
-// name, position, frontend, mac, TAP or socket; a vhost-user port's mtu,
-// queue_size and max_guest_memory_gib, which its VMM fixed when it started) and needs a
-// restart of vswitchd; so do endpoints added or removed. An endpoint's `enabled` is its
-// own too: vswitchd starts or stops that port alone. While a port is disabled in the
-// running topology it holds no TAP, socket or VMM, so its TAP's and socket's settings and
-// a vhost-user port's mtu, queue_size and max_guest_memory_gib may change with it.
+// metrics.listen is vswitchd's own:
+// it moves its listener. Everything else is read by every endpoint, sizes the shared
+// objects, or is a VMM's to agree to (switch.*, fabric.*, capture, an endpoint's
+// position, frontend, a running port's mac, TAP or socket; a vhost-user port's
+// mtu, queue_size and max_guest_memory_gib, which its VMM fixed when it started) and needs
+// a restart of vswitchd. An endpoint's `enabled` is its own too: vswitchd starts or stops
+// that port alone. While a port is disabled in the running topology it holds no TAP,
+// socket or VMM, so its mac, its TAP's and socket's settings and a vhost-user port's mtu,
+// queue_size and max_guest_memory_gib may change with it.
+//
+// Endpoints added or removed: with fabric.spare_ports, vswitchd lays the file out on the
+// ports it runs (place_in_slots in topology.hpp), and an endpoint added to the file takes
+// a spare port (started alone, as a port turned on) while one removed is stopped and its
+// port becomes spare; the others forward on. Without spare ports, or with none left,
+// adding needs a restart of vswitchd.
 #pragma once
 
 #include <cstdint>

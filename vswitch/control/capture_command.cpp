@@ -14,6 +14,7 @@
 #include "shm/sys/clock.hpp"
 #include "vswitch/observability/capture.hpp"
 #include "vswitch/observability/pcapng.hpp"
+#include "vswitch/observability/running_topology.hpp"
 
 namespace vswitch {
 namespace {
@@ -99,7 +100,7 @@ bool parse_capture_args(const std::vector<std::string>& args, CaptureOptions& ou
 int run_capture(const Topology& t, std::uint64_t generation, const CaptureOptions& o) {
   const EndpointConfig* ep = nullptr;
   for (const auto& e : t.endpoints)
-    if (e.name == o.endpoint) ep = &e;
+    if (!e.spare && e.name == o.endpoint) ep = &e;
   if (ep == nullptr) {
     std::fprintf(stderr, "vswitchctl: capture: %s has no endpoint \"%s\"\n", t.file.c_str(), o.endpoint.c_str());
     return 2;
@@ -109,7 +110,8 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
     std::fprintf(stderr, "vswitchctl: capture: standard output is a terminal; pipe it (| tshark -r -) or use -w FILE\n");
     return 2;
   }
-  auto reader = CaptureReader::attach(t.switch_config.name, o.endpoint, CaptureGeometry::of(t), generation);
+  // Its ring is named by its port's key (its name, unless it took a spare port).
+  auto reader = CaptureReader::attach(t.switch_config.name, ep->key, CaptureGeometry::of(t), generation);
   if (!reader) {
     std::fprintf(stderr, "vswitchctl: capture: %s\n", reader.error().c_str());
     return 1;
@@ -157,7 +159,27 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
   }
   std::uint64_t written = 0;
   auto idle_wait = std::chrono::milliseconds(kCaptureWaitMs);
+  // Whether a reload has taken the port from the endpoint (removed; its port may be given
+  // to another, whose frames this must not write under this endpoint's name): the running
+  // topology, read again once a second.
+  const auto port = static_cast<std::size_t>(ep - t.endpoints.data());
+  std::uint64_t next_look_ms = sys::monotonic_ms() + 1000;
+  bool removed = false;
+  const auto still_here = [&] {
+    auto text = read_running_topology(t.switch_config.name);
+    if (!text) return true;  // gone (vswitchd stopped: r.gone() says so) or unreadable now: looked at again
+    auto now = load_topology_string(text.value().text, t.file, true);
+    return !now || (port < now.value().endpoints.size() && !now.value().endpoints[port].spare &&
+                    now.value().endpoints[port].name == o.endpoint);
+  };
   while (ok && g_stop == 0 && !r.gone() && (o.count == 0 || written < o.count)) {
+    if (t.slotted && sys::monotonic_ms() >= next_look_ms) {
+      next_look_ms = sys::monotonic_ms() + 1000;
+      if (!still_here()) {
+        removed = true;
+        break;
+      }
+    }
     out.clear();
     const std::size_t batch = 256;
     const std::uint64_t left = o.count == 0 ? batch : std::min<std::uint64_t>(batch, o.count - written);
@@ -191,6 +213,7 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
     std::fprintf(stderr, "vswitchctl: capture: writing %s failed: %s\n", to_stdout ? "standard output" : o.output.c_str(),
                  std::strerror(error));
   if (gone) std::fprintf(stderr, "vswitchctl: capture: vswitchd stopped (it removed the capture object)\n");
+  if (removed) std::fprintf(stderr, "vswitchctl: capture: a reload removed endpoint %s\n", o.endpoint.c_str());
   std::fprintf(stderr, "vswitchctl: %" PRIu64 " frames written%s", written,
                pipe_closed ? " (the reader closed the pipe)" : interrupted ? " (stopped while the output was full)" : "");
   if (rep.seen)
@@ -206,7 +229,7 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
                  " ring resynchronisations",
                  r.invalid_records(), r.stale_records(), r.ring_resyncs());
   std::fprintf(stderr, "\n");
-  return (ok || pipe_closed || interrupted) && !gone ? 0 : 1;
+  return (ok || pipe_closed || interrupted) && !gone && !removed ? 0 : 1;
 }
 
 }  // namespace vswitch

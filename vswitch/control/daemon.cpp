@@ -338,6 +338,7 @@ struct Child {
   // streams midway), where `restarts` counts the deaths only.
   std::uint64_t incarnations = 0;
   std::uint64_t hung = 0;
+  std::string name;  // the endpoint it runs (or last ran): a port whose endpoint was removed is spare
 };
 
 class Daemon {
@@ -362,9 +363,10 @@ class Daemon {
   void release_frontend(std::size_t i);
   // Writes the disabled ports' mask into every slice and rings every endpoint.
   void publish_disabled(std::uint64_t mask);
-  // Writes every port's VLANs (topo_'s) into every slice, then bumps each slice's
-  // fence_seq, which has its endpoint read them ([R-FENCE]); rings every endpoint.
-  void publish_vlans();
+  // Writes every port's VLANs and address (topo_'s) into every slice, then bumps each
+  // slice's fence_seq, which has its endpoint read them ([R-FENCE]); rings every endpoint.
+  void publish_ports();
+  void write_port_table();  // the table alone (at start, before any endpoint reads it)
   Step take_signals();
   Step hand_over_topology();  // the sealed topology and the executable the endpoints run
   // topo_.source as vswitchctl reads it (running_topology.hpp), replacing what it read before.
@@ -394,6 +396,10 @@ class Daemon {
   void reload();
   [[nodiscard]] std::string status_line() const;
   void publish_state(std::size_t i, EndpointState s);
+  // Spare ports whose last endpoint's process has not exited yet (bit i: port i).
+  [[nodiscard]] std::uint64_t stopping_ports() const;
+  // For the log: the endpoint's name; a spare port's number (and the endpoint that last held it).
+  [[nodiscard]] std::string name_of(std::size_t i) const;
   // The Prometheus text of this moment (vswitch/observability/metrics.hpp).
   [[nodiscard]] std::string metrics_text() const;
   // Binds the metrics address; on failure says why (the first time) and schedules a retry.
@@ -471,7 +477,7 @@ Daemon::Step Daemon::setup() {
   const std::size_t n = topo_.endpoints.size();
   if (n < 2) return sys::Unexpected(std::string("the topology needs at least two endpoints"));
   if (n > kMaxEndpoints)
-    return sys::Unexpected("at most " + std::to_string(kMaxEndpoints) + " endpoints are supported");
+    return sys::Unexpected("at most " + std::to_string(kMaxEndpoints) + " ports (endpoints and spare ports) are supported");
   // Before anything is made: a socket directory another user could write stops here.
   if (auto st = prepare_sockets(); !st) return st;
   remove_stale_objects(topo_.switch_config.name);
@@ -514,8 +520,10 @@ std::string Daemon::metrics_text() const {
   std::vector<EndpointMetrics> eps;
   eps.reserve(topo_.endpoints.size());
   for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
+    if (topo_.endpoints[i].spare) continue;  // no endpoint: nothing to show
     EndpointMetrics m;
     m.name = topo_.endpoints[i].name;
+    m.port = i;
     m.frontend = topo_.endpoints[i].frontend;
     m.state = stats_->read_daemon(i);
     if (stats_->slice(i) != nullptr) m.counters = stats_->read_counters(i);
@@ -527,7 +535,7 @@ std::string Daemon::metrics_text() const {
   for (std::size_t a = 0; a < n; ++a)
     for (std::size_t b = 0; b < n; ++b) {
       const shm::Channel* ch = a == b ? nullptr : fabric_->channel(a, b);
-      if (ch == nullptr) continue;
+      if (ch == nullptr || topo_.endpoints[a].spare || topo_.endpoints[b].spare) continue;
       // Each index read once; the endpoints write them, so a scribbled pair is clamped.
       const shm::RingSnapshot snap = ch->area().snapshot();
       const std::uint64_t cap = ch->area().capacity();
@@ -566,7 +574,7 @@ Daemon::Step Daemon::create_shared_memory() {
   if (!fabric) return sys::Unexpected(fabric.error());
   fabric_.emplace(std::move(fabric.value()));
   std::vector<std::string> names;
-  for (const auto& e : topo_.endpoints) names.push_back(e.name);
+  for (const auto& e : topo_.endpoints) names.push_back(e.key);
   // Before the stats: a reader that finds the daemon's object finds every capture object.
   if (topo_.capture.enabled())
     for (const auto& n : names) {
@@ -579,11 +587,8 @@ Daemon::Step Daemon::create_shared_memory() {
   stats_.emplace(std::move(stats.value()));
   stats_->set_daemon_pid(static_cast<std::uint64_t>(daemon_pid_));
   // What each endpoint also finds in its topology; written so that a reload that changes
-  // a port's VLANs has a table to rewrite (an endpoint ignores one never written).
-  std::vector<VlanSet> sets;
-  for (const auto& e : topo_.endpoints) sets.push_back(vlan_set(e));
-  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
-    if (StatsSlice* s = stats_->slice(i)) s->write_port_vlans(sets);
+  // a port's VLANs or address has a table to rewrite (an endpoint ignores one never written).
+  write_port_table();
   return {};
 }
 
@@ -744,15 +749,38 @@ void Daemon::publish_disabled(std::uint64_t mask) {
   wake_endpoints();  // a sleeping endpoint takes it now (it would at its next pass anyway)
 }
 
-void Daemon::publish_vlans() {
-  std::vector<VlanSet> sets;
-  for (const auto& e : topo_.endpoints) sets.push_back(vlan_set(e));
+void Daemon::write_port_table() {
+  std::vector<PortInfo> ports;
+  for (const auto& e : topo_.endpoints) ports.push_back(port_info(e));
   for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
-    if (StatsSlice* s = stats_->slice(i)) {
-      s->write_port_vlans(sets);
-      s->bump_fence_seq();  // [R-FENCE] (stats.cpp): after the table's seqlock has closed
-    }
+    if (StatsSlice* s = stats_->slice(i)) s->write_port_table(ports);
+}
+
+void Daemon::publish_ports() {
+  write_port_table();
+  for (std::size_t i = 0; i < topo_.endpoints.size(); ++i)
+    if (StatsSlice* s = stats_->slice(i)) s->bump_fence_seq();  // [R-FENCE] (stats.cpp): after the table's seqlock has closed
   wake_endpoints();  // a sleeping endpoint takes it now (it would at its next pass anyway)
+}
+
+std::uint64_t Daemon::stopping_ports() const {
+  std::uint64_t busy = 0;
+  for (std::size_t i = 0; i < children_.size() && i < 64; ++i)
+    if (topo_.endpoints[i].spare && children_[i].pid > 0) busy |= std::uint64_t{1} << i;
+  return busy;
+}
+
+std::string Daemon::name_of(std::size_t i) const {
+  const EndpointConfig& e = topo_.endpoints[i];
+  if (!e.spare) return e.name;
+  std::string out = "port ";
+  out += std::to_string(i);
+  if (i < children_.size() && !children_[i].name.empty()) {
+    out += " (was ";
+    out += children_[i].name;
+    out += ')';
+  }
+  return out;
 }
 
 void Daemon::unlink_bound_sockets() {
@@ -768,7 +796,7 @@ void Daemon::unlink_bound_socket(std::size_t i) {
   if (S_ISSOCK(st.st_mode) && st.st_dev == made.dev && st.st_ino == made.ino)
     ::unlink(made.path.c_str());
   else
-    say("endpoint %s: left %s in place: not the socket this switch made", topo_.endpoints[i].name.c_str(),
+    say("endpoint %s: left %s in place: not the socket this switch made", name_of(i).c_str(),
         made.path.c_str());
 }
 
@@ -896,7 +924,7 @@ void Daemon::spawn(std::size_t i) {
   std::fflush(stderr);
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) {
-    say("endpoint %s: pipe: %s; retrying in 1 s", topo_.endpoints[i].name.c_str(), std::strerror(errno));
+    say("endpoint %s: pipe: %s; retrying in 1 s", name_of(i).c_str(), std::strerror(errno));
     c.restart_at_ms = sys::monotonic_ms() + 1000;
     return;
   }
@@ -904,7 +932,7 @@ void Daemon::spawn(std::size_t i) {
   sys::Fd write_end(p[1]);
   const pid_t pid = ::fork();
   if (pid < 0) {
-    say("endpoint %s: fork: %s; retrying in 1 s", topo_.endpoints[i].name.c_str(), std::strerror(errno));
+    say("endpoint %s: fork: %s; retrying in 1 s", name_of(i).c_str(), std::strerror(errno));
     c.restart_at_ms = sys::monotonic_ms() + 1000;
     return;
   }
@@ -913,6 +941,7 @@ void Daemon::spawn(std::size_t i) {
     exec_endpoint(i, write_end.release());
   }
   c.pid = pid;
+  c.name = topo_.endpoints[i].name;
   c.started_ms = sys::monotonic_ms();
   c.restart_at_ms = 0;
   c.ready = std::move(read_end);
@@ -937,7 +966,7 @@ void Daemon::endpoint_ready(std::size_t i) {
   if (((disabled_ >> i) & 1) != 0 && topo_.endpoints[i].enabled) {
     publish_disabled(disabled_ & ~(std::uint64_t{1} << i));
     c.fresh = false;
-    say("endpoint %s enabled: up, and its peers forward to it", topo_.endpoints[i].name.c_str());
+    say("endpoint %s enabled: up, and its peers forward to it", name_of(i).c_str());
   }
   publish_state(i, EndpointState::kUp);
   (void)notify_if_all_up();
@@ -945,15 +974,17 @@ void Daemon::endpoint_ready(std::size_t i) {
 
 bool Daemon::notify_if_all_up() {
   std::size_t enabled = 0;
+  std::size_t declared = 0;
   for (std::size_t k = 0; k < children_.size(); ++k) {
+    if (!topo_.endpoints[k].spare) ++declared;
     if (!topo_.endpoints[k].enabled) continue;
     if (!children_[k].up) return false;
     ++enabled;
   }
   if (!ready_sent_) {
     ready_sent_ = true;
-    if (enabled == children_.size()) say("ready: all %zu endpoints up", enabled);
-    else say("ready: all %zu enabled endpoints up (%zu disabled)", enabled, children_.size() - enabled);
+    if (enabled == declared) say("ready: all %zu endpoints up", enabled);
+    else say("ready: all %zu enabled endpoints up (%zu disabled)", enabled, declared - enabled);
     notifier_.send("READY=1\nSTATUS=" + status_line());
   } else {
     notifier_.send("STATUS=" + status_line());
@@ -968,6 +999,7 @@ std::string Daemon::status_line() const {
   std::string off;
   for (std::size_t i = 0; i < children_.size(); ++i) {
     const std::string& name = topo_.endpoints[i].name;
+    if (topo_.endpoints[i].spare) continue;
     if (!topo_.endpoints[i].enabled) {
       off += (off.empty() ? "" : ", ") + name;
       continue;
@@ -1003,29 +1035,48 @@ void Daemon::reload() {
   // waits for the next one (its own SIGHUP's), not this one, which may read the file
   // before its edit.
   stats_->publish_reload(ReloadReport{report.reloads, ReloadOutcome::kRunning, 0, 0});
-  auto t = load_topology_file(topo_.file);
+  auto file = load_topology_file(topo_.file);
   TopologyErrors errors;
-  if (!t) errors = t.error();
-  else {
-    errors = check_cores(t.value(), machine_cpus());
+  TopologyErrors no_port;  // endpoints added with no spare port left
+  std::optional<Topology> t;
+  if (!file) {
+    errors = file.error();
+  } else if (auto placed = place_in_slots(&topo_, file.value(), stopping_ports()); !placed) {
+    no_port = placed.error();
+  } else {
+    t.emplace(std::move(placed.value()));
+    errors = check_cores(*t, machine_cpus());
     if (::geteuid() == 0)  // as at start: only root gives endpoints their ids
-      for (auto& err : check_endpoint_ids(t.value())) errors.push_back(std::move(err));
+      for (auto& err : check_endpoint_ids(*t)) errors.push_back(std::move(err));
   }
   std::string outcome;
-  if (!errors.empty()) {
+  if (!no_port.empty()) {
+    say("reload refused: %s", format_errors(no_port).c_str());
+    report.outcome = ReloadOutcome::kRefused;
+    report.changes = no_port.size();
+    outcome = "reload refused (no spare port for ";
+    outcome += std::to_string(no_port.size());
+    outcome += " endpoint(s) added)";
+  } else if (!errors.empty()) {
     say("reload: %s is invalid; nothing applied, still running the topology loaded before:", topo_.file.c_str());
     std::fprintf(stderr, "%s\n", format_errors(errors).c_str());
     report.outcome = ReloadOutcome::kInvalid;
     report.changes = errors.size();
     outcome = "reload failed (invalid topology, " + std::to_string(errors.size()) + " error(s))";
-  } else if (const auto changes = topology_changes(topo_, t.value()); changes.empty()) {
+  } else if (const auto changes = topology_changes(topo_, *t); changes.empty()) {
     say("reload: %s unchanged", topo_.file.c_str());
     report.outcome = ReloadOutcome::kUnchanged;
     outcome = "reload: unchanged";
   } else {
     report.changes = changes.size();
     std::vector<bool> was_on;
-    for (const auto& e : topo_.endpoints) was_on.push_back(e.enabled);
+    std::vector<bool> was_spare;
+    std::vector<std::string> was_name;
+    for (const auto& e : topo_.endpoints) {
+      was_on.push_back(e.enabled);
+      was_spare.push_back(e.spare);
+      was_name.push_back(e.name);
+    }
     std::size_t needs_restart = 0;
     for (const auto& c : changes) {
       if (!c.applicable()) ++needs_restart;
@@ -1038,35 +1089,45 @@ void Daemon::reload() {
           needs_restart, changes.size());
       report.outcome = ReloadOutcome::kRefused;
       outcome = "reload refused (" + std::to_string(needs_restart) + " change(s) need a restart)";
-    } else if (auto st = apply(std::move(t.value()), changes, report.restarted); !st) {
+    } else if (auto st = apply(std::move(*t), changes, report.restarted); !st) {
       say("reload failed: %s; nothing applied, still running the topology loaded before", st.error().c_str());
       report.outcome = ReloadOutcome::kFailed;
       outcome = "reload failed (" + st.error() + ")";
     } else {
-      std::string names, on, off;
+      std::string names, on, off, added, removed;
       for (std::size_t i = 0; i < topo_.endpoints.size(); ++i) {
-        const std::string& name = topo_.endpoints[i].name;
+        const EndpointConfig& e = topo_.endpoints[i];
         std::string* list = nullptr;
         const std::uint64_t bit = std::uint64_t{1} << i;
-        if (was_on[i] && !topo_.endpoints[i].enabled) {
+        if (e.spare && !was_spare[i]) {
+          list = &removed;
+          if (was_on[i]) report.turned_off |= bit;
+        } else if (!e.spare && was_spare[i]) {
+          list = &added;
+          if ((report.restarted & bit) != 0) report.turned_on |= bit;
+        } else if (was_on[i] && !e.enabled) {
           list = &off;
           report.turned_off |= bit;
         } else if ((report.restarted & bit) != 0) {
           list = was_on[i] ? &names : &on;
           if (!was_on[i]) report.turned_on |= bit;
         }
-        if (list != nullptr) *list += (list->empty() ? "" : ", ") + name;
+        if (list != nullptr) *list += (list->empty() ? "" : ", ") + (e.spare ? was_name[i] : e.name);
       }
       // Worded as before ports could be turned on and off, when none is.
       std::string more;
       if (!on.empty()) more += "; turning on: " + on;
       if (!off.empty()) more += "; turning off: " + off;
+      if (!added.empty()) more += "; adding: " + added;
+      if (!removed.empty()) more += "; removing: " + removed;
       say("reload: applied %zu change(s); restarting on the new settings: %s%s", changes.size(),
           names.empty() ? "none" : names.c_str(), more.c_str());
       report.outcome = ReloadOutcome::kApplied;
       outcome = names.empty() ? std::string("reload: applied") : "reload: applied, restarted " + names;
       if (!on.empty()) outcome += ", turned on " + on;
       if (!off.empty()) outcome += ", turned off " + off;
+      if (!added.empty()) outcome += ", added " + added;
+      if (!removed.empty()) outcome += ", removed " + removed;
     }
   }
   stats_->publish_reload(report);
@@ -1085,15 +1146,21 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
     if (c.endpoint && *c.endpoint < changed.size()) changed[*c.endpoint] = true;
   std::vector<bool> turn_on(n, false);
   std::vector<bool> turn_off(n, false);
+  // A port an endpoint added takes: what the port's last endpoint left in its counters
+  // and its process's history is not the new one's.
+  std::vector<bool> new_holder(n, false);
   for (std::size_t i = 0; i < n; ++i) {
     turn_on[i] = next.endpoints[i].enabled && !topo_.endpoints[i].enabled;
     turn_off[i] = !next.endpoints[i].enabled && topo_.endpoints[i].enabled;
-    // Its process, turned off by an earlier reload, has not exited yet: it still holds
-    // its TAP or its VMM's connection, and a new one cannot take them over yet.
-    if (turn_on[i] && children_[i].pid > 0)
-      return sys::Unexpected("endpoint " + topo_.endpoints[i].name +
-                             " is still stopping since it was turned off; reload again once `vswitchctl ports` "
-                             "shows it disabled");
+    new_holder[i] = topo_.endpoints[i].spare && !next.endpoints[i].spare;
+    // Its process, turned off (or removed) by an earlier reload, has not exited yet: it
+    // still holds its TAP or its VMM's connection (and writes its slice), and a new one
+    // cannot take them over yet.
+    if ((turn_on[i] || new_holder[i]) && children_[i].pid > 0)
+      return sys::Unexpected((topo_.endpoints[i].spare ? "the spare port endpoint " + next.endpoints[i].name + " takes"
+                                                       : "endpoint " + topo_.endpoints[i].name) +
+                             " is still stopping since an earlier reload turned it off or removed its endpoint; "
+                             "reload again once `vswitchctl ports` shows it gone");
   }
   // TAP MTUs first, then the TAPs and sockets of ports turned on: the only steps that can
   // fail; one that does undoes those before it (the MTUs the devices had, read before each
@@ -1129,17 +1196,30 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
     opened.push_back(i);
   }
   const bool metrics_moved = topo_.metrics.listen != next.metrics.listen;
-  bool vlans_moved = false;
-  for (std::size_t i = 0; i < n; ++i) vlans_moved |= vlan_set(topo_.endpoints[i]) != vlan_set(next.endpoints[i]);
+  bool ports_moved = false;
+  for (std::size_t i = 0; i < n; ++i) ports_moved |= port_info(topo_.endpoints[i]) != port_info(next.endpoints[i]);
   topo_ = std::move(next);
   topology_fd_ = std::move(fd.value());
+  // A port given to an endpoint added: what its last endpoint left in the port's slice and
+  // its process history is not the new one's (before vswitchctl sees the new name on it).
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!new_holder[i]) continue;
+    // Its process is gone (checked above): nothing else writes the slice. Its bit is set
+    // in `disabled_` (a spare port is off) until the new endpoint is up.
+    if (StatsSlice* s = stats_->slice(i)) s->reset_for_new_endpoint(disabled_);
+    Child& c = children_[i];
+    c.restarts = 0;
+    c.hung = 0;
+    c.last_exit = 0;
+    // `incarnations` goes on: a generator's stream id stays unique on the port (and the
+    // new one's peers join its stream midway, as after any earlier run there).
+    c.name = topo_.endpoints[i].name;
+    publish_state(i, EndpointState::kDisabled);  // until it starts below (if enabled)
+  }
   // What vswitchctl shows from now on. Applied either way: a failure only leaves it the
   // text from before (said here; vswitchctl's figures are still the running ones).
   if (auto st = publish_topology(); !st)
     say("reload: vswitchctl will still see the topology from before this reload: %s", st.error().c_str());
-  // A port's VLANs: the port itself is restarted on them below (its own settings); every
-  // other endpoint takes them from its slice now, without a restart.
-  if (vlans_moved) publish_vlans();
   if (metrics_moved) {
     // The old listener closes (a scrape in progress on it is cut, as at shutdown); the
     // new address is bound as at start: one that cannot be bound now is said, and tried
@@ -1158,6 +1238,13 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
   for (std::size_t i = 0; i < n; ++i)
     if (turn_off[i]) off |= std::uint64_t{1} << i;
   if (off != disabled_) publish_disabled(off);
+  // A port's VLANs and address (and a port an endpoint added takes or a removed one gives
+  // back, which joins or leaves every VLAN; after the mask, so that what a removed port
+  // still sends is dropped as port_disabled): the port itself is restarted on them below
+  // (its own settings); every other endpoint takes them from its slice now, without a
+  // restart: a removed endpoint's static address goes from every MAC table before the
+  // port can be given to another.
+  if (ports_moved) publish_ports();
   const std::uint64_t now_ms = sys::monotonic_ms();
   for (std::size_t i = 0; i < n; ++i) {
     if (!turn_off[i]) continue;
@@ -1244,7 +1331,7 @@ std::uint64_t Daemon::watch(std::uint64_t now) {
       c.moved_ms = now;
     } else if (now - c.moved_ms >= timeout) {
       say("endpoint %s (pid %d) is hung: no progress in %llu ms; killing it",
-          topo_.endpoints[i].name.c_str(), c.pid, static_cast<unsigned long long>(now - c.moved_ms));
+          name_of(i).c_str(), c.pid, static_cast<unsigned long long>(now - c.moved_ms));
       c.killed_hung = true;
       ++c.hung;
       ::kill(c.pid, SIGKILL);
@@ -1280,8 +1367,12 @@ void Daemon::reap(bool shutting_down) {
       if (disabled || !topo_.endpoints[i].enabled) {
         c.restart_at_ms = 0;
         publish_state(i, EndpointState::kDisabled);
-        say("endpoint %s (pid %d) stopped: turned off by the reload (%s); not started again until enabled",
-            topo_.endpoints[i].name.c_str(), pid, describe_exit(status).c_str());
+        if (topo_.endpoints[i].spare)
+          say("endpoint %s (pid %d) stopped: removed by the reload (%s); its port is spare", name_of(i).c_str(), pid,
+              describe_exit(status).c_str());
+        else
+          say("endpoint %s (pid %d) stopped: turned off by the reload (%s); not started again until enabled",
+              name_of(i).c_str(), pid, describe_exit(status).c_str());
         // The ports still on may all be up now (READY=1 if it was never sent).
         if (!notify_if_all_up()) notifier_.send("STATUS=" + status_line());
         break;
@@ -1290,7 +1381,7 @@ void Daemon::reap(bool shutting_down) {
         c.restart_at_ms = sys::monotonic_ms();
         publish_state(i, EndpointState::kDown);
         say("endpoint %s (pid %d) stopped for the reload (%s); starting it on the new settings",
-            topo_.endpoints[i].name.c_str(), pid, describe_exit(status).c_str());
+            name_of(i).c_str(), pid, describe_exit(status).c_str());
         notifier_.send("STATUS=" + status_line());
         break;
       }
@@ -1300,7 +1391,7 @@ void Daemon::reap(bool shutting_down) {
       c.restart_at_ms = now + c.backoff_ms;
       ++c.restarts;
       publish_state(i, EndpointState::kDown);
-      say("endpoint %s (pid %d) %s%s; restarting in %llu ms", topo_.endpoints[i].name.c_str(), pid,
+      say("endpoint %s (pid %d) %s%s; restarting in %llu ms", name_of(i).c_str(), pid,
           describe_exit(status).c_str(), hung ? " by the watchdog (hung)" : "",
           static_cast<unsigned long long>(c.backoff_ms));
       notifier_.send("STATUS=" + status_line());
@@ -1322,7 +1413,7 @@ void Daemon::shutdown() {
     if (now >= deadline) {
       for (std::size_t i = 0; i < children_.size(); ++i)
         if (children_[i].pid > 0) {
-          say("endpoint %s (pid %d) did not stop in 3 s: killing it", topo_.endpoints[i].name.c_str(), children_[i].pid);
+          say("endpoint %s (pid %d) did not stop in 3 s: killing it", name_of(i).c_str(), children_[i].pid);
           ::kill(children_[i].pid, SIGKILL);
         }
       while (::waitpid(-1, nullptr, 0) > 0) {
@@ -1364,18 +1455,26 @@ int Daemon::run() {
     }
   say_endpoint_limits();
   std::size_t starting = 0;
+  std::size_t spare = 0;
   std::string off;
   for (std::size_t i = 0; i < children_.size(); ++i) {
     if (!topo_.endpoints[i].enabled) {
       publish_state(i, EndpointState::kDisabled);
-      off += (off.empty() ? "" : ", ") + topo_.endpoints[i].name;
+      if (topo_.endpoints[i].spare) ++spare;
+      else off += (off.empty() ? "" : ", ") + topo_.endpoints[i].name;
       continue;
     }
     spawn(i);
     ++starting;
   }
-  say("running topology \"%s\" (%s): %zu endpoints%s%s%s, %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
-      topo_.endpoints.size(), off.empty() ? "" : " (disabled: ", off.c_str(), off.empty() ? "" : ")",
+  std::string spares;
+  if (spare != 0) {
+    spares = ", ";
+    spares += std::to_string(spare);
+    spares += " spare port(s)";
+  }
+  say("running topology \"%s\" (%s): %zu endpoints%s%s%s%s, %s", topo_.switch_config.name.c_str(), topo_.file.c_str(),
+      topo_.endpoints.size() - spare, off.empty() ? "" : " (disabled: ", off.c_str(), off.empty() ? "" : ")", spares.c_str(),
       "Ctrl-C or SIGTERM stops, SIGHUP re-reads the file");
   notifier_.send("STATUS=starting " + std::to_string(starting) + " endpoints");
   if (starting == 0) (void)notify_if_all_up();  // every port disabled: nothing will report up
@@ -1389,7 +1488,7 @@ int Daemon::run() {
       Child& c = children_[i];
       if (c.pid > 0 && (c.reconfigure || c.disabling) && c.reconfigure_kill_ms != 0) {
         if (c.reconfigure_kill_ms <= now) {
-          say("endpoint %s (pid %d) did not stop for the reload in 3 s: killing it", topo_.endpoints[i].name.c_str(),
+          say("endpoint %s (pid %d) did not stop for the reload in 3 s: killing it", name_of(i).c_str(),
               c.pid);
           ::kill(c.pid, SIGKILL);
           c.reconfigure_kill_ms = 0;
@@ -1405,9 +1504,9 @@ int Daemon::run() {
           c.turning_on = false;
           spawn(i);
           if (turning_on)
-            say("endpoint %s turned on: started (pid %d)", topo_.endpoints[i].name.c_str(), c.pid);
+            say("endpoint %s turned on: started (pid %d)", name_of(i).c_str(), c.pid);
           else if (!first)
-            say("endpoint %s restarted (restart %llu, pid %d)", topo_.endpoints[i].name.c_str(),
+            say("endpoint %s restarted (restart %llu, pid %d)", name_of(i).c_str(),
                 static_cast<unsigned long long>(c.restarts), c.pid);
         } else {
           const int left = static_cast<int>(c.restart_at_ms - now);
@@ -1489,7 +1588,13 @@ int run_daemon(const DaemonOptions& options) {
   for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; ++fd)
     if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF && ::open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY) < 0)
       return 1;
-  auto topo = load_topology_file(options.config_path);
+  auto file = load_topology_file(options.config_path);
+  if (!file) {
+    std::fprintf(stderr, "%s\n", format_errors(file.error()).c_str());
+    return 2;
+  }
+  // With spare ports, the layout it runs (the file's order) joins the text it hands on.
+  auto topo = place_in_slots(nullptr, file.value());
   if (!topo) {
     std::fprintf(stderr, "%s\n", format_errors(topo.error()).c_str());
     return 2;

@@ -151,11 +151,11 @@ void EndpointProcess::attach() {
   auto fabric = shm::Fabric::attach_sized(spec, a_.index);
   if (!fabric) fail("channels: " + fabric.error());
   fabric_.emplace(std::move(fabric.value()));
-  auto slice = StatsSlice::attach_sized(spec.name, e.name, a_.index, topo_.switch_config.mac_table_size, a_.generation);
+  auto slice = StatsSlice::attach_sized(spec.name, e.key, a_.index, topo_.switch_config.mac_table_size, a_.generation);
   if (!slice) fail("stats slice: " + slice.error());
   stats_.emplace(std::move(slice.value()));
   if (topo_.capture.enabled()) {
-    auto capture = CaptureWriter::attach_sized(spec.name, e.name, CaptureGeometry::of(topo_), a_.generation);
+    auto capture = CaptureWriter::attach_sized(spec.name, e.key, CaptureGeometry::of(topo_), a_.generation);
     if (!capture) fail("capture: " + capture.error());
     capture_.emplace(std::move(capture.value()));
   }
@@ -467,11 +467,11 @@ void run_endpoint_process(const EndpointProcessArgs& a) {
   const auto text = read_topology(a.topology_fd);
   if (!text) fails("endpoint " + std::to_string(a.index), "cannot read the topology vswitchd handed over");
   ::close(a.topology_fd);
-  auto topo = load_topology_string(*text, a.config_path.empty() ? std::string("topology") : a.config_path);
+  auto topo = load_topology_string(*text, a.config_path.empty() ? std::string("topology") : a.config_path, true);
   if (!topo)
     fails("endpoint " + std::to_string(a.index),
           "the topology vswitchd handed over does not load: " + format_errors(topo.error()));
-  if (a.index >= topo.value().endpoints.size())
+  if (a.index >= topo.value().endpoints.size() || topo.value().endpoints[a.index].spare)
     fails("endpoint " + std::to_string(a.index), "no such endpoint in the topology");
   EndpointProcess p(a, std::move(topo.value()));
   p.run();

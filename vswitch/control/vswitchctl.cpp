@@ -138,7 +138,7 @@ struct Ctl {
   }
 
   std::string port_name(PortId p) const {
-    return p < topo.endpoints.size() ? topo.endpoints[p].name : "port" + std::to_string(p);
+    return p < topo.endpoints.size() && !topo.endpoints[p].spare ? topo.endpoints[p].name : "port" + std::to_string(p);
   }
 
   // A port's VLANs as `ports` shows them: "-" (VLAN-unaware), "10" (access), "trunk:10,20",
@@ -170,20 +170,23 @@ struct Ctl {
   void ports() const {
     if (json) {
       std::printf("{\"switch\": %s, \"ports\": [", json_string(topo.switch_config.name).c_str());
+      bool first = true;
       for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
         const auto& e = topo.endpoints[i];
+        if (e.spare) continue;  // a spare port: no endpoint
         const DaemonState d = stats.read_daemon(i);
         const LinkView link = link_of(stats.slice(i));
         std::printf("%s\n  {\"name\": %s, \"frontend\": %s, \"core\": %s, \"state\": %s, \"pid\": %" PRIu64
                     ", \"restarts\": %" PRIu64 ", \"hung\": %" PRIu64 ", \"mtu\": %s, \"link\": %s, "
                     "\"link_pending\": %s, \"vlan\": %s, \"trunk\": %s, \"attachment\": %s}",
-                    i ? "," : "", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
+                    first ? "" : ",", json_string(e.name).c_str(), json_string(std::string(to_string(e.frontend))).c_str(),
                     d.core == ~std::uint64_t{0} ? "null" : std::to_string(d.core).c_str(),
                     json_string(std::string(to_string(static_cast<EndpointState>(d.state)))).c_str(), d.pid,
                     d.restarts, d.hung, e.mtu ? std::to_string(*e.mtu).c_str() : "null",
                     link.known ? (link.down ? "\"down\"" : "\"up\"") : "null", link.pending ? "true" : "false",
                     e.vlan ? std::to_string(*e.vlan).c_str() : "null", trunk_json(e).c_str(),
                     json_string(attachment(e)).c_str());
+        first = false;
       }
       std::printf("\n]}\n");
       return;
@@ -192,6 +195,7 @@ struct Ctl {
                 "RESTARTS", "MTU", "LINK", "VLAN", "ATTACHMENT");
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
       const auto& e = topo.endpoints[i];
+      if (e.spare) continue;
       const DaemonState d = stats.read_daemon(i);
       // RESTARTS: "3" or, when the watchdog killed some of them as hung, "3/1hung".
       // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, a false positive) on
@@ -218,6 +222,7 @@ struct Ctl {
     else std::printf("%-16s %-18s %-5s %-16s %-8s %s\n", "ENDPOINT", "MAC", "VLAN", "PORT", "TYPE", "AGE_S");
     bool first = true;
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
+      if (topo.endpoints[i].spare) continue;
       const StatsSlice* s = slice(i);
       if (s == nullptr) continue;
       auto v = s->read_fdb();
@@ -258,6 +263,7 @@ struct Ctl {
     bool first_endpoint = true;
     for (std::size_t i = 0; i < topo.endpoints.size(); ++i) {
       const auto& e = topo.endpoints[i];
+      if (e.spare) continue;
       const StatsSlice* s = slice(i);
       if (s == nullptr) continue;
       const DaemonState d = stats.read_daemon(i);
@@ -275,7 +281,7 @@ struct Ctl {
         std::printf(", \"peers\": {");
         bool first = true;
         for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
-          if (p == i) continue;
+          if (p == i || topo.endpoints[p].spare) continue;
           std::printf("%s%s: {", first ? "" : ", ", json_string(topo.endpoints[p].name).c_str());
           const auto v = sys::counter_values(c.peers[p]);
           for (std::size_t k = 0; k < v.size(); ++k)
@@ -295,7 +301,7 @@ struct Ctl {
                   std::string(to_string(e.frontend)).c_str(), state.c_str(), d.pid, d.restarts, hung.c_str());
       for (const auto& g : groups) render_text(g);
       for (std::size_t p = 0; p < topo.endpoints.size(); ++p) {
-        if (p == i) continue;
+        if (p == i || topo.endpoints[p].spare) continue;
         std::printf("  -> %-12s", topo.endpoints[p].name.c_str());
         const auto v = sys::counter_values(c.peers[p]);
         for (std::size_t k = 0; k < v.size(); ++k)
@@ -346,8 +352,10 @@ void channels(const Topology& topo, bool json) {
   bool first = true;
   for (std::size_t a = 0; a < spec.endpoints.size(); ++a)
     for (std::size_t b = 0; b < spec.endpoints.size(); ++b) {
-      if (a == b) continue;
-      const std::string label = spec.endpoints[a] + " -> " + spec.endpoints[b];
+      if (a == b || topo.endpoints[a].spare || topo.endpoints[b].spare) continue;
+      const std::string& from = topo.endpoints[a].name;
+      const std::string& to = topo.endpoints[b].name;
+      const std::string label = from + " -> " + to;
       auto ch = shm::Channel::attach(spec.channel_name(a, b), 0, shm::Access::kReadOnly);
       if (!ch) {
         std::fprintf(stderr, "vswitchctl: %s: %s\n", label.c_str(), ch.error().c_str());
@@ -359,7 +367,7 @@ void channels(const Topology& topo, bool json) {
         std::printf("%s\n  {\"from\": %s, \"to\": %s, \"capacity\": %" PRIu64 ", \"head\": %" PRIu64
                     ", \"tail\": %" PRIu64 ", \"used\": %" PRIu64 ", \"consumer_waiting\": %u, \"producer_wants\": %" PRIu64
                     ", \"wake_on_full\": %u}",
-                    first ? "" : ",", json_string(spec.endpoints[a]).c_str(), json_string(spec.endpoints[b]).c_str(),
+                    first ? "" : ",", json_string(from).c_str(), json_string(to).c_str(),
                     cap, s.head, s.tail, s.head - s.tail, s.consumer_waiting, s.producer_wants, s.wake_on_full);
       } else {
         std::printf("%-24s %12" PRIu64 " %14" PRIu64 " %14" PRIu64 " %9u %14" PRIu64 " %9u   used %" PRIu64 "\n",
@@ -388,18 +396,18 @@ bool is_vswitchd(pid_t pid) {
 // besides capture that writes), wakes the endpoints through vswitchd (SIGUSR1: every
 // doorbell rung) and waits up to 5 s for the endpoint's gauge to follow.
 int run_link(const Topology& topo, const StatsRegion& stats, const std::string& endpoint, bool down) {
-  std::size_t i = 0;
-  while (i < topo.endpoints.size() && topo.endpoints[i].name != endpoint) ++i;
-  if (i == topo.endpoints.size()) {
+  const auto found = topo.find(endpoint);
+  if (!found) {
     std::fprintf(stderr, "vswitchctl: link: no endpoint \"%s\" in %s\n", endpoint.c_str(), topo.file.c_str());
     return 2;
   }
+  const std::size_t i = *found;
   const auto daemon = static_cast<pid_t>(stats.daemon_pid());
   if (!is_vswitchd(daemon)) {
     std::fprintf(stderr, "vswitchctl: link: vswitchd (pid %d) is not running; nothing changed\n", daemon);
     return 1;
   }
-  auto slice = StatsSlice::attach(topo.switch_config.name, endpoint, i, stats.fdb_capacity(),
+  auto slice = StatsSlice::attach(topo.switch_config.name, topo.endpoints[i].key, i, stats.fdb_capacity(),
                                   stats.region().generation(), shm::Access::kReadWrite);
   if (!slice) {
     std::fprintf(stderr, "vswitchctl: link: cannot write endpoint %s's stats slice: %s\n", endpoint.c_str(),
@@ -470,13 +478,22 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
     case ReloadOutcome::kApplied: {
       // Applied is said once every endpoint restarted or turned on for it is up (a new
       // process), and every one it turned off has stopped, as vswitchd's report says.
-      std::string names, on, off, late;
+      std::string names, on, off, added, removed, late;
+      // The ports' endpoints now: an endpoint added holds a port that was spare before.
+      std::optional<Topology> after;
+      if (auto text = read_running_topology(topo.switch_config.name))
+        if (auto t = load_topology_string(text.value().text, topo.file, true);
+            t && t.value().endpoints.size() == topo.endpoints.size())
+          after.emplace(std::move(t.value()));
+      const auto endpoint_now = [&](std::size_t i) -> const EndpointConfig& {
+        return after ? after->endpoints[i] : topo.endpoints[i];
+      };
       const std::uint64_t up_by = sys::monotonic_ms() + 15'000;
       const auto wait_for = [&](std::size_t i, auto done) {
         for (;;) {
           if (done(stats.read_daemon(i))) return;
           if (sys::monotonic_ms() > up_by) {
-            late += (late.empty() ? "" : ", ") + topo.endpoints[i].name;
+            late += (late.empty() ? "" : ", ") + (endpoint_now(i).spare ? topo.endpoints[i].name : endpoint_now(i).name);
             return;
           }
           const timespec pause{0, 10'000'000};  // polling a state another process sets
@@ -484,15 +501,22 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
         }
       };
       for (std::size_t i = 0; i < topo.endpoints.size() && i < 64; ++i) {
-        const std::string& name = topo.endpoints[i].name;
+        const bool was_spare = topo.endpoints[i].spare;
+        const bool is_spare = endpoint_now(i).spare;
+        const std::string& name = is_spare ? topo.endpoints[i].name : endpoint_now(i).name;
         const std::uint64_t bit = std::uint64_t{1} << i;
         if ((r.turned_off & bit) != 0) {
-          off += (off.empty() ? "" : ", ") + name;
+          std::string& list = is_spare && !was_spare ? removed : off;
+          list += (list.empty() ? "" : ", ") + name;
           wait_for(i, [](const DaemonState& d) { return static_cast<EndpointState>(d.state) == EndpointState::kDisabled; });
           continue;
         }
-        if ((r.restarted & bit) == 0) continue;
-        std::string& list = (r.turned_on & bit) != 0 ? on : names;
+        if (is_spare && !was_spare) removed += (removed.empty() ? "" : ", ") + name;  // it was not running
+        if ((r.restarted & bit) == 0) {
+          if (was_spare && !is_spare) added += (added.empty() ? "" : ", ") + name;  // added disabled
+          continue;
+        }
+        std::string& list = was_spare && !is_spare ? added : (r.turned_on & bit) != 0 ? on : names;
         list += (list.empty() ? "" : ", ") + name;
         wait_for(i, [&](const DaemonState& d) {
           return static_cast<EndpointState>(d.state) == EndpointState::kUp && d.pid != pids[i];
@@ -507,6 +531,8 @@ int run_reload(const Topology& topo, const StatsRegion& stats) {
       if (!names.empty()) done += "; restarted on the new settings and up: " + names;
       if (!on.empty()) done += "; turned on and up: " + on;
       if (!off.empty()) done += "; turned off and stopped: " + off;
+      if (!added.empty()) done += "; added: " + added;
+      if (!removed.empty()) done += "; removed: " + removed;
       if (done.empty()) done = "; no endpoint restarted";  // only vswitchd's own settings (metrics.listen)
       std::printf("reload: applied %" PRIu64 " change(s)%s (each change in vswitchd's log)\n", r.changes, done.c_str());
       return 0;
@@ -574,9 +600,11 @@ int usage(FILE* f) {
       "            an endpoint's enabled turns that port on or off alone (said once it\n"
       "            is up, or stopped), and while a port is off its TAP, socket and a\n"
       "            vhost-user port's mtu, queue_size, max_guest_memory_gib may change;\n"
-      "            metrics.listen by vswitchd itself (no endpoint restarted); any other\n"
-      "            change (endpoints added or removed, switch.*, fabric.*, capture, mac,\n"
-      "            a running port's TAP, socket, a vhost-user port's mtu,\n"
+      "            metrics.listen by vswitchd itself (no endpoint restarted); with\n"
+      "            fabric.spare_ports, endpoints added (each takes a spare port) or\n"
+      "            removed (its port spare again) alone; any other change (endpoints\n"
+      "            added without a spare port, switch.*, fabric.*, capture, a running\n"
+      "            port's mac, TAP, socket, a vhost-user port's mtu,\n"
       "            queue_size, max_guest_memory_gib) needs\n"
       "            a restart of vswitchd, and then nothing is applied. Each change, with\n"
       "            its line, is in vswitchd's log. Sends a signal: root.\n"
@@ -667,7 +695,7 @@ int run(int argc, char** argv) {
     return 1;
   }
   if (text) {
-    auto t = load_topology_string(text.value().text, config + " (as vswitchd runs it)");
+    auto t = load_topology_string(text.value().text, config + " (as vswitchd runs it)", true);
     if (!t && command != "reload") {
       std::fprintf(stderr, "vswitchctl: the topology vswitchd runs cannot be read back:\n%s\n",
                    format_errors(t.error()).c_str());
@@ -675,7 +703,7 @@ int run(int argc, char** argv) {
     }
     if (t) {
       running_generation = text.value().generation;
-      if (t.value().source != file.value().source && command != "reload")
+      if (t.value().file_text() != file.value().source && command != "reload")
         std::fprintf(stderr, "vswitchctl: note: %s has changed since vswitchd loaded it; shown: what runs "
                      "(`vswitchctl reload` applies the file)\n", config.c_str());
       running.emplace(std::move(t.value()));
@@ -685,10 +713,13 @@ int run(int argc, char** argv) {
   // one that cannot be read: reload goes by the file): the file.
   const Topology& topo_in_force = running ? *running : file.value();
   std::vector<std::string> names;
-  for (const auto& e : topo_in_force.endpoints) names.push_back(e.name);
+  for (const auto& e : topo_in_force.endpoints) names.push_back(e.key);
   const auto stats = StatsRegion::attach(name, names, shm::Access::kReadOnly);
   const std::size_t running_count = stats ? stats.value().endpoints() : stats.error().running_endpoints;
-  if (command == "reload" && running_count != 0 && running_count != file.value().endpoints.size()) {
+  // With spare ports, vswitchd lays the file's endpoints out on its ports and says what
+  // it cannot.
+  if (command == "reload" && running_count != 0 && running_count != file.value().endpoints.size() &&
+      !(running && running->slotted) && file.value().fabric.spare_ports == 0) {
     std::fprintf(stderr, "vswitchctl: reload refused: %s declares %zu endpoints, the running switch \"%s\" has %zu: "
                  "adding or removing endpoints needs a restart of vswitchd; nothing sent\n",
                  config.c_str(), file.value().endpoints.size(), name.c_str(), running_count);

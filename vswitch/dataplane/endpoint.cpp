@@ -93,14 +93,19 @@ EndpointLoop::EndpointLoop(const EndpointResources& resources, Frontend& fronten
   counters_.loop.link_down = 0;
   const auto& eps = res_.topology->endpoints;
   vlans_.resize(eps.size());
-  for (std::size_t i = 0; i < eps.size(); ++i) vlans_[i] = vlan_set(eps[i]);
+  macs_.resize(eps.size());
+  relabelled_.assign(eps.size(), false);
+  for (std::size_t i = 0; i < eps.size(); ++i) {
+    vlans_[i] = vlan_set(eps[i]);
+    macs_[i] = eps[i].mac;
+  }
   choose_read_into_channel();
   // Every MAC declared in the topology is static, in each VLAN its port carries: learning
   // can never move it.
   for (std::size_t i = 0; i < eps.size(); ++i)
-    if (eps[i].mac)
+    if (macs_[i])
       for (std::size_t v = 0; v < kVlanIds; ++v)
-        if (vlans_[i].test(v)) table_.add_static(*eps[i].mac, static_cast<PortId>(i), static_cast<std::uint16_t>(v));
+        if (vlans_[i].test(v)) table_.add_static(*macs_[i], static_cast<PortId>(i), static_cast<std::uint16_t>(v));
   peer_index_.assign(eps.size(), kNoPeer);
   peers_.reserve(eps.size());
   for (std::size_t i = 0; i < eps.size(); ++i) {
@@ -168,13 +173,13 @@ void EndpointLoop::peer_up(Peer& p) {
   p.stalled = false;
   p.full_since_ns = 0;
   counters_.peers[p.port].stalled = 0;
-  log("peer " + res_.topology->endpoints[p.port].name + " consumes again: forwarding to it");
+  log(port_label(p.port) + " consumes again: forwarding to it");
 }
 
 void EndpointLoop::stall(Peer& p) {
   p.stalled = true;
   counters_.peers[p.port].stalled = 1;
-  log("peer " + res_.topology->endpoints[p.port].name + " has had no room for " +
+  log(port_label(p.port) + " has had no room for " +
       std::to_string(stall_timeout_ns_ / 1'000'000) + " ms: counted as stalled, its frames are dropped");
 }
 
@@ -354,7 +359,7 @@ bool EndpointLoop::drain_inbound() {
     if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
       drop(DropReason::kRingCorrupt, bad);  // at least one record lost per resync
       counters_.forwarding.ring_errors += bad;
-      log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");
+      log("corrupt channel from " + port_label(p.port) + ": resynchronised");
       work = true;
     }
     if (waiting) break;  // no room in the frontend: the other channels wait too
@@ -739,7 +744,7 @@ bool EndpointLoop::poll_once() {
       // A VLAN table caught being rewritten: the count is taken again next pass (the
       // writer bumps it once more when it is done, and whatever else it announced is
       // idempotent: the mask compares, the fences drop nothing twice).
-      if (follow_vlans()) fence_seq_ = fence;
+      if (follow_ports()) fence_seq_ = fence;
       // An acquire load too ([R-OFF]): a mask newer than the count just seen brings the
       // stale_to words written before it.
       const std::uint64_t mask = res_.stats->peers_disabled();
@@ -834,7 +839,7 @@ void EndpointLoop::settle_deliveries() {
       ++channels;
       ++counters_.loop.restart_skips;
     } else {
-      log("delivery journal: the channel from " + res_.topology->endpoints[p.port].name +
+      log("delivery journal: the channel from " + port_label(p.port) +
           " cannot be moved to where the predecessor left it (" + std::to_string(to) +
           "); its records from " + std::to_string(p.in.consumed_to()) + " on are delivered");
     }
@@ -871,7 +876,7 @@ void EndpointLoop::follow_peers(std::uint64_t disabled) {
       // What its earlier run left in its channel goes before its new run's (settle_peers).
       peers_to_fence_ |= bit;
       peers_to_discard_ &= ~bit;
-      if (!first) log("peer " + eps[i].name + " enabled: forwarding to it");
+      if (!first) log(port_label(i) + " enabled: forwarding to it");
       continue;
     }
     const std::size_t forgot = table_.forget_port(port);
@@ -891,46 +896,60 @@ void EndpointLoop::follow_peers(std::uint64_t disabled) {
     peers_to_fence_ &= ~bit;
     // The ports declared off are said once in vswitchd's log, not by every endpoint at start.
     if (!first)
-      log("peer " + eps[i].name + " disabled: sending it nothing (forgot " + std::to_string(forgot) +
+      log(port_label(i) + " disabled: sending it nothing (forgot " + std::to_string(forgot) +
           " address(es) learned behind it)");
   }
 }
 
-bool EndpointLoop::follow_vlans() {
+bool EndpointLoop::follow_ports() {
   const auto& eps = res_.topology->endpoints;
-  std::vector<VlanSet> now;
-  // Acquire (the table's seqlock, ordering at write_port_vlans in stats.cpp).
-  switch (res_.stats->read_port_vlans(now, eps.size())) {
-    case PortVlansRead::kNone: return true;  // never written (a test's slice): the topology's stand
-    case PortVlansRead::kTorn: return false;
-    case PortVlansRead::kRead: break;
+  std::vector<PortInfo> now;
+  // Acquire (the table's seqlock, ordering at write_port_table in stats.cpp).
+  switch (res_.stats->read_port_table(now, eps.size())) {
+    case PortTableRead::kNone: return true;  // never written (a test's slice): the topology's stand
+    case PortTableRead::kTorn: return false;
+    case PortTableRead::kRead: break;
   }
-  bool changed = false;
-  for (std::size_t i = 0; i < eps.size() && i < now.size(); ++i) {
-    // This port's own VLANs are its topology's: a reload that changes them restarts it.
-    if (i == res_.self || now[i] == vlans_[i]) continue;
+  // The ports whose entry changed. This port's own entry is its topology's: a reload that
+  // changes it restarts it.
+  std::vector<std::size_t> moved;
+  for (std::size_t i = 0; i < eps.size() && i < now.size(); ++i)
+    if (i != res_.self && (now[i].vlans != vlans_[i] || now[i].mac != macs_[i])) moved.push_back(i);
+  // Every old static entry goes before any new one is made: an address that moved from
+  // one port to another in this change must end up static behind the new one, whichever
+  // port comes first (remove_static takes only the entry behind the port it names).
+  std::vector<std::size_t> forgot(moved.size(), 0);
+  for (std::size_t k = 0; k < moved.size(); ++k) {
+    const std::size_t i = moved[k];
     const auto port = static_cast<PortId>(i);
-    // Addresses learned behind it in a VLAN it has left must not draw frames to it; all go
-    // (those in the VLANs it kept are learned again from its next frames). First: room in
-    // the table for its static address in its new VLANs.
-    const std::size_t forgot = table_.forget_port(port);
+    // A port that was spare, or becomes spare (in no VLAN at all): another endpoint than the
+    // one this process's topology names holds it, or will.
+    if (now[i].vlans.none() || vlans_[i].none()) relabelled_[i] = true;
+    // Addresses learned behind it in a VLAN it has left (or behind the endpoint that held
+    // it before) must not draw frames to it; all go (those it keeps are learned again from
+    // its next frames). First: room in the table for its static address.
+    forgot[k] = table_.forget_port(port);
+    if (macs_[i])
+      for (std::size_t v = 0; v < kVlanIds; ++v)
+        if (vlans_[i].test(v)) (void)table_.remove_static(*macs_[i], static_cast<std::uint16_t>(v), port);
+  }
+  for (std::size_t k = 0; k < moved.size(); ++k) {
+    const std::size_t i = moved[k];
+    const auto port = static_cast<PortId>(i);
     // Its declared address is static in each VLAN it carries, and in those alone
     // (add_static makes room by evicting a learned entry when the table is full).
-    if (eps[i].mac)
-      for (std::size_t v = 0; v < kVlanIds; ++v) {
-        if (vlans_[i].test(v) && !now[i].test(v)) (void)table_.remove_static(*eps[i].mac, static_cast<std::uint16_t>(v));
-        if (now[i].test(v) && !vlans_[i].test(v) &&
-            !table_.add_static(*eps[i].mac, port, static_cast<std::uint16_t>(v)))
-          log("peer " + eps[i].name + "'s address " + eps[i].mac->str() + " could not be made static in VLAN " +
+    if (now[i].mac)
+      for (std::size_t v = 0; v < kVlanIds; ++v)
+        if (now[i].vlans.test(v) && !table_.add_static(*now[i].mac, port, static_cast<std::uint16_t>(v)))
+          log(port_label(i) + "'s address " + now[i].mac->str() + " could not be made static in VLAN " +
               std::to_string(v));
-      }
     if (Peer* p = peer_for(port)) {
       // A frame held for it in a VLAN it has left is not handed to it (its receiver would
       // drop it, but its process would have seen it).
       if (p->held_bytes != 0) {
         const auto header = virtio::parse(std::span<const std::byte>(p->held.data(), p->held_bytes));
         const std::uint16_t vid = header ? header.value()->num_buffers : 0;
-        if (!header || vid >= kVlanIds || !now[i].test(vid)) {
+        if (!header || vid >= kVlanIds || !now[i].vlans.test(vid)) {
           drop(DropReason::kVlanNotAllowed);
           release_hold(*p);
         }
@@ -939,13 +958,21 @@ bool EndpointLoop::follow_vlans() {
       // unicast that went to it while it shared a VLAN with this port (pump_frontend).
       if (last_unicast_ == p) last_unicast_ = nullptr;
     }
-    vlans_[i] = now[i];
-    changed = true;
-    log("peer " + eps[i].name + "'s VLANs changed: following them (forgot " + std::to_string(forgot) +
+    vlans_[i] = now[i].vlans;
+    macs_[i] = now[i].mac;
+    log(port_label(i) + " changed (VLANs or address): following it (forgot " + std::to_string(forgot[k]) +
         " address(es) learned behind it)");
   }
+  const bool changed = !moved.empty();
   if (changed) choose_read_into_channel();
   return true;
+}
+
+std::string EndpointLoop::port_label(std::size_t i) const {
+  const auto& e = res_.topology->endpoints[i];
+  std::string label = relabelled_[i] || e.spare ? "port " : "peer ";
+  label += relabelled_[i] || e.spare ? std::to_string(i) : e.name;
+  return label;
 }
 
 void EndpointLoop::choose_read_into_channel() {
@@ -975,7 +1002,7 @@ void EndpointLoop::settle_peers() {
     // stale_to: published by the acquire loads in poll_once ([R-OFF], [R-FENCE]).
     const std::uint64_t n = discard_from(*p, off ? ~std::uint64_t{0} : res_.stats->stale_to(i));
     if (n != 0)
-      log("dropped " + std::to_string(n) + " frame(s) " + eps[i].name + " had sent before it was " +
+      log("dropped " + std::to_string(n) + " frame(s) " + port_label(i) + " had sent before it was " +
           (off ? "turned off" : "turned off and on again") + " (port_disabled)");
   }
   peers_to_discard_ = 0;
@@ -1018,7 +1045,7 @@ bool EndpointLoop::drain_from_disabled(Peer& p) {
   if (const std::uint64_t bad = p.in.counters().resyncs - resyncs; bad != 0) {
     drop(DropReason::kRingCorrupt, bad);
     counters_.forwarding.ring_errors += bad;
-    log("corrupt channel from " + res_.topology->endpoints[p.port].name + ": resynchronised");
+    log("corrupt channel from " + port_label(p.port) + ": resynchronised");
     work = true;
   }
   drop(DropReason::kPortDisabled, n);

@@ -284,12 +284,16 @@ class EndpointLoop {
   // it, and what it still sends are dropped as port_disabled), and what was learned
   // behind it is forgotten; one turned on is a peer again.
   void follow_peers(std::uint64_t disabled);
-  // Takes the VLANs each peer carries from the slice (StatsSlice::read_port_vlans), which
-  // vswitchd rewrites when a reload changes a port's vlan or trunk: a peer's new VLANs
-  // decide from then on what is sent to it and taken from it; what was learned behind it
-  // is forgotten and its static address moves to its new VLANs. False when the table was
-  // being rewritten as it was read (nothing taken: the caller tries again next pass).
-  [[nodiscard]] bool follow_vlans();
+  // Takes the VLANs and address of each peer from the slice (StatsSlice::read_port_table),
+  // which vswitchd rewrites when a reload changes a port's vlan, trunk or mac, or gives a
+  // port to an endpoint added or takes it from one removed: a peer's new VLANs decide from
+  // then on what is sent to it and taken from it; what was learned behind it is forgotten
+  // and its static address moves to its new VLANs (or is replaced). False when the table
+  // was being rewritten as it was read (nothing taken: the caller tries again next pass).
+  [[nodiscard]] bool follow_ports();
+  // "peer NAME" for a log line; "port N" once the port may be held by another endpoint
+  // than this process's topology names (it was, or became, spare).
+  [[nodiscard]] std::string port_label(std::size_t i) const;
   // Whether frontend frames may be read straight into a peer's reservation: only while
   // this port can reach one peer at most (vlans_).
   void choose_read_into_channel();
@@ -355,6 +359,8 @@ class EndpointLoop {
   bool vlan_aware_;
   std::uint16_t untagged_vlan_;  // 0: none (a trunk without a native VLAN)
   std::vector<VlanSet> vlans_;   // by port: the VLANs it carries (bit 0: unaware; vlan_set)
+  std::vector<std::optional<MacAddress>> macs_;  // by port: its declared address (static here)
+  std::vector<bool> relabelled_;  // by port: held by another endpoint than the topology's (port_label)
   std::vector<std::byte> egress_;             // a peer's frame with its VLAN's tag put in
   bool read_into_channel_ = false;  // frontend frames may be read into a peer's reservation (pump_frontend)
   EndpointCounters counters_{};  // traffic, forwarding, loop, peers kept here; the rest copied in

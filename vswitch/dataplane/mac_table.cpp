@@ -95,9 +95,9 @@ bool MacTable::add_static(const MacAddress& mac, PortId port, std::uint16_t vlan
   return true;
 }
 
-bool MacTable::remove_static(const MacAddress& mac, std::uint16_t vlan) {
+bool MacTable::remove_static(const MacAddress& mac, std::uint16_t vlan, PortId port) {
   const auto i = find(mac, vlan);
-  if (!i || !slots_[*i].entry.is_static) return false;
+  if (!i || !slots_[*i].entry.is_static || slots_[*i].entry.port != port) return false;
   erase_at(*i);
   return true;
 }

@@ -62,9 +62,10 @@ class MacTable {
   // (learning gives way to what the topology declares). Fails (false) when the address is
   // a group/zero address, or the table is full of static entries.
   bool add_static(const MacAddress& mac, PortId port, std::uint16_t vlan = 0);
-  // Removes the static entry of `mac` in `vlan` (its port left that VLAN); false when there
-  // is none there (a learned entry of the address stays).
-  bool remove_static(const MacAddress& mac, std::uint16_t vlan);
+  // Removes the static entry of `mac` in `vlan` behind `port` (the port left that VLAN, or
+  // the address left the port); false when there is none there (a learned entry of the
+  // address stays, and so does a static one behind another port: the address moved there).
+  bool remove_static(const MacAddress& mac, std::uint16_t vlan, PortId port);
   // Learns `mac` (a frame's source address) in `vlan` behind `port`.
   Learn learn(const MacAddress& mac, PortId port, std::uint64_t now_ms, std::uint16_t vlan = 0);
   // The port behind `mac` in `vlan`, if known and not aged.

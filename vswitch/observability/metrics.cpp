@@ -133,7 +133,8 @@ std::string render_metrics(const std::vector<EndpointMetrics>& endpoints, const 
     }
     for (std::size_t j = 0; j < endpoints.size() && j < kMaxEndpoints; ++j) {
       if (&endpoints[j] == &e) continue;
-      const PeerCounters& pc = e.counters->peers[j];
+      if (endpoints[j].port >= kMaxEndpoints) continue;
+      const PeerCounters& pc = e.counters->peers[endpoints[j].port];
       const auto v = sys::counter_values(pc);
       for (std::size_t k = 0; k < v.size(); ++k) {
         const std::string_view n = PeerCounters::kNames[k].name;

@@ -67,6 +67,9 @@ class PrometheusText {
 // One endpoint as the daemon sees it at a scrape.
 struct EndpointMetrics {
   std::string name;
+  // Its port: the index of its peer counters in every other endpoint's (the list may leave
+  // spare ports out, so a position in it is not a port).
+  std::size_t port = 0;
   FrontendKind frontend = FrontendKind::kTap;
   DaemonState state{};
   std::optional<EndpointCounters> counters;  // none: its stats slice could not be read

@@ -74,7 +74,7 @@ std::string StatsSlice::object_name(const std::string& switch_name, const std::s
 
 std::uint64_t StatsSlice::bytes_for(std::uint32_t fdb_capacity) {
   return sizeof(StatsSliceHeader) + sizeof(EndpointCounters) + fdb_words_for(fdb_capacity) * kWords +
-         kDeliveryJournalWords * kWords + kMaxEndpoints * kWords + kPortVlanWords * kWords;
+         kDeliveryJournalWords * kWords + kMaxEndpoints * kWords + kPortTableWords * kWords;
 }
 
 StatsSlice::StatsSlice(shm::Region region, std::size_t endpoint, std::uint32_t fdb_capacity)
@@ -205,43 +205,55 @@ void StatsSlice::set_stale_to(std::size_t peer, std::uint64_t position) noexcept
 }
 
 // The same seqlock as write_fdb / read_fdb ([S1], [S2] below; that pattern is checked with
-// its mutants in tests/model/genmc/stats_seqlock.c), over the port VLAN words after the
+// its mutants in tests/model/genmc/stats_seqlock.c), over the port table words after the
 // stale_to words. vswitchd then bumps fence_seq ([R-FENCE]), which is what
 // tells the endpoint to read them.
-void StatsSlice::write_port_vlans(std::span<const VlanSet> ports) noexcept {
+void StatsSlice::write_port_table(std::span<const PortInfo> ports) noexcept {
   std::uint64_t* w = journal_words().data() + kDeliveryJournalWords + kMaxEndpoints;
   std::atomic_ref<std::uint64_t> seq(w[0]);
   const std::uint64_t s = seq.load(std::memory_order_relaxed);
   seq.store(s | 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);  // [S1] release side
-  for (std::size_t p = 0; p < kMaxEndpoints; ++p)
+  std::uint64_t* macs = w + 1 + kMaxEndpoints * kVlanWords;
+  for (std::size_t p = 0; p < kMaxEndpoints; ++p) {
     for (std::size_t k = 0; k < kVlanWords; ++k) {
       std::uint64_t word = 0;
       if (p < ports.size())
         for (std::size_t b = 0; b < 64; ++b)
-          if (ports[p].test(k * 64 + b)) word |= std::uint64_t{1} << b;
+          if (ports[p].vlans.test(k * 64 + b)) word |= std::uint64_t{1} << b;
       store(w + 1 + p * kVlanWords + k, word);
     }
+    store(macs + p, p < ports.size() && ports[p].mac ? kPortMacPresent | ports[p].mac->bits() : 0);
+  }
   seq.store((s | 1) + 1, std::memory_order_release);  // [S2] release: the words before the even value
 }
 
-PortVlansRead StatsSlice::read_port_vlans(std::vector<VlanSet>& out, std::size_t ports) const {
+PortTableRead StatsSlice::read_port_table(std::vector<PortInfo>& out, std::size_t ports) const {
   const std::uint64_t* w = journal_words().data() + kDeliveryJournalWords + kMaxEndpoints;
   std::atomic_ref<std::uint64_t> seq(*const_cast<std::uint64_t*>(w));
   const std::uint64_t s1 = seq.load(std::memory_order_acquire);  // [S2] acquire
-  if (s1 == 0) return PortVlansRead::kNone;
-  if ((s1 & 1) != 0) return PortVlansRead::kTorn;
+  if (s1 == 0) return PortTableRead::kNone;
+  if ((s1 & 1) != 0) return PortTableRead::kTorn;
   if (ports > kMaxEndpoints) ports = kMaxEndpoints;
   std::array<std::uint64_t, kMaxEndpoints * kVlanWords> copy{};
+  std::array<std::uint64_t, kMaxEndpoints> macs{};
   for (std::size_t i = 0; i < ports * kVlanWords; ++i) copy[i] = load(w + 1 + i);
+  for (std::size_t p = 0; p < ports; ++p) macs[p] = load(w + 1 + kMaxEndpoints * kVlanWords + p);
   std::atomic_thread_fence(std::memory_order_acquire);  // [S1] acquire side
-  if (seq.load(std::memory_order_relaxed) != s1) return PortVlansRead::kTorn;
-  out.assign(ports, VlanSet{});
-  for (std::size_t p = 0; p < ports; ++p)
+  if (seq.load(std::memory_order_relaxed) != s1) return PortTableRead::kTorn;
+  out.assign(ports, PortInfo{});
+  for (std::size_t p = 0; p < ports; ++p) {
     for (std::size_t k = 0; k < kVlanWords; ++k)
       for (std::uint64_t word = copy[p * kVlanWords + k]; word != 0; word &= word - 1)
-        out[p].set(k * 64 + static_cast<std::size_t>(std::countr_zero(word)));
-  return PortVlansRead::kRead;
+        out[p].vlans.set(k * 64 + static_cast<std::size_t>(std::countr_zero(word)));
+    // Bits 48..62 are the writer's to leave clear; whatever is there, the address read is
+    // the low 48 bits (from_bits), and a multicast or zero one (no port's own: the loader
+    // refuses them) is none.
+    if ((macs[p] & kPortMacPresent) != 0)
+      if (const MacAddress m = MacAddress::from_bits(macs[p]); !m.is_multicast() && !m.is_zero())
+        out[p].mac = m;
+  }
+  return PortTableRead::kRead;
 }
 
 std::span<std::uint64_t, kDeliveryJournalWords> StatsSlice::journal_words() const noexcept {
@@ -250,6 +262,15 @@ std::span<std::uint64_t, kDeliveryJournalWords> StatsSlice::journal_words() cons
 }
 
 void StatsSlice::write_counters(const EndpointCounters& c) noexcept { copy_out(counter_words(), c); }
+
+void StatsSlice::reset_for_new_endpoint(std::uint64_t peers_disabled) noexcept {
+  write_counters(EndpointCounters{});
+  write_fdb({}, 0);
+  set_admin_down(false);
+  for (std::uint64_t& w : journal_words()) store(&w, 0);
+  for (std::size_t p = 0; p < kMaxEndpoints; ++p) set_stale_to(p, 0);
+  set_peers_disabled(peers_disabled);  // [R-OFF], and its fence_seq bump ([R-FENCE])
+}
 
 EndpointCounters StatsSlice::read_counters() const noexcept { return copy_in<EndpointCounters>(counter_words()); }
 

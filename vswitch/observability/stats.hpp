@@ -105,15 +105,17 @@ static_assert(sizeof(StatsHeader) % 8 == 0);
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
 // 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down; 5: timed_sleeps;
 // 6: the vhost-user block's reconnect_waits and attached; 7: the delivery journal; 8: peers_disabled, stale_to;
-// 9: the ports' VLANs
-inline constexpr std::uint64_t kStatsSliceVersion = 9;
+// 9: the ports' VLANs; 10: the ports' addresses
+inline constexpr std::uint64_t kStatsSliceVersion = 10;
 
-// The ports' VLANs in a slice, after the stale_to words: a seqlock word, then for each
-// possible port its VlanSet as kVlanWords words (bit v of word v / 64: VID v).
+// The port table in a slice, after the stale_to words: a seqlock word, then for each
+// possible port its VlanSet as kVlanWords words (bit v of word v / 64: VID v), then one
+// word per possible port for its address (kPortMacPresent | MacAddress::bits; 0: none).
 inline constexpr std::size_t kVlanWords = kVlanIdCount / 64;
-inline constexpr std::size_t kPortVlanWords = 1 + kMaxEndpoints * kVlanWords;
+inline constexpr std::size_t kPortTableWords = 1 + kMaxEndpoints * kVlanWords + kMaxEndpoints;
+inline constexpr std::uint64_t kPortMacPresent = std::uint64_t{1} << 63;
 
-enum class PortVlansRead : std::uint8_t {
+enum class PortTableRead : std::uint8_t {
   kNone,  // vswitchd never wrote the table (only a test's slice): the topology's VLANs stand
   kTorn,  // a write overlapped the read: nothing taken
   kRead,
@@ -225,15 +227,23 @@ class StatsSlice {
   // off and came back).
   [[nodiscard]] std::uint64_t fence_seq() const noexcept;
   void bump_fence_seq() noexcept;
-  // The VLANs each port carries (vlan_set of its topology entry), written by vswitchd at
-  // start and again when a reload changes a port's vlan or trunk, before it bumps
-  // fence_seq; read by the endpoint when it sees fence_seq move. A seqlock (vswitchd the
-  // one writer; ordering at write_port_vlans in stats.cpp); the reader takes one try and
-  // fills `out` with `ports` entries only on kRead. Whoever maps the slice writable can
-  // write it: the endpoint could, and would only change which VLANs it believes its peers
-  // are in, which its own frames' VLAN already lets it choose.
-  void write_port_vlans(std::span<const VlanSet> ports) noexcept;
-  [[nodiscard]] PortVlansRead read_port_vlans(std::vector<VlanSet>& out, std::size_t ports) const;
+  // The VLANs each port carries and its declared address (port_info of its topology
+  // entry), written by vswitchd at start and again when a reload changes a port's vlan,
+  // trunk or mac, or gives a port to another endpoint, before it bumps fence_seq; read by
+  // the endpoint when it sees fence_seq move. A seqlock (vswitchd the one writer; ordering
+  // at write_port_table in stats.cpp); the reader takes one try and fills `out` with
+  // `ports` entries only on kRead. Whoever maps the slice writable can write it: the
+  // endpoint could, and would only change which VLANs it believes its peers are in (which
+  // its own frames' VLAN already lets it choose) and where it sends frames it could
+  // already send anywhere.
+  void write_port_table(std::span<const PortInfo> ports) noexcept;
+  [[nodiscard]] PortTableRead read_port_table(std::vector<PortInfo>& out, std::size_t ports) const;
+
+  // vswitchd's, for a port a reload gives to an endpoint added, while no process holds the
+  // slice (the last holder's has exited): what that holder left (or scribbled) is not the
+  // new endpoint's: counters, FDB snapshot and delivery journal zeroed, link up, no
+  // stale_to word, and the mask `peers_disabled` (its fence_seq bumped).
+  void reset_for_new_endpoint(std::uint64_t peers_disabled) noexcept;
 
   // Replaces the FDB snapshot (seqlock writer; the endpoint is the one writer).
   void write_fdb(std::span<const MacEntry> entries, std::uint64_t table_size) noexcept;

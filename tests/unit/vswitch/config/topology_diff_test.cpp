@@ -106,17 +106,18 @@ TEST(TopologyChanges, TurningAPortOnOrOffIsItsOwnAndAnIdlePortsTapMayChange) {
   changes = topology_changes(running, load(renamed));
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_FALSE(changes[0].applicable());
-  // What every port reads as it starts stays refused either way.
+  // Off, its address may change too: every MAC table takes the new one from its slice
+  // (StatsSlice::write_port_table), and its TAP is made with it as it is turned on.
   std::string remac = topology("enabled = false\n");
   remac.replace(remac.find("mac = \"02:00:00:00:00:01\""), 25, "mac = \"02:00:00:00:00:09\"");
   changes = topology_changes(off, load(remac));
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0].key, "endpoint a: mac");
-  EXPECT_FALSE(changes[0].applicable());
+  EXPECT_EQ(changes[0].endpoint, std::optional<std::size_t>(0));
 }
 
 // A port's VLANs are its own to restart on; the other endpoints take them from their
-// slices (StatsSlice::write_port_vlans), so no restart of vswitchd.
+// slices (StatsSlice::write_port_table), so no restart of vswitchd.
 TEST(TopologyChanges, APortsVlansAreItsOwn) {
   const Topology running = load(topology());
   struct Case {
@@ -244,6 +245,151 @@ TEST(TopologyChanges, EndpointsRemovedMovedOrReplacedAndSwitchTablesNeedARestart
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0].key, "endpoint b: frontend");
   EXPECT_FALSE(changes[0].endpoint.has_value());
+}
+
+
+// `text` laid out on ports as vswitchd runs it, after `running` (none: at start).
+Topology placed(const Topology* running, const std::string& text) {
+  auto t = place_in_slots(running, load(text));
+  EXPECT_TRUE(t.has_value()) << (t ? "" : format_errors(t.error()));
+  return t ? t.value() : Topology{};
+}
+
+// Endpoints a, b (TAPs) and g, then `extra` endpoints (generators named by each letter), two
+// spare ports; without b when `b` is false.
+std::string with_spares(const std::string& extra, bool b = true) {
+  std::string t = "[switch]\nname = \"diff\"\n\n[fabric]\nspare_ports = 2\n"
+                  "\n[[endpoint]]\nname = \"a\"\nmac = \"02:00:00:00:00:01\"\nfrontend = \"tap\"\n"
+                  "[endpoint.tap]\nifname = \"ta\"\n";
+  if (b) t += "\n[[endpoint]]\nname = \"b\"\nfrontend = \"tap\"\n[endpoint.tap]\nifname = \"tb\"\n";
+  t += "\n[[endpoint]]\nname = \"g\"\nfrontend = \"generator\"\n[endpoint.generator]\nrate_fps = 10\n";
+  for (const char c : extra) t += std::string("\n[[endpoint]]\nname = \"") + c + "\"\nfrontend = \"generator\"\n";
+  return t;
+}
+
+// With spare ports, an endpoint added to the file takes the first spare port and one
+// removed gives its port back: each the change of that port alone, applied without a
+// restart of vswitchd. Every endpoint keeps its port (and the key its objects are named
+// by) whatever the file's order.
+TEST(TopologyChanges, WithSparePortsEndpointsAreAddedAndRemovedPortByPort) {
+  const Topology start = placed(nullptr, with_spares(""));
+  ASSERT_EQ(start.endpoints.size(), 5u);
+  EXPECT_TRUE(start.slotted);
+  EXPECT_TRUE(start.endpoints[3].spare);
+  EXPECT_EQ(start.endpoints[3].key, "spare-0");
+  EXPECT_EQ(start.endpoints[4].key, "spare-1");
+  EXPECT_FALSE(start.endpoints[3].enabled);
+  EXPECT_TRUE(vlan_set(start.endpoints[3]).none()) << "a spare port is in no VLAN";
+  EXPECT_EQ(start.file_text(), with_spares("")) << "what the file said, without vswitchd's table";
+  EXPECT_FALSE(start.find(""));
+  EXPECT_EQ(start.fabric_spec().endpoints[3], "spare-0");
+  // The text vswitchd hands on loads as it runs (an endpoint program, vswitchctl).
+  auto again = load_topology_string(start.source, "t.toml", true);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again.value().endpoints.size(), 5u);
+  EXPECT_TRUE(topology_changes(start, again.value()).empty());
+
+  const std::string add_text = with_spares("c");
+  const Topology added = placed(&start, add_text);
+  ASSERT_EQ(added.endpoints.size(), 5u);
+  EXPECT_EQ(added.endpoints[3].name, "c");
+  EXPECT_EQ(added.endpoints[3].key, "spare-0") << "its objects keep the port's key";
+  auto changes = topology_changes(start, added);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].key, "endpoint c: added (generator, port 3)");
+  EXPECT_EQ(changes[0].endpoint, std::optional<std::size_t>(3));
+  EXPECT_EQ(changes[0].line, line_of(add_text, "name = \"c\"") - 1);
+  EXPECT_TRUE(changes[0].applicable());
+
+  // b leaves: its port (1) becomes spare; c keeps port 3 though it moved up in the file.
+  const Topology removed = placed(&added, with_spares("c", false));
+  EXPECT_TRUE(removed.endpoints[1].spare);
+  EXPECT_EQ(removed.endpoints[1].key, "b");
+  EXPECT_EQ(removed.endpoints[3].name, "c");
+  changes = topology_changes(added, removed);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].key, "endpoint b: removed");
+  EXPECT_EQ(changes[0].endpoint, std::optional<std::size_t>(1));
+  EXPECT_TRUE(changes[0].applicable());
+
+  // A port freed by this same reload is not free yet: d, e and f find one spare port (4).
+  auto full = place_in_slots(&added, load(with_spares("cdef", false)));
+  ASSERT_FALSE(full.has_value());
+  ASSERT_EQ(full.error().size(), 2u);
+  EXPECT_NE(full.error()[0].message().find("endpoint e: added, but every spare port is taken"), std::string::npos)
+      << full.error()[0].message();
+  // While b's process is still stopping, its port is not free: d gets port 4.
+  auto stopping = place_in_slots(&removed, load(with_spares("cd", false)), std::uint64_t{1} << 1);
+  ASSERT_TRUE(stopping.has_value());
+  EXPECT_TRUE(stopping.value().endpoints[1].spare);
+  EXPECT_EQ(stopping.value().endpoints[4].name, "d");
+  // Once b's removal is in force, its port is taken again: d gets 1, e gets 4.
+  const Topology refilled = placed(&removed, with_spares("cde", false));
+  EXPECT_EQ(refilled.endpoints[1].name, "d");
+  EXPECT_EQ(refilled.endpoints[1].key, "b");
+  EXPECT_EQ(refilled.endpoints[4].name, "e");
+  changes = topology_changes(removed, refilled);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].key, "endpoint d: added (generator, port 1)");
+  EXPECT_EQ(changes[1].key, "endpoint e: added (generator, port 4)");
+
+  // The file's order is not the ports': moving an endpoint in the file changes nothing.
+  std::string reordered = with_spares("", true);
+  const std::string g_table = "\n[[endpoint]]\nname = \"g\"\nfrontend = \"generator\"\n[endpoint.generator]\nrate_fps = 10\n";
+  reordered.erase(reordered.find(g_table), g_table.size());
+  reordered.insert(reordered.find("\n[[endpoint]]"), g_table);
+  EXPECT_TRUE(topology_changes(start, placed(&start, reordered)).empty());
+
+  // The number of spare ports sizes the shared memory: a restart of vswitchd.
+  std::string more = with_spares("");
+  more.replace(more.find("spare_ports = 2"), 15, "spare_ports = 3");
+  changes = topology_changes(start, placed(&start, more));
+  ASSERT_FALSE(changes.empty());
+  EXPECT_EQ(changes[0].key, "fabric.spare_ports");
+  EXPECT_FALSE(changes[0].applicable());
+}
+
+// [slots] is vswitchd's own: a file that sets it is refused with its line; a text vswitchd
+// handed on is checked (every endpoint on one port, keys valid and unique).
+TEST(TopologySlots, ATableOfPortsIsVswitchdsOwnAndChecked) {
+  const Topology start = placed(nullptr, with_spares(""));
+  auto as_file = load_topology_string(start.source, "t.toml");
+  ASSERT_FALSE(as_file.has_value());
+  EXPECT_NE(format_errors(as_file.error()).find("slots: is vswitchd's own table"), std::string::npos)
+      << format_errors(as_file.error());
+  const std::string base = with_spares("") + "\n[slots]\n";
+  const std::pair<std::string, std::string> bad[] = {
+      {"keys = [\"a\", \"b\", \"g\", \"x\"]\nnames = [\"a\", \"b\", \"g\", \"\", \"\"]\n", "keys and"},
+      {"keys = [\"a\", \"b\", \"g\", \"x\", \"x\"]\nnames = [\"a\", \"b\", \"g\", \"\", \"\"]\n", "twice"},
+      {"keys = [\"a\", \"b\", \"g\", \"x\", \"y.z\"]\nnames = [\"a\", \"b\", \"g\", \"\", \"\"]\n", "not a valid key"},
+      {"keys = [\"a\", \"b\", \"g\", \"x\", \"y\"]\nnames = [\"a\", \"b\", \"b\", \"\", \"\"]\n", "twice"},
+      {"keys = [\"a\", \"b\", \"g\", \"x\", \"y\"]\nnames = [\"a\", \"b\", \"\", \"\", \"\"]\n", "\"g\" holds no port"},
+      {"keys = [\"a\", \"b\", \"g\", \"x\", \"y\"]\nnames = [\"a\", \"b\", \"g\", \"q\", \"\"]\n", "not an endpoint"},
+      {"keys = \"a\"\nnames = []\n", "not an array of strings"},
+  };
+  for (const auto& [table, problem] : bad) {
+    auto t = load_topology_string(base + table, "t.toml", true);
+    ASSERT_FALSE(t.has_value()) << table;
+    EXPECT_NE(format_errors(t.error()).find(problem), std::string::npos) << table << format_errors(t.error());
+  }
+  // At most 64 ports, endpoints and spare ports together, as laid out at start (with its
+  // line); a file a reload reads may hold endpoints that took spare ports.
+  std::string big = with_spares("");
+  big.replace(big.find("spare_ports = 2"), 15, "spare_ports = 62");
+  auto t = load_topology_string(big, "t.toml");
+  ASSERT_TRUE(t.has_value()) << format_errors(t.error());
+  EXPECT_EQ(t.value().endpoints.size(), 64u) << "as many spare ports as fit";
+  auto at_start = place_in_slots(nullptr, t.value());
+  ASSERT_FALSE(at_start.has_value());
+  EXPECT_NE(format_errors(at_start.error()).find("t.toml:5: fabric.spare_ports: 3 endpoints and 62 spare ports: a switch has at most 64"),
+            std::string::npos)
+      << format_errors(at_start.error());
+  // A spare port's key stays clear of every endpoint's name.
+  std::string clash = with_spares("");
+  clash.replace(clash.find("name = \"g\""), 10, "name = \"spare-0\"");
+  auto c = load_topology_string(clash, "t.toml");
+  ASSERT_TRUE(c.has_value()) << format_errors(c.error());
+  EXPECT_EQ(c.value().endpoints[3].key, "_spare-0");
 }
 
 }  // namespace

@@ -215,10 +215,17 @@ class TestSwitch {
   // What vswitchd writes into every slice when a reload changes a port's VLANs: each
   // port's `vlan` (none: VLAN-unaware), then the count that has the endpoints read them.
   void set_port_vlans(const std::vector<std::optional<std::uint16_t>>& access) {
-    std::vector<VlanSet> sets(access.size());
-    for (std::size_t p = 0; p < access.size(); ++p) sets[p].set(access[p].value_or(0));
+    std::vector<PortInfo> ports(access.size());
+    for (std::size_t p = 0; p < access.size(); ++p) {
+      ports[p].vlans.set(access[p].value_or(0));
+      ports[p].mac = topo_.endpoints[p].mac;
+    }
+    set_ports(ports);
+  }
+  // The whole table: each port's VLANs and address.
+  void set_ports(const std::vector<PortInfo>& ports) {
     for (std::size_t i = 0; i < runners_.size(); ++i) {
-      stats_->slice(i)->write_port_vlans(sets);
+      stats_->slice(i)->write_port_table(ports);
       stats_->slice(i)->bump_fence_seq();
     }
   }
@@ -1050,6 +1057,58 @@ TEST(EndpointVlan, APeerMovedToAnotherVlanIsFollowedWithoutARestart) {
 
   step(20);  // a frame still in e2's old VLAN: refused
   EXPECT_EQ(sw.counters(0).drops[DropReason::kVlanNotAllowed], 2u);
+}
+
+// A port a reload takes from one endpoint (removed) and gives to another (added, fabric.
+// spare_ports): vswitchd rewrites the port table (StatsSlice::write_port_table), and every
+// other endpoint drops the static entry of the address that left with the first endpoint
+// and makes the second's static, without a restart. Frames for the old address must not
+// be sent to the port's new endpoint as if it were still the old one's.
+TEST(EndpointPorts, APortGivenToAnotherEndpointTradesItsStaticAddress) {
+  TestSwitch sw(3, kTinyRings);
+  ScriptedFrontend e0;
+  EndpointLoop loop(sw.resources(0, -1, -1), e0);
+  const MacAddress newcomer{{0x02, 0, 0, 0, 0, 0x99}};
+  auto send_to = [&](const MacAddress& dst) {
+    e0.to_send.push_back(vlan_record(dst, sw.mac(0), std::nullopt, 100, false));
+    for (int pass = 0; pass < 4; ++pass) loop.poll_once();
+    loop.publish_stats(true);
+    return sw.counters(0);
+  };
+  EndpointCounters c = send_to(sw.mac(2));
+  EXPECT_EQ(c.peers[2].out_frames, 1u) << "e2's static address";
+  EXPECT_EQ(c.peers[1].out_frames, 0u);
+  EXPECT_EQ(c.forwarding.flooded, 0u);
+
+  // e2's endpoint removed: its port is in no VLAN and has no address.
+  std::vector<PortInfo> ports{port_info(sw.topology().endpoints[0]), port_info(sw.topology().endpoints[1]), PortInfo{}};
+  sw.set_ports(ports);
+  c = send_to(sw.mac(2));
+  EXPECT_EQ(c.peers[2].out_frames, 1u) << "nothing for a port in no VLAN";
+  EXPECT_EQ(c.peers[1].out_frames, 1u) << "an address no port has any more: flooded";
+  EXPECT_EQ(c.forwarding.flooded, 1u);
+
+  // The port given to a new endpoint with an address of its own.
+  ports[2].vlans.set(0);
+  ports[2].mac = newcomer;
+  sw.set_ports(ports);
+  c = send_to(newcomer);
+  EXPECT_EQ(c.peers[2].out_frames, 2u) << "the newcomer's address is static on the port";
+  EXPECT_EQ(c.peers[1].out_frames, 1u);
+  EXPECT_EQ(c.forwarding.flooded, 1u);
+  c = send_to(sw.mac(2));
+  EXPECT_EQ(c.forwarding.flooded, 2u) << "the old endpoint's address is not the port's";
+  EXPECT_EQ(c.peers[1].out_frames, 2u);
+
+  // In one change, the newcomer's address moves to a lower port (1, given to the newcomer
+  // as port 2 is taken from it): static behind port 1, whichever port is followed first.
+  ports[1].mac = newcomer;
+  ports[2] = PortInfo{};
+  sw.set_ports(ports);
+  c = send_to(newcomer);
+  EXPECT_EQ(c.peers[1].out_frames, 3u) << "the address is static behind the port it moved to";
+  EXPECT_EQ(c.peers[2].out_frames, 3u);
+  EXPECT_EQ(c.forwarding.flooded, 2u) << "not flooded: still static, not lost in the move";
 }
 
 // A unicast flow to e1 lets e0 read frontend frames straight into e1's channel while e1

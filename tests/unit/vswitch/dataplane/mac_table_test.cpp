@@ -159,9 +159,10 @@ TEST(MacTable, AStaticEntryTakesALearnedOnesPlaceAndCanBeRemoved) {
   EXPECT_EQ(kept, 7u) << "exactly one learned entry gives way";
   EXPECT_EQ(t.learn(mac(100), 3, 2, 20), Learn::kRefusedStatic);
   EXPECT_EQ(t.learn(mac(100), 3, 2, 30), Learn::kRefusedFull) << "in another VLAN the address is not static";
-  EXPECT_TRUE(t.remove_static(mac(100), 20));
-  EXPECT_FALSE(t.remove_static(mac(100), 20));
-  EXPECT_FALSE(t.remove_static(mac(1), 10)) << "a learned entry is not removed as a static one";
+  EXPECT_FALSE(t.remove_static(mac(100), 20, 8)) << "another port's static entry stays (the address moved to it)";
+  EXPECT_TRUE(t.remove_static(mac(100), 20, 9));
+  EXPECT_FALSE(t.remove_static(mac(100), 20, 9));
+  EXPECT_FALSE(t.remove_static(mac(1), 10, 1)) << "a learned entry is not removed as a static one";
   EXPECT_EQ(t.lookup(mac(100), 3, 20), std::nullopt);
   MacTable full(config(2));
   ASSERT_TRUE(full.add_static(mac(1), 1));

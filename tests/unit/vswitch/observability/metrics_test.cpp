@@ -106,6 +106,7 @@ std::vector<EndpointMetrics> two_endpoints() {
   c.peers[1].stalled = 1;
   eps[0].counters = c;
   eps[1].name = "b";
+  eps[1].port = 1;
   eps[1].frontend = FrontendKind::kVhostUser;
   eps[1].state.state = static_cast<std::uint64_t>(EndpointState::kStarting);
   // b's slice could not be read: its state and restarts still show, no counters.
@@ -140,6 +141,17 @@ TEST(Metrics, TheSwitchsFamiliesAndLabels) {
 }
 
 // The metrics endpoint's own figures: scrapes, and every connection it ended early by why.
+// With a spare port between them (b's, removed), a's counters for c are those of c's port.
+TEST(Metrics, PeerCountersAreTheirPortsWhateverIsLeftOut) {
+  std::vector<EndpointMetrics> eps = two_endpoints();
+  eps[1].name = "c";
+  eps[1].port = 2;
+  eps[0].counters->peers[1].out_frames = 4;  // b's, from before it was removed
+  eps[0].counters->peers[2].out_frames = 9;
+  const std::string s = render_metrics(eps, {});
+  EXPECT_NE(s.find("vswitch_peer_out_frames_total{endpoint=\"a\",peer=\"c\"} 9\n"), std::string::npos) << s;
+}
+
 TEST(Metrics, TheServersOwnFigures) {
   ServerMetrics server;
   server.scrapes = 12;

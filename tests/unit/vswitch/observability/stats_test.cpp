@@ -161,56 +161,72 @@ TEST(Stats, TheReloadReportIsReadWholeAndNeverHangs) {
   EXPECT_EQ(ro.value().read_reload().outcome, ReloadOutcome::kNone);
 }
 
-// The ports' VLANs in a slice: nothing until vswitchd writes them, then what it wrote.
-TEST(Stats, PortVlansAreReadAsWritten) {
+// The port table in a slice: nothing until vswitchd writes it, then what it wrote.
+TEST(Stats, PortTableIsReadAsWritten) {
   const auto sw = unique_switch("vlans");
   StatsRegion s = make(sw);
   StatsSlice& slice = *s.slice(1);
-  std::vector<VlanSet> got;
-  EXPECT_EQ(slice.read_port_vlans(got, 3), PortVlansRead::kNone);
-  std::vector<VlanSet> sets(3);
-  sets[0].set(0);
-  sets[1].set(10).set(4094);
-  sets[2].set(1).set(63).set(64).set(4095);
-  slice.write_port_vlans(sets);
-  ASSERT_EQ(slice.read_port_vlans(got, 3), PortVlansRead::kRead);
+  std::vector<PortInfo> got;
+  EXPECT_EQ(slice.read_port_table(got, 3), PortTableRead::kNone);
+  std::vector<PortInfo> ports(3);
+  ports[0].vlans.set(0);
+  ports[0].mac = MacAddress{{0x02, 0, 0, 0, 0, 0x01}};
+  ports[1].vlans.set(10).set(4094);
+  ports[2].vlans.set(1).set(63).set(64).set(4095);
+  ports[2].mac = MacAddress{{0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54}};
+  slice.write_port_table(ports);
+  ASSERT_EQ(slice.read_port_table(got, 3), PortTableRead::kRead);
   ASSERT_EQ(got.size(), 3u);
-  EXPECT_EQ(got, sets);
+  EXPECT_EQ(got, ports);
   // Asked for more ports than a slice holds: bounded, never past the table.
-  ASSERT_EQ(slice.read_port_vlans(got, kMaxEndpoints + 5), PortVlansRead::kRead);
+  ASSERT_EQ(slice.read_port_table(got, kMaxEndpoints + 5), PortTableRead::kRead);
   EXPECT_EQ(got.size(), kMaxEndpoints);
+  // A multicast address in a word (no port's own; whoever wrote it) is read as none.
+  ports[1].mac = MacAddress{{0x03, 0, 0, 0, 0, 0x07}};
+  slice.write_port_table(ports);
+  ASSERT_EQ(slice.read_port_table(got, 3), PortTableRead::kRead);
+  EXPECT_FALSE(got[1].mac.has_value());
+  EXPECT_EQ(got[2].mac, ports[2].mac);
 }
 
 // A reader never takes a table half rewritten: vswitchd rewrites it (each time every port
-// in one VLAN, a different one) while an endpoint reads; every read it takes has all
-// ports in the same VLAN. (Under TSan this is also the seqlock's race check.)
-TEST(Stats, APortVlanReadNeverMixesTwoWrites) {
+// in one VLAN with one address, a different pair) while an endpoint reads; every read it
+// takes has all ports alike. (Under TSan this is also the seqlock's race check.)
+TEST(Stats, APortTableReadNeverMixesTwoWrites) {
   const auto sw = unique_switch("vlanrace");
   StatsRegion s = make(sw);
   StatsSlice& slice = *s.slice(0);
-  std::vector<VlanSet> first(kMaxEndpoints);
-  for (auto& v : first) v.set(4094);
-  slice.write_port_vlans(first);
+  std::vector<PortInfo> first(kMaxEndpoints);
+  for (auto& v : first) v.vlans.set(4094);
+  slice.write_port_table(first);
   std::atomic<std::uint64_t> writes{0};
   std::atomic<bool> stop{false};
   std::thread writer([&] {
-    std::vector<VlanSet> sets(kMaxEndpoints);
+    std::vector<PortInfo> ports(kMaxEndpoints);
     for (std::size_t k = 1; !stop.load(std::memory_order_relaxed); k = k % 4093 + 1) {
-      for (auto& v : sets) v.reset().set(k);
-      slice.write_port_vlans(sets);
+      for (auto& v : ports) {
+        v.vlans.reset().set(k);
+        v.mac = MacAddress{{0x02, 0, 0, 0, static_cast<std::uint8_t>(k >> 8), static_cast<std::uint8_t>(k)}};
+      }
+      slice.write_port_table(ports);
       writes.fetch_add(1, std::memory_order_relaxed);
       std::this_thread::yield();  // room for whole reads between writes too, not only torn ones
     }
   });
   // Until 100 reads were taken while the writer wrote at least 20 times (or 20 s).
   std::size_t taken = 0;
-  std::vector<VlanSet> got;
+  std::vector<PortInfo> got;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while ((taken < 100 || writes.load(std::memory_order_relaxed) < 20) && std::chrono::steady_clock::now() < deadline) {
-    if (slice.read_port_vlans(got, kMaxEndpoints) != PortVlansRead::kRead) continue;  // torn: nothing taken
+    if (slice.read_port_table(got, kMaxEndpoints) != PortTableRead::kRead) continue;  // torn: nothing taken
     ++taken;
     for (const auto& v : got) ASSERT_EQ(v, got[0]) << "a read mixed two writes";
-    ASSERT_EQ(got[0].count(), 1u);
+    ASSERT_EQ(got[0].vlans.count(), 1u);
+    if (got[0].mac) {
+      std::size_t vid = 0;
+      while (vid < kVlanIdCount && !got[0].vlans.test(vid)) ++vid;
+      EXPECT_EQ(got[0].mac->bytes[5], static_cast<std::uint8_t>(vid)) << "address and VLANs from one write";
+    }
   }
   stop = true;
   writer.join();
