@@ -173,6 +173,26 @@ void Region::publish_ready() noexcept {
       .store(kRegionMagic, std::memory_order_release);
 }
 
+void Region::restamp(RegionKind kind) noexcept {
+  auto* base = payload_.data() - payload_offset();
+  RegionHeader h{};
+  h.magic = kRegionMagic;
+  h.layout_version = kRegionLayoutVersion;
+  h.header_bytes = sizeof(RegionHeader);
+  h.region_bytes = payload_offset() + payload_.size();
+  h.payload_offset = payload_offset();
+  h.payload_bytes = payload_.size();
+  h.generation = generation_;
+  h.kind = static_cast<std::uint32_t>(kind);
+  std::uint64_t words[sizeof h / 8];
+  std::memcpy(words, &h, sizeof h);
+  // Word by word (readers may look at any time), the magic last: [R0], as publish_ready,
+  // pairs with [A0] in attach().
+  for (std::size_t i = 1; i < sizeof h / 8; ++i)
+    std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(base + 8 * i)).store(words[i], std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(base)).store(words[0], std::memory_order_release);
+}
+
 sys::Result<Region, RegionError> Region::attach(const std::string& name, RegionKind kind,
                                                 std::uint64_t expected_generation, Access access) {
   using sys::Unexpected;

@@ -113,6 +113,10 @@ class Region {
 
   // Only for the creator: writes magic last, making the region attachable ([R0]).
   void publish_ready() noexcept;
+  // Only for the creator, of an object no other process writes any more: every header
+  // field written again as create() wrote it (whatever a process that mapped it read-write
+  // left there), then the magic ([R0]).
+  void restamp(RegionKind kind) noexcept;
   // This object will never unlink the name: its destructor (and a move-assignment over it)
   // only unmaps. For a process that inherited the creator's Region by fork(): the object
   // belongs to the creator, and a child that drops its copy must leave it in place.

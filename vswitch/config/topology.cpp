@@ -845,9 +845,13 @@ sys::Result<Topology, TopologyErrors> place_in_slots(const Topology* running, co
              !(running->endpoints[s].spare && names[s].empty() && (s >= 64 || ((busy >> s) & 1) == 0)))
         ++s;
       if (s == names.size()) {
+        std::uint64_t stopping = 0;
+        for (std::size_t k = 0; k < names.size() && k < 64; ++k)
+          if (running->endpoints[k].spare && names[k].empty()) stopping |= busy & (std::uint64_t{1} << k);
         std::string problem = "added, but every spare port is taken (fabric.spare_ports = ";
         problem += std::to_string(spares);
-        problem += "); adding it needs a restart of vswitchd";
+        problem += stopping != 0 ? "; the endpoint last on a spare port is still stopping: reload again once it has)"
+                                 : "); adding it needs a restart of vswitchd";
         errors.push_back(TopologyError{file.file, e.line, "endpoint " + e.name, std::move(problem)});
         continue;
       }

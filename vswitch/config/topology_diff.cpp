@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <type_traits>
 
 namespace vswitch {
@@ -193,8 +194,12 @@ std::vector<TopologyChange> topology_changes(const Topology& a, const Topology& 
     // A port's address: static in every MAC table, which vswitchd rewrites through the
     // slices (StatsSlice::write_port_table). But a running TAP's device, a running guest
     // and any generator aimed at the port were given it when they started: only a port
-    // that is off may change it without a restart of vswitchd.
-    c.endpoint(n, *j, y.line, "", "mac", x.mac, y.mac, !x.enabled);
+    // that is off, and no generator's peer, may change it without a restart of vswitchd.
+    const bool aimed_at = std::any_of(b.endpoints.begin(), b.endpoints.end(), [&](const EndpointConfig& e) {
+      const auto* g = std::get_if<GeneratorOptions>(&e.options);
+      return g != nullptr && g->peer == n;
+    });
+    c.endpoint(n, *j, y.line, "", "mac", x.mac, y.mac, !x.enabled && !aimed_at);
     // A port's VLANs: its own process is restarted on them, and every other endpoint is
     // told by vswitchd through its slice (StatsSlice::write_port_table), not its copy of
     // the file.

@@ -97,7 +97,8 @@ bool parse_capture_args(const std::vector<std::string>& args, CaptureOptions& ou
   return true;
 }
 
-int run_capture(const Topology& t, std::uint64_t generation, const CaptureOptions& o) {
+int run_capture(const Topology& t, const StatsRegion& stats, const CaptureOptions& o) {
+  const std::uint64_t generation = stats.region().generation();
   const EndpointConfig* ep = nullptr;
   for (const auto& e : t.endpoints)
     if (!e.spare && e.name == o.endpoint) ep = &e;
@@ -163,6 +164,11 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
   // to another, whose frames this must not write under this endpoint's name): the running
   // topology, read again once a second.
   const auto port = static_cast<std::size_t>(ep - t.endpoints.data());
+  // A port given to another endpoint: the count moves before that endpoint starts, so a
+  // frame it copied (taken through the capture ring's acquire load of its head, which its
+  // release store of the head pairs with, after its start) is never written here under
+  // this endpoint's name: the count is looked at after every drain, before the write.
+  const std::uint64_t holder = stats.read_daemon(port).holder;
   std::uint64_t next_look_ms = sys::monotonic_ms() + 1000;
   bool removed = false;
   const auto still_here = [&] {
@@ -198,6 +204,10 @@ int run_capture(const Topology& t, std::uint64_t generation, const CaptureOption
       continue;
     }
     idle_wait = std::chrono::milliseconds(kCaptureWaitMs);
+    if (stats.read_daemon(port).holder != holder) {
+      removed = true;  // these frames may be the port's next endpoint's: not written
+      break;
+    }
     ok = write_all(fd, out, error);
     if (ok) written += got;
   }

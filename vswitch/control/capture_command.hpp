@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vswitch/config/topology.hpp"
+#include "vswitch/observability/stats.hpp"
 
 namespace vswitch {
 
@@ -22,9 +23,9 @@ struct CaptureOptions {
 // Parses the capture command's own arguments; an error says which one is wrong.
 [[nodiscard]] bool parse_capture_args(const std::vector<std::string>& args, CaptureOptions& out, std::string& error);
 
-// Runs the capture against the switch of generation `generation` (its stats object's);
-// returns vswitchctl's exit status: 0 done, 1 the capture could not start or its output
-// failed, 2 a usage error.
-[[nodiscard]] int run_capture(const Topology& topology, std::uint64_t generation, const CaptureOptions& options);
+// Runs the capture against the switch whose stats object is `stats`; returns vswitchctl's
+// exit status: 0 done, 1 the capture could not start, its output failed or a reload
+// removed the endpoint, 2 a usage error.
+[[nodiscard]] int run_capture(const Topology& topology, const StatsRegion& stats, const CaptureOptions& options);
 
 }  // namespace vswitch

@@ -339,6 +339,7 @@ struct Child {
   std::uint64_t incarnations = 0;
   std::uint64_t hung = 0;
   std::string name;  // the endpoint it runs (or last ran): a port whose endpoint was removed is spare
+  std::uint64_t holder = 0;  // times a reload gave the port to an endpoint added (DaemonState::holder)
 };
 
 class Daemon {
@@ -828,6 +829,7 @@ void Daemon::publish_state(std::size_t i, EndpointState s) {
   d.last_exit = static_cast<std::uint64_t>(static_cast<std::uint32_t>(children_[i].last_exit));
   d.started_unix_ms = sys::unix_ms();
   d.hung = children_[i].hung;
+  d.holder = children_[i].holder;
   stats_->write_daemon(i, d);
 }
 
@@ -1207,7 +1209,9 @@ Daemon::Step Daemon::apply(Topology next, const std::vector<TopologyChange>& cha
     // Its process is gone (checked above): nothing else writes the slice. Its bit is set
     // in `disabled_` (a spare port is off) until the new endpoint is up.
     if (StatsSlice* s = stats_->slice(i)) s->reset_for_new_endpoint(disabled_);
+    if (i < captures_.size()) captures_[i].restamp(shm::RegionKind::kCapture);
     Child& c = children_[i];
+    ++c.holder;
     c.restarts = 0;
     c.hung = 0;
     c.last_exit = 0;

@@ -275,7 +275,9 @@ std::unique_ptr<Frontend> EndpointProcess::make_frontend(const EndpointCounters&
         if (!o.peer.empty() && p.name == o.peer && p.mac) c.destination = *p.mac;
       c.sizes = o.sizes;
       c.rate_fps = o.rate_fps;
-      c.join_streams_midway = a_.restarts != 0;  // frames lost meanwhile were counted by senders
+      // Frames lost meanwhile were counted by senders; and a port turned on (or taken by an
+      // endpoint added) joins its peers' streams where they are, not at their start.
+      c.join_streams_midway = a_.restarts != 0 || a_.fresh;
       return std::make_unique<GeneratorFrontend>(c, sys::load_block<GeneratorCounters>(initial.frontend));
     }
   }

@@ -589,7 +589,8 @@ int usage(FILE* f) {
       "            or on SIGINT/SIGTERM, and says on standard error how many frames the\n"
       "            endpoint could not copy for lack of room in its capture ring. The only\n"
       "            command that writes: it needs write access to the capture object\n"
-      "            (/dev/shm/vswitch.NAME.capture.ENDPOINT, vswitchd's, mode 0600), and\n"
+      "            (/dev/shm/vswitch.NAME.capture.KEY, vswitchd's, mode 0600; KEY: the\n"
+      "            endpoint's name, or the spare port's key it took), and\n"
       "            one capture per endpoint runs at a time. Forwarding never waits for it.\n"
       "  reload    has vswitchd read its file again (the one it runs; FILE names the\n"
       "            switch), as SIGHUP does, and says what came of it.\n"
@@ -753,7 +754,7 @@ int run(int argc, char** argv) {
     std::fwrite(running->source.data(), 1, running->source.size(), stdout);
     return std::fflush(stdout) == 0 && std::ferror(stdout) == 0 ? 0 : 1;
   }
-  if (command == "capture") return run_capture(topo_in_force, stats.value().region().generation(), capture);
+  if (command == "capture") return run_capture(topo_in_force, stats.value(), capture);
   if (command == "reload") return json ? usage(stderr) : run_reload(topo_in_force, stats.value());
   if (command == "link") return run_link(topo_in_force, stats.value(), link_args[0], link_args[1] == "down");
   Ctl ctl{topo_in_force, stats.value(), json};

@@ -923,8 +923,11 @@ bool EndpointLoop::follow_ports() {
     const std::size_t i = moved[k];
     const auto port = static_cast<PortId>(i);
     // A port that was spare, or becomes spare (in no VLAN at all): another endpoint than the
-    // one this process's topology names holds it, or will.
+    // one this process's topology names holds it, or will. Counts of what went to and
+    // came from the port start afresh with its new endpoint (vswitchctl and Prometheus
+    // show them under the new name).
     if (now[i].vlans.none() || vlans_[i].none()) relabelled_[i] = true;
+    if (vlans_[i].none() && !now[i].vlans.none()) counters_.peers[i] = PeerCounters{};
     // Addresses learned behind it in a VLAN it has left (or behind the endpoint that held
     // it before) must not draw frames to it; all go (those it keeps are learned again from
     // its next frames). First: room in the table for its static address.

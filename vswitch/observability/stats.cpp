@@ -264,12 +264,22 @@ std::span<std::uint64_t, kDeliveryJournalWords> StatsSlice::journal_words() cons
 void StatsSlice::write_counters(const EndpointCounters& c) noexcept { copy_out(counter_words(), c); }
 
 void StatsSlice::reset_for_new_endpoint(std::uint64_t peers_disabled) noexcept {
+  // The headers as create() wrote them: the last endpoint mapped them writable too.
+  std::uint64_t* h = words_of(region_);
+  store(h + 1, kStatsSliceVersion);
+  store(h + 2, endpoint_);
+  store(h + 3, fdb_capacity_);
+  store(h, kStatsSliceMagic);
+  region_.restamp(shm::RegionKind::kStatsSlice);
   write_counters(EndpointCounters{});
   write_fdb({}, 0);
   set_admin_down(false);
   for (std::uint64_t& w : journal_words()) store(&w, 0);
   for (std::size_t p = 0; p < kMaxEndpoints; ++p) set_stale_to(p, 0);
-  set_peers_disabled(peers_disabled);  // [R-OFF], and its fence_seq bump ([R-FENCE])
+  // No endpoint reads these yet: the new one is started after this (fork and exec order
+  // every store here before its first load); a vswitchctl reading meanwhile sees some
+  // words reset and some not, as it would see any endpoint's between two publications.
+  set_peers_disabled(peers_disabled);
 }
 
 EndpointCounters StatsSlice::read_counters() const noexcept { return copy_in<EndpointCounters>(counter_words()); }

@@ -65,7 +65,9 @@ struct DaemonState {
   std::uint64_t last_exit;    // wait status of the last exit (0 if none)
   std::uint64_t started_unix_ms;
   std::uint64_t hung;         // of the restarts: times the watchdog killed it as hung
-  std::uint64_t reserved;
+  // Times a reload gave the port to an endpoint added: a capture that began before the
+  // count moved is on another endpoint's port (vswitchctl capture stops).
+  std::uint64_t holder;
 };
 static_assert(sizeof(DaemonState) % 8 == 0 && std::is_trivially_copyable_v<DaemonState>);
 
@@ -241,8 +243,9 @@ class StatsSlice {
 
   // vswitchd's, for a port a reload gives to an endpoint added, while no process holds the
   // slice (the last holder's has exited): what that holder left (or scribbled) is not the
-  // new endpoint's: counters, FDB snapshot and delivery journal zeroed, link up, no
-  // stale_to word, and the mask `peers_disabled` (its fence_seq bumped).
+  // new endpoint's: the region's and slice's headers written again, counters, FDB
+  // snapshot and delivery journal zeroed, link up, no stale_to word, and the mask
+  // `peers_disabled` (its fence_seq bumped).
   void reset_for_new_endpoint(std::uint64_t peers_disabled) noexcept;
 
   // Replaces the FDB snapshot (seqlock writer; the endpoint is the one writer).
