@@ -100,7 +100,7 @@ print(' '.join(f\"{e['name']}:{r}={c}\" for e in d['endpoints'] for r, c in e['d
   wait_for 60 "every namespace's neighbour entries to settle" arp_settled
 
   # Idle: whatever the pings taught the poll windows, the first sleep ends them. The
-  # watchdog's heartbeat wakes each endpoint every 2.5 s; vswitchd reads the stats.
+  # watchdog rings each endpoint after 5 s without a heartbeat; vswitchd reads the stats.
   local pids=("$DAEMON_PID") pid
   while read -r pid; do pids+=("$pid"); done < <(ctl ports --json | python3 -c "
 import json, sys

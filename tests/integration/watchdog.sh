@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The watchdog: an idle endpoint wakes by itself to move its heartbeat and survives; a hung one
+# The watchdog: an idle endpoint, woken by vswitchd after half a timeout without a move of
+# its heartbeat, moves it and survives; a hung one
 # (SIGSTOP: alive, but it never runs again) is killed and restarted, and the others keep
 # forwarding meanwhile.
 source "$(dirname "$0")/lib.sh"
@@ -11,8 +12,8 @@ grep -q '^watchdog_ms = 1000$' "$WORK/watchdog.toml" || fail "could not write th
 start_daemon "$WORK/watchdog.toml"
 ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.3 >/dev/null || fail "ping a -> c"
 
-# Idle: c wakes four times per watchdog timeout, so its sleeps go on counting, and it is
-# never taken for hung.
+# Idle: vswitchd rings c after half a watchdog timeout without a move, so its sleeps go on
+# counting, and it is never taken for hung.
 sleeps() { stat c 'e["sleeps"]'; }
 first=$(sleeps)
 woken() { (($(sleeps) >= first + 3)); }

@@ -10,7 +10,7 @@
 //              learned addresses one port may hold in a MAC table, so a flood of source
 //              addresses from one port cannot fill the table for the others,
 //              watchdog_ms = 10000 (0 or 100..3600000; 0: off): an endpoint that makes no
-//              progress for this long (an idle one wakes four times per timeout) is
+//              progress for this long (vswitchd rings an idle one after half of it) is
 //              hung: vswitchd kills and restarts it; an endpoint's poll_us must stay
 //              below a quarter of it,
 //              endpoint_uid_base = 60600 (0 or 1..2147483583; 0: off): when vswitchd runs

@@ -328,6 +328,7 @@ struct Child {
   std::uint64_t heartbeat = 0;
   std::uint64_t moved_ms = 0;
   bool killed_hung = false;  // SIGKILLed by the watchdog; reap() says so
+  bool rung = false;         // the watchdog rang its doorbell since its heartbeat last moved
   bool reconfigure = false;  // stopped by a reload: started again at once, not counted as a restart
   bool disabling = false;    // stopped because a reload turned it off: not started again
   bool fresh = false;        // its next start follows a time disabled (EndpointProcessArgs::fresh)
@@ -1333,6 +1334,16 @@ std::uint64_t Daemon::watch(std::uint64_t now) {
     if (beat != c.heartbeat) {
       c.heartbeat = beat;
       c.moved_ms = now;
+      c.rung = false;
+    } else if (now - c.moved_ms >= timeout / 2 && now - c.moved_ms < timeout && !c.rung) {
+      // Idle for half the timeout: an idle endpoint sleeps until something wakes it, so
+      // the watchdog does, once, through vswitchd's own non-blocking write end of its
+      // doorbell (a full pipe already holds a wake-up); a live endpoint's pass and sleep
+      // then move the heartbeat well before the timeout. Idle endpoints so wake once per
+      // half timeout at most, not on a timer of their own.
+      const char b = 1;
+      (void)!::write(wake_ends_[i].get(), &b, 1);
+      c.rung = true;
     } else if (now - c.moved_ms >= timeout) {
       say("endpoint %s (pid %d) is hung: no progress in %llu ms; killing it",
           name_of(i).c_str(), c.pid, static_cast<unsigned long long>(now - c.moved_ms));

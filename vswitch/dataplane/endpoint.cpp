@@ -1229,14 +1229,9 @@ bool EndpointLoop::sleep(bool timed) {
   epoll_event events[4];
   int timeout_ms = -1;
   if (timeout_ns >= 0) timeout_ms = static_cast<int>((timeout_ns + 999'999) / 1'000'000);
-  // The heartbeat vswitchd's watchdog reads is this loop's passes and sleeps: an idle
-  // endpoint wakes four times per watchdog timeout (one wakeup every 2.5 s by default) to
-  // show it is alive, so the watchdog never has to write into a descriptor an endpoint
-  // shares (an endpoint could make such a write block, and vswitchd with it).
-  if (const std::uint32_t wd = res_.topology->switch_config.watchdog_ms; wd != 0) {
-    const int beat_ms = static_cast<int>(wd / 4 != 0 ? wd / 4 : 1);
-    if (timeout_ms < 0 || timeout_ms > beat_ms) timeout_ms = beat_ms;
-  }
+  // The heartbeat vswitchd's watchdog reads is this loop's passes and sleeps. An idle
+  // endpoint sleeps until woken: the watchdog rings its doorbell after half a timeout
+  // without a move (Daemon::watch), and the pass that wakes it moves the heartbeat.
   int n;
   const std::uint64_t slept_from = now_ns();
   do {
