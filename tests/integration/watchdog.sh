@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The watchdog: an idle endpoint, woken by vswitchd after half a timeout without a move of
 # its heartbeat, moves it and survives; a hung one
-# (SIGSTOP: alive, but it never runs again) is killed and restarted, and the others keep
-# forwarding meanwhile.
+# (SIGSTOP: alive, but it never runs again) is killed and restarted, the others keep
+# forwarding meanwhile, and the restarted one, idle, survives too.
 source "$(dirname "$0")/lib.sh"
 source "$HERE/three_ns_env.sh"
 require_root
@@ -33,6 +33,16 @@ wait_for 15 "the watchdog to restart c" restarted
 grep -q "endpoint c (pid $victim) is hung" "$WORK/vswitchd.log" || fail "no log line for the hung endpoint"
 grep -q "endpoint c (pid $victim) killed by signal 9.*by the watchdog (hung)" "$WORK/vswitchd.log" ||
   fail "the restart does not say the watchdog killed it"
+# The restarted c, left idle, is woken like any other and kept: the ring its predecessor
+# got before it was killed is not the new process's own (a carried-over ring left every
+# restarted endpoint unrung, so killed as hung at each idle timeout).
+first=$(sleeps)
+wait_for 10 "the restarted c, idle, to wake three times" woken
+restarts=$(ctl ports --json | python3 -c "
+import json, sys
+p = next(p for p in json.load(sys.stdin)['ports'] if p['name'] == 'c')
+print(p['restarts'], p['hung'])")
+[[ $restarts == "1 1" ]] || fail "the restarted c was taken for hung while idle (restarts, hung: $restarts)"
 ip netns exec vsit-a ping -c 3 -i 0.1 -W 2 -q 10.78.0.3 >/dev/null || fail "no traffic to c after its restart"
 ctl ports | grep -q "1/1hung" || fail "vswitchctl ports does not show the hung restart"
 pass "idle endpoints woken and kept; a stopped endpoint killed by the watchdog and restarted"

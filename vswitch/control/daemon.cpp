@@ -964,6 +964,10 @@ void Daemon::endpoint_ready(std::size_t i) {
   c.up = true;
   c.heartbeat = heartbeat(i);
   c.moved_ms = sys::monotonic_ms();
+  // A new process: the last one's ring (always set when the watchdog killed it) is not
+  // this one's, which would otherwise never be rung while idle and so be killed as hung
+  // at its first idle timeout, and again at every later one.
+  c.rung = false;
   // A port just turned on: up, and what waited in its channels dropped as stale; from now
   // on its peers send to it (before the state says up, which vswitchctl reload waits for).
   if (((disabled_ >> i) & 1) != 0 && topo_.endpoints[i].enabled) {
@@ -1318,12 +1322,12 @@ std::uint64_t Daemon::heartbeat(std::size_t i) const {
 
 // A hung endpoint is as bad as a crashed one (a peer's frames to it wait for the stall
 // timeout, its VM or namespace is cut off), and nothing else would notice it: its process
-// is alive. Its heartbeat moves with every pass that did work and every sleep, and an
-// idle endpoint wakes from its sleep four times per timeout (EndpointLoop::sleep), so a
+// is alive. Its heartbeat moves with every pass that did work and every sleep, and the
+// watchdog rings an idle endpoint's doorbell after half the timeout without a move, so a
 // heartbeat silent for the whole timeout means a hung endpoint: it is killed (SIGKILL: a
 // hung process may not act on SIGTERM) and restarted like any endpoint that died. The
-// watchdog only reads: it never writes into a descriptor an endpoint also holds, which
-// that endpoint could make block.
+// watchdog writes only into vswitchd's own non-blocking write end of the doorbell, which
+// no endpoint can make block.
 std::uint64_t Daemon::watch(std::uint64_t now) {
   const std::uint64_t timeout = topo_.switch_config.watchdog_ms;
   if (timeout == 0) return 0;
