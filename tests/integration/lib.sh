@@ -1,6 +1,11 @@
 # Shared helpers for the integration tests (sourced). Each test creates its own network
 # namespaces and switch, and removes them on exit, whatever happens.
 set -euo pipefail
+# The system's programs first: the tests run the Debian packages scripts/setup.sh installs
+# (python3, iperf3, tshark, QEMU), never a per-user shim placed ahead of them on PATH (a
+# pyenv shim costs about a second per python3 start, and stretches every window a test
+# measures across several reads of `vswitchctl stats`).
+PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${VSWITCH_BIN:-$ROOT/build/bin}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -7,6 +7,7 @@ source "$(dirname "$0")/lib.sh"
 source "$HERE/three_ns_env.sh"
 require_root
 setup_three
+static_neighbours  # every frame between the namespaces is one this test sent
 start_daemon "$HERE/three-ns.toml"
 ip netns exec vsit-a ping -c 1 -W 2 -q 10.78.0.2 >/dev/null || fail "ping a -> b"
 wait_for 5 "counters to settle" stat_is b 'e["peers"]["a"]["in_frames"]' -gt 0

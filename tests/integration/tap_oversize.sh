@@ -10,6 +10,7 @@ source "$(dirname "$0")/lib.sh"
 source "$HERE/three_ns_env.sh"
 require_root
 setup_three
+static_neighbours  # every frame between the namespaces is one this test sent
 sed 's/^\[fabric\]$/[fabric]\nmax_frame = 1514/' "$HERE/three-ns.toml" >"$WORK/small-frames.toml"
 grep -q '^max_frame = 1514$' "$WORK/small-frames.toml" || fail "could not set max_frame"
 start_daemon "$WORK/small-frames.toml"
@@ -40,7 +41,7 @@ while True:
     n += len(d)
 open("'"$WORK"'/tcp_bytes", "w").write(str(n))' &
 sink=$!
-sleep 0.3
+wait_for 10 "the TCP sink in b" ip netns exec vsit-b sh -c 'ss -ltn | grep -q 10.78.0.2:5201'
 ip netns exec vsit-a timeout 20 python3 -c '
 import socket
 s = socket.create_connection(("10.78.0.2", 5201), timeout=20)
