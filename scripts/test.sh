@@ -16,6 +16,10 @@
 # Every stage runs; the script fails at the end if any stage failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The system's programs first: every stage runs the Debian packages scripts/setup.sh
+# installs, never a per-user shim placed ahead of them on PATH (a pyenv shim for python3
+# costs about a second a start, and the tests start it hundreds of times).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 jobs=$(nproc)
 failed=()
 
