@@ -51,6 +51,23 @@ vm_boot() {
   VM_PID=$!
 }
 
+# vm_console_wait CONSOLE TEXT SECONDS: waits for TEXT on a guest's console file. Returns 0
+# once it is there, 1 when the guest's command ended without it (VMTEST-RC on the
+# console), 2 after SECONDS.
+vm_console_wait() {
+  local console=$1 text=$2 deadline=$((SECONDS + $3))
+  until grep -a -q -- "$text" "$console"; do
+    if grep -a -q "VMTEST-RC" "$console"; then
+      # The command may have printed TEXT and ended between the two reads: its last line
+      # and its status come milliseconds apart. Ended, the console is final: read again.
+      grep -a -q -- "$text" "$console" && return 0
+      return 1
+    fi
+    ((SECONDS < deadline)) || return 2
+    sleep 0.2
+  done
+}
+
 # vm_rc DIR NAME SECONDS: prints the guest's command status once it has finished;
 # returns 1 (printing nothing) if it did not within SECONDS.
 vm_rc() {

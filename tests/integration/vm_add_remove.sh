@@ -59,17 +59,6 @@ sh -c '$wait_carrier' _ 0 || exit 12
 echo VMTEST-DETACHED
 exit 0" "$(vhost_netdev "$WORK/vm1.sock")" 2>"$WORK/vm1.qemu"
 QEMUS+=("$VM_PID")
-console_has() {  # console_has TEXT SECONDS: waits for TEXT on the guest's console; fails on its exit
-  local deadline=$((SECONDS + $2))
-  until grep -a -q "$1" "$WORK/vm1.console"; do
-    if grep -a -q "VMTEST-RC" "$WORK/vm1.console"; then
-      tail -20 "$WORK/vm1.console" >&2
-      fail "the guest stopped before \"$1\": $(grep -a -o 'VMTEST-RC=[0-9]*' "$WORK/vm1.console")"
-    fi
-    ((SECONDS < deadline)) || { tail -20 "$WORK/vm1.console" >&2; fail "no \"$1\" from the guest within $2 s"; }
-    sleep 0.2
-  done
-}
 console_has "VMTEST-REACHED" 300
 ip netns exec vsadd-h ping -c 2 -i 0.2 -W 2 -q 10.81.0.1 >/dev/null || fail "the namespace does not reach the guest"
 [[ $(pid_of host) == "$host_pid" ]] || fail "the TAP port restarted"

@@ -13,3 +13,15 @@ stop_guests() {
   for p in "${QEMUS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 trap 'stop_guests; cleanup' EXIT
+
+# console_has TEXT SECONDS [GUEST]: waits for TEXT on a guest's console ($WORK/GUEST.console,
+# vm1 unless named, vm-lib.sh's vm_console_wait); fails, with the console's tail, when the
+# guest's command ended without it (VMTEST-RC) or after SECONDS.
+console_has() {
+  local console="$WORK/${3:-vm1}.console" rc=0
+  vm_console_wait "$console" "$1" "$2" || rc=$?
+  ((rc == 0)) && return 0
+  tail -20 "$console" >&2
+  ((rc == 1)) && fail "the guest stopped before \"$1\": $(grep -a -o 'VMTEST-RC=[0-9]*' "$console")"
+  fail "no \"$1\" from the guest within $2 s"
+}

@@ -59,18 +59,6 @@ sh -c '$reach' _ 10.80.0.3 || exit 17
 exit 0" "$(vhost_netdev "$WORK/vm1.sock")" 2>"$WORK/vm1.qemu"
 QEMUS+=("$VM_PID")
 
-# console_has TEXT SECONDS: waits for TEXT on the guest's console; fails on its exit.
-console_has() {
-  local deadline=$((SECONDS + $2))
-  until grep -a -q "$1" "$WORK/vm1.console"; do
-    if grep -a -q "VMTEST-RC" "$WORK/vm1.console"; then
-      tail -20 "$WORK/vm1.console" >&2
-      fail "the guest stopped before \"$1\": $(grep -a -o 'VMTEST-RC=[0-9]*' "$WORK/vm1.console")"
-    fi
-    ((SECONDS < deadline)) || { tail -20 "$WORK/vm1.console" >&2; fail "no \"$1\" from the guest within $2 s"; }
-    sleep 0.2
-  done
-}
 console_has "VMTEST-REACHED carrier 1" 300
 connections() { stat vm1 'e["vu_connections"]'; }
 c0=$(connections)
