@@ -2,11 +2,13 @@
 # The watchdog: an idle endpoint, woken by vswitchd after half a timeout without a move of
 # its heartbeat, moves it and survives; a hung one
 # (SIGSTOP: alive, but it never runs again) is killed and restarted, the others keep
-# forwarding meanwhile, and the restarted one, idle, survives too.
+# forwarding meanwhile, and the restarted one, idle, survives too; vswitchd held up past
+# the timeout rings idle endpoints before it takes their silence for a hang.
 source "$(dirname "$0")/lib.sh"
 source "$HERE/three_ns_env.sh"
 require_root
 setup_three
+static_neighbours  # no ARP: nothing but the watchdog's rings wakes an idle endpoint
 sed 's/^name = "it3"$/name = "it3"\nwatchdog_ms = 1000/' "$HERE/three-ns.toml" >"$WORK/watchdog.toml"
 grep -q '^watchdog_ms = 1000$' "$WORK/watchdog.toml" || fail "could not write the test topology"
 start_daemon "$WORK/watchdog.toml"
@@ -20,6 +22,21 @@ woken() { (($(sleeps) >= first + 3)); }
 wait_for 10 "idle c to wake three times" woken
 hung=$(ctl ports --json | python3 -c "import json,sys; print(sum(p['hung'] + p['restarts'] for p in json.load(sys.stdin)['ports']))")
 [[ $hung == 0 ]] || fail "an idle endpoint was restarted ($hung)"
+
+# vswitchd itself held up (SIGSTOP) for twice the timeout while every endpoint idles: at
+# its next look each has been silent past the timeout without ever being rung, and is
+# rung first, not killed; all three wake, and none is taken for hung.
+sleeps_all() { ctl stats --json | python3 -c "
+import json, sys
+print(' '.join(str(e['sleeps']) for e in json.load(sys.stdin)['endpoints']))"; }
+read -r sa sb sc < <(sleeps_all)
+kill -STOP "$DAEMON_PID"
+sleep 2  # the time vswitchd does not run, not a wait for an event
+kill -CONT "$DAEMON_PID"
+all_woke() { local a b c; read -r a b c < <(sleeps_all); ((a > sa && b > sb && c > sc)); }
+wait_for 10 "every endpoint to wake after vswitchd's stop" all_woke
+hung=$(ctl ports --json | python3 -c "import json,sys; print(sum(p['hung'] + p['restarts'] for p in json.load(sys.stdin)['ports']))")
+[[ $hung == 0 ]] || fail "idle endpoints were killed after vswitchd was held up ($hung hung or restarted)"
 
 # Hung: stopped, c never answers; the watchdog kills it (SIGKILL reaches a stopped process).
 victim=$(pid_of c)

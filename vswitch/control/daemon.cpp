@@ -329,6 +329,7 @@ struct Child {
   std::uint64_t moved_ms = 0;
   bool killed_hung = false;  // SIGKILLed by the watchdog; reap() says so
   bool rung = false;         // the watchdog rang its doorbell since its heartbeat last moved
+  std::uint64_t rung_ms = 0;  // when (while rung)
   bool reconfigure = false;  // stopped by a reload: started again at once, not counted as a restart
   bool disabling = false;    // stopped because a reload turned it off: not started again
   bool fresh = false;        // its next start follows a time disabled (EndpointProcessArgs::fresh)
@@ -1324,10 +1325,10 @@ std::uint64_t Daemon::heartbeat(std::size_t i) const {
 // timeout, its VM or namespace is cut off), and nothing else would notice it: its process
 // is alive. Its heartbeat moves with every pass that did work and every sleep, and the
 // watchdog rings an idle endpoint's doorbell after half the timeout without a move, so a
-// heartbeat silent for the whole timeout means a hung endpoint: it is killed (SIGKILL: a
-// hung process may not act on SIGTERM) and restarted like any endpoint that died. The
-// watchdog writes only into vswitchd's own non-blocking write end of the doorbell, which
-// no endpoint can make block.
+// heartbeat silent for the whole timeout, and for half of it since the ring, means a
+// hung endpoint: it is killed (SIGKILL: a hung process may not act on SIGTERM) and
+// restarted like any endpoint that died. The watchdog writes only into vswitchd's own
+// non-blocking write end of the doorbell, which no endpoint can make block.
 std::uint64_t Daemon::watch(std::uint64_t now) {
   const std::uint64_t timeout = topo_.switch_config.watchdog_ms;
   if (timeout == 0) return 0;
@@ -1339,16 +1340,22 @@ std::uint64_t Daemon::watch(std::uint64_t now) {
       c.heartbeat = beat;
       c.moved_ms = now;
       c.rung = false;
-    } else if (now - c.moved_ms >= timeout / 2 && now - c.moved_ms < timeout && !c.rung) {
-      // Idle for half the timeout: an idle endpoint sleeps until something wakes it, so
-      // the watchdog does, once, through vswitchd's own non-blocking write end of its
-      // doorbell (a full pipe already holds a wake-up); a live endpoint's pass and sleep
-      // then move the heartbeat well before the timeout. Idle endpoints so wake once per
-      // half timeout at most, not on a timer of their own.
-      const char b = 1;
-      (void)!::write(wake_ends_[i].get(), &b, 1);
-      c.rung = true;
-    } else if (now - c.moved_ms >= timeout) {
+    } else if (!c.rung) {
+      if (now - c.moved_ms >= timeout / 2) {
+        // Idle for half the timeout: an idle endpoint sleeps until something wakes it, so
+        // the watchdog does, once, through vswitchd's own non-blocking write end of its
+        // doorbell (a full pipe already holds a wake-up); a live endpoint's pass and sleep
+        // then move the heartbeat well before the timeout. Idle endpoints so wake once
+        // per half timeout at most, not on a timer of their own. Rung late (vswitchd
+        // itself did not run for half the timeout: a starved or stopped daemon), it is
+        // still rung first: silence it was never asked to break is not a hang.
+        const char b = 1;
+        (void)!::write(wake_ends_[i].get(), &b, 1);
+        c.rung = true;
+        c.rung_ms = now;
+      }
+    } else if (now - c.moved_ms >= timeout && now - c.rung_ms >= timeout / 2) {
+      // Silent for the whole timeout, and for half of it since it was rung.
       say("endpoint %s (pid %d) is hung: no progress in %llu ms; killing it",
           name_of(i).c_str(), c.pid, static_cast<unsigned long long>(now - c.moved_ms));
       c.killed_hung = true;
