@@ -56,8 +56,9 @@ wait_exit "$cap" 20 || fail "capture a failed: $(cat "$WORK/both.err")"
 wait_exit "$ref" 20 || fail "the reference tshark failed: $(cat "$WORK/ref.err")"
 grep -q "40 frames written; endpoint a copied 40, missed 0" "$WORK/both.err" ||
   fail "capture a's summary: $(cat "$WORK/both.err")"
-# The same frames: type, sequence, length, addresses and payload bytes, in order. The
-# reference sees them on the namespace's side of the TAP; ours on the switch's.
+# The same frames: type, sequence, length, addresses and payload bytes, in order within
+# each direction. The reference sees them on the namespace's side of the TAP; ours on the
+# switch's.
 cols=(-e frame.len -e eth.src -e eth.dst -e ip.src -e ip.dst -e icmp.type -e icmp.seq -e data.data)
 fields "$WORK/ref.pcapng" "${cols[@]}" >"$WORK/ref.txt"
 fields "$WORK/a.pcapng" "${cols[@]}" >"$WORK/a.txt"

@@ -7,7 +7,8 @@ setup_three() {
 
 # static_neighbours: each namespace knows the others' addresses for good (nud permanent),
 # for a test that counts every frame between them: no ARP at all, so no kernel
-# re-validating an entry (a unicast probe 5 s after its last confirmation, and its answer)
+# re-validating an entry (a unicast probe delay_first_probe_time, 5 s, after the first use
+# of a stale entry, such as one learned from the peer's ARP request, and its answer)
 # crosses the switch while the test counts.
 static_neighbours() {
   local n m
