@@ -99,17 +99,32 @@ wait "$pinger" || true
 sed 's/^/  /' "$WORK/ping.out" | grep -E "transmitted|rtt"
 pass "vm1 killed $KILLS times and restarted by a reload during the pings; QEMU reconnected each time"
 
-# The guest's counters once traffic has stopped: two reports in a row that agree.
-settled() {
-  local a b
-  a=$(tr -d '\r' <"$WORK/vm1.console" | grep -a "^VMTEST-STATS" | tail -2 | head -1)
-  b=$(tr -d '\r' <"$WORK/vm1.console" | grep -a "^VMTEST-STATS" | tail -1)
-  [[ -n $a && $a == "$b" ]]
+# The counters of both ends once traffic has stopped both ways, read as one snapshot: the
+# namespace's counters, then the guest's next two lines, then the namespace's again; quiet
+# when the two lines agree and the namespace's counters did not move across them. A frame
+# either end sent or received in that time (an ARP probe re-validating a neighbour, the
+# guest's IPv6 router solicitations after its link came back) shows as a change, and the
+# check is made again; so the figures compared below were all counted at one moment.
+stats_lines() { tr -d '\r' <"$WORK/vm1.console" | grep -a "^VMTEST-STATS"; }
+ns_counters() { echo "$(ip netns exec vsit-kn cat /sys/class/net/vsit-kn/statistics/tx_packets) $(ip netns exec vsit-kn cat /sys/class/net/vsit-kn/statistics/rx_packets)"; }
+quiet() {
+  local n1 c0 deadline=$((SECONDS + 10)) lines
+  n1=$(ns_counters)
+  c0=$(stats_lines | wc -l)
+  until (( $(stats_lines | wc -l) >= c0 + 3 )); do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+  NS_COUNTS=$(ns_counters)
+  # Lines c0+1 and c0+2: both printed after the first read (line c0 may have been
+  # half-written then), and complete, since line c0+3 follows them.
+  mapfile -t lines < <(stats_lines | sed -n "$((c0 + 1)),$((c0 + 2))p")
+  [[ ${lines[0]} == "${lines[1]}" && $n1 == "$NS_COUNTS" ]] || return 1
+  GUEST_STATS=${lines[1]}
 }
-wait_for 30 "the guest's counters to settle" settled
-read -r _ g_rx g_tx g_changes g_carrier < <(tr -d '\r' <"$WORK/vm1.console" | grep -a "^VMTEST-STATS" | tail -1)
-ns_tx=$(ip netns exec vsit-kn cat /sys/class/net/vsit-kn/statistics/tx_packets)
-ns_rx=$(ip netns exec vsit-kn cat /sys/class/net/vsit-kn/statistics/rx_packets)
+wait_for 60 "both ends' counters to be still across two of the guest's reports" quiet
+read -r _ g_rx g_tx g_changes g_carrier <<<"$GUEST_STATS"
+read -r ns_tx ns_rx <<<"$NS_COUNTS"
 echo "  namespace sent $ns_tx, guest received $g_rx; guest sent $g_tx, namespace received $ns_rx"
 echo "  guest link: $g_changes carrier changes, carrier $g_carrier"
 drops=$(ctl stats --json | python3 -c "
