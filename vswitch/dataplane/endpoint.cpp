@@ -1163,7 +1163,9 @@ void EndpointLoop::publish_stats(bool force_fdb) {
   if (res_.stats == nullptr) return;
   res_.stats->write_counters(counters_);
   const MacTableCounters& m = counters_.mac;
-  const std::uint64_t version = m.learned + m.moved + m.aged + m.entries;
+  // Every change to the table moves one of these (an eviction for a static entry leaves
+  // the number of entries as it was).
+  const std::uint64_t version = m.learned + m.moved + m.aged + m.entries + m.evicted_for_static;
   if (force_fdb || version != fdb_version_ || t - fdb_published_ns_ >= kFdbPeriodNs) {
     const auto entries = table_.entries(now_ms_);
     res_.stats->write_fdb(entries, table_.size());

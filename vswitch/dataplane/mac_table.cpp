@@ -90,6 +90,7 @@ bool MacTable::add_static(const MacAddress& mac, PortId port, std::uint16_t vlan
       if (slots_[i].used && !slots_[i].entry.is_static) victim = i;
     if (victim == slots_.size()) return false;
     erase_at(victim);  // learned again from its next frame, if its port still holds it
+    ++counters_.evicted_for_static;
   }
   insert(MacEntry{mac, port, vlan, true, 0});
   return true;

@@ -10,18 +10,23 @@
 
 namespace vswitch {
 
-#define VSWITCH_MAC_TABLE_COUNTERS(X, G)                                                      \
+#define VSWITCH_MAC_TABLE_COUNTERS(X, G)                                                     \
   G(entries, "entries in the table now (static and learned)")                                \
   X(learned, "source addresses learned")                                                     \
   X(moved, "learned addresses that moved to another port")                                   \
   X(move_damped, "moves refused: the address moved too recently (flapping)")                 \
   X(aged, "learned addresses aged out")                                                      \
-  X(refused_multicast, "group or zero source addresses, never learned (frames with a group "   \
-                       "source are dropped before: drop group_source_mac)")                  \
+  X(refused_multicast,                                                                       \
+    "group or zero source addresses, never learned (frames with a group "                    \
+    "source are dropped before: drop group_source_mac)")                                     \
   X(refused_static, "sources claiming another port's static address (the frame is dropped)") \
   X(refused_full, "addresses not learned because the table was full")                        \
-  X(refused_port_limit, "addresses not learned (or not moved) because their port already "   \
-                        "had switch.max_macs_per_port learned addresses")
+  X(refused_port_limit,                                                                      \
+    "addresses not learned (or not moved) because their port already "                       \
+    "had switch.max_macs_per_port learned addresses")                                        \
+  X(evicted_for_static,                                                                      \
+    "learned addresses removed from a full table to make room for a "                        \
+    "static one (learned again from their next frame)")
 struct MacTableCounters {
   VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_FIELD, VSWITCH_COUNTER_FIELD)
   static constexpr sys::CounterName kNames[] = {VSWITCH_MAC_TABLE_COUNTERS(VSWITCH_COUNTER_NAME, VSWITCH_GAUGE_NAME)};
