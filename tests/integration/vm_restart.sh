@@ -45,12 +45,7 @@ echo VMTEST-CARRIER-CHANGES=\$((\$(cat /sys/class/net/eth0/carrier_changes) - ch
 exit 0" "$(vhost_netdev "$WORK/vm2.sock")" 2>"$WORK/vm2.qemu"
 QEMUS+=("$VM_PID")
 
-deadline=$((SECONDS + 300))
-until grep -a -q "VMTEST-STREAMING" "$WORK/vm2.console"; do
-  grep -a -q "VMTEST-RC" "$WORK/vm2.console" && { tail -20 "$WORK/vm2.console" >&2; fail "vm2 stopped before streaming"; }
-  ((SECONDS < deadline)) || { tail -20 "$WORK/vm2.console" >&2; fail "vm2 did not reach vm1 within 300 s"; }
-  sleep 0.2
-done
+console_has VMTEST-STREAMING 300 vm2
 # A few seconds of the stream through the first vswitchd (part of the scenario, not a
 # wait for state), then vswitchd stops and starts again.
 sleep 5
