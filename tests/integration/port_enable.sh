@@ -20,6 +20,7 @@ ip netns del vspe-c 2>/dev/null || true
 ip netns add vspe-c  # no TAP: the switch makes it when c is turned on
 NAMESPACES+=(vspe-c)
 ip -n vspe-c link set lo up
+ip netns exec vspe-c sysctl -qw net.ipv6.conf.default.disable_ipv6=1  # as add_netns: no IPv6 chatter from c's TAPs
 SOCK=$WORK/sock/v.sock
 mkdir -m 0700 "$WORK/sock"
 cat >"$WORK/live.toml" <<TOML

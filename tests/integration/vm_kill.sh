@@ -116,10 +116,11 @@ quiet() {
     sleep 0.1
   done
   NS_COUNTS=$(ns_counters)
-  # Lines c0+1 and c0+2: both printed after the first read (line c0 may have been
-  # half-written then), and complete, since line c0+3 follows them.
+  # Lines c0+1 and c0+2: the guest read its counters for c0+2 after the first read here
+  # (line c0 may have been half-written then), and both are complete, since line c0+3
+  # follows them.
   mapfile -t lines < <(stats_lines | sed -n "$((c0 + 1)),$((c0 + 2))p")
-  [[ ${lines[0]} == "${lines[1]}" && $n1 == "$NS_COUNTS" ]] || return 1
+  ((${#lines[@]} == 2)) && [[ ${lines[0]} == "${lines[1]}" && $n1 == "$NS_COUNTS" ]] || return 1
   GUEST_STATS=${lines[1]}
 }
 wait_for 60 "both ends' counters to be still across two of the guest's reports" quiet

@@ -1163,8 +1163,9 @@ void EndpointLoop::publish_stats(bool force_fdb) {
   if (res_.stats == nullptr) return;
   res_.stats->write_counters(counters_);
   const MacTableCounters& m = counters_.mac;
-  // Every change to the table moves one of these (an eviction for a static entry leaves
-  // the number of entries as it was).
+  // Most changes to the table move one of these (an eviction for a static entry leaves
+  // the number of entries as it was, hence its count); the rest (a static entry moved to
+  // another port, a learned one made static) are published within kFdbPeriodNs.
   const std::uint64_t version = m.learned + m.moved + m.aged + m.entries + m.evicted_for_static;
   if (force_fdb || version != fdb_version_ || t - fdb_published_ns_ >= kFdbPeriodNs) {
     const auto entries = table_.entries(now_ms_);

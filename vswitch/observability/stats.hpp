@@ -107,8 +107,8 @@ static_assert(sizeof(StatsHeader) % 8 == 0);
 inline constexpr std::uint64_t kStatsSliceMagic = 0x3143494c53535356ULL;  // "VSSSLIC1" little-endian
 // 2: the loop block counts captures; 3: 32 drop slots; 4: the link word, the loop's link_down; 5: timed_sleeps;
 // 6: the vhost-user block's reconnect_waits and attached; 7: the delivery journal; 8: peers_disabled, stale_to;
-// 9: the ports' VLANs; 10: the ports' addresses
-inline constexpr std::uint64_t kStatsSliceVersion = 10;
+// 9: the ports' VLANs; 10: the ports' addresses; 11: the MAC block's evicted_for_static
+inline constexpr std::uint64_t kStatsSliceVersion = 11;
 
 // The port table in a slice, after the stale_to words: a seqlock word, then for each
 // possible port its VlanSet as kVlanWords words (bit v of word v / 64: VID v), then one
