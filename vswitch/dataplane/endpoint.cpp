@@ -1162,11 +1162,9 @@ void EndpointLoop::publish_stats(bool force_fdb) {
   last_stats_ns_ = t;
   if (res_.stats == nullptr) return;
   res_.stats->write_counters(counters_);
-  const MacTableCounters& m = counters_.mac;
-  // Most changes to the table move one of these (an eviction for a static entry leaves
-  // the number of entries as it was, hence its count); the rest (a static entry moved to
-  // another port, a learned one made static) are published within kFdbPeriodNs.
-  const std::uint64_t version = m.learned + m.moved + m.aged + m.entries + m.evicted_for_static;
+  // Every entry added, removed or moved is published with the next counters; the period
+  // refreshes the ages (and hides entries aged but not yet removed) while nothing changes.
+  const std::uint64_t version = table_.changes();
   if (force_fdb || version != fdb_version_ || t - fdb_published_ns_ >= kFdbPeriodNs) {
     const auto entries = table_.entries(now_ms_);
     res_.stats->write_fdb(entries, table_.size());

@@ -388,7 +388,7 @@ class EndpointLoop {
   std::uint64_t mask_fence_ = 0;  // the fence_seq the peers_disabled_ in force was loaded after
   std::uint64_t last_stats_ns_ = 0;
   std::uint64_t last_sweep_ms_ = 0;
-  std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table counters at the last FDB publish
+  std::uint64_t fdb_version_ = ~std::uint64_t{0};  // table_.changes() at the last FDB publish
   std::uint64_t fdb_published_ns_ = 0;
   sys::Fd epoll_;
   std::string fatal_;  // a system call the loop cannot go on without failed: run() returns it

@@ -53,6 +53,7 @@ void MacTable::erase_at(std::size_t i) noexcept {
   // tombstones build up and every probe still ends at the first empty slot.
   slots_[i].used = false;
   --size_;
+  ++changes_;
   if (!slots_[i].entry.is_static) --per_port_[slots_[i].entry.port];
   for (std::size_t j = (i + 1) & mask_; slots_[j].used; j = (j + 1) & mask_) {
     const std::size_t h = home(slots_[j].key);
@@ -71,6 +72,7 @@ std::size_t MacTable::insert(const MacEntry& e) {
   while (slots_[i].used) i = (i + 1) & mask_;
   slots_[i] = Slot{e, k, 0, true};
   ++size_;
+  ++changes_;
   if (!e.is_static) ++per_port_[e.port];
   return i;
 }
@@ -78,7 +80,9 @@ std::size_t MacTable::insert(const MacEntry& e) {
 bool MacTable::add_static(const MacAddress& mac, PortId port, std::uint16_t vlan) {
   if (mac.is_multicast() || mac.is_zero()) return false;
   if (auto i = find(mac, vlan)) {
-    if (!slots_[*i].entry.is_static) --per_port_[slots_[*i].entry.port];
+    const MacEntry& was = slots_[*i].entry;
+    if (!was.is_static) --per_port_[was.port];
+    if (!was.is_static || was.port != port) ++changes_;  // made static, or moved to another port
     slots_[*i].entry = MacEntry{mac, port, vlan, true, 0};
     return true;
   }
@@ -125,6 +129,7 @@ Learn MacTable::learn(const MacAddress& mac, PortId port, std::uint64_t now_ms, 
         return Learn::kRefusedPortLimit;
       }
       ++per_port_[port];
+      ++changes_;  // entries() hid the aged entry: it comes back, maybe behind another port
       s.entry = MacEntry{mac, port, vlan, false, now_ms};
       s.last_move_ms = 0;
       ++counters_.learned;
@@ -148,6 +153,7 @@ Learn MacTable::learn(const MacAddress& mac, PortId port, std::uint64_t now_ms, 
     s.entry.last_seen_ms = now_ms;
     s.last_move_ms = now_ms == 0 ? 1 : now_ms;
     ++counters_.moved;
+    ++changes_;
     return Learn::kMoved;
   }
   // A port at its share, or a full table: reclaim aged entries first (at most once a second).

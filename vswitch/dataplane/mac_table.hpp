@@ -97,6 +97,11 @@ class MacTable {
     counters_ = c;
     counters_.entries = 0;
   }
+  // How many times an entry was added, removed, or given another port, VLAN or kind
+  // (static/learned), since construction: what a published copy of entries() compares to
+  // know it is stale. A refresh (last_seen_ms only) does not count; ageing does only once
+  // the aged entry is removed (lookup, learn or sweep), as entries() already hides it.
+  [[nodiscard]] std::uint64_t changes() const noexcept { return changes_; }
   // Every live entry (for vswitchctl fdb), in table order.
   [[nodiscard]] std::vector<MacEntry> entries(std::uint64_t now_ms) const;
 
@@ -135,6 +140,7 @@ class MacTable {
   std::uint32_t max_per_port_;
   std::vector<std::uint32_t> per_port_;  // learned entries by port
   MacTableCounters counters_;
+  std::uint64_t changes_ = 0;
 };
 
 }  // namespace vswitch

@@ -175,6 +175,58 @@ TEST(MacTable, AStaticEntryTakesALearnedOnesPlaceAndCanBeRemoved) {
   EXPECT_EQ(full.counters().evicted_for_static, 0u);
 }
 
+// changes() is what the endpoint compares to republish its forwarding database: every
+// entry added, removed, moved, or made static moves it; a refresh or a refusal does not.
+// A static entry moved to another port and back (a reload) keeps the size and every
+// counter as they were, and still moves it.
+TEST(MacTable, EveryChangeToAnEntryIsCounted) {
+  MacTable t(config());
+  std::uint64_t seen = t.changes();
+  auto changed = [&] {
+    const bool moved = t.changes() != seen;
+    seen = t.changes();
+    return moved;
+  };
+  ASSERT_EQ(t.learn(mac(1), 1, 0), Learn::kLearned);
+  EXPECT_TRUE(changed()) << "learned";
+  ASSERT_EQ(t.learn(mac(1), 1, 10), Learn::kRefreshed);
+  EXPECT_FALSE(changed()) << "refreshed";
+  ASSERT_EQ(t.learn(mac(1), 2, 20), Learn::kMoved);
+  EXPECT_TRUE(changed()) << "moved";
+  ASSERT_EQ(t.learn(mac(1), 1, 30), Learn::kMoveDamped);
+  EXPECT_FALSE(changed()) << "damped";
+  ASSERT_EQ(t.learn(*MacAddress::parse("01:00:5e:00:00:01"), 1, 30), Learn::kRefusedMulticast);
+  EXPECT_FALSE(changed()) << "refused";
+  ASSERT_TRUE(t.add_static(mac(1), 2));
+  EXPECT_TRUE(changed()) << "a learned entry made static, same port";
+  ASSERT_TRUE(t.add_static(mac(1), 2));
+  EXPECT_FALSE(changed()) << "the same static entry again";
+  const std::size_t size = t.size();
+  const MacTableCounters before = t.counters();
+  ASSERT_TRUE(t.add_static(mac(1), 3));
+  EXPECT_TRUE(changed()) << "a static entry moved to another port";
+  ASSERT_TRUE(t.remove_static(mac(1), 0, 3));
+  ASSERT_TRUE(t.add_static(mac(1), 2));
+  EXPECT_TRUE(changed()) << "a static entry removed and added back behind its first port";
+  EXPECT_EQ(t.size(), size);
+  EXPECT_EQ(t.counters().learned + t.counters().moved + t.counters().aged, before.learned + before.moved + before.aged)
+      << "what no counter shows";
+  ASSERT_EQ(t.learn(mac(2), 1, 100), Learn::kLearned);
+  (void)changed();
+  EXPECT_EQ(t.lookup(mac(2), 1099), PortId{1});
+  EXPECT_FALSE(changed()) << "a lookup of a live entry";
+  ASSERT_EQ(t.learn(mac(2), 1, 1100), Learn::kLearned) << "aged, then seen again on its port";
+  EXPECT_TRUE(changed()) << "entries() hid it while it was aged";
+  EXPECT_EQ(t.sweep(2100), 1u);
+  EXPECT_TRUE(changed()) << "swept";
+  ASSERT_EQ(t.learn(mac(3), 4, 2200), Learn::kLearned);
+  (void)changed();
+  EXPECT_EQ(t.forget_port(4), 1u);
+  EXPECT_TRUE(changed()) << "forgotten with its port";
+  EXPECT_EQ(t.forget_port(4), 0u);
+  EXPECT_FALSE(changed());
+}
+
 // One port flooding random source addresses fills its own share, not the table: the
 // other ports still learn, the refusals are counted, and what the flooding port already
 // had stays.
@@ -221,6 +273,8 @@ TEST(MacTable, BehavesLikeAMapUnderRandomOperations) {
   std::mt19937_64 rng(1);
   std::uint64_t now = 0;
   std::size_t learned = 0, refused = 0, refused_port = 0;
+  std::map<std::uint64_t, PortId> placed_before;
+  std::uint64_t changes_before = t.changes();
   for (int step = 0; step < 200000; ++step) {
     now += rng() % 4;
     const std::uint32_t m = static_cast<std::uint32_t>(rng() % 200);
@@ -293,6 +347,15 @@ TEST(MacTable, BehavesLikeAMapUnderRandomOperations) {
     }
     ASSERT_EQ(t.size(), ref.size()) << step;
     for (PortId p = 0; p < 4; ++p) ASSERT_EQ(t.learned_on(p), on_port(p)) << step << " port " << p;
+    // A step that left changes() alone left every entry behind its port. entries(0)
+    // lists aged entries too: no last_seen_ms here lies before 0.
+    std::map<std::uint64_t, PortId> placed;
+    for (const MacEntry& e : t.entries(0)) placed[e.mac.bits()] = e.port;
+    if (t.changes() == changes_before) {
+      ASSERT_EQ(placed, placed_before) << step;
+    }
+    placed_before = std::move(placed);
+    changes_before = t.changes();
   }
   EXPECT_GT(learned, 1000u);  // the run exercised learning, ...
   EXPECT_GT(refused, 0u);     // ... a full table, ...
