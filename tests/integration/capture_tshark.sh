@@ -16,8 +16,8 @@ command -v tshark >/dev/null || fail "tshark is missing (scripts/setup.sh instal
 
 setup_three
 # Static neighbours: no ARP, so every frame on the wire is one this test sent.
-ip -n vsit-a neigh replace 10.78.0.2 lladdr 02:00:00:00:0a:02 nud permanent dev vsit-a
-ip -n vsit-b neigh replace 10.78.0.1 lladdr 02:00:00:00:0a:01 nud permanent dev vsit-b
+permanent_neighbour vsit-a vsit-a 10.78.0.2 02:00:00:00:0a:02
+permanent_neighbour vsit-b vsit-b 10.78.0.1 02:00:00:00:0a:01
 start_daemon "$HERE/three-ns.toml"
 
 # capture_bg NAME ARGS...: a capture in the background, its standard error in

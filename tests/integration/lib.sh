@@ -58,6 +58,15 @@ add_netns() {
   ip -n "$ns" addr add "$addr/24" dev "$ifname"
 }
 
+# permanent_neighbour NS DEV ADDRESS MAC: NS resolves ADDRESS to MAC for good (nud
+# permanent), for a test that counts every frame: no ARP, so no kernel re-validating an
+# entry (a unicast probe delay_first_probe_time, 5 s, after the first use of a stale
+# entry, such as one learned from the peer's ARP request, and its answer) crosses the
+# switch while the test counts.
+permanent_neighbour() {
+  ip -n "$1" neigh replace "$3" lladdr "$4" nud permanent dev "$2"
+}
+
 ctl() { "$BIN/vswitchctl" --config "$CONFIG" "$@"; }
 
 all_up() { all_up_of "$CONFIG"; }

@@ -87,13 +87,12 @@ state_of() { ctl ports --json | python3 -c "
 import json, sys
 print(next(p['state'] for p in json.load(sys.stdin)['ports'] if p['name'] == '$1'))"; }
 c_tap() { ip -n vspe-c link show vspe-c >/dev/null 2>&1; }
-# Every namespace knows the others' addresses for good (nud permanent), c's included,
-# since c keeps its address and MAC each time it is made again: no ARP at all, so no
-# kernel re-validating an entry (a unicast probe 5 s after a stale entry is used, and
-# its answer) sends a frame to c while it is off, which would be a port_disabled drop
-# where the test counts none.
+# Every namespace knows the others' addresses for good (permanent_neighbour), c's
+# included, since c keeps its address and MAC each time it is made again: no ARP probe
+# is sent to c while it is off, which would be a port_disabled drop where the test
+# counts none.
 neighbour() {  # neighbour NS INDEX: NS's permanent entry for 10.79.0.INDEX
-  ip -n "$1" neigh replace "10.79.0.$2" lladdr "02:00:00:00:0b:0$2" nud permanent dev "$1"
+  permanent_neighbour "$1" "$1" "10.79.0.$2" "02:00:00:00:0b:0$2"
 }
 neighbour vspe-a 2; neighbour vspe-a 3
 neighbour vspe-b 1; neighbour vspe-b 3
