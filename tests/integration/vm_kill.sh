@@ -106,7 +106,10 @@ pass "vm1 killed $KILLS times and restarted by a reload during the pings; QEMU r
 # guest's IPv6 router solicitations after its link came back) shows as a change, and the
 # check is made again; so the figures compared below were all counted at one moment.
 stats_lines() { tr -d '\r' <"$WORK/vm1.console" | grep -a "^VMTEST-STATS"; }
-ns_counters() { echo "$(ip netns exec vsit-kn cat /sys/class/net/vsit-kn/statistics/tx_packets) $(ip netns exec vsit-kn cat /sys/class/net/vsit-kn/statistics/rx_packets)"; }
+ns_counters() {  # "TX RX" of the namespace's TAP, one read of each
+  local d=/sys/class/net/vsit-kn/statistics
+  ip netns exec vsit-kn cat "$d/tx_packets" "$d/rx_packets" | paste -sd' '
+}
 quiet() {
   local n1 c0 deadline=$((SECONDS + 10)) lines
   n1=$(ns_counters)
