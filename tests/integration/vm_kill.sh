@@ -26,7 +26,9 @@ cat >"$WORK/vm-kill.toml" <<TOML
 name = "itvmkill"
 [fabric]
 ring_bytes = 1048576
-stall_timeout_ms = 3000
+# 10 s: QEMU reconnects about 1 s after the hang-up, then negotiates next to a TCG vCPU;
+# a shorter wait could run out on a loaded machine and drop frames the test counts.
+stall_timeout_ms = 10000
 [[endpoint]]
 name = "ns"
 mac = "02:00:00:00:1c:01"
