@@ -11,9 +11,10 @@ source scripts/lib.sh
 soak_plot_deps  # the PNG (the soak itself skips set-up here)
 out=$WORK/soak-vm
 # Four TCG guests on a 2-core machine carry each 5 Mbit/s UDP stream at 2.4-4.6 Mbit/s per
-# 20 s run (one CI run fell to 1.98 for 30 s): the floor here is 30% of the rate, not the
-# default half, so the test judges rollover and stalls, not this machine's CPU.
-VSWITCH_BIN=$BIN VSWITCH_NO_SETUP=1 scripts/soak-vm.sh 60 --vms 4 --segment 20 --hour 30 --udp-floor 0.3 --out "$out" \
+# 20 s run (one CI run fell to 1.98 for 30 s, near a 30% floor): the floor here is 5% of
+# the rate, not the default half, so the test judges rollover and stalls, not how much CPU
+# a loaded machine leaves four emulated guests.
+VSWITCH_BIN=$BIN VSWITCH_NO_SETUP=1 scripts/soak-vm.sh 60 --vms 4 --segment 20 --hour 30 --udp-floor 0.05 --out "$out" \
   >"$WORK/soak-vm.log" 2>&1 || { tail -60 "$WORK/soak-vm.log"; fail "scripts/soak-vm.sh 60 --vms 4"; }
 for i in 0 1 2 3; do
   segs=$(tr -d '\r' <"$out/vm$i.console" | grep -c "VSOAK SEG proto=tcp .* rc=0 " || true)
