@@ -162,7 +162,9 @@ grep -q "has changed since vswitchd loaded it" "$WORK/ports.err" || fail "no not
 ctl topology 2>/dev/null >"$WORK/running.toml" || fail "vswitchctl topology exited $?"
 grep -q "^mtu = 1400$" "$WORK/running.toml" && ! grep -q "^mtu = 1300$" "$WORK/running.toml" &&
   ! grep -q "^ring_bytes = 8388608$" "$WORK/running.toml" || fail "vswitchctl topology did not print what runs"
-ip netns exec vsit-a ping -c 30 -i 0.1 -q 10.78.0.3 >/dev/null 2>&1 &
+# Pings for as long as the capture may wait (killed once it has its frames): a capture that
+# attaches late still sees two.
+ip netns exec vsit-a ping -c 200 -i 0.1 -q 10.78.0.3 >/dev/null 2>&1 &
 pinger=$!
 timeout 20 "$BIN/vswitchctl" --config "$CONFIG" capture c --count 2 -w "$WORK/c.pcapng" 2>"$WORK/capture.err" ||
   fail "capture with an edited file's ring size: $(cat "$WORK/capture.err")"
