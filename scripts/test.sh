@@ -51,7 +51,7 @@ stage "ThreadSanitizer build: concurrency tests"
 # Only the tests this stage runs are built (a TSan build finds nothing by compiling; the
 # programs and the other tests would be a third of CI's build time for nothing). The
 # test names are their targets' names.
-tsan_tests='shm_ring_lost_wakeup|shm_ring_two_process|shm_frame_ring|vswitch_endpoint|vswitch_event_log|vswitch_capture'
+tsan_tests='shm_ring_lost_wakeup|shm_ring_two_process|shm_frame_ring|vswitch_endpoint|vswitch_event_log|vswitch_capture|vswitch_stats'
 if cmake -S . -B build-tsan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANITIZE=thread \
       -DVSWITCH_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
    tsan_targets=$(cd build-tsan && ctest -N -R "$tsan_tests" | sed -n 's/^ *Test *#[0-9]*: //p') &&
@@ -65,7 +65,7 @@ if cmake -S . -B build-tsan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DVSWITCH_SANI
      ctest --output-on-failure -R 'shm_ring_lost_wakeup') || failed+=("tsan")
   (cd build-tsan && VSWITCH_STRESS_SCALE=0.05 TSAN_OPTIONS="halt_on_error=1" \
      ctest --output-on-failure -R 'shm_ring_two_process') || failed+=("tsan-two-process")
-  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure -R 'shm_frame_ring|vswitch_endpoint|vswitch_event_log|vswitch_capture') ||
+  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure -R 'shm_frame_ring|vswitch_endpoint|vswitch_event_log|vswitch_capture|vswitch_stats') ||
     failed+=("tsan-ring-endpoint")
 else
   failed+=("tsan-build")
