@@ -72,7 +72,7 @@ grep -q '^names = \["a", "b", "c", ""\]$' "$WORK/running.toml" || fail "the runn
 pass "c added during a -> b: it took a spare port alone; a and b dropped nothing, never stalled, kept their processes"
 
 b_frames=$(stat b 'e["rx_frames"] + e["tx_frames"]')
-((b_frames > 4000)) || fail "b carried only $b_frames frames"  # so that d's fresh counters (< 1000) tell
+((b_frames > 2000)) || fail "b carried only $b_frames frames"  # so that d's fresh counters (< 1000) tell
 python3 - "$WORK/live.toml" <<'PY'
 import sys
 p = sys.argv[1]

@@ -1196,7 +1196,7 @@ TEST(VhostUserNetDevice, ARestartWaitsForThePredecessorsFrontEndToReconnect) {
   FrontEnd fe2(late.path);
   late.pass();  // accepted, nothing set up
   EXPECT_EQ(late.device->deliver(checked({}, in), in, t), NetDevice::Delivery::kWaitForBuffers);
-  late.device->await_reconnect(sys::monotonic_ns());  // the deadline is now
+  late.device->await_reconnect(sys::monotonic_ns());  // the deadline is now (a second wait counted: not checked here)
   EXPECT_FALSE(late.device->awaiting_reconnect());
   EXPECT_FALSE(late.device->reconnect_deadline().has_value());
   EXPECT_EQ(late.device->deliver(checked({}, in), in, t), NetDevice::Delivery::kNoGuest);
