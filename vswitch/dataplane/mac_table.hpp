@@ -97,7 +97,7 @@ class MacTable {
     counters_ = c;
     counters_.entries = 0;
   }
-  // How many times an entry was added, removed, or given another port, VLAN or kind
+  // How many times an entry was added, removed, or given another port or kind
   // (static/learned), since construction: what a published copy of entries() compares to
   // know it is stale. A refresh (last_seen_ms only) does not count; ageing does only once
   // the aged entry is removed (lookup, learn or sweep), as entries() already hides it.

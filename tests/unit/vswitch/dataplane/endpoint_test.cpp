@@ -1163,11 +1163,7 @@ TEST(EndpointVlan, AFrameHeldForAPeerThatLeftTheVlanIsDropped) {
   TestSwitch sw(2, kTinyRings, "vlan = 10\n", {"", "vlan = 10\n"});
   ScriptedFrontend e0;
   EndpointLoop l0(sw.resources(0, -1, -1), e0);
-  // One pass fills e1's channel and holds a frame (more passes could outlast the hold).
-  for (int i = 0; i < 12; ++i) e0.to_send.push_back(vlan_record(sw.mac(1), sw.mac(0), std::nullopt, 1000, false));
-  l0.poll_once();
-  l0.publish_stats(true);
-  const EndpointCounters held = sw.counters(0);
+  const EndpointCounters held = hold_a_frame_for_e1(sw, e0, l0);
   ASSERT_LT(held.peers[1].out_frames, 12u) << "the channel never filled";
   ASSERT_EQ(held.forwarding.backpressure_waits, 1u) << "no frame held";
   sw.set_port_vlans({10, 20});
